@@ -1,0 +1,113 @@
+"""Errands' own exception tree.
+
+Lower-layer errors (git, SQLAlchemy, HTTP, the LLM SDKs) are translated into these at the
+boundary with ``raise ... from exc``, so callers and users only ever see these types. Each
+carries an HTTP status and a stable machine-readable ``code`` so the API and the CLI can
+report them the same way.
+"""
+
+from __future__ import annotations
+
+
+class ErrandsError(Exception):
+    """Base of every error Errands raises on purpose."""
+
+    code: str = "error"
+    status: int = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(ErrandsError):
+    code = "not_found"
+    status = 404
+
+
+class InvalidInput(ErrandsError):
+    code = "invalid_input"
+    status = 422
+
+
+class Conflict(ErrandsError):
+    """The request is valid but the thing it targets is not in a state that allows it."""
+
+    code = "conflict"
+    status = 409
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+
+class ConfigError(ErrandsError):
+    """A setting is missing or wrong; the message names the setting to set."""
+
+    code = "config_error"
+    status = 400
+
+
+class GitError(ErrandsError):
+    code = "git_error"
+    status = 500
+
+
+class NotAGitRepository(GitError):
+    code = "not_a_git_repository"
+    status = 422
+
+
+class MergeConflict(GitError):
+    """Squashing the task branch onto the base branch conflicts."""
+
+    code = "merge_conflict"
+    status = 409
+
+    def __init__(self, message: str, files: list[str]) -> None:
+        super().__init__(message)
+        self.files = files
+
+
+class BaseMoved(GitError):
+    """The base branch moved while we were landing a merge (a compare-and-swap lost)."""
+
+    code = "base_moved"
+    status = 409
+
+
+class DirtyWorkingTree(GitError):
+    """Landing the merge would overwrite uncommitted work in the user's checkout."""
+
+    code = "dirty_working_tree"
+    status = 409
+
+
+class LLMError(ErrandsError):
+    """The model endpoint failed (HTTP errors after retries, refused connections)."""
+
+    code = "llm_error"
+    status = 502
+
+
+class AgentOutputError(LLMError):
+    """The model kept returning output that does not validate."""
+
+    code = "agent_output_error"
+
+
+class VerificationFailed(ErrandsError):
+    code = "verification_failed"
+    status = 409
+
+
+class Cancelled(ErrandsError):
+    code = "cancelled"
+    status = 409
+
+
+class CommandError(ErrandsError):
+    """A command could not be run at all (not: it ran and exited non-zero)."""
+
+    code = "command_error"
+    status = 500
