@@ -1,0 +1,1 @@
+"""The tool-calling agent: model providers, tools, prompts, structured outputs, the loop."""

@@ -1,0 +1,189 @@
+"""Run one agent to a validated structured output, recording every step as it happens.
+
+Each model request, model response, tool call and tool result becomes an event through the
+``Recorder``; token usage is reported even when the run fails. pydantic-ai's exceptions are
+translated into ours here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+from pydantic_ai import Agent, ToolOutput
+from pydantic_ai.exceptions import (
+    AgentRunError,
+    ModelAPIError,
+    ModelHTTPError,
+    UnexpectedModelBehavior,
+    UsageLimitExceeded,
+)
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    RetryPromptPart,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from pydantic_ai.models import Model
+from pydantic_ai.usage import UsageLimits
+
+from errands.agent.tools import ToolFunction
+from errands.errors import AgentOutputError, LLMError
+
+OutputT = TypeVar("OutputT", bound=BaseModel)
+
+
+class Recorder(Protocol):
+    def event(self, kind: str, message: str, data: dict[str, Any]) -> None: ...
+    def usage(self, requests: int, input_tokens: int, output_tokens: int) -> None: ...
+    def check_cancelled(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class AgentResult(Generic[OutputT]):
+    output: OutputT
+    messages: list[ModelMessage]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    model: Model
+    max_requests: int
+    output_retries: int
+
+
+def run_agent(
+    config: AgentConfig,
+    *,
+    name: str,
+    instructions: str,
+    prompt: str,
+    output_type: type[OutputT],
+    tools: Sequence[ToolFunction],
+    recorder: Recorder,
+    message_history: Sequence[ModelMessage] | None = None,
+) -> AgentResult[OutputT]:
+    """Synchronous entry for worker threads (which have no event loop of their own)."""
+    return asyncio.run(
+        _run(config, name, instructions, prompt, output_type, tools, recorder, message_history)
+    )
+
+
+async def _run(
+    config: AgentConfig,
+    name: str,
+    instructions: str,
+    prompt: str,
+    output_type: type[OutputT],
+    tools: Sequence[ToolFunction],
+    recorder: Recorder,
+    message_history: Sequence[ModelMessage] | None,
+) -> AgentResult[OutputT]:
+    agent: Agent[None, OutputT] = Agent(
+        config.model,
+        name=name,
+        instructions=instructions,
+        output_type=ToolOutput(output_type, name="final_result", max_retries=config.output_retries),
+        tools=list(tools),
+        retries=config.output_retries,
+    )
+    run = None
+    try:
+        async with agent.iter(
+            prompt,
+            message_history=message_history,
+            usage_limits=UsageLimits(request_limit=config.max_requests),
+        ) as run:
+            async for node in run:
+                recorder.check_cancelled()
+                if Agent.is_model_request_node(node):
+                    _record_request(recorder, name, node.request)
+                elif Agent.is_call_tools_node(node):
+                    _record_response(recorder, name, node.model_response)
+            result = run.result
+            assert result is not None
+            return AgentResult(result.output, list(result.all_messages()))
+    except ModelHTTPError as exc:
+        raise LLMError(
+            f"The model endpoint answered HTTP {exc.status_code} for {exc.model_name} "
+            f"(after retries): {_short(exc.body)}"
+        ) from exc
+    except ModelAPIError as exc:
+        raise LLMError(f"The model endpoint failed: {exc.message}") from exc
+    except UsageLimitExceeded as exc:
+        raise AgentOutputError(f"The {name} agent used up its request budget: {exc}") from exc
+    except UnexpectedModelBehavior as exc:
+        raise AgentOutputError(
+            f"The {name} agent did not produce a valid result: {exc.message}"
+            + (f" ({_short(exc.body)})" if exc.body else "")
+        ) from exc
+    except AgentRunError as exc:
+        raise LLMError(f"The {name} agent failed: {exc}") from exc
+    finally:
+        if run is not None:
+            usage = run.usage()
+            recorder.usage(usage.requests, usage.input_tokens, usage.output_tokens)
+
+
+def _short(value: object, limit: int = 500) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _record_request(recorder: Recorder, agent: str, request: ModelRequest) -> None:
+    for part in request.parts:
+        if isinstance(part, UserPromptPart):
+            content = part.content if isinstance(part.content, str) else str(part.content)
+            recorder.event("agent.prompt", f"{agent}: prompt", {"agent": agent, "content": content})
+        elif isinstance(part, ToolReturnPart):
+            content = part.model_response_str()
+            recorder.event(
+                "agent.tool_result",
+                f"{agent}: {part.tool_name} returned {len(content)} characters",
+                {"agent": agent, "tool": part.tool_name, "content": content},
+            )
+        elif isinstance(part, RetryPromptPart):
+            recorder.event(
+                "agent.retry",
+                f"{agent}: asked the model to fix {part.tool_name or 'its answer'}",
+                {"agent": agent, "tool": part.tool_name, "content": part.model_response()},
+            )
+
+
+def _record_response(recorder: Recorder, agent: str, response: ModelResponse) -> None:
+    usage = response.usage
+    recorder.event(
+        "agent.response",
+        f"{agent}: model answered ({usage.input_tokens} in / {usage.output_tokens} out tokens)",
+        {
+            "agent": agent,
+            "model": response.model_name,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+        },
+    )
+    for part in response.parts:
+        if isinstance(part, TextPart) and part.content.strip():
+            recorder.event(
+                "agent.text",
+                f"{agent}: {part.content[:200]}",
+                {"agent": agent, "content": part.content},
+            )
+        elif isinstance(part, ToolCallPart):
+            try:
+                args: dict[str, Any] = part.args_as_dict() if part.args else {}
+            except ValueError:  # the model sent arguments that are not JSON
+                args = {"raw": str(part.args)}
+            recorder.event(
+                "agent.tool_call",
+                f"{agent}: {part.tool_name}({_short(args, 160)})",
+                {"agent": agent, "tool": part.tool_name, "args": args},
+            )

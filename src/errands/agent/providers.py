@@ -1,0 +1,51 @@
+"""Turn settings into a pydantic-ai model for a phase. The only place that knows providers."""
+
+from __future__ import annotations
+
+from anthropic import AsyncAnthropic
+from openai import AsyncOpenAI
+from pydantic_ai.models import Model
+from pydantic_ai.models.anthropic import AnthropicModel
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.providers.anthropic import AnthropicProvider
+from pydantic_ai.providers.openai import OpenAIProvider
+
+from errands.errors import ConfigError
+from errands.settings import Phase, Settings
+
+PROVIDERS = ("openai", "anthropic")
+
+
+def build_model(settings: Settings, phase: Phase) -> Model:
+    spec = settings.model_for(phase)
+    provider, sep, name = spec.partition(":")
+    if not sep or not name or provider not in PROVIDERS:
+        raise ConfigError(
+            f"Model {spec!r} is not of the form provider:name with provider one of "
+            f"{', '.join(PROVIDERS)} (set ERRANDS_MODEL or ERRANDS_{phase.upper()}_MODEL)."
+        )
+    # The SDK clients retry 429 and 5xx with exponential backoff and honour retry-after.
+    if provider == "openai":
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        if key is None and settings.openai_base_url is None:
+            raise ConfigError(
+                "The openai provider needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
+                "OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio)."
+            )
+        openai_client = AsyncOpenAI(
+            base_url=settings.openai_base_url,
+            # Local servers accept any key; the SDK insists on one.
+            api_key=key or "not-needed",
+            max_retries=settings.llm_max_retries,
+            timeout=settings.llm_timeout,
+        )
+        return OpenAIChatModel(name, provider=OpenAIProvider(openai_client=openai_client))
+    if settings.anthropic_api_key is None:
+        raise ConfigError("The anthropic provider needs ANTHROPIC_API_KEY.")
+    anthropic_client = AsyncAnthropic(
+        api_key=settings.anthropic_api_key.get_secret_value(),
+        base_url=settings.anthropic_base_url,
+        max_retries=settings.llm_max_retries,
+        timeout=settings.llm_timeout,
+    )
+    return AnthropicModel(name, provider=AnthropicProvider(anthropic_client=anthropic_client))

@@ -1,0 +1,557 @@
+"""The ``errands`` command line. Reads and writes the store directly (the local default)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import click
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from errands import runtime
+from errands.domain import TaskState
+from errands.errors import ErrandsError, InvalidInput
+from errands.git import Diff
+from errands.schemas import EventPublic, ProjectPublic, TaskPublic, TaskSummary
+from errands.settings import Settings
+from errands.store import Database, Job
+from errands.store import events as event_log
+from errands.workflow import actions
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Errands: hand off a programming task, answer the questions that matter, review a "
+    "stack of commits.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+project_app = typer.Typer(help="Repositories Errands works on.", no_args_is_help=True)
+task_app = typer.Typer(help="Tasks: create, list, show.", no_args_is_help=True)
+app.add_typer(project_app, name="project")
+app.add_typer(task_app, name="task")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+TaskArg = Annotated[int, typer.Argument(help="Task id.", show_default=False)]
+RESTING = {TaskState.MERGED, TaskState.CANCELLED, TaskState.FAILED}
+TASK_TEMPLATE = """\
+Title of the task on this first line
+
+## System context
+What part of the system is this about; what exists today.
+
+## Scope
+In: ...
+Out: ...
+
+## Technical specifics
+Files, APIs, constraints, conventions.
+
+## Acceptance criteria
+- ...
+"""
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@contextmanager
+def _db() -> Iterator[tuple[Settings, Database]]:
+    settings = _settings()
+    db = runtime.open_database(settings)
+    try:
+        yield settings, db
+    finally:
+        db.dispose()
+
+
+def _run(work: Callable[[Session, Settings], T]) -> T:
+    with _db() as (settings, db), db.session() as session:
+        return work(session, settings)
+
+
+def _print_json(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        text = value.model_dump_json(indent=2)
+    elif isinstance(value, list) and all(isinstance(v, BaseModel) for v in value):
+        text = json.dumps([v.model_dump(mode="json") for v in value], indent=2)
+    else:
+        text = json.dumps(value, indent=2, default=str)
+    sys.stdout.write(text + "\n")
+
+
+def _task_public(session: Session, task_id: int) -> TaskPublic:
+    task = actions.get_task(session, task_id)
+    jobs = list(session.scalars(select(Job).where(Job.task_id == task_id).order_by(Job.id)))
+    return TaskPublic.of(task, jobs)
+
+
+# -- server and worker ------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (ERRANDS_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (ERRANDS_PORT).")] = None,
+    worker: Annotated[bool, typer.Option(help="Run an embedded worker.")] = True,
+) -> None:
+    """Run the HTTP API (and an embedded worker, so this one command is enough)."""
+    import uvicorn
+
+    from errands.web.app import create_app
+
+    settings = _settings()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app_ = create_app(settings, embedded_worker=worker)
+    err.print(
+        f"Errands on http://{host or settings.host}:{port or settings.port} "
+        f"(data in {settings.home})"
+    )
+    uvicorn.run(app_, host=host or settings.host, port=port or settings.port, log_level="info")
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Run a worker that picks up jobs from the store (start as many as you like)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with _db() as (settings, db):
+        worker = runtime.build_worker(runtime.build_services(settings, db))
+        err.print(f"Worker {worker.name}: {settings.worker_concurrency} slot(s); Ctrl-C to stop")
+        try:
+            worker.run_forever()
+        except KeyboardInterrupt:
+            worker.stop()
+
+
+# -- projects ---------------------------------------------------------------------------------
+
+
+@project_app.command("add")
+def project_add(
+    origin: Annotated[str, typer.Argument(help="Path of a local git repository, or a git URL.")],
+    name: Annotated[str | None, typer.Option(help="Project name (default: directory).")] = None,
+    base_branch: Annotated[str | None, typer.Option(help="Branch to merge into.")] = None,
+    verify: Annotated[
+        list[str] | None, typer.Option("--verify", help="Verify command (repeatable).")
+    ] = None,
+    auto_execute: Annotated[
+        bool, typer.Option(help="Execute as soon as questions are answered.")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a repository; an index job learns its languages and verify commands."""
+    project = _run(
+        lambda s, settings: ProjectPublic.model_validate(
+            actions.add_project(
+                s,
+                settings,
+                origin,
+                name=name,
+                base_branch=base_branch,
+                verify_commands=verify,
+                auto_execute=auto_execute,
+            )  # fmt: skip
+        )
+    )
+    if as_json:
+        _print_json(project)
+    else:
+        out.print(
+            f"Project [bold]{project.name}[/] (id {project.id}) added; base branch "
+            f"{project.base_branch}. Indexing is queued."
+        )
+
+
+@project_app.command("list")
+def project_list(as_json: JsonOpt = False) -> None:
+    """List projects."""
+    projects = _run(
+        lambda s, _: [ProjectPublic.model_validate(p) for p in actions.list_projects(s)]
+    )
+    if as_json:
+        _print_json(projects)
+        return
+    table = Table("id", "name", "origin", "base", "files", "verify commands")
+    for p in projects:
+        table.add_row(
+            str(p.id), p.name, p.origin, p.base_branch, str(p.file_count),
+            "; ".join(p.effective_verify_commands) or "-",
+        )  # fmt: skip
+    out.print(table)
+
+
+@project_app.command("show")
+def project_show(project: str, as_json: JsonOpt = False) -> None:
+    """Show a project (by id or name)."""
+    p = _run(lambda s, _: ProjectPublic.model_validate(actions.get_project(s, project)))
+    if as_json:
+        _print_json(p)
+        return
+    out.print(f"[bold]{p.name}[/] (id {p.id}) — {p.origin}, base {p.base_branch}")
+    languages = ", ".join(f"{k} {v}" for k, v in p.languages.items()) or "-"
+    out.print(f"Files: {p.file_count}; languages: {languages}")
+    out.print(f"Detected commands: {'; '.join(p.detected_commands) or '-'}")
+    out.print(f"Verify commands: {'; '.join(p.effective_verify_commands) or '-'}")
+    out.print(f"Auto-execute: {p.auto_execute}; indexed: {p.indexed_at or 'not yet'}")
+
+
+@project_app.command("set")
+def project_set(
+    project: str,
+    verify: Annotated[
+        list[str] | None, typer.Option("--verify", help="Verify command (repeatable).")
+    ] = None,
+    clear_verify: Annotated[
+        bool, typer.Option(help="Forget overrides; use the detected commands.")
+    ] = False,
+    auto_execute: Annotated[bool | None, typer.Option("--auto-execute/--no-auto-execute")] = None,
+    base_branch: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Change a project's settings (verify commands override the detected ones)."""
+    _run(
+        lambda s, _: actions.update_project(
+            s,
+            project,
+            verify_commands=verify,
+            clear_verify_commands=clear_verify,
+            auto_execute=auto_execute,
+            base_branch=base_branch,
+        )  # fmt: skip
+    )
+    out.print("Updated.")
+
+
+@project_app.command("index")
+def project_index(project: str) -> None:
+    """Queue a re-index of a project."""
+    _run(lambda s, settings: actions.reindex_project(s, settings, project))
+    out.print("Indexing queued.")
+
+
+# -- tasks ------------------------------------------------------------------------------------
+
+
+@task_app.command("add")
+def task_add(
+    project: Annotated[str, typer.Option("--project", "-p", help="Project id or name.")],
+    title: Annotated[
+        str | None, typer.Argument(help="Title (else: first line of the file).")
+    ] = None,
+    body: Annotated[str | None, typer.Option(help="Task body text.")] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="Read the body (or title + body) from a file; - = stdin.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hand off a task: title and body from arguments, a file, or your $EDITOR."""
+    _settings().require_llm()  # before the editor opens, so no text is written in vain
+    text: str | None = body
+    if file is not None:
+        text = sys.stdin.read() if str(file) == "-" else _read_text(file)
+    elif body is None and title is None:
+        text = click.edit(TASK_TEMPLATE)
+        if text is None or text.strip() == TASK_TEMPLATE.strip():
+            raise InvalidInput("Aborted: the task text was left unchanged.")
+    text = text or ""
+    if title is None:
+        first, _, rest = text.strip().partition("\n")
+        title, text = first.lstrip("# ").strip(), rest.strip()
+    task = _run(
+        lambda s, settings: _task_public(
+            s, actions.create_task(s, settings, project, title or "", text).id
+        )
+    )
+    if as_json:
+        _print_json(task)
+    else:
+        out.print(f"Task [bold]{task.id}[/] created: {task.title} — research queued.")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"Cannot read {path}: {exc.strerror}") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path} is not UTF-8 text.") from exc
+
+
+@task_app.command("list")
+def task_list(
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    state: Annotated[str | None, typer.Option(help="Only tasks in this state.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List tasks, newest first."""
+    tasks = _run(
+        lambda s, _: [
+            TaskSummary.model_validate(t)
+            for t in actions.list_tasks(s, project=project, state=state)
+        ]
+    )
+    if as_json:
+        _print_json(tasks)
+        return
+    table = Table("id", "project", "state", "title", "updated")
+    for t in tasks:
+        table.add_row(
+            str(t.id), str(t.project_id), t.state, t.title, f"{t.updated_at:%Y-%m-%d %H:%M}"
+        )
+    out.print(table)
+
+
+@task_app.command("show")
+def task_show(task_id: TaskArg, as_json: JsonOpt = False) -> None:
+    """Show a task: research, questions, subtasks, review, hand-off, usage."""
+    t = _run(lambda s, _: _task_public(s, task_id))
+    if as_json:
+        _print_json(t)
+        return
+    out.print(f"[bold]#{t.id} {t.title}[/]  [cyan]{t.state}[/]  branch: {t.branch or '-'}")
+    if t.failure_reason:
+        out.print(f"[red]Failed:[/] {t.failure_reason}")
+    if t.merge_error:
+        out.print(f"[red]Merge problem:[/] {t.merge_error}")
+    if t.research:
+        out.print(f"\n[bold]Overview[/]\n{t.research.get('overview', '')}")
+    if t.requirements:
+        out.print("\n[bold]Requirements[/]")
+        for r in t.requirements:
+            out.print(f"  • {r}")
+    for q in t.questions:
+        out.print(f"\n[bold]Q{q.position}.[/] {q.text}\n  [dim]{q.reasoning}[/]")
+        for n, option in enumerate(q.options, start=1):
+            mark = " (recommended)" if n == q.recommended else ""
+            chosen = " [green]← answer[/]" if n == q.answer_option else ""
+            out.print(f"  {n}. {option['label']}: {option['requirement']}{mark}{chosen}")
+        if q.answer_text:
+            out.print(f"  answer: {q.answer_text}")
+    if t.subtasks:
+        out.print("\n[bold]Subtasks[/]")
+        for st in t.subtasks:
+            verdict = {True: "verified", False: "verification failed", None: "not verified"}
+            sha = st.commit_sha[:10] if st.commit_sha else "-"
+            out.print(f"  {st.position}. [{st.state}] {st.title} {sha} ({verdict[st.verified]})")
+    for c in t.comments:
+        state = "resolved" if c.resolved else "open"
+        out.print(f"  💬 #{c.id} {c.path}:{c.line} [{c.kind}, {state}] {c.body}")
+    u = t.usage
+    out.print(
+        f"\nUsage: {u.model_requests} model requests, {u.input_tokens} input / "
+        f"{u.output_tokens} output tokens"
+    )
+    if t.handoff and t.state in (TaskState.IN_REVIEW, TaskState.MERGED):
+        out.print(Markdown(t.handoff))
+
+
+@app.command()
+def answer(
+    task_id: TaskArg,
+    question: Annotated[int, typer.Argument(help="Question number.")],
+    option: Annotated[int | None, typer.Argument(help="Option number.")] = None,
+    text: Annotated[
+        str | None, typer.Option(help="A written answer (with or without an option).")
+    ] = None,
+) -> None:
+    """Answer a clarifying question by option number and/or text."""
+    state = _run(
+        lambda s, settings: (
+            actions.answer(s, settings, task_id, question, option=option, text=text).state
+        )
+    )
+    out.print(f"Answered. Task {task_id} is {state}.")
+
+
+@app.command()
+def execute(task_id: TaskArg) -> None:
+    """Start execution of a ready task (when its project does not auto-execute)."""
+    _run(lambda s, settings: actions.execute(s, settings, task_id))
+    out.print("Execution queued.")
+
+
+@app.command()
+def retry(task_id: TaskArg) -> None:
+    """Retry the stage a failed task failed in."""
+    state = _run(lambda s, settings: actions.retry(s, settings, task_id).state)
+    out.print(f"Retrying; task {task_id} is {state}.")
+
+
+@app.command()
+def cancel(task_id: TaskArg) -> None:
+    """Cancel a task; a running job stops its agent and commands."""
+    _run(lambda s, _: actions.cancel(s, task_id))
+    out.print(f"Task {task_id} cancelled.")
+
+
+# -- review -----------------------------------------------------------------------------------
+
+
+@app.command()
+def diff(
+    task_id: TaskArg,
+    subtask: Annotated[int | None, typer.Option(help="Only this subtask's commit.")] = None,
+    stat: Annotated[bool, typer.Option(help="Only the list of files.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the task's changes: the whole branch or one subtask's commit."""
+    changes: Diff = _run(lambda s, settings: actions.diff(s, settings, task_id, subtask)[1])
+    if as_json:
+        _print_json(changes.to_dict())
+        return
+    for f in changes.files:
+        label = f"{f.old_path} → {f.path}" if f.old_path and f.old_path != f.path else f.path
+        out.print(
+            f"[bold]{f.status:>8}[/] {label}  [green]+{f.additions}[/] [red]-{f.deletions}[/]"
+        )
+        if stat:
+            continue
+        if f.is_binary:
+            out.print("         [dim](binary file)[/]")
+        for hunk in f.hunks:
+            out.print(f"[cyan]{hunk.header}[/]", highlight=False)
+            for line in hunk.lines:
+                style = {"added": "green", "removed": "red", "context": ""}[line.kind]
+                sign = {"added": "+", "removed": "-", "context": " "}[line.kind]
+                out.print(f"{sign}{line.text}", style=style, highlight=False, markup=False)
+        if f.truncated:
+            out.print("         [yellow](diff truncated: file too large to show whole)[/]")
+
+
+@app.command()
+def comment(
+    task_id: TaskArg,
+    location: Annotated[str, typer.Argument(help="PATH:LINE or PATH:START-END.")],
+    body: Annotated[str, typer.Argument(help="The comment.")],
+    suggestion: Annotated[bool, typer.Option(help="A suggestion, not blocking.")] = False,
+    side: Annotated[str, typer.Option(help="new (added/context line) or old (removed).")] = "new",
+    subtask: Annotated[int | None, typer.Option(help="The subtask whose diff you read.")] = None,
+    reply_to: Annotated[int | None, typer.Option(help="Reply in this comment's thread.")] = None,
+) -> None:
+    """Comment on a line (blocking by default)."""
+    path, line, end = _parse_location(location)
+    c = _run(
+        lambda s, settings: (
+            actions.add_comment(
+                s,
+                settings,
+                task_id,
+                path=path,
+                line=line,
+                end_line=end,
+                body=body,
+                kind="suggestion" if suggestion else "blocking",
+                side=side,
+                subtask=subtask,
+                parent_id=reply_to,
+            ).id
+        )  # fmt: skip
+    )
+    out.print(f"Comment {c} added.")
+
+
+def _parse_location(location: str) -> tuple[str, int, int | None]:
+    path, sep, lines = location.rpartition(":")
+    start, _, end = lines.partition("-")
+    if not sep or not path or not start.isdigit() or (end and not end.isdigit()):
+        raise InvalidInput(f"Location {location!r} is not PATH:LINE or PATH:START-END.")
+    return path, int(start), int(end) if end else None
+
+
+@app.command()
+def resolve(
+    task_id: TaskArg,
+    comment_id: int,
+    reopen: Annotated[bool, typer.Option(help="Reopen instead.")] = False,
+) -> None:
+    """Resolve (or reopen) a review comment thread."""
+    _run(lambda s, _: actions.resolve_comment(s, task_id, comment_id, not reopen))
+    out.print("Reopened." if reopen else "Resolved.")
+
+
+@app.command("request-changes")
+def request_changes(task_id: TaskArg) -> None:
+    """Send the open comments back: a revise job adds commit(s) on the branch."""
+    _run(lambda s, settings: actions.request_changes(s, settings, task_id))
+    out.print("Revision queued.")
+
+
+@app.command()
+def approve(task_id: TaskArg) -> None:
+    """Approve: squash-merge the branch into the base branch."""
+    _run(lambda s, settings: actions.approve(s, settings, task_id))
+    out.print("Approved; merge queued.")
+
+
+@app.command()
+def logs(
+    task_id: TaskArg,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events.")
+    ] = False,
+    after: Annotated[int, typer.Option(help="Only events after this id.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the task's event log; --follow until it is merged, cancelled or failed."""
+    with _db() as (_, db):
+        cursor = after
+        while True:
+            with db.session() as s:
+                state = actions.get_task(s, task_id).state
+                found = [
+                    EventPublic.model_validate(e)
+                    for e in event_log.list_events(s, task_id=task_id, after=cursor)
+                ]
+            for e in found:
+                cursor = e.id
+                if as_json:
+                    sys.stdout.write(e.model_dump_json() + "\n")
+                else:
+                    out.print(
+                        f"[dim]{e.created_at:%H:%M:%S}[/] [cyan]{e.kind:<18}[/] {e.message}",
+                        highlight=False,
+                    )
+            sys.stdout.flush()
+            if not follow or (not found and state in RESTING):
+                return
+            time.sleep(0.5)
+
+
+def main() -> None:
+    try:
+        app()
+    except ErrandsError as exc:
+        err.print(f"[red]Error:[/] {exc.message}", highlight=False)
+        sys.exit(1)
+    except Exception as exc:  # a bug: say so plainly instead of a stack trace
+        logging.getLogger("errands").debug("internal error", exc_info=True)
+        err.print(f"[red]Internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

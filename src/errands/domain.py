@@ -1,0 +1,104 @@
+"""Entities' enumerations and the task state machine. Pure: no I/O."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from errands.errors import IllegalTransition
+
+
+class TaskState(StrEnum):
+    CREATED = "created"
+    RESEARCHING = "researching"
+    AWAITING_ANSWERS = "awaiting_answers"
+    READY = "ready"
+    EXECUTING = "executing"
+    IN_REVIEW = "in_review"
+    REVISING = "revising"
+    MERGED = "merged"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobKind(StrEnum):
+    INDEX = "index"
+    RESEARCH = "research"
+    EXECUTE = "execute"
+    REVISE = "revise"
+    MERGE = "merge"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class SubtaskState(StrEnum):
+    PLANNED = "planned"
+    EDITING = "editing"
+    VERIFYING = "verifying"
+    COMMITTED = "committed"
+    EMPTY = "empty"  # the agent decided nothing had to change: no commit
+    FAILED = "failed"
+
+
+class CommentKind(StrEnum):
+    BLOCKING = "blocking"
+    SUGGESTION = "suggestion"
+
+
+class Side(StrEnum):
+    OLD = "old"
+    NEW = "new"
+
+
+ACTIVE_STATES = frozenset(
+    {
+        TaskState.CREATED,
+        TaskState.RESEARCHING,
+        TaskState.AWAITING_ANSWERS,
+        TaskState.READY,
+        TaskState.EXECUTING,
+        TaskState.IN_REVIEW,
+        TaskState.REVISING,
+    }
+)
+TERMINAL_STATES = frozenset({TaskState.MERGED, TaskState.CANCELLED})
+
+_FORWARD: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.CREATED: frozenset({TaskState.RESEARCHING}),
+    TaskState.RESEARCHING: frozenset({TaskState.AWAITING_ANSWERS, TaskState.READY}),
+    TaskState.AWAITING_ANSWERS: frozenset({TaskState.READY}),
+    TaskState.READY: frozenset({TaskState.EXECUTING}),
+    TaskState.EXECUTING: frozenset({TaskState.IN_REVIEW}),
+    TaskState.IN_REVIEW: frozenset({TaskState.REVISING, TaskState.MERGED}),
+    TaskState.REVISING: frozenset({TaskState.IN_REVIEW}),
+    # A retry resumes the stage that failed.
+    TaskState.FAILED: frozenset(
+        {TaskState.RESEARCHING, TaskState.EXECUTING, TaskState.REVISING, TaskState.IN_REVIEW}
+    ),
+    TaskState.MERGED: frozenset(),
+    TaskState.CANCELLED: frozenset(),
+}
+
+
+def allowed_transitions(current: TaskState) -> frozenset[TaskState]:
+    targets = set(_FORWARD[current])
+    if current in ACTIVE_STATES:
+        targets |= {TaskState.FAILED, TaskState.CANCELLED}
+    if current is TaskState.FAILED:
+        targets.add(TaskState.CANCELLED)
+    return frozenset(targets)
+
+
+def check_transition(current: TaskState, target: TaskState) -> TaskState:
+    """Return ``target`` if the state machine allows ``current → target``; raise otherwise."""
+    if target not in allowed_transitions(current):
+        allowed = ", ".join(sorted(allowed_transitions(current))) or "none (final state)"
+        raise IllegalTransition(
+            f"A task cannot go from '{current}' to '{target}' (allowed from '{current}': {allowed})."
+        )
+    return target

@@ -1,0 +1,149 @@
+"""Moving the user's base branch to the squash commit."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from errands.errors import BaseMoved, DirtyWorkingTree, GitError
+from errands.git.repo import check_branch_name, current_branch, find_repository, resolve
+from errands.git.runner import ERRANDS_IDENTITY, error_for, git, run_git
+from errands.git.worktrees import Worktree, list_worktrees
+
+# What `git merge` prints (LC_ALL=C) when a fast-forward would clobber uncommitted work:
+# a heading, then one tab-indented path per line.
+_REFUSAL_HEADING = re.compile(r"would be (?:overwritten|removed) by (?:merge|checkout)")
+_ENTRY_REFUSAL = re.compile(r"^error: Entry '(.+)' (?:not uptodate|would be overwritten)")
+
+
+def local_repository(origin: str) -> Path | None:
+    """The repository ``origin`` names when it is on this machine, else None."""
+    if origin.startswith("file://"):
+        return find_repository(Path(unquote(urlsplit(origin).path)))
+    if "://" in origin:
+        return None
+    candidate = Path(origin).expanduser()
+    if candidate.is_absolute() and candidate.exists():
+        return find_repository(candidate)
+    # Anything else ("git@host:owner/repo") is a remote git reaches over a transport.
+    return None
+
+
+def land(
+    mirror: Path,
+    origin: str,
+    commit: str,
+    base_branch: str,
+    expected_base: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> None:
+    """Compare-and-swap origin's ``base_branch`` from ``expected_base`` to ``commit``."""
+    check_branch_name(base_branch)
+    new = resolve(mirror, commit)
+    old = resolve(mirror, expected_base)
+    if new is None or old is None:
+        raise GitError(f"cannot land {commit} on {expected_base}: unknown commit")
+    if not run_git("merge-base", "--is-ancestor", old, new, cwd=mirror).ok:
+        raise GitError(f"refusing to land {new}: it does not descend from {old}")
+    user_repo = local_repository(origin)
+    checkout = _checkout_of(user_repo, base_branch) if user_repo else None
+    if checkout is not None:
+        _fast_forward(checkout, mirror, new, base_branch, old)
+    else:
+        _push(mirror, new, base_branch, old, env=env, timeout=timeout)
+    git("update-ref", f"refs/remotes/origin/{base_branch}", new, cwd=mirror)
+
+
+def _checkout_of(repo: Path, branch: str) -> Worktree | None:
+    trees = [
+        tree
+        for tree in list_worktrees(repo)
+        if tree.branch == branch and not tree.bare and not tree.prunable
+    ]
+    if len(trees) > 1:
+        # Moving the branch under one of them would make the others look like they undo it.
+        where = ", ".join(str(t.path) for t in trees)
+        raise GitError(f"{branch} is checked out in several work trees ({where})")
+    return trees[0] if trees else None
+
+
+def _fast_forward(tree: Worktree, mirror: Path, new: str, branch: str, old: str) -> None:
+    """Bring the user's checkout forward the way `git merge --ff-only` would by hand.
+
+    Git itself keeps uncommitted changes that the merge does not touch and refuses, before
+    changing anything, when it would overwrite some. Nothing else would be safe: moving the
+    ref alone would leave their index showing our change reverted.
+    """
+    if resolve(tree.path, f"refs/heads/{branch}") != old:
+        raise BaseMoved(f"{branch} moved in {tree.path}; squash again onto its new tip")
+    git(
+        "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance",
+        "--no-recurse-submodules", str(mirror), new,
+        cwd=tree.path,
+    )  # fmt: skip
+    # The user may have switched branches since we listed work trees: merging then would
+    # fast-forward whatever they are on now.
+    if current_branch(tree.path) != branch:
+        raise BaseMoved(f"{branch} is no longer checked out in {tree.path}; try again")
+    result = run_git(
+        "merge", "--ff-only", "--no-autostash", "--no-stat", "--quiet", new,
+        cwd=tree.path,
+        # A fast-forward makes no commit, but the reflog entry records who moved the branch.
+        env=ERRANDS_IDENTITY,
+    )  # fmt: skip
+    if result.ok:
+        return
+    files = _refused_files(result.stderr)
+    if files:
+        raise DirtyWorkingTree(
+            f"landing would overwrite uncommitted changes in {tree.path}: "
+            f"{', '.join(files)}; commit or stash them and approve again"
+        )
+    if resolve(tree.path, f"refs/heads/{branch}") != old:
+        raise BaseMoved(f"{branch} moved in {tree.path}; squash again onto its new tip")
+    raise error_for(result)
+
+
+def _refused_files(stderr: str) -> list[str]:
+    files: list[str] = []
+    in_list = False
+    for line in stderr.splitlines():
+        entry = _ENTRY_REFUSAL.match(line)
+        if entry:
+            files.append(entry[1])
+        elif _REFUSAL_HEADING.search(line):
+            in_list = True
+        elif in_list and line.startswith("\t"):
+            files.append(line.strip())
+        else:
+            in_list = False
+    return sorted(set(files))
+
+
+def _push(
+    mirror: Path,
+    new: str,
+    branch: str,
+    old: str,
+    *,
+    env: Mapping[str, str] | None,
+    timeout: float | None,
+) -> None:
+    # The lease makes the update a compare-and-swap on origin's side, so a commit pushed
+    # by someone else in the meantime is never overwritten.
+    result = run_git(
+        "push", "--porcelain",
+        f"--force-with-lease=refs/heads/{branch}:{old}",
+        "origin", f"{new}:refs/heads/{branch}",
+        cwd=mirror, env=env, timeout=timeout,
+    )  # fmt: skip
+    if result.ok:
+        return
+    if "stale info" in result.stdout or "stale info" in result.stderr:
+        raise BaseMoved(f"{branch} moved on origin; squash again onto its new tip")
+    # --porcelain puts the reason a ref was rejected on stdout.
+    raise error_for(result, include_stdout=True)

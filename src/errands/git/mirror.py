@@ -1,0 +1,201 @@
+"""Errands' private copy of a project's repository, and everything done through it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from errands.errors import GitError
+from errands.git import land as landing
+from errands.git.diff import DEFAULT_MAX_LINES_PER_FILE, Diff, parse_diff
+from errands.git.history import CommitInfo, list_commits
+from errands.git.lock import LOCK_NAME, repo_lock
+from errands.git.repo import check_rev, require_task_branch, resolve
+from errands.git.runner import error_for, git, run_git
+from errands.git.squash import squash_commit
+from errands.git.workspace import Workspace
+from errands.git.worktrees import add_worktree, remove_worktree
+
+ORIGIN = "origin"
+_FETCH_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
+# Bytes of `git diff` output read at most: past this, later files are left out (and the
+# Diff says so) rather than a huge change eating the worker's memory.
+DEFAULT_MAX_DIFF_BYTES = 8 * 1024 * 1024
+DEFAULT_NETWORK_TIMEOUT = 30 * 60.0
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A bare repository in Errands' data dir, one per project.
+
+    Task branches live here as ``refs/heads/errands/…`` and origin's branches as
+    ``refs/remotes/origin/…``; workspaces are linked work trees of it. Nothing here ever
+    writes to the user's repository except :meth:`publish`, :meth:`delete_remote_branch`
+    and :meth:`land`.
+    """
+
+    path: Path
+    # Extra environment for commands that talk to origin, e.g. GIT_CONFIG_COUNT/KEY/VALUE
+    # carrying an http.extraHeader: credentials then never appear in argv, config or URLs.
+    auth_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    network_timeout: float | None = DEFAULT_NETWORK_TIMEOUT
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        origin: str,
+        *,
+        auth_env: Mapping[str, str] | None = None,
+        network_timeout: float | None = DEFAULT_NETWORK_TIMEOUT,
+    ) -> Mirror:
+        """Create the mirror, or adopt the existing one, pointed at ``origin``.
+
+        A new mirror is fetched at once; an existing one only when its origin changed:
+        every stage fetches before it reads anyway, and a second fetch of a large remote
+        repository is not free.
+        """
+        local = landing.local_repository(origin)
+        if local is not None:
+            origin = str(local)
+        path = path.absolute()
+        path.mkdir(parents=True, exist_ok=True)
+        mirror = cls(path, auth_env=dict(auth_env or {}), network_timeout=network_timeout)
+        with repo_lock(path):
+            if mirror._init(origin):
+                mirror._fetch()
+        return mirror
+
+    def _init(self, origin: str) -> bool:
+        """Make this a mirror of ``origin``; True when it needs a first fetch."""
+        is_bare = run_git("rev-parse", "--is-bare-repository", cwd=self.path)
+        if not (is_bare.ok and is_bare.stdout.strip() == "true"):
+            if any(p.name != LOCK_NAME for p in self.path.iterdir()):
+                raise GitError(f"{self.path} exists and is not an Errands mirror")
+            # No template: hooks from the host's init.templateDir have no place in a cache.
+            git("init", "--bare", "--quiet", "--template=", cwd=self.path)
+        previous = run_git("config", f"remote.{ORIGIN}.url", cwd=self.path).stdout.strip()
+        # Set one key at a time, so re-running after a crash half-way finishes the job.
+        git("config", f"remote.{ORIGIN}.url", origin, cwd=self.path)
+        git("config", "--replace-all", f"remote.{ORIGIN}.fetch", _FETCH_REFSPEC, cwd=self.path)
+        # land() fetches the (unreferenced) squash commit from here into a local origin.
+        git("config", "uploadpack.allowAnySHA1InWant", "true", cwd=self.path)
+        has_refs = git("for-each-ref", "--count=1", f"refs/remotes/{ORIGIN}/", cwd=self.path)
+        return previous != origin or not has_refs.strip()
+
+    @property
+    def origin(self) -> str:
+        return git("config", f"remote.{ORIGIN}.url", cwd=self.path).strip()
+
+    def fetch(self) -> None:
+        """Bring ``refs/remotes/origin/*`` up to date with origin's branches."""
+        with repo_lock(self.path):
+            self._fetch()
+
+    def _fetch(self) -> None:
+        self._network(
+            "fetch", "--quiet", "--prune", "--no-tags", "--no-recurse-submodules",
+            ORIGIN, _FETCH_REFSPEC,
+        )  # fmt: skip
+
+    def resolve(self, ref: str) -> str | None:
+        return resolve(self.path, ref)
+
+    def base_ref(self, branch: str) -> str:
+        return f"refs/remotes/{ORIGIN}/{branch}"
+
+    def default_branch(self) -> str:
+        """Origin's HEAD branch; else main, master, or the only branch there is."""
+        result = run_git(
+            "ls-remote", "--symref", ORIGIN, "HEAD",
+            cwd=self.path, env=self.auth_env, timeout=self.network_timeout,
+        )  # fmt: skip
+        if result.ok:
+            for line in result.stdout.splitlines():
+                target, _, name = line.partition("\t")
+                if name == "HEAD" and target.startswith("ref: refs/heads/"):
+                    return target.removeprefix("ref: refs/heads/")
+        for candidate in ("main", "master"):
+            if self.resolve(self.base_ref(candidate)):
+                return candidate
+        remote_branches = git(
+            "for-each-ref", "--format=%(refname:lstrip=3)", f"refs/remotes/{ORIGIN}/", cwd=self.path
+        ).split()
+        if len(remote_branches) == 1:
+            return remote_branches[0]
+        return "main"
+
+    def add_workspace(self, path: Path, branch: str, start_point: str) -> Workspace:
+        with repo_lock(self.path):
+            tree = add_worktree(self.path, path, branch, start_point)
+        return Workspace(path=tree, branch=branch)
+
+    def remove_workspace(self, path: Path) -> None:
+        with repo_lock(self.path):
+            remove_worktree(self.path, path)
+
+    def commits(self, base: str, tip: str) -> list[CommitInfo]:
+        return list_commits(self.path, base, tip)
+
+    def diff(
+        self,
+        old: str | None,
+        new: str,
+        *,
+        max_lines_per_file: int = DEFAULT_MAX_LINES_PER_FILE,
+        max_bytes: int = DEFAULT_MAX_DIFF_BYTES,
+    ) -> Diff:
+        """What changed from ``old`` (None: the empty tree, for a root commit) to ``new``."""
+        old_rev = check_rev(old) if old is not None else self._empty_tree()
+        result = run_git(
+            "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--find-renames",
+            # Pin everything a user's diff.* config could change about the format we parse.
+            "--src-prefix=a/", "--dst-prefix=b/", "--no-relative", "--submodule=short",
+            old_rev, check_rev(new), "--",
+            cwd=self.path, max_output=max_bytes,
+        )  # fmt: skip
+        if not result.ok:
+            raise error_for(result)
+        return parse_diff(
+            result.stdout, max_lines_per_file=max_lines_per_file, truncated=result.truncated
+        )
+
+    def _empty_tree(self) -> str:
+        # Asked of git rather than hard-coded: the id differs in SHA-256 repositories.
+        return git("hash-object", "-t", "tree", "--stdin", cwd=self.path, input="").strip()
+
+    def squash(self, branch: str, onto: str, message: str) -> str:
+        return squash_commit(self.path, branch, onto, message)
+
+    def publish(self, branch: str) -> None:
+        """Force-push a task branch to origin (it is Errands' own branch there too)."""
+        require_task_branch(branch)
+        ref = f"refs/heads/{branch}"
+        with repo_lock(self.path):
+            self._network("push", "--quiet", "--force", ORIGIN, f"{ref}:{ref}")
+
+    def delete_remote_branch(self, branch: str) -> None:
+        require_task_branch(branch)
+        ref = f"refs/heads/{branch}"
+        with repo_lock(self.path):
+            listed = self._network("ls-remote", "--heads", ORIGIN, ref)
+            if not listed.strip():
+                return
+            self._network("push", "--quiet", ORIGIN, f":{ref}")
+
+    def land(self, commit: str, base_branch: str, expected_base: str) -> None:
+        """Move origin's ``base_branch`` from ``expected_base`` to ``commit``.
+
+        Raises :class:`BaseMoved` if it is no longer at ``expected_base`` and
+        :class:`DirtyWorkingTree` if the user's checkout of it has uncommitted changes in
+        the way.
+        """
+        with repo_lock(self.path):
+            landing.land(
+                self.path, self.origin, commit, base_branch, expected_base,
+                env=self.auth_env, timeout=self.network_timeout,
+            )  # fmt: skip
+
+    def _network(self, *args: str) -> str:
+        return git(*args, cwd=self.path, env=self.auth_env, timeout=self.network_timeout)

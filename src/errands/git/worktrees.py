@@ -1,0 +1,116 @@
+"""Listing, adding and removing linked work trees."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from errands.errors import GitError
+from errands.git.repo import check_branch_name, check_rev, resolve
+from errands.git.runner import git, run_git
+
+
+@dataclass(frozen=True, slots=True)
+class Worktree:
+    path: Path
+    head: str | None
+    branch: str | None  # without refs/heads/; None when detached or bare
+    bare: bool = False
+    # Registered, but its directory is gone: nothing is really checked out there.
+    prunable: bool = False
+
+
+def list_worktrees(repo: Path) -> list[Worktree]:
+    """Every work tree of ``repo``: the main one (possibly bare) first, then linked ones."""
+    out = git("worktree", "list", "--porcelain", "-z", cwd=repo)
+    trees: list[Worktree] = []
+    for record in out.split("\0\0"):
+        attrs: dict[str, str] = {}
+        for field in record.split("\0"):
+            if field:
+                key, _, value = field.partition(" ")
+                attrs[key] = value
+        if "worktree" not in attrs:
+            continue
+        branch = attrs.get("branch")
+        trees.append(
+            Worktree(
+                path=Path(attrs["worktree"]),
+                head=attrs.get("HEAD"),
+                branch=branch.removeprefix("refs/heads/") if branch else None,
+                bare="bare" in attrs,
+                prunable="prunable" in attrs,
+            )
+        )
+    return trees
+
+
+def add_worktree(repo: Path, path: Path, branch: str, start_point: str) -> Path:
+    """Check ``branch`` out at ``path``, creating it at ``start_point`` if it does not exist.
+
+    An existing branch is checked out as is: a resumed or revising job continues from the
+    commits already made. Leftovers of a dead job at ``path`` are cleared first.
+    """
+    check_branch_name(branch)
+    path = path.absolute()
+    _clear_leftover(repo, path)
+    git("worktree", "prune", cwd=repo)
+    for tree in list_worktrees(repo):
+        if tree.branch == branch and not tree.bare and not tree.prunable:
+            raise GitError(
+                f"branch {branch} is already checked out in {tree.path}; remove that "
+                "workspace first"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if resolve(repo, f"refs/heads/{branch}") is not None:
+        git("worktree", "add", "--quiet", str(path), branch, cwd=repo)
+        return path
+    start = resolve(repo, check_rev(start_point))
+    if start is None:
+        raise GitError(f"cannot start branch {branch}: {start_point} does not name a commit")
+    # --no-track: an upstream pointing at the base branch would only invite `git pull` there.
+    git("worktree", "add", "--quiet", "--no-track", "-b", branch, str(path), start, cwd=repo)
+    return path
+
+
+def remove_worktree(repo: Path, path: Path) -> None:
+    """Remove the work tree at ``path`` and its registration; fine if it is already gone."""
+    path = path.absolute()
+    _clear_leftover(repo, path)
+    git("worktree", "prune", cwd=repo)
+
+
+def _clear_leftover(repo: Path, path: Path) -> None:
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+        path.rmdir()
+        return
+    if not _belongs_to(repo, path):
+        # Never delete a directory we cannot prove is ours: the caller may have passed the
+        # wrong path, even the user's own checkout.
+        raise GitError(f"{path} exists and is not a workspace of {repo}; not removing it")
+    # Twice --force: also removes a worktree that is locked or has local changes.
+    run_git("worktree", "remove", "--force", "--force", str(path), cwd=repo)
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def _belongs_to(repo: Path, path: Path) -> bool:
+    common_dir = Path(
+        git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=repo).strip()
+    ).resolve()
+    # [1:]: the main work tree is never a workspace, even when `repo` is not bare.
+    if any(t.path.resolve() == path.resolve() for t in list_worktrees(repo)[1:]):
+        return True
+    dot_git = path / ".git"
+    if not dot_git.is_file():
+        return False
+    # A worktree's .git file is "gitdir: <common dir>/worktrees/<name>". Registration may
+    # be missing after a crash half-way through `worktree add`, but this file is written first.
+    content = dot_git.read_text(errors="replace").strip()
+    if not content.startswith("gitdir: "):
+        return False
+    gitdir = (path / content.removeprefix("gitdir: ")).resolve()
+    return gitdir.parent == common_dir / "worktrees"

@@ -1,0 +1,1 @@
+"""The job ledger (rows leased by workers) and the worker process."""

@@ -1,0 +1,46 @@
+"""Wiring: the one place that picks concrete classes. Entry points (CLI, web, worker) call it."""
+
+from __future__ import annotations
+
+import logging
+
+from errands.agent.providers import build_model
+from errands.jobs.worker import Worker
+from errands.sandbox import PlainSandbox
+from errands.settings import Settings, sandbox_env
+from errands.store import Database
+from errands.workflow.context import Services
+from errands.workflow.runner import Dispatcher
+
+log = logging.getLogger(__name__)
+
+
+def open_database(settings: Settings) -> Database:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    return db
+
+
+def build_services(settings: Settings, db: Database) -> Services:
+    sandbox = PlainSandbox(sandbox_env(), output_limit=settings.command_output_limit)
+    return Services(db=db, settings=settings, sandbox=sandbox, model_factory=build_model)
+
+
+def build_worker(services: Services, *, name: str | None = None) -> Worker:
+    log.warning(
+        "Commands run WITHOUT isolation (sandbox backend 'none'): only a scrubbed environment, "
+        "limits and process-group kill protect this machine. Run Errands on repositories and "
+        "tasks you trust."
+    )
+    dispatcher = Dispatcher(services)
+    settings = services.settings
+    return Worker(
+        services.db,
+        dispatcher,
+        on_gave_up=dispatcher.gave_up,
+        concurrency=settings.worker_concurrency,
+        poll_interval=settings.worker_poll_interval,
+        lease_seconds=settings.job_lease_seconds,
+        name=name,
+    )

@@ -1,0 +1,182 @@
+"""What the API returns and the CLI prints with --json: one public shape per entity."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from errands.store import Job, Task
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ProjectPublic(_Public):
+    id: int
+    name: str
+    origin: str
+    base_branch: str
+    languages: dict[str, int]
+    file_count: int
+    detected_commands: list[str]
+    verify_commands: list[str] | None
+    effective_verify_commands: list[str]
+    auto_execute: bool
+    indexed_at: datetime | None
+    created_at: datetime
+
+
+class QuestionPublic(_Public):
+    position: int
+    text: str
+    reasoning: str
+    options: list[dict[str, Any]]
+    recommended: int | None
+    answer_option: int | None
+    answer_text: str | None
+    answered_at: datetime | None
+
+
+class SubtaskPublic(_Public):
+    position: int
+    title: str
+    steps: list[str]
+    origin: str
+    state: str
+    commit_sha: str | None
+    summary: str | None
+    decisions: list[str]
+    verification: list[dict[str, Any]]
+    verify_attempts: int
+    verified: bool | None
+
+
+class CommentPublic(_Public):
+    id: int
+    parent_id: int | None
+    path: str
+    line: int
+    end_line: int | None
+    side: str
+    body: str
+    kind: str
+    resolved: bool
+    commit_sha: str | None
+    created_at: datetime
+
+
+class UsagePublic(BaseModel):
+    model_requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class JobPublic(_Public):
+    id: int
+    kind: str
+    state: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    model_requests: int
+    input_tokens: int
+    output_tokens: int
+
+
+class TaskSummary(_Public):
+    id: int
+    project_id: int
+    title: str
+    state: str
+    branch: str | None
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskPublic(TaskSummary):
+    body: str
+    base_branch: str
+    base_commit: str | None
+    research: dict[str, Any] | None
+    requirements: list[str]
+    out_of_scope: list[str]
+    questions: list[QuestionPublic]
+    subtasks: list[SubtaskPublic]
+    comments: list[CommentPublic]
+    handoff: str | None
+    merge_commit: str | None
+    merge_error: str | None
+    jobs: list[JobPublic] = Field(default_factory=list)
+    usage: UsagePublic = Field(default_factory=UsagePublic)
+
+    @classmethod
+    def of(cls, task: Task, jobs: list[Job]) -> TaskPublic:
+        public = cls.model_validate(task)
+        public.jobs = [JobPublic.model_validate(j) for j in jobs]
+        public.usage = UsagePublic(
+            model_requests=sum(j.model_requests for j in jobs),
+            input_tokens=sum(j.input_tokens for j in jobs),
+            output_tokens=sum(j.output_tokens for j in jobs),
+        )
+        return public
+
+
+class EventPublic(_Public):
+    id: int
+    task_id: int | None
+    project_id: int | None
+    job_id: int | None
+    kind: str
+    message: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+# -- inputs ---------------------------------------------------------------------------------
+
+
+class ProjectCreate(BaseModel):
+    origin: str = Field(description="A local path to a git repository, or a git URL.")
+    name: str | None = None
+    base_branch: str | None = None
+    verify_commands: list[str] | None = None
+    auto_execute: bool = True
+
+
+class ProjectUpdate(BaseModel):
+    verify_commands: list[str] | None = None
+    clear_verify_commands: bool = False
+    auto_execute: bool | None = None
+    base_branch: str | None = None
+
+
+class TaskCreate(BaseModel):
+    project: int | str
+    title: str
+    body: str = ""
+
+
+class AnswerCreate(BaseModel):
+    question: int = Field(ge=1)
+    option: int | None = Field(default=None, ge=1)
+    text: str | None = None
+
+
+class CommentCreate(BaseModel):
+    path: str
+    line: int
+    body: str
+    kind: str = "blocking"
+    side: str = "new"
+    end_line: int | None = None
+    subtask: int | None = None
+    parent_id: int | None = None
+
+
+class CommentResolve(BaseModel):
+    resolved: bool = True

@@ -1,0 +1,169 @@
+"""One typed settings object. Nothing else in Errands reads ``os.environ``.
+
+Values come from (highest first): keyword arguments, environment variables, a TOML file at
+``$ERRANDS_HOME/config.toml``, then the defaults declared here. Every field is documented in
+the README's configuration table; a test fails when one is missing there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from errands.errors import ConfigError
+
+Phase = Literal["research", "execute"]
+
+
+# The only host variables a command in a workspace sees (plus what the sandbox sets itself):
+# never credentials, never LLM or GitHub keys.
+SANDBOX_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
+
+
+def sandbox_env() -> dict[str, str]:
+    return {name: os.environ[name] for name in SANDBOX_ENV_ALLOWLIST if name in os.environ}
+
+
+def _default_home() -> Path:
+    return Path(platformdirs.user_data_dir("errands", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ERRANDS_", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="Data directory: the SQLite database, repository mirrors, workspaces.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the store; default: SQLite at $ERRANDS_HOME/errands.db.",
+    )
+    model: str | None = Field(
+        default=None,
+        description="Model for every phase as provider:name, e.g. openai:gpt-4.1 or "
+        "anthropic:claude-sonnet-4-5.",
+    )
+    research_model: str | None = Field(
+        default=None, description="Model for research (read-only); defaults to ERRANDS_MODEL."
+    )
+    execute_model: str | None = Field(
+        default=None,
+        description="Model for planning, editing and revising; defaults to ERRANDS_MODEL.",
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ERRANDS_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+        description="OpenAI-compatible endpoint (Ollama, vLLM, llama.cpp, LM Studio, …).",
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ERRANDS_OPENAI_API_KEY", "OPENAI_API_KEY"),
+        description="API key for the OpenAI-compatible endpoint.",
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ERRANDS_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+        description="API key for Anthropic.",
+    )
+    anthropic_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ERRANDS_ANTHROPIC_BASE_URL", "ANTHROPIC_BASE_URL"),
+        description="Anthropic endpoint override (a proxy or gateway).",
+    )
+    llm_max_retries: int = Field(
+        default=3, ge=0, description="Retries (with backoff) of an LLM request on 429/5xx."
+    )
+    llm_timeout: float = Field(default=300.0, gt=0, description="Seconds per LLM request.")
+    agent_max_requests: int = Field(
+        default=60, ge=1, description="Most model requests one agent run may make."
+    )
+    output_retries: int = Field(
+        default=2, ge=0, description="Times an invalid structured output is sent back to fix."
+    )
+    verify_attempts: int = Field(
+        default=3, ge=1, description="Tries per subtask to make its verify commands pass."
+    )
+    command_timeout: float = Field(
+        default=600.0, gt=0, description="Wall-clock seconds for one command in a workspace."
+    )
+    command_output_limit: int = Field(
+        default=50_000, ge=1000, description="Characters of a command's output kept (head+tail)."
+    )
+    host: str = Field(default="127.0.0.1", description="Address `errands serve` listens on.")
+    port: int = Field(default=8765, description="Port `errands serve` listens on.")
+    worker_concurrency: int = Field(default=2, ge=1, description="Jobs one worker runs at once.")
+    worker_poll_interval: float = Field(
+        default=0.5, gt=0, description="Seconds between looks for queued jobs."
+    )
+    job_lease_seconds: float = Field(
+        default=120.0, gt=0, description="A running job not heartbeating this long is re-queued."
+    )
+    job_max_attempts: int = Field(
+        default=3, ge=1, description="Attempts of a job whose worker died before it gives up."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file lives in the data directory, which itself may come from the
+        # environment, so resolve ERRANDS_HOME first.
+        home_env = env_settings().get("home") or init_settings().get("home")
+        home = Path(home_env) if home_env else _default_home()
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=home / "config.toml")
+        return (init_settings, env_settings, toml)
+
+    # -- derived values -------------------------------------------------------------------
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'errands.db'}"
+
+    @property
+    def mirrors_dir(self) -> Path:
+        return self.home / "mirrors"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        return self.home / "workspaces"
+
+    def model_for(self, phase: Phase) -> str:
+        """The ``provider:name`` model for a phase, or a ConfigError naming what to set."""
+        specific = self.research_model if phase == "research" else self.execute_model
+        name = specific or self.model
+        if not name:
+            raise ConfigError(
+                "No LLM is configured: set ERRANDS_MODEL (e.g. openai:gpt-4.1 with OPENAI_API_KEY"
+                " or OPENAI_BASE_URL, or anthropic:claude-sonnet-4-5 with ANTHROPIC_API_KEY)"
+                f" or ERRANDS_{phase.upper()}_MODEL."
+            )
+        return name
+
+    def secrets(self) -> list[str]:
+        """Secret values, so logs and events can be scrubbed of them."""
+        return [
+            secret.get_secret_value()
+            for secret in (self.openai_api_key, self.anthropic_api_key)
+            if secret is not None and len(secret.get_secret_value()) >= 6
+        ]
+
+    def require_llm(self) -> None:
+        """Fail early, before any work is accepted, when no model is configured."""
+        self.model_for("research")
+        self.model_for("execute")

@@ -1,0 +1,25 @@
+"""Persistence: SQLAlchemy models, the database handle, migrations, the event log."""
+
+from errands.store.db import Database
+from errands.store.models import (
+    Base,
+    Event,
+    Job,
+    Project,
+    Question,
+    ReviewComment,
+    Subtask,
+    Task,
+)
+
+__all__ = [
+    "Base",
+    "Database",
+    "Event",
+    "Job",
+    "Project",
+    "Question",
+    "ReviewComment",
+    "Subtask",
+    "Task",
+]

@@ -1,0 +1,195 @@
+"""The store's tables. Enumerated columns hold the ``StrEnum`` values of ``errands.domain``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    origin: Mapped[str] = mapped_column(Text)  # a local path or a git URL
+    base_branch: Mapped[str] = mapped_column(String(255))
+    languages: Mapped[dict[str, Any]] = mapped_column(default=dict)  # language -> file count
+    file_count: Mapped[int] = mapped_column(default=0)
+    # Commands the index stage detected, and the user's override (None = use detected).
+    detected_commands: Mapped[list[Any]] = mapped_column(default=list)
+    verify_commands: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    auto_execute: Mapped[bool] = mapped_column(default=True)
+    indexed_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tasks: Mapped[list[Task]] = relationship(back_populates="project")
+
+    @property
+    def effective_verify_commands(self) -> list[str]:
+        return list(
+            self.verify_commands if self.verify_commands is not None else self.detected_commands
+        )
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    # The state a failed task failed in, so a retry knows which stage to resume.
+    failed_in: Mapped[str | None] = mapped_column(String(32), default=None)
+    failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    branch: Mapped[str | None] = mapped_column(String(300), default=None)
+    base_branch: Mapped[str] = mapped_column(String(255))
+    base_commit: Mapped[str | None] = mapped_column(String(64), default=None)
+    research: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    requirements: Mapped[list[Any]] = mapped_column(default=list)
+    out_of_scope: Mapped[list[Any]] = mapped_column(default=list)
+    handoff: Mapped[str | None] = mapped_column(Text, default=None)
+    merge_commit: Mapped[str | None] = mapped_column(String(64), default=None)
+    merge_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="tasks")
+    questions: Mapped[list[Question]] = relationship(
+        back_populates="task", order_by="Question.position", cascade="all, delete-orphan"
+    )
+    subtasks: Mapped[list[Subtask]] = relationship(
+        back_populates="task", order_by="Subtask.position", cascade="all, delete-orphan"
+    )
+    comments: Mapped[list[ReviewComment]] = relationship(
+        back_populates="task", order_by="ReviewComment.id", cascade="all, delete-orphan"
+    )
+
+
+class Question(Base):
+    __tablename__ = "questions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]  # 1-based, as the user refers to them
+    text: Mapped[str] = mapped_column(Text)
+    reasoning: Mapped[str] = mapped_column(Text, default="")
+    options: Mapped[list[Any]] = mapped_column(default=list)  # [{"label", "requirement"}]
+    recommended: Mapped[int | None] = mapped_column(default=None)  # 1-based option number
+    answer_option: Mapped[int | None] = mapped_column(default=None)
+    answer_text: Mapped[str | None] = mapped_column(Text, default=None)
+    answered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    task: Mapped[Task] = relationship(back_populates="questions")
+
+    @property
+    def answered(self) -> bool:
+        return self.answered_at is not None
+
+
+class Subtask(Base):
+    __tablename__ = "subtasks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]  # 1-based order in the stack
+    title: Mapped[str] = mapped_column(String(300))
+    steps: Mapped[list[Any]] = mapped_column(default=list)
+    origin: Mapped[str] = mapped_column(String(16), default="plan")  # plan | revise
+    state: Mapped[str] = mapped_column(String(16))
+    commit_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    summary: Mapped[str | None] = mapped_column(Text, default=None)
+    decisions: Mapped[list[Any]] = mapped_column(default=list)
+    # [{"command", "exit_code", "duration", "output"}] of the last verification run
+    verification: Mapped[list[Any]] = mapped_column(default=list)
+    verify_attempts: Mapped[int] = mapped_column(default=0)
+    verified: Mapped[bool | None] = mapped_column(default=None)
+
+    task: Mapped[Task] = relationship(back_populates="subtasks")
+
+
+class ReviewComment(Base):
+    __tablename__ = "review_comments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    subtask_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subtasks.id", ondelete="SET NULL"), default=None
+    )
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("review_comments.id", ondelete="CASCADE"), default=None
+    )
+    path: Mapped[str] = mapped_column(Text)
+    line: Mapped[int]
+    end_line: Mapped[int | None] = mapped_column(default=None)
+    side: Mapped[str] = mapped_column(String(8), default="new")
+    body: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16), default="blocking")
+    commit_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    resolved: Mapped[bool] = mapped_column(default=False)
+    addressed_by_subtask_id: Mapped[int | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    task: Mapped[Task] = relationship(back_populates="comments")
+
+
+class Job(Base):
+    """A row in the job ledger. Workers lease rows; the row, not a queue, is the truth."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_run_after", "state", "run_after"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), index=True, default=None
+    )
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    run_after: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Token usage of every model call the job made, summed.
+    model_requests: Mapped[int] = mapped_column(default=0)
+    input_tokens: Mapped[int] = mapped_column(default=0)
+    output_tokens: Mapped[int] = mapped_column(default=0)
+
+
+class Event(Base):
+    """The append-only record of everything that happened to a task (or a project)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True, default=None
+    )
+    task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), index=True, default=None
+    )
+    job_id: Mapped[int | None] = mapped_column(default=None)
+    kind: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,373 @@
+"""The FastAPI application: JSON API under /api/, with an OpenAPI schema at /openapi.json.
+
+``create_app`` is an entry point: it wires the store, the services and (for ``errands serve``)
+an embedded worker, so one command runs everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import errands
+from errands import runtime
+from errands.domain import TaskState
+from errands.errors import Conflict, ErrandsError
+from errands.git import Diff
+from errands.jobs.worker import Worker
+from errands.schemas import (
+    AnswerCreate,
+    CommentCreate,
+    CommentPublic,
+    CommentResolve,
+    EventPublic,
+    ProjectCreate,
+    ProjectPublic,
+    ProjectUpdate,
+    TaskCreate,
+    TaskPublic,
+    TaskSummary,
+)
+from errands.settings import Settings
+from errands.store import Database, Job
+from errands.store import events as event_log
+from errands.workflow import actions
+
+T = TypeVar("T")
+STREAM_POLL_SECONDS = 0.3
+RESTING_STATES = {TaskState.MERGED, TaskState.CANCELLED, TaskState.FAILED}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def create_app(settings: Settings | None = None, *, embedded_worker: bool = False) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = runtime.open_database(settings)
+        services = runtime.build_services(settings, db)
+        app.state.db = db
+        app.state.settings = settings
+        worker: Worker | None = None
+        if embedded_worker:
+            worker = runtime.build_worker(services)
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await asyncio.to_thread(worker.stop)
+            db.dispose()
+
+    app = FastAPI(
+        title="Errands",
+        version=errands.__version__,
+        description="Hand off a programming task, answer the questions that matter, review a "
+        "stack of commits.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(ErrandsError)
+    async def errands_error(_: Request, exc: ErrandsError) -> JSONResponse:
+        extra = {"files": exc.files} if hasattr(exc, "files") else {}
+        return JSONResponse(error_body(exc.code, exc.message, **extra), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse(
+            error_body(
+                "invalid_input", f"Invalid request: {problems}", details=_jsonable(exc.errors())
+            ),
+            status_code=422,
+        )
+
+    _routes(app)
+    return app
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _in_session(db: Database, work: Callable[[Session], T]) -> T:
+    # Routes are sync (FastAPI runs them in a thread pool); the unit of work commits before
+    # the response is built, so a client never reads ahead of its own write.
+    with db.session() as session:
+        return work(session)
+
+
+def _task_public(session: Session, task_id: int) -> TaskPublic:
+    task = actions.get_task(session, task_id)
+    jobs = list(session.scalars(select(Job).where(Job.task_id == task_id).order_by(Job.id)))
+    return TaskPublic.of(task, jobs)
+
+
+def _routes(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/api/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": errands.__version__}
+
+    # -- projects ---------------------------------------------------------------------
+
+    @app.get("/api/projects")
+    def list_projects(db: DbDep) -> list[ProjectPublic]:
+        return _in_session(
+            db, lambda s: [ProjectPublic.model_validate(p) for p in actions.list_projects(s)]
+        )
+
+    @app.post("/api/projects", status_code=201)
+    def add_project(body: ProjectCreate, db: DbDep, settings: SettingsDep) -> ProjectPublic:
+        return _in_session(
+            db,
+            lambda s: ProjectPublic.model_validate(
+                actions.add_project(
+                    s,
+                    settings,
+                    body.origin,
+                    name=body.name,
+                    base_branch=body.base_branch,
+                    verify_commands=body.verify_commands,
+                    auto_execute=body.auto_execute,
+                )  # fmt: skip
+            ),
+        )
+
+    @app.get("/api/projects/{project}")
+    def get_project(project: str, db: DbDep) -> ProjectPublic:
+        return _in_session(
+            db, lambda s: ProjectPublic.model_validate(actions.get_project(s, project))
+        )
+
+    @app.patch("/api/projects/{project}")
+    def update_project(project: str, body: ProjectUpdate, db: DbDep) -> ProjectPublic:
+        return _in_session(
+            db,
+            lambda s: ProjectPublic.model_validate(
+                actions.update_project(
+                    s,
+                    project,
+                    verify_commands=body.verify_commands,
+                    clear_verify_commands=body.clear_verify_commands,
+                    auto_execute=body.auto_execute,
+                    base_branch=body.base_branch,
+                )  # fmt: skip
+            ),
+        )
+
+    @app.post("/api/projects/{project}/reindex", status_code=202)
+    def reindex(project: str, db: DbDep, settings: SettingsDep) -> ProjectPublic:
+        return _in_session(
+            db,
+            lambda s: ProjectPublic.model_validate(actions.reindex_project(s, settings, project)),
+        )
+
+    # -- tasks ------------------------------------------------------------------------
+
+    @app.get("/api/tasks")
+    def list_tasks(
+        db: DbDep, project: str | None = None, state: str | None = None
+    ) -> list[TaskSummary]:
+        return _in_session(
+            db,
+            lambda s: [
+                TaskSummary.model_validate(t)
+                for t in actions.list_tasks(s, project=project, state=state)
+            ],
+        )
+
+    @app.post("/api/tasks", status_code=201)
+    def create_task(body: TaskCreate, db: DbDep, settings: SettingsDep) -> TaskPublic:
+        def work(s: Session) -> TaskPublic:
+            task = actions.create_task(s, settings, body.project, body.title, body.body)
+            s.flush()
+            return _task_public(s, task.id)
+
+        return _in_session(db, work)
+
+    @app.get("/api/tasks/{task_id}")
+    def get_task(task_id: int, db: DbDep) -> TaskPublic:
+        return _in_session(db, lambda s: _task_public(s, task_id))
+
+    @app.get("/api/tasks/{task_id}/handoff", response_class=PlainTextResponse)
+    def handoff(task_id: int, db: DbDep) -> str:
+        def work(s: Session) -> str:
+            task = actions.get_task(s, task_id)
+            if task.handoff is None:
+                raise Conflict(f"Task {task_id} has no hand-off yet ({task.state}).")
+            return task.handoff
+
+        return _in_session(db, work)
+
+    def _act(task_id: int, db: Database, action: Callable[[Session], object]) -> TaskPublic:
+        def work(s: Session) -> TaskPublic:
+            action(s)
+            s.flush()
+            return _task_public(s, task_id)
+
+        return _in_session(db, work)
+
+    @app.post("/api/tasks/{task_id}/answers")
+    def answer(task_id: int, body: AnswerCreate, db: DbDep, settings: SettingsDep) -> TaskPublic:
+        return _act(task_id, db, lambda s: actions.answer(
+            s, settings, task_id, body.question, option=body.option, text=body.text))  # fmt: skip
+
+    @app.post("/api/tasks/{task_id}/execute")
+    def execute(task_id: int, db: DbDep, settings: SettingsDep) -> TaskPublic:
+        return _act(task_id, db, lambda s: actions.execute(s, settings, task_id))
+
+    @app.post("/api/tasks/{task_id}/request-changes")
+    def request_changes(task_id: int, db: DbDep, settings: SettingsDep) -> TaskPublic:
+        return _act(task_id, db, lambda s: actions.request_changes(s, settings, task_id))
+
+    @app.post("/api/tasks/{task_id}/approve")
+    def approve(task_id: int, db: DbDep, settings: SettingsDep) -> TaskPublic:
+        return _act(task_id, db, lambda s: actions.approve(s, settings, task_id))
+
+    @app.post("/api/tasks/{task_id}/cancel")
+    def cancel(task_id: int, db: DbDep) -> TaskPublic:
+        return _act(task_id, db, lambda s: actions.cancel(s, task_id))
+
+    @app.post("/api/tasks/{task_id}/retry")
+    def retry(task_id: int, db: DbDep, settings: SettingsDep) -> TaskPublic:
+        return _act(task_id, db, lambda s: actions.retry(s, settings, task_id))
+
+    # -- review -----------------------------------------------------------------------
+
+    @app.get("/api/tasks/{task_id}/diff")
+    def diff(
+        task_id: int,
+        db: DbDep,
+        settings: SettingsDep,
+        subtask: Annotated[int | None, Query(ge=1)] = None,
+    ) -> dict[str, Any]:
+        def work(s: Session) -> Diff:
+            return actions.diff(s, settings, task_id, subtask)[1]
+
+        return _in_session(db, work).to_dict()
+
+    @app.get("/api/tasks/{task_id}/comments")
+    def comments(task_id: int, db: DbDep) -> list[CommentPublic]:
+        return _in_session(
+            db,
+            lambda s: [
+                CommentPublic.model_validate(c) for c in actions.get_task(s, task_id).comments
+            ],
+        )
+
+    @app.post("/api/tasks/{task_id}/comments", status_code=201)
+    def comment(
+        task_id: int, body: CommentCreate, db: DbDep, settings: SettingsDep
+    ) -> CommentPublic:
+        return _in_session(
+            db,
+            lambda s: CommentPublic.model_validate(
+                actions.add_comment(
+                    s,
+                    settings,
+                    task_id,
+                    path=body.path,
+                    line=body.line,
+                    body=body.body,
+                    kind=body.kind,
+                    side=body.side,
+                    end_line=body.end_line,
+                    subtask=body.subtask,
+                    parent_id=body.parent_id,
+                )  # fmt: skip
+            ),
+        )
+
+    @app.post("/api/tasks/{task_id}/comments/{comment_id}/resolve")
+    def resolve(task_id: int, comment_id: int, body: CommentResolve, db: DbDep) -> CommentPublic:
+        return _in_session(
+            db,
+            lambda s: CommentPublic.model_validate(
+                actions.resolve_comment(s, task_id, comment_id, body.resolved)
+            ),
+        )
+
+    # -- events -----------------------------------------------------------------------
+
+    @app.get("/api/tasks/{task_id}/events")
+    def events(
+        task_id: int, db: DbDep, after: Annotated[int, Query(ge=0)] = 0
+    ) -> list[EventPublic]:
+        def work(s: Session) -> list[EventPublic]:
+            actions.get_task(s, task_id)
+            return [
+                EventPublic.model_validate(e)
+                for e in event_log.list_events(s, task_id=task_id, after=after)
+            ]
+
+        return _in_session(db, work)
+
+    @app.get("/api/tasks/{task_id}/events/stream")
+    async def stream(
+        task_id: int,
+        db: DbDep,
+        after: Annotated[int, Query(ge=0)] = 0,
+        last_event_id: Annotated[str | None, Header()] = None,
+    ) -> StreamingResponse:
+        """Server-sent events, resumable with ``Last-Event-ID`` (or ``?after=``). The stream
+        ends once the task rests in merged, cancelled or failed."""
+        await asyncio.to_thread(_in_session, db, lambda s: actions.get_task(s, task_id))
+        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+        return StreamingResponse(_sse(db, task_id, start), media_type="text/event-stream")
+
+
+async def _sse(db: Database, task_id: int, after: int) -> AsyncIterator[str]:
+    def poll(cursor: int) -> tuple[list[EventPublic], str]:
+        with db.session() as s:
+            found = [
+                EventPublic.model_validate(e)
+                for e in event_log.list_events(s, task_id=task_id, after=cursor)
+            ]
+            return found, actions.get_task(s, task_id).state
+
+    cursor = after
+    idle = 0
+    while True:
+        found, state = await asyncio.to_thread(poll, cursor)
+        for event in found:
+            cursor = event.id
+            yield f"id: {event.id}\nevent: {event.kind}\ndata: {event.model_dump_json()}\n\n"
+        if not found and state in RESTING_STATES:
+            yield f"event: end\ndata: {json.dumps({'state': state})}\n\n"
+            return
+        idle = 0 if found else idle + 1
+        if idle and idle % 50 == 0:
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(STREAM_POLL_SECONDS)

@@ -1,0 +1,1 @@
+"""The story of a task: one module per stage, the user's actions, and the job dispatcher."""

@@ -1,0 +1,437 @@
+"""What a user can do to projects and tasks. The CLI and the HTTP API both call these.
+
+Each action validates its input and the task's state, changes the store, records an event and
+enqueues the job that does the work. None of them does slow work itself.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from errands.domain import (
+    CommentKind,
+    JobKind,
+    Side,
+    TaskState,
+    check_transition,
+)
+from errands.errors import Conflict, InvalidInput, NotFound
+from errands.git import Diff, current_branch, find_repository, git
+from errands.jobs import ledger
+from errands.settings import Settings
+from errands.store import Project, Question, ReviewComment, Subtask, Task
+from errands.store import events as event_log
+from errands.workflow.context import open_mirror
+
+MAX_TITLE = 300
+MAX_BODY = 200_000  # characters (~50k tokens): more would not fit a model's context anyway
+_URL = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# -- lookups ------------------------------------------------------------------------------
+
+
+def get_project(session: Session, ref: int | str) -> Project:
+    """A project by id or by name."""
+    project = None
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        project = session.get(Project, int(ref))
+    if project is None and isinstance(ref, str):
+        project = session.scalars(select(Project).where(Project.name == ref)).first()
+    if project is None:
+        raise NotFound(f"Project {ref!r} does not exist.")
+    return project
+
+
+def get_task(session: Session, task_id: int) -> Task:
+    task = session.get(Task, task_id)
+    if task is None:
+        raise NotFound(f"Task {task_id} does not exist.")
+    return task
+
+
+def list_tasks(
+    session: Session, *, project: int | str | None = None, state: str | None = None
+) -> list[Task]:
+    query = select(Task).order_by(Task.id.desc())
+    if project is not None:
+        query = query.where(Task.project_id == get_project(session, project).id)
+    if state is not None:
+        if state not in TaskState.__members__.values():
+            raise InvalidInput(f"Unknown state {state!r}; one of: {', '.join(TaskState)}.")
+        query = query.where(Task.state == state)
+    return list(session.scalars(query))
+
+
+def list_projects(session: Session) -> list[Project]:
+    return list(session.scalars(select(Project).order_by(Project.id)))
+
+
+def _set_state(session: Session, task: Task, target: TaskState, message: str) -> None:
+    task.state = check_transition(TaskState(task.state), target)
+    event_log.record(
+        session, "task.state", message, task_id=task.id, project_id=task.project_id,
+        data={"state": target},
+    )  # fmt: skip
+
+
+def _enqueue(session: Session, settings: Settings, kind: JobKind, task: Task) -> None:
+    if ledger.active_job(session, task.id) is not None:
+        raise Conflict(f"Task {task.id} already has a job queued or running.")
+    job = ledger.enqueue(
+        session, kind, project_id=task.project_id, task_id=task.id,
+        max_attempts=settings.job_max_attempts,
+    )  # fmt: skip
+    event_log.record(
+        session, "job.queued", f"{kind} job queued", task_id=task.id,
+        project_id=task.project_id, job_id=job.id, data={"kind": kind},
+    )  # fmt: skip
+
+
+# -- projects -----------------------------------------------------------------------------
+
+
+def add_project(
+    session: Session,
+    settings: Settings,
+    origin: str,
+    *,
+    name: str | None = None,
+    base_branch: str | None = None,
+    verify_commands: list[str] | None = None,
+    auto_execute: bool = True,
+) -> Project:
+    origin = origin.strip()
+    if not origin:
+        raise InvalidInput("A project needs a local path or a git URL.")
+    if _URL.match(origin):
+        heads = git("ls-remote", "--symref", origin, "HEAD", cwd=Path.cwd())
+        match = re.search(r"ref: refs/heads/(\S+)\s+HEAD", heads)
+        detected = match.group(1) if match else "main"
+        default_name = origin.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+    else:
+        repo = find_repository(Path(origin).expanduser())
+        origin = str(repo)
+        detected = current_branch(repo) or "main"
+        default_name = repo.name.removesuffix(".git")
+    name = (name or default_name).strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("A project name must be 1-200 characters.")
+    if session.scalars(select(Project).where(Project.name == name)).first():
+        raise Conflict(f"A project named {name!r} already exists; pass another --name.")
+    project = Project(
+        name=name,
+        origin=origin,
+        base_branch=base_branch or detected,
+        verify_commands=verify_commands,
+        auto_execute=auto_execute,
+    )
+    session.add(project)
+    session.flush()
+    job = ledger.enqueue(
+        session, JobKind.INDEX, project_id=project.id, max_attempts=settings.job_max_attempts
+    )
+    event_log.record(
+        session, "project.added", f"Project {name} added from {origin}",
+        project_id=project.id, job_id=job.id,
+    )  # fmt: skip
+    return project
+
+
+def update_project(
+    session: Session,
+    ref: int | str,
+    *,
+    verify_commands: list[str] | None = None,
+    clear_verify_commands: bool = False,
+    auto_execute: bool | None = None,
+    base_branch: str | None = None,
+) -> Project:
+    project = get_project(session, ref)
+    if clear_verify_commands:
+        project.verify_commands = None
+    elif verify_commands is not None:
+        project.verify_commands = [c for c in (c.strip() for c in verify_commands) if c]
+    if auto_execute is not None:
+        project.auto_execute = auto_execute
+    if base_branch is not None:
+        project.base_branch = base_branch
+    event_log.record(session, "project.updated", "Project settings changed", project_id=project.id)
+    return project
+
+
+def reindex_project(session: Session, settings: Settings, ref: int | str) -> Project:
+    project = get_project(session, ref)
+    ledger.enqueue(
+        session, JobKind.INDEX, project_id=project.id, max_attempts=settings.job_max_attempts
+    )
+    return project
+
+
+# -- tasks --------------------------------------------------------------------------------
+
+
+def create_task(
+    session: Session, settings: Settings, project_ref: int | str, title: str, body: str
+) -> Task:
+    settings.require_llm()
+    project = get_project(session, project_ref)
+    title = title.strip()
+    if not title:
+        raise InvalidInput("A task needs a title.")
+    if len(title) > MAX_TITLE:
+        raise InvalidInput(f"The title is {len(title)} characters; the limit is {MAX_TITLE}.")
+    if len(body) > MAX_BODY:
+        raise InvalidInput(
+            f"The task body is {len(body):,} characters; the limit is {MAX_BODY:,}. "
+            "Link to large material instead of pasting it."
+        )
+    if "\x00" in title or "\x00" in body:
+        raise InvalidInput("The task text contains NUL characters.")
+    task = Task(
+        project_id=project.id,
+        title=title,
+        body=body,
+        state=TaskState.CREATED,
+        base_branch=project.base_branch,
+    )
+    session.add(task)
+    session.flush()
+    event_log.record(
+        session, "task.created", f"Task {task.id} created: {title}", task_id=task.id,
+        project_id=project.id,
+    )  # fmt: skip
+    _set_state(session, task, TaskState.RESEARCHING, "Research queued")
+    _enqueue(session, settings, JobKind.RESEARCH, task)
+    return task
+
+
+def answer(
+    session: Session,
+    settings: Settings,
+    task_id: int,
+    question: int,
+    *,
+    option: int | None = None,
+    text: str | None = None,
+) -> Task:
+    task = get_task(session, task_id)
+    if task.state != TaskState.AWAITING_ANSWERS:
+        raise Conflict(f"Task {task_id} is {task.state}; answers are taken while awaiting_answers.")
+    found = next((q for q in task.questions if q.position == question), None)
+    if found is None:
+        raise NotFound(f"Task {task_id} has no question {question} (it has {len(task.questions)}).")
+    text = (text or "").strip() or None
+    if option is None and text is None:
+        raise InvalidInput("Give an option number or a written answer.")
+    if option is not None and not 1 <= option <= len(found.options):
+        raise InvalidInput(f"Question {question} has options 1-{len(found.options)}.")
+    found.answer_option, found.answer_text, found.answered_at = option, text, _now()
+    event_log.record(
+        session, "question.answered", f"Q{question} answered: {_answer_text(found)}",
+        task_id=task.id, project_id=task.project_id,
+        data={"question": question, "option": option, "text": text},
+    )  # fmt: skip
+    if all(q.answered for q in task.questions):
+        task.requirements = [*task.requirements, *(_answer_text(q) for q in task.questions)]
+        _set_state(session, task, TaskState.READY, "All questions answered")
+        start_execution_if_auto(session, settings, task)
+    return task
+
+
+def _answer_text(q: Question) -> str:
+    parts = []
+    if q.answer_option is not None:
+        parts.append(str(q.options[q.answer_option - 1]["requirement"]))
+    if q.answer_text:
+        parts.append(q.answer_text)
+    return " ".join(parts)
+
+
+def start_execution_if_auto(session: Session, settings: Settings, task: Task) -> None:
+    if task.project.auto_execute:
+        execute(session, settings, task.id)
+
+
+def execute(session: Session, settings: Settings, task_id: int) -> Task:
+    task = get_task(session, task_id)
+    _set_state(session, task, TaskState.EXECUTING, "Execution queued")
+    _enqueue(session, settings, JobKind.EXECUTE, task)
+    return task
+
+
+def cancel(session: Session, task_id: int) -> Task:
+    task = get_task(session, task_id)
+    _set_state(session, task, TaskState.CANCELLED, "Task cancelled")
+    ledger.request_cancel(session, task.id)
+    return task
+
+
+def retry(session: Session, settings: Settings, task_id: int) -> Task:
+    task = get_task(session, task_id)
+    if task.state != TaskState.FAILED:
+        raise Conflict(f"Task {task_id} is {task.state}; only a failed task can be retried.")
+    stage = {
+        TaskState.CREATED: (TaskState.RESEARCHING, JobKind.RESEARCH),
+        TaskState.RESEARCHING: (TaskState.RESEARCHING, JobKind.RESEARCH),
+        TaskState.READY: (TaskState.EXECUTING, JobKind.EXECUTE),
+        TaskState.EXECUTING: (TaskState.EXECUTING, JobKind.EXECUTE),
+        TaskState.REVISING: (TaskState.REVISING, JobKind.REVISE),
+    }.get(TaskState(task.failed_in or TaskState.RESEARCHING))
+    if stage is None:
+        raise Conflict(f"Task {task_id} failed while {task.failed_in}; there is nothing to retry.")
+    target, kind = stage
+    if kind is JobKind.EXECUTE:
+        settings.require_llm()
+    task.failure_reason = None
+    _set_state(session, task, target, f"Retrying {kind}")
+    _enqueue(session, settings, kind, task)
+    return task
+
+
+# -- review -------------------------------------------------------------------------------
+
+
+def _require_review(task: Task) -> None:
+    if task.state != TaskState.IN_REVIEW:
+        raise Conflict(f"Task {task.id} is {task.state}; this needs it in_review.")
+
+
+def diff(
+    session: Session, settings: Settings, task_id: int, subtask: int | None = None
+) -> tuple[Task, Diff]:
+    """The whole branch against its base, or one subtask's commit against its parent."""
+    task = get_task(session, task_id)
+    if task.branch is None or task.base_commit is None:
+        raise Conflict(f"Task {task_id} has no changes yet (it is {task.state}).")
+    mirror = open_mirror(settings, task.project_id, task.project.origin)
+    if subtask is None:
+        tip = mirror.resolve(f"refs/heads/{task.branch}") or task.base_commit
+        return task, mirror.diff(task.base_commit, tip)
+    found = next((s for s in task.subtasks if s.position == subtask), None)
+    if found is None:
+        raise NotFound(f"Task {task_id} has no subtask {subtask} (it has {len(task.subtasks)}).")
+    if found.commit_sha is None:
+        raise Conflict(f"Subtask {subtask} of task {task_id} has no commit ({found.state}).")
+    return task, mirror.diff(f"{found.commit_sha}^", found.commit_sha)
+
+
+def add_comment(
+    session: Session,
+    settings: Settings,
+    task_id: int,
+    *,
+    path: str,
+    line: int,
+    body: str,
+    kind: str = CommentKind.BLOCKING,
+    side: str = Side.NEW,
+    end_line: int | None = None,
+    subtask: int | None = None,
+    parent_id: int | None = None,
+) -> ReviewComment:
+    task = get_task(session, task_id)
+    _require_review(task)
+    body = body.strip()
+    if not body:
+        raise InvalidInput("A comment needs a body.")
+    if kind not in CommentKind.__members__.values():
+        raise InvalidInput(f"kind must be one of: {', '.join(CommentKind)}.")
+    if side not in Side.__members__.values():
+        raise InvalidInput(f"side must be one of: {', '.join(Side)}.")
+    if line < 1 or (end_line is not None and end_line < line):
+        raise InvalidInput("line must be ≥ 1 and end_line ≥ line.")
+    parent = None
+    if parent_id is not None:
+        parent = session.get(ReviewComment, parent_id)
+        if parent is None or parent.task_id != task.id:
+            raise NotFound(f"Comment {parent_id} does not exist on task {task_id}.")
+        path, line, side = parent.path, parent.line, parent.side
+    subtask_row: Subtask | None = None
+    if subtask is not None:
+        subtask_row = next((s for s in task.subtasks if s.position == subtask), None)
+        if subtask_row is None:
+            raise NotFound(f"Task {task_id} has no subtask {subtask}.")
+    _, changes = diff(session, settings, task_id, subtask)
+    if parent is None and path not in {f.path for f in changes.files} | {
+        f.old_path for f in changes.files if f.old_path
+    }:
+        raise InvalidInput(f"{path} is not among the files this task changed.")
+    comment = ReviewComment(
+        task_id=task.id,
+        subtask_id=subtask_row.id if subtask_row else None,
+        parent_id=parent.id if parent else None,
+        path=path,
+        line=line,
+        end_line=end_line,
+        side=side,
+        body=body,
+        kind=kind,
+        commit_sha=subtask_row.commit_sha if subtask_row else None,
+    )
+    session.add(comment)
+    session.flush()
+    event_log.record(
+        session, "review.comment", f"{kind} comment on {path}:{line}: {body[:120]}",
+        task_id=task.id, project_id=task.project_id,
+        data={"comment_id": comment.id, "path": path, "line": line, "kind": kind},
+    )  # fmt: skip
+    return comment
+
+
+def resolve_comment(
+    session: Session, task_id: int, comment_id: int, resolved: bool = True
+) -> ReviewComment:
+    task = get_task(session, task_id)
+    comment = session.get(ReviewComment, comment_id)
+    if comment is None or comment.task_id != task.id:
+        raise NotFound(f"Comment {comment_id} does not exist on task {task_id}.")
+    comment.resolved = resolved
+    event_log.record(
+        session, "review.resolved" if resolved else "review.reopened",
+        f"Comment {comment_id} {'resolved' if resolved else 'reopened'}",
+        task_id=task.id, project_id=task.project_id, data={"comment_id": comment_id},
+    )  # fmt: skip
+    return comment
+
+
+def request_changes(session: Session, settings: Settings, task_id: int) -> Task:
+    task = get_task(session, task_id)
+    _require_review(task)
+    settings.require_llm()
+    open_count = sum(1 for c in task.comments if c.parent_id is None and not c.resolved)
+    if open_count == 0:
+        raise Conflict(f"Task {task_id} has no open review comments; add one first.")
+    _set_state(session, task, TaskState.REVISING, f"Changes requested ({open_count} comment(s))")
+    _enqueue(session, settings, JobKind.REVISE, task)
+    return task
+
+
+def approve(session: Session, settings: Settings, task_id: int) -> Task:
+    task = get_task(session, task_id)
+    _require_review(task)
+    blocking = [
+        c for c in task.comments
+        if c.parent_id is None and not c.resolved and c.kind == CommentKind.BLOCKING
+    ]  # fmt: skip
+    if blocking:
+        raise Conflict(
+            f"Task {task_id} has {len(blocking)} unresolved blocking comment(s); resolve them or "
+            "request changes first."
+        )
+    event_log.record(
+        session, "review.approved", "Approved; merge queued", task_id=task.id,
+        project_id=task.project_id,
+    )  # fmt: skip
+    task.merge_error = None
+    _enqueue(session, settings, JobKind.MERGE, task)
+    return task

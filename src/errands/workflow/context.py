@@ -1,0 +1,137 @@
+"""What a running stage has at hand: the store, settings, the sandbox, models, its lease."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic_ai.models import Model
+from sqlalchemy.orm import Session
+
+from errands.agent.loop import AgentConfig
+from errands.errors import Cancelled
+from errands.git import Mirror
+from errands.jobs import ledger
+from errands.jobs.ledger import Lease
+from errands.sandbox import Sandbox
+from errands.settings import Phase, Settings
+from errands.store import Database
+from errands.store import events as event_log
+
+
+@dataclass(frozen=True)
+class Services:
+    """Concrete parts, wired by an entry point (CLI, web app, worker start-up)."""
+
+    db: Database
+    settings: Settings
+    sandbox: Sandbox
+    model_factory: Callable[[Settings, Phase], Model]
+
+
+def mirror_path(settings: Settings, project_id: int) -> Path:
+    return settings.mirrors_dir / f"project-{project_id}.git"
+
+
+def open_mirror(settings: Settings, project_id: int, origin: str) -> Mirror:
+    return Mirror.create(mirror_path(settings, project_id), origin)
+
+
+class Redactor:
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = secrets
+
+    def __call__(self, value: Any) -> Any:
+        if not self.secrets:
+            return value
+        if isinstance(value, str):
+            for secret in self.secrets:
+                value = value.replace(secret, "[redacted]")
+            return value
+        if isinstance(value, dict):
+            return {k: self(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        return value
+
+
+class JobContext:
+    """One running job. Also the agent's ``Recorder``: events, usage, cancellation."""
+
+    def __init__(self, services: Services, lease: Lease, cancel: threading.Event) -> None:
+        self.services = services
+        self.db = services.db
+        self.settings = services.settings
+        self.sandbox = services.sandbox
+        self.lease = lease
+        self.cancel = cancel
+        self.redact = Redactor(services.settings.secrets())
+
+    @property
+    def task_id(self) -> int:
+        if self.lease.task_id is None:
+            raise RuntimeError(f"job {self.lease.job_id} ({self.lease.kind}) has no task")
+        return self.lease.task_id
+
+    # -- Recorder -------------------------------------------------------------------------
+
+    def event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        # Each event commits on its own so clients following the log see it at once.
+        with self.db.session() as session:
+            event_log.record(
+                session,
+                kind,
+                self.redact(message),
+                task_id=self.lease.task_id,
+                project_id=self.lease.project_id,
+                job_id=self.lease.job_id,
+                data=self.redact(data),
+            )
+
+    def emit(self, kind: str, message: str, **data: Any) -> None:
+        """Record an event in its own transaction. Never call this while holding a session
+        that has written: SQLite allows one writer, and this would wait for that one."""
+        self.event(kind, message, data)
+
+    def record(self, session: Session, kind: str, message: str, **data: Any) -> None:
+        """Record an event inside the caller's transaction (it lands with the caller's change)."""
+        event_log.record(
+            session,
+            kind,
+            self.redact(message),
+            task_id=self.lease.task_id,
+            project_id=self.lease.project_id,
+            job_id=self.lease.job_id,
+            data=self.redact(data),
+        )
+
+    def usage(self, requests: int, input_tokens: int, output_tokens: int) -> None:
+        ledger.add_usage(
+            self.db,
+            self.lease.job_id,
+            requests=requests,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
+
+    def check_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("The job was cancelled.")
+
+    # -- helpers for stages ---------------------------------------------------------------
+
+    def agent_config(self, phase: Phase) -> AgentConfig:
+        return AgentConfig(
+            model=self.services.model_factory(self.settings, phase),
+            max_requests=self.settings.agent_max_requests,
+            output_retries=self.settings.output_retries,
+        )
+
+    def mirror(self, origin: str) -> Mirror:
+        return open_mirror(self.settings, self.lease.project_id, origin)
+
+    def workspace_path(self) -> Path:
+        return self.settings.workspaces_dir / f"task-{self.task_id}-job-{self.lease.job_id}"

@@ -1,0 +1,138 @@
+"""The execute stage: plan subtasks, then implement each as one verified commit."""
+
+from __future__ import annotations
+
+from errands.agent import prompts
+from errands.agent.loop import run_agent
+from errands.agent.schemas import Plan
+from errands.agent.tools import WorkspaceTools
+from errands.domain import SubtaskState, TaskState, check_transition
+from errands.errors import GitError
+from errands.git import Mirror, Workspace, task_branch
+from errands.store import Subtask, Task
+from errands.workflow import handoff
+from errands.workflow.context import JobContext
+from errands.workflow.implement import implement_subtask
+
+
+def _task_context(task: Task) -> str:
+    answers = [
+        f"- {q.text} → {q.answer_text or q.options[(q.answer_option or 1) - 1]['label']}"
+        for q in task.questions
+    ]
+    return (
+        f"{prompts.task_block(task.title, task.body)}\n\n"
+        f"Overview from research:\n{(task.research or {}).get('overview', '(none)')}\n\n"
+        f"Requirements:\n{prompts.bullet(list(task.requirements))}\n\n"
+        f"Answered questions:\n{chr(10).join(answers) or '- (none)'}"
+    )
+
+
+def run(ctx: JobContext) -> None:
+    with ctx.db.session() as session:
+        task = session.get(Task, ctx.task_id)
+        assert task is not None
+        origin = task.project.origin
+        base_branch = task.base_branch
+        branch = task.branch or task_branch(task.id, task.title)
+        task.branch = branch
+        verify_commands = task.project.effective_verify_commands
+        context = _task_context(task)
+        planned = bool(task.subtasks)
+    mirror = ctx.mirror(origin)
+    mirror.fetch()
+    with ctx.db.session() as session:
+        task = session.get(Task, ctx.task_id)
+        assert task is not None
+        if task.base_commit is None:
+            task.base_commit = mirror.resolve(mirror.base_ref(base_branch))
+        base_commit = task.base_commit
+    if base_commit is None:
+        raise GitError(f"The base branch {base_branch!r} does not exist in {origin}.")
+    # An existing branch (a resumed job) is reused as it is.
+    workspace = mirror.add_workspace(ctx.workspace_path(), branch, base_commit)
+    try:
+        if not planned:
+            _plan(ctx, workspace, context)
+        with ctx.db.session() as session:
+            todo = [
+                (s.id, s.position, s.title, list(s.steps))
+                for s in session.get_one(Task, ctx.task_id).subtasks
+                if s.state not in (SubtaskState.COMMITTED, SubtaskState.EMPTY)
+            ]
+            total = len(session.get_one(Task, ctx.task_id).subtasks)
+        for subtask_id, position, title, steps in todo:
+            ctx.check_cancelled()
+            implement_subtask(
+                ctx,
+                mirror=mirror,
+                workspace=workspace,
+                base_commit=base_commit,
+                subtask_id=subtask_id,
+                instructions=prompts.SUBTASK,
+                prompt=(
+                    f"{context}\n\nYou are doing subtask {position} of {total}: {title}\n"
+                    f"Steps:\n{prompts.bullet(steps)}"
+                ),
+                verify_commands=verify_commands,
+            )
+        finish_review_round(ctx, mirror, workspace, branch)
+    finally:
+        mirror.remove_workspace(workspace.path)
+
+
+def _plan(ctx: JobContext, workspace: Workspace, context: str) -> None:
+    tools = WorkspaceTools(
+        workspace.path, ctx.sandbox, command_timeout=ctx.settings.command_timeout, cancel=ctx.cancel
+    )
+    plan = run_agent(
+        ctx.agent_config("execute"),
+        name="plan",
+        instructions=prompts.PLAN,
+        prompt=context,
+        output_type=Plan,
+        tools=tools.read_only(),
+        recorder=ctx,
+    ).output
+    ctx.check_cancelled()
+    with ctx.db.session() as session:
+        task = session.get_one(Task, ctx.task_id)
+        for number, item in enumerate(plan.subtasks, start=1):
+            task.subtasks.append(
+                Subtask(
+                    position=number,
+                    title=item.title,
+                    steps=list(item.steps),
+                    origin="plan",
+                    state=SubtaskState.PLANNED,
+                )
+            )
+        task.out_of_scope = list(plan.out_of_scope)
+        ctx.record(
+            session,
+            "plan.created",
+            f"Planned {len(plan.subtasks)} subtask(s)",
+            subtasks=[s.title for s in plan.subtasks],
+        )
+
+
+def finish_review_round(ctx: JobContext, mirror: Mirror, workspace: Workspace, branch: str) -> None:
+    """Publish the branch, write the hand-off, and hand the task to the reviewer."""
+    ctx.check_cancelled()
+    try:
+        mirror.publish(branch)
+    except GitError as exc:
+        # Review works from the mirror; a read-only origin only loses the convenience copy.
+        ctx.emit("branch.publish_failed", f"Could not push {branch} to the project: {exc}")
+    with ctx.db.session() as session:
+        task = session.get_one(Task, ctx.task_id)
+        task.handoff = handoff.render(task)
+        task.state = check_transition(TaskState(task.state), TaskState.IN_REVIEW)
+        task.merge_error = None
+        ctx.record(
+            session,
+            "task.state",
+            f"Ready for review on {branch} ({workspace.head()[:10]})",
+            state=TaskState.IN_REVIEW,
+            head=workspace.head(),
+        )

@@ -1,0 +1,151 @@
+"""One subtask, start to finish: agent edits → verify → fix (bounded) → one commit.
+
+Shared by execute (planned subtasks) and revise (a subtask made of review comments). State is
+saved after every step so a resumed job continues where the last attempt stopped.
+"""
+
+from __future__ import annotations
+
+from pydantic_ai.messages import ModelMessage
+
+from errands.agent.loop import run_agent
+from errands.agent.schemas import SubtaskReport
+from errands.agent.tools import WorkspaceTools
+from errands.domain import SubtaskState
+from errands.errors import VerificationFailed
+from errands.git import Mirror, Workspace
+from errands.store import Subtask
+from errands.workflow.context import JobContext
+from errands.workflow.verify import failure_report, run_verification
+
+TRAILER = "Errands-Subtask"
+
+
+def commit_message(task_id: int, subtask: Subtask, summary: str) -> str:
+    return (
+        f"{subtask.title}\n\n{summary.strip()}\n\n"
+        f"Errands-Task: {task_id}\n{TRAILER}: {subtask.id}\n"
+    )
+
+
+def find_existing_commit(mirror: Mirror, base: str, branch: str, subtask_id: int) -> str | None:
+    """A commit for this subtask already on the branch (the worker died after committing but
+    before recording it): adopt it instead of doing the work twice."""
+    marker = f"{TRAILER}: {subtask_id}"
+    for commit in mirror.commits(base, branch):
+        if marker in commit.body.splitlines():
+            return commit.sha
+    return None
+
+
+def implement_subtask(
+    ctx: JobContext,
+    *,
+    mirror: Mirror,
+    workspace: Workspace,
+    base_commit: str,
+    subtask_id: int,
+    instructions: str,
+    prompt: str,
+    verify_commands: list[str],
+) -> None:
+    with ctx.db.session() as session:
+        subtask = session.get(Subtask, subtask_id)
+        assert subtask is not None
+        if subtask.state in (SubtaskState.COMMITTED, SubtaskState.EMPTY):
+            return
+        existing = find_existing_commit(mirror, base_commit, workspace.branch, subtask_id)
+        if existing is not None:
+            subtask.state = SubtaskState.COMMITTED
+            subtask.commit_sha = existing
+            ctx.record(
+                session, "subtask.recovered", f"Subtask {subtask.position} was already committed"
+            )
+            return
+        subtask.state = SubtaskState.EDITING
+        position, title = subtask.position, subtask.title
+    # Whatever a dead attempt left uncommitted is discarded: the subtask is redone whole.
+    workspace.discard_changes()
+    ctx.emit("subtask.started", f"Subtask {position}: {title}", position=position, title=title)
+
+    tools = WorkspaceTools(
+        workspace.path, ctx.sandbox, command_timeout=ctx.settings.command_timeout, cancel=ctx.cancel
+    )
+    config = ctx.agent_config("execute")
+    history: list[ModelMessage] | None = None
+    report: SubtaskReport | None = None
+    results: list[dict[str, object]] = []
+    attempts = ctx.settings.verify_attempts
+    for attempt in range(1, attempts + 1):
+        result = run_agent(
+            config,
+            name=f"subtask-{position}",
+            instructions=instructions,
+            prompt=prompt,
+            output_type=SubtaskReport,
+            tools=tools.read_write(),
+            recorder=ctx,
+            message_history=history,
+        )
+        history, report = result.messages, result.output
+        ctx.check_cancelled()
+        if not verify_commands:
+            ctx.emit("verify.skipped", "No verify commands are configured for this project")
+            break
+        _set_state(ctx, subtask_id, SubtaskState.VERIFYING)
+        results = list(run_verification(ctx, workspace.path, verify_commands))
+        passed = all(r["ok"] for r in results)
+        _record_verification(ctx, subtask_id, results, attempt, passed)
+        if passed:
+            break
+        if attempt == attempts:
+            _set_state(ctx, subtask_id, SubtaskState.FAILED)
+            failing = ", ".join(str(r["command"]) for r in results if not r["ok"])
+            raise VerificationFailed(
+                f"Subtask {position} ({title}): verification still fails after {attempts} "
+                f"attempt(s): {failing}"
+            )
+        _set_state(ctx, subtask_id, SubtaskState.EDITING)
+        prompt = (
+            "The project's verify commands fail after your change. Fix the code so they pass "
+            "(do not weaken or delete tests), then answer with final_result again.\n\n"
+            + failure_report(results)
+        )
+        ctx.emit(
+            "subtask.fixing", f"Subtask {position}: verification failed, attempt {attempt + 1}"
+        )
+
+    assert report is not None
+    ctx.check_cancelled()
+    with ctx.db.session() as session:
+        subtask = session.get(Subtask, subtask_id)
+        assert subtask is not None
+        sha = workspace.commit_all(commit_message(ctx.task_id, subtask, report.summary))
+        subtask.summary = report.summary
+        subtask.decisions = list(report.decisions)
+        subtask.commit_sha = sha
+        subtask.state = SubtaskState.COMMITTED if sha else SubtaskState.EMPTY
+        if not verify_commands:
+            subtask.verified = None
+    if sha:
+        ctx.emit("subtask.committed", f"Subtask {position} committed as {sha[:10]}", sha=sha)
+    else:
+        ctx.emit("subtask.empty", f"Subtask {position} changed nothing; no commit")
+
+
+def _set_state(ctx: JobContext, subtask_id: int, state: SubtaskState) -> None:
+    with ctx.db.session() as session:
+        subtask = session.get(Subtask, subtask_id)
+        assert subtask is not None
+        subtask.state = state
+
+
+def _record_verification(
+    ctx: JobContext, subtask_id: int, results: list[dict[str, object]], attempt: int, passed: bool
+) -> None:
+    with ctx.db.session() as session:
+        subtask = session.get(Subtask, subtask_id)
+        assert subtask is not None
+        subtask.verification = results
+        subtask.verify_attempts = attempt
+        subtask.verified = passed

@@ -1,0 +1,113 @@
+"""The index stage: mirror the repository and learn its languages, size and verify commands."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import PurePosixPath
+
+from errands.git import git
+from errands.store import Project
+from errands.store.models import utcnow
+from errands.workflow.context import JobContext
+
+LANGUAGES = {
+    ".py": "Python", ".pyi": "Python", ".js": "JavaScript", ".mjs": "JavaScript",
+    ".cjs": "JavaScript", ".jsx": "JavaScript", ".ts": "TypeScript", ".tsx": "TypeScript",
+    ".go": "Go", ".rs": "Rust", ".java": "Java", ".kt": "Kotlin", ".rb": "Ruby",
+    ".php": "PHP", ".c": "C", ".h": "C", ".cc": "C++", ".cpp": "C++", ".hpp": "C++",
+    ".cs": "C#", ".swift": "Swift", ".scala": "Scala", ".sh": "Shell", ".sql": "SQL",
+    ".html": "HTML", ".css": "CSS", ".scss": "CSS", ".vue": "Vue", ".ex": "Elixir",
+    ".exs": "Elixir", ".hs": "Haskell", ".lua": "Lua", ".r": "R", ".m": "Objective-C",
+}  # fmt: skip
+
+
+def count_languages(files: list[str]) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for name in files:
+        language = LANGUAGES.get(PurePosixPath(name).suffix.lower())
+        if language:
+            counts[language] += 1
+    return dict(counts.most_common())
+
+
+def detect_commands(files: list[str], read: Callable[[str], str | None]) -> list[str]:
+    """Guess the commands that verify a change: tests first, then linters the repo configures."""
+    present = set(files)
+    names = {PurePosixPath(f).name for f in files}
+    commands: list[str] = []
+    python_tests = any(
+        PurePosixPath(f).name.startswith("test_") or PurePosixPath(f).name.endswith("_test.py")
+        for f in files
+        if f.endswith(".py")
+    )
+    pyproject = read("pyproject.toml") if "pyproject.toml" in present else None
+    if python_tests or "pytest.ini" in present or (pyproject and "[tool.pytest" in pyproject):
+        commands.append("python3 -m pytest -q")
+    if "package.json" in present:
+        package = read("package.json") or "{}"
+        try:
+            scripts = json.loads(package).get("scripts", {})
+        except (ValueError, AttributeError):
+            scripts = {}
+        test = scripts.get("test", "") if isinstance(scripts, dict) else ""
+        if test and "no test specified" not in test:
+            commands.append("npm test")
+        if isinstance(scripts, dict) and "lint" in scripts:
+            commands.append("npm run lint")
+    if "Cargo.toml" in present:
+        commands.append("cargo test")
+    if "go.mod" in present:
+        commands.append("go test ./...")
+    if not commands and "Makefile" in names:
+        makefile = read("Makefile") or ""
+        if any(line.startswith("test:") for line in makefile.splitlines()):
+            commands.append("make test")
+    if pyproject and "[tool.ruff" in pyproject:
+        commands.append("ruff check .")
+    return commands
+
+
+def run(ctx: JobContext) -> None:
+    with ctx.db.session() as session:
+        project = session.get(Project, ctx.lease.project_id)
+        assert project is not None
+        origin, base_branch = project.origin, project.base_branch
+    ctx.emit("index.started", f"Indexing {origin} ({base_branch})")
+    mirror = ctx.mirror(origin)
+    mirror.fetch()
+    ref = mirror.base_ref(base_branch)
+    if mirror.resolve(ref) is None:
+        raise_missing_branch(origin, base_branch)
+    files = git("ls-tree", "-r", "--name-only", "-z", ref, cwd=mirror.path).split("\0")
+    files = [f for f in files if f]
+
+    def read(path: str) -> str | None:
+        try:
+            return git("show", f"{ref}:{path}", cwd=mirror.path)
+        except Exception:  # a submodule or an unreadable blob: nothing to learn from it
+            return None
+
+    languages = count_languages(files)
+    commands = detect_commands(files, read)
+    with ctx.db.session() as session:
+        project = session.get(Project, ctx.lease.project_id)
+        assert project is not None
+        project.languages = languages
+        project.file_count = len(files)
+        project.detected_commands = commands
+        project.indexed_at = utcnow()
+    ctx.emit(
+        "index.finished",
+        f"Indexed {len(files)} files; verify with: {', '.join(commands) or 'nothing detected'}",
+        file_count=len(files),
+        languages=languages,
+        detected_commands=commands,
+    )
+
+
+def raise_missing_branch(origin: str, branch: str) -> None:
+    from errands.errors import GitError
+
+    raise GitError(f"The base branch {branch!r} does not exist in {origin}.")

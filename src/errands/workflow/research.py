@@ -1,0 +1,91 @@
+"""The research stage: a read-only agent studies the repository and asks what matters."""
+
+from __future__ import annotations
+
+from errands.agent import prompts
+from errands.agent.loop import run_agent
+from errands.agent.schemas import ResearchResult
+from errands.agent.tools import WorkspaceTools
+from errands.domain import TaskState, check_transition
+from errands.git import task_branch
+from errands.store import Project, Question, Task
+from errands.workflow import actions
+from errands.workflow.context import JobContext
+
+
+def research_prompt(task: Task, project: Project) -> str:
+    languages = ", ".join(f"{k} ({v})" for k, v in project.languages.items()) or "unknown"
+    commands = ", ".join(project.effective_verify_commands) or "none configured"
+    return (
+        f"Repository: {project.name} — {project.file_count} files; languages: {languages}; "
+        f"verify commands: {commands}.\n\n{prompts.task_block(task.title, task.body)}"
+    )
+
+
+def run(ctx: JobContext) -> None:
+    with ctx.db.session() as session:
+        task = session.get(Task, ctx.task_id)
+        assert task is not None
+        project = task.project
+        prompt = research_prompt(task, project)
+        origin, base_branch = project.origin, task.base_branch
+        branch = task.branch or task_branch(task.id, task.title)
+    mirror = ctx.mirror(origin)
+    mirror.fetch()
+    base_commit = mirror.resolve(mirror.base_ref(base_branch))
+    if base_commit is None:
+        from errands.errors import GitError
+
+        raise GitError(f"The base branch {base_branch!r} does not exist in {origin}.")
+    # Research reads the base as it is now; execute branches from this same commit.
+    workspace = mirror.add_workspace(ctx.workspace_path(), branch, base_commit)
+    try:
+        ctx.emit("research.started", f"Researching on {base_branch} at {base_commit[:10]}")
+        tools = WorkspaceTools(
+            workspace.path,
+            ctx.sandbox,
+            command_timeout=ctx.settings.command_timeout,
+            cancel=ctx.cancel,
+        )
+        result = run_agent(
+            ctx.agent_config("research"),
+            name="research",
+            instructions=prompts.RESEARCH,
+            prompt=prompt,
+            output_type=ResearchResult,
+            tools=tools.read_only(),
+            recorder=ctx,
+        ).output
+    finally:
+        mirror.remove_workspace(workspace.path)
+    ctx.check_cancelled()
+    with ctx.db.session() as session:
+        task = session.get(Task, ctx.task_id)
+        assert task is not None
+        task.branch = branch
+        task.base_commit = base_commit
+        task.research = result.model_dump(exclude={"questions"})
+        task.requirements = list(result.requirements)
+        task.questions.clear()
+        for number, q in enumerate(result.questions, start=1):
+            task.questions.append(
+                Question(
+                    position=number,
+                    text=q.question,
+                    reasoning=q.reasoning,
+                    options=[o.model_dump() for o in q.options],
+                    recommended=q.recommended,
+                )
+            )
+        target = TaskState.AWAITING_ANSWERS if result.questions else TaskState.READY
+        task.state = check_transition(TaskState(task.state), target)
+        ctx.record(
+            session,
+            "research.finished",
+            f"Research done: {len(result.questions)} question(s)",
+            questions=len(result.questions),
+            relevant_files=[f.path for f in result.relevant_files],
+        )
+        ctx.record(session, "task.state", f"Task is {target}", state=target)
+        if target is TaskState.READY:
+            actions.start_execution_if_auto(session, ctx.settings, task)

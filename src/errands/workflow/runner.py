@@ -1,0 +1,111 @@
+"""Dispatch a leased job to its stage and turn the way it ended into the task's state."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from errands.domain import ACTIVE_STATES, JobKind, JobState, TaskState
+from errands.errors import (
+    BaseMoved,
+    Cancelled,
+    DirtyWorkingTree,
+    ErrandsError,
+    MergeConflict,
+)
+from errands.jobs.ledger import Lease
+from errands.jobs.worker import Outcome
+from errands.store import Job, Task
+from errands.workflow import execute, index, merge, research, revise
+from errands.workflow.context import JobContext, Services
+
+log = logging.getLogger(__name__)
+
+STAGES: dict[JobKind, Callable[[JobContext], None]] = {
+    JobKind.INDEX: index.run,
+    JobKind.RESEARCH: research.run,
+    JobKind.EXECUTE: execute.run,
+    JobKind.REVISE: revise.run,
+    JobKind.MERGE: merge.run,
+}
+
+# Landing problems leave the task in review: the user can fix their checkout, or revise.
+MERGE_PROBLEMS = (MergeConflict, BaseMoved, DirtyWorkingTree)
+
+
+class Dispatcher:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def __call__(self, lease: Lease, cancel: threading.Event) -> Outcome:
+        ctx = JobContext(self.services, lease, cancel)
+        if lease.task_id is not None and not self._task_still_wants(ctx):
+            return Outcome(JobState.CANCELLED, "the task is no longer active")
+        ctx.emit("job.started", f"{lease.kind} job started (attempt {lease.attempt})",
+                 job_kind=lease.kind, attempt=lease.attempt)  # fmt: skip
+        try:
+            STAGES[lease.kind](ctx)
+        except Cancelled:
+            if not self._cancel_requested(lease.job_id):
+                return Outcome(JobState.QUEUED)  # worker shutdown: resume elsewhere
+            ctx.emit("job.cancelled", f"{lease.kind} job stopped: the task was cancelled")
+            return Outcome(JobState.CANCELLED, "cancelled")
+        except MERGE_PROBLEMS as exc:
+            self._merge_failed(ctx, exc)
+            return Outcome(JobState.FAILED, exc.message)
+        except ErrandsError as exc:
+            self._fail(ctx, exc.message, exc.code)
+            return Outcome(JobState.FAILED, exc.message)
+        except Exception as exc:
+            log.exception("job %s (%s) crashed", lease.job_id, lease.kind)
+            message = f"Internal error in the {lease.kind} stage: {type(exc).__name__}: {exc}"
+            self._fail(ctx, message, "internal_error")
+            return Outcome(JobState.FAILED, message)
+        ctx.emit("job.succeeded", f"{lease.kind} job finished", job_kind=lease.kind)
+        return Outcome(JobState.SUCCEEDED)
+
+    def gave_up(self, lease: Lease) -> None:
+        """The ledger gave up on a job whose workers kept dying: the task must not hang."""
+        ctx = JobContext(self.services, lease, threading.Event())
+        self._fail(
+            ctx,
+            f"The {lease.kind} job was interrupted {lease.attempt} time(s) (its worker stopped "
+            "responding); giving up.",
+            "worker_lost",
+        )
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _task_still_wants(self, ctx: JobContext) -> bool:
+        with ctx.db.session() as session:
+            task = session.get(Task, ctx.task_id)
+            return task is not None and TaskState(task.state) in ACTIVE_STATES
+
+    def _cancel_requested(self, job_id: int) -> bool:
+        with self.services.db.session() as session:
+            job = session.get(Job, job_id)
+            return bool(job and job.cancel_requested)
+
+    def _fail(self, ctx: JobContext, reason: str, code: str) -> None:
+        with ctx.db.session() as session:
+            if ctx.lease.task_id is None:
+                ctx.record(session, "job.failed", reason, job_kind=ctx.lease.kind, code=code)
+                return
+            task = session.get(Task, ctx.lease.task_id)
+            if task is None:
+                return
+            ctx.record(session, "job.failed", reason, job_kind=ctx.lease.kind, code=code)
+            if TaskState(task.state) in ACTIVE_STATES:
+                task.failed_in = task.state
+                task.state = TaskState.FAILED
+                task.failure_reason = ctx.redact(reason)
+                ctx.record(session, "task.state", f"Task failed: {reason}",
+                           state=TaskState.FAILED, reason=reason)  # fmt: skip
+
+    def _merge_failed(self, ctx: JobContext, exc: ErrandsError) -> None:
+        files = getattr(exc, "files", [])
+        with ctx.db.session() as session:
+            task = session.get_one(Task, ctx.task_id)
+            task.merge_error = exc.message
+            ctx.record(session, "merge.failed", exc.message, code=exc.code, files=files)

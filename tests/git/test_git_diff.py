@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from git_helpers import commit_files, sh
+
+from errands.git import Diff, FileDiff, Mirror, parse_diff
+
+
+def _file(diff: Diff, path: str) -> FileDiff:
+    return next(f for f in diff.files if f.path == path)
+
+
+def _diff_after(
+    tmp_path: Path, repo: Path, files: dict[str, str | bytes | None], **kwargs: int
+) -> Diff:
+    before = sh(repo, "rev-parse", "HEAD").strip()
+    after = commit_files(repo, files, "change")
+    mirror = Mirror.create(tmp_path / "mirror.git", str(repo))
+    return mirror.diff(before, after, **kwargs)
+
+
+def test_added_deleted_modified_and_renamed(tmp_path: Path, user_repo: Path) -> None:
+    body = "".join(f"line {i}\n" for i in range(20))
+    commit_files(user_repo, {"old_name.txt": body, "gone.txt": "bye\n"}, "setup")
+    sh(user_repo, "mv", "old_name.txt", "new name.txt")
+    diff = _diff_after(
+        tmp_path,
+        user_repo,
+        {
+            "new name.txt": body.replace("line 3\n", "line three\n"),
+            "gone.txt": None,
+            "added.txt": "one\ntwo\n",
+            "README.md": "hello\nworld\n",
+        },
+    )
+    assert {f.path: f.status for f in diff.files} == {
+        "README.md": "modified",
+        "added.txt": "added",
+        "gone.txt": "deleted",
+        "new name.txt": "renamed",
+    }
+    renamed = _file(diff, "new name.txt")
+    assert renamed.old_path == "old_name.txt"
+    assert (renamed.additions, renamed.deletions) == (1, 1)
+    assert _file(diff, "added.txt").old_path is None
+    assert (_file(diff, "gone.txt").additions, _file(diff, "gone.txt").deletions) == (0, 1)
+    assert (diff.additions, diff.deletions) == (4, 2)
+
+    readme = _file(diff, "README.md")
+    [hunk] = readme.hunks
+    assert hunk.header.startswith("@@ -1 +1,2 @@")
+    assert [(line.kind, line.old_no, line.new_no, line.text) for line in hunk.lines] == [
+        ("context", 1, 1, "hello"),
+        ("added", None, 2, "world"),
+    ]
+
+
+def test_binary_files_have_no_hunks(tmp_path: Path, user_repo: Path) -> None:
+    commit_files(user_repo, {"img.bin": b"\x89PNG\x00\x01\x02"}, "binary")
+    diff = _diff_after(tmp_path, user_repo, {"img.bin": b"\x89PNG\x00\x03", "new.bin": b"\0\0"})
+    for path, status in (("img.bin", "modified"), ("new.bin", "added")):
+        binary = _file(diff, path)
+        assert binary.is_binary
+        assert binary.status == status
+        assert binary.hunks == []
+
+
+def test_non_utf8_content_is_replaced_not_fatal(tmp_path: Path, user_repo: Path) -> None:
+    diff = _diff_after(tmp_path, user_repo, {"latin1.txt": "café\n".encode("latin-1")})
+    [line] = _file(diff, "latin1.txt").hunks[0].lines
+    assert line.text == "caf\ufffd"
+
+
+def test_long_files_are_truncated(tmp_path: Path, user_repo: Path) -> None:
+    big = "".join(f"{i}\n" for i in range(100))
+    diff = _diff_after(
+        tmp_path, user_repo, {"big.txt": big, "small.txt": "x\n"}, max_lines_per_file=10
+    )
+    big_file = _file(diff, "big.txt")
+    assert big_file.truncated
+    assert big_file.additions == 100  # counted over the whole file
+    [hunk] = big_file.hunks
+    assert len(hunk.lines) == 10
+    assert (hunk.new_start, hunk.new_lines) == (1, 100)  # git's header, not the cut one
+    assert not _file(diff, "small.txt").truncated
+
+
+def test_diff_output_is_capped_in_bytes(tmp_path: Path, user_repo: Path) -> None:
+    files: dict[str, str | bytes | None] = {f"f{i:02}.txt": "x\n" * 50 for i in range(30)}
+    diff = _diff_after(tmp_path, user_repo, files, max_bytes=2000)
+    assert diff.truncated
+    assert 0 < len(diff.files) < 30
+    assert all(len(f.hunks[0].lines) == 50 for f in diff.files)  # no half-read file
+
+
+def test_diff_from_the_empty_tree(tmp_path: Path, user_repo: Path) -> None:
+    mirror = Mirror.create(tmp_path / "mirror.git", str(user_repo))
+    root = sh(user_repo, "rev-list", "--max-parents=0", "HEAD").strip()
+    diff = mirror.diff(None, root)
+    assert {f.path for f in diff.files} == {"README.md", "src/app.py"}
+    assert all(f.status == "added" for f in diff.files)
+
+
+def test_to_dict_is_json_serialisable(tmp_path: Path, user_repo: Path) -> None:
+    diff = _diff_after(tmp_path, user_repo, {"README.md": "changed\n"})
+    data = json.loads(json.dumps(diff.to_dict()))
+    assert data["files"][0]["hunks"][0]["lines"][0]["kind"] == "removed"
+    assert diff.files[0].to_dict()["path"] == "README.md"
+
+
+def test_parse_cuts_a_hunk_midway_and_keeps_no_newline_markers() -> None:
+    text = (
+        "diff --git a/a.txt b/a.txt\n"
+        "index 1111111..2222222 100644\n"
+        "--- a/a.txt\n"
+        "+++ b/a.txt\n"
+        "@@ -1,3 +1,3 @@ def f():\n"
+        " keep\n"
+        "-old\n"
+        "+new\n"
+        " tail\n"
+        "@@ -10 +10 @@\n"
+        "-x\n"
+        "\\ No newline at end of file\n"
+        "+y\n"
+        "\\ No newline at end of file\n"
+        'diff --git "a/tab\\there" "b/tab\\there"\n'
+        "new file mode 100644\n"
+        "index 0000000..3333333\n"
+        "--- /dev/null\n"
+        '+++ "b/tab\\there"\n'
+        "@@ -0,0 +1 @@\n"
+        "+\r\n"
+    )
+    full = parse_diff(text)
+    assert [f.path for f in full.files] == ["a.txt", "tab\there"]
+    assert full.files[0].hunks[1].lines[1].text == "y"
+    assert full.files[1].hunks[0].lines[0].text == "\r"
+    assert full.files[0].hunks[0].header == "@@ -1,3 +1,3 @@ def f():"
+
+    cut = parse_diff(text, max_lines_per_file=3)
+    first = cut.files[0]
+    assert first.truncated
+    assert [len(h.lines) for h in first.hunks] == [3]
+    assert (first.additions, first.deletions) == (2, 2)
+    assert not cut.files[1].truncated
+
+
+def test_parse_empty() -> None:
+    assert parse_diff("") == Diff(files=[], additions=0, deletions=0)

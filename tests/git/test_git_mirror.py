@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from git_helpers import commit_files, sh
+
+from errands.errors import GitError, InvalidInput, MergeConflict
+from errands.git import Mirror, Workspace
+
+
+def _snapshot(repo: Path) -> tuple[bytes, str, str]:
+    """The user's index bytes, status and refs: what Errands must never change by accident."""
+    index = (repo / ".git" / "index").read_bytes()
+    status = sh(repo, "status", "--porcelain=v1", "--untracked-files=all")
+    refs = sh(repo, "for-each-ref", "--format=%(refname) %(objectname)")
+    return index, status, refs
+
+
+def _start(mirror: Mirror, tmp_path: Path, branch: str = "errands/1-task") -> Workspace:
+    return mirror.add_workspace(
+        tmp_path / "ws" / "1", branch, mirror.base_ref(mirror.default_branch())
+    )
+
+
+def test_create_fetches_origin_and_is_idempotent(tmp_path: Path, user_repo: Path) -> None:
+    path = tmp_path / "data" / "m.git"
+    mirror = Mirror.create(path, str(user_repo))
+    head = sh(user_repo, "rev-parse", "HEAD").strip()
+    assert mirror.resolve(mirror.base_ref("main")) == head
+    assert mirror.resolve("refs/remotes/origin/nope") is None
+    assert mirror.default_branch() == "main"
+    assert mirror.origin == str(user_repo)
+
+    new_head = commit_files(user_repo, {"x.txt": "x\n"}, "more")
+    again = Mirror.create(path, str(user_repo))
+    again.fetch()
+    assert again.resolve(again.base_ref("main")) == new_head
+
+
+def test_create_refuses_a_directory_that_is_not_a_mirror(tmp_path: Path, user_repo: Path) -> None:
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "keep.txt").write_text("mine")
+    with pytest.raises(GitError, match="not an Errands mirror"):
+        Mirror.create(tmp_path / "stuff", str(user_repo))
+
+
+def test_default_branch_follows_origin_head(tmp_path: Path, user_repo: Path) -> None:
+    sh(user_repo, "checkout", "--quiet", "-b", "trunk")
+    mirror = Mirror.create(tmp_path / "m.git", str(user_repo))
+    assert mirror.default_branch() == "trunk"
+
+
+def test_workspace_commits_never_touch_the_user_repository(tmp_path: Path, user_repo: Path) -> None:
+    (user_repo / "README.md").write_text("user's uncommitted edit\n")
+    (user_repo / "scratch.txt").write_text("untracked\n")
+    sh(user_repo, "add", "scratch.txt")
+    before = _snapshot(user_repo)
+
+    mirror = Mirror.create(tmp_path / "m.git", str(user_repo))
+    ws = _start(mirror, tmp_path)
+    assert ws.branch == "errands/1-task"
+    assert ws.changed_files() == []
+    assert ws.commit_all("nothing") is None
+
+    (ws.path / "src" / "app.py").write_text("print('changed')\n")
+    (ws.path / "notes.md").write_text("new\n")
+    (ws.path / ".gitignore").write_text(".venv/\n")
+    (ws.path / ".venv").mkdir()
+    (ws.path / ".venv" / "lib.py").write_text("ignored\n")
+    assert ws.changed_files() == [".gitignore", "notes.md", "src/app.py"]
+    first = ws.commit_all("Subtask 1: change app\n\n# Heading kept\nBody.")
+    (ws.path / "notes.md").unlink()
+    second = ws.commit_all("Subtask 2: drop notes")
+    assert first is not None
+    assert ws.head() == second
+
+    base = mirror.base_ref("main")
+    commits = mirror.commits(base, ws.branch)
+    assert [c.sha for c in commits] == [first, second]
+    assert commits[0].subject == "Subtask 1: change app"
+    assert commits[0].body == "# Heading kept\nBody."
+    assert commits[0].author == "Errands <errands@localhost>"
+    assert commits[1].parent == first
+    assert commits[0].parent == mirror.resolve(base)
+
+    assert _snapshot(user_repo) == before
+    assert (user_repo / "README.md").read_text() == "user's uncommitted edit\n"
+    assert mirror.resolve(f"refs/heads/{ws.branch}") == second
+    assert "errands/" not in sh(user_repo, "branch", "--all")
+
+
+def test_discard_changes_keeps_ignored_files(tmp_path: Path, mirror: Mirror) -> None:
+    ws = _start(mirror, tmp_path)
+    (ws.path / ".gitignore").write_text(".venv/\n")
+    ws.commit_all("ignore venv")
+    (ws.path / ".venv").mkdir()
+    (ws.path / ".venv" / "cache").write_text("keep me\n")
+    (ws.path / "README.md").write_text("half-done\n")
+    (ws.path / "stray" / "dir").mkdir(parents=True)
+    (ws.path / "stray" / "dir" / "f").write_text("x\n")
+    ws.discard_changes()
+    assert ws.changed_files() == []
+    assert (ws.path / "README.md").read_text() == "hello\n"
+    assert not (ws.path / "stray").exists()
+    assert (ws.path / ".venv" / "cache").exists()
+
+
+def test_resumed_job_reuses_the_branch_and_clears_a_dead_workspace(
+    tmp_path: Path, mirror: Mirror
+) -> None:
+    ws = _start(mirror, tmp_path)
+    (ws.path / "a.txt").write_text("a\n")
+    kept = ws.commit_all("first")
+    (ws.path / "half-written.txt").write_text("from a worker that died\n")
+
+    # Same path again (the worker died without cleaning up): the branch continues as is.
+    again = _start(mirror, tmp_path)
+    assert again.head() == kept
+    assert again.changed_files() == []
+
+    # A new path while the old one is gone: the stale registration must not block it.
+    mirror.remove_workspace(again.path)
+    mirror.remove_workspace(again.path)  # already gone: fine
+    third = mirror.add_workspace(tmp_path / "ws" / "2", again.branch, "refs/remotes/origin/main")
+    assert third.head() == kept
+
+
+def test_a_directory_that_is_not_a_workspace_is_never_deleted(
+    tmp_path: Path, mirror: Mirror, user_repo: Path
+) -> None:
+    with pytest.raises(GitError, match="not a workspace"):
+        mirror.add_workspace(user_repo, "errands/2-x", "refs/remotes/origin/main")
+    with pytest.raises(GitError, match="not a workspace"):
+        mirror.remove_workspace(user_repo)
+    assert (user_repo / "README.md").exists()
+
+
+def test_workspace_rejects_bad_input(tmp_path: Path, mirror: Mirror) -> None:
+    with pytest.raises(InvalidInput):
+        mirror.add_workspace(tmp_path / "w", "bad..name", "refs/remotes/origin/main")
+    with pytest.raises(GitError, match="does not name a commit"):
+        mirror.add_workspace(tmp_path / "w", "errands/3-x", "refs/remotes/origin/nope")
+    ws = _start(mirror, tmp_path)
+    (ws.path / "x").write_text("x")
+    with pytest.raises(InvalidInput):
+        ws.commit_all("  \n")
+
+
+def test_squash_makes_one_commit_on_the_base(
+    tmp_path: Path, mirror: Mirror, user_repo: Path
+) -> None:
+    ws = _start(mirror, tmp_path)
+    (ws.path / "feature.txt").write_text("one\n")
+    ws.commit_all("one")
+    (ws.path / "feature.txt").write_text("one\ntwo\n")
+    ws.commit_all("two")
+    # The base moved on meanwhile, in a file the task did not touch.
+    base_tip = commit_files(user_repo, {"other.txt": "theirs\n"}, "upstream work")
+    mirror.fetch()
+
+    squashed = mirror.squash(ws.branch, mirror.base_ref("main"), "Task 1: feature\n\nDetails.")
+    assert sh(mirror.path, "rev-parse", f"{squashed}^@").split() == [base_tip]
+    files = sh(mirror.path, "ls-tree", "-r", "--name-only", squashed).split()
+    assert {"feature.txt", "other.txt", "README.md"} <= set(files)
+    assert sh(mirror.path, "show", f"{squashed}:feature.txt") == "one\ntwo\n"
+    assert sh(mirror.path, "log", "-1", "--format=%an <%ae>%n%B", squashed) == (
+        "Errands <errands@localhost>\nTask 1: feature\n\nDetails.\n\n"
+    )
+
+
+def test_squash_conflict_names_the_files(tmp_path: Path, mirror: Mirror, user_repo: Path) -> None:
+    ws = _start(mirror, tmp_path)
+    (ws.path / "README.md").write_text("ours\n")
+    ws.commit_all("edit readme")
+    commit_files(user_repo, {"README.md": "theirs\n"}, "conflicting edit")
+    mirror.fetch()
+    with pytest.raises(MergeConflict) as caught:
+        mirror.squash(ws.branch, mirror.base_ref("main"), "Task")
+    assert caught.value.files == ["README.md"]
+    assert "README.md" in caught.value.message
+
+
+def test_publish_and_delete_only_task_branches(tmp_path: Path, mirror: Mirror) -> None:
+    remote = tmp_path / "remote.git"
+    sh(tmp_path, "clone", "--quiet", "--bare", str(mirror.origin), str(remote))
+    sh(mirror.path, "remote", "set-url", "origin", str(remote))
+    ws = _start(mirror, tmp_path)
+    (ws.path / "f").write_text("f\n")
+    ws.commit_all("f")
+
+    mirror.publish(ws.branch)
+    assert sh(remote, "rev-parse", f"refs/heads/{ws.branch}").strip() == ws.head()
+    with pytest.raises(GitError, match="errands/"):
+        mirror.publish("main")
+    with pytest.raises(GitError, match="errands/"):
+        mirror.delete_remote_branch("main")
+
+    mirror.delete_remote_branch(ws.branch)
+    mirror.delete_remote_branch(ws.branch)  # already gone: fine
+    assert ws.branch not in sh(remote, "branch", "--list")
