@@ -133,9 +133,22 @@ def test_land_on_a_remote_is_a_compare_and_swap(tmp_path: Path, user_repo: Path)
 
     mirror.land(commit, "main", base)
     assert sh(remote, "rev-parse", "main").strip() == commit
+    mirror.land(commit, "main", base)  # a retried job: already landed, nothing to do
 
+    someone_else = commit_files(user_repo, {"other.txt": "o\n"}, "pushed by someone else")
+    sh(user_repo, "push", "--quiet", "--force", str(remote), "main:main")
     with pytest.raises(BaseMoved):
         mirror.land(commit, "main", base)
+    assert sh(remote, "rev-parse", "main").strip() == someone_else
+
+
+def test_landing_twice_in_a_checkout_is_a_no_op(
+    tmp_path: Path, mirror: Mirror, user_repo: Path
+) -> None:
+    commit, base = _squashed(mirror, tmp_path, {"new.txt": "n\n"})
+    mirror.land(commit, "main", base)
+    mirror.land(commit, "main", base)
+    assert sh(user_repo, "rev-parse", "HEAD").strip() == commit
 
 
 def test_land_refuses_a_commit_not_built_on_the_base(

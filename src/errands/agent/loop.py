@@ -129,7 +129,7 @@ async def _run(
         raise LLMError(f"The {name} agent failed: {exc}") from exc
     finally:
         if run is not None:
-            usage = run.usage()
+            usage = run.usage
             recorder.usage(usage.requests, usage.input_tokens, usage.output_tokens)
 
 

@@ -78,7 +78,11 @@ def _fast_forward(tree: Worktree, mirror: Path, new: str, branch: str, old: str)
     changing anything, when it would overwrite some. Nothing else would be safe: moving the
     ref alone would leave their index showing our change reverted.
     """
-    if resolve(tree.path, f"refs/heads/{branch}") != old:
+    current = resolve(tree.path, f"refs/heads/{branch}")
+    if current == new:
+        # Landed before the worker died; a retry has nothing left to do.
+        return
+    if current != old:
         raise BaseMoved(f"{branch} moved in {tree.path}; squash again onto its new tip")
     git(
         "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance",
@@ -134,7 +138,8 @@ def _push(
     timeout: float | None,
 ) -> None:
     # The lease makes the update a compare-and-swap on origin's side, so a commit pushed
-    # by someone else in the meantime is never overwritten.
+    # by someone else in the meantime is never overwritten. If origin is already at `new`
+    # (a retry after a crash) git reports the ref up to date and succeeds.
     result = run_git(
         "push", "--porcelain",
         f"--force-with-lease=refs/heads/{branch}:{old}",

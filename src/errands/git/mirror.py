@@ -128,8 +128,8 @@ class Mirror:
 
     def add_workspace(self, path: Path, branch: str, start_point: str) -> Workspace:
         with repo_lock(self.path):
-            tree = add_worktree(self.path, path, branch, start_point)
-        return Workspace(path=tree, branch=branch)
+            tree, git_dir = add_worktree(self.path, path, branch, start_point)
+        return Workspace(path=tree, branch=branch, git_dir=git_dir)
 
     def remove_workspace(self, path: Path) -> None:
         with repo_lock(self.path):

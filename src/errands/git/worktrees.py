@@ -46,11 +46,12 @@ def list_worktrees(repo: Path) -> list[Worktree]:
     return trees
 
 
-def add_worktree(repo: Path, path: Path, branch: str, start_point: str) -> Path:
+def add_worktree(repo: Path, path: Path, branch: str, start_point: str) -> tuple[Path, Path]:
     """Check ``branch`` out at ``path``, creating it at ``start_point`` if it does not exist.
 
     An existing branch is checked out as is: a resumed or revising job continues from the
-    commits already made. Leftovers of a dead job at ``path`` are cleared first.
+    commits already made. Leftovers of a dead job at ``path`` are cleared first. Returns the
+    work tree and its administrative directory inside ``repo``.
     """
     check_branch_name(branch)
     path = path.absolute()
@@ -65,13 +66,31 @@ def add_worktree(repo: Path, path: Path, branch: str, start_point: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if resolve(repo, f"refs/heads/{branch}") is not None:
         git("worktree", "add", "--quiet", str(path), branch, cwd=repo)
-        return path
-    start = resolve(repo, check_rev(start_point))
-    if start is None:
-        raise GitError(f"cannot start branch {branch}: {start_point} does not name a commit")
-    # --no-track: an upstream pointing at the base branch would only invite `git pull` there.
-    git("worktree", "add", "--quiet", "--no-track", "-b", branch, str(path), start, cwd=repo)
-    return path
+    else:
+        start = resolve(repo, check_rev(start_point))
+        if start is None:
+            raise GitError(f"cannot start branch {branch}: {start_point} does not name a commit")
+        # --no-track: an upstream pointing at the base would only invite `git pull` there.
+        git("worktree", "add", "--quiet", "--no-track", "-b", branch, str(path), start, cwd=repo)
+    return path, admin_dir(repo, path)
+
+
+def admin_dir(repo: Path, path: Path) -> Path:
+    """The directory in ``repo`` where git keeps the HEAD and index of work tree ``path``.
+
+    Found from ``repo``'s side (each admin dir names its work tree in a ``gitdir`` file),
+    never by reading ``path/.git``, which whoever edits the work tree can rewrite.
+    """
+    wanted = (path / ".git").resolve()
+    for candidate in sorted((_common_dir(repo) / "worktrees").glob("*/gitdir")):
+        if Path(candidate.read_text(errors="replace").strip()).resolve() == wanted:
+            return candidate.parent
+    raise GitError(f"{path} is not a work tree of {repo}")
+
+
+def _common_dir(repo: Path) -> Path:
+    out = git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=repo)
+    return Path(out.strip()).resolve()
 
 
 def remove_worktree(repo: Path, path: Path) -> None:
@@ -98,9 +117,7 @@ def _clear_leftover(repo: Path, path: Path) -> None:
 
 
 def _belongs_to(repo: Path, path: Path) -> bool:
-    common_dir = Path(
-        git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=repo).strip()
-    ).resolve()
+    common_dir = _common_dir(repo)
     # [1:]: the main work tree is never a workspace, even when `repo` is not bare.
     if any(t.path.resolve() == path.resolve() for t in list_worktrees(repo)[1:]):
         return True

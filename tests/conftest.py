@@ -1,0 +1,53 @@
+"""Shared fixtures: isolation from the developer's environment, sample repositories, a
+scripted LLM on loopback and a real Errands server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import ERRANDS_ENV_PREFIXES
+
+if "ERRANDS_TEST_KEEP_ENV" not in os.environ:
+    # No test may reach a paid API or a developer's data directory by accident.
+    for name in list(os.environ):
+        if name.startswith(ERRANDS_ENV_PREFIXES):
+            del os.environ[name]
+
+
+@pytest.fixture
+def sample_repo(tmp_path: Path) -> Path:
+    """A small Python project with a passing test suite, on branch main."""
+    repo = tmp_path / "calc"
+    repo.mkdir()
+    (repo / "calc.py").write_text('def add(a, b):\n    return a + b\n')
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_calc.py").write_text(
+        "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+    )
+    (repo / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
+    (repo / "README.md").write_text("# calc\n")
+    (repo / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n")
+    run_git(repo, "init", "-q", "-b", "main")
+    run_git(repo, "config", "user.name", "Dev")
+    run_git(repo, "config", "user.email", "dev@example.com")
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-q", "-m", "initial")
+    return repo
+
+
+def run_git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "errands-home"
+    path.mkdir()
+    yield path

@@ -1,0 +1,195 @@
+"""Helpers for tests: a running Errands server, polling, the scripted workflow model."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+
+from errands.settings import Settings
+from errands.testing.scripted_llm import ChatRequest, Reply, ToolCall
+from errands.web.app import create_app
+
+ERRANDS_ENV_PREFIXES = ("ERRANDS_", "OPENAI_", "ANTHROPIC_")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_server(settings: Settings) -> Iterator[str]:
+    """``errands serve`` in-process: uvicorn on loopback with the embedded worker."""
+    port = free_port()
+    app = create_app(settings, embedded_worker=True)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def wait_for(
+    check: Callable[[], Any], *, timeout: float = 60, interval: float = 0.1, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what or check}: last value {last!r}")
+
+
+def wait_for_state(
+    client: httpx.Client, task_id: int, *states: str, timeout: float = 90
+) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        task: dict[str, Any] = client.get(f"/api/tasks/{task_id}").json()
+        if task["state"] in states:
+            return task
+        if task["state"] == "failed" and "failed" not in states:
+            raise AssertionError(f"task failed: {task['failure_reason']}")
+        return None
+
+    return wait_for(check, timeout=timeout, what=f"task {task_id} in {states}")  # type: ignore[no-any-return]
+
+
+def settings_for(home: Any, llm_base_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "home": home,
+        "model": "openai:scripted-model",
+        "openai_base_url": llm_base_url,
+        "openai_api_key": "sk-test-secret-value-123",
+        "llm_max_retries": 2,
+        "worker_poll_interval": 0.05,
+        "worker_concurrency": 2,
+        "command_timeout": 120,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+# -- the scripted model for the calc sample repository -------------------------------------
+
+
+def phase_of(req: ChatRequest) -> str:
+    for line in req.system.splitlines():
+        if line.startswith("Errands phase: "):
+            return line.removeprefix("Errands phase: ").rstrip(".")
+    return "unknown"
+
+
+def final(**output: Any) -> Reply:
+    return Reply.call("final_result", **output)
+
+
+RESEARCH_OUTPUT = {
+    "overview": "calc is a one-module library with a pytest suite.",
+    "requirements": ["Add multiply(a, b) to calc.py", "Cover it with a test"],
+    "relevant_files": [{"path": "calc.py", "reason": "holds the arithmetic functions"}],
+    "risks": ["none worth naming"],
+    "questions": [
+        {
+            "question": "Should multiply accept floats?",
+            "reasoning": "Decides whether to coerce the inputs.",
+            "options": [
+                {"label": "Numbers", "requirement": "multiply works for ints and floats"},
+                {"label": "Ints only", "requirement": "multiply rejects non-integers"},
+            ],
+            "recommended": 1,
+        }
+    ],
+}
+
+PLAN_OUTPUT = {
+    "subtasks": [
+        {"title": "Add multiply to calc", "steps": ["Define multiply(a, b) in calc.py"]},
+        {"title": "Test multiply", "steps": ["Add tests/test_multiply.py"]},
+    ],
+    "out_of_scope": ["division"],
+}
+
+
+class CalcScript:
+    """Research asks one question; the plan has two subtasks; revise adds a docstring."""
+
+    def __init__(self) -> None:
+        self.phases: list[str] = []
+
+    def __call__(self, req: ChatRequest) -> Reply:
+        phase = phase_of(req)
+        self.phases.append(phase)
+        step = req.n_assistant
+        if phase == "research":
+            return [
+                Reply.call("list_files", directory="."),
+                Reply.call("read_file", path="calc.py"),
+                final(**RESEARCH_OUTPUT),
+            ][min(step, 2)]
+        if phase == "plan":
+            return final(**PLAN_OUTPUT)
+        if phase == "execute" and "subtask 1 of 2" in req.user:
+            return [
+                Reply.call(
+                    "edit_file",
+                    path="calc.py",
+                    old_text="    return a + b\n",
+                    new_text="    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n",
+                ),
+                final(summary="Added multiply(a, b).", decisions=["Kept it a plain product."]),
+            ][min(step, 1)]
+        if phase == "execute" and "subtask 2 of 2" in req.user:
+            return [
+                Reply.call(
+                    "write_file",
+                    path="tests/test_multiply.py",
+                    content="from calc import multiply\n\n\ndef test_multiply():\n"
+                    "    assert multiply(3, 4) == 12\n    assert multiply(0.5, 4) == 2.0\n",
+                ),
+                Reply.call("run_command", command="python3 -m pytest -q"),
+                final(summary="Tested multiply with ints and floats.", decisions=[]),
+            ][min(step, 2)]
+        if phase == "revise":
+            return [
+                Reply.call(
+                    "edit_file",
+                    path="calc.py",
+                    old_text="def multiply(a, b):\n",
+                    new_text='def multiply(a, b):\n    """Return the product of a and b."""\n',
+                ),
+                final(summary="Documented multiply.", decisions=["Docstring as asked."]),
+            ][min(step, 1)]
+        raise AssertionError(f"unexpected request in phase {phase}: {req!r}")
+
+
+def tool_call(name: str, **args: Any) -> ToolCall:
+    return ToolCall(name, dict(args))
+
+
+def events_of(client: httpx.Client, task_id: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = client.get(f"/api/tasks/{task_id}/events").json()
+    return events
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str)
