@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ERRANDS_ENV_PREFIXES
+ERRANDS_ENV_PREFIXES = ("ERRANDS_", "OPENAI_", "ANTHROPIC_")
 
 if "ERRANDS_TEST_KEEP_ENV" not in os.environ:
     # No test may reach a paid API or a developer's data directory by accident.
@@ -24,7 +24,7 @@ def sample_repo(tmp_path: Path) -> Path:
     """A small Python project with a passing test suite, on branch main."""
     repo = tmp_path / "calc"
     repo.mkdir()
-    (repo / "calc.py").write_text('def add(a, b):\n    return a + b\n')
+    (repo / "calc.py").write_text("def add(a, b):\n    return a + b\n")
     (repo / "tests").mkdir()
     (repo / "tests" / "test_calc.py").write_text(
         "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"

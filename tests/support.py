@@ -17,8 +17,6 @@ from errands.settings import Settings
 from errands.testing.scripted_llm import ChatRequest, Reply, ToolCall
 from errands.web.app import create_app
 
-ERRANDS_ENV_PREFIXES = ("ERRANDS_", "OPENAI_", "ANTHROPIC_")
-
 
 def free_port() -> int:
     with socket.socket() as s:

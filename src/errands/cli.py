@@ -44,7 +44,7 @@ app.add_typer(project_app, name="project")
 app.add_typer(task_app, name="task")
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 TaskArg = Annotated[int, typer.Argument(help="Task id.", show_default=False)]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from errands.agent.providers import build_model
-from errands.jobs.worker import Worker
-from errands.sandbox import PlainSandbox
 from errands.settings import Settings, sandbox_env
 from errands.store import Database
-from errands.workflow.context import Services
-from errands.workflow.runner import Dispatcher
+
+if TYPE_CHECKING:
+    from errands.jobs.worker import Worker
+    from errands.workflow.context import Services
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +22,23 @@ def open_database(settings: Settings) -> Database:
     return db
 
 
+# The agent stack (pydantic-ai, the provider SDKs) is imported only where it is used: it
+# takes seconds to import, and most CLI commands never need it.
+
+
 def build_services(settings: Settings, db: Database) -> Services:
+    from errands.agent.providers import build_model
+    from errands.sandbox import PlainSandbox
+    from errands.workflow.context import Services
+
     sandbox = PlainSandbox(sandbox_env(), output_limit=settings.command_output_limit)
     return Services(db=db, settings=settings, sandbox=sandbox, model_factory=build_model)
 
 
 def build_worker(services: Services, *, name: str | None = None) -> Worker:
+    from errands.jobs.worker import Worker
+    from errands.workflow.runner import Dispatcher
+
     log.warning(
         "Commands run WITHOUT isolation (sandbox backend 'none'): only a scrubbed environment, "
         "limits and process-group kill protect this machine. Run Errands on repositories and "

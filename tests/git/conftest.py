@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from git_helpers import commit_files, sh
 
 from errands.git import Mirror
+from tests.git.git_helpers import commit_files, sh
 
 
 @pytest.fixture(autouse=True)

@@ -3,9 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from git_helpers import commit_files, sh
-
 from errands.git import Diff, FileDiff, Mirror, parse_diff
+from tests.git.git_helpers import commit_files, sh
 
 
 def _file(diff: Diff, path: str) -> FileDiff:

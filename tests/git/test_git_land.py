@@ -3,10 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from git_helpers import commit_files, sh
 
 from errands.errors import BaseMoved, DirtyWorkingTree, GitError
 from errands.git import Mirror
+from tests.git.git_helpers import commit_files, sh
 
 
 def _squashed(mirror: Mirror, tmp_path: Path, files: dict[str, str]) -> tuple[str, str]:

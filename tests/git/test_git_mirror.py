@@ -3,10 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from git_helpers import commit_files, sh
 
 from errands.errors import GitError, InvalidInput, MergeConflict
 from errands.git import Mirror, Workspace
+from tests.git.git_helpers import commit_files, sh
 
 
 def _snapshot(repo: Path) -> tuple[bytes, str, str]:
@@ -199,3 +199,41 @@ def test_publish_and_delete_only_task_branches(tmp_path: Path, mirror: Mirror) -
     mirror.delete_remote_branch(ws.branch)
     mirror.delete_remote_branch(ws.branch)  # already gone: fine
     assert ws.branch not in sh(remote, "branch", "--list")
+
+
+def test_a_dead_jobs_workspace_on_the_same_branch_is_replaced(
+    tmp_path: Path, mirror: Mirror
+) -> None:
+    dead = _start(mirror, tmp_path)
+    (dead.path / "a.txt").write_text("a\n")
+    kept = dead.commit_all("committed before the worker died")
+    (dead.path / "lost.txt").write_text("uncommitted\n")
+
+    ws = mirror.add_workspace(tmp_path / "ws" / "retry", dead.branch, "refs/remotes/origin/main")
+    assert ws.head() == kept
+    assert not dead.path.exists()
+    assert ws.changed_files() == []
+
+
+def test_workspace_commands_ignore_a_rewritten_dot_git(tmp_path: Path, mirror: Mirror) -> None:
+    ws = _start(mirror, tmp_path)
+    # What a prompt-injected agent could do: point .git at a repository whose config runs
+    # a command of its choosing whenever Errands runs git there.
+    evil = ws.path / "evil.git"
+    sh(tmp_path, "init", "--quiet", "--bare", str(evil))
+    marker = tmp_path / "pwned"
+    sh(evil, "config", "core.bare", "false")
+    sh(evil, "config", "core.fsmonitor", f"touch {marker}; false")
+    (ws.path / ".git").write_text(f"gitdir: {evil}\n")
+    # The trap works for anyone who follows .git:
+    sh(ws.path, "status")
+    assert marker.exists()
+    marker.unlink()
+    (ws.path / "work.txt").write_text("w\n")
+
+    assert "work.txt" in ws.changed_files()
+    sha = ws.commit_all("work")
+    ws.discard_changes()
+
+    assert not marker.exists()
+    assert mirror.resolve(f"refs/heads/{ws.branch}") == sha

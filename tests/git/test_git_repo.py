@@ -3,11 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from git_helpers import sh
 
 from errands.errors import GitError, InvalidInput, NotAGitRepository
 from errands.git import current_branch, find_repository, git, slugify, task_branch
 from errands.git.repo import check_branch_name, require_task_branch
+from tests.git.git_helpers import sh
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -32,9 +32,9 @@ from pydantic_ai.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
-from pydantic_ai.models import Model
 from pydantic_ai.usage import UsageLimits
 
+from errands.agent.providers import ModelHandle
 from errands.agent.tools import ToolFunction
 from errands.errors import AgentOutputError, LLMError
 
@@ -55,7 +55,7 @@ class AgentResult(Generic[OutputT]):
 
 @dataclass(frozen=True)
 class AgentConfig:
-    model: Model
+    model: Callable[[], ModelHandle]  # a fresh client per run, closed when the run ends
     max_requests: int
     output_retries: int
 
@@ -87,8 +87,29 @@ async def _run(
     recorder: Recorder,
     message_history: Sequence[ModelMessage] | None,
 ) -> AgentResult[OutputT]:
+    handle = config.model()
+    try:
+        return await _iterate(
+            handle, config, name, instructions, prompt, output_type, tools, recorder,
+            message_history,
+        )  # fmt: skip
+    finally:
+        await handle.aclose()
+
+
+async def _iterate(
+    handle: ModelHandle,
+    config: AgentConfig,
+    name: str,
+    instructions: str,
+    prompt: str,
+    output_type: type[OutputT],
+    tools: Sequence[ToolFunction],
+    recorder: Recorder,
+    message_history: Sequence[ModelMessage] | None,
+) -> AgentResult[OutputT]:
     agent: Agent[None, OutputT] = Agent(
-        config.model,
+        handle.model,
         name=name,
         instructions=instructions,
         output_type=ToolOutput(output_type, name="final_result", max_retries=config.output_retries),

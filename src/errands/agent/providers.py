@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from anthropic import AsyncAnthropic
-from openai import AsyncOpenAI
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
 from pydantic_ai.models import Model
-from pydantic_ai.models.anthropic import AnthropicModel
-from pydantic_ai.models.openai import OpenAIChatModel
-from pydantic_ai.providers.anthropic import AnthropicProvider
-from pydantic_ai.providers.openai import OpenAIProvider
 
 from errands.errors import ConfigError
 from errands.settings import Phase, Settings
@@ -16,7 +13,16 @@ from errands.settings import Phase, Settings
 PROVIDERS = ("openai", "anthropic")
 
 
-def build_model(settings: Settings, phase: Phase) -> Model:
+@dataclass(frozen=True)
+class ModelHandle:
+    """A model plus how to close its HTTP client. Each agent run opens and closes its own
+    inside its event loop: a client outliving its loop fails when it is garbage-collected."""
+
+    model: Model
+    aclose: Callable[[], Awaitable[None]]
+
+
+def build_model(settings: Settings, phase: Phase) -> ModelHandle:
     spec = settings.model_for(phase)
     provider, sep, name = spec.partition(":")
     if not sep or not name or provider not in PROVIDERS:
@@ -26,20 +32,40 @@ def build_model(settings: Settings, phase: Phase) -> Model:
         )
     # The SDK clients retry 429 and 5xx with exponential backoff and honour retry-after.
     if provider == "openai":
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        if key is None and settings.openai_base_url is None:
-            raise ConfigError(
-                "The openai provider needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
-                "OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio)."
-            )
-        openai_client = AsyncOpenAI(
-            base_url=settings.openai_base_url,
-            # Local servers accept any key; the SDK insists on one.
-            api_key=key or "not-needed",
-            max_retries=settings.llm_max_retries,
-            timeout=settings.llm_timeout,
+        return _openai(settings, name)
+    return _anthropic(settings, name)
+
+
+def _openai(settings: Settings, name: str) -> ModelHandle:
+    from openai import AsyncOpenAI
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    if key is None and settings.openai_base_url is None:
+        raise ConfigError(
+            "The openai provider needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
+            "OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio)."
         )
-        return OpenAIChatModel(name, provider=OpenAIProvider(openai_client=openai_client))
+    openai_client = AsyncOpenAI(
+        base_url=settings.openai_base_url,
+        # Local servers accept any key; the SDK insists on one.
+        api_key=key or "not-needed",
+        max_retries=settings.llm_max_retries,
+        timeout=settings.llm_timeout,
+    )
+    return ModelHandle(
+        OpenAIChatModel(name, provider=OpenAIProvider(openai_client=openai_client)),
+        openai_client.close,
+    )
+
+
+def _anthropic(settings: Settings, name: str) -> ModelHandle:
+    # Imported here: the Anthropic SDK alone takes a second to import.
+    from anthropic import AsyncAnthropic
+    from pydantic_ai.models.anthropic import AnthropicModel
+    from pydantic_ai.providers.anthropic import AnthropicProvider
+
     if settings.anthropic_api_key is None:
         raise ConfigError("The anthropic provider needs ANTHROPIC_API_KEY.")
     anthropic_client = AsyncAnthropic(
@@ -48,4 +74,7 @@ def build_model(settings: Settings, phase: Phase) -> Model:
         max_retries=settings.llm_max_retries,
         timeout=settings.llm_timeout,
     )
-    return AnthropicModel(name, provider=AnthropicProvider(anthropic_client=anthropic_client))
+    return ModelHandle(
+        AnthropicModel(name, provider=AnthropicProvider(anthropic_client=anthropic_client)),
+        anthropic_client.close,
+    )

@@ -14,7 +14,7 @@ from errands.git.repo import (
     slugify,
     task_branch,
 )
-from errands.git.runner import git
+from errands.git.runner import GitResult, git, run_git
 from errands.git.workspace import Workspace
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "CommitInfo",
     "Diff",
     "FileDiff",
+    "GitResult",
     "Hunk",
     "Line",
     "Mirror",
@@ -30,6 +31,7 @@ __all__ = [
     "find_repository",
     "git",
     "parse_diff",
+    "run_git",
     "slugify",
     "task_branch",
 ]

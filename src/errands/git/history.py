@@ -43,7 +43,7 @@ def _parse(record: str) -> CommitInfo:
         # A task branch is linear; for a merge commit the first parent is its history.
         parent=parents.split()[0] if parents else None,
         subject=subject,
-        body=body.strip(),
+        body=body.strip("\n"),
         author=author,
         timestamp=int(timestamp),
     )

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from errands.errors import BaseMoved, DirtyWorkingTree, GitError
-from errands.git.repo import check_branch_name, current_branch, find_repository, resolve
+from errands.git.repo import check_branch_name, current_branch, local_repository, resolve
 from errands.git.runner import ERRANDS_IDENTITY, error_for, git, run_git
 from errands.git.worktrees import Worktree, list_worktrees
 
@@ -16,19 +15,6 @@ from errands.git.worktrees import Worktree, list_worktrees
 # a heading, then one tab-indented path per line.
 _REFUSAL_HEADING = re.compile(r"would be (?:overwritten|removed) by (?:merge|checkout)")
 _ENTRY_REFUSAL = re.compile(r"^error: Entry '(.+)' (?:not uptodate|would be overwritten)")
-
-
-def local_repository(origin: str) -> Path | None:
-    """The repository ``origin`` names when it is on this machine, else None."""
-    if origin.startswith("file://"):
-        return find_repository(Path(unquote(urlsplit(origin).path)))
-    if "://" in origin:
-        return None
-    candidate = Path(origin).expanduser()
-    if candidate.is_absolute() and candidate.exists():
-        return find_repository(candidate)
-    # Anything else ("git@host:owner/repo") is a remote git reaches over a transport.
-    return None
 
 
 def land(

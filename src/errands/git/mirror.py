@@ -11,7 +11,7 @@ from errands.git import land as landing
 from errands.git.diff import DEFAULT_MAX_LINES_PER_FILE, Diff, parse_diff
 from errands.git.history import CommitInfo, list_commits
 from errands.git.lock import LOCK_NAME, repo_lock
-from errands.git.repo import check_rev, require_task_branch, resolve
+from errands.git.repo import check_rev, local_repository, require_task_branch, resolve
 from errands.git.runner import error_for, git, run_git
 from errands.git.squash import squash_commit
 from errands.git.workspace import Workspace
@@ -56,7 +56,7 @@ class Mirror:
         every stage fetches before it reads anyway, and a second fetch of a large remote
         repository is not free.
         """
-        local = landing.local_repository(origin)
+        local = local_repository(origin)
         if local is not None:
             origin = str(local)
         path = path.absolute()
@@ -69,8 +69,10 @@ class Mirror:
 
     def _init(self, origin: str) -> bool:
         """Make this a mirror of ``origin``; True when it needs a first fetch."""
-        is_bare = run_git("rev-parse", "--is-bare-repository", cwd=self.path)
-        if not (is_bare.ok and is_bare.stdout.strip() == "true"):
+        found = run_git("rev-parse", "--is-bare-repository", "--absolute-git-dir", cwd=self.path)
+        # Compare the git dir too: an empty directory inside some other repository would
+        # otherwise pass for that repository.
+        if found.stdout.splitlines() != ["true", str(self.path.resolve())]:
             if any(p.name != LOCK_NAME for p in self.path.iterdir()):
                 raise GitError(f"{self.path} exists and is not an Errands mirror")
             # No template: hooks from the host's init.templateDir have no place in a cache.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from errands.errors import GitError, InvalidInput, NotAGitRepository
 from errands.git.runner import error_for, run_git
@@ -31,6 +32,19 @@ def find_repository(path: Path) -> Path:
     if inside_work_tree != "true":
         raise NotAGitRepository(f"{path} is not a git repository (it is inside a .git directory)")
     return Path(run_git_checked("rev-parse", "--show-toplevel", cwd=path))
+
+
+def local_repository(origin: str) -> Path | None:
+    """The repository ``origin`` names when it is on this machine, else None."""
+    if origin.startswith("file://"):
+        return find_repository(Path(unquote(urlsplit(origin).path)))
+    if "://" in origin:
+        return None
+    candidate = Path(origin).expanduser()
+    if candidate.is_absolute() or origin.startswith((".", "~")) or candidate.exists():
+        return find_repository(candidate.absolute())
+    # Anything else ("git@host:owner/repo") is a remote git reaches over a transport.
+    return None
 
 
 def run_git_checked(*args: str, cwd: Path) -> str:

@@ -50,19 +50,19 @@ def add_worktree(repo: Path, path: Path, branch: str, start_point: str) -> tuple
     """Check ``branch`` out at ``path``, creating it at ``start_point`` if it does not exist.
 
     An existing branch is checked out as is: a resumed or revising job continues from the
-    commits already made. Leftovers of a dead job at ``path`` are cleared first. Returns the
-    work tree and its administrative directory inside ``repo``.
+    commits already made. Leftovers of a dead job, at ``path`` or anywhere else on
+    ``branch``, are removed first: one job per task runs at a time, so another work tree
+    on the same branch can only be one whose worker died. Returns the work tree and its
+    administrative directory inside ``repo``.
     """
     check_branch_name(branch)
     path = path.absolute()
     _clear_leftover(repo, path)
     git("worktree", "prune", cwd=repo)
-    for tree in list_worktrees(repo):
-        if tree.branch == branch and not tree.bare and not tree.prunable:
-            raise GitError(
-                f"branch {branch} is already checked out in {tree.path}; remove that "
-                "workspace first"
-            )
+    for tree in list_worktrees(repo)[1:]:
+        if tree.branch == branch:
+            _clear_leftover(repo, tree.path)
+    git("worktree", "prune", cwd=repo)
     path.parent.mkdir(parents=True, exist_ok=True)
     if resolve(repo, f"refs/heads/{branch}") is not None:
         git("worktree", "add", "--quiet", str(path), branch, cwd=repo)

@@ -26,7 +26,7 @@ from errands.jobs import ledger
 from errands.settings import Settings
 from errands.store import Project, Question, ReviewComment, Subtask, Task
 from errands.store import events as event_log
-from errands.workflow.context import open_mirror
+from errands.workflow.mirrors import open_mirror
 
 MAX_TITLE = 300
 MAX_BODY = 200_000  # characters (~50k tokens): more would not fit a model's context anyway

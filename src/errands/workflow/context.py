@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic_ai.models import Model
 from sqlalchemy.orm import Session
 
 from errands.agent.loop import AgentConfig
+from errands.agent.providers import ModelHandle
 from errands.errors import Cancelled
 from errands.git import Mirror
 from errands.jobs import ledger
@@ -20,6 +20,7 @@ from errands.sandbox import Sandbox
 from errands.settings import Phase, Settings
 from errands.store import Database
 from errands.store import events as event_log
+from errands.workflow.mirrors import open_mirror
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,7 @@ class Services:
     db: Database
     settings: Settings
     sandbox: Sandbox
-    model_factory: Callable[[Settings, Phase], Model]
-
-
-def mirror_path(settings: Settings, project_id: int) -> Path:
-    return settings.mirrors_dir / f"project-{project_id}.git"
-
-
-def open_mirror(settings: Settings, project_id: int, origin: str) -> Mirror:
-    return Mirror.create(mirror_path(settings, project_id), origin)
+    model_factory: Callable[[Settings, Phase], ModelHandle]
 
 
 class Redactor:
@@ -125,7 +118,7 @@ class JobContext:
 
     def agent_config(self, phase: Phase) -> AgentConfig:
         return AgentConfig(
-            model=self.services.model_factory(self.settings, phase),
+            model=lambda: self.services.model_factory(self.settings, phase),
             max_requests=self.settings.agent_max_requests,
             output_retries=self.settings.output_retries,
         )

@@ -1,0 +1,17 @@
+"""Where a project's mirror lives. Kept apart from the job context so the CLI's quick commands
+(diff, comment) do not import the agent stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from errands.git import Mirror
+from errands.settings import Settings
+
+
+def mirror_path(settings: Settings, project_id: int) -> Path:
+    return settings.mirrors_dir / f"project-{project_id}.git"
+
+
+def open_mirror(settings: Settings, project_id: int, origin: str) -> Mirror:
+    return Mirror.create(mirror_path(settings, project_id), origin)
