@@ -256,7 +256,9 @@ def run_task(
     _, run.phases["research"].tail = wait_state(client, task_id, "awaiting_answers", poll)
     meter.close(run.phases["research"])
 
-    client.post(f"/api/tasks/{task_id}/answers", json={"question": 1, "option": 1})
+    client.post(
+        f"/api/tasks/{task_id}/answers", json={"question": 1, "option": 1}
+    ).raise_for_status()
     _, run.phases["execute"].tail = wait_state(client, task_id, "in_review", poll)
     meter.close(run.phases["execute"])
 
@@ -286,16 +288,16 @@ def run_task(
     kind_of_job = {job["id"]: job["kind"] for job in task["jobs"]}
     for event in client.get(f"/api/tasks/{task_id}/events").json():
         phase = run.phases.get(kind_of_job.get(event["job_id"], ""))
-        seconds = 0.0
+        spent = 0.0
         if event["kind"] == "verify.finished":
-            seconds = float(event["data"].get("duration") or 0.0)
-            run.verify += seconds
+            spent = float(event["data"].get("duration") or 0.0)
+            run.verify += spent
         elif event["kind"] == "agent.tool_result" and event["data"].get("tool") == "run_command":
             match = _RUN_COMMAND.match(str(event["data"].get("content", "")))
-            seconds = float(match.group(1)) if match else 0.0
-            run.agent_commands += seconds
+            spent = float(match.group(1)) if match else 0.0
+            run.agent_commands += spent
         if phase is not None:
-            phase.tests += seconds
+            phase.tests += spent
     return run
 
 

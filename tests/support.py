@@ -191,3 +191,36 @@ def events_of(client: httpx.Client, task_id: int) -> list[dict[str, Any]]:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, indent=2, default=str)
+
+
+def add_project(client: httpx.Client, repo: Any, **extra: Any) -> int:
+    response = client.post("/api/projects", json={"origin": str(repo), **extra})
+    assert response.status_code == 201, response.text
+    project_id: int = response.json()["id"]
+    return project_id
+
+
+def add_task(client: httpx.Client, project_id: int, title: str = "Add multiply") -> int:
+    response = client.post(
+        "/api/tasks", json={"project": project_id, "title": title, "body": "We need a*b."}
+    )
+    assert response.status_code == 201, response.text
+    task_id: int = response.json()["id"]
+    return task_id
+
+
+def to_review(client: httpx.Client, repo: Any, **project: Any) -> tuple[int, dict[str, Any]]:
+    """Run the calc task up to in_review (answering its one question)."""
+    task_id = add_task(client, add_project(client, repo, **project))
+    wait_for_state(client, task_id, "awaiting_answers")
+    answered = client.post(f"/api/tasks/{task_id}/answers", json={"question": 1, "option": 1})
+    assert answered.status_code == 200, answered.text
+    return task_id, wait_for_state(client, task_id, "in_review")
+
+
+def wait_for_event(client: httpx.Client, task_id: int, kind: str, timeout: float = 60) -> Any:
+    return wait_for(
+        lambda: next((e for e in events_of(client, task_id) if e["kind"] == kind), None),
+        timeout=timeout,
+        what=f"event {kind}",
+    )

@@ -26,7 +26,7 @@ from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
     ModelResponse,
-    RetryPromptPart,
+    RetryFeedbackPart,
     TextPart,
     ToolCallPart,
     ToolReturnPart,
@@ -164,6 +164,13 @@ def _record_request(recorder: Recorder, agent: str, request: ModelRequest) -> No
         if isinstance(part, UserPromptPart):
             content = part.content if isinstance(part.content, str) else str(part.content)
             recorder.event("agent.prompt", f"{agent}: prompt", {"agent": agent, "content": content})
+        elif isinstance(part, ToolReturnPart) and part.outcome == "retried":
+            # A tool call (the output tool included) the model must redo, with the reason.
+            recorder.event(
+                "agent.retry",
+                f"{agent}: asked the model to fix its {part.tool_name} call",
+                {"agent": agent, "tool": part.tool_name, "content": part.model_response_str()},
+            )
         elif isinstance(part, ToolReturnPart):
             content = part.model_response_str()
             recorder.event(
@@ -171,11 +178,11 @@ def _record_request(recorder: Recorder, agent: str, request: ModelRequest) -> No
                 f"{agent}: {part.tool_name} returned {len(content)} characters",
                 {"agent": agent, "tool": part.tool_name, "content": content},
             )
-        elif isinstance(part, RetryPromptPart):
+        elif isinstance(part, RetryFeedbackPart):
             recorder.event(
                 "agent.retry",
-                f"{agent}: asked the model to fix {part.tool_name or 'its answer'}",
-                {"agent": agent, "tool": part.tool_name, "content": part.model_response()},
+                f"{agent}: asked the model to fix its answer",
+                {"agent": agent, "tool": None, "content": part.model_response()},
             )
 
 

@@ -76,9 +76,10 @@ def run(ctx: JobContext) -> None:
                 ),
                 verify_commands=verify_commands,
             )
-        finish_review_round(ctx, mirror, workspace, branch)
+        head = workspace.head()
     finally:
         mirror.remove_workspace(workspace.path)
+    finish_review_round(ctx, mirror, branch, head)
 
 
 def _plan(ctx: JobContext, workspace: Workspace, context: str) -> None:
@@ -116,7 +117,7 @@ def _plan(ctx: JobContext, workspace: Workspace, context: str) -> None:
         )
 
 
-def finish_review_round(ctx: JobContext, mirror: Mirror, workspace: Workspace, branch: str) -> None:
+def finish_review_round(ctx: JobContext, mirror: Mirror, branch: str, head: str) -> None:
     """Publish the branch, write the hand-off, and hand the task to the reviewer."""
     ctx.check_cancelled()
     try:
@@ -132,7 +133,8 @@ def finish_review_round(ctx: JobContext, mirror: Mirror, workspace: Workspace, b
         ctx.record(
             session,
             "task.state",
-            f"Ready for review on {branch} ({workspace.head()[:10]})",
+            f"Ready for review on {branch} ({head[:10]})",
             state=TaskState.IN_REVIEW,
-            head=workspace.head(),
+            head=head,
         )
+        ctx.settle(session)

@@ -54,3 +54,4 @@ def run(ctx: JobContext) -> None:
             commit=commit,
             base_branch=base_branch,
         )
+        ctx.settle(session)

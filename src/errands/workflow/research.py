@@ -87,5 +87,6 @@ def run(ctx: JobContext) -> None:
             relevant_files=[f.path for f in result.relevant_files],
         )
         ctx.record(session, "task.state", f"Task is {target}", state=target)
+        ctx.settle(session)
         if target is TaskState.READY:
             actions.start_execution_if_auto(session, ctx.settings, task)

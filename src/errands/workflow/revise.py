@@ -87,6 +87,7 @@ def run(ctx: JobContext) -> None:
             ):
                 c.resolved = True
             ctx.record(session, "review.addressed", "Review comments addressed by subtask")
-        finish_review_round(ctx, mirror, workspace, branch)
+        head = workspace.head()
     finally:
         mirror.remove_workspace(workspace.path)
+    finish_review_round(ctx, mirror, branch, head)

@@ -1,0 +1,261 @@
+"""run_agent against the scripted LLM over real HTTP, through the real OpenAI client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from errands.agent.loop import AgentConfig, AgentResult, run_agent
+from errands.agent.providers import build_model
+from errands.agent.schemas import SubtaskReport
+from errands.agent.tools import ToolFunction, WorkspaceTools
+from errands.errors import AgentOutputError, Cancelled, LLMError
+from errands.sandbox import PlainSandbox
+from errands.settings import Settings, sandbox_env
+from errands.testing.scripted_llm import (
+    FAST_RETRY_HEADERS,
+    ChatRequest,
+    Reply,
+    Script,
+    ScriptedLLM,
+)
+
+API_KEY = "sk-scripted-secret-0123456789"
+
+
+@dataclass
+class Recorder:
+    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    usages: list[tuple[int, int, int]] = field(default_factory=list)
+    cancel_after_events: int | None = None
+
+    def event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        self.events.append((kind, message, data))
+
+    def usage(self, requests: int, input_tokens: int, output_tokens: int) -> None:
+        self.usages.append((requests, input_tokens, output_tokens))
+
+    def check_cancelled(self) -> None:
+        if self.cancel_after_events is not None and len(self.events) >= self.cancel_after_events:
+            raise Cancelled("the task was cancelled")
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _, _ in self.events]
+
+
+@dataclass
+class Run:
+    llm: ScriptedLLM
+    recorder: Recorder
+    result: AgentResult[SubtaskReport] | None = None
+    error: Exception | None = None
+
+
+def run(
+    script: Script,
+    home: Path,
+    *,
+    max_requests: int = 10,
+    tools: Sequence[ToolFunction] = (),
+    recorder: Recorder | None = None,
+) -> Run:
+    recorder = recorder or Recorder()
+    with ScriptedLLM(script) as llm:
+        settings = Settings(
+            home=home,
+            model="openai:m",
+            openai_base_url=llm.base_url,
+            openai_api_key=API_KEY,
+            llm_max_retries=1,
+        )
+        config = AgentConfig(
+            model=lambda: build_model(settings, "research"),
+            max_requests=max_requests,
+            output_retries=1,
+        )
+        outcome = Run(llm, recorder)
+        try:
+            outcome.result = run_agent(
+                config,
+                name="tester",
+                instructions="You test things.",
+                prompt="Report what you did.",
+                output_type=SubtaskReport,
+                tools=tools,
+                recorder=recorder,
+            )
+        except Exception as exc:
+            outcome.error = exc
+    assert not llm.script_errors, llm.script_errors
+    return outcome
+
+
+def report(**args: object) -> Reply:
+    return Reply.call("final_result", **args)
+
+
+VALID = {"summary": "Added the thing", "decisions": ["kept it small"]}
+
+
+def test_a_valid_structured_output_is_returned_and_usage_recorded(home: Path) -> None:
+    outcome = run(lambda req: report(**VALID), home)
+
+    assert outcome.error is None
+    assert outcome.result is not None
+    assert outcome.result.output == SubtaskReport(**VALID)
+    assert len(outcome.llm.requests) == 1
+    assert "final_result" in outcome.llm.requests[0].tools
+    [(requests, input_tokens, output_tokens)] = outcome.recorder.usages
+    assert requests == 1
+    assert input_tokens > 0
+    assert output_tokens > 0
+    assert outcome.recorder.kinds()[:3] == ["agent.prompt", "agent.response", "agent.tool_call"]
+    assert outcome.result.messages  # the transcript, for a later revise run
+
+
+def test_an_invalid_output_is_sent_back_and_the_fixed_one_accepted(home: Path) -> None:
+    def script(req: ChatRequest) -> Reply:
+        if req.n_assistant == 0:
+            return report(decisions=["forgot the summary"])
+        return report(**VALID)
+
+    outcome = run(script, home)
+
+    assert outcome.error is None
+    assert outcome.result is not None
+    assert outcome.result.output.summary == "Added the thing"
+    assert len(outcome.llm.requests) == 2
+    retries = [data for kind, _, data in outcome.recorder.events if kind == "agent.retry"]
+    assert len(retries) == 1
+    assert retries[0]["tool"] == "final_result"
+    assert "summary" in json.dumps(retries[0]["content"], default=str)
+    assert outcome.recorder.usages[0][0] == 2
+
+
+def test_an_output_that_never_validates_is_an_agent_output_error(home: Path) -> None:
+    outcome = run(lambda req: report(summary="   "), home)
+
+    assert isinstance(outcome.error, AgentOutputError)
+    assert "tester" in str(outcome.error)
+    assert len(outcome.llm.requests) == 2  # the first try and one output retry
+    assert outcome.recorder.usages[0][0] == 2
+
+
+def test_plain_text_instead_of_the_output_tool_is_an_agent_output_error(home: Path) -> None:
+    outcome = run(lambda req: Reply.say("I am done."), home)
+    assert isinstance(outcome.error, AgentOutputError)
+    assert "agent.text" in outcome.recorder.kinds()
+
+
+def test_http_500_becomes_llm_error_after_retries(home: Path) -> None:
+    outcome = run(lambda req: Reply.error(500, "upstream down", headers=FAST_RETRY_HEADERS), home)
+
+    assert type(outcome.error) is LLMError
+    assert "500" in str(outcome.error)
+    assert "upstream down" in str(outcome.error)
+    assert len(outcome.llm.requests) == 2  # 1 + llm_max_retries
+    assert outcome.recorder.usages  # reported even when the run fails
+
+
+def test_a_429_once_is_retried_and_the_run_succeeds(home: Path) -> None:
+    limited: list[ChatRequest] = []
+
+    def script(req: ChatRequest) -> Reply:
+        if not limited:
+            limited.append(req)
+            return Reply.error(429, "slow down", headers=FAST_RETRY_HEADERS)
+        return report(**VALID)
+
+    outcome = run(script, home)
+
+    assert outcome.error is None
+    assert outcome.result is not None
+    assert outcome.result.output == SubtaskReport(**VALID)
+    assert len(outcome.llm.requests) == 2
+
+
+def test_a_garbage_200_body_is_an_agent_output_error_saying_so(home: Path) -> None:
+    outcome = run(lambda req: Reply.garbage("<html>oops"), home)
+
+    assert type(outcome.error) is AgentOutputError
+    assert "Invalid response" in str(outcome.error)
+
+
+def test_the_request_budget_ends_a_run_that_never_finishes(home: Path, sample_repo: Path) -> None:
+    tools = WorkspaceTools(sample_repo, PlainSandbox(sandbox_env()), command_timeout=30)
+
+    outcome = run(
+        lambda req: Reply.call("list_files", directory="."),
+        home,
+        max_requests=3,
+        tools=tools.read_only(),
+    )
+
+    assert isinstance(outcome.error, AgentOutputError)
+    assert "request budget" in str(outcome.error)
+    assert len(outcome.llm.requests) == 3
+    assert outcome.recorder.usages[0][0] == 3
+
+
+def test_tool_calls_and_results_are_recorded(home: Path, sample_repo: Path) -> None:
+    tools = WorkspaceTools(sample_repo, PlainSandbox(sandbox_env()), command_timeout=30)
+
+    def script(req: ChatRequest) -> Reply:
+        if req.n_assistant == 0:
+            return Reply.call("read_file", path="calc.py")
+        assert req.last_tool_result is not None
+        assert "return a + b" in req.last_tool_result
+        return report(**VALID)
+
+    outcome = run(script, home, tools=tools.read_only())
+
+    assert outcome.error is None
+    calls = [d for k, _, d in outcome.recorder.events if k == "agent.tool_call"]
+    results = [d for k, _, d in outcome.recorder.events if k == "agent.tool_result"]
+    assert calls[0] == {"agent": "tester", "tool": "read_file", "args": {"path": "calc.py"}}
+    assert results[0]["tool"] == "read_file"
+    assert "return a + b" in results[0]["content"]
+
+
+def test_cancellation_stops_the_run_and_still_reports_usage(home: Path, sample_repo: Path) -> None:
+    tools = WorkspaceTools(sample_repo, PlainSandbox(sandbox_env()), command_timeout=30)
+    recorder = Recorder(cancel_after_events=3)
+
+    outcome = run(
+        lambda req: Reply.call("list_files"), home, tools=tools.read_only(), recorder=recorder
+    )
+
+    assert isinstance(outcome.error, Cancelled)
+    assert len(outcome.llm.requests) < 10
+    assert recorder.usages
+
+
+def test_the_api_key_never_appears_in_events(
+    home: Path, sample_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In the host environment too, so a leak into the command's `env` would show up.
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    tools = WorkspaceTools(sample_repo, PlainSandbox(sandbox_env()), command_timeout=30)
+
+    def script(req: ChatRequest) -> Reply:
+        if req.n_assistant == 0:
+            return Reply.call("run_command", command="env; echo done")
+        if req.n_assistant == 1:
+            return report(decisions=[])  # invalid: a retry event with the error text
+        return report(**VALID)
+
+    outcome = run(script, home, tools=tools.read_write())
+
+    assert outcome.error is None
+    kinds = set(outcome.recorder.kinds())
+    assert {"agent.prompt", "agent.tool_call", "agent.tool_result", "agent.retry"} <= kinds
+    recorded = json.dumps(outcome.recorder.events, default=str)
+    assert "done" in recorded
+    assert API_KEY not in recorded
+    for request in outcome.llm.requests:
+        assert API_KEY not in json.dumps(request.body)

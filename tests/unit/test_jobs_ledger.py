@@ -1,0 +1,302 @@
+"""The job ledger on a real, migrated SQLite database."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from errands.domain import JobKind, JobState
+from errands.jobs import ledger
+from errands.store import Database, Job, Project, Task
+from errands.store.models import utcnow
+
+SHORT_LEASE = 0.01
+LONG_LEASE = 600.0
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path}/t.db")
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def project_id(db: Database) -> int:
+    with db.session() as session:
+        project = Project(name="demo", origin="/src/demo", base_branch="main")
+        session.add(project)
+        session.flush()
+        return project.id
+
+
+@pytest.fixture
+def task_id(db: Database, project_id: int) -> int:
+    with db.session() as session:
+        task = Task(project_id=project_id, title="t", state="researching", base_branch="main")
+        session.add(task)
+        session.flush()
+        return task.id
+
+
+def enqueue(
+    db: Database, project_id: int, *, task_id: int | None = None, max_attempts: int = 3
+) -> int:
+    with db.session() as session:
+        return ledger.enqueue(
+            session,
+            JobKind.RESEARCH,
+            project_id=project_id,
+            task_id=task_id,
+            max_attempts=max_attempts,
+        ).id
+
+
+def job(db: Database, job_id: int) -> Job:
+    with db.session() as session:
+        row = session.get(Job, job_id)
+        assert row is not None
+        return row
+
+
+def outlive_lease(db: Database, job_id: int) -> None:
+    """Wait (not assert on time) until the job's lease is in the past."""
+    expires = job(db, job_id).lease_expires_at
+    assert expires is not None
+    while utcnow() <= expires:
+        time.sleep(SHORT_LEASE)
+
+
+def test_claim_leases_the_job_once(db: Database, project_id: int, task_id: int) -> None:
+    job_id = enqueue(db, project_id, task_id=task_id)
+
+    lease = ledger.claim(db, "worker-a", LONG_LEASE)
+
+    assert lease == ledger.Lease(job_id, JobKind.RESEARCH, task_id, project_id, attempt=1)
+    row = job(db, job_id)
+    assert row.state == JobState.RUNNING
+    assert row.attempts == 1
+    assert row.lease_owner == "worker-a"
+    assert ledger.claim(db, "worker-b", LONG_LEASE) is None
+
+
+def test_claim_takes_the_oldest_job_first(db: Database, project_id: int) -> None:
+    first, second = enqueue(db, project_id), enqueue(db, project_id)
+    a = ledger.claim(db, "w", LONG_LEASE)
+    b = ledger.claim(db, "w", LONG_LEASE)
+    assert a is not None
+    assert b is not None
+    assert (a.job_id, b.job_id) == (first, second)
+
+
+def test_a_job_scheduled_for_later_is_not_claimed_yet(db: Database, project_id: int) -> None:
+    job_id = enqueue(db, project_id)
+    with db.session() as session:
+        row = session.get(Job, job_id)
+        assert row is not None
+        row.run_after = utcnow() + timedelta(hours=1)
+    assert ledger.claim(db, "w", LONG_LEASE) is None
+
+
+def test_a_dead_workers_job_is_claimed_again_after_its_lease(db: Database, project_id: int) -> None:
+    job_id = enqueue(db, project_id)
+    assert ledger.claim(db, "dead-worker", SHORT_LEASE) is not None
+    outlive_lease(db, job_id)  # and no heartbeat came
+
+    lease = ledger.claim(db, "rescuer", LONG_LEASE)
+
+    assert lease is not None
+    assert lease.job_id == job_id
+    assert lease.attempt == 2
+    assert job(db, job_id).lease_owner == "rescuer"
+    # the dead worker, should it come back, can no longer finish the job
+    ledger.finish(db, job_id, "dead-worker", JobState.SUCCEEDED)
+    assert job(db, job_id).state == JobState.RUNNING
+
+
+def test_heartbeat_keeps_the_lease(db: Database, project_id: int) -> None:
+    job_id = enqueue(db, project_id)
+    assert ledger.claim(db, "a", SHORT_LEASE) is not None
+    first_expiry = job(db, job_id).lease_expires_at
+    assert first_expiry is not None
+
+    assert ledger.heartbeat(db, job_id, "a", LONG_LEASE) is False
+    while utcnow() <= first_expiry:  # the lease as first granted is over
+        time.sleep(SHORT_LEASE)
+
+    assert ledger.claim(db, "b", LONG_LEASE) is None
+    assert job(db, job_id).lease_owner == "a"
+
+
+def test_heartbeat_from_a_non_owner_does_not_extend_the_lease(
+    db: Database, project_id: int
+) -> None:
+    job_id = enqueue(db, project_id)
+    assert ledger.claim(db, "a", SHORT_LEASE) is not None
+    ledger.heartbeat(db, job_id, "intruder", LONG_LEASE)
+    outlive_lease(db, job_id)
+    assert ledger.claim(db, "b", LONG_LEASE) is not None
+
+
+def test_cancel_of_a_running_job_is_reported_at_its_heartbeat(
+    db: Database, project_id: int, task_id: int
+) -> None:
+    job_id = enqueue(db, project_id, task_id=task_id)
+    assert ledger.claim(db, "a", LONG_LEASE) is not None
+
+    with db.session() as session:
+        ledger.request_cancel(session, task_id)
+
+    assert job(db, job_id).state == JobState.RUNNING  # it stops itself
+    assert ledger.heartbeat(db, job_id, "a", LONG_LEASE) is True
+
+
+def test_cancel_of_a_queued_job_is_immediate(db: Database, project_id: int, task_id: int) -> None:
+    job_id = enqueue(db, project_id, task_id=task_id)
+    with db.session() as session:
+        assert ledger.active_job(session, task_id) is not None
+        ledger.request_cancel(session, task_id)
+
+    row = job(db, job_id)
+    assert row.state == JobState.CANCELLED
+    assert row.finished_at is not None
+    assert ledger.claim(db, "a", LONG_LEASE) is None
+    with db.session() as session:
+        assert ledger.active_job(session, task_id) is None
+
+
+def test_a_job_out_of_attempts_is_failed_by_exhausted(
+    db: Database, project_id: int, task_id: int
+) -> None:
+    job_id = enqueue(db, project_id, task_id=task_id, max_attempts=2)
+    for worker in ("first", "second"):
+        assert ledger.claim(db, worker, SHORT_LEASE) is not None
+        assert ledger.exhausted(db) == []  # not while the lease runs
+        outlive_lease(db, job_id)
+
+    assert ledger.claim(db, "third", LONG_LEASE) is None  # no attempts left
+    gave_up = ledger.exhausted(db)
+
+    assert gave_up == [ledger.Lease(job_id, JobKind.RESEARCH, task_id, project_id, 2)]
+    row = job(db, job_id)
+    assert row.state == JobState.FAILED
+    assert row.lease_owner is None
+    assert row.last_error is not None
+    assert "2 time(s)" in row.last_error
+    assert ledger.exhausted(db) == []  # reported once
+
+
+def test_exhausted_leaves_a_job_with_attempts_left_alone(db: Database, project_id: int) -> None:
+    job_id = enqueue(db, project_id, max_attempts=3)
+    assert ledger.claim(db, "a", SHORT_LEASE) is not None
+    outlive_lease(db, job_id)
+    assert ledger.exhausted(db) == []
+    assert job(db, job_id).state == JobState.RUNNING
+
+
+def test_requeue_gives_the_job_back_without_counting_the_attempt(
+    db: Database, project_id: int
+) -> None:
+    job_id = enqueue(db, project_id, max_attempts=1)
+    assert ledger.claim(db, "a", LONG_LEASE) is not None
+
+    ledger.requeue(db, job_id, "a")
+
+    row = job(db, job_id)
+    assert row.state == JobState.QUEUED
+    assert row.attempts == 0
+    assert row.lease_owner is None
+    lease = ledger.claim(db, "b", LONG_LEASE)  # its only attempt is still available
+    assert lease is not None
+    assert lease.attempt == 1
+
+
+def test_requeue_by_a_non_owner_does_nothing(db: Database, project_id: int) -> None:
+    job_id = enqueue(db, project_id)
+    assert ledger.claim(db, "a", LONG_LEASE) is not None
+    ledger.requeue(db, job_id, "b")
+    row = job(db, job_id)
+    assert (row.state, row.attempts, row.lease_owner) == (JobState.RUNNING, 1, "a")
+
+
+def test_finish_by_the_owner_records_the_outcome(db: Database, project_id: int) -> None:
+    job_id = enqueue(db, project_id)
+    assert ledger.claim(db, "a", LONG_LEASE) is not None
+
+    ledger.finish(db, job_id, "a", JobState.FAILED, "boom")
+
+    row = job(db, job_id)
+    assert (row.state, row.last_error, row.lease_owner) == (JobState.FAILED, "boom", None)
+    assert row.finished_at is not None
+    assert ledger.claim(db, "b", LONG_LEASE) is None
+
+
+def test_finish_by_a_non_owner_does_nothing(db: Database, project_id: int) -> None:
+    job_id = enqueue(db, project_id)
+    assert ledger.claim(db, "a", LONG_LEASE) is not None
+
+    ledger.finish(db, job_id, "b", JobState.SUCCEEDED)
+
+    row = job(db, job_id)
+    assert (row.state, row.lease_owner, row.finished_at) == (JobState.RUNNING, "a", None)
+
+
+def test_add_usage_accumulates(db: Database, project_id: int) -> None:
+    job_id = enqueue(db, project_id)
+    ledger.add_usage(db, job_id, requests=1, input_tokens=10, output_tokens=2)
+    ledger.add_usage(db, job_id, requests=2, input_tokens=5, output_tokens=3)
+    row = job(db, job_id)
+    assert (row.model_requests, row.input_tokens, row.output_tokens) == (3, 15, 5)
+
+
+def test_concurrent_claimers_get_every_job_exactly_once(db: Database, project_id: int) -> None:
+    job_ids = {enqueue(db, project_id) for _ in range(20)}
+    claimed: dict[str, list[int]] = {"a": [], "b": []}
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def queued_left() -> int:
+        with db.session() as session:
+            return (
+                session.scalar(
+                    select(func.count()).select_from(Job).where(Job.state == JobState.QUEUED)
+                )
+                or 0
+            )
+
+    def claimer(owner: str) -> None:
+        try:
+            start.wait()
+            while True:
+                lease = ledger.claim(db, owner, LONG_LEASE)
+                if lease is not None:
+                    claimed[owner].append(lease.job_id)
+                elif queued_left() == 0:
+                    return
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claimer, args=(owner,)) for owner in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    counts = Counter(claimed["a"] + claimed["b"])
+    assert set(counts) == job_ids
+    assert set(counts.values()) == {1}
+    with db.session() as session:
+        rows = session.scalars(select(Job)).all()
+        assert {row.attempts for row in rows} == {1}
+        owners = {row.id: row.lease_owner for row in rows}
+    for owner, ids in claimed.items():
+        assert all(owners[i] == owner for i in ids)

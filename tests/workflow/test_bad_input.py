@@ -1,0 +1,130 @@
+"""Bad input gets a clear error and loses nothing: unknown ids, illegal transitions, a path
+that is not a repository, a huge body, malformed requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from errands.testing.scripted_llm import ScriptedLLM
+from tests.support import (
+    CalcScript,
+    add_project,
+    add_task,
+    running_server,
+    settings_for,
+    wait_for_state,
+)
+
+
+@pytest.fixture
+def client(home: Path) -> Iterator[httpx.Client]:
+    with ScriptedLLM(CalcScript()) as llm, running_server(settings_for(home, llm.base_url)) as url:
+        yield httpx.Client(base_url=url, timeout=30)
+
+
+def error_of(response: httpx.Response, status: int) -> dict[str, str]:
+    assert response.status_code == status, response.text
+    error: dict[str, str] = response.json()["error"]
+    assert error["message"]
+    return error
+
+
+def test_unknown_ids_are_404_with_a_message(client: httpx.Client) -> None:
+    assert "Task 999 does not exist" in error_of(client.get("/api/tasks/999"), 404)["message"]
+    for path in ("approve", "cancel", "request-changes", "retry", "execute"):
+        assert error_of(client.post(f"/api/tasks/999/{path}"), 404)["code"] == "not_found"
+    assert error_of(client.get("/api/tasks/999/diff"), 404)["code"] == "not_found"
+    assert error_of(client.get("/api/tasks/999/events"), 404)["code"] == "not_found"
+    assert error_of(client.get("/api/tasks/999/events/stream"), 404)["code"] == "not_found"
+    assert error_of(client.get("/api/projects/999"), 404)["code"] == "not_found"
+    missing_project = client.post("/api/tasks", json={"project": 42, "title": "x"})
+    assert "Project 42 does not exist" in error_of(missing_project, 404)["message"]
+
+
+def test_malformed_requests_are_422(client: httpx.Client) -> None:
+    not_json = client.post(
+        "/api/projects", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert error_of(not_json, 422)["code"] == "invalid_input"
+    no_title = client.post("/api/tasks", json={"project": 1})
+    assert "title" in error_of(no_title, 422)["message"]
+    assert error_of(client.get("/api/tasks/abc"), 422)["code"] == "invalid_input"
+    assert error_of(client.get("/api/tasks", params={"state": "bogus"}), 422)["code"]
+
+
+def test_a_path_that_is_not_a_repository(client: httpx.Client, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    error = error_of(client.post("/api/projects", json={"origin": str(plain)}), 422)
+    assert error["code"] == "not_a_git_repository"
+    assert str(plain) in error["message"]
+    missing = client.post("/api/projects", json={"origin": str(tmp_path / "nowhere")})
+    assert error_of(missing, 422)["code"] == "not_a_git_repository"
+    assert client.get("/api/projects").json() == []
+
+
+def test_a_one_megabyte_body_is_refused_and_nothing_is_created(
+    client: httpx.Client, sample_repo: Path
+) -> None:
+    project_id = add_project(client, sample_repo)
+    huge = "x" * (1024 * 1024)
+    response = client.post("/api/tasks", json={"project": project_id, "title": "t", "body": huge})
+    error = error_of(response, 422)
+    assert "1,048,576 characters" in error["message"] and "limit" in error["message"]
+    assert client.get("/api/tasks").json() == []
+
+
+def test_illegal_transitions_are_409(client: httpx.Client, sample_repo: Path) -> None:
+    project_id = add_project(client, sample_repo, auto_execute=False)
+    task_id = add_task(client, project_id)
+    wait_for_state(client, task_id, "awaiting_answers")
+
+    approve = error_of(client.post(f"/api/tasks/{task_id}/approve"), 409)
+    assert "awaiting_answers" in approve["message"]
+    execute = error_of(client.post(f"/api/tasks/{task_id}/execute"), 409)
+    assert execute["code"] == "illegal_transition"
+    assert "'awaiting_answers' to 'executing'" in execute["message"]
+    bad_option = client.post(f"/api/tasks/{task_id}/answers", json={"question": 1, "option": 9})
+    assert "options 1-2" in error_of(bad_option, 422)["message"]
+    no_question = client.post(f"/api/tasks/{task_id}/answers", json={"question": 7, "option": 1})
+    assert error_of(no_question, 404)["message"] == "Task 1 has no question 7 (it has 1)."
+    comment = client.post(
+        f"/api/tasks/{task_id}/comments", json={"path": "calc.py", "line": 1, "body": "x"}
+    )
+    assert "in_review" in error_of(comment, 409)["message"]
+
+    # auto_execute is off: answering makes it ready, and it waits there.
+    client.post(f"/api/tasks/{task_id}/answers", json={"question": 1, "option": 2})
+    assert client.get(f"/api/tasks/{task_id}").json()["state"] == "ready"
+    again = client.post(f"/api/tasks/{task_id}/answers", json={"question": 1, "option": 1})
+    assert error_of(again, 409)["code"] == "conflict"
+
+    assert client.post(f"/api/tasks/{task_id}/cancel").json()["state"] == "cancelled"
+    twice = error_of(client.post(f"/api/tasks/{task_id}/cancel"), 409)
+    assert twice["code"] == "illegal_transition"
+    assert "final state" in twice["message"]
+    assert error_of(client.post(f"/api/tasks/{task_id}/retry"), 409)["code"] == "conflict"
+
+
+def test_comments_must_point_into_the_change(client: httpx.Client, sample_repo: Path) -> None:
+    from tests.support import to_review
+
+    task_id, _ = to_review(client, sample_repo)
+    url = f"/api/tasks/{task_id}/comments"
+    outside = client.post(url, json={"path": "README.md", "line": 1, "body": "hm"})
+    assert "not among the files" in error_of(outside, 422)["message"]
+    bad_kind = client.post(url, json={"path": "calc.py", "line": 1, "body": "x", "kind": "nit"})
+    assert "kind must be one of" in error_of(bad_kind, 422)["message"]
+    empty = client.post(url, json={"path": "calc.py", "line": 1, "body": "   "})
+    assert error_of(empty, 422)["code"] == "invalid_input"
+    reply_to_nothing = client.post(
+        url, json={"path": "calc.py", "line": 1, "body": "x", "parent_id": 999}
+    )
+    assert error_of(reply_to_nothing, 404)["code"] == "not_found"
+    no_open = client.post(f"/api/tasks/{task_id}/request-changes")
+    assert "no open review comments" in error_of(no_open, 409)["message"]
+    assert error_of(client.get(f"/api/tasks/{task_id}/diff?subtask=9"), 404)["code"]
