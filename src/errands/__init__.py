@@ -1,3 +1,3 @@
-"""Errands: hand off a programming task, answer the questions that matter, review a stack of commits."""
+"""Errands: hand off a programming task, answer the questions that matter, review the commits."""
 
 __version__ = "0.1.0"

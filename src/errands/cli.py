@@ -173,7 +173,7 @@ def project_add(
                 base_branch=base_branch,
                 verify_commands=verify,
                 auto_execute=auto_execute,
-            )  # fmt: skip
+            )
         )
     )
     if as_json:
@@ -197,9 +197,13 @@ def project_list(as_json: JsonOpt = False) -> None:
     table = Table("id", "name", "origin", "base", "files", "verify commands")
     for p in projects:
         table.add_row(
-            str(p.id), p.name, p.origin, p.base_branch, str(p.file_count),
+            str(p.id),
+            p.name,
+            p.origin,
+            p.base_branch,
+            str(p.file_count),
             "; ".join(p.effective_verify_commands) or "-",
-        )  # fmt: skip
+        )
     out.print(table)
 
 
@@ -239,7 +243,7 @@ def project_set(
             clear_verify_commands=clear_verify,
             auto_execute=auto_execute,
             base_branch=base_branch,
-        )  # fmt: skip
+        )
     )
     out.print("Updated.")
 
@@ -469,7 +473,7 @@ def comment(
                 subtask=subtask,
                 parent_id=reply_to,
             ).id
-        )  # fmt: skip
+        )
     )
     out.print(f"Comment {c} added.")
 

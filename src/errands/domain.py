@@ -99,6 +99,7 @@ def check_transition(current: TaskState, target: TaskState) -> TaskState:
     if target not in allowed_transitions(current):
         allowed = ", ".join(sorted(allowed_transitions(current))) or "none (final state)"
         raise IllegalTransition(
-            f"A task cannot go from '{current}' to '{target}' (allowed from '{current}': {allowed})."
+            f"A task cannot go from '{current}' to '{target}' "
+            f"(allowed from '{current}': {allowed})."
         )
     return target

@@ -27,9 +27,15 @@ class Cli:
 
     def __call__(self, *args: str, ok: bool = True, stdin: str | None = None) -> str:
         done = subprocess.run(
-            [*ERRANDS, *args], env=self.env, cwd=self.cwd, capture_output=True, text=True,
-            input=stdin, timeout=120,
-        )  # fmt: skip
+            [*ERRANDS, *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=120,
+            check=False,
+        )
         if ok and done.returncode != 0:
             raise AssertionError(f"errands {' '.join(args)} failed: {done.stderr}{done.stdout}")
         if not ok and done.returncode == 0:
@@ -71,9 +77,13 @@ def cli(home: Path, llm: ScriptedLLM, tmp_path: Path) -> Iterator[Cli]:
         "ERRANDS_WORKER_POLL_INTERVAL": "0.05",
     }
     worker = subprocess.Popen(
-        [*ERRANDS, "worker"], env=env, cwd=tmp_path,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [*ERRANDS, "worker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         yield Cli(env, tmp_path)
     finally:
@@ -155,9 +165,13 @@ def test_cli_errors_are_clear(cli: Cli, tmp_path: Path) -> None:
     assert "not PATH:LINE" in cli("comment", "1", "calc.py", "x", ok=False)
     env_without_model = {k: v for k, v in cli.env.items() if k != "ERRANDS_MODEL"}
     done = subprocess.run(
-        [*ERRANDS, "task", "add", "-p", "x", "title"], env=env_without_model,
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [*ERRANDS, "task", "add", "-p", "x", "title"],
+        env=env_without_model,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 1
     assert "ERRANDS_MODEL" in done.stderr
     assert "Traceback" not in done.stderr

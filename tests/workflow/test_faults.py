@@ -138,8 +138,8 @@ def test_a_model_failing_mid_execute_leaves_whole_commits_and_resumes(
         task = wait_for_state(client, task_id, "in_review")
         assert task["subtasks"][0]["commit_sha"] == first["commit_sha"]  # not redone
         assert script.phases.count("plan") == 1
-        log = run_git(sample_repo, "log", "--format=%s", f"main..{branch}").splitlines()
-        assert log == ["Test multiply", "Add multiply to calc"]
+        final_log = run_git(sample_repo, "log", "--format=%s", f"main..{branch}").splitlines()
+        assert final_log == ["Test multiply", "Add multiply to calc"]
 
 
 def test_verification_failures_go_back_to_the_agent_a_bounded_number_of_times(
@@ -336,6 +336,8 @@ def test_no_questions_means_ready_and_auto_execute(home: Path, sample_repo: Path
         client = httpx.Client(base_url=url, timeout=30)
         task_id = add_task(client, add_project(client, sample_repo))
         task = wait_for_state(client, task_id, "in_review")
-        states = [e["data"]["state"] for e in events_of(client, task_id) if e["kind"] == "task.state"]
+        states = [
+            e["data"]["state"] for e in events_of(client, task_id) if e["kind"] == "task.state"
+        ]
         assert states == ["researching", "ready", "executing", "in_review"]
         assert task["questions"] == []

@@ -90,9 +90,16 @@ async def _run(
     handle = config.model()
     try:
         return await _iterate(
-            handle, config, name, instructions, prompt, output_type, tools, recorder,
+            handle,
+            config,
+            name,
+            instructions,
+            prompt,
+            output_type,
+            tools,
+            recorder,
             message_history,
-        )  # fmt: skip
+        )
     finally:
         await handle.aclose()
 
@@ -134,11 +141,11 @@ async def _iterate(
             return AgentResult(result.output, list(result.all_messages()))
     except ModelHTTPError as exc:
         raise LLMError(
-            f"The model endpoint answered HTTP {exc.status_code} for {exc.model_name} "
-            f"(after retries): {_short(exc.body)}"
+            f"The model endpoint ({handle.endpoint}) answered HTTP {exc.status_code} for "
+            f"{exc.model_name} (after retries): {_short(exc.body)}"
         ) from exc
     except ModelAPIError as exc:
-        raise LLMError(f"The model endpoint failed: {exc.message}") from exc
+        raise LLMError(f"The model endpoint ({handle.endpoint}) failed: {exc.message}") from exc
     except UsageLimitExceeded as exc:
         raise AgentOutputError(f"The {name} agent used up its request budget: {exc}") from exc
     except UnexpectedModelBehavior as exc:

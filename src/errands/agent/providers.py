@@ -20,6 +20,7 @@ class ModelHandle:
 
     model: Model
     aclose: Callable[[], Awaitable[None]]
+    endpoint: str  # for error messages: which server we failed to talk to
 
 
 def build_model(settings: Settings, phase: Phase) -> ModelHandle:
@@ -57,6 +58,7 @@ def _openai(settings: Settings, name: str) -> ModelHandle:
     return ModelHandle(
         OpenAIChatModel(name, provider=OpenAIProvider(openai_client=openai_client)),
         openai_client.close,
+        settings.openai_base_url or "the OpenAI API",
     )
 
 
@@ -77,4 +79,5 @@ def _anthropic(settings: Settings, name: str) -> ModelHandle:
     return ModelHandle(
         AnthropicModel(name, provider=AnthropicProvider(anthropic_client=anthropic_client)),
         anthropic_client.close,
+        settings.anthropic_base_url or "the Anthropic API",
     )

@@ -71,20 +71,31 @@ def _fast_forward(tree: Worktree, mirror: Path, new: str, branch: str, old: str)
     if current != old:
         raise BaseMoved(f"{branch} moved in {tree.path}; squash again onto its new tip")
     git(
-        "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance",
-        "--no-recurse-submodules", str(mirror), new,
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--no-write-fetch-head",
+        "--no-auto-maintenance",
+        "--no-recurse-submodules",
+        str(mirror),
+        new,
         cwd=tree.path,
-    )  # fmt: skip
+    )
     # The user may have switched branches since we listed work trees: merging then would
     # fast-forward whatever they are on now.
     if current_branch(tree.path) != branch:
         raise BaseMoved(f"{branch} is no longer checked out in {tree.path}; try again")
     result = run_git(
-        "merge", "--ff-only", "--no-autostash", "--no-stat", "--quiet", new,
+        "merge",
+        "--ff-only",
+        "--no-autostash",
+        "--no-stat",
+        "--quiet",
+        new,
         cwd=tree.path,
         # A fast-forward makes no commit, but the reflog entry records who moved the branch.
         env=ERRANDS_IDENTITY,
-    )  # fmt: skip
+    )
     if result.ok:
         return
     files = _refused_files(result.stderr)
@@ -127,11 +138,15 @@ def _push(
     # by someone else in the meantime is never overwritten. If origin is already at `new`
     # (a retry after a crash) git reports the ref up to date and succeeds.
     result = run_git(
-        "push", "--porcelain",
+        "push",
+        "--porcelain",
         f"--force-with-lease=refs/heads/{branch}:{old}",
-        "origin", f"{new}:refs/heads/{branch}",
-        cwd=mirror, env=env, timeout=timeout,
-    )  # fmt: skip
+        "origin",
+        f"{new}:refs/heads/{branch}",
+        cwd=mirror,
+        env=env,
+        timeout=timeout,
+    )
     if result.ok:
         return
     if "stale info" in result.stdout or "stale info" in result.stderr:

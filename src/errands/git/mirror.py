@@ -97,9 +97,14 @@ class Mirror:
 
     def _fetch(self) -> None:
         self._network(
-            "fetch", "--quiet", "--prune", "--no-tags", "--no-recurse-submodules",
-            ORIGIN, _FETCH_REFSPEC,
-        )  # fmt: skip
+            "fetch",
+            "--quiet",
+            "--prune",
+            "--no-tags",
+            "--no-recurse-submodules",
+            ORIGIN,
+            _FETCH_REFSPEC,
+        )
 
     def resolve(self, ref: str) -> str | None:
         return resolve(self.path, ref)
@@ -110,9 +115,14 @@ class Mirror:
     def default_branch(self) -> str:
         """Origin's HEAD branch; else main, master, or the only branch there is."""
         result = run_git(
-            "ls-remote", "--symref", ORIGIN, "HEAD",
-            cwd=self.path, env=self.auth_env, timeout=self.network_timeout,
-        )  # fmt: skip
+            "ls-remote",
+            "--symref",
+            ORIGIN,
+            "HEAD",
+            cwd=self.path,
+            env=self.auth_env,
+            timeout=self.network_timeout,
+        )
         if result.ok:
             for line in result.stdout.splitlines():
                 target, _, name = line.partition("\t")
@@ -151,12 +161,22 @@ class Mirror:
         """What changed from ``old`` (None: the empty tree, for a root commit) to ``new``."""
         old_rev = check_rev(old) if old is not None else self._empty_tree()
         result = run_git(
-            "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--find-renames",
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--find-renames",
             # Pin everything a user's diff.* config could change about the format we parse.
-            "--src-prefix=a/", "--dst-prefix=b/", "--no-relative", "--submodule=short",
-            old_rev, check_rev(new), "--",
-            cwd=self.path, max_output=max_bytes,
-        )  # fmt: skip
+            "--src-prefix=a/",
+            "--dst-prefix=b/",
+            "--no-relative",
+            "--submodule=short",
+            old_rev,
+            check_rev(new),
+            "--",
+            cwd=self.path,
+            max_output=max_bytes,
+        )
         if not result.ok:
             raise error_for(result)
         return parse_diff(
@@ -195,9 +215,14 @@ class Mirror:
         """
         with repo_lock(self.path):
             landing.land(
-                self.path, self.origin, commit, base_branch, expected_base,
-                env=self.auth_env, timeout=self.network_timeout,
-            )  # fmt: skip
+                self.path,
+                self.origin,
+                commit,
+                base_branch,
+                expected_base,
+                env=self.auth_env,
+                timeout=self.network_timeout,
+            )
 
     def _network(self, *args: str) -> str:
         return git(*args, cwd=self.path, env=self.auth_env, timeout=self.network_timeout)

@@ -35,9 +35,7 @@ class Workspace:
 
     def changed_files(self) -> list[str]:
         """Paths with uncommitted changes, untracked files included, ignored ones not."""
-        out = self._git(
-            "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"
-        )  # fmt: skip
+        out = self._git("status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
         # Each entry is "XY <path>"; --no-renames guarantees one path per entry.
         return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
 
@@ -53,8 +51,10 @@ class Workspace:
             raise error_for(staged)
         git(
             *self._scope,
-            "-c", "commit.gpgsign=false",
-            "commit", "--quiet",
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "--quiet",
             # The project's checks run as the task's verify commands, in the sandbox, with
             # their output reported; hooks here would run unsandboxed and could veto or
             # rewrite the agent's commit behind our back.
@@ -65,7 +65,7 @@ class Workspace:
             cwd=self.path,
             input=message,
             env=ERRANDS_IDENTITY,
-        )  # fmt: skip
+        )
         return self.head()
 
     def discard_changes(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -33,7 +34,8 @@ class _CappedReader:
 
     def _drain(self, stream: IO[bytes]) -> None:
         half = self.limit // 2
-        for chunk in iter(lambda: stream.read1(_CHUNK), b""):  # type: ignore[attr-defined]
+        for data in iter(lambda: stream.read1(_CHUNK), b""):  # type: ignore[attr-defined]
+            chunk = data
             if len(self.head) < half:
                 room = half - len(self.head)
                 self.head += chunk[:room]
@@ -127,8 +129,6 @@ class PlainSandbox:
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()

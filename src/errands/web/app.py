@@ -161,7 +161,7 @@ def _routes(app: FastAPI) -> None:
                     base_branch=body.base_branch,
                     verify_commands=body.verify_commands,
                     auto_execute=body.auto_execute,
-                )  # fmt: skip
+                )
             ),
         )
 
@@ -183,7 +183,7 @@ def _routes(app: FastAPI) -> None:
                     clear_verify_commands=body.clear_verify_commands,
                     auto_execute=body.auto_execute,
                     base_branch=body.base_branch,
-                )  # fmt: skip
+                )
             ),
         )
 
@@ -241,8 +241,13 @@ def _routes(app: FastAPI) -> None:
 
     @app.post("/api/tasks/{task_id}/answers")
     def answer(task_id: int, body: AnswerCreate, db: DbDep, settings: SettingsDep) -> TaskPublic:
-        return _act(task_id, db, lambda s: actions.answer(
-            s, settings, task_id, body.question, option=body.option, text=body.text))  # fmt: skip
+        return _act(
+            task_id,
+            db,
+            lambda s: actions.answer(
+                s, settings, task_id, body.question, option=body.option, text=body.text
+            ),
+        )
 
     @app.post("/api/tasks/{task_id}/execute")
     def execute(task_id: int, db: DbDep, settings: SettingsDep) -> TaskPublic:
@@ -306,7 +311,7 @@ def _routes(app: FastAPI) -> None:
                     end_line=body.end_line,
                     subtask=body.subtask,
                     parent_id=body.parent_id,
-                )  # fmt: skip
+                )
             ),
         )
 

@@ -79,22 +79,34 @@ def list_projects(session: Session) -> list[Project]:
 def _set_state(session: Session, task: Task, target: TaskState, message: str) -> None:
     task.state = check_transition(TaskState(task.state), target)
     event_log.record(
-        session, "task.state", message, task_id=task.id, project_id=task.project_id,
+        session,
+        "task.state",
+        message,
+        task_id=task.id,
+        project_id=task.project_id,
         data={"state": target},
-    )  # fmt: skip
+    )
 
 
 def _enqueue(session: Session, settings: Settings, kind: JobKind, task: Task) -> None:
     if ledger.active_job(session, task.id) is not None:
         raise Conflict(f"Task {task.id} already has a job queued or running.")
     job = ledger.enqueue(
-        session, kind, project_id=task.project_id, task_id=task.id,
+        session,
+        kind,
+        project_id=task.project_id,
+        task_id=task.id,
         max_attempts=settings.job_max_attempts,
-    )  # fmt: skip
+    )
     event_log.record(
-        session, "job.queued", f"{kind} job queued", task_id=task.id,
-        project_id=task.project_id, job_id=job.id, data={"kind": kind},
-    )  # fmt: skip
+        session,
+        "job.queued",
+        f"{kind} job queued",
+        task_id=task.id,
+        project_id=task.project_id,
+        job_id=job.id,
+        data={"kind": kind},
+    )
 
 
 # -- projects -----------------------------------------------------------------------------
@@ -141,9 +153,12 @@ def add_project(
         session, JobKind.INDEX, project_id=project.id, max_attempts=settings.job_max_attempts
     )
     event_log.record(
-        session, "project.added", f"Project {name} added from {origin}",
-        project_id=project.id, job_id=job.id,
-    )  # fmt: skip
+        session,
+        "project.added",
+        f"Project {name} added from {origin}",
+        project_id=project.id,
+        job_id=job.id,
+    )
     return project
 
 
@@ -207,9 +222,12 @@ def create_task(
     session.add(task)
     session.flush()
     event_log.record(
-        session, "task.created", f"Task {task.id} created: {title}", task_id=task.id,
+        session,
+        "task.created",
+        f"Task {task.id} created: {title}",
+        task_id=task.id,
         project_id=project.id,
-    )  # fmt: skip
+    )
     _set_state(session, task, TaskState.RESEARCHING, "Research queued")
     _enqueue(session, settings, JobKind.RESEARCH, task)
     return task
@@ -237,10 +255,13 @@ def answer(
         raise InvalidInput(f"Question {question} has options 1-{len(found.options)}.")
     found.answer_option, found.answer_text, found.answered_at = option, text, _now()
     event_log.record(
-        session, "question.answered", f"Q{question} answered: {_answer_text(found)}",
-        task_id=task.id, project_id=task.project_id,
+        session,
+        "question.answered",
+        f"Q{question} answered: {_answer_text(found)}",
+        task_id=task.id,
+        project_id=task.project_id,
         data={"question": question, "option": option, "text": text},
-    )  # fmt: skip
+    )
     if all(q.answered for q in task.questions):
         task.requirements = [*task.requirements, *(_answer_text(q) for q in task.questions)]
         _set_state(session, task, TaskState.READY, "All questions answered")
@@ -381,10 +402,13 @@ def add_comment(
     session.add(comment)
     session.flush()
     event_log.record(
-        session, "review.comment", f"{kind} comment on {path}:{line}: {body[:120]}",
-        task_id=task.id, project_id=task.project_id,
+        session,
+        "review.comment",
+        f"{kind} comment on {path}:{line}: {body[:120]}",
+        task_id=task.id,
+        project_id=task.project_id,
         data={"comment_id": comment.id, "path": path, "line": line, "kind": kind},
-    )  # fmt: skip
+    )
     return comment
 
 
@@ -397,10 +421,13 @@ def resolve_comment(
         raise NotFound(f"Comment {comment_id} does not exist on task {task_id}.")
     comment.resolved = resolved
     event_log.record(
-        session, "review.resolved" if resolved else "review.reopened",
+        session,
+        "review.resolved" if resolved else "review.reopened",
         f"Comment {comment_id} {'resolved' if resolved else 'reopened'}",
-        task_id=task.id, project_id=task.project_id, data={"comment_id": comment_id},
-    )  # fmt: skip
+        task_id=task.id,
+        project_id=task.project_id,
+        data={"comment_id": comment_id},
+    )
     return comment
 
 
@@ -420,18 +447,22 @@ def approve(session: Session, settings: Settings, task_id: int) -> Task:
     task = get_task(session, task_id)
     _require_review(task)
     blocking = [
-        c for c in task.comments
+        c
+        for c in task.comments
         if c.parent_id is None and not c.resolved and c.kind == CommentKind.BLOCKING
-    ]  # fmt: skip
+    ]
     if blocking:
         raise Conflict(
             f"Task {task_id} has {len(blocking)} unresolved blocking comment(s); resolve them or "
             "request changes first."
         )
     event_log.record(
-        session, "review.approved", "Approved; merge queued", task_id=task.id,
+        session,
+        "review.approved",
+        "Approved; merge queued",
+        task_id=task.id,
         project_id=task.project_id,
-    )  # fmt: skip
+    )
     task.merge_error = None
     _enqueue(session, settings, JobKind.MERGE, task)
     return task

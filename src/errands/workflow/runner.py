@@ -42,8 +42,12 @@ class Dispatcher:
         ctx = JobContext(self.services, lease, cancel)
         if lease.task_id is not None and not self._task_still_wants(ctx):
             return Outcome(JobState.CANCELLED, "the task is no longer active")
-        ctx.emit("job.started", f"{lease.kind} job started (attempt {lease.attempt})",
-                 job_kind=lease.kind, attempt=lease.attempt)  # fmt: skip
+        ctx.emit(
+            "job.started",
+            f"{lease.kind} job started (attempt {lease.attempt})",
+            job_kind=lease.kind,
+            attempt=lease.attempt,
+        )
         try:
             STAGES[lease.kind](ctx)
         except Cancelled:
@@ -100,8 +104,13 @@ class Dispatcher:
                 task.failed_in = task.state
                 task.state = TaskState.FAILED
                 task.failure_reason = ctx.redact(reason)
-                ctx.record(session, "task.state", f"Task failed: {reason}",
-                           state=TaskState.FAILED, reason=reason)  # fmt: skip
+                ctx.record(
+                    session,
+                    "task.state",
+                    f"Task failed: {reason}",
+                    state=TaskState.FAILED,
+                    reason=reason,
+                )
 
     def _merge_failed(self, ctx: JobContext, exc: ErrandsError) -> None:
         files = getattr(exc, "files", [])
