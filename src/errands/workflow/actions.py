@@ -292,6 +292,10 @@ def execute(session: Session, settings: Settings, task_id: int) -> Task:
 
 def cancel(session: Session, task_id: int) -> Task:
     task = get_task(session, task_id)
+    job = ledger.active_job(session, task.id)
+    if job is not None and job.kind == JobKind.MERGE:
+        # Half a cancellation is worse than none: the merge may already have landed.
+        raise Conflict(f"Task {task_id} is being merged; it can no longer be cancelled.")
     _set_state(session, task, TaskState.CANCELLED, "Task cancelled")
     ledger.request_cancel(session, task.id)
     return task
