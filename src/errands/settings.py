@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file lives in the data directory, which itself may come from the
         # environment, so resolve ERRANDS_HOME first.
-        home_env = env_settings().get("home") or init_settings().get("home")
+        home_env = init_settings().get("home") or env_settings().get("home")
         home = Path(home_env) if home_env else _default_home()
         toml = TomlConfigSettingsSource(settings_cls, toml_file=home / "config.toml")
         return (init_settings, env_settings, toml)

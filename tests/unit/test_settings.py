@@ -111,11 +111,6 @@ def test_keyword_arguments_override_environment(
     assert Settings(home=home, worker_concurrency=3).worker_concurrency == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings_customise_sources locates config.toml from ERRANDS_HOME before the "
-    "home= keyword, so Settings(home=A) reads B/config.toml when ERRANDS_HOME=B",
-)
 def test_config_toml_is_read_from_the_home_actually_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -43,10 +43,16 @@ class _CappedReader:
             if chunk:
                 self.tail.append(chunk)
                 self.tail_size += len(chunk)
-                while self.tail_size > half and self.tail:
-                    dropped = self.tail.popleft()
-                    self.tail_size -= len(dropped)
-                    self.dropped += len(dropped)
+                excess = self.tail_size - half
+                while excess > 0 and self.tail:
+                    # Trim only the excess from the oldest chunk, so the tail stays full.
+                    oldest = self.tail.popleft()
+                    cut = min(excess, len(oldest))
+                    if cut < len(oldest):
+                        self.tail.appendleft(oldest[cut:])
+                    self.tail_size -= cut
+                    self.dropped += cut
+                    excess -= cut
         stream.close()
 
     def text(self) -> tuple[str, bool]:
@@ -106,6 +112,9 @@ class PlainSandbox:
             while True:
                 try:
                     process.wait(timeout=0.1)
+                    # Nothing the command started may outlive it (a server left running with
+                    # `&` would also hold the output pipe open).
+                    _kill_group(process)
                     break
                 except subprocess.TimeoutExpired:
                     pass
