@@ -88,33 +88,6 @@ async def _run(
     message_history: Sequence[ModelMessage] | None,
 ) -> AgentResult[OutputT]:
     handle = config.model()
-    try:
-        return await _iterate(
-            handle,
-            config,
-            name,
-            instructions,
-            prompt,
-            output_type,
-            tools,
-            recorder,
-            message_history,
-        )
-    finally:
-        await handle.aclose()
-
-
-async def _iterate(
-    handle: ModelHandle,
-    config: AgentConfig,
-    name: str,
-    instructions: str,
-    prompt: str,
-    output_type: type[OutputT],
-    tools: Sequence[ToolFunction],
-    recorder: Recorder,
-    message_history: Sequence[ModelMessage] | None,
-) -> AgentResult[OutputT]:
     agent: Agent[None, OutputT] = Agent(
         handle.model,
         name=name,
@@ -159,6 +132,7 @@ async def _iterate(
         if run is not None:
             usage = run.usage
             recorder.usage(usage.requests, usage.input_tokens, usage.output_tokens)
+        await handle.aclose()
 
 
 def _short(value: object, limit: int = 500) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from errands.agent.loop import AgentConfig
 from errands.agent.providers import ModelHandle
+from errands.agent.tools import WorkspaceTools
 from errands.domain import JobState
 from errands.errors import Cancelled
 from errands.git import Mirror
@@ -76,15 +77,7 @@ class JobContext:
     def event(self, kind: str, message: str, data: dict[str, Any]) -> None:
         # Each event commits on its own so clients following the log see it at once.
         with self.db.session() as session:
-            event_log.record(
-                session,
-                kind,
-                self.redact(message),
-                task_id=self.lease.task_id,
-                project_id=self.lease.project_id,
-                job_id=self.lease.job_id,
-                data=self.redact(data),
-            )
+            self.record(session, kind, message, **data)
 
     def emit(self, kind: str, message: str, **data: Any) -> None:
         """Record an event in its own transaction. Never call this while holding a session
@@ -134,6 +127,14 @@ class JobContext:
 
     def mirror(self, origin: str) -> Mirror:
         return open_mirror(self.settings, self.lease.project_id, origin)
+
+    def tools(self, workspace: Path) -> WorkspaceTools:
+        return WorkspaceTools(
+            workspace,
+            self.sandbox,
+            command_timeout=self.settings.command_timeout,
+            cancel=self.cancel,
+        )
 
     def workspace_path(self) -> Path:
         return self.settings.workspaces_dir / f"task-{self.task_id}-job-{self.lease.job_id}"

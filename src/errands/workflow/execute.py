@@ -5,7 +5,6 @@ from __future__ import annotations
 from errands.agent import prompts
 from errands.agent.loop import run_agent
 from errands.agent.schemas import Plan
-from errands.agent.tools import WorkspaceTools
 from errands.domain import SubtaskState, TaskState, check_transition
 from errands.errors import GitError
 from errands.git import Mirror, Workspace, task_branch
@@ -83,9 +82,7 @@ def run(ctx: JobContext) -> None:
 
 
 def _plan(ctx: JobContext, workspace: Workspace, context: str) -> None:
-    tools = WorkspaceTools(
-        workspace.path, ctx.sandbox, command_timeout=ctx.settings.command_timeout, cancel=ctx.cancel
-    )
+    tools = ctx.tools(workspace.path)
     plan = run_agent(
         ctx.agent_config("execute"),
         name="plan",

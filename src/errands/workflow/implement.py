@@ -10,7 +10,6 @@ from pydantic_ai.messages import ModelMessage
 
 from errands.agent.loop import run_agent
 from errands.agent.schemas import SubtaskReport
-from errands.agent.tools import WorkspaceTools
 from errands.domain import SubtaskState
 from errands.errors import VerificationFailed
 from errands.git import Mirror, Workspace
@@ -68,9 +67,7 @@ def implement_subtask(
     workspace.discard_changes()
     ctx.emit("subtask.started", f"Subtask {position}: {title}", position=position, title=title)
 
-    tools = WorkspaceTools(
-        workspace.path, ctx.sandbox, command_timeout=ctx.settings.command_timeout, cancel=ctx.cancel
-    )
+    tools = ctx.tools(workspace.path)
     config = ctx.agent_config("execute")
     history: list[ModelMessage] | None = None
     report: SubtaskReport | None = None

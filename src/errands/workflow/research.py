@@ -5,7 +5,6 @@ from __future__ import annotations
 from errands.agent import prompts
 from errands.agent.loop import run_agent
 from errands.agent.schemas import ResearchResult
-from errands.agent.tools import WorkspaceTools
 from errands.domain import TaskState, check_transition
 from errands.git import task_branch
 from errands.store import Project, Question, Task
@@ -41,12 +40,7 @@ def run(ctx: JobContext) -> None:
     workspace = mirror.add_workspace(ctx.workspace_path(), branch, base_commit)
     try:
         ctx.emit("research.started", f"Researching on {base_branch} at {base_commit[:10]}")
-        tools = WorkspaceTools(
-            workspace.path,
-            ctx.sandbox,
-            command_timeout=ctx.settings.command_timeout,
-            cancel=ctx.cancel,
-        )
+        tools = ctx.tools(workspace.path)
         result = run_agent(
             ctx.agent_config("research"),
             name="research",
