@@ -77,7 +77,7 @@ class JobContext:
     def event(self, kind: str, message: str, data: dict[str, Any]) -> None:
         # Each event commits on its own so clients following the log see it at once.
         with self.db.session() as session:
-            self.record(session, kind, message, **data)
+            self._record(session, kind, message, data)
 
     def emit(self, kind: str, message: str, **data: Any) -> None:
         """Record an event in its own transaction. Never call this while holding a session
@@ -86,6 +86,9 @@ class JobContext:
 
     def record(self, session: Session, kind: str, message: str, **data: Any) -> None:
         """Record an event inside the caller's transaction (it lands with the caller's change)."""
+        self._record(session, kind, message, data)
+
+    def _record(self, session: Session, kind: str, message: str, data: dict[str, Any]) -> None:
         event_log.record(
             session,
             kind,

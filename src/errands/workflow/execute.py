@@ -12,6 +12,7 @@ from errands.store import Subtask, Task
 from errands.workflow import handoff
 from errands.workflow.context import JobContext
 from errands.workflow.implement import implement_subtask
+from errands.workflow.mirrors import base_tip
 
 
 def _task_context(task: Task) -> str:
@@ -41,13 +42,11 @@ def run(ctx: JobContext) -> None:
     mirror = ctx.mirror(origin)
     mirror.fetch()
     with ctx.db.session() as session:
-        task = session.get(Task, ctx.task_id)
-        assert task is not None
+        task = session.get_one(Task, ctx.task_id)
+        # Normally set by research; a task whose research predates a moved base keeps it.
         if task.base_commit is None:
-            task.base_commit = mirror.resolve(mirror.base_ref(base_branch))
+            task.base_commit = base_tip(mirror, origin, base_branch)
         base_commit = task.base_commit
-    if base_commit is None:
-        raise GitError(f"The base branch {base_branch!r} does not exist in {origin}.")
     # An existing branch (a resumed job) is reused as it is.
     workspace = mirror.add_workspace(ctx.workspace_path(), branch, base_commit)
     try:

@@ -11,6 +11,7 @@ from errands.git import git
 from errands.store import Project
 from errands.store.models import utcnow
 from errands.workflow.context import JobContext
+from errands.workflow.mirrors import base_tip
 
 LANGUAGES = {
     ".py": "Python",
@@ -104,9 +105,7 @@ def run(ctx: JobContext) -> None:
     ctx.emit("index.started", f"Indexing {origin} ({base_branch})")
     mirror = ctx.mirror(origin)
     mirror.fetch()
-    ref = mirror.base_ref(base_branch)
-    if mirror.resolve(ref) is None:
-        raise_missing_branch(origin, base_branch)
+    ref = base_tip(mirror, origin, base_branch)
     files = git("ls-tree", "-r", "--name-only", "-z", ref, cwd=mirror.path).split("\0")
     files = [f for f in files if f]
 
@@ -132,9 +131,3 @@ def run(ctx: JobContext) -> None:
         languages=languages,
         detected_commands=commands,
     )
-
-
-def raise_missing_branch(origin: str, branch: str) -> None:
-    from errands.errors import GitError
-
-    raise GitError(f"The base branch {branch!r} does not exist in {origin}.")

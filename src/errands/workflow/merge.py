@@ -6,6 +6,7 @@ from errands.domain import TaskState, check_transition
 from errands.errors import GitError
 from errands.store import Task
 from errands.workflow.context import JobContext
+from errands.workflow.mirrors import base_tip
 
 
 def squash_message(task: Task) -> str:
@@ -25,9 +26,7 @@ def run(ctx: JobContext) -> None:
         raise GitError(f"Task {ctx.task_id} has no branch to merge.")
     mirror = ctx.mirror(origin)
     mirror.fetch()
-    current = mirror.resolve(mirror.base_ref(base_branch))
-    if current is None:
-        raise GitError(f"The base branch {base_branch!r} no longer exists in {origin}.")
+    current = base_tip(mirror, origin, base_branch)
     if current != reviewed_base:
         ctx.emit(
             "merge.base_moved",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from errands.errors import GitError
 from errands.git import Mirror
 from errands.settings import Settings
 
@@ -15,3 +16,11 @@ def mirror_path(settings: Settings, project_id: int) -> Path:
 
 def open_mirror(settings: Settings, project_id: int, origin: str) -> Mirror:
     return Mirror.create(mirror_path(settings, project_id), origin)
+
+
+def base_tip(mirror: Mirror, origin: str, branch: str) -> str:
+    """The commit the base branch points at in the (freshly fetched) mirror."""
+    sha = mirror.resolve(mirror.base_ref(branch))
+    if sha is None:
+        raise GitError(f"The base branch {branch!r} does not exist in {origin}.")
+    return sha

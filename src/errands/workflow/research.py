@@ -10,6 +10,7 @@ from errands.git import task_branch
 from errands.store import Project, Question, Task
 from errands.workflow import actions
 from errands.workflow.context import JobContext
+from errands.workflow.mirrors import base_tip
 
 
 def research_prompt(task: Task, project: Project) -> str:
@@ -31,11 +32,7 @@ def run(ctx: JobContext) -> None:
         branch = task.branch or task_branch(task.id, task.title)
     mirror = ctx.mirror(origin)
     mirror.fetch()
-    base_commit = mirror.resolve(mirror.base_ref(base_branch))
-    if base_commit is None:
-        from errands.errors import GitError
-
-        raise GitError(f"The base branch {base_branch!r} does not exist in {origin}.")
+    base_commit = base_tip(mirror, origin, base_branch)
     # Research reads the base as it is now; execute branches from this same commit.
     workspace = mirror.add_workspace(ctx.workspace_path(), branch, base_commit)
     try:
