@@ -175,3 +175,25 @@ def test_cli_errors_are_clear(cli: Cli, tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "ERRANDS_MODEL" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_task_text_from_the_editor_and_from_stdin(
+    cli: Cli, sample_repo: Path, tmp_path: Path
+) -> None:
+    cli("project", "add", str(sample_repo), "--no-auto-execute")
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        "import pathlib, sys\n"
+        "path = pathlib.Path(sys.argv[1])\n"
+        "assert 'Acceptance criteria' in path.read_text()  # the spec template\n"
+        "path.write_text('Speed up add\\n\\nMake add faster.\\n')\n"
+    )
+    cli.env["EDITOR"] = f"{sys.executable} {editor}"
+    task = cli.json("task", "add", "-p", "calc")
+    assert (task["title"], task["body"]) == ("Speed up add", "Make add faster.")
+
+    piped = json.loads(
+        cli("task", "add", "-p", "calc", "Title from argument", "--file", "-", "--json",
+            stdin="Body from stdin\n")
+    )  # fmt: skip
+    assert (piped["title"], piped["body"]) == ("Title from argument", "Body from stdin")

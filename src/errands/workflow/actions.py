@@ -200,7 +200,7 @@ def create_task(
 ) -> Task:
     settings.require_llm()
     project = get_project(session, project_ref)
-    title = title.strip()
+    title, body = title.strip(), body.strip()
     if not title:
         raise InvalidInput("A task needs a title.")
     if len(title) > MAX_TITLE:
