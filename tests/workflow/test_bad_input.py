@@ -128,3 +128,29 @@ def test_comments_must_point_into_the_change(client: httpx.Client, sample_repo: 
     no_open = client.post(f"/api/tasks/{task_id}/request-changes")
     assert "no open review comments" in error_of(no_open, 409)["message"]
     assert error_of(client.get(f"/api/tasks/{task_id}/diff?subtask=9"), 404)["code"]
+
+
+def test_index_detects_and_the_user_overrides_verify_commands(
+    client: httpx.Client, sample_repo: Path
+) -> None:
+    from tests.support import wait_for
+
+    project_id = add_project(client, sample_repo)
+    project = wait_for(
+        lambda: (p := client.get(f"/api/projects/{project_id}").json())["indexed_at"] and p
+    )
+    assert project["languages"] == {"Python": 2}
+    assert project["file_count"] == 5
+    assert project["detected_commands"] == ["python3 -m pytest -q"]
+
+    url = f"/api/projects/{project_id}"
+    changed = client.patch(url, json={"verify_commands": ["pytest -x", "  ", "ruff check ."]})
+    assert changed.json()["effective_verify_commands"] == ["pytest -x", "ruff check ."]
+    assert client.get("/api/projects/calc").json()["verify_commands"] == [
+        "pytest -x",
+        "ruff check .",
+    ]
+    cleared = client.patch(url, json={"clear_verify_commands": True}).json()
+    assert cleared["effective_verify_commands"] == ["python3 -m pytest -q"]
+    duplicate = client.post("/api/projects", json={"origin": str(sample_repo)})
+    assert "already exists" in error_of(duplicate, 409)["message"]
