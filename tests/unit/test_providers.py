@@ -1,0 +1,55 @@
+"""Settings → a model per phase, or an error that names the setting to set."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic_ai.models.anthropic import AnthropicModel
+from pydantic_ai.models.openai import OpenAIChatModel
+
+from errands.agent.providers import build_model
+from errands.errors import ConfigError
+from errands.settings import Settings
+
+
+def test_anthropic_and_openai_per_phase(tmp_path: Path) -> None:
+    settings = Settings(
+        home=tmp_path,
+        research_model="anthropic:claude-test",
+        execute_model="openai:gpt-test",
+        anthropic_api_key="sk-ant-123456",
+        openai_base_url="http://127.0.0.1:9/v1",
+    )
+    research = build_model(settings, "research")
+    execute = build_model(settings, "execute")
+    assert isinstance(research.model, AnthropicModel)
+    assert research.model.model_name == "claude-test"
+    assert research.endpoint == "the Anthropic API"
+    assert isinstance(execute.model, OpenAIChatModel)
+    assert execute.endpoint == "http://127.0.0.1:9/v1"
+    async def close() -> None:
+        await research.aclose()
+        await execute.aclose()
+
+    asyncio.run(close())
+
+
+@pytest.mark.parametrize(
+    ("values", "names"),
+    [
+        ({}, "ERRANDS_MODEL"),
+        ({"model": "gpt-4"}, "provider:name"),
+        ({"model": "mistral:large"}, "provider:name"),
+        ({"model": "anthropic:claude"}, "ANTHROPIC_API_KEY"),
+        ({"model": "openai:gpt"}, "OPENAI_BASE_URL"),
+    ],
+)
+def test_missing_or_wrong_settings_name_what_to_set(
+    tmp_path: Path, values: dict[str, Any], names: str
+) -> None:
+    settings = Settings(home=tmp_path, **values)
+    with pytest.raises(ConfigError, match=names):
+        build_model(settings, "research")
