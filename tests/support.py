@@ -224,3 +224,28 @@ def wait_for_event(client: httpx.Client, task_id: int, kind: str, timeout: float
         timeout=timeout,
         what=f"event {kind}",
     )
+
+
+def live_workspaces(home: Any) -> list[Any]:
+    """Workspaces in use (parked ones, ``.idle-*``, are clean and waiting for the next job)."""
+    from pathlib import Path
+
+    root = Path(home) / "workspaces"
+    return [p for p in root.glob("project-*/*") if not p.name.startswith(".idle-")]
+
+
+def parked_are_clean(home: Any) -> bool:
+    import subprocess
+    from pathlib import Path
+
+    for tree in (Path(home) / "workspaces").glob("project-*/.idle-*"):
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--ignored"],
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        if status:
+            return False
+    return True

@@ -164,7 +164,7 @@ def project_add(
 ) -> None:
     """Add a repository; an index job learns its languages and verify commands."""
     project = _run(
-        lambda s, settings: ProjectPublic.model_validate(
+        lambda s, settings: ProjectPublic.of(
             actions.add_project(
                 s,
                 settings,
@@ -173,7 +173,8 @@ def project_add(
                 base_branch=base_branch,
                 verify_commands=verify,
                 auto_execute=auto_execute,
-            )
+            ),
+            settings,
         )
     )
     if as_json:
@@ -189,20 +190,22 @@ def project_add(
 def project_list(as_json: JsonOpt = False) -> None:
     """List projects."""
     projects = _run(
-        lambda s, _: [ProjectPublic.model_validate(p) for p in actions.list_projects(s)]
+        lambda s, settings: [ProjectPublic.of(p, settings) for p in actions.list_projects(s)]
     )
     if as_json:
         _print_json(projects)
         return
-    table = Table("id", "name", "origin", "base", "files", "verify commands")
+    table = Table("id", "name", "origin", "base", "files", "verify commands", "sandbox")
     for p in projects:
+        assert p.effective is not None
         table.add_row(
             str(p.id),
             p.name,
             p.origin,
             p.base_branch,
             str(p.file_count),
-            "; ".join(p.effective_verify_commands) or "-",
+            "; ".join(p.effective.verify_commands) or "-",
+            p.effective.sandbox,
         )
     out.print(table)
 
@@ -210,7 +213,7 @@ def project_list(as_json: JsonOpt = False) -> None:
 @project_app.command("show")
 def project_show(project: str, as_json: JsonOpt = False) -> None:
     """Show a project (by id or name)."""
-    p = _run(lambda s, _: ProjectPublic.model_validate(actions.get_project(s, project)))
+    p = _run(lambda s, settings: ProjectPublic.of(actions.get_project(s, project), settings))
     if as_json:
         _print_json(p)
         return
@@ -218,7 +221,14 @@ def project_show(project: str, as_json: JsonOpt = False) -> None:
     languages = ", ".join(f"{k} {v}" for k, v in p.languages.items()) or "-"
     out.print(f"Files: {p.file_count}; languages: {languages}")
     out.print(f"Detected commands: {'; '.join(p.detected_commands) or '-'}")
-    out.print(f"Verify commands: {'; '.join(p.effective_verify_commands) or '-'}")
+    assert p.effective is not None
+    e = p.effective
+    out.print(f"Verify commands: {'; '.join(e.verify_commands) or '-'}")
+    network = " (with network)" if e.setup_network else ""
+    out.print(f"Setup commands{network}: {'; '.join(e.setup_commands) or '-'}")
+    out.print(f"Sandbox: {e.sandbox}; command timeout: {e.command_timeout:.0f}s")
+    if p.repo_config:
+        out.print(f"From .errands.toml: {p.repo_config}")
     out.print(f"Auto-execute: {p.auto_execute}; indexed: {p.indexed_at or 'not yet'}")
 
 
@@ -229,18 +239,32 @@ def project_set(
         list[str] | None, typer.Option("--verify", help="Verify command (repeatable).")
     ] = None,
     clear_verify: Annotated[
-        bool, typer.Option(help="Forget overrides; use the detected commands.")
+        bool, typer.Option(help="Forget the override; use .errands.toml or detection.")
     ] = False,
+    setup: Annotated[
+        list[str] | None,
+        typer.Option("--setup", help="Setup command, e.g. a dependency install (repeatable)."),
+    ] = None,
+    clear_setup: Annotated[bool, typer.Option(help="Forget the setup override.")] = False,
+    setup_network: Annotated[
+        bool | None,
+        typer.Option("--setup-network/--no-setup-network", help="Let setup reach the network."),
+    ] = None,
+    sandbox: Annotated[str | None, typer.Option(help="auto, bubblewrap or none.")] = None,
     auto_execute: Annotated[bool | None, typer.Option("--auto-execute/--no-auto-execute")] = None,
     base_branch: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """Change a project's settings (verify commands override the detected ones)."""
+    """Change a project's settings (they override .errands.toml and detection)."""
     _run(
         lambda s, _: actions.update_project(
             s,
             project,
             verify_commands=verify,
             clear_verify_commands=clear_verify,
+            setup_commands=setup,
+            clear_setup_commands=clear_setup,
+            setup_network=setup_network,
+            sandbox_backend=sandbox,
             auto_execute=auto_execute,
             base_branch=base_branch,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from errands.settings import Settings, sandbox_env
+from errands.settings import Settings
 from errands.store import Database
 
 if TYPE_CHECKING:
@@ -28,22 +28,15 @@ def open_database(settings: Settings) -> Database:
 
 def build_services(settings: Settings, db: Database) -> Services:
     from errands.agent.providers import build_model
-    from errands.sandbox import PlainSandbox
     from errands.workflow.context import Services
 
-    sandbox = PlainSandbox(sandbox_env(), output_limit=settings.command_output_limit)
-    return Services(db=db, settings=settings, sandbox=sandbox, model_factory=build_model)
+    return Services(db=db, settings=settings, model_factory=build_model)
 
 
 def build_worker(services: Services, *, name: str | None = None) -> Worker:
     from errands.jobs.worker import Worker
     from errands.workflow.runner import Dispatcher
 
-    log.warning(
-        "Commands run WITHOUT isolation (sandbox backend 'none'): only a scrubbed environment, "
-        "limits and process-group kill protect this machine. Run Errands on repositories and "
-        "tasks you trust."
-    )
     dispatcher = Dispatcher(services)
     settings = services.settings
     return Worker(

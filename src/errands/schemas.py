@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from errands.store import Job, Task
+from errands.settings import Settings
+from errands.store import Job, Project, Task
+from errands.workflow.project_config import effective_config
 
 
 class _Public(BaseModel):
@@ -23,10 +25,38 @@ class ProjectPublic(_Public):
     file_count: int
     detected_commands: list[str]
     verify_commands: list[str] | None
-    effective_verify_commands: list[str]
+    setup_commands: list[str] | None
+    setup_network: bool | None
+    sandbox_backend: str | None
+    repo_config: dict[str, Any]
     auto_execute: bool
     indexed_at: datetime | None
     created_at: datetime
+    effective: EffectivePublic | None = None
+
+    @classmethod
+    def of(cls, project: Project, settings: Settings) -> ProjectPublic:
+        public = cls.model_validate(project)
+        config = effective_config(project, settings)
+        public.effective = EffectivePublic(
+            verify_commands=config.verify_commands,
+            setup_commands=config.setup_commands,
+            setup_network=config.setup_network,
+            sandbox=config.backend,
+            command_timeout=config.command_timeout,
+        )
+        return public
+
+
+class EffectivePublic(BaseModel):
+    """What a job of this project will use, after overrides, the repository file and
+    detection are combined."""
+
+    verify_commands: list[str]
+    setup_commands: list[str]
+    setup_network: bool
+    sandbox: str
+    command_timeout: float
 
 
 class QuestionPublic(_Public):
@@ -151,6 +181,10 @@ class ProjectCreate(BaseModel):
 class ProjectUpdate(BaseModel):
     verify_commands: list[str] | None = None
     clear_verify_commands: bool = False
+    setup_commands: list[str] | None = None
+    clear_setup_commands: bool = False
+    setup_network: bool | None = None
+    sandbox_backend: Literal["auto", "bubblewrap", "none"] | None = None
     auto_execute: bool | None = None
     base_branch: str | None = None
 

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     command_output_limit: int = Field(
         default=50_000, ge=1000, description="Characters of a command's output kept (head+tail)."
     )
+    sandbox: Literal["auto", "bubblewrap", "none"] = Field(
+        default="auto",
+        description="How commands are isolated: auto (bubblewrap, required), bubblewrap, or "
+        "none (no isolation: an explicit, logged opt-out). A project may choose too.",
+    )
     host: str = Field(default="127.0.0.1", description="Address `errands serve` listens on.")
     port: int = Field(default=8765, description="Port `errands serve` listens on.")
     worker_concurrency: int = Field(default=2, ge=1, description="Jobs one worker runs at once.")

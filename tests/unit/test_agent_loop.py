@@ -15,7 +15,7 @@ from errands.agent.providers import build_model
 from errands.agent.schemas import SubtaskReport
 from errands.agent.tools import ToolFunction, WorkspaceTools
 from errands.errors import AgentOutputError, Cancelled, LLMError
-from errands.sandbox import PlainSandbox
+from errands.sandbox import PlainSandbox, SandboxPolicy
 from errands.settings import Settings, sandbox_env
 from errands.testing.scripted_llm import (
     FAST_RETRY_HEADERS,
@@ -187,7 +187,11 @@ def test_a_garbage_200_body_is_an_agent_output_error_saying_so(home: Path) -> No
 
 
 def test_the_request_budget_ends_a_run_that_never_finishes(home: Path, sample_repo: Path) -> None:
-    tools = WorkspaceTools(sample_repo, PlainSandbox(sandbox_env()), command_timeout=30)
+    tools = WorkspaceTools(
+        sample_repo,
+        PlainSandbox(SandboxPolicy(workspace=sample_repo, env=sandbox_env())),
+        command_timeout=30,
+    )
 
     outcome = run(
         lambda req: Reply.call("list_files", directory="."),
@@ -203,7 +207,11 @@ def test_the_request_budget_ends_a_run_that_never_finishes(home: Path, sample_re
 
 
 def test_tool_calls_and_results_are_recorded(home: Path, sample_repo: Path) -> None:
-    tools = WorkspaceTools(sample_repo, PlainSandbox(sandbox_env()), command_timeout=30)
+    tools = WorkspaceTools(
+        sample_repo,
+        PlainSandbox(SandboxPolicy(workspace=sample_repo, env=sandbox_env())),
+        command_timeout=30,
+    )
 
     def script(req: ChatRequest) -> Reply:
         if req.n_assistant == 0:
@@ -223,7 +231,11 @@ def test_tool_calls_and_results_are_recorded(home: Path, sample_repo: Path) -> N
 
 
 def test_cancellation_stops_the_run_and_still_reports_usage(home: Path, sample_repo: Path) -> None:
-    tools = WorkspaceTools(sample_repo, PlainSandbox(sandbox_env()), command_timeout=30)
+    tools = WorkspaceTools(
+        sample_repo,
+        PlainSandbox(SandboxPolicy(workspace=sample_repo, env=sandbox_env())),
+        command_timeout=30,
+    )
     recorder = Recorder(cancel_after_events=3)
 
     outcome = run(
@@ -240,7 +252,11 @@ def test_the_api_key_never_appears_in_events(
 ) -> None:
     # In the host environment too, so a leak into the command's `env` would show up.
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
-    tools = WorkspaceTools(sample_repo, PlainSandbox(sandbox_env()), command_timeout=30)
+    tools = WorkspaceTools(
+        sample_repo,
+        PlainSandbox(SandboxPolicy(workspace=sample_repo, env=sandbox_env())),
+        command_timeout=30,
+    )
 
     def script(req: ChatRequest) -> Reply:
         if req.n_assistant == 0:

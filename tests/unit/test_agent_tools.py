@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from errands.agent.tools import WorkspaceTools
-from errands.sandbox import PlainSandbox
+from errands.sandbox import PlainSandbox, SandboxPolicy
 from errands.settings import sandbox_env
 from tests.conftest import run_git
 
@@ -33,7 +33,9 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tools(repo: Path) -> WorkspaceTools:
-    return WorkspaceTools(repo, PlainSandbox(sandbox_env()), command_timeout=30)
+    return WorkspaceTools(
+        repo, PlainSandbox(SandboxPolicy(workspace=repo, env=sandbox_env())), command_timeout=30
+    )
 
 
 # -- list_files ---------------------------------------------------------------------------
@@ -266,6 +268,8 @@ def test_run_command_runs_in_the_workspace_root(tools: WorkspaceTools, repo: Pat
 
 
 def test_run_command_timeout_is_capped_by_the_project_limit(repo: Path) -> None:
-    tools = WorkspaceTools(repo, PlainSandbox(sandbox_env()), command_timeout=0.3)
+    tools = WorkspaceTools(
+        repo, PlainSandbox(SandboxPolicy(workspace=repo, env=sandbox_env())), command_timeout=0.3
+    )
     result = tools.run_command("sleep 30", timeout_seconds=1000)
     assert result.startswith("[timed out")

@@ -30,6 +30,7 @@ def test_anthropic_and_openai_per_phase(tmp_path: Path) -> None:
     assert research.endpoint == "the Anthropic API"
     assert isinstance(execute.model, OpenAIChatModel)
     assert execute.endpoint == "http://127.0.0.1:9/v1"
+
     async def close() -> None:
         await research.aclose()
         await execute.aclose()

@@ -9,13 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from errands.sandbox import PlainSandbox
+from errands.sandbox import Limits, PlainSandbox, SandboxPolicy
+from errands.sandbox.limits import pids_cgroup_available
 from errands.settings import sandbox_env
 
 
+def plain(workspace: Path, *, output_chars: int = 50_000) -> PlainSandbox:
+    limits = Limits(output_chars=output_chars)
+    return PlainSandbox(SandboxPolicy(workspace=workspace, env=sandbox_env(), limits=limits))
+
+
 @pytest.fixture
-def sandbox() -> PlainSandbox:
-    return PlainSandbox(sandbox_env())
+def sandbox(tmp_path: Path) -> PlainSandbox:
+    return plain(tmp_path)
 
 
 def is_alive(pid: int) -> bool:
@@ -38,7 +44,7 @@ def _running(pid: int) -> bool:
 
 
 def test_exit_code_and_output(sandbox: PlainSandbox, tmp_path: Path) -> None:
-    result = sandbox.run("echo out; echo err >&2; exit 7", cwd=tmp_path, timeout=30)
+    result = sandbox.run("echo out; echo err >&2; exit 7", timeout=30)
     assert result.exit_code == 7
     assert not result.ok
     assert result.output.splitlines() == ["out", "err"]
@@ -49,13 +55,13 @@ def test_exit_code_and_output(sandbox: PlainSandbox, tmp_path: Path) -> None:
 
 
 def test_success_is_ok(sandbox: PlainSandbox, tmp_path: Path) -> None:
-    result = sandbox.run("true", cwd=tmp_path, timeout=30)
+    result = sandbox.run("true", timeout=30)
     assert result.exit_code == 0
     assert result.ok
 
 
 def test_runs_in_the_given_directory(sandbox: PlainSandbox, tmp_path: Path) -> None:
-    assert sandbox.run("pwd", cwd=tmp_path, timeout=30).output.strip() == str(tmp_path)
+    assert sandbox.run("pwd", timeout=30).output.strip() == str(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -68,10 +74,10 @@ def test_runs_in_the_given_directory(sandbox: PlainSandbox, tmp_path: Path) -> N
 def test_long_output_keeps_head_and_tail_around_an_elided_marker(
     tmp_path: Path, limit: int
 ) -> None:
-    sandbox = PlainSandbox(sandbox_env(), output_limit=limit)
+    sandbox = plain(tmp_path, output_chars=limit)
     full = "".join(f"{n}\n" for n in range(1, 200_001))
 
-    result = sandbox.run("seq 1 200000", cwd=tmp_path, timeout=30)
+    result = sandbox.run("seq 1 200000", timeout=30)
 
     assert result.exit_code == 0
     assert result.truncated
@@ -89,14 +95,14 @@ def test_long_output_keeps_head_and_tail_around_an_elided_marker(
 
 
 def test_output_under_the_limit_is_kept_whole(tmp_path: Path) -> None:
-    sandbox = PlainSandbox(sandbox_env(), output_limit=1000)
-    result = sandbox.run("seq 1 100", cwd=tmp_path, timeout=30)
+    sandbox = plain(tmp_path, output_chars=1000)
+    result = sandbox.run("seq 1 100", timeout=30)
     assert result.output == "".join(f"{n}\n" for n in range(1, 101))
     assert not result.truncated
 
 
 def test_timeout_kills_the_whole_process_tree(sandbox: PlainSandbox, tmp_path: Path) -> None:
-    result = sandbox.run("sleep 60 & echo $! > pid; wait", cwd=tmp_path, timeout=0.5)
+    result = sandbox.run("sleep 60 & echo $! > pid; wait", timeout=0.5)
 
     assert result.timed_out
     assert result.exit_code is None
@@ -113,9 +119,7 @@ def test_cancel_from_another_thread_stops_the_command(
     timer = threading.Timer(0.2, cancel.set)
     timer.start()
     try:
-        result = sandbox.run(
-            "sleep 60 & echo $! > pid; wait", cwd=tmp_path, timeout=120, cancel=cancel
-        )
+        result = sandbox.run("sleep 60 & echo $! > pid; wait", timeout=120, cancel=cancel)
     finally:
         timer.cancel()
 
@@ -129,7 +133,7 @@ def test_cancel_from_another_thread_stops_the_command(
 def test_background_processes_do_not_outlive_a_finished_command(
     sandbox: PlainSandbox, tmp_path: Path
 ) -> None:
-    result = sandbox.run("sleep 60 >/dev/null 2>&1 & echo $! > pid", cwd=tmp_path, timeout=30)
+    result = sandbox.run("sleep 60 >/dev/null 2>&1 & echo $! > pid", timeout=30)
     pid = int((tmp_path / "pid").read_text())
     try:
         assert result.exit_code == 0
@@ -137,6 +141,32 @@ def test_background_processes_do_not_outlive_a_finished_command(
     finally:
         if is_alive(pid):
             os.kill(pid, 9)
+
+
+@pytest.mark.skipif(not pids_cgroup_available(), reason="no pids cgroup to find it by")
+def test_a_process_that_leaves_the_group_is_killed_too(
+    sandbox: PlainSandbox, tmp_path: Path
+) -> None:
+    result = sandbox.run(
+        "setsid sh -c 'echo $$ > pid; exec sleep 60' >/dev/null 2>&1 & sleep 0.3", timeout=30
+    )
+    pid = int((tmp_path / "pid").read_text())
+    try:
+        assert result.exit_code == 0
+        assert not is_alive(pid)
+    finally:
+        if is_alive(pid):
+            os.kill(pid, 9)
+
+
+def test_limits_apply_to_the_command(tmp_path: Path) -> None:
+    limits = Limits(cpu_seconds=7, file_bytes=1024**2, memory_bytes=2 * 1024**3)
+    policy = SandboxPolicy(workspace=tmp_path, env=sandbox_env(), limits=limits)
+
+    result = PlainSandbox(policy).run("ulimit -t; ulimit -f; ulimit -v", timeout=30)
+
+    # bash reports CPU seconds, 1024-byte blocks and KiB.
+    assert result.output.split() == ["7", "1024", str(2 * 1024**2)]
 
 
 def test_secrets_and_errands_settings_never_reach_the_command(
@@ -152,7 +182,7 @@ def test_secrets_and_errands_settings_never_reach_the_command(
         monkeypatch.setenv(name, value)
     real_home = os.environ.get("HOME", str(Path.home()))
 
-    result = PlainSandbox(sandbox_env()).run("env", cwd=tmp_path, timeout=30)
+    result = plain(tmp_path).run("env", timeout=30)
 
     env = dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
     for name, value in secrets.items():
@@ -163,14 +193,12 @@ def test_secrets_and_errands_settings_never_reach_the_command(
 
 
 def test_non_utf8_output_is_decoded_with_replacement(sandbox: PlainSandbox, tmp_path: Path) -> None:
-    result = sandbox.run(r"printf 'caf\xe9 ok\n'", cwd=tmp_path, timeout=30)
+    result = sandbox.run(r"printf 'caf\xe9 ok\n'", timeout=30)
     assert result.output == "caf\ufffd ok\n"
 
 
-def test_a_missing_working_directory_is_a_command_error(
-    sandbox: PlainSandbox, tmp_path: Path
-) -> None:
+def test_a_missing_working_directory_is_a_command_error(tmp_path: Path) -> None:
     from errands.errors import CommandError
 
     with pytest.raises(CommandError, match="Cannot start"):
-        sandbox.run("true", cwd=tmp_path / "missing", timeout=30)
+        plain(tmp_path / "missing").run("true", timeout=30)

@@ -145,12 +145,12 @@ def test_index_detects_and_the_user_overrides_verify_commands(
 
     url = f"/api/projects/{project_id}"
     changed = client.patch(url, json={"verify_commands": ["pytest -x", "  ", "ruff check ."]})
-    assert changed.json()["effective_verify_commands"] == ["pytest -x", "ruff check ."]
+    assert changed.json()["effective"]["verify_commands"] == ["pytest -x", "ruff check ."]
     assert client.get("/api/projects/calc").json()["verify_commands"] == [
         "pytest -x",
         "ruff check .",
     ]
     cleared = client.patch(url, json={"clear_verify_commands": True}).json()
-    assert cleared["effective_verify_commands"] == ["python3 -m pytest -q"]
+    assert cleared["effective"]["verify_commands"] == ["python3 -m pytest -q"]
     duplicate = client.post("/api/projects", json={"origin": str(sample_repo)})
     assert "already exists" in error_of(duplicate, 409)["message"]

@@ -19,6 +19,8 @@ from tests.support import (
     add_task,
     events_of,
     final,
+    live_workspaces,
+    parked_are_clean,
     phase_of,
     running_server,
     settings_for,
@@ -131,7 +133,8 @@ def test_a_model_failing_mid_execute_leaves_whole_commits_and_resumes(
         log = run_git(mirror, "log", "--format=%s", f"{task['base_commit']}..{branch}")
         assert log.splitlines() == ["Add multiply to calc"]
         assert run_git(sample_repo, "branch", "--list", "errands/*") == ""  # not published
-        assert list((home / "workspaces").iterdir()) == []
+        assert live_workspaces(home) == []
+        assert parked_are_clean(home)
 
         state["broken"] = False
         assert client.post(f"/api/tasks/{task_id}/retry").json()["state"] == "executing"
@@ -312,7 +315,8 @@ def test_cancel_stops_a_running_command_promptly(home: Path, sample_repo: Path) 
         )
         assert task["state"] == "cancelled"
         assert "job.cancelled" in [e["kind"] for e in events_of(client, task_id)]
-        assert list((home / "workspaces").iterdir()) == []
+        assert live_workspaces(home) == []
+        assert parked_are_clean(home)
         pid = int(Path("/tmp/errands-sleep-pid").read_text())
         assert (
             not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

@@ -29,7 +29,7 @@ class WorkspaceTools:
     def __init__(
         self,
         root: Path,
-        sandbox: Sandbox,
+        sandbox: Sandbox | None,
         *,
         command_timeout: float,
         cancel: threading.Event | None = None,
@@ -45,6 +45,8 @@ class WorkspaceTools:
         return [self.list_files, self.read_file, self.grep]
 
     def read_write(self) -> list[ToolFunction]:
+        if self.sandbox is None:
+            raise RuntimeError("editing tools need a sandbox for run_command")
         return [*self.read_only(), self.write_file, self.edit_file, self.run_command]
 
     # -- helpers --------------------------------------------------------------------------
@@ -222,5 +224,7 @@ class WorkspaceTools:
             timeout_seconds: wall-clock limit; default and maximum: the project's limit.
         """
         timeout = min(timeout_seconds or self.command_timeout, self.command_timeout)
-        result = self.sandbox.run(command, cwd=self.root, timeout=timeout, cancel=self.cancel)
+        if self.sandbox is None:  # read_write() refuses to hand out this tool without one
+            return "Error: commands cannot run in this phase"
+        result = self.sandbox.run(command, timeout=timeout, cancel=self.cancel)
         return f"[{result.describe()} in {result.duration:.1f}s]\n{result.output}"

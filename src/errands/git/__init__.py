@@ -7,6 +7,7 @@ Everything runs the ``git`` CLI (see :mod:`errands.git.runner`); failures surfac
 from errands.git.diff import Diff, FileDiff, Hunk, Line, parse_diff
 from errands.git.history import CommitInfo
 from errands.git.mirror import Mirror
+from errands.git.pool import WorkspacePool
 from errands.git.repo import (
     TASK_BRANCH_PREFIX,
     current_branch,
@@ -27,6 +28,7 @@ __all__ = [
     "Line",
     "Mirror",
     "Workspace",
+    "WorkspacePool",
     "current_branch",
     "find_repository",
     "git",

@@ -58,11 +58,7 @@ def add_worktree(repo: Path, path: Path, branch: str, start_point: str) -> tuple
     check_branch_name(branch)
     path = path.absolute()
     _clear_leftover(repo, path)
-    git("worktree", "prune", cwd=repo)
-    for tree in list_worktrees(repo)[1:]:
-        if tree.branch == branch:
-            _clear_leftover(repo, tree.path)
-    git("worktree", "prune", cwd=repo)
+    clear_branch(repo, branch)
     path.parent.mkdir(parents=True, exist_ok=True)
     if resolve(repo, f"refs/heads/{branch}") is not None:
         git("worktree", "add", "--quiet", str(path), branch, cwd=repo)
@@ -75,17 +71,45 @@ def add_worktree(repo: Path, path: Path, branch: str, start_point: str) -> tuple
     return path, admin_dir(repo, path)
 
 
+def clear_branch(repo: Path, branch: str, *, keep: Path | None = None) -> None:
+    """Remove every linked work tree of ``repo`` that has ``branch`` checked out but ``keep``.
+
+    One job per task runs at a time, so another work tree on the task's branch can only be
+    one whose worker died; git would refuse to check the branch out anywhere else while it
+    stays there.
+    """
+    kept = keep.resolve() if keep is not None else None
+    git("worktree", "prune", cwd=repo)
+    for tree in list_worktrees(repo)[1:]:
+        if tree.branch == branch and tree.path.resolve() != kept:
+            _clear_leftover(repo, tree.path)
+    git("worktree", "prune", cwd=repo)
+
+
 def admin_dir(repo: Path, path: Path) -> Path:
     """The directory in ``repo`` where git keeps the HEAD and index of work tree ``path``.
 
     Found from ``repo``'s side (each admin dir names its work tree in a ``gitdir`` file),
     never by reading ``path/.git``, which whoever edits the work tree can rewrite.
     """
-    wanted = (path / ".git").resolve()
+    found = admin_dirs(repo).get(path.resolve())
+    if found is None:
+        raise GitError(f"{path} is not a work tree of {repo}")
+    return found
+
+
+def admin_dirs(repo: Path) -> dict[Path, Path]:
+    """Every linked work tree registered in ``repo`` (resolved path) → its admin dir.
+
+    Read from ``repo``'s side only (see :func:`admin_dir`); a registration whose work tree
+    is gone is included, its path simply does not exist.
+    """
+    found: dict[Path, Path] = {}
     for candidate in sorted((_common_dir(repo) / "worktrees").glob("*/gitdir")):
-        if Path(candidate.read_text(errors="replace").strip()).resolve() == wanted:
-            return candidate.parent
-    raise GitError(f"{path} is not a work tree of {repo}")
+        dot_git = Path(candidate.read_text(errors="replace").strip())
+        if dot_git.name == ".git":
+            found.setdefault(dot_git.parent.resolve(), candidate.parent)
+    return found
 
 
 def _common_dir(repo: Path) -> Path:

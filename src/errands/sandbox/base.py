@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
+
+from errands.sandbox.policy import SandboxPolicy
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,17 @@ class CommandResult:
 
 
 class Sandbox(Protocol):
+    """Runs commands under one policy (one workspace). ``network=True`` is for the project's
+    declared setup commands only; the agent's commands never get it."""
+
     name: str
+    policy: SandboxPolicy
 
     def run(
         self,
         command: str,
         *,
-        cwd: Path,
         timeout: float,
         cancel: threading.Event | None = None,
+        network: bool = False,
     ) -> CommandResult: ...

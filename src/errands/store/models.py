@@ -29,17 +29,16 @@ class Project(Base):
     # Commands the index stage detected, and the user's override (None = use detected).
     detected_commands: Mapped[list[Any]] = mapped_column(default=list)
     verify_commands: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    # The repository's .errands.toml as the index last read it, and the user's overrides.
+    repo_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    setup_commands: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    setup_network: Mapped[bool | None] = mapped_column(default=None)
+    sandbox_backend: Mapped[str | None] = mapped_column(String(32), default=None)
     auto_execute: Mapped[bool] = mapped_column(default=True)
     indexed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     tasks: Mapped[list[Task]] = relationship(back_populates="project")
-
-    @property
-    def effective_verify_commands(self) -> list[str]:
-        return list(
-            self.verify_commands if self.verify_commands is not None else self.detected_commands
-        )
 
 
 class Task(Base):

@@ -143,16 +143,16 @@ def _routes(app: FastAPI) -> None:
     # -- projects ---------------------------------------------------------------------
 
     @app.get("/api/projects")
-    def list_projects(db: DbDep) -> list[ProjectPublic]:
+    def list_projects(db: DbDep, settings: SettingsDep) -> list[ProjectPublic]:
         return _in_session(
-            db, lambda s: [ProjectPublic.model_validate(p) for p in actions.list_projects(s)]
+            db, lambda s: [ProjectPublic.of(p, settings) for p in actions.list_projects(s)]
         )
 
     @app.post("/api/projects", status_code=201)
     def add_project(body: ProjectCreate, db: DbDep, settings: SettingsDep) -> ProjectPublic:
         return _in_session(
             db,
-            lambda s: ProjectPublic.model_validate(
+            lambda s: ProjectPublic.of(
                 actions.add_project(
                     s,
                     settings,
@@ -161,29 +161,26 @@ def _routes(app: FastAPI) -> None:
                     base_branch=body.base_branch,
                     verify_commands=body.verify_commands,
                     auto_execute=body.auto_execute,
-                )
+                ),
+                settings,
             ),
         )
 
     @app.get("/api/projects/{project}")
-    def get_project(project: str, db: DbDep) -> ProjectPublic:
+    def get_project(project: str, db: DbDep, settings: SettingsDep) -> ProjectPublic:
         return _in_session(
-            db, lambda s: ProjectPublic.model_validate(actions.get_project(s, project))
+            db, lambda s: ProjectPublic.of(actions.get_project(s, project), settings)
         )
 
     @app.patch("/api/projects/{project}")
-    def update_project(project: str, body: ProjectUpdate, db: DbDep) -> ProjectPublic:
+    def update_project(
+        project: str, body: ProjectUpdate, db: DbDep, settings: SettingsDep
+    ) -> ProjectPublic:
         return _in_session(
             db,
-            lambda s: ProjectPublic.model_validate(
-                actions.update_project(
-                    s,
-                    project,
-                    verify_commands=body.verify_commands,
-                    clear_verify_commands=body.clear_verify_commands,
-                    auto_execute=body.auto_execute,
-                    base_branch=body.base_branch,
-                )
+            lambda s: ProjectPublic.of(
+                actions.update_project(s, project, **body.model_dump(exclude_unset=True)),
+                settings,
             ),
         )
 
@@ -191,8 +188,23 @@ def _routes(app: FastAPI) -> None:
     def reindex(project: str, db: DbDep, settings: SettingsDep) -> ProjectPublic:
         return _in_session(
             db,
-            lambda s: ProjectPublic.model_validate(actions.reindex_project(s, settings, project)),
+            lambda s: ProjectPublic.of(actions.reindex_project(s, settings, project), settings),
         )
+
+    @app.get("/api/projects/{project}/events")
+    def project_events(
+        project: str, db: DbDep, after: Annotated[int, Query(ge=0)] = 0
+    ) -> list[EventPublic]:
+        """Everything that happened to the project and its tasks (indexing included)."""
+
+        def work(s: Session) -> list[EventPublic]:
+            found = actions.get_project(s, project)
+            return [
+                EventPublic.model_validate(e)
+                for e in event_log.list_events(s, project_id=found.id, after=after)
+            ]
+
+        return _in_session(db, work)
 
     # -- tasks ------------------------------------------------------------------------
 

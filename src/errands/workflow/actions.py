@@ -28,6 +28,7 @@ from errands.store import Project, Question, ReviewComment, Subtask, Task
 from errands.store import events as event_log
 from errands.workflow.mirrors import open_mirror
 
+SANDBOX_BACKENDS = ("auto", "bubblewrap", "none")
 MAX_TITLE = 300
 MAX_BODY = 200_000  # characters (~50k tokens): more would not fit a model's context anyway
 _URL = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
@@ -162,20 +163,39 @@ def add_project(
     return project
 
 
+def _commands(commands: list[str]) -> list[str]:
+    return [c for c in (c.strip() for c in commands) if c]
+
+
 def update_project(
     session: Session,
     ref: int | str,
     *,
     verify_commands: list[str] | None = None,
     clear_verify_commands: bool = False,
+    setup_commands: list[str] | None = None,
+    clear_setup_commands: bool = False,
+    setup_network: bool | None = None,
+    sandbox_backend: str | None = None,
     auto_execute: bool | None = None,
     base_branch: str | None = None,
 ) -> Project:
+    """Overrides set here win over the repository's .errands.toml and over detection."""
     project = get_project(session, ref)
     if clear_verify_commands:
         project.verify_commands = None
     elif verify_commands is not None:
-        project.verify_commands = [c for c in (c.strip() for c in verify_commands) if c]
+        project.verify_commands = _commands(verify_commands)
+    if clear_setup_commands:
+        project.setup_commands = None
+    elif setup_commands is not None:
+        project.setup_commands = _commands(setup_commands)
+    if setup_network is not None:
+        project.setup_network = setup_network
+    if sandbox_backend is not None:
+        if sandbox_backend not in SANDBOX_BACKENDS:
+            raise InvalidInput(f"sandbox must be one of: {', '.join(SANDBOX_BACKENDS)}.")
+        project.sandbox_backend = sandbox_backend
     if auto_execute is not None:
         project.auto_execute = auto_execute
     if base_branch is not None:

@@ -5,20 +5,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from errands.agent.loop import AgentConfig
 from errands.agent.providers import ModelHandle
-from errands.agent.tools import WorkspaceTools
 from errands.domain import JobState
 from errands.errors import Cancelled
 from errands.git import Mirror
 from errands.jobs import ledger
 from errands.jobs.ledger import Lease
-from errands.sandbox import Sandbox
 from errands.settings import Phase, Settings
 from errands.store import Database, Job
 from errands.store import events as event_log
@@ -32,8 +29,11 @@ class Services:
 
     db: Database
     settings: Settings
-    sandbox: Sandbox
     model_factory: Callable[[Settings, Phase], ModelHandle]
+
+
+def workspace_name(task_id: int, job_id: int) -> str:
+    return f"task-{task_id}-job-{job_id}"
 
 
 class Redactor:
@@ -61,7 +61,6 @@ class JobContext:
         self.services = services
         self.db = services.db
         self.settings = services.settings
-        self.sandbox = services.sandbox
         self.lease = lease
         self.cancel = cancel
         self.redact = Redactor(services.settings.secrets())
@@ -131,13 +130,5 @@ class JobContext:
     def mirror(self, origin: str) -> Mirror:
         return open_mirror(self.settings, self.lease.project_id, origin)
 
-    def tools(self, workspace: Path) -> WorkspaceTools:
-        return WorkspaceTools(
-            workspace,
-            self.sandbox,
-            command_timeout=self.settings.command_timeout,
-            cancel=self.cancel,
-        )
-
-    def workspace_path(self) -> Path:
-        return self.settings.workspaces_dir / f"task-{self.task_id}-job-{self.lease.job_id}"
+    def workspace_name(self) -> str:
+        return workspace_name(self.task_id, self.lease.job_id)

@@ -7,12 +7,14 @@ from errands.agent.loop import run_agent
 from errands.agent.schemas import Plan
 from errands.domain import SubtaskState, TaskState, check_transition
 from errands.errors import GitError
-from errands.git import Mirror, Workspace, task_branch
+from errands.git import Mirror, task_branch
 from errands.store import Subtask, Task
 from errands.workflow import handoff
 from errands.workflow.context import JobContext
 from errands.workflow.implement import implement_subtask
 from errands.workflow.mirrors import base_tip
+from errands.workflow.project_config import effective_config
+from errands.workflow.workspaces import JobWorkspace, job_workspace
 
 
 def _task_context(task: Task) -> str:
@@ -36,7 +38,7 @@ def run(ctx: JobContext) -> None:
         base_branch = task.base_branch
         branch = task.branch or task_branch(task.id, task.title)
         task.branch = branch
-        verify_commands = task.project.effective_verify_commands
+        config = effective_config(task.project, ctx.settings)
         context = _task_context(task)
         planned = bool(task.subtasks)
     mirror = ctx.mirror(origin)
@@ -48,10 +50,11 @@ def run(ctx: JobContext) -> None:
             task.base_commit = base_tip(mirror, origin, base_branch)
         base_commit = task.base_commit
     # An existing branch (a resumed job) is reused as it is.
-    workspace = mirror.add_workspace(ctx.workspace_path(), branch, base_commit)
-    try:
+    with job_workspace(
+        ctx, mirror, branch=branch, start_point=base_commit, config=config, commands=True
+    ) as work:
         if not planned:
-            _plan(ctx, workspace, context)
+            _plan(ctx, work, context)
         with ctx.db.session() as session:
             todo = [
                 (s.id, s.position, s.title, list(s.steps))
@@ -64,7 +67,7 @@ def run(ctx: JobContext) -> None:
             implement_subtask(
                 ctx,
                 mirror=mirror,
-                workspace=workspace,
+                work=work,
                 base_commit=base_commit,
                 subtask_id=subtask_id,
                 instructions=prompts.SUBTASK,
@@ -72,23 +75,20 @@ def run(ctx: JobContext) -> None:
                     f"{context}\n\nYou are doing subtask {position} of {total}: {title}\n"
                     f"Steps:\n{prompts.bullet(steps)}"
                 ),
-                verify_commands=verify_commands,
+                config=config,
             )
-        head = workspace.head()
-    finally:
-        mirror.remove_workspace(workspace.path)
+        head = work.workspace.head()
     finish_review_round(ctx, mirror, branch, head)
 
 
-def _plan(ctx: JobContext, workspace: Workspace, context: str) -> None:
-    tools = ctx.tools(workspace.path)
+def _plan(ctx: JobContext, work: JobWorkspace, context: str) -> None:
     plan = run_agent(
         ctx.agent_config("execute"),
         name="plan",
         instructions=prompts.PLAN,
         prompt=context,
         output_type=Plan,
-        tools=tools.read_only(),
+        tools=work.tools.read_only(),
         recorder=ctx,
     ).output
     ctx.check_cancelled()

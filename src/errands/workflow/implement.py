@@ -12,10 +12,12 @@ from errands.agent.loop import run_agent
 from errands.agent.schemas import SubtaskReport
 from errands.domain import SubtaskState
 from errands.errors import VerificationFailed
-from errands.git import Mirror, Workspace
+from errands.git import Mirror
 from errands.store import Subtask
 from errands.workflow.context import JobContext
+from errands.workflow.project_config import EffectiveConfig
 from errands.workflow.verify import failure_report, run_verification
+from errands.workflow.workspaces import JobWorkspace
 
 TRAILER = "Errands-Subtask"
 
@@ -41,13 +43,15 @@ def implement_subtask(
     ctx: JobContext,
     *,
     mirror: Mirror,
-    workspace: Workspace,
+    work: JobWorkspace,
     base_commit: str,
     subtask_id: int,
     instructions: str,
     prompt: str,
-    verify_commands: list[str],
+    config: EffectiveConfig,
 ) -> None:
+    workspace = work.workspace
+    verify_commands = config.verify_commands
     with ctx.db.session() as session:
         subtask = session.get(Subtask, subtask_id)
         assert subtask is not None
@@ -67,20 +71,19 @@ def implement_subtask(
     workspace.discard_changes()
     ctx.emit("subtask.started", f"Subtask {position}: {title}", position=position, title=title)
 
-    tools = ctx.tools(workspace.path)
-    config = ctx.agent_config("execute")
+    agent = ctx.agent_config("execute")
     history: list[ModelMessage] | None = None
     report: SubtaskReport | None = None
     results: list[dict[str, object]] = []
     attempts = ctx.settings.verify_attempts
     for attempt in range(1, attempts + 1):
         result = run_agent(
-            config,
+            agent,
             name=f"subtask-{position}",
             instructions=instructions,
             prompt=prompt,
             output_type=SubtaskReport,
-            tools=tools.read_write(),
+            tools=work.tools.read_write(),
             recorder=ctx,
             message_history=history,
         )
@@ -90,7 +93,8 @@ def implement_subtask(
             ctx.emit("verify.skipped", "No verify commands are configured for this project")
             break
         _set_state(ctx, subtask_id, SubtaskState.VERIFYING)
-        results = list(run_verification(ctx, workspace.path, verify_commands))
+        assert work.sandbox is not None  # job_workspace(commands=True)
+        results = run_verification(ctx, work.sandbox, verify_commands, config.command_timeout)
         passed = all(r["ok"] for r in results)
         _record_verification(ctx, subtask_id, results, attempt, passed)
         if passed:

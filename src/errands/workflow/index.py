@@ -7,11 +7,14 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
+from errands.errors import GitError
 from errands.git import git
 from errands.store import Project
 from errands.store.models import utcnow
 from errands.workflow.context import JobContext
 from errands.workflow.mirrors import base_tip
+from errands.workflow.project_config import CONFIG_FILE, parse_repo_config
+from errands.workflow.workspaces import pool_for
 
 LANGUAGES = {
     ".py": "Python",
@@ -112,14 +115,20 @@ def run(ctx: JobContext) -> None:
     def read(path: str) -> str | None:
         try:
             return git("show", f"{ref}:{path}", cwd=mirror.path)
-        except Exception:  # a submodule or an unreadable blob: nothing to learn from it
+        except GitError:  # a submodule or an unreadable blob: nothing to learn from it
             return None
 
+    # The project's first job then finds a checked-out workspace waiting in the pool.
+    pool_for(ctx.settings, mirror, ctx.lease.project_id).prewarm(ref)
     languages = count_languages(files)
     commands = detect_commands(files, read)
+    config_text = read(CONFIG_FILE) if CONFIG_FILE in files else None
+    # An invalid file fails the index with the reason rather than being silently ignored.
+    repo_config = parse_repo_config(config_text) if config_text is not None else None
     with ctx.db.session() as session:
         project = session.get(Project, ctx.lease.project_id)
         assert project is not None
+        project.repo_config = repo_config.model_dump(mode="json") if repo_config else {}
         project.languages = languages
         project.file_count = len(files)
         project.detected_commands = commands
@@ -130,4 +139,5 @@ def run(ctx: JobContext) -> None:
         file_count=len(files),
         languages=languages,
         detected_commands=commands,
+        repo_config=bool(repo_config),
     )

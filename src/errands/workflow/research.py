@@ -11,11 +11,13 @@ from errands.store import Project, Question, Task
 from errands.workflow import actions
 from errands.workflow.context import JobContext
 from errands.workflow.mirrors import base_tip
+from errands.workflow.project_config import EffectiveConfig, effective_config
+from errands.workflow.workspaces import job_workspace
 
 
-def research_prompt(task: Task, project: Project) -> str:
+def research_prompt(task: Task, project: Project, config: EffectiveConfig) -> str:
     languages = ", ".join(f"{k} ({v})" for k, v in project.languages.items()) or "unknown"
-    commands = ", ".join(project.effective_verify_commands) or "none configured"
+    commands = ", ".join(config.verify_commands) or "none configured"
     return (
         f"Repository: {project.name} — {project.file_count} files; languages: {languages}; "
         f"verify commands: {commands}.\n\n{prompts.task_block(task.title, task.body)}"
@@ -27,28 +29,27 @@ def run(ctx: JobContext) -> None:
         task = session.get(Task, ctx.task_id)
         assert task is not None
         project = task.project
-        prompt = research_prompt(task, project)
+        config = effective_config(project, ctx.settings)
+        prompt = research_prompt(task, project, config)
         origin, base_branch = project.origin, task.base_branch
         branch = task.branch or task_branch(task.id, task.title)
     mirror = ctx.mirror(origin)
     mirror.fetch()
     base_commit = base_tip(mirror, origin, base_branch)
     # Research reads the base as it is now; execute branches from this same commit.
-    workspace = mirror.add_workspace(ctx.workspace_path(), branch, base_commit)
-    try:
+    with job_workspace(
+        ctx, mirror, branch=branch, start_point=base_commit, config=config, commands=False
+    ) as work:
         ctx.emit("research.started", f"Researching on {base_branch} at {base_commit[:10]}")
-        tools = ctx.tools(workspace.path)
         result = run_agent(
             ctx.agent_config("research"),
             name="research",
             instructions=prompts.RESEARCH,
             prompt=prompt,
             output_type=ResearchResult,
-            tools=tools.read_only(),
+            tools=work.tools.read_only(),
             recorder=ctx,
         ).output
-    finally:
-        mirror.remove_workspace(workspace.path)
     ctx.check_cancelled()
     with ctx.db.session() as session:
         task = session.get(Task, ctx.task_id)

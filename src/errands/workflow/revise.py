@@ -11,6 +11,8 @@ from errands.store import ReviewComment, Subtask, Task
 from errands.workflow.context import JobContext
 from errands.workflow.execute import finish_review_round
 from errands.workflow.implement import implement_subtask
+from errands.workflow.project_config import effective_config
+from errands.workflow.workspaces import job_workspace
 
 
 def open_comments(task: Task) -> list[ReviewComment]:
@@ -28,7 +30,7 @@ def run(ctx: JobContext) -> None:
     with ctx.db.session() as session:
         task = session.get_one(Task, ctx.task_id)
         origin, branch, base_commit = task.project.origin, task.branch, task.base_commit
-        verify_commands = task.project.effective_verify_commands
+        config = effective_config(task.project, ctx.settings)
         # A resumed revise job finds its subtask already created.
         pending = [
             s
@@ -68,18 +70,20 @@ def run(ctx: JobContext) -> None:
         )
     mirror = ctx.mirror(origin)
     mirror.fetch()
-    workspace = mirror.add_workspace(ctx.workspace_path(), branch, base_commit)
-    try:
+    # The branch exists: the workspace checks it out as it is (start_point is unused).
+    with job_workspace(
+        ctx, mirror, branch=branch, start_point=base_commit, config=config, commands=True
+    ) as work:
         ctx.emit("revise.started", f"Revising: {len(steps)} comment(s)", comments=steps)
         implement_subtask(
             ctx,
             mirror=mirror,
-            workspace=workspace,
+            work=work,
             base_commit=base_commit,
             subtask_id=subtask_id,
             instructions=prompts.REVISE,
             prompt=prompt,
-            verify_commands=verify_commands,
+            config=config,
         )
         with ctx.db.session() as session:
             for c in session.scalars(
@@ -87,7 +91,5 @@ def run(ctx: JobContext) -> None:
             ):
                 c.resolved = True
             ctx.record(session, "review.addressed", "Review comments addressed by subtask")
-        head = workspace.head()
-    finally:
-        mirror.remove_workspace(workspace.path)
+        head = work.workspace.head()
     finish_review_round(ctx, mirror, branch, head)

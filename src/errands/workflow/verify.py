@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from errands.sandbox import Sandbox
 from errands.store.events import clip
 from errands.workflow.context import JobContext
 
 VERIFY_OUTPUT_KEPT = 6_000  # characters of each command's output stored on the subtask
 
 
-def run_verification(ctx: JobContext, workspace: Path, commands: list[str]) -> list[dict[str, Any]]:
+def run_verification(
+    ctx: JobContext, sandbox: Sandbox, commands: list[str], timeout: float
+) -> list[dict[str, Any]]:
     """Run every command (not stopping at the first failure: the agent fixes all at once)."""
     results: list[dict[str, Any]] = []
     for command in commands:
         ctx.check_cancelled()
         ctx.emit("verify.started", f"verify: {command}", command=command)
-        result = ctx.sandbox.run(
-            command, cwd=workspace, timeout=ctx.settings.command_timeout, cancel=ctx.cancel
-        )
+        result = sandbox.run(command, timeout=timeout, cancel=ctx.cancel)
         ctx.check_cancelled()
         outcome = {
             "command": command,

@@ -1,0 +1,322 @@
+"""A warm pool of work trees per project: a job's workspace in milliseconds, not seconds.
+
+Creating the files of a large repository dominates the cost of a fresh work tree (about 5 s
+for 5,000 files on ext4). So a finished job's work tree is not deleted: it is scrubbed back
+to its last commit, detached and *parked* under ``root/.idle-…``. The next job renames a
+parked tree into place and checks its branch out there with ``checkout --force``, which
+writes only the files that differ between the two commits. Only when no tree is parked
+does a job pay for a full checkout (:meth:`Mirror.add_workspace`).
+
+Layout under ``root`` (one per project): ``root/<name>`` is the workspace of the live job
+``name``; ``root/.idle-<time>-<random>`` are parked trees, oldest first by name, and
+``root/.warming-…`` one being filled by :meth:`WorkspacePool.prewarm`. All state
+is on disk and every claim or park happens under the mirror's lock (:func:`repo_lock`), so
+any number of threads and worker processes can share a pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Collection
+from pathlib import Path
+
+from errands.errors import GitError, InvalidInput
+from errands.git.lock import repo_lock
+from errands.git.mirror import Mirror
+from errands.git.repo import check_branch_name, check_rev, resolve
+from errands.git.runner import git, run_git
+from errands.git.workspace import Workspace
+from errands.git.worktrees import admin_dirs, clear_branch, list_worktrees, remove_worktree
+
+log = logging.getLogger(__name__)
+
+IDLE_PREFIX = ".idle-"
+WARMING_PREFIX = ".warming-"
+
+
+class WorkspacePool:
+    """Per-job work trees of ``mirror`` under ``root``, reused rather than re-created.
+
+    At most ``keep`` parked trees are kept; each costs the disk space of one checkout.
+    """
+
+    def __init__(self, mirror: Mirror, root: Path, *, keep: int = 4) -> None:
+        if keep < 0:
+            raise ValueError("keep must be >= 0")
+        self.mirror = mirror
+        self.root = root.absolute()
+        self.keep = keep
+
+    # -- the API ---------------------------------------------------------------------------
+
+    def acquire(self, name: str, branch: str, start_point: str) -> Workspace:
+        """A clean work tree at ``root/name`` with ``branch`` checked out.
+
+        ``branch`` is created at ``start_point`` unless it exists; an existing branch is
+        checked out as it is (a resumed or revising job continues from its commits), the
+        same rule as :meth:`Mirror.add_workspace`.
+        """
+        path = self._path(name)
+        check_branch_name(branch)
+        # The branch's tip if it exists, else the start point: checked before anything moves.
+        target = resolve(self.mirror.path, f"refs/heads/{branch}") or resolve(
+            self.mirror.path, check_rev(start_point)
+        )
+        if target is None:
+            raise GitError(f"cannot start branch {branch}: {start_point} does not name a commit")
+        if path.exists() or path.is_symlink():
+            # A dead job's workspace under the same name (its retry): park it like any
+            # other, so it is the one reused just below.
+            self._park_or_remove(path)
+        git_dir = self._claim(path)
+        if git_dir is None:
+            # Nothing parked: a full checkout (the first job of a project, or a busy one).
+            return self.mirror.add_workspace(path, branch, start_point)
+        try:
+            self._switch(path, git_dir, branch, target)
+        except BaseException:
+            # Leave nothing half-switched at root/name; the tree itself is still good.
+            with contextlib.suppress(GitError, OSError):
+                self._park_or_remove(path)
+            raise
+        return Workspace(path=path, branch=branch, git_dir=git_dir)
+
+    def release(self, workspace: Workspace) -> None:
+        """Scrub ``workspace``, free its branch and park it (or remove it past ``keep``).
+
+        Fine if the workspace is already gone. A tree that cannot be scrubbed is removed.
+        """
+        self._park_or_remove(workspace.path.absolute())
+        self._trim()
+
+    def prewarm(self, start_point: str) -> bool:
+        """Park a full checkout of ``start_point`` now, unless some tree is parked already.
+
+        For a project's first job: call it off the job's path (after the mirror's first
+        fetch, e.g. while indexing) and that job's :meth:`acquire` is a reuse too. Returns
+        whether a tree was made.
+        """
+        if self._idle():
+            return False
+        commit = resolve(self.mirror.path, check_rev(start_point))
+        if commit is None:
+            raise GitError(f"cannot prewarm: {start_point} does not name a commit")
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Not under an idle name until complete, so no acquire can claim it half-written;
+        # a sweep treats it like a dead job's leftover if this process dies meanwhile.
+        warming = self.root / f"{WARMING_PREFIX}{time.time_ns():020d}-{secrets.token_hex(4)}"
+        with repo_lock(self.mirror.path):
+            git(
+                "worktree", "add", "--quiet", "--detach", "--no-checkout", str(warming), commit,
+                cwd=self.mirror.path,
+            )  # fmt: skip
+            git_dir = admin_dirs(self.mirror.path)[warming.resolve()]
+        try:
+            # The slow part, outside the lock: write every file.
+            _tree_git(warming, git_dir, "reset", "--hard", "--quiet")
+            with repo_lock(self.mirror.path):
+                self._move(warming, self._idle_name(), git_dir)
+        except BaseException:
+            with contextlib.suppress(GitError, OSError):
+                self.mirror.remove_workspace(warming)
+            raise
+        self._trim()
+        return True
+
+    def sweep(self, live_names: Collection[str], *, min_age: float = 0.0) -> int:
+        """Clean up after dead workers; returns how many workspaces were cleaned.
+
+        Every workspace under ``root`` whose name is not in ``live_names`` is parked (or
+        removed if it cannot be scrubbed), registrations of vanished ones are pruned and
+        parked trees past ``keep`` removed. Workspaces claimed less than ``min_age`` seconds
+        ago are left alone: pass a grace period when ``live_names`` may be older than a job
+        that is starting right now.
+        """
+        live = set(live_names)
+        with repo_lock(self.mirror.path):
+            vanished = [
+                path
+                for path in admin_dirs(self.mirror.path)
+                if path.parent == self.root.resolve() and not path.exists()
+            ]
+            git("worktree", "prune", cwd=self.mirror.path)
+            # Parked trees git does not know: a worker died between rename and repair.
+            # Decided under the lock, as a tree parked a moment ago is registered by then.
+            registered = admin_dirs(self.mirror.path)
+            for entry in self._idle():
+                if entry.resolve() not in registered:
+                    try:
+                        remove_worktree(self.mirror.path, entry)
+                        vanished.append(entry)
+                    except (GitError, OSError) as exc:
+                        log.warning("sweep: cannot remove %s: %s", entry, exc)
+        cleaned = len(vanished)
+        if not self.root.is_dir():
+            return cleaned
+        for entry in sorted(self.root.iterdir()):
+            if entry.name in live or entry.name.startswith(IDLE_PREFIX):
+                continue
+            if min_age > 0 and _age(entry, registered.get(entry.resolve())) < min_age:
+                continue
+            try:
+                self._park_or_remove(entry)
+                cleaned += 1
+            except (GitError, OSError) as exc:
+                log.warning("sweep: cannot clean %s: %s", entry, exc)
+        self._trim()
+        return cleaned
+
+    # -- the parts -------------------------------------------------------------------------
+
+    def _path(self, name: str) -> Path:
+        if (
+            not name
+            or name.startswith(".")
+            or "/" in name
+            or "\0" in name
+            or Path(name).name != name
+        ):
+            raise InvalidInput(f"invalid workspace name: {name!r}")
+        return self.root / name
+
+    def _idle_name(self) -> Path:
+        # Sorts by age; never reused, so a stale name cannot point at a newer tree.
+        return self.root / f"{IDLE_PREFIX}{time.time_ns():020d}-{secrets.token_hex(4)}"
+
+    def _idle(self) -> list[Path]:
+        """Parked trees, oldest first."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir() if p.name.startswith(IDLE_PREFIX))
+
+    def _claim(self, path: Path) -> Path | None:
+        """Move the most recently parked tree to ``path``; its admin dir, or None if none."""
+        with repo_lock(self.mirror.path):
+            idle = self._idle()
+            if not idle:
+                return None
+            registered = admin_dirs(self.mirror.path)
+            for candidate in reversed(idle):
+                git_dir = registered.get(candidate.resolve())
+                if git_dir is None or not git_dir.is_dir():
+                    continue  # not a registered tree: the sweep removes it
+                self._move(candidate, path, git_dir)
+                return git_dir
+        return None
+
+    def _move(self, source: Path, target: Path, git_dir: Path) -> None:
+        """Rename a work tree and tell git; the caller holds the mirror's lock.
+
+        Under the lock because a `git worktree prune` between the rename and the repair
+        would see the registration point nowhere and delete it.
+        """
+        # Rewrite .git from our side first: the agent could have pointed it elsewhere, and
+        # `worktree repair` follows it to find the registration to fix.
+        _restore_gitfile(source, git_dir)
+        os.rename(source, target)
+        git("worktree", "repair", str(target), cwd=self.mirror.path)
+
+    def _switch(self, path: Path, git_dir: Path, branch: str, target: str) -> None:
+        """Check ``branch`` out in the claimed tree: at its tip, or new at ``target``."""
+        mirror = self.mirror.path
+        # The expensive part runs outside the lock: only this tree's own HEAD and index
+        # change. --force writes just the files that differ from the parked commit.
+        _tree_git(path, git_dir, "checkout", "--quiet", "--force", "--detach", target)
+        # -x and -ff: ignored files (.venv, build caches) and nested repositories go too.
+        # Nothing a previous task left behind may leak into this one, whatever it was.
+        _tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
+        with repo_lock(mirror):
+            here = path.resolve()
+            trees = list_worktrees(mirror)[1:]
+            if any(t.branch == branch and t.path.resolve() != here for t in trees):
+                clear_branch(mirror, branch, keep=path)  # a dead job's, elsewhere
+            # HEAD is already at the commit wanted and the tree clean: attaching HEAD to the
+            # branch is all that is left, and plumbing does it without touching a file.
+            tip = resolve(mirror, f"refs/heads/{branch}")
+            if tip is None:
+                # Empty old value: create it, fail if it exists.
+                git("update-ref", f"refs/heads/{branch}", target, "", cwd=mirror)
+            elif tip != target:
+                # The branch moved since acquire looked (not supposed to happen): be exact.
+                _tree_git(path, git_dir, "checkout", "--quiet", "--force", branch)
+                _tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
+            _tree_git(path, git_dir, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
+
+    def _park_or_remove(self, path: Path) -> None:
+        """Scrub the work tree at ``path`` and park it; remove it if that fails."""
+        if not path.exists() and not path.is_symlink():
+            self.mirror.remove_workspace(path)  # prunes a stale registration, if any
+            return
+        git_dir = admin_dirs(self.mirror.path).get(path.resolve())
+        if git_dir is None or path.is_symlink():
+            # Not (or no longer) registered: remove_workspace removes it only if ours.
+            self.mirror.remove_workspace(path)
+            return
+        try:
+            _scrub(path, git_dir)
+            with repo_lock(self.mirror.path):
+                self._move(path, self._idle_name(), git_dir)
+        except (GitError, OSError) as exc:
+            log.info("not parking %s, removing it: %s", path, exc)
+            self.mirror.remove_workspace(path)
+
+    def _trim(self) -> None:
+        """Remove the oldest parked trees beyond ``keep``."""
+        with repo_lock(self.mirror.path):
+            idle = self._idle()
+            extra = idle[: max(0, len(idle) - self.keep)]
+        # Outside the lock (deleting a checkout takes a while): a tree claimed meanwhile
+        # is simply no longer at its idle path, and idle names are never reused.
+        for path in extra:
+            self.mirror.remove_workspace(path)
+
+
+def _tree_git(path: Path, git_dir: Path, *args: str) -> str:
+    # --git-dir explicitly, never path/.git: see Workspace.
+    return git(f"--git-dir={git_dir}", f"--work-tree={path}", *args, cwd=path)
+
+
+def _scrub(path: Path, git_dir: Path) -> None:
+    """Back to the last commit exactly, detached, so the task branch is free elsewhere."""
+    _restore_gitfile(path, git_dir)
+    # Detach where it is (plumbing: same commit, nothing to compare): the branch is free.
+    _tree_git(path, git_dir, "update-ref", "--no-deref", "HEAD", "HEAD")
+    _tree_git(path, git_dir, "reset", "--hard", "--quiet")
+    # -x: ignored files too; -ff: nested repositories too. See WorkspacePool._switch.
+    _tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
+    # git clean only warns about what it could not delete (a directory the job made
+    # unreadable): a tree that is not spotless is never parked.
+    status = run_git(
+        f"--git-dir={git_dir}",
+        f"--work-tree={path}",
+        "status",
+        "--porcelain",
+        "--ignored",
+        "--untracked-files=all",
+        cwd=path,
+    )
+    if not status.ok or status.stdout.strip():
+        raise GitError(f"{path} could not be cleaned: {status.stdout.strip()[:500]}")
+
+
+def _restore_gitfile(path: Path, git_dir: Path) -> None:
+    dot_git = path / ".git"
+    if dot_git.is_dir() and not dot_git.is_symlink():
+        shutil.rmtree(dot_git)
+    elif dot_git.exists() or dot_git.is_symlink():
+        dot_git.unlink()
+    dot_git.write_text(f"gitdir: {git_dir}\n")
+
+
+def _age(path: Path, git_dir: Path | None) -> float:
+    """Seconds since ``path`` was claimed: its registration's ``gitdir`` is rewritten then."""
+    marker = git_dir / "gitdir" if git_dir is not None else path
+    try:
+        return time.time() - marker.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")

@@ -1,0 +1,250 @@
+"""Resource limits for a command's whole process tree: rlimits set in the child before it
+starts the command, and a pids cgroup where the host offers one.
+
+Both are applied to the process we spawn (``bash`` or ``bwrap``) and inherited by everything
+it starts, so a command cannot raise them: raising a hard rlimit or leaving a cgroup needs
+privileges nothing in the tree has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import logging
+import os
+import resource
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from errands.sandbox.policy import Limits
+
+log = logging.getLogger(__name__)
+
+_INFINITY = resource.RLIM_INFINITY
+_names = itertools.count()
+
+
+def tasks_of_user(uid: int) -> int:
+    """Tasks (processes and their threads: what RLIMIT_NPROC counts) whose real uid is
+    ``uid``, counted from /proc."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = Path(entry.path, "status").read_text()
+        except OSError:  # exited meanwhile, or not ours to read
+            continue
+        real_uid = threads = -1
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                real_uid = int(line.split()[1])
+            elif line.startswith("Threads:"):
+                threads = int(line.split()[1])
+        if real_uid == uid:
+            count += max(threads, 1)
+    return count
+
+
+def rlimits_for(limits: Limits, *, extra_tasks: int = 0) -> list[tuple[int, tuple[int, int]]]:
+    """The rlimits a command runs under, as ``(resource, (soft, hard))``, never above what
+    this process may grant (an unprivileged process cannot raise a hard limit)."""
+    # RLIMIT_NPROC is not "processes below this one": the kernel counts every task of the
+    # *real uid* and refuses a fork once that count reaches the limit. So the budget is what
+    # this user already runs plus what the command may add; concurrent commands of one worker
+    # each see the others' processes in the count and so each still gets about their own
+    # `processes` of headroom. It is only a backstop: a process with CAP_SYS_RESOURCE or
+    # CAP_SYS_ADMIN ignores it, and so does anything whose real uid is the host's root (the
+    # kernel exempts that user outright, even inside a user namespace where it is mapped to
+    # an unprivileged uid and holds no capabilities: tested with bwrap as root here). A worker
+    # running as a normal user gets the limit enforced, in the sandbox too. For a root worker
+    # the pids cgroup below is what holds a fork bomb.
+    nproc = tasks_of_user(os.getuid()) + limits.processes + extra_tasks
+    # The CPU limit is per process: SIGXCPU at the soft limit, SIGKILL a second later for a
+    # process that ignores it.
+    wanted = [
+        (resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1),
+        (resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
+        (resource.RLIMIT_FSIZE, limits.file_bytes, limits.file_bytes),
+        (resource.RLIMIT_NPROC, nproc, nproc),
+    ]
+    result = []
+    for which, soft, hard in wanted:
+        ceiling = resource.getrlimit(which)[1]
+        if ceiling == _INFINITY:
+            result.append((which, (soft, hard)))
+        else:
+            result.append((which, (min(soft, ceiling), min(hard, ceiling))))
+    return result
+
+
+def child_setup(
+    limits: Limits, cgroup: PidsCgroup | None, *, extra_tasks: int = 0
+) -> Callable[[], None]:
+    """A ``preexec_fn``: joins the cgroup and lowers the rlimits in the forked child, before it
+    executes anything, so no process of the command ever runs without them.
+
+    Everything is computed here, in the parent; the function itself only makes system calls
+    (no imports, no locks), which is what keeps ``preexec_fn`` safe in a threaded worker."""
+    rlimits = rlimits_for(limits, extra_tasks=extra_tasks)
+    procs = str(cgroup.path / "cgroup.procs") if cgroup is not None else None
+
+    def setup() -> None:
+        if procs is not None:
+            fd = os.open(procs, os.O_WRONLY)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+        for which, values in rlimits:
+            resource.setrlimit(which, values)
+
+    return setup
+
+
+class PidsCgroup:
+    """A cgroup of its own for one command: ``pids.max`` caps how many tasks the tree may have
+    at once (whoever owns them, root included), and its member list finds every process of the
+    tree, even one that left the process group with ``setsid``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, max_tasks: int) -> PidsCgroup | None:
+        """A fresh cgroup, or None where the pids controller is not ours to use (no cgroup
+        mounted, cgroup v2 without delegation, not root)."""
+        parent = _pids_parent()
+        if parent is None:
+            return None
+        path = parent / f"errands-{os.getpid()}-{next(_names)}"
+        try:
+            path.mkdir()
+        except OSError as exc:
+            log.debug("no pids cgroup for sandboxed commands: %s", exc)
+            return None
+        cgroup = cls(path)
+        try:
+            (path / "pids.max").write_text(str(max_tasks))
+        except OSError:
+            cgroup.remove()
+            return None
+        return cgroup
+
+    def members(self) -> list[int]:
+        try:
+            text = (self.path / "cgroup.procs").read_text()
+        except OSError:
+            return []
+        return [int(pid) for pid in text.split()]
+
+    def kill(self, *, within: float = 5.0) -> bool:
+        """SIGKILL every member until none is left; False if some survive ``within`` seconds."""
+        deadline = time.monotonic() + within
+        kill_file = self.path / "cgroup.kill"  # cgroup v2 (Linux 5.14+): atomic, race-free
+        while members := self.members():
+            if kill_file.exists():
+                with contextlib.suppress(OSError):
+                    kill_file.write_text("1")
+            else:
+                # Repeated until empty: a member may fork between our read and our kill,
+                # but pids.max bounds how many there can ever be.
+                for pid in members:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def remove(self) -> None:
+        # A killed member leaves the cgroup a moment after it dies, so rmdir may say EBUSY
+        # briefly; a cgroup left behind is removed by the next worker's sweep.
+        deadline = time.monotonic() + 2
+        while True:
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    log.warning("could not remove the cgroup %s", self.path)
+                    return
+                time.sleep(0.01)
+
+
+def pids_cgroup_available() -> bool:
+    return _pids_parent() is not None
+
+
+def process_limit_holds() -> bool:
+    """Whether ``Limits.processes`` is enforced here: by a pids cgroup, or by RLIMIT_NPROC
+    for a worker that is not root."""
+    return pids_cgroup_available() or os.getuid() != 0
+
+
+@functools.cache
+def warn_if_process_limit_does_not_hold() -> None:
+    if not process_limit_holds():
+        log.warning(
+            "The sandbox cannot limit the number of processes: the worker runs as root and no "
+            "pids cgroup is available to it, so a fork bomb is only stopped by the command's "
+            "timeout. Run the worker as a normal user, or give it a pids cgroup."
+        )
+
+
+@functools.cache
+def _pids_parent() -> Path | None:
+    """Where this process may create pids cgroups: below its own cgroup in the pids hierarchy
+    (cgroup v1), or in its cgroup v2 directory when the pids controller is delegated there."""
+    try:
+        own = Path("/proc/self/cgroup").read_text().splitlines()
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    v1_path = v2_path = None
+    for line in own:
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            v1_path = path
+        elif controllers == "":
+            v2_path = path
+    for line in mounts:
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        fstype, _, options = rest.split()[:3]
+        root, mountpoint = parts[3], parts[4].replace("\\040", " ")
+        if fstype == "cgroup" and "pids" in options.split(",") and v1_path is not None:
+            parent = _below(Path(mountpoint), root, v1_path)
+        elif fstype == "cgroup2" and v1_path is None and v2_path is not None:
+            parent = _below(Path(mountpoint), root, v2_path)
+            try:
+                delegated = "pids" in (parent / "cgroup.subtree_control").read_text().split()
+            except OSError:
+                delegated = False
+            if not delegated:
+                continue
+        else:
+            continue
+        if os.access(parent, os.W_OK):
+            _sweep(parent)
+            return parent
+    return None
+
+
+def _below(mountpoint: Path, root: str, path: str) -> Path:
+    relative = path[len(root) :] if path.startswith(root) else path
+    return mountpoint / relative.lstrip("/")
+
+
+def _sweep(parent: Path) -> None:
+    """Remove the (empty) cgroups of workers that died before removing their own."""
+    for entry in parent.glob("errands-*-*"):
+        owner = entry.name.split("-")[1]
+        if owner.isdigit() and int(owner) != os.getpid() and not Path("/proc", owner).exists():
+            with contextlib.suppress(OSError):
+                entry.rmdir()

@@ -1,0 +1,29 @@
+"""What a sandboxed command may see and use. Secure by default: only the workspace is
+writable, no network, a scrubbed environment, and limits on CPU, memory, processes, file size,
+output and wall-clock time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpu_seconds: int = 900  # CPU time of each process (RLIMIT_CPU)
+    memory_bytes: int = 8 * 1024**3  # address space of each process (RLIMIT_AS)
+    processes: int = 512  # processes the sandbox may add on top of what already runs
+    file_bytes: int = 2 * 1024**3  # largest file a command may write (RLIMIT_FSIZE)
+    output_chars: int = 50_000  # characters of output kept (head and tail)
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    workspace: Path  # the working directory, and the only writable tree (with `writable`)
+    env: Mapping[str, str]  # the complete environment of the command (already allowlisted)
+    writable: tuple[Path, ...] = ()  # e.g. the worktree's private git directory
+    readable: tuple[Path, ...] = ()  # e.g. the project's mirror, toolchains under $HOME
+    hidden: tuple[Path, ...] = ()  # never visible, even below a readable path (data dir, home)
+    network: bool = False
+    limits: Limits = field(default_factory=Limits)

@@ -1,0 +1,176 @@
+"""One command as one child process tree: output drained and capped, a wall-clock deadline, a
+cancel flag, and nothing of the tree left running when ``run_process`` returns."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from errands.errors import CommandError
+from errands.sandbox.base import CommandResult
+from errands.sandbox.limits import PidsCgroup, child_setup, warn_if_process_limit_does_not_hold
+from errands.sandbox.policy import Limits
+
+_CHUNK = 4096
+
+
+class _CappedReader:
+    """Drains a pipe so the child never blocks, keeping the head and the tail of its output."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        self.head = bytearray()
+        self.tail: deque[bytes] = deque()
+        self.tail_size = 0
+        self.dropped = 0
+        self.limit = limit
+        self.thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _drain(self, stream: IO[bytes]) -> None:
+        half = self.limit // 2
+        for data in iter(lambda: stream.read1(_CHUNK), b""):  # type: ignore[attr-defined]
+            chunk = data
+            if len(self.head) < half:
+                room = half - len(self.head)
+                self.head += chunk[:room]
+                chunk = chunk[room:]
+            if chunk:
+                self.tail.append(chunk)
+                self.tail_size += len(chunk)
+                excess = self.tail_size - half
+                while excess > 0 and self.tail:
+                    # Trim only the excess from the oldest chunk, so the tail stays full.
+                    oldest = self.tail.popleft()
+                    cut = min(excess, len(oldest))
+                    if cut < len(oldest):
+                        self.tail.appendleft(oldest[cut:])
+                    self.tail_size -= cut
+                    self.dropped += cut
+                    excess -= cut
+        stream.close()
+
+    def text(self) -> tuple[str, bool]:
+        self.thread.join(5)
+        tail = b"".join(self.tail)
+        head = self.head.decode("utf-8", errors="replace")
+        if self.dropped:
+            marker = f"\n… [{self.dropped} bytes of output elided] …\n"
+            return head + marker + tail.decode("utf-8", errors="replace"), True
+        return (bytes(self.head) + tail).decode("utf-8", errors="replace"), False
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    command: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    limits: Limits,
+    timeout: float,
+    cancel: threading.Event | None,
+    helper_tasks: int = 0,
+) -> CommandResult:
+    """Run ``argv`` (which runs ``command``) to completion, timeout or cancel.
+
+    ``helper_tasks`` are processes of the wrapper itself (bwrap's), granted on top of
+    ``limits.processes`` so that the limit means the same for every backend."""
+    started = time.monotonic()
+    cgroup = PidsCgroup.create(limits.processes + helper_tasks)
+    if cgroup is None:
+        warn_if_process_limit_does_not_hold()
+    try:
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so we can kill the tree
+                # Safe in our threaded worker: the function only makes system calls (see
+                # child_setup), so it cannot wait on a lock another thread held at fork.
+                preexec_fn=child_setup(limits, cgroup, extra_tasks=helper_tasks),  # noqa: PLW1509
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise CommandError(f"Cannot start {command!r} in {cwd}: {exc}") from exc
+        assert process.stdout is not None
+        reader = _CappedReader(process.stdout, limits.output_chars)
+        timed_out = cancelled = False
+        delay = 0.001
+        while not _exited(process.pid):
+            if time.monotonic() - started > timeout:
+                timed_out = True
+            elif cancel is not None and cancel.is_set():
+                cancelled = True
+            if timed_out or cancelled:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        # Also after a normal exit: nothing the command started may outlive it (a server
+        # left running with `&` would also hold the output pipe open).
+        _kill_tree(process, cgroup)
+        output, truncated = reader.text()
+    finally:
+        if cgroup is not None:
+            cgroup.remove()
+    return CommandResult(
+        command=command,
+        exit_code=None if (timed_out or cancelled) else process.returncode,
+        output=output,
+        duration=time.monotonic() - started,
+        timed_out=timed_out,
+        cancelled=cancelled,
+        truncated=truncated,
+    )
+
+
+def _exited(pid: int) -> bool:
+    """True once ``pid`` has exited, without reaping it: until we reap it, its pid (which is
+    also the process group's id) cannot be reused, so killing the group stays safe."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _kill_tree(process: subprocess.Popen[bytes], cgroup: PidsCgroup | None) -> None:
+    # Children that moved to a session of their own (bwrap's pid-namespace init does) are
+    # not in the group; remember them while the leader still has them.
+    detached = _children(process.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    if cgroup is not None:
+        cgroup.kill()
+        return
+    for pid in detached:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    # bwrap's init takes the whole pid namespace down with it: the kernel kills every process
+    # in it and waits for them before the init itself is gone. So its exit is our signal.
+    deadline = time.monotonic() + 5
+    while detached and time.monotonic() < deadline:
+        detached = [pid for pid in detached if _alive(pid)]
+        time.sleep(0.01)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")

@@ -1,0 +1,128 @@
+"""A project's configuration: `.errands.toml` in the repository, overridden by the project's
+settings in Errands, on top of what the index detected.
+
+```toml
+[verify]
+commands = ["pytest -q", "ruff check ."]
+
+[setup]                       # dependency installs, run before the agent works
+commands = ["pip install -e .[dev]"]
+network = true                # setup may reach the network; nothing else ever does
+
+[sandbox]
+backend = "bubblewrap"        # or "none" (no isolation; explicit opt-out)
+
+[limits]
+command_timeout = 600         # seconds of wall-clock time per command
+cpu_seconds = 900             # CPU seconds per process
+memory_mb = 8192              # address space per process
+processes = 512               # processes a command may start
+file_mb = 2048                # largest file a command may write
+output_chars = 50000          # output kept per command
+```
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from errands.errors import InvalidInput
+from errands.sandbox import Limits
+from errands.settings import Settings
+from errands.store import Project
+
+CONFIG_FILE = ".errands.toml"
+Backend = Literal["auto", "bubblewrap", "none"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VerifyConfig(_Section):
+    commands: list[str] | None = None
+
+
+class SetupConfig(_Section):
+    commands: list[str] = Field(default_factory=list)
+    network: bool = False
+
+
+class SandboxConfig(_Section):
+    backend: Backend | None = None
+
+
+class LimitsConfig(_Section):
+    command_timeout: float | None = Field(default=None, gt=0)
+    cpu_seconds: int | None = Field(default=None, gt=0)
+    memory_mb: int | None = Field(default=None, gt=0)
+    processes: int | None = Field(default=None, gt=0)
+    file_mb: int | None = Field(default=None, gt=0)
+    output_chars: int | None = Field(default=None, ge=1000)
+
+
+class RepoConfig(_Section):
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    setup: SetupConfig = Field(default_factory=SetupConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+
+def parse_repo_config(text: str) -> RepoConfig:
+    try:
+        return RepoConfig.model_validate(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{CONFIG_FILE} is not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidInput(f"{CONFIG_FILE} is invalid: {problems}") from exc
+
+
+@dataclass(frozen=True)
+class EffectiveConfig:
+    verify_commands: list[str]
+    setup_commands: list[str]
+    setup_network: bool
+    backend: Backend
+    command_timeout: float
+    limits: Limits
+
+
+def effective_config(project: Project, settings: Settings) -> EffectiveConfig:
+    """Errands' project settings win over the repository's file, which wins over detection
+    and the global defaults."""
+    repo = RepoConfig.model_validate(project.repo_config or {})
+    verify = (
+        project.verify_commands
+        if project.verify_commands is not None
+        else repo.verify.commands
+        if repo.verify.commands is not None
+        else project.detected_commands
+    )
+    setup = project.setup_commands if project.setup_commands is not None else repo.setup.commands
+    network = project.setup_network if project.setup_network is not None else repo.setup.network
+    backend: Backend = (
+        project.sandbox_backend or repo.sandbox.backend or settings.sandbox  # type: ignore[assignment]
+    )
+    lim, base = repo.limits, Limits()
+    limits = Limits(
+        cpu_seconds=lim.cpu_seconds or base.cpu_seconds,
+        memory_bytes=(lim.memory_mb * 1024**2) if lim.memory_mb else base.memory_bytes,
+        processes=lim.processes or base.processes,
+        file_bytes=(lim.file_mb * 1024**2) if lim.file_mb else base.file_bytes,
+        output_chars=lim.output_chars or settings.command_output_limit,
+    )
+    return EffectiveConfig(
+        verify_commands=list(verify),
+        setup_commands=list(setup),
+        setup_network=bool(setup and network),
+        backend=backend,
+        command_timeout=lim.command_timeout or settings.command_timeout,
+        limits=limits,
+    )

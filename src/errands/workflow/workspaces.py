@@ -1,0 +1,169 @@
+"""A job's place to work: a warm workspace from the project's pool, the sandbox its commands
+run in, and the project's setup commands already run.
+
+Two sandboxes share the workspace: the setup sandbox may write the project's package caches
+(and reach the network when the project allows it); the work sandbox, used for the agent's
+commands and verification, sees those caches read-only and never has network. So only the
+commands the project declared can change what later tasks install from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sqlalchemy import select
+
+from errands.agent.tools import WorkspaceTools
+from errands.domain import JobState
+from errands.errors import CommandError
+from errands.git import Mirror, Workspace, WorkspacePool
+from errands.sandbox import Sandbox, SandboxPolicy, create_sandbox
+from errands.settings import Settings, sandbox_env
+from errands.store import Job
+from errands.workflow.context import JobContext, workspace_name
+from errands.workflow.project_config import EffectiveConfig
+
+# Where package managers keep downloads, pointed into the project's cache directory so the
+# second task of a project installs from disk.
+CACHE_VARIABLES = {
+    "XDG_CACHE_HOME": "xdg",
+    "PIP_CACHE_DIR": "pip",
+    "UV_CACHE_DIR": "uv",
+    "npm_config_cache": "npm",
+    "YARN_CACHE_FOLDER": "yarn",
+    "GOMODCACHE": "go/mod",
+    "GOCACHE": "go/build",
+    "CARGO_HOME": "cargo",
+}
+
+
+@dataclass(frozen=True)
+class JobWorkspace:
+    workspace: Workspace
+    sandbox: Sandbox | None  # None when the job runs no commands
+    tools: WorkspaceTools
+
+    @property
+    def path(self) -> Path:
+        return self.workspace.path
+
+
+def pool_for(settings: Settings, mirror: Mirror, project_id: int) -> WorkspacePool:
+    return WorkspacePool(mirror, settings.workspaces_dir / f"project-{project_id}")
+
+
+def toolchain_dirs(path_variable: str, home: Path) -> tuple[Path, ...]:
+    """Toolchains installed under the user's home (pyenv, cargo, nvm…) that PATH points into.
+    The home directory itself stays hidden; only these top-level directories are shown,
+    read-only, so `python3` or `cargo` work in the sandbox while ~/.ssh does not exist."""
+    found: list[Path] = []
+    for entry in path_variable.split(":"):
+        path = Path(entry)
+        if not entry or not path.is_absolute() or home not in path.parents:
+            continue
+        top = home / path.relative_to(home).parts[0]
+        if top not in found and top.is_dir():
+            found.append(top)
+    return tuple(found)
+
+
+def policies(
+    settings: Settings, mirror: Mirror, workspace: Workspace, cache: Path, config: EffectiveConfig
+) -> tuple[SandboxPolicy, SandboxPolicy]:
+    """(setup policy, work policy) for one workspace."""
+    env = dict(sandbox_env())
+    env.update({name: str(cache / sub) for name, sub in CACHE_VARIABLES.items()})
+    home = Path.home()
+    readable = (mirror.path, *toolchain_dirs(env.get("PATH", ""), home))
+    setup = SandboxPolicy(
+        workspace=workspace.path,
+        env=env,
+        writable=(workspace.git_dir, cache),
+        readable=readable,
+        # The data directory holds the database, other tasks' workspaces and other projects'
+        # mirrors; the home holds keys and credentials. The deeper grants above show through.
+        hidden=(settings.home, home),
+        network=config.setup_network,
+        limits=config.limits,
+    )
+    work = replace(setup, writable=(workspace.git_dir,), readable=(*readable, cache), network=False)
+    return setup, work
+
+
+@contextmanager
+def job_workspace(
+    ctx: JobContext,
+    mirror: Mirror,
+    *,
+    branch: str,
+    start_point: str,
+    config: EffectiveConfig,
+    commands: bool,
+) -> Iterator[JobWorkspace]:
+    """Acquire a workspace (released, cleaned, back to the pool when the block ends).
+
+    With ``commands`` the project's setup runs first and the tools can run commands;
+    without (research only reads), no sandbox is needed at all."""
+    pool = pool_for(ctx.settings, mirror, ctx.lease.project_id)
+    _sweep(ctx, pool)
+    workspace = pool.acquire(ctx.workspace_name(), branch, start_point)
+    try:
+        cache = ctx.settings.home / "cache" / f"project-{ctx.lease.project_id}"
+        for sub in CACHE_VARIABLES.values():
+            (cache / sub).mkdir(parents=True, exist_ok=True)
+        setup_policy, work_policy = policies(ctx.settings, mirror, workspace, cache, config)
+        sandbox = create_sandbox(config.backend, work_policy) if commands else None
+        if sandbox is not None and config.backend == "none":
+            ctx.emit(
+                "sandbox.none",
+                "WARNING: this project runs commands without isolation (sandbox 'none')",
+            )
+        if commands and config.setup_commands:
+            _setup(ctx, create_sandbox(config.backend, setup_policy), config)
+        tools = WorkspaceTools(
+            workspace.path, sandbox, command_timeout=config.command_timeout, cancel=ctx.cancel
+        )
+        yield JobWorkspace(workspace, sandbox, tools)
+    finally:
+        pool.release(workspace)
+
+
+def _sweep(ctx: JobContext, pool: WorkspacePool) -> None:
+    """Reclaim the workspaces of jobs whose worker died (their job is no longer running)."""
+    with ctx.db.session() as session:
+        running = session.execute(
+            select(Job.id, Job.task_id).where(
+                Job.project_id == ctx.lease.project_id, Job.state == JobState.RUNNING
+            )
+        ).all()
+    live = {workspace_name(task_id, job_id) for job_id, task_id in running if task_id}
+    cleaned = pool.sweep(live, min_age=60.0)
+    if cleaned:
+        ctx.emit("workspace.swept", f"Reclaimed {cleaned} workspace(s) of dead jobs")
+
+
+def _setup(ctx: JobContext, sandbox: Sandbox, config: EffectiveConfig) -> None:
+    for command in config.setup_commands:
+        ctx.check_cancelled()
+        network = "with network" if config.setup_network else "no network"
+        ctx.emit("setup.started", f"setup ({network}): {command}", command=command)
+        result = sandbox.run(
+            command, timeout=config.command_timeout, cancel=ctx.cancel, network=config.setup_network
+        )
+        ctx.check_cancelled()
+        ctx.emit(
+            "setup.finished",
+            f"setup: {command} → {'done' if result.ok else result.describe()}",
+            command=command,
+            exit_code=result.exit_code,
+            duration=round(result.duration, 3),
+            output=result.output,
+        )
+        if not result.ok:
+            raise CommandError(
+                f"The setup command {command!r} failed ({result.describe()}); fix the project's "
+                "setup commands (errands project set --setup …, or .errands.toml)."
+            )

@@ -1,0 +1,312 @@
+"""The warm workspace pool: reuse, isolation between jobs, concurrency, clean-up."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from errands.errors import GitError, InvalidInput
+from errands.git import Mirror, Workspace, WorkspacePool
+from errands.git.pool import IDLE_PREFIX
+from tests.git.git_helpers import commit_files, sh
+
+BASE = "refs/remotes/origin/main"
+
+
+@pytest.fixture
+def pool(tmp_path: Path, mirror: Mirror) -> WorkspacePool:
+    return WorkspacePool(mirror, tmp_path / "data" / "workspaces" / "project-1", keep=2)
+
+
+def _git(ws: Workspace, *args: str) -> str:
+    return sh(ws.path, f"--git-dir={ws.git_dir}", f"--work-tree={ws.path}", *args)
+
+
+def _idle(pool: WorkspacePool) -> list[Path]:
+    return sorted(p for p in pool.root.iterdir() if p.name.startswith(IDLE_PREFIX))
+
+
+def _registered(mirror: Mirror) -> list[str]:
+    out = sh(mirror.path, "worktree", "list", "--porcelain")
+    return [line.removeprefix("worktree ") for line in out.splitlines()[1:] if "worktree " in line]
+
+
+def _assert_exactly_at(ws: Workspace, commit: str) -> None:
+    assert _git(ws, "rev-parse", "HEAD").strip() == commit
+    assert _git(ws, "status", "--porcelain", "--ignored", "--untracked-files=all") == ""
+    assert _git(ws, "diff", commit) == ""
+    on_disk = sorted(
+        str(p.relative_to(ws.path))
+        for p in ws.path.rglob("*")
+        if not p.is_dir() and p.name != ".git"
+    )
+    assert on_disk == sorted(_git(ws, "ls-tree", "-r", "--name-only", commit).split())
+
+
+def test_second_acquire_reuses_the_parked_tree(pool: WorkspacePool, mirror: Mirror) -> None:
+    first = pool.acquire("job-1", "errands/1-a", BASE)
+    assert first.path == pool.root / "job-1"
+    assert first.head() == mirror.resolve(BASE)
+    (first.git_dir / "marker").write_text("the same tree\n")
+    inode = (first.path / "README.md").stat().st_ino
+    pool.release(first)
+    assert not first.path.exists()
+    assert len(_idle(pool)) == 1
+
+    second = pool.acquire("job-2", "errands/2-b", BASE)
+    assert second.path == pool.root / "job-2"
+    assert second.branch == "errands/2-b"
+    assert second.git_dir == first.git_dir
+    assert (second.git_dir / "marker").exists()
+    assert _git(second, "rev-parse", "--absolute-git-dir").strip() == str(first.git_dir)
+    # Same commit: not a single file was rewritten.
+    assert (second.path / "README.md").stat().st_ino == inode
+    assert _idle(pool) == []
+    # The registration follows the tree, and git itself finds it through path/.git.
+    assert _registered(mirror) == [str(second.path)]
+    assert sh(second.path, "rev-parse", "--abbrev-ref", "HEAD").strip() == "errands/2-b"
+    # The new branch starts at the start point; the old one is intact.
+    assert mirror.resolve("refs/heads/errands/2-b") == mirror.resolve(BASE)
+    assert mirror.resolve("refs/heads/errands/1-a") == mirror.resolve(BASE)
+
+
+def test_nothing_of_the_previous_job_survives(
+    pool: WorkspacePool, mirror: Mirror, user_repo: Path
+) -> None:
+    first = pool.acquire("job-1", "errands/1-a", BASE)
+    (first.path / ".gitignore").write_text(".venv/\n*.pyc\n")
+    (first.path / "only-on-1.txt").write_text("committed on the task branch\n")
+    committed = first.commit_all("task 1 work")
+    (first.path / "README.md").write_text("modified, uncommitted\n")
+    (first.path / "src" / "app.py").unlink()
+    (first.path / "untracked.txt").write_text("x\n")
+    (first.path / ".venv" / "lib").mkdir(parents=True)
+    (first.path / ".venv" / "lib" / "site.py").write_text("ignored cache\n")
+    (first.path / "src" / "app.pyc").write_bytes(b"\0ignored")
+    nested = first.path / "vendor" / "nested"
+    nested.mkdir(parents=True)
+    sh(nested, "init", "--quiet")
+    sh(first.path, "add", "--intent-to-add", "untracked.txt")  # through path/.git: staged too
+    pool.release(first)
+    # The task branch keeps its commit and is free: detached where it is parked.
+    assert mirror.resolve("refs/heads/errands/1-a") == committed
+    assert "errands/1-a" not in sh(mirror.path, "worktree", "list", "--porcelain")
+
+    # Meanwhile the base moved by a commit touching a few files.
+    commit_files(user_repo, {"README.md": "hello again\n", "docs/new.md": "new\n"}, "upstream")
+    mirror.fetch()
+    base = mirror.resolve(BASE)
+    assert base is not None
+    second = pool.acquire("job-2", "errands/2-b", BASE)
+    assert second.git_dir == first.git_dir
+    _assert_exactly_at(second, base)
+    assert not (second.path / ".venv").exists()
+    assert not (second.path / "vendor").exists()
+    assert not (second.path / "only-on-1.txt").exists()
+    assert second.changed_files() == []
+
+
+def test_an_existing_task_branch_is_checked_out_as_it_is(
+    pool: WorkspacePool, mirror: Mirror
+) -> None:
+    first = pool.acquire("job-1", "errands/1-a", BASE)
+    (first.path / "a.txt").write_text("a\n")
+    tip = first.commit_all("work so far")
+    assert tip is not None
+    pool.release(first)
+    other = pool.acquire("job-2", "errands/2-b", BASE)
+    pool.release(other)
+
+    # A revise job of task 1: the start point is ignored, the branch continues.
+    again = pool.acquire("job-3", "errands/1-a", BASE)
+    assert again.git_dir == first.git_dir
+    _assert_exactly_at(again, tip)
+    assert sh(again.path, "rev-parse", "--abbrev-ref", "HEAD").strip() == "errands/1-a"
+    (again.path / "b.txt").write_text("b\n")
+    assert again.commit_all("more") is not None
+    assert mirror.resolve("refs/heads/errands/1-a^") == tip
+
+
+def test_a_released_branch_can_be_checked_out_anywhere(
+    tmp_path: Path, pool: WorkspacePool, mirror: Mirror
+) -> None:
+    ws = pool.acquire("job-1", "errands/1-a", BASE)
+    pool.release(ws)
+    # Parked (detached): neither git nor add_workspace sees the branch as checked out.
+    plain = mirror.add_workspace(tmp_path / "elsewhere", "errands/1-a", BASE)
+    assert _idle(pool) != []
+    mirror.remove_workspace(plain.path)
+
+
+def test_a_dead_jobs_tree_on_the_same_branch_does_not_block_acquire(
+    pool: WorkspacePool, mirror: Mirror
+) -> None:
+    spare = pool.acquire("spare", "errands/9-spare", BASE)
+    dead = pool.acquire("job-1", "errands/1-a", BASE)
+    pool.release(spare)
+    (dead.path / "lost.txt").write_text("uncommitted\n")
+    # The worker running job-1 died; its retry runs as job-2 on the same branch.
+    retry = pool.acquire("job-2", "errands/1-a", BASE)
+    assert retry.git_dir == spare.git_dir
+    assert not dead.path.exists()
+    assert retry.changed_files() == []
+
+
+def test_prewarm_makes_the_first_acquire_a_reuse(pool: WorkspacePool, mirror: Mirror) -> None:
+    assert pool.prewarm(BASE)
+    assert len(_idle(pool)) == 1
+    assert not pool.prewarm(BASE)  # one is parked already
+    ws = pool.acquire("job-1", "errands/1-a", BASE)
+    assert _idle(pool) == []
+    assert [p.name for p in pool.root.iterdir()] == ["job-1"]
+    base = mirror.resolve(BASE)
+    assert base is not None
+    _assert_exactly_at(ws, base)
+    with pytest.raises(GitError, match="does not name a commit"):
+        pool.prewarm("refs/remotes/origin/nope")
+    assert [p.name for p in pool.root.iterdir()] == ["job-1"]
+
+
+def test_concurrent_acquires_get_different_trees(pool: WorkspacePool) -> None:
+    parked = [pool.acquire(f"warm-{i}", f"errands/{i}-warm", BASE) for i in range(2)]
+    for ws in parked:
+        pool.release(ws)
+    results: dict[int, Workspace] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def work(i: int) -> None:
+        try:
+            start.wait()
+            results[i] = pool.acquire(f"job-{i}", f"errands/{10 + i}-x", BASE)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    git_dirs = {ws.git_dir for ws in results.values()}
+    paths = {ws.path for ws in results.values()}
+    assert len(git_dirs) == len(paths) == 3
+    # Two were warm, the third a full checkout; every one is on its own branch.
+    assert git_dirs > {ws.git_dir for ws in parked}
+    for ws in results.values():
+        assert sh(ws.path, "rev-parse", "--abbrev-ref", "HEAD").strip() == ws.branch
+
+
+def test_keep_bounds_the_parked_trees(pool: WorkspacePool, mirror: Mirror) -> None:
+    trees = [pool.acquire(f"job-{i}", f"errands/{i}-x", BASE) for i in range(4)]
+    for ws in trees:
+        pool.release(ws)
+    assert pool.keep == 2
+    assert len(_idle(pool)) == 2
+    assert len(_registered(mirror)) == 2
+    # The most recently parked are kept.
+    assert {admin for admin in (t.git_dir for t in trees) if admin.exists()} == {
+        trees[2].git_dir,
+        trees[3].git_dir,
+    }
+
+    none_kept = WorkspacePool(mirror, pool.root, keep=0)
+    ws = none_kept.acquire("job-9", "errands/9-x", BASE)
+    none_kept.release(ws)
+    assert _idle(pool) == []
+    assert _registered(mirror) == []
+
+
+def test_sweep_cleans_up_after_dead_jobs(pool: WorkspacePool, mirror: Mirror) -> None:
+    live = pool.acquire("job-live", "errands/1-a", BASE)
+    dead = pool.acquire("job-dead", "errands/2-b", BASE)
+    (dead.path / "half-done.txt").write_text("from a worker that died\n")
+    vanished = pool.acquire("job-vanished", "errands/3-c", BASE)
+    shutil.rmtree(vanished.path)  # gone, but still registered in the mirror
+    (live.path / "in-progress.txt").write_text("mine\n")
+
+    assert pool.sweep({"job-live"}, min_age=3600) == 1  # only the vanished registration
+    assert dead.path.exists()
+    assert pool.sweep({"job-live"}) == 1
+    assert not dead.path.exists()
+    assert (live.path / "in-progress.txt").exists()
+    assert len(_idle(pool)) == 1
+    assert sorted(_registered(mirror)) == sorted([str(live.path), str(_idle(pool)[0])])
+    # The dead job's branch is free again, and its tree is reused, clean.
+    retry = pool.acquire("job-retry", "errands/2-b", BASE)
+    assert retry.git_dir == dead.git_dir
+    assert retry.changed_files() == []
+    assert pool.sweep({"job-live", "job-retry"}) == 0
+
+
+def test_sweep_leaves_what_is_not_a_workspace(pool: WorkspacePool) -> None:
+    pool.root.mkdir(parents=True)
+    (pool.root / "stray").mkdir()
+    (pool.root / "stray" / "keep.txt").write_text("not ours\n")
+    assert pool.sweep(()) == 0
+    assert (pool.root / "stray" / "keep.txt").exists()
+
+
+def test_release_is_safe_when_the_workspace_is_gone(pool: WorkspacePool, mirror: Mirror) -> None:
+    ws = pool.acquire("job-1", "errands/1-a", BASE)
+    mirror.remove_workspace(ws.path)
+    pool.release(ws)
+    pool.release(ws)
+    assert _idle(pool) == []
+
+    again = pool.acquire("job-2", "errands/2-b", BASE)
+    pool.release(again)
+    pool.release(again)  # released twice: the parked tree is left alone
+    assert len(_idle(pool)) == 1
+
+
+def test_a_tampered_dot_git_is_restored_on_release(pool: WorkspacePool, tmp_path: Path) -> None:
+    ws = pool.acquire("job-1", "errands/1-a", BASE)
+    evil = tmp_path / "evil.git"
+    sh(tmp_path, "init", "--quiet", "--bare", str(evil))
+    marker = tmp_path / "pwned"
+    sh(evil, "config", "core.bare", "false")
+    sh(evil, "config", "core.fsmonitor", f"touch {marker}; false")
+    (ws.path / ".git").write_text(f"gitdir: {evil}\n")
+    pool.release(ws)
+    again = pool.acquire("job-2", "errands/2-b", BASE)
+    assert again.git_dir == ws.git_dir
+    assert sh(again.path, "rev-parse", "--abbrev-ref", "HEAD").strip() == "errands/2-b"
+    assert not marker.exists()
+
+
+def test_a_tree_that_cannot_be_cleaned_is_removed_not_parked(pool: WorkspacePool) -> None:
+    ws = pool.acquire("job-1", "errands/1-a", BASE)
+    locked = ws.git_dir / "index.lock"  # a git command of the dead job never finished
+    locked.write_text("")
+    pool.release(ws)
+    assert not ws.path.exists()
+    assert _idle(pool) == []
+
+
+def test_acquire_rejects_bad_input(pool: WorkspacePool, make_ws: Callable[[], None]) -> None:
+    for name in ("", ".idle-1", "a/b", "..", ".hidden"):
+        with pytest.raises(InvalidInput):
+            pool.acquire(name, "errands/1-a", BASE)
+    with pytest.raises(InvalidInput):
+        pool.acquire("job-1", "bad..name", BASE)
+    with pytest.raises(GitError, match="does not name a commit"):
+        pool.acquire("job-1", "errands/1-a", "refs/remotes/origin/nope")
+    make_ws()
+    # With a parked tree too: the error comes before anything is claimed.
+    with pytest.raises(GitError, match="does not name a commit"):
+        pool.acquire("job-1", "errands/1-a", "refs/remotes/origin/nope")
+    assert len(_idle(pool)) == 1
+    assert not (pool.root / "job-1").exists()
+
+
+@pytest.fixture
+def make_ws(pool: WorkspacePool) -> Callable[[], None]:
+    def make() -> None:
+        pool.release(pool.acquire("warm", "errands/0-warm", BASE))
+
+    return make
