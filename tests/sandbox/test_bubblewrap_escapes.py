@@ -190,11 +190,26 @@ def test_network_on_request_is_all_or_nothing(
     the host's loopback services are reachable too. There is no egress allowlist yet."""
     url, hits = loopback_server
 
-    result = host.sandbox().run(f"curl -sS --max-time 3 {url}", timeout=30, network=True)
+    result = host.sandbox(network=True).run(
+        f"curl -sS --max-time 3 {url}", timeout=30, network=True
+    )
 
     assert result.ok, result.output
     assert "hello-from-the-host" in result.output
     assert hits == ["/"]
+
+
+def test_a_policy_without_network_ignores_a_request_for_it(
+    host: Host, loopback_server: tuple[str, list[str]]
+) -> None:
+    """The policy is the ceiling: the agent's sandbox never gets the network, whatever the
+    caller asks."""
+    url, hits = loopback_server
+
+    result = host.sandbox().run(f"curl -sS --max-time 3 {url}", timeout=30, network=True)
+
+    assert not result.ok
+    assert hits == []
 
 
 @pytest.mark.skipif(

@@ -14,7 +14,7 @@ from typing import Literal, assert_never
 
 from errands.errors import ConfigError
 from errands.sandbox.base import CommandResult, Sandbox
-from errands.sandbox.bubblewrap import BubblewrapSandbox, bwrap_problem
+from errands.sandbox.bubblewrap import BubblewrapSandbox, bwrap_path, bwrap_problem
 from errands.sandbox.plain import PlainSandbox
 from errands.sandbox.policy import Limits, SandboxPolicy
 
@@ -26,6 +26,8 @@ __all__ = [
     "PlainSandbox",
     "Sandbox",
     "SandboxPolicy",
+    "bwrap_path",
+    "bwrap_problem",
     "create_sandbox",
 ]
 

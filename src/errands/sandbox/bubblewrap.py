@@ -105,7 +105,9 @@ class BubblewrapSandbox:
         if not workspace.is_dir():
             raise CommandError(f"Cannot start {command!r} in {workspace}: no such directory")
         return run_process(
-            self.argv(command, network=network),
+            # The policy is the ceiling: a call can ask for the network only where the policy
+            # (a project's setup commands) allows it.
+            self.argv(command, network=network and self.policy.network),
             command=command,
             # bwrap's own environment is what /proc/1/environ shows inside (bwrap is the pid
             # namespace's init): give it nothing at all.

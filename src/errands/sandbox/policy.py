@@ -25,5 +25,5 @@ class SandboxPolicy:
     writable: tuple[Path, ...] = ()  # e.g. the worktree's private git directory
     readable: tuple[Path, ...] = ()  # e.g. the project's mirror, toolchains under $HOME
     hidden: tuple[Path, ...] = ()  # never visible, even below a readable path (data dir, home)
-    network: bool = False
+    network: bool = False  # whether run(network=True) may turn the network on at all
     limits: Limits = field(default_factory=Limits)

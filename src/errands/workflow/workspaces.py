@@ -85,7 +85,9 @@ def policies(
         readable=readable,
         # The data directory holds the database, other tasks' workspaces and other projects'
         # mirrors; the home holds keys and credentials. The deeper grants above show through.
-        hidden=(settings.home, home),
+        # The mirror's worktrees/ holds every other job's private git directory; this job's own
+        # (writable, deeper) still shows through.
+        hidden=(settings.home, home, mirror.path / "worktrees"),
         network=config.setup_network,
         limits=config.limits,
     )
