@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from errands.sandbox import bwrap_problem
 from errands.testing.scripted_llm import ScriptedLLM
 from tests.conftest import run_git
 from tests.support import CalcScript, wait_for
@@ -75,6 +76,7 @@ def cli(home: Path, llm: ScriptedLLM, tmp_path: Path) -> Iterator[Cli]:
         "OPENAI_BASE_URL": llm.base_url,
         "OPENAI_API_KEY": "sk-cli-secret-456789",
         "ERRANDS_WORKER_POLL_INTERVAL": "0.05",
+        "ERRANDS_SANDBOX": "auto" if bwrap_problem() is None else "none",
     }
     worker = subprocess.Popen(
         [*ERRANDS, "worker"],
