@@ -1,8 +1,8 @@
 """Errands' own overhead per task on a repository of ~5,000 files.
 
 Runs the whole hand-off workflow over real HTTP against an in-process server (the embedded
-worker, real git, real SQLite, the plain sandbox) with the scripted OpenAI-compatible model of
-``tests/support.py`` (``CalcScript``), once per task, and prints
+worker, real git, real SQLite, the bubblewrap sandbox where available) with the scripted
+OpenAI-compatible model of ``tests/support.py`` (``CalcScript``), once per task, and prints
 
     overhead = wall time (create → merged) - time spent inside the scripted model
 
@@ -42,6 +42,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from tests.support import CalcScript, running_server, settings_for  # noqa: E402
 
+from errands.sandbox import bwrap_problem  # noqa: E402
 from errands.testing.scripted_llm import ScriptedLLM  # noqa: E402
 
 PHASES = ("research", "execute", "revise", "merge")
@@ -333,7 +334,8 @@ def report(
         ("origin", "a bare clone per task (its own project); the merge pushes to it"),
         ("temp dir", str(tmp)),
         ("tasks", f"{len(runs)}, sequential, each on a fresh clone / project"),
-        ("worker", f"concurrency {concurrency}, job poll interval {worker_poll}s, plain sandbox"),
+        ("worker", f"concurrency {concurrency}, job poll interval {worker_poll}s"),
+        ("sandbox", "bubblewrap" if bwrap_problem() is None else "none (bubblewrap missing)"),
         ("LLM requests per task", ", ".join(str(t.requests) for t in totals)),
         ("client polling", f"every {poll}s (≤{poll}s late per wait, 4 waits per task)"),
     ):
