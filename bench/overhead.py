@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from tests.support import CalcScript, running_server, settings_for  # noqa: E402
+from tests.support import CalcScript, running_server, settings_for, wait_for  # noqa: E402
 
 from errands.sandbox import bwrap_problem  # noqa: E402
 from errands.testing.scripted_llm import ScriptedLLM  # noqa: E402
@@ -135,19 +135,6 @@ def clone(source: Path, target: Path) -> Path:
 # -- polling ----------------------------------------------------------------------------------
 
 
-def wait_until(
-    check: Callable[[], Any], *, interval: float, timeout: float = 120, what: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise RuntimeError(f"timed out waiting for {what}: last value {last!r}")
-
-
 def wait_state(
     client: httpx.Client, task_id: int, state: str, interval: float
 ) -> tuple[dict[str, Any], float]:
@@ -171,7 +158,7 @@ def wait_state(
             return None
         return task
 
-    task: dict[str, Any] = wait_until(check, interval=interval, what=f"task {task_id} {state}")
+    task: dict[str, Any] = wait_for(check, interval=interval, what=f"task {task_id} {state}")
     return task, time.perf_counter() - seen[0]
 
 
@@ -241,7 +228,7 @@ def run_task(
     )
     response.raise_for_status()
     project_id = response.json()["id"]
-    wait_until(
+    wait_for(
         lambda: client.get(f"/api/projects/{project_id}").json()["indexed_at"],
         interval=poll,
         what=f"project {name} indexed",
