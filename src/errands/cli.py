@@ -279,6 +279,89 @@ def project_index(project: str) -> None:
     out.print("Indexing queued.")
 
 
+# -- code index -------------------------------------------------------------------------------
+
+
+@app.command("index")
+def index_command(
+    project: Annotated[str, typer.Argument(help="Project id or name.")],
+) -> None:
+    """Index a project now (languages, verify commands, symbols, search), with progress.
+    Only files changed since the last index are re-read."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from errands.store import events as event_log
+    from errands.workflow.index import index_project
+
+    with _db() as (settings, db):
+        with db.session() as s:
+            project_id = actions.get_project(s, project).id
+
+        def emit(kind: str, message: str, data: dict[str, Any]) -> None:
+            with db.session() as s:
+                event_log.record(s, kind, message, project_id=project_id, data=data)
+            if kind == "index.finished":
+                out.print(message)
+
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            job = bar.add_task("Indexing", total=None)
+            index_project(
+                settings,
+                db,
+                project_id,
+                emit=emit,
+                progress=lambda done, total: bar.update(job, completed=done, total=total),
+            )
+
+
+@app.command()
+def locate(
+    project: Annotated[str, typer.Argument(help="Project id or name.")],
+    text: Annotated[str, typer.Argument(help="A task, an issue, a traceback; - = stdin.")],
+    limit: Annotated[int, typer.Option(help="How many files.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where would this change go? Rank files and symbols, with reasons (no LLM)."""
+    from errands.workflow.code_index import load_index
+
+    query = sys.stdin.read() if text == "-" else text
+    settings, project_id = _run(lambda s, st: (st, actions.get_project(s, project).id))
+    index = load_index(settings, project_id)
+    if index is None:
+        raise InvalidInput(
+            f"Project {project!r} has no code index yet: run `errands index {project}`."
+        )
+    located = index.locate(query, limit=limit)
+    if as_json:
+        _print_json(
+            [
+                {
+                    "path": hit.path,
+                    "score": hit.score,
+                    "reasons": hit.reasons,
+                    "symbols": [
+                        {"name": s.name, "kind": s.kind, "line": s.start_line, "end": s.end_line}
+                        for s in hit.symbols
+                    ],
+                }
+                for hit in located
+            ]
+        )
+        return
+    table = Table("#", "file", "score", "why", "symbols")
+    for n, hit in enumerate(located, start=1):
+        symbols = ", ".join(f"{s.name}:{s.start_line}" for s in hit.symbols[:4])
+        table.add_row(str(n), hit.path, f"{hit.score:.2f}", "; ".join(hit.reasons), symbols)
+    out.print(table)
+
+
 # -- tasks ------------------------------------------------------------------------------------
 
 

@@ -19,6 +19,8 @@ MAX_GREP_MATCHES = 200
 MAX_WRITE_BYTES = 2_000_000
 
 ToolFunction = Callable[..., str]
+# The project's code index: (query, limit) -> [(path, line, snippet)].
+CodeSearch = Callable[[str, int], list[tuple[str, int, str]]]
 
 
 class ToolError(Exception):
@@ -33,8 +35,10 @@ class WorkspaceTools:
         *,
         command_timeout: float,
         cancel: threading.Event | None = None,
+        code_search: CodeSearch | None = None,
     ) -> None:
         self.root = root.resolve()
+        self.code_search = code_search
         self.sandbox = sandbox
         self.command_timeout = command_timeout
         self.cancel = cancel
@@ -42,7 +46,10 @@ class WorkspaceTools:
     # -- tool sets ------------------------------------------------------------------------
 
     def read_only(self) -> list[ToolFunction]:
-        return [self.list_files, self.read_file, self.grep]
+        tools: list[ToolFunction] = [self.list_files, self.read_file, self.grep]
+        if self.code_search is not None:
+            tools.append(self.search_code)
+        return tools
 
     def read_write(self) -> list[ToolFunction]:
         if self.sandbox is None:
@@ -163,6 +170,22 @@ class WorkspaceTools:
             return "\n".join(shown) + (f"\n… and {more} more matches" if more else "")
 
         return self._guard(act)
+
+    def search_code(self, query: str, limit: int = 20) -> str:
+        """Search the project's code index (ranked by relevance: words, identifiers, symbol
+        names) and print path:line: snippet. Faster and better ranked than grep for "where is
+        X handled" questions; use grep for exact patterns.
+
+        Args:
+            query: words or identifiers, e.g. "retry backoff http client".
+            limit: how many hits to show (at most 50).
+        """
+        if self.code_search is None:
+            return "Error: this project has no code index yet"
+        hits = self.code_search(query, max(1, min(limit, 50)))
+        if not hits:
+            return "No matches."
+        return "\n".join(f"{path}:{line}: {snippet[:300]}" for path, line, snippet in hits)
 
     def write_file(self, path: str, content: str) -> str:
         """Create or overwrite a file with the given content.

@@ -10,6 +10,7 @@ from errands.errors import GitError
 from errands.git import Mirror, task_branch
 from errands.store import Subtask, Task
 from errands.workflow import handoff
+from errands.workflow.code_index import code_search
 from errands.workflow.context import JobContext
 from errands.workflow.implement import implement_subtask
 from errands.workflow.mirrors import base_tip
@@ -51,7 +52,13 @@ def run(ctx: JobContext) -> None:
         base_commit = task.base_commit
     # An existing branch (a resumed job) is reused as it is.
     with job_workspace(
-        ctx, mirror, branch=branch, start_point=base_commit, config=config, commands=True
+        ctx,
+        mirror,
+        branch=branch,
+        start_point=base_commit,
+        config=config,
+        commands=True,
+        code_search=code_search(ctx),
     ) as work:
         if not planned:
             _plan(ctx, work, context)

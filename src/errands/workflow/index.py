@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import PurePosixPath
+from typing import Any
 
 from errands.errors import GitError
 from errands.git import git
-from errands.store import Project
+from errands.index import CodeIndex
+from errands.settings import Settings
+from errands.store import Database, Project
 from errands.store.models import utcnow
+from errands.workflow.code_index import Progress, refresh_index
 from errands.workflow.context import JobContext
-from errands.workflow.mirrors import base_tip
+from errands.workflow.mirrors import base_tip, open_mirror
 from errands.workflow.project_config import CONFIG_FILE, parse_repo_config
 from errands.workflow.workspaces import pool_for
 
@@ -100,13 +105,25 @@ def detect_commands(files: list[str], read: Callable[[str], str | None]) -> list
     return commands
 
 
-def run(ctx: JobContext) -> None:
-    with ctx.db.session() as session:
-        project = session.get(Project, ctx.lease.project_id)
-        assert project is not None
+Emit = Callable[[str, str, dict[str, Any]], None]
+
+
+def index_project(
+    settings: Settings,
+    db: Database,
+    project_id: int,
+    *,
+    emit: Emit,
+    progress: Progress | None = None,
+) -> CodeIndex:
+    """Mirror the repository and learn it: languages, verify commands, `.errands.toml`, and
+    the code index (only changed files when one exists). The index job and `errands index`
+    both run this."""
+    with db.session() as session:
+        project = session.get_one(Project, project_id)
         origin, base_branch = project.origin, project.base_branch
-    ctx.emit("index.started", f"Indexing {origin} ({base_branch})")
-    mirror = ctx.mirror(origin)
+    emit("index.started", f"Indexing {origin} ({base_branch})", {})
+    mirror = open_mirror(settings, project_id, origin)
     mirror.fetch()
     ref = base_tip(mirror, origin, base_branch)
     files = git("ls-tree", "-r", "--name-only", "-z", ref, cwd=mirror.path).split("\0")
@@ -118,26 +135,48 @@ def run(ctx: JobContext) -> None:
         except GitError:  # a submodule or an unreadable blob: nothing to learn from it
             return None
 
-    # The project's first job then finds a checked-out workspace waiting in the pool.
-    pool_for(ctx.settings, mirror, ctx.lease.project_id).prewarm(ref)
     languages = count_languages(files)
     commands = detect_commands(files, read)
     config_text = read(CONFIG_FILE) if CONFIG_FILE in files else None
     # An invalid file fails the index with the reason rather than being silently ignored.
     repo_config = parse_repo_config(config_text) if config_text is not None else None
-    with ctx.db.session() as session:
-        project = session.get(Project, ctx.lease.project_id)
-        assert project is not None
+    started = time.monotonic()
+    code, changed = refresh_index(settings, project_id, mirror, ref, progress=progress)
+    seconds = time.monotonic() - started
+    # The project's first job then finds a checked-out workspace waiting in the pool.
+    pool_for(settings, mirror, project_id).prewarm(ref)
+    with db.session() as session:
+        project = session.get_one(Project, project_id)
         project.repo_config = repo_config.model_dump(mode="json") if repo_config else {}
         project.languages = languages
         project.file_count = len(files)
         project.detected_commands = commands
         project.indexed_at = utcnow()
-    ctx.emit(
+    how = "cold build" if changed is None else f"{len(changed)} changed file(s) re-indexed"
+    emit(
         "index.finished",
-        f"Indexed {len(files)} files; verify with: {', '.join(commands) or 'nothing detected'}",
-        file_count=len(files),
-        languages=languages,
-        detected_commands=commands,
-        repo_config=bool(repo_config),
+        f"Indexed {len(files)} files ({code.symbol_count} symbols; {how} in {seconds:.2f}s); "
+        f"verify with: {', '.join(commands) or 'nothing detected'}",
+        {
+            "file_count": len(files),
+            "symbols": code.symbol_count,
+            "reindexed": changed,
+            "seconds": round(seconds, 3),
+            "languages": languages,
+            "detected_commands": commands,
+            "repo_config": bool(repo_config),
+        },
     )
+    return code
+
+
+def run(ctx: JobContext) -> None:
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        # A few events per build, not one per file.
+        if total and (done == total or done / total - last[0] >= 0.25):
+            last[0] = done / total
+            ctx.emit("index.progress", f"Indexed {done}/{total} files", done=done, total=total)
+
+    index_project(ctx.settings, ctx.db, ctx.lease.project_id, emit=ctx.event, progress=progress)

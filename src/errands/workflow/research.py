@@ -7,21 +7,37 @@ from errands.agent.loop import run_agent
 from errands.agent.schemas import ResearchResult
 from errands.domain import TaskState, check_transition
 from errands.git import task_branch
+from errands.index import Located
 from errands.store import Project, Question, Task
 from errands.workflow import actions
+from errands.workflow.code_index import load_index
 from errands.workflow.context import JobContext
 from errands.workflow.mirrors import base_tip
 from errands.workflow.project_config import EffectiveConfig, effective_config
 from errands.workflow.workspaces import job_workspace
 
+MAP_FILES = 5  # files whose outline goes into the first prompt
+MAP_CHARS = 6_000  # about 1,500 tokens of repository map
 
-def research_prompt(task: Task, project: Project, config: EffectiveConfig) -> str:
+
+def research_prompt(
+    task: Task, project: Project, config: EffectiveConfig, located: list[Located], outline: str
+) -> str:
     languages = ", ".join(f"{k} ({v})" for k, v in project.languages.items()) or "unknown"
     commands = ", ".join(config.verify_commands) or "none configured"
-    return (
+    prompt = (
         f"Repository: {project.name} — {project.file_count} files; languages: {languages}; "
         f"verify commands: {commands}.\n\n{prompts.task_block(task.title, task.body)}"
     )
+    if located:
+        ranked = "\n".join(
+            f"{n}. {hit.path} — {'; '.join(hit.reasons)}" for n, hit in enumerate(located, 1)
+        )
+        prompt += (
+            "\n\nFiles the code index ranks as most relevant to this task (start here; "
+            f"verify by reading them):\n{ranked}\n\nOutline of the top files:\n{outline}"
+        )
+    return prompt
 
 
 def run(ctx: JobContext) -> None:
@@ -30,7 +46,14 @@ def run(ctx: JobContext) -> None:
         assert task is not None
         project = task.project
         config = effective_config(project, ctx.settings)
-        prompt = research_prompt(task, project, config)
+        index = load_index(ctx.settings, project.id)
+        located = index.locate(f"{task.title}\n\n{task.body}", limit=10) if index else []
+        outline = (
+            index.repo_map([h.path for h in located[:MAP_FILES]], max_chars=MAP_CHARS)
+            if index
+            else ""
+        )
+        prompt = research_prompt(task, project, config, located, outline)
         origin, base_branch = project.origin, task.base_branch
         branch = task.branch or task_branch(task.id, task.title)
     mirror = ctx.mirror(origin)
@@ -38,7 +61,13 @@ def run(ctx: JobContext) -> None:
     base_commit = base_tip(mirror, origin, base_branch)
     # Research reads the base as it is now; execute branches from this same commit.
     with job_workspace(
-        ctx, mirror, branch=branch, start_point=base_commit, config=config, commands=False
+        ctx,
+        mirror,
+        branch=branch,
+        start_point=base_commit,
+        config=config,
+        commands=False,
+        code_search=(lambda q, n: index.search(q, limit=n)) if index else None,
     ) as work:
         ctx.emit("research.started", f"Researching on {base_branch} at {base_commit[:10]}")
         result = run_agent(
@@ -56,7 +85,13 @@ def run(ctx: JobContext) -> None:
         assert task is not None
         task.branch = branch
         task.base_commit = base_commit
-        task.research = result.model_dump(exclude={"questions"})
+        task.research = {
+            **result.model_dump(exclude={"questions"}),
+            # What the index proposed, with its reasons, next to what the agent concluded.
+            "located": [
+                {"path": h.path, "score": round(h.score, 3), "reasons": h.reasons} for h in located
+            ],
+        }
         task.requirements = list(result.requirements)
         task.questions.clear()
         for number, q in enumerate(result.questions, start=1):

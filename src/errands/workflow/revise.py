@@ -8,6 +8,7 @@ from errands.agent import prompts
 from errands.domain import SubtaskState
 from errands.errors import Conflict
 from errands.store import ReviewComment, Subtask, Task
+from errands.workflow.code_index import code_search
 from errands.workflow.context import JobContext
 from errands.workflow.execute import finish_review_round
 from errands.workflow.implement import implement_subtask
@@ -72,7 +73,13 @@ def run(ctx: JobContext) -> None:
     mirror.fetch()
     # The branch exists: the workspace checks it out as it is (start_point is unused).
     with job_workspace(
-        ctx, mirror, branch=branch, start_point=base_commit, config=config, commands=True
+        ctx,
+        mirror,
+        branch=branch,
+        start_point=base_commit,
+        config=config,
+        commands=True,
+        code_search=code_search(ctx),
     ) as work:
         ctx.emit("revise.started", f"Revising: {len(steps)} comment(s)", comments=steps)
         implement_subtask(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from errands.agent.tools import WorkspaceTools
+from errands.agent.tools import CodeSearch, WorkspaceTools
 from errands.domain import JobState
 from errands.errors import CommandError
 from errands.git import Mirror, Workspace, WorkspacePool
@@ -104,6 +104,7 @@ def job_workspace(
     start_point: str,
     config: EffectiveConfig,
     commands: bool,
+    code_search: CodeSearch | None = None,
 ) -> Iterator[JobWorkspace]:
     """Acquire a workspace (released, cleaned, back to the pool when the block ends).
 
@@ -126,7 +127,11 @@ def job_workspace(
         if commands and config.setup_commands:
             _setup(ctx, create_sandbox(config.backend, setup_policy), config)
         tools = WorkspaceTools(
-            workspace.path, sandbox, command_timeout=config.command_timeout, cancel=ctx.cancel
+            workspace.path,
+            sandbox,
+            command_timeout=config.command_timeout,
+            cancel=ctx.cancel,
+            code_search=code_search,
         )
         yield JobWorkspace(workspace, sandbox, tools)
     finally:

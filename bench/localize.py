@@ -1,0 +1,318 @@
+"""Localization and indexing benchmark over SWE-bench dev instances.
+
+For each instance (grouped by repository, oldest first) the code index is brought to the
+instance's base commit — a cold build for a repository's first instance, then ``update``
+from the previous instance's index, which exercises incremental indexing — and
+``locate(problem_statement)`` is scored against the files the real fix changed, keeping
+non-test source files only (instances with none left are skipped):
+
+    recall@k   instances with a gold file in the top k, over scored instances
+    coverage   mean fraction of an instance's gold files in the top 10
+
+Also printed: cold index throughput per repository, incremental update times, the time to
+re-index after a synthetic one-file commit, index size on disk, locate latency, and the
+conditions. Repositories are bare git directories: ``--repos-dir DIR`` holding
+``OWNER+NAME/repo`` (the ``fetch`` tool's layout) or ``OWNER+NAME``, or ``--repo
+OWNER/NAME=PATH``. Missing repositories are skipped and said so.
+
+Usage (from the repository root)::
+
+    python bench/localize.py [--limit N] [--repos-dir /work/.mirror] [--misses]
+
+Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+from errands.index import CodeIndex  # noqa: E402
+from errands.index.paths import is_test  # noqa: E402
+
+DEFAULT_DATA = Path("/work/shared/data/localization-dev.jsonl")
+
+
+@dataclass
+class RepoStats:
+    cold_seconds: float = 0.0
+    cold_files: int = 0
+    tree_files: int = 0
+    updates: list[tuple[float, int]] = field(default_factory=list)  # (seconds, changed files)
+    one_file_ms: list[float] = field(default_factory=list)  # a median-sized source file
+    one_file_big_ms: list[float] = field(default_factory=list)  # the largest source file
+    size_bytes: int = 0
+    save_s: float = 0.0
+    load_s: float = 0.0
+    consistent: bool | None = None
+    instances: int = 0
+    hits: dict[int, int] = field(default_factory=lambda: {1: 0, 5: 0, 10: 0})
+    coverage: list[float] = field(default_factory=list)
+    locate_ms: list[float] = field(default_factory=list)
+
+
+def _git(
+    git_dir: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> str:
+    proc = subprocess.run(
+        ["git", f"--git-dir={git_dir}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
+    return proc.stdout.strip()
+
+
+def find_repo(repos_dir: Path, repo: str) -> Path | None:
+    key = repo.replace("/", "+")
+    for cand in (
+        repos_dir / key / "repo",
+        repos_dir / key,
+        repos_dir / repo.rsplit("/", maxsplit=1)[-1],
+    ):
+        if (cand / "HEAD").exists() or (cand / ".git").exists():
+            return cand
+    return None
+
+
+def one_file_commit(git_dir: Path, base: str, scratch: Path, which: str) -> tuple[Path, str, str]:
+    """A commit on top of ``base`` changing one non-test Python source file (the
+    ``median``-sized or the ``largest``), made in a scratch bare repository borrowing the
+    mirror's objects (the mirror is never written)."""
+    if not scratch.exists():
+        scratch.mkdir(parents=True)
+        subprocess.run(["git", "init", "-q", "--bare", str(scratch)], check=True)
+        alt = scratch / "objects" / "info" / "alternates"
+        alt.write_text(str((git_dir / "objects").resolve()) + "\n")
+    sources: list[tuple[int, str]] = []
+    for line in _git(scratch, "ls-tree", "-r", "-l", base).splitlines():
+        meta, _, name = line.partition("\t")
+        size = meta.split()[3]
+        if name.endswith(".py") and not is_test(name) and size.isdigit():
+            sources.append((int(size), name))
+    sources.sort()
+    path = sources[-1][1] if which == "largest" else sources[len(sources) // 2][1]
+    content = _git(scratch, "cat-file", "blob", f"{base}:{path}")
+    new_blob = _git(
+        scratch, "hash-object", "-w", "--stdin",
+        input=content + "\n\ndef errands_bench_added(x):\n    return x + 1\n",
+    )  # fmt: skip
+    index_file = scratch / "bench-index"
+    env = {"GIT_INDEX_FILE": str(index_file)}
+    _git(scratch, "read-tree", base, env=env)
+    _git(scratch, "update-index", "--cacheinfo", f"100644,{new_blob},{path}", env=env)
+    new_tree = _git(scratch, "write-tree", env=env)
+    ident = {
+        "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
+        "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost",
+    }  # fmt: skip
+    commit = _git(scratch, "commit-tree", new_tree, "-p", base, "-m", "bench: one file", env=ident)
+    return scratch, commit, path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--repos-dir", type=Path, default=Path("/work/.mirror"))
+    ap.add_argument("--repo", action="append", default=[], help="OWNER/NAME=PATH (repeatable)")
+    ap.add_argument("--limit", type=int, default=0, help="at most N instances (0: all)")
+    ap.add_argument("--only", action="append", default=[], help="only these OWNER/NAME")
+    ap.add_argument("--misses", action="store_true", help="print instances missed at top 5")
+    args = ap.parse_args(argv)
+
+    mapping: dict[str, Path] = {}
+    for spec in args.repo:
+        name, _, path = spec.partition("=")
+        mapping[name] = Path(path)
+    rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
+    if args.only:
+        rows = [r for r in rows if r["repo"] in args.only]
+    by_repo: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    skipped_repos: dict[str, int] = defaultdict(int)
+    for row in rows:
+        git_dir = mapping.get(row["repo"]) or find_repo(args.repos_dir, row["repo"])
+        if git_dir is None:
+            skipped_repos[row["repo"]] += 1
+            continue
+        mapping[row["repo"]] = git_dir
+        by_repo[row["repo"]].append(row)
+    if args.limit:
+        # Spread a limited run over every repository rather than the first one only.
+        per = max(1, args.limit // max(len(by_repo), 1))
+        for repo in by_repo:
+            by_repo[repo] = sorted(by_repo[repo], key=lambda r: r["created_at"])[:per]
+
+    stats: dict[str, RepoStats] = {}
+    no_source_gold = 0
+    misses: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix="errands-bench-localize-"))
+    for repo, items in by_repo.items():
+        git_dir = mapping[repo]
+        st = stats[repo] = RepoStats()
+        index: CodeIndex | None = None
+        for row in sorted(items, key=lambda r: r["created_at"]):
+            base = row["base_commit"]
+            if index is None:
+                t0 = time.perf_counter()
+                index = CodeIndex.build(git_dir, base)
+                st.cold_seconds = time.perf_counter() - t0
+                st.cold_files = index.files
+                st.tree_files = len(
+                    _git(git_dir, "ls-tree", "-r", "--name-only", base).splitlines()
+                )
+            else:
+                t0 = time.perf_counter()
+                changed = index.update(git_dir, base)
+                st.updates.append((time.perf_counter() - t0, len(changed)))
+            gold = [g for g in row["gold_files"] if not is_test(g)]
+            if not gold:
+                no_source_gold += 1
+                continue
+            t0 = time.perf_counter()
+            ranked = index.locate(row["problem_statement"], limit=10)
+            st.locate_ms.append((time.perf_counter() - t0) * 1000)
+            paths = [loc.path for loc in ranked]
+            st.instances += 1
+            for k in (1, 5, 10):
+                if any(g in paths[:k] for g in gold):
+                    st.hits[k] += 1
+            st.coverage.append(sum(g in paths[:10] for g in gold) / len(gold))
+            if args.misses and not any(g in paths[:5] for g in gold):
+                misses.append(
+                    f"{row['instance_id']}: gold {gold}\n    got "
+                    + "\n        ".join(
+                        f"{loc.path} {loc.score} {loc.reasons[:3]}" for loc in ranked[:5]
+                    )
+                )
+        assert index is not None
+        # Incremental against cold: the updated index must equal a fresh build.
+        if st.updates:
+            fresh = CodeIndex.build(git_dir, index.commit)
+            st.consistent = (
+                fresh.files == index.files
+                and fresh.symbol_count == index.symbol_count
+                and fresh.paths == index.paths
+            )
+        # A synthetic one-file commit, re-indexed incrementally (median of 5 after a warm-up).
+        probe_file = _save(index, tmp / "probe.idx")
+        for which, sink in (("median", st.one_file_ms), ("largest", st.one_file_big_ms)):
+            scratch, commit, _path = one_file_commit(
+                git_dir, index.commit, tmp / repo.replace("/", "+"), which
+            )
+            for _ in range(6):
+                probe = CodeIndex.load(probe_file)
+                t0 = time.perf_counter()
+                probe.update(scratch, commit)
+                sink.append((time.perf_counter() - t0) * 1000)
+            del sink[0]
+        target = tmp / f"{repo.replace('/', '+')}.idx"
+        t0 = time.perf_counter()
+        index.save(target)
+        st.save_s = time.perf_counter() - t0
+        st.size_bytes = target.stat().st_size
+        t0 = time.perf_counter()
+        CodeIndex.load(target)
+        st.load_s = time.perf_counter() - t0
+
+    _report(stats, skipped_repos, no_source_gold, args)
+    if misses:
+        print("\nMissed at top 5:")
+        print("\n".join(misses))
+    return 0
+
+
+def _save(index: CodeIndex, path: Path) -> Path:
+    index.save(path)
+    return path
+
+
+def _report(
+    stats: dict[str, RepoStats], skipped: dict[str, int], no_gold: int, args: argparse.Namespace
+) -> None:
+    print("Conditions")
+    print(f"  CPUs: {os.cpu_count()}  python {platform.python_version()}  {platform.platform()}")
+    print(f"  data: {args.data}  limit: {args.limit or 'none'}")
+    for repo, n in skipped.items():
+        print(f"  skipped {repo}: {n} instances (repository not available)")
+    print(f"  instances without non-test gold files (skipped): {no_gold}")
+    print()
+    head = (
+        f"{'repository':32} {'n':>4} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'cov10':>6} {'loc ms':>7}"
+    )
+    print(head)
+    total = RepoStats()
+    all_cov: list[float] = []
+    all_loc: list[float] = []
+    for repo, st in stats.items():
+        n = max(st.instances, 1)
+        print(
+            f"{repo:32} {st.instances:>4} {st.hits[1] / n:>6.3f} {st.hits[5] / n:>6.3f} "
+            f"{st.hits[10] / n:>6.3f} {statistics.fmean(st.coverage or [0]):>6.3f} "
+            f"{statistics.fmean(st.locate_ms or [0]):>7.1f}"
+        )
+        total.instances += st.instances
+        for k in (1, 5, 10):
+            total.hits[k] += st.hits[k]
+        all_cov += st.coverage
+        all_loc += st.locate_ms
+    n = max(total.instances, 1)
+    print(
+        f"{'ALL':32} {total.instances:>4} {total.hits[1] / n:>6.3f} {total.hits[5] / n:>6.3f} "
+        f"{total.hits[10] / n:>6.3f} {statistics.fmean(all_cov or [0]):>6.3f} "
+        f"{statistics.fmean(all_loc or [0]):>7.1f}"
+    )
+    if all_loc:
+        print(
+            f"  locate latency: mean {statistics.fmean(all_loc):.1f} ms, max {max(all_loc):.1f} ms"
+        )
+    print()
+    print("Indexing")
+    print(
+        f"{'repository':32} {'tree':>6} {'indexed':>7} {'cold s':>7} {'files/s':>8} "
+        f"{'1-file ms':>9} {'(largest)':>9} {'updates: median ms / files':>27} "
+        f"{'size MB':>8} {'load s':>7} {'same':>5}"
+    )
+    for repo, st in stats.items():
+        ups = st.updates
+        up = (
+            f"{len(ups)}x {statistics.median(u[0] for u in ups) * 1000:.0f} ms / "
+            f"{statistics.median(u[1] for u in ups):.0f} files"
+            if ups
+            else "-"
+        )
+        print(
+            f"{repo:32} {st.tree_files:>6} {st.cold_files:>7} {st.cold_seconds:>7.2f} "
+            f"{st.cold_files / max(st.cold_seconds, 1e-9):>8.0f} "
+            f"{statistics.median(st.one_file_ms or [0]):>9.1f} "
+            f"{statistics.median(st.one_file_big_ms or [0]):>9.1f} {up:>27} "
+            f"{st.size_bytes / 1e6:>8.1f} {st.load_s:>7.2f} {st.consistent!s:>5}"
+        )
+    files = sum(st.cold_files for st in stats.values())
+    secs = sum(st.cold_seconds for st in stats.values())
+    rate = files / max(secs, 1e-9)
+    print(f"  cold throughput over all repositories: {rate:.0f} files/s (indexed files)")
+    print("  1-file ms: update() after a synthetic commit changing one median-sized (largest)")
+    print("  non-test Python file; same: the incrementally updated index equals a fresh build")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""The few git reads the index needs: a tree listing, blobs in one stream, diffs, history.
+
+Everything reads objects straight from the repository (bare or not) with ``--git-dir``; no
+checkout is ever made. Failures become :class:`errands.errors.GitError`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from errands.errors import GitError, NotAGitRepository
+
+# Keep git predictable and pointed at the repository we name, whatever the caller's env.
+_DROP_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_CONFIG")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
+    env.update({"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"})
+    return env
+
+
+def _git(git_dir: Path, *args: str, input: bytes | None = None) -> bytes:
+    cmd = ["git", f"--git-dir={git_dir}", "-c", "core.quotepath=off", *args]
+    try:
+        proc = subprocess.run(cmd, input=input, capture_output=True, env=_env(), check=False)
+    except OSError as exc:
+        raise GitError(f"cannot run git: {exc}") from exc
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        if "not a git repository" in err.lower():
+            raise NotAGitRepository(f"{git_dir} is not a git repository")
+        raise GitError(f"git {' '.join(args[:2])} failed: {err[:500]}")
+    return proc.stdout
+
+
+def resolve_git_dir(path: Path) -> Path:
+    """The git directory for a work tree or a bare repository."""
+    out = _git(path if (path / "HEAD").exists() else path / ".git", "rev-parse", "--git-dir")
+    resolved = Path(out.decode().strip())
+    return resolved if resolved.is_absolute() else (path / resolved).resolve()
+
+
+def rev_parse(git_dir: Path, rev: str) -> str:
+    return _git(git_dir, "rev-parse", "--verify", f"{rev}^{{commit}}").decode().strip()
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    path: str
+    blob: str
+    size: int
+
+
+def ls_tree(git_dir: Path, commit: str) -> list[TreeEntry]:
+    """Regular files (not symlinks, not submodules) at ``commit``, with blob ids and sizes."""
+    out = _git(git_dir, "ls-tree", "-r", "-z", "--long", "--full-tree", commit)
+    entries: list[TreeEntry] = []
+    for record in out.split(b"\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition(b"\t")
+        mode, kind, blob, size = meta.split()
+        # Submodules, symlinks, and objects the repository lacks (a partial mirror) are skipped.
+        if kind != b"blob" or mode == b"120000" or not size.isdigit():
+            continue
+        entries.append(TreeEntry(path.decode("utf-8", "surrogateescape"), blob.decode(), int(size)))
+    return entries
+
+
+def read_blobs(git_dir: Path, blobs: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+    """Contents of many blobs through one ``git cat-file --batch`` process; blobs the
+    repository does not have are left out."""
+    if not blobs:
+        return
+    cmd = ["git", f"--git-dir={git_dir}", "cat-file", "--batch"]
+    try:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
+        )
+    except OSError as exc:
+        raise GitError(f"cannot run git: {exc}") from exc
+    assert proc.stdin is not None and proc.stdout is not None
+    # Writing all requests first could deadlock once git's output pipe fills; a thread-free
+    # way out is to feed requests in the same loop that reads answers, a window at a time.
+    stdin, stdout = proc.stdin, proc.stdout
+    pending = 0
+    it = iter(blobs)
+    window = 64
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and pending < window:
+                blob = next(it, None)
+                if blob is None:
+                    exhausted = True
+                    stdin.close()
+                    break
+                stdin.write(blob.encode() + b"\n")
+                pending += 1
+            if pending == 0:
+                break
+            if not exhausted:
+                stdin.flush()
+            header = stdout.readline()
+            if not header:
+                raise GitError("git cat-file ended early")
+            parts = header.split()
+            pending -= 1
+            if len(parts) == 2 and parts[1] == b"missing":
+                continue  # absent from a partial mirror: index what is there
+            if len(parts) < 3:
+                raise GitError(f"git cat-file: {header.decode(errors='replace').strip()}")
+            size = int(parts[2])
+            data = stdout.read(size)
+            stdout.read(1)
+            yield parts[0].decode(), data
+    finally:
+        if not stdin.closed:
+            stdin.close()
+        proc.stdout.close()
+        proc.wait()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    status: str  # A, M, D, T (renames are a delete and an add)
+    path: str
+    blob: str  # the new blob id (zeros when deleted)
+    mode: str
+
+
+def diff_raw(git_dir: Path, old: str, new: str) -> list[Change]:
+    """Files changed between two commits, with their new blob ids (one process)."""
+    out = _git(git_dir, "diff", "--raw", "-z", "--no-renames", "--no-abbrev", old, new, "--")
+    parts = out.split(b"\0")
+    changes: list[Change] = []
+    for i in range(0, len(parts) - 1, 2):
+        meta = parts[i].decode().lstrip(":").split()
+        _old_mode, new_mode, _old_blob, new_blob, status = meta[:5]
+        path = parts[i + 1].decode("utf-8", "surrogateescape")
+        changes.append(Change(status[:1], path, new_blob, new_mode))
+    return changes
+
+
+class History:
+    """``git log --name-only`` over the last commits, run in the background while the
+    caller reads blobs; :meth:`result` waits for it."""
+
+    def __init__(self, git_dir: Path, rev: str, *, max_commits: int) -> None:
+        cmd = ["git", f"--git-dir={git_dir}", "-c", "core.quotepath=off", "log"]
+        cmd += [f"-n{max_commits}", "--no-renames", "--name-only", "--format=%x00", rev]
+        # Into a file, not a pipe: a full pipe would stall git until we read.
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed in result()
+        try:
+            self._proc = subprocess.Popen(
+                cmd, stdout=self._out, stderr=subprocess.DEVNULL, env=_env()
+            )
+        except OSError as exc:
+            self._out.close()
+            raise GitError(f"cannot run git: {exc}") from exc
+
+    def result(self) -> tuple[Counter[str], dict[str, int]]:
+        code = self._proc.wait()
+        with self._out:
+            self._out.seek(0)
+            out = self._out.read()
+        # History is a weak prior: a repository without it (shallow, odd) just has none.
+        return _parse_history(out) if code == 0 else (Counter(), {})
+
+
+def _parse_history(out: bytes) -> tuple[Counter[str], dict[str, int]]:
+    """Commit counts per file, and each file's age in commits (0 = the newest commit)."""
+    counts: Counter[str] = Counter()
+    age: dict[str, int] = {}
+    commit_no = -1
+    for line in out.decode("utf-8", "surrogateescape").split("\n"):
+        if line.startswith("\0"):
+            commit_no += 1
+            continue
+        if line:
+            counts[line] += 1
+            age.setdefault(line, commit_no)
+    return counts, age

@@ -1,0 +1,329 @@
+"""Localization: which files a task's text is about, with reasons, without an LLM.
+
+Each signal adds to a file's score, and says so in its reasons:
+
+* paths written in the text and traceback frames (suffix-matched against the repository);
+* dotted module names (``pkg.mod.Class`` → ``pkg/mod.py``, and ``Class`` in it);
+* identifiers the text names (backticks, code blocks, CamelCase, snake_case, ``name(``) that
+  files define, weighted by how few files define them;
+* BM25 over whole files and over symbol chunks (the best chunk of a file counts);
+* words of the text that name directories or files;
+* a weak prior for files changed often and recently.
+
+Tests and documentation are scaled down but stay rankable. Weights are general: nothing
+here knows any particular repository.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from errands.index.lexical import STOPWORDS, split_identifier
+from errands.index.model import Located, Symbol
+from errands.index.paths import ext_of, is_doc, is_test
+from errands.index.symbols import LANGUAGE_BY_EXT
+
+if TYPE_CHECKING:
+    from errands.index.core import CodeIndex
+
+# Signal weights (one scale for every repository).
+W_TRACEBACK = 3.0
+W_TRACEBACK_LAST = 1.5
+W_PATH = 3.0
+W_MODULE = 2.0
+W_DEFINES = 2.0
+W_BM25_FILE = 2.0
+W_BM25_SYMBOL = 1.0
+W_PATH_WORD = 0.6
+W_HISTORY = 0.15
+TEST_FACTOR = 0.3
+DOC_FACTOR = 0.3
+NON_CODE_FACTOR = 0.6
+
+_FRAME = re.compile(r'File "([^"\n]+)", line (\d+)')
+_PATHLIKE = re.compile(r"(?<![\w/.-])((?:[\w.-]+[/\\])*[\w-]+\.([A-Za-z0-9]{1,6}))\b")
+_DOTTED = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
+_BACKTICK = re.compile(r"`([^`\n]{1,200})`")
+_FENCE = re.compile(r"```.*?(?:```|$)", re.S)
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CALL = re.compile(r"([A-Za-z_]\w*)\s*\(")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_INDENTED = re.compile(r"(?m)^(?: {4}|\t).+$")
+_DUNDER = re.compile(r"__\w+__")
+_PROMPT = re.compile(r"(?m)^\s*(?:>>>|\.\.\.|\$|In \[\d+\]:).*$")
+
+_PATH_EXTS = frozenset(LANGUAGE_BY_EXT) | {
+    ".cfg",
+    ".toml",
+    ".ini",
+    ".yml",
+    ".yaml",
+    ".json",
+    ".sql",
+    ".c",
+    ".h",
+    ".cpp",
+    ".rb",
+    ".md",
+    ".rst",
+    ".txt",
+}
+
+_CODE_EXTS = frozenset(e.lstrip(".") for e in LANGUAGE_BY_EXT) | {
+    "c", "h", "cc", "cpp", "hpp", "rb", "php", "cs", "kt", "scala", "swift", "m", "sh", "pyx",
+}  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Score:
+    total: float = 0.0
+    reasons: list[tuple[float, str]] = field(default_factory=list)
+    symbols: dict[Symbol, float] = field(default_factory=dict)
+
+    def add(self, value: float, reason: str) -> None:
+        if value > 0:
+            self.total += value
+            self.reasons.append((value, reason))
+
+    def symbol(self, sym: Symbol, value: float) -> None:
+        self.symbols[sym] = max(self.symbols.get(sym, 0.0), value)
+
+
+@dataclass(slots=True)
+class _Text:
+    """The task text taken apart once."""
+
+    raw: str
+    code: str  # backticks, fenced blocks, indented and prompt lines
+    frames: list[str]
+    paths: list[str]
+    dotted: list[str]
+    code_idents: Counter[str]
+    prose_idents: Counter[str]
+    words: Counter[str]
+
+
+def _parse_text(text: str) -> _Text:
+    code_parts = [m.group(0) for m in _FENCE.finditer(text)]
+    code_parts += _BACKTICK.findall(text)
+    code_parts += _INDENTED.findall(text)
+    code_parts += _PROMPT.findall(text)
+    code = "\n".join(code_parts)
+    frames = [m.group(1) for m in _FRAME.finditer(text)]
+    frame_set = set(frames)
+    paths = []
+    for m in _PATHLIKE.finditer(text):
+        p = m.group(1)
+        if "." + m.group(2).lower() in _PATH_EXTS and p not in frame_set:
+            paths.append(p)
+    dotted = [m.group(1) for m in _DOTTED.finditer(text)]
+    code_idents: Counter[str] = Counter(_IDENT.findall(code))
+    code_idents.update(_CALL.findall(text))
+    prose_idents: Counter[str] = Counter()
+    for word in _IDENT.findall(text):
+        if word in code_idents:
+            continue
+        # Outside code, only words shaped like identifiers count as naming one.
+        if "_" in word.strip("_") or (any(c.isupper() for c in word[1:]) and word[0].isalpha()):
+            prose_idents[word] += 1
+    words = Counter(w.lower() for w in _WORD.findall(text) if len(w) > 2)
+    return _Text(text, code, frames, paths, dotted, code_idents, prose_idents, words)
+
+
+def _match_path(index: CodeIndex, mentioned: str) -> tuple[list[str], int]:
+    """Repository files whose path ends with the longest tail of ``mentioned``."""
+    norm = mentioned.replace("\\", "/").strip().lstrip("./")
+    parts = [p for p in norm.split("/") if p and p != "."]
+    if not parts:
+        return [], 0
+    candidates = index.derived().basenames.get(parts[-1], [])
+    best: list[str] = []
+    best_len = 0
+    for cand in candidates:
+        cparts = cand.split("/")
+        n = 0
+        while n < min(len(cparts), len(parts)) and cparts[-1 - n] == parts[-1 - n]:
+            n += 1
+        if n > best_len:
+            best, best_len = [cand], n
+        elif n == best_len:
+            best.append(cand)
+    return best, best_len
+
+
+def locate(index: CodeIndex, text: str, *, limit: int = 10) -> list[Located]:
+    parsed = _parse_text(text)
+    derived = index.derived()
+    scores: dict[str, _Score] = defaultdict(_Score)
+    n_files = max(index.files, 1)
+
+    # 1. Traceback frames: every in-repository frame, the deepest the most.
+    frame_hits: list[str] = []
+    for frame in parsed.frames:
+        files, depth = _match_path(index, frame)
+        if files and (depth >= 2 or len(files) == 1):
+            frame_hits.extend(files[:1] if len(files) == 1 else files[:3])
+    for i, path in enumerate(dict.fromkeys(reversed(frame_hits))):
+        value = W_TRACEBACK + (W_TRACEBACK_LAST if i == 0 else 0.0)
+        scores[path].add(value / (1 + 0.25 * i), "traceback names this file")
+
+    # 2. Paths written in the text.
+    for mentioned in dict.fromkeys(parsed.paths):
+        files, depth = _match_path(index, mentioned)
+        if not files:
+            continue
+        share = W_PATH / len(files) if depth < 2 else W_PATH
+        for path in files[:5]:
+            scores[path].add(share, f"text names `{mentioned}`")
+
+    # 3. Dotted module names → the module file, and the symbol named after it.
+    for dotted in dict.fromkeys(parsed.dotted):
+        parts = dotted.split(".")
+        for k in range(len(parts), 1, -1):
+            module_path = derived.modules.get(".".join(parts[:k]))
+            if module_path is None:
+                continue
+            module_score = scores[module_path]
+            module_score.add(W_MODULE, f"module `{'.'.join(parts[:k])}` named in the text")
+            if k < len(parts):
+                for sym in index.symbols(module_path):
+                    if sym.name == parts[k]:
+                        module_score.symbol(sym, W_MODULE)
+            break
+
+    # 4. Identifiers the text names that files define. A name defined in one file points
+    # there; one defined in many points nowhere. Plain words (`fix`, `name`) count less than
+    # shaped identifiers (`fix_all`, `FixResult`), and a file's total saturates so a long
+    # traceback through it cannot outweigh everything else.
+    def_sums: dict[str, float] = defaultdict(float)
+    def_names: dict[str, list[str]] = defaultdict(list)
+    for idents, ctx_weight in ((parsed.code_idents, 1.0), (parsed.prose_idents, 0.5)):
+        for name, count in idents.items():
+            if len(name) < 3 or name.lower() in STOPWORDS or _DUNDER.fullmatch(name):
+                continue
+            syms = derived.defs.get(name)
+            if not syms:
+                continue
+            defining = {s.path for s in syms}
+            if len(defining) > 25:
+                continue
+            shaped = 1.0 if _is_shaped(name) else 0.5
+            value = ctx_weight * shaped / len(defining) * (1.0 + 0.2 * min(count - 1, 5))
+            for sym in syms:
+                scores[sym.path].symbol(sym, value)
+            for path in defining:
+                def_sums[path] += value
+                def_names[path].append(name)
+    for path, total in def_sums.items():
+        names = ", ".join(f"`{n}`" for n in def_names[path][:3])
+        scores[path].add(W_DEFINES * math.log2(1.0 + total), f"defines {names} named in the text")
+
+    # 5. BM25 over files and over symbol chunks.
+    query = _query_terms(parsed)
+    if query:
+        file_scores = index.file_bm25.scores(query)
+        _add_bm25(scores, file_scores, index.file_bm25.doc_keys, W_BM25_FILE)
+        sym_scores = index.sym_bm25.scores(query)
+        if len(sym_scores) and sym_scores.max() > 0:
+            top = float(sym_scores.max())
+            k = min(200, len(sym_scores))
+            idx = np.argpartition(-sym_scores, k - 1)[:k]
+            best_per_file: dict[str, tuple[float, Symbol]] = {}
+            for i in idx:
+                s = float(sym_scores[i])
+                if s <= 0:
+                    continue
+                key = index.sym_bm25.doc_keys[int(i)]
+                chunk_sym = index.symbol_at(key) if key is not None else None
+                if chunk_sym is None:
+                    continue
+                prev = best_per_file.get(chunk_sym.path)
+                if prev is None or s > prev[0]:
+                    best_per_file[chunk_sym.path] = (s, chunk_sym)
+            for path, (s, sym) in best_per_file.items():
+                value = W_BM25_SYMBOL * (s / top) ** 2
+                scores[path].add(value, f"BM25 match on `{sym.name}`")
+                scores[path].symbol(sym, value)
+
+    # 6. Words naming directories or files.
+    for word, _count in parsed.words.items():
+        if word in STOPWORDS:
+            continue
+        paths = derived.path_tokens.get(word)
+        if not paths or len(paths) > max(20, n_files // 20):
+            continue
+        value = W_PATH_WORD / math.sqrt(len(paths))
+        for path in paths:
+            scores[path].add(value, f"path matches `{word}`")
+
+    # 7. History prior and the test/doc discount, on files with some evidence.
+    max_churn = max((index.churn(p) for p in scores), default=0)
+    located: list[Located] = []
+    for path, sc in scores.items():
+        churn = index.churn(path)
+        if churn and max_churn:
+            age = index.age(path)
+            recency = 1.0 / (1.0 + (age or 0) / 50.0) if age is not None else 0.0
+            value = W_HISTORY * (math.log1p(churn) / math.log1p(max_churn)) * (0.5 + 0.5 * recency)
+            sc.add(value, f"changed in {churn} recent commits")
+        factor = 1.0
+        if is_test(path):
+            factor = TEST_FACTOR
+        elif is_doc(path):
+            factor = DOC_FACTOR
+        elif ext_of(path) not in _CODE_EXTS:
+            factor = NON_CODE_FACTOR
+        total = sc.total * factor
+        if total <= 0:
+            continue
+        reasons = [r for _v, r in sorted(sc.reasons, key=lambda x: -x[0])]
+        syms = [s for s, _v in sorted(sc.symbols.items(), key=lambda x: -x[1])][:5]
+        located.append(Located(path=path, score=round(total, 4), reasons=reasons[:6], symbols=syms))
+    located.sort(key=lambda loc: (-loc.score, loc.path))
+    return located[:limit]
+
+
+def _is_shaped(name: str) -> bool:
+    """snake_case, CamelCase or mixedCase: a word nobody writes by accident."""
+    core = name.strip("_")
+    return "_" in core or any(c.isupper() for c in core[1:]) or core[:1].isupper()
+
+
+def _query_terms(parsed: _Text) -> dict[str, float]:
+    counts: Counter[str] = Counter()
+    for word, n in Counter(_IDENT.findall(parsed.raw)).items():
+        if len(word) < 2:
+            continue
+        for tok in split_identifier(word):
+            if tok not in STOPWORDS:
+                counts[tok] += n
+    # Repetition says a little, not a lot.
+    return {t: 1.0 + math.log(n) for t, n in counts.items()}
+
+
+def _add_bm25(
+    scores: dict[str, _Score],
+    values: npt.NDArray[np.float64],
+    keys: list[str | None],
+    weight: float,
+) -> None:
+    """The best files' BM25 scores, relative to the best and squared, so only files close
+    to the top get much."""
+    if not len(values) or values.max() <= 0:
+        return
+    top = float(values.max())
+    k = min(100, len(values))
+    idx = np.argpartition(-values, k - 1)[:k]
+    for i in idx:
+        s = float(values[i])
+        key = keys[int(i)]
+        if s <= 0 or key is None:
+            continue
+        scores[key].add(weight * (s / top) ** 2, "BM25 match on the text")

@@ -1,0 +1,253 @@
+"""Symbols and imports from source files, through tree-sitter.
+
+One query per language finds definitions (``@def.<kind>`` on the node, ``@name`` on its
+name) and imports (``@import``); queries run in C, so a file costs one parse and one pass.
+Methods and nested definitions get their enclosing definition as ``parent``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import tree_sitter as ts
+
+from errands.index.model import Symbol
+
+# Extension → language name. Files of other extensions are indexed lexically only.
+LANGUAGE_BY_EXT: dict[str, str] = {
+    ".py": "python",
+    ".pyi": "python",
+    ".js": "javascript",
+    ".jsx": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".ts": "typescript",
+    ".mts": "typescript",
+    ".cts": "typescript",
+    ".tsx": "tsx",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+}
+
+_PY = """
+(class_definition name: (identifier) @name) @def.class
+(function_definition name: (identifier) @name) @def.function
+(module (expression_statement (assignment left: (identifier) @name)) @def.variable)
+(import_statement name: (dotted_name) @import)
+(import_statement name: (aliased_import name: (dotted_name) @import))
+(import_from_statement module_name: (_) @import)
+"""
+
+_JS_COMMON = """
+(function_declaration name: (identifier) @name) @def.function
+(generator_function_declaration name: (identifier) @name) @def.function
+(method_definition name: (_) @name) @def.method
+(variable_declarator name: (identifier) @name
+  value: [(arrow_function) (function_expression)]) @def.function
+(import_statement source: (string) @import)
+"""
+
+_JS = (
+    _JS_COMMON
+    + """
+(class_declaration name: (identifier) @name) @def.class
+"""
+)
+
+_TS = (
+    _JS_COMMON
+    + """
+(class_declaration name: (type_identifier) @name) @def.class
+(abstract_class_declaration name: (type_identifier) @name) @def.class
+(interface_declaration name: (type_identifier) @name) @def.interface
+(type_alias_declaration name: (type_identifier) @name) @def.type
+(enum_declaration name: (identifier) @name) @def.enum
+"""
+)
+
+_GO = """
+(function_declaration name: (identifier) @name) @def.function
+(method_declaration
+  receiver: (parameter_list (parameter_declaration
+    type: [(type_identifier) @receiver (pointer_type (type_identifier) @receiver)]))
+  name: (field_identifier) @name) @def.method
+(type_spec name: (type_identifier) @name type: (struct_type)) @def.struct
+(type_spec name: (type_identifier) @name type: (interface_type)) @def.interface
+(import_spec path: (interpreted_string_literal) @import)
+"""
+
+_RUST = """
+(function_item name: (identifier) @name) @def.function
+(function_signature_item name: (identifier) @name) @def.function
+(struct_item name: (type_identifier) @name) @def.struct
+(enum_item name: (type_identifier) @name) @def.enum
+(trait_item name: (type_identifier) @name) @def.trait
+(impl_item type: (_) @name) @def.impl
+(mod_item name: (identifier) @name) @def.module
+(use_declaration argument: (_) @import)
+"""
+
+_JAVA = """
+(class_declaration name: (identifier) @name) @def.class
+(interface_declaration name: (identifier) @name) @def.interface
+(enum_declaration name: (identifier) @name) @def.enum
+(record_declaration name: (identifier) @name) @def.record
+(method_declaration name: (identifier) @name) @def.method
+(constructor_declaration name: (identifier) @name) @def.constructor
+(import_declaration (scoped_identifier) @import)
+"""
+
+
+def _load(language: str) -> object:
+    if language == "python":
+        import tree_sitter_python
+
+        return tree_sitter_python.language()
+    if language == "javascript":
+        import tree_sitter_javascript
+
+        return tree_sitter_javascript.language()
+    if language in ("typescript", "tsx"):
+        import tree_sitter_typescript
+
+        if language == "tsx":
+            return tree_sitter_typescript.language_tsx()
+        return tree_sitter_typescript.language_typescript()
+    if language == "go":
+        import tree_sitter_go
+
+        return tree_sitter_go.language()
+    if language == "rust":
+        import tree_sitter_rust
+
+        return tree_sitter_rust.language()
+    if language == "java":
+        import tree_sitter_java
+
+        return tree_sitter_java.language()
+    raise ValueError(f"no grammar for {language}")
+
+
+_QUERIES: dict[str, str] = {
+    "python": _PY,
+    "javascript": _JS,
+    "typescript": _TS,
+    "tsx": _TS,
+    "go": _GO,
+    "rust": _RUST,
+    "java": _JAVA,
+}
+
+# Definitions whose children are "methods" of them, and the kinds nested functions take.
+_CONTAINERS = frozenset({"class", "interface", "struct", "trait", "impl", "enum", "record"})
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    symbols: tuple[Symbol, ...]
+    imports: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Def:
+    start: int
+    end: int
+    kind: str
+    name: str
+    start_line: int
+    end_line: int
+    receiver: str | None
+
+
+@dataclass(slots=True)
+class _Grammar:
+    parser: ts.Parser
+    cursor: ts.QueryCursor
+
+
+@cache
+def _grammar(language: str) -> _Grammar:
+    lang = ts.Language(_load(language))
+    query = ts.Query(lang, _QUERIES[language])
+    return _Grammar(parser=ts.Parser(lang), cursor=ts.QueryCursor(query))
+
+
+def language_of(path: str) -> str | None:
+    dot = path.rfind(".")
+    if dot < 0 or "/" in path[dot:]:
+        return None
+    return LANGUAGE_BY_EXT.get(path[dot:].lower())
+
+
+def _text(node: ts.Node) -> str:
+    raw = node.text
+    return raw.decode("utf-8", "replace") if raw is not None else ""
+
+
+def parse(path: str, language: str, source: bytes) -> Parsed:
+    """Symbols (with line ranges, 1-based inclusive) and imported module names of one file."""
+    grammar = _grammar(language)
+    tree = grammar.parser.parse(source)
+    defs: list[_Def] = []
+    imports: list[str] = []
+    for _pattern, captures in grammar.cursor.matches(tree.root_node):
+        if "import" in captures:
+            for node in captures["import"]:
+                imports.append(_clean_import(_text(node)))
+            continue
+        names = captures.get("name")
+        if not names:
+            continue
+        for cap, nodes in captures.items():
+            if not cap.startswith("def."):
+                continue
+            node = nodes[0]
+            name = _text(names[0])
+            if cap == "def.impl":
+                name = _impl_name(name)
+            receiver = captures.get("receiver")
+            defs.append(
+                _Def(
+                    start=node.start_byte,
+                    end=node.end_byte,
+                    kind=cap[4:],
+                    name=name,
+                    start_line=node.start_point[0] + 1,
+                    end_line=node.end_point[0] + 1,
+                    receiver=_text(receiver[0]) if receiver else None,
+                )
+            )
+    defs.sort(key=lambda d: (d.start, -d.end))
+    symbols: list[Symbol] = []
+    stack: list[_Def] = []  # enclosing definitions
+    for d in defs:
+        while stack and stack[-1].end <= d.start:
+            stack.pop()
+        parent = stack[-1] if stack else None
+        kind = d.kind
+        if parent is not None and kind == "function" and parent.kind in _CONTAINERS:
+            kind = "method"
+        symbols.append(
+            Symbol(
+                name=d.name,
+                kind=kind,
+                path=path,
+                start_line=d.start_line,
+                end_line=d.end_line,
+                parent=d.receiver or (parent.name if parent else None),
+            )
+        )
+        stack.append(d)
+    return Parsed(symbols=tuple(symbols), imports=tuple(dict.fromkeys(i for i in imports if i)))
+
+
+def _impl_name(text: str) -> str:
+    # `impl<T> Foo<T>` captures the type `Foo<T>`; keep its bare name.
+    return text.split("<", 1)[0].rsplit("::", maxsplit=1)[-1].strip()
+
+
+def _clean_import(text: str) -> str:
+    text = text.strip().strip("\"'`")
+    return text

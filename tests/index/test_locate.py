@@ -1,0 +1,169 @@
+"""Localization, search, incremental updates and persistence on a real small repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from errands.index import CodeIndex, Located
+from tests.index.conftest import Commit, git
+
+FILES: dict[str, str | bytes | None] = {
+    "shop/__init__.py": "",
+    "shop/cart.py": (
+        "from shop.pricing import apply_discount\n\n\n"
+        "class Cart:\n"
+        "    def __init__(self):\n"
+        "        self.items = []\n\n"
+        "    def total(self):\n"
+        "        return apply_discount(sum(self.items))\n"
+    ),
+    "shop/pricing.py": (
+        "def apply_discount(amount):\n"
+        "    # the discount is a percentage of the amount\n"
+        "    return amount * 0.9\n\n\n"
+        "class PriceRounder:\n"
+        "    def round_price(self, value):\n"
+        "        return round(value, 2)\n"
+    ),
+    "shop/inventory.py": (
+        "class Stock:\n    def reserve(self, sku):\n        return sku\n\n\n"
+        "def restock(stock, amount):\n    return amount\n"
+    ),
+    "shop/shipping.py": "def shipping_cost(weight):\n    return weight * 2\n",
+    "tests/test_pricing.py": (
+        "from shop.pricing import apply_discount, PriceRounder\n\n\n"
+        "def test_discount():\n    assert apply_discount(100) == 90\n"
+    ),
+    "docs/pricing.md": "# Pricing\n\nDiscounts, rounding, PriceRounder and the amount.\n",
+}
+
+
+@pytest.fixture
+def built(repo: Path, commit: Commit) -> tuple[Path, CodeIndex]:
+    head = commit(FILES, "initial")
+    return repo / ".git", CodeIndex.build(repo / ".git", head)
+
+
+def _paths(located: list[Located]) -> list[str]:
+    return [loc.path for loc in located]
+
+
+def test_traceback_path_ranks_its_file_first(built: tuple[Path, CodeIndex]) -> None:
+    _git_dir, index = built
+    text = (
+        "Checkout crashes when the cart is empty:\n\n"
+        "Traceback (most recent call last):\n"
+        '  File "/home/me/app/main.py", line 3, in <module>\n'
+        '  File "/usr/lib/python3/site-packages/shop/inventory.py", line 6, in restock\n'
+        "ZeroDivisionError: division by zero\n"
+    )
+    top = index.locate(text)[0]
+    assert top.path == "shop/inventory.py"
+    assert "traceback names this file" in top.reasons
+
+
+def test_backticked_identifier_ranks_its_defining_file_first(
+    built: tuple[Path, CodeIndex],
+) -> None:
+    _git_dir, index = built
+    located = index.locate(
+        "Prices with many decimals: `PriceRounder` should use banker's rounding."
+    )
+    assert located[0].path == "shop/pricing.py"
+    assert any("PriceRounder" in reason for reason in located[0].reasons)
+    assert [s.name for s in located[0].symbols][:1] == ["PriceRounder"]
+    # The test and the docs that mention it stay rankable, below the source.
+    assert "tests/test_pricing.py" in _paths(located)[1:]
+
+
+def test_dotted_module_and_plain_words(built: tuple[Path, CodeIndex]) -> None:
+    _git_dir, index = built
+    assert index.locate("see shop.shipping.shipping_cost for heavy parcels")[0].path == (
+        "shop/shipping.py"
+    )
+    # No signal in the text but words: lexical and path matches still find it.
+    assert index.locate("the stock reservation for a sku is wrong")[0].path == ("shop/inventory.py")
+    assert index.locate("") == []
+
+
+def test_search_returns_path_line_snippet(built: tuple[Path, CodeIndex]) -> None:
+    _git_dir, index = built
+    hits = index.search("apply_discount")
+    assert ("shop/pricing.py", 1, "def apply_discount(amount):") in hits
+    assert all(isinstance(line, int) and line >= 1 for _p, line, _s in hits)
+    assert index.search("round_price", limit=1) == [
+        ("shop/pricing.py", 7, "def round_price(self, value):")
+    ]
+    assert index.search("   ") == []
+
+
+def test_update_reindexes_only_changed_files(built: tuple[Path, CodeIndex], commit: Commit) -> None:
+    git_dir, index = built
+    before = {p: index.symbols(p) for p in index.paths}
+    head = commit(
+        {
+            "shop/shipping.py": "def express_cost(weight):\n    return weight * 5\n",
+            "shop/inventory.py": None,
+        },
+        "rework shipping",
+    )
+    changed = index.update(git_dir, head)
+    assert sorted(changed) == ["shop/inventory.py", "shop/shipping.py"]
+    assert index.commit == head
+    assert "shop/inventory.py" not in index.paths
+    assert "shop/inventory.py" not in _paths(index.locate("`restock` fails"))
+    assert [s.name for s in index.symbols("shop/shipping.py")] == ["express_cost"]
+    assert index.locate("`express_cost` is too high")[0].path == "shop/shipping.py"
+    assert not [hit for hit in index.search("shipping_cost") if "shipping_cost" in hit[2]]
+    for path, symbols in before.items():
+        if path not in changed:
+            assert index.symbols(path) == symbols
+    # The same as a fresh build of that commit.
+    fresh = CodeIndex.build(git_dir, head)
+    assert fresh.paths == index.paths
+    assert fresh.symbol_count == index.symbol_count
+    assert index.update(git_dir, head) == []
+
+
+def test_save_load_round_trip(built: tuple[Path, CodeIndex], tmp_path: Path) -> None:
+    _git_dir, index = built
+    target = tmp_path / "data" / "index.bin"
+    index.save(target)
+    loaded = CodeIndex.load(target)
+    assert loaded.commit == index.commit
+    assert loaded.paths == index.paths
+    assert loaded.symbol_count == index.symbol_count
+    assert loaded.languages == index.languages
+    text = "`PriceRounder` rounds wrong"
+    assert _paths(loaded.locate(text)) == _paths(index.locate(text))
+    assert loaded.search("apply_discount") == index.search("apply_discount")
+
+
+def test_load_rejects_garbage(tmp_path: Path) -> None:
+    from errands.errors import InvalidInput
+
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"not an index")
+    with pytest.raises(InvalidInput):
+        CodeIndex.load(bad)
+
+
+def test_not_a_repository_is_a_clear_error(tmp_path: Path) -> None:
+    from errands.errors import GitError
+
+    with pytest.raises(GitError):
+        CodeIndex.build(tmp_path, "HEAD")
+
+
+def test_bare_repository_and_progress(built: tuple[Path, CodeIndex], tmp_path: Path) -> None:
+    git_dir, index = built
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(git_dir), str(bare))
+    seen: list[tuple[int, int]] = []
+    copy = CodeIndex.build(
+        bare, index.commit, progress=lambda done, total: seen.append((done, total))
+    )
+    assert copy.paths == index.paths
+    assert seen and seen[-1][0] == seen[-1][1]

@@ -1,0 +1,185 @@
+"""Symbols per language, extracted from real files in a real repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from errands.index import CodeIndex
+from tests.index.conftest import Commit
+
+SOURCES = {
+    "pkg/shapes.py": """\
+import os
+from pkg.base import Base
+
+LIMIT = 10
+
+
+class Circle(Base):
+    def area(self):
+        return 3.14
+
+
+def make_circle():
+    return Circle()
+""",
+    "web/app.js": """\
+import { x } from "./lib.js";
+
+class Widget {
+  render() {
+    return 1;
+  }
+}
+
+function mount() {}
+const helper = () => 2;
+""",
+    "web/types.ts": """\
+import { y } from "./other";
+
+export interface Shape {
+  area(): number;
+}
+
+export class Square implements Shape {
+  area(): number {
+    return 4;
+  }
+}
+
+type Id = string;
+""",
+    "cmd/main.go": """\
+package main
+
+import "fmt"
+
+type Server struct {
+	port int
+}
+
+func (s *Server) Start() {
+	fmt.Println(s.port)
+}
+
+func main() {}
+""",
+    "src/lib.rs": """\
+use std::io;
+
+pub struct Parser {
+    pos: usize,
+}
+
+impl Parser {
+    pub fn new() -> Self {
+        Parser { pos: 0 }
+    }
+}
+
+pub fn run() {}
+""",
+    "src/Main.java": """\
+import java.util.List;
+
+public class Main {
+    public Main() {}
+
+    void greet() {
+        System.out.println("hi");
+    }
+}
+""",
+}
+
+EXPECTED: dict[str, set[tuple[str, str, int, int, str | None]]] = {
+    "pkg/shapes.py": {
+        ("LIMIT", "variable", 4, 4, None),
+        ("Circle", "class", 7, 9, None),
+        ("area", "method", 8, 9, "Circle"),
+        ("make_circle", "function", 12, 13, None),
+    },
+    "web/app.js": {
+        ("Widget", "class", 3, 7, None),
+        ("render", "method", 4, 6, "Widget"),
+        ("mount", "function", 9, 9, None),
+        ("helper", "function", 10, 10, None),
+    },
+    "web/types.ts": {
+        ("Shape", "interface", 3, 5, None),
+        ("Square", "class", 7, 11, None),
+        ("area", "method", 8, 10, "Square"),
+        ("Id", "type", 13, 13, None),
+    },
+    "cmd/main.go": {
+        ("Server", "struct", 5, 7, None),
+        ("Start", "method", 9, 11, "Server"),
+        ("main", "function", 13, 13, None),
+    },
+    "src/lib.rs": {
+        ("Parser", "struct", 3, 5, None),
+        ("Parser", "impl", 7, 11, None),
+        ("new", "method", 8, 10, "Parser"),
+        ("run", "function", 13, 13, None),
+    },
+    "src/Main.java": {
+        ("Main", "class", 3, 9, None),
+        ("Main", "constructor", 4, 4, "Main"),
+        ("greet", "method", 6, 8, "Main"),
+    },
+}
+
+IMPORTS = {
+    "pkg/shapes.py": ("os", "pkg.base"),
+    "web/app.js": ("./lib.js",),
+    "web/types.ts": ("./other",),
+    "cmd/main.go": ("fmt",),
+    "src/lib.rs": ("std::io",),
+    "src/Main.java": ("java.util.List",),
+}
+
+
+@pytest.fixture
+def index(repo: Path, commit: Commit) -> CodeIndex:
+    head = commit({**SOURCES, "README.md": "# demo\n", "logo.png": b"\x89PNG\0\0data"})
+    return CodeIndex.build(repo / ".git", head)
+
+
+@pytest.mark.parametrize("path", sorted(SOURCES))
+def test_symbols_per_language(index: CodeIndex, path: str) -> None:
+    got = {(s.name, s.kind, s.start_line, s.end_line, s.parent) for s in index.symbols(path)}
+    assert got == EXPECTED[path]
+    assert all(s.path == path for s in index.symbols(path))
+    assert index.imports(path) == IMPORTS[path]
+
+
+def test_facts(index: CodeIndex, repo: Path) -> None:
+    # The binary file is skipped; the README is indexed lexically without symbols.
+    assert index.files == len(SOURCES) + 1
+    assert index.symbol_count == sum(len(v) for v in EXPECTED.values())
+    assert index.languages == {
+        "python": 1,
+        "javascript": 1,
+        "typescript": 1,
+        "go": 1,
+        "rust": 1,
+        "java": 1,
+    }
+    # A symbolic revision resolves to the same commit.
+    assert CodeIndex.build(repo / ".git", "HEAD").commit == index.commit
+
+
+def test_repo_map_outlines_symbols_within_budget(index: CodeIndex) -> None:
+    text = index.repo_map(["pkg/shapes.py", "cmd/main.go"])
+    assert text.splitlines()[:4] == [
+        "pkg/shapes.py",
+        "  class Circle :7-9",
+        "    method area :8-9",
+        "  function make_circle :12-13",
+    ]
+    assert "method Start :9-11" in text
+    small = index.repo_map(sorted(SOURCES), max_chars=120)
+    assert len(small) <= 120
