@@ -101,3 +101,24 @@ def test_index_and_locate_from_the_cli(home: Path, sample_repo: Path, tmp_path: 
     assert ranked[0]["symbols"][0]["name"] == "add"
     table = errands("locate", "calc", "multiply in calc")
     assert "calc.py" in table
+
+
+def test_a_moved_base_is_reindexed_incrementally_before_research(
+    home: Path, sample_repo: Path
+) -> None:
+    from tests.conftest import run_git
+
+    with ScriptedLLM(CalcScript()) as llm, running_server(settings_for(home, llm.base_url)) as url:
+        client = httpx.Client(base_url=url, timeout=30)
+        project_id = add_project(client, sample_repo)
+        wait_for(lambda: client.get(f"/api/projects/{project_id}").json()["indexed_at"])
+        (sample_repo / "geometry.py").write_text("def hypotenuse(a, b):\n    return 0\n")
+        run_git(sample_repo, "add", "geometry.py")
+        run_git(sample_repo, "commit", "-qm", "Add geometry")
+        task_id = add_task(client, project_id, title="Fix `hypotenuse` returning 0")
+        task = wait_for_state(client, task_id, "awaiting_answers")
+        events = events_of(client, task_id)
+
+    updated = next(e for e in events if e["kind"] == "index.updated")
+    assert updated["data"]["files"] == ["geometry.py"]
+    assert task["research"]["located"][0]["path"] == "geometry.py"

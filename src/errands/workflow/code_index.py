@@ -48,8 +48,10 @@ def refresh_index(
 ) -> tuple[CodeIndex, list[str] | None]:
     """(index at ``commit``, the paths re-indexed — None for a cold build)."""
     index = load_index(settings, project_id)
+    if index is not None and index.commit == commit:
+        return index, []
     changed: list[str] | None = None
-    if index is not None and index.commit != commit:
+    if index is not None:
         try:
             changed = index.update(mirror.path, commit)
         except GitError:  # the indexed commit is gone (a force-push): start over

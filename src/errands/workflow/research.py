@@ -10,7 +10,7 @@ from errands.git import task_branch
 from errands.index import Located
 from errands.store import Project, Question, Task
 from errands.workflow import actions
-from errands.workflow.code_index import load_index
+from errands.workflow.code_index import refresh_index
 from errands.workflow.context import JobContext
 from errands.workflow.mirrors import base_tip
 from errands.workflow.project_config import EffectiveConfig, effective_config
@@ -46,19 +46,21 @@ def run(ctx: JobContext) -> None:
         assert task is not None
         project = task.project
         config = effective_config(project, ctx.settings)
-        index = load_index(ctx.settings, project.id)
-        located = index.locate(f"{task.title}\n\n{task.body}", limit=10) if index else []
-        outline = (
-            index.repo_map([h.path for h in located[:MAP_FILES]], max_chars=MAP_CHARS)
-            if index
-            else ""
-        )
-        prompt = research_prompt(task, project, config, located, outline)
+        text = f"{task.title}\n\n{task.body}"
         origin, base_branch = project.origin, task.base_branch
         branch = task.branch or task_branch(task.id, task.title)
     mirror = ctx.mirror(origin)
     mirror.fetch()
     base_commit = base_tip(mirror, origin, base_branch)
+    # Keep the index at the commit research reads: only files changed since are re-read.
+    index, changed = refresh_index(ctx.settings, ctx.lease.project_id, mirror, base_commit)
+    if changed:
+        ctx.emit("index.updated", f"Re-indexed {len(changed)} changed file(s)", files=changed)
+    located = index.locate(text, limit=10)
+    outline = index.repo_map([h.path for h in located[:MAP_FILES]], max_chars=MAP_CHARS)
+    with ctx.db.session() as session:
+        task = session.get_one(Task, ctx.task_id)
+        prompt = research_prompt(task, task.project, config, located, outline)
     # Research reads the base as it is now; execute branches from this same commit.
     with job_workspace(
         ctx,
@@ -67,7 +69,7 @@ def run(ctx: JobContext) -> None:
         start_point=base_commit,
         config=config,
         commands=False,
-        code_search=(lambda q, n: index.search(q, limit=n)) if index else None,
+        code_search=lambda q, n: index.search(q, limit=n),
     ) as work:
         ctx.emit("research.started", f"Researching on {base_branch} at {base_commit[:10]}")
         result = run_agent(
