@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from errands.index import CodeIndex, Located
+from errands.index import CodeIndex, Located, core
 from tests.index.conftest import Commit, git
 
 FILES: dict[str, str | bytes | None] = {
@@ -167,3 +167,28 @@ def test_bare_repository_and_progress(built: tuple[Path, CodeIndex], tmp_path: P
     )
     assert copy.paths == index.paths
     assert seen and seen[-1][0] == seen[-1][1]
+
+
+def test_parallel_build_equals_serial_build(
+    built: tuple[Path, CodeIndex], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    git_dir, serial = built
+    monkeypatch.setattr(core, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(core, "_BATCH_FILES", 2)
+    if core._workers() < 2:
+        monkeypatch.setattr(core, "_workers", lambda: 2)
+    parallel = CodeIndex.build(git_dir, serial.commit)
+    assert parallel.paths == serial.paths
+    for path in serial.paths:
+        assert parallel.symbols(path) == serial.symbols(path)
+        assert parallel.imports(path) == serial.imports(path)
+        assert parallel.text(path) == serial.text(path)
+    for mine, theirs in (
+        (parallel.file_bm25, serial.file_bm25),
+        (parallel.sym_bm25, serial.sym_bm25),
+    ):
+        assert mine.doc_keys == theirs.doc_keys
+        assert mine.doc_len == theirs.doc_len
+        assert mine.postings == theirs.postings
+    query = "`apply_discount` rounds the price wrong"
+    assert parallel.locate(query) == serial.locate(query)

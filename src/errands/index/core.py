@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import pickle
 import re
+import threading
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from errands.index import locate as _locate
 from errands.index.lexical import BM25, term_counts, tokens
 from errands.index.model import Located, Symbol
 from errands.index.paths import is_binary, skip_path, too_big
-from errands.index.symbols import language_of, parse
+from errands.index.symbols import grammar, language_of, parse
 
 FORMAT_VERSION = 1
 HISTORY_COMMITS = 500
@@ -91,64 +95,30 @@ class CodeIndex:
         for e in entries:
             by_blob[e.blob].append(e)
         total = len(entries)
-        done = 0
-        for blob, data in gitio.read_blobs(git_dir, list(by_blob)):
-            for entry in by_blob[blob]:
-                done += 1
-                if not is_binary(data) and not too_big(entry.path, len(data)):
-                    self._add_file(entry, data)
-                if progress is not None and (done % 200 == 0 or done == total):
-                    progress(done, total)
+        items = (
+            (entry, data)
+            for blob, data in gitio.read_blobs(git_dir, list(by_blob))
+            for entry in by_blob[blob]
+        )
+        if total >= PARALLEL_MIN_FILES and _workers() > 1:
+            analysed = _analyse_parallel(list(items), _workers())
+        else:
+            analysed = (_analyse(entry, data) for entry, data in items)
+        for done, file in enumerate(analysed, 1):
+            if file is not None:
+                self._add_analysed(file)
+            if progress is not None and (done % 200 == 0 or done == total):
+                progress(done, total)
         self._derived = None
 
-    def _add_file(self, entry: gitio.TreeEntry, data: bytes) -> None:
-        path = entry.path
-        text = data.decode("utf-8", "replace")
-        language = language_of(path)
-        symbols: tuple[Symbol, ...] = ()
-        imports: tuple[str, ...] = ()
-        if language is not None:
-            parsed = parse(path, language, data)
-            symbols, imports = parsed.symbols, parsed.imports
-        self._files[path] = FileInfo(
-            path=path,
-            blob=entry.blob,
-            size=entry.size,
-            language=language,
-            symbols=symbols,
-            imports=imports,
-            text=zlib.compress(data, 1),
-        )
-        counts = term_counts(text)
-        # The path is part of the document: `irradiance.py` is about irradiance.
-        for tok in tokens(path.replace("/", " ").replace(".", " ")):
-            counts[tok] += 2
-        self._file_bm25.add(path, counts)
-        if symbols:
-            self._add_chunks(path, text, symbols)
-
-    def _add_chunks(self, path: str, text: str, symbols: tuple[Symbol, ...]) -> None:
-        lines = text.split("\n")
-        for i, sym in enumerate(symbols):
-            # A container's chunk stops at its first nested definition, so a class's chunk is
-            # its header, docstring and attributes, not every method again.
-            end = sym.end_line
-            nxt = symbols[i + 1] if i + 1 < len(symbols) else None
-            if (
-                nxt is not None
-                and nxt.start_line <= sym.end_line
-                and nxt.start_line > sym.start_line
-            ):
-                end = nxt.start_line - 1
-            end = min(end, sym.start_line + _CHUNK_MAX_LINES)
-            chunk = "\n".join(lines[sym.start_line - 1 : end])
-            counts = term_counts(chunk)
-            for tok in tokens(sym.name):
-                counts[tok] += 2
-            if sym.parent:
-                for tok in tokens(sym.parent):
-                    counts[tok] += 1
-            self._sym_bm25.add(f"{path}\0{i}", counts)
+    def _add_analysed(self, file: _Analysed) -> None:
+        info = file.info
+        path = info.path
+        self._files[path] = info
+        self._file_bm25.add(path, file.counts)
+        sym_bm25 = self._sym_bm25
+        for i, counts in enumerate(file.chunks):
+            sym_bm25.add(f"{path}\0{i}", counts)
 
     def _remove_file(self, path: str) -> None:
         info = self._files.pop(path, None)
@@ -359,6 +329,107 @@ class CodeIndex:
             return None
         i = int(idx)
         return info.symbols[i] if i < len(info.symbols) else None
+
+
+# Builds of at least this many files analyse them in worker processes (forked, so they
+# start in milliseconds with everything already imported); smaller ones, and every
+# one-file update, stay in this process.
+PARALLEL_MIN_FILES = 100
+_BATCH_FILES = 16
+
+
+@dataclass(slots=True)
+class _Analysed:
+    """One file's index entry and its term counts (whole file, then one per symbol)."""
+
+    info: FileInfo
+    counts: Counter[str]
+    chunks: list[Counter[str]]
+
+
+def _analyse(entry: gitio.TreeEntry, data: bytes) -> _Analysed | None:
+    """Everything the index keeps about one file, or None for binary and oversized files;
+    a pure function of its arguments, so it may run in any process."""
+    if is_binary(data) or too_big(entry.path, len(data)):
+        return None
+    path = entry.path
+    text = data.decode("utf-8", "replace")
+    language = language_of(path)
+    symbols: tuple[Symbol, ...] = ()
+    imports: tuple[str, ...] = ()
+    if language is not None:
+        parsed = parse(path, language, data)
+        symbols, imports = parsed.symbols, parsed.imports
+    info = FileInfo(
+        path=path,
+        blob=entry.blob,
+        size=entry.size,
+        language=language,
+        symbols=symbols,
+        imports=imports,
+        text=zlib.compress(data, 1),
+    )
+    counts = term_counts(text)
+    # The path is part of the document: `irradiance.py` is about irradiance.
+    for tok in tokens(path.replace("/", " ").replace(".", " ")):
+        counts[tok] += 2
+    return _Analysed(info, counts, _chunk_counts(text, symbols) if symbols else [])
+
+
+def _chunk_counts(text: str, symbols: tuple[Symbol, ...]) -> list[Counter[str]]:
+    lines = text.split("\n")
+    out: list[Counter[str]] = []
+    for i, sym in enumerate(symbols):
+        # A container's chunk stops at its first nested definition, so a class's chunk is
+        # its header, docstring and attributes, not every method again.
+        end = sym.end_line
+        nxt = symbols[i + 1] if i + 1 < len(symbols) else None
+        if nxt is not None and nxt.start_line <= sym.end_line and nxt.start_line > sym.start_line:
+            end = nxt.start_line - 1
+        end = min(end, sym.start_line + _CHUNK_MAX_LINES)
+        chunk = "\n".join(lines[sym.start_line - 1 : end])
+        counts = term_counts(chunk)
+        for tok in tokens(sym.name):
+            counts[tok] += 2
+        if sym.parent:
+            for tok in tokens(sym.parent):
+                counts[tok] += 1
+        out.append(counts)
+    return out
+
+
+def _analyse_batch(batch: list[tuple[gitio.TreeEntry, bytes]]) -> list[_Analysed | None]:
+    return [_analyse(entry, data) for entry, data in batch]
+
+
+def _workers() -> int:
+    """Worker processes for a large build: one per CPU this process may use (at most 4),
+    and none where processes cannot be forked — or should not be: forking a process that runs
+    other threads (the server, a job worker) can copy a lock another thread holds and hang the
+    child, so there the build stays in-process. `errands index` and the benchmarks fork."""
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return min(cpus, 4)
+
+
+def _analyse_parallel(
+    items: list[tuple[gitio.TreeEntry, bytes]], workers: int
+) -> Iterator[_Analysed | None]:
+    """``_analyse`` over ``items`` in worker processes, yielded in the order of ``items``
+    (so the index is the same as a serial build's, document ids included)."""
+    batches = [items[i : i + _BATCH_FILES] for i in range(0, len(items), _BATCH_FILES)]
+    # Grammars are loaded and queries compiled once here, before the fork, not per worker.
+    for language in {language_of(entry.path) for entry, _data in items} - {None}:
+        assert language is not None
+        grammar(language)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for results in pool.map(_analyse_batch, batches):
+            yield from results
 
 
 _PATH_WORD = re.compile(r"[A-Za-z0-9]+")

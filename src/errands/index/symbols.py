@@ -162,16 +162,16 @@ class _Def:
 
 
 @dataclass(slots=True)
-class _Grammar:
+class Grammar:
     parser: ts.Parser
     cursor: ts.QueryCursor
 
 
 @cache
-def _grammar(language: str) -> _Grammar:
+def grammar(language: str) -> Grammar:
     lang = ts.Language(_load(language))
     query = ts.Query(lang, _QUERIES[language])
-    return _Grammar(parser=ts.Parser(lang), cursor=ts.QueryCursor(query))
+    return Grammar(parser=ts.Parser(lang), cursor=ts.QueryCursor(query))
 
 
 def language_of(path: str) -> str | None:
@@ -188,11 +188,11 @@ def _text(node: ts.Node) -> str:
 
 def parse(path: str, language: str, source: bytes) -> Parsed:
     """Symbols (with line ranges, 1-based inclusive) and imported module names of one file."""
-    grammar = _grammar(language)
-    tree = grammar.parser.parse(source)
+    loaded = grammar(language)
+    tree = loaded.parser.parse(source)
     defs: list[_Def] = []
     imports: list[str] = []
-    for _pattern, captures in grammar.cursor.matches(tree.root_node):
+    for _pattern, captures in loaded.cursor.matches(tree.root_node):
         if "import" in captures:
             for node in captures["import"]:
                 imports.append(_clean_import(_text(node)))
