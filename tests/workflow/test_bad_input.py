@@ -154,3 +154,24 @@ def test_index_detects_and_the_user_overrides_verify_commands(
     assert cleared["effective"]["verify_commands"] == ["python3 -m pytest -q"]
     duplicate = client.post("/api/projects", json={"origin": str(sample_repo)})
     assert "already exists" in error_of(duplicate, 409)["message"]
+
+
+def test_web_pages_cannot_drive_the_local_api(client: httpx.Client, sample_repo: Path) -> None:
+    project_id = add_project(client, sample_repo, auto_execute=False)
+    task_id = add_task(client, project_id)
+    wait_for_state(client, task_id, "awaiting_answers")
+
+    # A page on another site posting to the API (a form or fetch in no-cors mode).
+    evil = client.post(f"/api/tasks/{task_id}/cancel", headers={"Origin": "http://evil.example"})
+    assert error_of(evil, 403)["code"] == "forbidden"
+    sneaky = client.post(f"/api/tasks/{task_id}/cancel", headers={"Sec-Fetch-Site": "cross-site"})
+    assert error_of(sneaky, 403)["code"] == "forbidden"
+    # DNS rebinding: the page's own host name pointing at 127.0.0.1.
+    rebound = client.get(f"/api/tasks/{task_id}", headers={"Host": "evil.example:8765"})
+    assert "loopback" in error_of(rebound, 403)["message"]
+    assert client.get(f"/api/tasks/{task_id}").json()["state"] == "awaiting_answers"
+
+    # The same origin (a page Errands itself serves) and plain clients are fine.
+    host = str(client.base_url.netloc.decode())
+    same = client.post(f"/api/tasks/{task_id}/cancel", headers={"Origin": f"http://{host}"})
+    assert same.status_code == 200 and same.json()["state"] == "cancelled"

@@ -40,15 +40,13 @@ from errands.schemas import (
 from errands.settings import Settings
 from errands.store import Database, Job
 from errands.store import events as event_log
+from errands.web.errors import json_error
+from errands.web.guard import LOOPBACK_NAMES, BrowserGuard
 from errands.workflow import actions
 
 T = TypeVar("T")
 STREAM_POLL_SECONDS = 0.3
 RESTING_STATES = {TaskState.MERGED, TaskState.CANCELLED, TaskState.FAILED}
-
-
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, **extra}}
 
 
 def create_app(settings: Settings | None = None, *, embedded_worker: bool = False) -> FastAPI:
@@ -79,21 +77,23 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool = Fals
         lifespan=lifespan,
     )
 
+    app.add_middleware(BrowserGuard, loopback_only=settings.host in LOOPBACK_NAMES)
+
     @app.exception_handler(ErrandsError)
     async def errands_error(_: Request, exc: ErrandsError) -> JSONResponse:
         extra = {"files": exc.files} if hasattr(exc, "files") else {}
-        return JSONResponse(error_body(exc.code, exc.message, **extra), status_code=exc.status)
+        return json_error(exc.code, exc.message, status=exc.status, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
-        return JSONResponse(
-            error_body(
-                "invalid_input", f"Invalid request: {problems}", details=_jsonable(exc.errors())
-            ),
-            status_code=422,
+        return json_error(
+            "invalid_input",
+            f"Invalid request: {problems}",
+            status=422,
+            details=_jsonable(exc.errors()),
         )
 
     _routes(app)
