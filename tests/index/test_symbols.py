@@ -183,3 +183,41 @@ def test_repo_map_outlines_symbols_within_budget(index: CodeIndex) -> None:
     assert "method Start :9-11" in text
     small = index.repo_map(sorted(SOURCES), max_chars=120)
     assert len(small) <= 120
+
+
+def test_term_counts_of_file_and_chunks_equal_tokenising_each_separately() -> None:
+    from collections import Counter
+
+    from errands.index.core import _CHUNK_MAX_LINES, _term_counts
+    from errands.index.lexical import term_counts, tokens
+    from errands.index.symbols import parse
+
+    source = (
+        "import os\nLIMIT_VALUE = 3\n\n"
+        "class PriceRule:\n    '''Rounds totalPrice.'''\n    rate = 2\n\n"
+        "    def apply_discount(self, price):\n"
+        "        def inner_helper(x): return x * rate\n"
+        "        return inner_helper(price)\n\n"
+        "    def other(self): pass\n"
+        "class Tiny: x_value = 1; y_value = 2\n"
+        "def f(): return 1\n"
+        "def long_body():\n" + "    long_name_here = 1\n" * (_CHUNK_MAX_LINES + 20) + "tail_word\n"
+    )
+    symbols = parse("m.py", "python", source.encode()).symbols
+    counts, chunks = _term_counts(source, symbols)
+    assert list(counts.items()) == list(term_counts(source).items())
+    lines = source.split("\n")
+    expected: list[Counter[str]] = []
+    for i, sym in enumerate(symbols):
+        end = sym.end_line
+        nxt = symbols[i + 1] if i + 1 < len(symbols) else None
+        if nxt is not None and sym.start_line < nxt.start_line <= sym.end_line:
+            end = nxt.start_line - 1
+        end = min(end, sym.start_line + _CHUNK_MAX_LINES)
+        want = term_counts("\n".join(lines[sym.start_line - 1 : end]))
+        for tok in tokens(sym.name):
+            want[tok] += 2
+        for tok in tokens(sym.parent or ""):
+            want[tok] += 1
+        expected.append(want)
+    assert [list(c.items()) for c in chunks] == [list(c.items()) for c in expected]

@@ -8,16 +8,17 @@ import pickle
 import re
 import threading
 import zlib
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import accumulate, chain
 from pathlib import Path
 
 from errands.errors import InvalidInput
 from errands.index import gitio
 from errands.index import locate as _locate
-from errands.index.lexical import BM25, term_counts, tokens
+from errands.index.lexical import _WORD, BM25, _word_tokens, term_counts, tokens
 from errands.index.model import Located, Symbol
 from errands.index.paths import is_binary, skip_path, too_big
 from errands.index.symbols import grammar, language_of, parse
@@ -101,7 +102,8 @@ class CodeIndex:
             for entry in by_blob[blob]
         )
         if total >= PARALLEL_MIN_FILES and _workers() > 1:
-            analysed = _analyse_parallel(list(items), _workers())
+            languages = {language_of(e.path) for e in entries}
+            analysed = _analyse_parallel(items, _workers(), languages)
         else:
             analysed = (_analyse(entry, data) for entry, data in items)
         for done, file in enumerate(analysed, 1):
@@ -369,16 +371,31 @@ def _analyse(entry: gitio.TreeEntry, data: bytes) -> _Analysed | None:
         imports=imports,
         text=zlib.compress(data, 1),
     )
-    counts = term_counts(text)
+    counts, chunks = _term_counts(text, symbols)
     # The path is part of the document: `irradiance.py` is about irradiance.
     for tok in tokens(path.replace("/", " ").replace(".", " ")):
         counts[tok] += 2
-    return _Analysed(info, counts, _chunk_counts(text, symbols) if symbols else [])
+    return _Analysed(info, counts, chunks)
 
 
-def _chunk_counts(text: str, symbols: tuple[Symbol, ...]) -> list[Counter[str]]:
+def _term_counts(text: str, symbols: tuple[Symbol, ...]) -> tuple[Counter[str], list[Counter[str]]]:
+    """The file's term counts and one per symbol chunk, from one pass of the tokeniser.
+
+    Words never span lines, so the file's words are those of its line ranges in order: the
+    text is scanned range by range (gaps and chunks), each chunk's tokens counted on their
+    own and all of them together for the file — the same counts, in the same first-seen
+    order, as tokenising the file and then every chunk separately."""
+    if not symbols:
+        return term_counts(text), []
     lines = text.split("\n")
-    out: list[Counter[str]] = []
+    n = len(lines)
+    # Character offset of line k (0-based): the lengths before it plus their newlines.
+    starts = list(accumulate(map(len, lines), initial=0))
+    findall = _WORD.findall
+    word_tokens = _word_tokens.__getitem__
+    stream: list[list[str]] = []
+    chunks: list[Counter[str]] = []
+    cur = 0  # lines before this one are in `stream`
     for i, sym in enumerate(symbols):
         # A container's chunk stops at its first nested definition, so a class's chunk is
         # its header, docstring and attributes, not every method again.
@@ -387,15 +404,35 @@ def _chunk_counts(text: str, symbols: tuple[Symbol, ...]) -> list[Counter[str]]:
         if nxt is not None and nxt.start_line <= sym.end_line and nxt.start_line > sym.start_line:
             end = nxt.start_line - 1
         end = min(end, sym.start_line + _CHUNK_MAX_LINES)
-        chunk = "\n".join(lines[sym.start_line - 1 : end])
-        counts = term_counts(chunk)
+        a = min(sym.start_line - 1, n)
+        b = max(min(end, n), a)
+        if a >= cur:
+            if a > cur:
+                gap = findall(text, starts[cur] + cur, starts[a] + a)
+                stream.append(list(chain.from_iterable(map(word_tokens, gap))))
+            toks = list(
+                chain.from_iterable(map(word_tokens, findall(text, starts[a] + a, starts[b] + b)))
+            )
+            stream.append(toks)
+            cur = b
+        else:  # overlaps a chunk already scanned (definitions sharing a line): scan it again
+            words = findall(text, starts[a] + a, starts[b] + b)
+            toks = list(chain.from_iterable(map(word_tokens, words)))
+            if b > cur:
+                more = findall(text, starts[cur] + cur, starts[b] + b)
+                stream.append(list(chain.from_iterable(map(word_tokens, more))))
+                cur = b
+        counts = Counter(toks)
         for tok in tokens(sym.name):
             counts[tok] += 2
         if sym.parent:
             for tok in tokens(sym.parent):
                 counts[tok] += 1
-        out.append(counts)
-    return out
+        chunks.append(counts)
+    if cur < n:
+        tail = findall(text, starts[cur] + cur)
+        stream.append(list(chain.from_iterable(map(word_tokens, tail))))
+    return Counter(chain.from_iterable(stream)), chunks
 
 
 def _analyse_batch(batch: list[tuple[gitio.TreeEntry, bytes]]) -> list[_Analysed | None]:
@@ -417,19 +454,48 @@ def _workers() -> int:
 
 
 def _analyse_parallel(
-    items: list[tuple[gitio.TreeEntry, bytes]], workers: int
+    items: Iterable[tuple[gitio.TreeEntry, bytes]],
+    workers: int,
+    languages: Iterable[str | None],
 ) -> Iterator[_Analysed | None]:
     """``_analyse`` over ``items`` in worker processes, yielded in the order of ``items``
-    (so the index is the same as a serial build's, document ids included)."""
-    batches = [items[i : i + _BATCH_FILES] for i in range(0, len(items), _BATCH_FILES)]
+    (so the index is the same as a serial build's, document ids included).
+
+    Batches go to the workers as ``items`` are read, so reading blobs overlaps analysing
+    them; binary and oversized files are dropped here rather than shipped to a worker."""
     # Grammars are loaded and queries compiled once here, before the fork, not per worker.
-    for language in {language_of(entry.path) for entry, _data in items} - {None}:
+    for language in set(languages) - {None}:
         assert language is not None
         grammar(language)
     context = multiprocessing.get_context("fork")
+    # Each slot is a batch under analysis, or a count of files skipped here, in item order.
+    slots: deque[Future[list[_Analysed | None]] | int] = deque()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for results in pool.map(_analyse_batch, batches):
-            yield from results
+        # The first submit forks every worker (fork start method), so they exist before
+        # `items` starts its `git cat-file` and cannot inherit that process's pipes.
+        slots.append(pool.submit(_analyse_batch, []))
+        batch: list[tuple[gitio.TreeEntry, bytes]] = []
+        for entry, data in items:
+            if is_binary(data) or too_big(entry.path, len(data)):
+                if batch:
+                    slots.append(pool.submit(_analyse_batch, batch))
+                    batch = []
+                slots.append(1)
+            else:
+                batch.append((entry, data))
+                if len(batch) >= _BATCH_FILES:
+                    slots.append(pool.submit(_analyse_batch, batch))
+                    batch = []
+            while slots and (isinstance(slots[0], int) or slots[0].done()):
+                yield from _slot_results(slots.popleft())
+        if batch:
+            slots.append(pool.submit(_analyse_batch, batch))
+        while slots:
+            yield from _slot_results(slots.popleft())
+
+
+def _slot_results(slot: Future[list[_Analysed | None]] | int) -> list[_Analysed | None]:
+    return [None] * slot if isinstance(slot, int) else slot.result()
 
 
 _PATH_WORD = re.compile(r"[A-Za-z0-9]+")

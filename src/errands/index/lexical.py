@@ -176,11 +176,10 @@ class BM25:
         postings = self.postings
         arrays = self._arrays
         for term, tf in zip(terms, counts.values(), strict=True):
-            plist = postings.get(term)
-            if plist is None:
+            try:
+                postings[term][doc] = tf
+            except KeyError:
                 postings[term] = {doc: tf}
-            else:
-                plist[doc] = tf
         if arrays:
             for term in counts:
                 arrays.pop(term, None)
