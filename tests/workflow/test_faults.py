@@ -4,7 +4,6 @@ or conflicts, a dirty checkout, a cancelled job. Each ends clearly and loses not
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -285,9 +284,7 @@ def test_a_dirty_checkout_is_never_clobbered(home: Path, sample_repo: Path) -> N
 def test_cancel_stops_a_running_command_promptly(home: Path, sample_repo: Path) -> None:
     def hook(req: ChatRequest, phase: str) -> Reply | None:
         if phase == "execute" and "subtask 1 of 2" in req.user and req.n_assistant == 0:
-            return Reply.call(
-                "run_command", command="sleep 300 & echo $! > /tmp/errands-sleep-pid; wait"
-            )
+            return Reply.call("run_command", command=f"sleep {MARKER} & wait")
         return None
 
     llm, server = serve(home, Override(hook))
@@ -296,14 +293,8 @@ def test_cancel_stops_a_running_command_promptly(home: Path, sample_repo: Path) 
         task_id = add_task(client, add_project(client, sample_repo))
         wait_for_state(client, task_id, "awaiting_answers")
         client.post(f"/api/tasks/{task_id}/answers", json={"question": 1, "option": 1})
-        wait_for_event(client, task_id, "agent.tool_call")
-        wait_for(
-            lambda: any(
-                e["kind"] == "agent.tool_call" and e["data"]["tool"] == "run_command"
-                for e in events_of(client, task_id)
-            )
-        )
-        time.sleep(0.5)
+        # The command is really running (in the sandbox, a process of this machine).
+        wait_for(lambda: sleepers(MARKER), timeout=60, what="the sleep to start")
         assert client.post(f"/api/tasks/{task_id}/cancel").json()["state"] == "cancelled"
         task = wait_for(
             lambda: (
@@ -317,10 +308,27 @@ def test_cancel_stops_a_running_command_promptly(home: Path, sample_repo: Path) 
         assert "job.cancelled" in [e["kind"] for e in events_of(client, task_id)]
         assert live_workspaces(home) == []
         assert parked_are_clean(home)
-        pid = int(Path("/tmp/errands-sleep-pid").read_text())
-        assert (
-            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
-        )
+        # The whole process tree is gone (a killed process may linger as a zombie briefly).
+        wait_for(lambda: not sleepers(MARKER), timeout=10, what="the sleep to be killed")
+
+
+MARKER = "300.4711"  # a sleep duration no other process on the machine uses
+
+
+def sleepers(marker: str) -> list[int]:
+    """Live (non-zombie) processes running `sleep <marker>`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if cmdline[:2] == [b"sleep", marker.encode()] and state not in ("Z", "X"):
+            found.append(int(proc.name))
+    return found
 
 
 def _words(text: str) -> set[str]:
