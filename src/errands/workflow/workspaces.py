@@ -55,16 +55,26 @@ def pool_for(settings: Settings, mirror: Mirror, project_id: int) -> WorkspacePo
     return WorkspacePool(mirror, settings.workspaces_dir / f"project-{project_id}")
 
 
+# Shown read-only to every sandbox anyway.
+SYSTEM_PREFIXES = tuple(Path(p) for p in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc"))
+
+
 def toolchain_dirs(path_variable: str, home: Path) -> tuple[Path, ...]:
-    """Toolchains installed under the user's home (pyenv, cargo, nvm…) that PATH points into.
-    The home directory itself stays hidden; only these top-level directories are shown,
-    read-only, so `python3` or `cargo` work in the sandbox while ~/.ssh does not exist."""
+    """Toolchains that PATH points into outside the system directories, shown read-only so
+    `python3`, `pytest` or `cargo` work in the sandbox: under the home directory its
+    top-level directory (~/.pyenv, ~/.cargo — the home itself stays hidden, so ~/.ssh does not
+    exist), elsewhere the directory holding the `bin` (a virtualenv in /opt or /srv)."""
     found: list[Path] = []
     for entry in path_variable.split(":"):
         path = Path(entry)
-        if not entry or not path.is_absolute() or home not in path.parents:
+        if not entry or not path.is_absolute() or path in (home, Path("/")):
             continue
-        top = home / path.relative_to(home).parts[0]
+        if home in path.parents:
+            top = home / path.relative_to(home).parts[0]
+        elif any(path == p or p in path.parents for p in SYSTEM_PREFIXES):
+            continue
+        else:
+            top = path.parent if path.parent != Path("/") else path
         if top not in found and top.is_dir():
             found.append(top)
     return tuple(found)
