@@ -9,6 +9,8 @@ from typing import Protocol
 
 import pytest
 
+from tests.git.git_helpers import commit_files
+
 _ENV = {
     "GIT_AUTHOR_NAME": "t",
     "GIT_AUTHOR_EMAIL": "t@localhost",
@@ -37,6 +39,8 @@ def repo(tmp_path: Path) -> Path:
     path = tmp_path / "repo"
     path.mkdir()
     git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.name", "t")
+    git(path, "config", "user.email", "t@localhost")
     return path
 
 
@@ -45,18 +49,6 @@ def commit(repo: Path) -> Commit:
     """Write (None: delete) files and commit them; the new commit's id."""
 
     def _commit(files: dict[str, str | bytes | None], message: str = "change") -> str:
-        for name, content in files.items():
-            target = repo / name
-            if content is None:
-                target.unlink()
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                target.write_bytes(content)
-            else:
-                target.write_text(content)
-        git(repo, "add", "--all")
-        git(repo, "commit", "-q", "-m", message)
-        return git(repo, "rev-parse", "HEAD")
+        return commit_files(repo, files, message)
 
     return _commit
