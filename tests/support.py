@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -15,7 +14,7 @@ import uvicorn
 
 from errands.sandbox import bwrap_problem
 from errands.settings import Settings
-from errands.testing.scripted_llm import ChatRequest, Reply, ToolCall
+from errands.testing.scripted_llm import ChatRequest, Reply
 from errands.web.app import create_app
 
 
@@ -184,17 +183,9 @@ class CalcScript:
         raise AssertionError(f"unexpected request in phase {phase}: {req!r}")
 
 
-def tool_call(name: str, **args: Any) -> ToolCall:
-    return ToolCall(name, dict(args))
-
-
 def events_of(client: httpx.Client, task_id: int) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = client.get(f"/api/tasks/{task_id}/events").json()
     return events
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, default=str)
 
 
 def add_project(client: httpx.Client, repo: Any, **extra: Any) -> int:

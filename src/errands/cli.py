@@ -17,7 +17,6 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from errands import runtime
@@ -26,7 +25,7 @@ from errands.errors import ErrandsError, InvalidInput
 from errands.git import Diff
 from errands.schemas import EventPublic, ProjectPublic, TaskPublic, TaskSummary
 from errands.settings import Settings
-from errands.store import Database, Job
+from errands.store import Database
 from errands.store import events as event_log
 from errands.workflow import actions
 
@@ -100,9 +99,7 @@ def _print_json(value: Any) -> None:
 
 
 def _task_public(session: Session, task_id: int) -> TaskPublic:
-    task = actions.get_task(session, task_id)
-    jobs = list(session.scalars(select(Job).where(Job.task_id == task_id).order_by(Job.id)))
-    return TaskPublic.of(task, jobs)
+    return TaskPublic.of(*actions.task_with_jobs(session, task_id))
 
 
 # -- server and worker ------------------------------------------------------------------------

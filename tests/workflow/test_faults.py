@@ -3,7 +3,6 @@ or conflicts, a dirty checkout, a cancelled job. Each ends clearly and loses not
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -329,10 +328,6 @@ def sleepers(marker: str) -> list[int]:
         if cmdline[:2] == [b"sleep", marker.encode()] and state not in ("Z", "X"):
             found.append(int(proc.name))
     return found
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"\w+", text))
 
 
 def test_no_questions_means_ready_and_auto_execute(home: Path, sample_repo: Path) -> None:

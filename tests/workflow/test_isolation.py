@@ -121,7 +121,6 @@ def test_escapes_fail_and_the_job_goes_on(
         {"command": "sleep 1000", "timeout_seconds": 3},
     ]
     script = EscapeScript(attempts)
-    settings = settings_for(home, "placeholder")
     with ScriptedLLM(script) as llm:
         settings = settings_for(home, llm.base_url, sandbox="bubblewrap")
         with running_server(settings) as url, caplog.at_level(logging.DEBUG):

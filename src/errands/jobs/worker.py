@@ -95,8 +95,6 @@ class Worker:
         while not self.stopping.is_set():
             lease: Lease | None = None
             try:
-                for lease in ledger.exhausted(self.db):
-                    self.on_gave_up(lease)
                 lease = ledger.claim(self.db, self.name, self.lease_seconds)
             except Exception:
                 log.exception("could not claim a job")
@@ -125,7 +123,14 @@ class Worker:
         ledger.finish(self.db, lease.job_id, self.name, outcome.state, outcome.error)
 
     def _heartbeats(self) -> None:
+        """Extend the leases of running jobs (and hear of cancellations); give up on jobs
+        whose workers died too often. Once a second, for the whole worker."""
         while not self.stopping.wait(HEARTBEAT_SECONDS):
+            try:
+                for lease in ledger.exhausted(self.db):
+                    self.on_gave_up(lease)
+            except Exception:
+                log.exception("the recovery sweep failed")
             with self._lock:
                 running = dict(self._running)
             for job_id, cancel in running.items():

@@ -15,7 +15,6 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import errands
@@ -38,7 +37,7 @@ from errands.schemas import (
     TaskSummary,
 )
 from errands.settings import Settings
-from errands.store import Database, Job
+from errands.store import Database
 from errands.store import events as event_log
 from errands.web.errors import json_error
 from errands.web.guard import LOOPBACK_NAMES, BrowserGuard
@@ -126,9 +125,7 @@ def _in_session(db: Database, work: Callable[[Session], T]) -> T:
 
 
 def _task_public(session: Session, task_id: int) -> TaskPublic:
-    task = actions.get_task(session, task_id)
-    jobs = list(session.scalars(select(Job).where(Job.task_id == task_id).order_by(Job.id)))
-    return TaskPublic.of(task, jobs)
+    return TaskPublic.of(*actions.task_with_jobs(session, task_id))
 
 
 def _routes(app: FastAPI) -> None:

@@ -24,7 +24,7 @@ from errands.errors import Conflict, InvalidInput, NotFound
 from errands.git import Diff, current_branch, find_repository, git
 from errands.jobs import ledger
 from errands.settings import Settings
-from errands.store import Project, Question, ReviewComment, Subtask, Task
+from errands.store import Job, Project, Question, ReviewComment, Subtask, Task
 from errands.store import events as event_log
 from errands.workflow.mirrors import open_mirror
 
@@ -58,6 +58,13 @@ def get_task(session: Session, task_id: int) -> Task:
     if task is None:
         raise NotFound(f"Task {task_id} does not exist.")
     return task
+
+
+def task_with_jobs(session: Session, task_id: int) -> tuple[Task, list[Job]]:
+    """A task and every job it ran, oldest first (for its public view and usage)."""
+    task = get_task(session, task_id)
+    jobs = list(session.scalars(select(Job).where(Job.task_id == task_id).order_by(Job.id)))
+    return task, jobs
 
 
 def list_tasks(

@@ -6,12 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from errands.agent.tools import CodeSearch
 from errands.errors import GitError, InvalidInput
 from errands.git import Mirror
 from errands.index import CodeIndex
 from errands.settings import Settings
-from errands.workflow.context import JobContext
 
 Progress = Callable[[int, int], None]
 
@@ -28,14 +26,6 @@ def load_index(settings: Settings, project_id: int) -> CodeIndex | None:
         return CodeIndex.load(path)
     except InvalidInput:  # written by another version of Errands: the next index rebuilds it
         return None
-
-
-def code_search(ctx: JobContext) -> CodeSearch | None:
-    """The search_code tool's backend for a job, when the project has an index."""
-    index = load_index(ctx.settings, ctx.lease.project_id)
-    if index is None:
-        return None
-    return lambda query, limit: index.search(query, limit=limit)
 
 
 def refresh_index(

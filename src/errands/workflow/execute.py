@@ -10,7 +10,6 @@ from errands.errors import GitError
 from errands.git import Mirror, task_branch
 from errands.store import Subtask, Task
 from errands.workflow import handoff
-from errands.workflow.code_index import code_search
 from errands.workflow.context import JobContext
 from errands.workflow.implement import implement_subtask
 from errands.workflow.mirrors import base_tip
@@ -58,7 +57,6 @@ def run(ctx: JobContext) -> None:
         start_point=base_commit,
         config=config,
         commands=True,
-        code_search=code_search(ctx),
     ) as work:
         if not planned:
             _plan(ctx, work, context)

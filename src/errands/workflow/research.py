@@ -69,7 +69,7 @@ def run(ctx: JobContext) -> None:
         start_point=base_commit,
         config=config,
         commands=False,
-        code_search=lambda q, n: index.search(q, limit=n),
+        index=index,
     ) as work:
         ctx.emit("research.started", f"Researching on {base_branch} at {base_commit[:10]}")
         result = run_agent(

@@ -8,7 +8,6 @@ from errands.agent import prompts
 from errands.domain import SubtaskState
 from errands.errors import Conflict
 from errands.store import ReviewComment, Subtask, Task
-from errands.workflow.code_index import code_search
 from errands.workflow.context import JobContext
 from errands.workflow.execute import finish_review_round
 from errands.workflow.implement import implement_subtask
@@ -79,7 +78,6 @@ def run(ctx: JobContext) -> None:
         start_point=base_commit,
         config=config,
         commands=True,
-        code_search=code_search(ctx),
     ) as work:
         ctx.emit("revise.started", f"Revising: {len(steps)} comment(s)", comments=steps)
         implement_subtask(

@@ -20,9 +20,11 @@ from errands.agent.tools import CodeSearch, WorkspaceTools
 from errands.domain import JobState
 from errands.errors import CommandError
 from errands.git import Mirror, Workspace, WorkspacePool
+from errands.index import CodeIndex
 from errands.sandbox import Sandbox, SandboxPolicy, create_sandbox
 from errands.settings import Settings, sandbox_env
 from errands.store import Job
+from errands.workflow.code_index import load_index
 from errands.workflow.context import JobContext, workspace_name
 from errands.workflow.project_config import EffectiveConfig
 
@@ -114,12 +116,17 @@ def job_workspace(
     start_point: str,
     config: EffectiveConfig,
     commands: bool,
-    code_search: CodeSearch | None = None,
+    index: CodeIndex | None = None,
 ) -> Iterator[JobWorkspace]:
     """Acquire a workspace (released, cleaned, back to the pool when the block ends).
 
     With ``commands`` the project's setup runs first and the tools can run commands;
-    without (research only reads), no sandbox is needed at all."""
+    without (research only reads), no sandbox is needed at all. The agent's search_code tool
+    uses ``index``, or the project's saved index when none is given."""
+    index = index or load_index(ctx.settings, ctx.lease.project_id)
+    search: CodeSearch | None = (
+        (lambda query, limit: index.search(query, limit=limit)) if index is not None else None
+    )
     pool = pool_for(ctx.settings, mirror, ctx.lease.project_id)
     _sweep(ctx, pool)
     workspace = pool.acquire(ctx.workspace_name(), branch, start_point)
@@ -141,7 +148,7 @@ def job_workspace(
             sandbox,
             command_timeout=config.command_timeout,
             cancel=ctx.cancel,
-            code_search=code_search,
+            code_search=search,
         )
         yield JobWorkspace(workspace, sandbox, tools)
     finally:
