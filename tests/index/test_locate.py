@@ -192,3 +192,30 @@ def test_parallel_build_equals_serial_build(
         assert mine.postings == theirs.postings
     query = "`apply_discount` rounds the price wrong"
     assert parallel.locate(query) == serial.locate(query)
+
+
+def test_concurrent_saves_each_replace_the_index_whole(
+    built: tuple[Path, CodeIndex], tmp_path: Path
+) -> None:
+    """The index job and a research job may save the same project's index at once."""
+    import threading
+
+    _, index = built
+    target = tmp_path / "index" / "project.idx"
+    errors: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            for _ in range(20):
+                index.save(target)
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert CodeIndex.load(target).paths == index.paths
+    assert [p.name for p in target.parent.iterdir()] == ["project.idx"]  # no temp files left

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import pickle
 import re
+import tempfile
 import threading
 import zlib
 from collections import Counter, defaultdict, deque
@@ -157,9 +158,11 @@ class CodeIndex:
     # ---- persistence ----------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
-        """Write the index to one file (atomically: a crash leaves the old one)."""
+        """Write the index to one file (atomically: a crash leaves the old one, and two
+        writers at once — the index job and a research job — each replace it whole)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(name)
         state = {
             "version": FORMAT_VERSION,
             "commit": self.commit,
@@ -169,9 +172,13 @@ class CodeIndex:
             "churn": self._churn,
             "age": self._age,
         }
-        with tmp.open("wb") as fh:
-            pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
+        try:
+            with os.fdopen(handle, "wb") as fh:
+                pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, path: Path) -> CodeIndex:
