@@ -8,6 +8,7 @@ from errands.store.models import (
     Project,
     Question,
     ReviewComment,
+    Schedule,
     Subtask,
     Task,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "Project",
     "Question",
     "ReviewComment",
+    "Schedule",
     "Subtask",
     "Task",
 ]

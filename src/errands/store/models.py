@@ -35,6 +35,8 @@ class Project(Base):
     setup_network: Mapped[bool | None] = mapped_column(default=None)
     sandbox_backend: Mapped[str | None] = mapped_column(String(32), default=None)
     auto_execute: Mapped[bool] = mapped_column(default=True)
+    # Jobs of this project running at once across all workers (None = the setting).
+    max_concurrent_jobs: Mapped[int | None] = mapped_column(default=None)
     indexed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -173,6 +175,20 @@ class Job(Base):
     model_requests: Mapped[int] = mapped_column(default=0)
     input_tokens: Mapped[int] = mapped_column(default=0)
     output_tokens: Mapped[int] = mapped_column(default=0)
+
+
+class Schedule(Base):
+    """One periodic duty (recovery sweep, workspace clean-up, ...). Whichever worker moves
+    ``next_run_at`` forward with a compare-and-swap runs it: once across all workers."""
+
+    __tablename__ = "schedules"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_run_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_run_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_owner: Mapped[str | None] = mapped_column(String(200), default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    runs: Mapped[int] = mapped_column(default=0)
 
 
 class Event(Base):
