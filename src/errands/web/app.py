@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
 import errands
@@ -41,6 +41,7 @@ from errands.store import Database
 from errands.store import events as event_log
 from errands.web.errors import json_error
 from errands.web.guard import LOOPBACK_NAMES, BrowserGuard
+from errands.web.ui import install as install_ui
 from errands.workflow import actions
 
 T = TypeVar("T")
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool = Fals
         )
 
     _routes(app)
+    install_ui(app)  # pages and static assets; wraps the handlers above for browsers
     return app
 
 
@@ -129,10 +131,6 @@ def _task_public(session: Session, task_id: int) -> TaskPublic:
 
 
 def _routes(app: FastAPI) -> None:
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
-
     @app.get("/api/health")
     def health() -> dict[str, str]:
         return {"status": "ok", "version": errands.__version__}

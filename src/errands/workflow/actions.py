@@ -7,24 +7,28 @@ enqueues the job that does the work. None of them does slow work itself.
 from __future__ import annotations
 
 import re
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from errands.domain import (
     CommentKind,
     JobKind,
     Side,
+    SubtaskState,
     TaskState,
     check_transition,
 )
-from errands.errors import Conflict, InvalidInput, NotFound
-from errands.git import Diff, current_branch, find_repository, git
+from errands.errors import Conflict, GitError, InvalidInput, NotFound
+from errands.git import Diff, current_branch, find_repository, git, run_git
+from errands.git.lock import repo_lock
+from errands.git.runner import ERRANDS_IDENTITY
 from errands.jobs import ledger
 from errands.settings import Settings
-from errands.store import Job, Project, Question, ReviewComment, Subtask, Task
+from errands.store import Event, Job, Project, Question, ReviewComment, Subtask, Task
 from errands.store import events as event_log
 from errands.workflow.mirrors import open_mirror
 
@@ -496,4 +500,279 @@ def approve(session: Session, settings: Settings, task_id: int) -> Task:
     )
     task.merge_error = None
     _enqueue(session, settings, JobKind.MERGE, task)
+    return task
+
+
+# -- views for the web app ----------------------------------------------------------------
+
+
+def tokens_by_task(session: Session, task_ids: list[int]) -> dict[int, int]:
+    """Input plus output tokens every job of each task used (the board's "cost so far")."""
+    if not task_ids:
+        return {}
+    rows = session.execute(
+        select(Job.task_id, func.sum(Job.input_tokens + Job.output_tokens))
+        .where(Job.task_id.in_(task_ids))
+        .group_by(Job.task_id)
+    )
+    return {task_id: int(total or 0) for task_id, total in rows if task_id is not None}
+
+
+def recent_events(session: Session, task_id: int, limit: int = 500) -> list[Event]:
+    """The newest ``limit`` events of a task, oldest first (a page shows the tail of a log)."""
+    get_task(session, task_id)
+    newest = session.scalars(
+        select(Event).where(Event.task_id == task_id).order_by(Event.id.desc()).limit(limit)
+    )
+    return list(reversed(list(newest)))
+
+
+def review_heads(session: Session, task_id: int) -> list[str]:
+    """The branch tip each time the task came back for review, oldest first.
+
+    Revisions only add commits on top, so the previous head is exactly what the reviewer
+    last reviewed; the diff from it to the newest head is "changes since my last review".
+    """
+    get_task(session, task_id)
+    events = session.scalars(
+        select(Event).where(Event.task_id == task_id, Event.kind == "task.state").order_by(Event.id)
+    )
+    heads: list[str] = []
+    for event in events:
+        head = event.data.get("head")
+        is_review = event.data.get("state") == TaskState.IN_REVIEW and isinstance(head, str)
+        if is_review and (not heads or heads[-1] != head):
+            heads.append(str(head))
+    return heads
+
+
+def interdiff(session: Session, settings: Settings, task_id: int) -> tuple[Task, Diff, str, str]:
+    """What changed on the branch since the previous review round: (task, diff, old, new)."""
+    task = get_task(session, task_id)
+    heads = review_heads(session, task_id)
+    if len(heads) < 2:
+        raise Conflict(f"Task {task_id} has not been revised since its first review.")
+    mirror = open_mirror(settings, task.project_id, task.project.origin)
+    # The branch tip, not the last review head: an applied suggestion moves it too.
+    tip = (mirror.resolve(f"refs/heads/{task.branch}") if task.branch else None) or heads[-1]
+    return task, mirror.diff(heads[-2], tip), heads[-2], tip
+
+
+def commit_sizes(session: Session, settings: Settings, task_id: int) -> dict[str, tuple[int, int]]:
+    """Lines added and removed by each commit of the task's branch, by commit id (one
+    ``git log --numstat`` for the whole stack; binary files count as no lines)."""
+    task = get_task(session, task_id)
+    if task.branch is None or task.base_commit is None:
+        return {}
+    mirror = open_mirror(settings, task.project_id, task.project.origin)
+    tip = mirror.resolve(f"refs/heads/{task.branch}")
+    if tip is None:
+        return {}
+    out = git("log", "--numstat", "--format=%x00%H", f"{task.base_commit}..{tip}", cwd=mirror.path)
+    sizes: dict[str, tuple[int, int]] = {}
+    for record in out.split("\0"):
+        lines = record.strip().splitlines()
+        if not lines:
+            continue
+        added = removed = 0
+        for stat in lines[1:]:
+            fields = stat.split("\t")
+            if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
+                added, removed = added + int(fields[0]), removed + int(fields[1])
+        sizes[lines[0]] = (added, removed)
+    return sizes
+
+
+def file_at(session: Session, settings: Settings, task_id: int, path: str, rev: str) -> str:
+    """A file's text at a commit of the task's history (its base, a subtask, the tip)."""
+    task = get_task(session, task_id)
+    mirror = open_mirror(settings, task.project_id, task.project.origin)
+    if not re.fullmatch(r"[0-9a-f]{7,64}", rev) and rev not in ("base", "tip"):
+        raise InvalidInput(f"{rev!r} is not a commit of this task.")
+    if rev == "base":
+        rev = task.base_commit or mirror.resolve(mirror.base_ref(task.base_branch)) or ""
+    elif rev == "tip":
+        rev = (mirror.resolve(f"refs/heads/{task.branch}") if task.branch else None) or ""
+        rev = rev or task.base_commit or ""
+    if not rev or not path or path.startswith("/") or "\0" in path:
+        raise NotFound(f"{path!r} is not a file of task {task_id}.")
+    result = run_git("cat-file", "blob", f"{rev}:{path}", cwd=mirror.path)
+    if not result.ok:
+        raise NotFound(f"{path} does not exist at {rev[:10]}.")
+    return result.stdout
+
+
+# -- suggestions ---------------------------------------------------------------------------
+
+SUGGESTION_BLOCK = re.compile(r"```suggestion[^\n]*\n(.*?)```", re.DOTALL)
+
+
+def suggestion_of(body: str) -> str | None:
+    """The replacement code a suggestion carries (GitHub's ```suggestion fence), if any."""
+    found = SUGGESTION_BLOCK.search(body)
+    return found.group(1) if found else None
+
+
+def apply_suggestion(
+    session: Session, settings: Settings, task_id: int, comment_id: int
+) -> Subtask:
+    """Commit a suggestion's replacement code on top of the task branch, as one more
+    subtask of the stack, and resolve its thread.
+
+    The commit is made in the mirror's object database (no work tree), and the branch ref
+    moves by compare-and-swap: a job that moved it meanwhile makes this fail, not vanish.
+    """
+    task = get_task(session, task_id)
+    _require_review(task)
+    comment = session.get(ReviewComment, comment_id)
+    if comment is None or comment.task_id != task.id or comment.parent_id is not None:
+        raise NotFound(f"Comment {comment_id} is not a thread of task {task_id}.")
+    code = suggestion_of(comment.body)
+    if comment.kind != CommentKind.SUGGESTION or code is None:
+        raise InvalidInput(f"Comment {comment_id} carries no suggested code to apply.")
+    if comment.side != Side.NEW:
+        raise InvalidInput("Only lines of the new version can be replaced.")
+    if ledger.active_job(session, task.id) is not None:
+        raise Conflict(f"Task {task_id} has a job running; apply the suggestion after it.")
+    assert task.branch is not None and task.base_commit is not None  # in review
+    mirror = open_mirror(settings, task.project_id, task.project.origin)
+    tip = mirror.resolve(f"refs/heads/{task.branch}")
+    if tip is None:
+        raise Conflict(f"The branch {task.branch} is missing from the mirror.")
+    path, start = comment.path, comment.line
+    end = comment.end_line or start
+    commented = file_at(session, settings, task_id, path, comment.commit_sha or tip)
+    current = file_at(session, settings, task_id, path, tip)
+    before, now = commented.splitlines(keepends=True), current.splitlines(keepends=True)
+    if end > len(now) or before[start - 1 : end] != now[start - 1 : end]:
+        raise Conflict(
+            f"{path}:{start}-{end} changed since the suggestion was made; "
+            "request changes instead, or suggest again on the current code."
+        )
+    replacement = code.splitlines(keepends=True)
+    if replacement and not replacement[-1].endswith("\n") and now[end - 1].endswith("\n"):
+        replacement[-1] += "\n"
+    content = "".join([*now[: start - 1], *replacement, *now[end:]])
+    message = f"Apply review suggestion on {path}:{start}\n\n{comment.body}\n"
+    sha = _commit_file(mirror.path, tip, path, content, message)
+    with repo_lock(mirror.path):
+        git("update-ref", f"refs/heads/{task.branch}", sha, tip, cwd=mirror.path)
+    subtask = Subtask(
+        position=len(task.subtasks) + 1,
+        title=f"Apply suggestion on {path}:{start}",
+        steps=[comment.body],
+        origin="suggestion",
+        state=SubtaskState.COMMITTED,
+        commit_sha=sha,
+        summary="Applied the reviewer's suggested code as written.",
+    )
+    task.subtasks.append(subtask)
+    session.flush()
+    comment.resolved = True
+    comment.addressed_by_subtask_id = subtask.id
+    event_log.record(
+        session,
+        "review.suggestion_applied",
+        f"Suggestion {comment_id} applied as {sha[:10]}",
+        task_id=task.id,
+        project_id=task.project_id,
+        data={"comment_id": comment_id, "sha": sha, "path": path},
+    )
+    try:
+        mirror.publish(task.branch)
+    except GitError as exc:
+        event_log.record(
+            session,
+            "branch.publish_failed",
+            f"Could not push {task.branch} to the project: {exc}",
+            task_id=task.id,
+            project_id=task.project_id,
+        )
+    return subtask
+
+
+def _commit_file(repo: Path, parent: str, path: str, content: str, message: str) -> str:
+    """A commit: ``parent`` with ``path`` replaced by ``content``, through a private index."""
+    mode = git("ls-tree", parent, "--", path, cwd=repo).split(" ", 1)[0] or "100644"
+    blob = git("hash-object", "-w", "--stdin", cwd=repo, input=content).strip()
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {"GIT_INDEX_FILE": str(Path(scratch) / "index"), **ERRANDS_IDENTITY}
+        git("read-tree", parent, cwd=repo, env=env)
+        git("update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}", cwd=repo, env=env)
+        tree = git("write-tree", cwd=repo, env=env).strip()
+        return git(
+            "commit-tree",
+            "--no-gpg-sign",
+            "-p",
+            parent,
+            "-F",
+            "-",
+            tree,
+            cwd=repo,
+            input=message,
+            env=env,
+        ).strip()
+
+
+# -- chat ----------------------------------------------------------------------------------
+
+CHAT_KINDS = ("chat.user", "chat.agent")
+MAX_CHAT_MESSAGE = 20_000
+
+
+def chat_history(session: Session, task_id: int) -> list[Event]:
+    get_task(session, task_id)
+    return list(
+        session.scalars(
+            select(Event)
+            .where(Event.task_id == task_id, Event.kind.in_(CHAT_KINDS))
+            .order_by(Event.id)
+        )
+    )
+
+
+def record_chat(session: Session, task_id: int, kind: str, text: str, **data: object) -> Event:
+    """A chat turn is an event of the task: the conversation is part of its record."""
+    task = get_task(session, task_id)
+    if kind not in CHAT_KINDS:
+        raise InvalidInput(f"kind must be one of: {', '.join(CHAT_KINDS)}.")
+    text = text.strip()
+    if not text:
+        raise InvalidInput("An empty message says nothing.")
+    if len(text) > MAX_CHAT_MESSAGE:
+        raise InvalidInput(f"Messages are limited to {MAX_CHAT_MESSAGE:,} characters.")
+    who = "You" if kind == "chat.user" else "Agent"
+    return event_log.record(
+        session,
+        kind,
+        f"{who}: {text[:300]}",
+        task_id=task.id,
+        project_id=task.project_id,
+        data={"text": text, **data},
+    )
+
+
+def add_requirement(session: Session, task_id: int, text: str) -> Task:
+    """A requirement agreed in chat joins the task's before it executes."""
+    task = get_task(session, task_id)
+    if task.state not in (
+        TaskState.CREATED,
+        TaskState.RESEARCHING,
+        TaskState.AWAITING_ANSWERS,
+        TaskState.READY,
+    ):
+        raise Conflict(f"Task {task_id} is {task.state}; requirements are fixed once it executes.")
+    text = text.strip()
+    if not text or len(text) > 2_000:
+        raise InvalidInput("A requirement is 1-2,000 characters.")
+    if text not in task.requirements:
+        task.requirements = [*task.requirements, text]
+        event_log.record(
+            session,
+            "task.requirement_added",
+            f"Requirement added: {text[:200]}",
+            task_id=task.id,
+            project_id=task.project_id,
+            data={"text": text},
+        )
     return task

@@ -1,0 +1,35 @@
+"""What every page route needs: the store and the settings, and one short unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from errands.settings import Settings
+from errands.store import Database
+
+T = TypeVar("T")
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def in_session(db: Database, work: Callable[[Session], T]) -> T:
+    # Page routes are sync (run in FastAPI's thread pool) and read everything they render
+    # inside one session, so a template never lazy-loads from a closed one.
+    with db.session() as session:
+        return work(session)

@@ -1,0 +1,184 @@
+"""Projects: list, add, edit (verify and setup commands, sandbox, execution), re-index."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from errands.errors import ConfigError, ErrandsError
+from errands.schemas import EventPublic, ProjectPublic
+from errands.settings import Settings
+from errands.store import Database
+from errands.store import events as event_log
+from errands.web.ui.deps import DbDep, SettingsDep, in_session
+from errands.web.ui.render import page, wants_json
+from errands.workflow import actions
+
+router = APIRouter(include_in_schema=False)
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _models(settings: Settings) -> list[tuple[str, str]]:
+    """The model each phase uses (from the server's settings)."""
+    out = []
+    for phase, label in (("research", "Research"), ("execute", "Plan, execute, revise")):
+        try:
+            out.append((label, settings.model_for(phase)))  # type: ignore[arg-type]
+        except ConfigError as exc:
+            out.append((label, f"not set — {exc.message}"))
+    return out
+
+
+@router.get("/projects", response_model=None)
+def list_projects(request: Request, db: DbDep, settings: SettingsDep) -> Response:
+    def work(s: Session) -> list[tuple[ProjectPublic, int]]:
+        counts: dict[int, int] = {}
+        for task in actions.list_tasks(s):
+            counts[task.project_id] = counts.get(task.project_id, 0) + 1
+        return [
+            (ProjectPublic.of(p, settings), counts.get(p.id, 0)) for p in actions.list_projects(s)
+        ]
+
+    rows = in_session(db, work)
+    if wants_json(request):
+        return JSONResponse([p.model_dump(mode="json") for p, _ in rows])
+    return page(request, "projects.html", rows=rows)
+
+
+def _new_page(
+    request: Request,
+    form: dict[str, Any] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    return page(request, "project_new.html", status=status, form=form or {}, error=error)
+
+
+@router.get("/projects/new", response_model=None)
+def new_project(request: Request) -> Response:
+    return _new_page(request)
+
+
+@router.post("/projects/new", response_model=None)
+def add_project(
+    request: Request,
+    db: DbDep,
+    settings: SettingsDep,
+    origin: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    base_branch: Annotated[str, Form()] = "",
+    verify_commands: Annotated[str, Form()] = "",
+    auto_execute: Annotated[str, Form()] = "",
+) -> Response:
+    def work(s: Session) -> str:
+        project = actions.add_project(
+            s,
+            settings,
+            origin,
+            name=name.strip() or None,
+            base_branch=base_branch.strip() or None,
+            verify_commands=_lines(verify_commands) or None,
+            auto_execute=bool(auto_execute),
+        )
+        return project.name
+
+    try:
+        created = in_session(db, work)
+    except ErrandsError as exc:
+        form = {
+            "origin": origin,
+            "name": name,
+            "base_branch": base_branch,
+            "verify_commands": verify_commands,
+            "auto_execute": bool(auto_execute),
+        }
+        return _new_page(request, form, exc.message, exc.status)
+    return RedirectResponse(f"/projects/{created}", status_code=303)
+
+
+def project_page(
+    request: Request,
+    db: Database,
+    settings: Settings,
+    ref: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    def work(s: Session) -> dict[str, Any]:
+        project = actions.get_project(s, ref)
+        events = event_log.list_events(s, project_id=project.id)
+        return {
+            "project": ProjectPublic.of(project, settings),
+            "events": [EventPublic.model_validate(e) for e in events if e.task_id is None][-30:],
+            "tasks": actions.list_tasks(s, project=project.id)[:20],
+        }
+
+    context = in_session(db, work)
+    if wants_json(request):
+        return JSONResponse(context["project"].model_dump(mode="json"))
+    return page(
+        request,
+        "project.html",
+        status=status,
+        error=error,
+        models=_models(settings),
+        **context,
+    )
+
+
+@router.get("/projects/{ref}", response_model=None)
+def show_project(request: Request, ref: str, db: DbDep, settings: SettingsDep) -> Response:
+    return project_page(request, db, settings, ref)
+
+
+@router.post("/projects/{ref}", response_model=None)
+def edit_project(
+    request: Request,
+    ref: str,
+    db: DbDep,
+    settings: SettingsDep,
+    verify_commands: Annotated[str, Form()] = "",
+    setup_commands: Annotated[str, Form()] = "",
+    setup_network: Annotated[str, Form()] = "",
+    sandbox_backend: Annotated[str, Form()] = "",
+    base_branch: Annotated[str, Form()] = "",
+    auto_execute: Annotated[str, Form()] = "",
+) -> Response:
+    def work(s: Session) -> str:
+        verify, setup = _lines(verify_commands), _lines(setup_commands)
+        project = actions.update_project(
+            s,
+            ref,
+            # Empty means "not overridden here": the repository's file or detection decides.
+            verify_commands=verify or None,
+            clear_verify_commands=not verify,
+            setup_commands=setup or None,
+            clear_setup_commands=not setup,
+            setup_network={"on": True, "off": False}.get(setup_network),
+            sandbox_backend=sandbox_backend or None,
+            auto_execute=bool(auto_execute),
+            base_branch=base_branch.strip() or None,
+        )
+        return project.name
+
+    try:
+        name = in_session(db, work)
+    except ErrandsError as exc:
+        return project_page(request, db, settings, ref, error=exc.message, status=exc.status)
+    return RedirectResponse(f"/projects/{name}?saved=1", status_code=303)
+
+
+@router.post("/projects/{ref}/reindex", response_model=None)
+def reindex(request: Request, ref: str, db: DbDep, settings: SettingsDep) -> Response:
+    try:
+        name = in_session(db, lambda s: actions.reindex_project(s, settings, ref).name)
+    except ErrandsError as exc:
+        return project_page(request, db, settings, ref, error=exc.message, status=exc.status)
+    return RedirectResponse(f"/projects/{name}?reindexing=1", status_code=303)

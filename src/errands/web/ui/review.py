@@ -1,0 +1,449 @@
+"""The review page: the stack of subtasks, one diff at a time (or the whole branch, or only
+what changed since the last review), line comments with threads, and the verdicts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from errands.errors import ErrandsError, InvalidInput
+from errands.git import Diff
+from errands.schemas import CommentPublic, SubtaskPublic, TaskPublic
+from errands.settings import Settings
+from errands.store import Database
+from errands.web.ui import diffview
+from errands.web.ui.deps import DbDep, SettingsDep, in_session
+from errands.web.ui.render import page, wants_json
+from errands.workflow import actions
+
+router = APIRouter(include_in_schema=False)
+
+View = Literal["subtask", "all", "since"]
+
+
+@dataclass
+class Thread:
+    root: CommentPublic
+    replies: list[CommentPublic] = field(default_factory=list)
+    suggestion: str | None = None
+    subtask: int | None = None  # where it was made (None: on the whole branch)
+
+    @property
+    def text(self) -> str:
+        """The comment without its suggestion block (shown apart, as code)."""
+        return actions.SUGGESTION_BLOCK.sub("", self.root.body).strip()
+
+
+@dataclass(frozen=True)
+class Selection:
+    view: View
+    subtask: int | None
+    split: bool
+
+    def query(self, **change: Any) -> str:
+        values = {"view": self.view, "subtask": self.subtask, "layout": self.layout}
+        values.update(change)
+        if values["view"] != "subtask":
+            values.pop("subtask")
+        parts = [f"{k}={v}" for k, v in values.items() if v is not None]
+        return "?" + "&".join(parts)
+
+    @property
+    def layout(self) -> str:
+        return "split" if self.split else "unified"
+
+
+def _threads(task: TaskPublic) -> list[Thread]:
+    by_sha = {s.commit_sha: s.position for s in task.subtasks if s.commit_sha}
+    roots = {c.id: Thread(c, suggestion=actions.suggestion_of(c.body)) for c in task.comments}
+    for c in task.comments:
+        thread = roots[c.id]
+        thread.subtask = by_sha.get(c.commit_sha) if c.commit_sha else None
+        if c.parent_id is not None and c.parent_id in roots:
+            roots[c.parent_id].replies.append(c)
+    return [t for t in roots.values() if t.root.parent_id is None]
+
+
+def _select(task: TaskPublic, view: str, subtask: int | None, layout: str) -> Selection:
+    split = layout == "split"
+    committed = [s for s in task.subtasks if s.commit_sha]
+    if view not in ("subtask", "all", "since"):
+        raise InvalidInput(f"view must be subtask, all or since, not {view!r}.")
+    if view == "subtask" and subtask is None:
+        if not committed:
+            return Selection("all", None, split)
+        subtask = committed[0].position
+    return Selection(view, subtask if view == "subtask" else None, split)  # type: ignore[arg-type]
+
+
+def _load(
+    s: Session, settings: Settings, task_id: int, view: str, subtask: int | None, layout: str
+) -> dict[str, Any]:
+    task, jobs = actions.task_with_jobs(s, task_id)
+    public = TaskPublic.of(task, jobs)
+    selection = _select(public, view, subtask, layout)
+    heads = actions.review_heads(s, task_id)
+    since_range: tuple[str, str] | None = None
+    diff: Diff
+    if selection.view == "since":
+        _, diff, old, new = actions.interdiff(s, settings, task_id)
+        since_range = (old, new)
+    else:
+        diff = actions.diff(s, settings, task_id, selection.subtask)[1]
+    sizes = actions.commit_sizes(s, settings, task_id)
+    return {
+        "task": public,
+        "project": task.project,
+        "selection": selection,
+        "diff": diff,
+        "since_range": since_range,
+        "can_interdiff": len(heads) >= 2,
+        "sizes": sizes,
+    }
+
+
+def _visible_threads(
+    threads: list[Thread], selection: Selection
+) -> dict[tuple[str, str, int], list[Thread]]:
+    """Threads made on what is on screen, by (path, side, last line) — where they show."""
+    placed: dict[tuple[str, str, int], list[Thread]] = defaultdict(list)
+    for t in threads:
+        here = t.subtask == selection.subtask if selection.view == "subtask" else t.subtask is None
+        if here:
+            placed[(t.root.path, t.root.side, t.root.end_line or t.root.line)].append(t)
+    return placed
+
+
+def review_page(
+    request: Request,
+    db: Database,
+    settings: Settings,
+    task_id: int,
+    *,
+    view: str = "subtask",
+    subtask: int | None = None,
+    layout: str = "unified",
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    context = in_session(db, lambda s: _load(s, settings, task_id, view, subtask, layout))
+    selection: Selection = context["selection"]
+    diff: Diff = context["diff"]
+    if wants_json(request):
+        return JSONResponse(diff.to_dict())
+    task: TaskPublic = context["task"]
+    threads = _threads(task)
+    files = diffview.build(diff, split=selection.split)
+    placed = _visible_threads(threads, selection)
+    shown = {key for f in files for key in _keys(f)}
+    subtask_row = next((s for s in task.subtasks if s.position == selection.subtask), None)
+    open_threads = [t for t in threads if not t.root.resolved]
+    return page(
+        request,
+        "review.html",
+        status=status,
+        error=error,
+        files=files,
+        threads=threads,
+        placed=placed,
+        unplaced=[t for key, ts in placed.items() if key not in shown for t in ts],
+        open_blocking=sum(1 for t in open_threads if t.root.kind == "blocking"),
+        open_count=len(open_threads),
+        current=subtask_row,
+        diff_rev=_rev_of(selection, subtask_row, context),
+        **context,
+    )
+
+
+def _rev_of(selection: Selection, sub: SubtaskPublic | None, context: dict[str, Any]) -> str:
+    """The commit whose files the new side shows (to expand unchanged lines from)."""
+    if selection.view == "subtask" and sub is not None and sub.commit_sha:
+        return sub.commit_sha
+    if context["since_range"]:
+        return str(context["since_range"][1])
+    return "tip"
+
+
+def _keys(view: diffview.FileView) -> set[tuple[str, str, int]]:
+    keys: set[tuple[str, str, int]] = set()
+    for row in view.rows:
+        if row.old_no is not None:
+            keys.add((view.file.path, "old", row.old_no))
+        if row.new_no is not None:
+            keys.add((view.file.path, "new", row.new_no))
+    return keys
+
+
+@router.get("/tasks/{task_id}/review", response_model=None)
+def show_review(
+    request: Request,
+    task_id: int,
+    db: DbDep,
+    settings: SettingsDep,
+    view: str = "subtask",
+    subtask: Annotated[int | None, Query(ge=1)] = None,
+    layout: Literal["unified", "split"] = "unified",
+) -> Response:
+    return review_page(request, db, settings, task_id, view=view, subtask=subtask, layout=layout)
+
+
+@router.get("/tasks/{task_id}/review/file", response_model=None)
+def file_fragment(
+    request: Request,
+    task_id: int,
+    db: DbDep,
+    settings: SettingsDep,
+    path: str,
+    view: str = "subtask",
+    subtask: Annotated[int | None, Query(ge=1)] = None,
+    layout: Literal["unified", "split"] = "unified",
+) -> Response:
+    """One large file's rows, asked for when the reader opens it."""
+    context = in_session(db, lambda s: _load(s, settings, task_id, view, subtask, layout))
+    selection: Selection = context["selection"]
+    files = diffview.build(context["diff"], split=selection.split, only=path)
+    found = next((f for f in files if f.file.path == path), None)
+    if found is None:
+        raise InvalidInput(f"{path} is not in this diff.")
+    threads = _threads(context["task"])
+    return page(
+        request,
+        "_diff_table.html",
+        f=found,
+        placed=_visible_threads(threads, selection),
+        **context,
+        diff_rev=_rev_of(selection, None, context),
+        current=next(
+            (s for s in context["task"].subtasks if s.position == selection.subtask), None
+        ),
+    )
+
+
+@router.get("/tasks/{task_id}/review/lines")
+def context_lines(
+    task_id: int,
+    db: DbDep,
+    settings: SettingsDep,
+    path: str,
+    rev: str,
+    start: Annotated[int, Query(ge=1)],
+    end: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """Unchanged lines between hunks, highlighted, for the "expand" rows."""
+    text = in_session(db, lambda s: actions.file_at(s, settings, task_id, path, rev))
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    html = diffview.highlight_lines(path, lines)
+    stop = len(lines) if end is None else min(end, len(lines))
+    return {"start": start, "lines": [str(h) for h in html[start - 1 : stop]]}
+
+
+@router.get("/tasks/{task_id}/file", response_model=None)
+def show_file(
+    request: Request,
+    task_id: int,
+    db: DbDep,
+    settings: SettingsDep,
+    path: str,
+    rev: str = "base",
+) -> Response:
+    """A file of the repository as the task sees it (research links here)."""
+
+    def work(s: Session) -> tuple[TaskPublic, str]:
+        task, jobs = actions.task_with_jobs(s, task_id)
+        return TaskPublic.of(task, jobs), actions.file_at(s, settings, task_id, path, rev)
+
+    task, text = in_session(db, work)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    too_big = len(lines) > 20_000 or "\0" in text
+    return page(
+        request,
+        "file.html",
+        task=task,
+        path=path,
+        rev=rev,
+        lines=[] if too_big else diffview.highlight_lines(path, lines),
+        too_big=too_big,
+    )
+
+
+# -- forms ------------------------------------------------------------------------------
+
+
+def _back(task_id: int, back: str) -> str:
+    # Only back to this task's review: a form field must not redirect anywhere else.
+    prefix = f"/tasks/{task_id}/review"
+    return back if back.startswith(prefix) and "//" not in back else prefix
+
+
+def _number(value: str, what: str) -> int | None:
+    value = value.strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise InvalidInput(f"{what} must be a number, not {value!r}.")
+    return int(value)
+
+
+def _review_form(
+    request: Request,
+    db: Database,
+    settings: Settings,
+    task_id: int,
+    back: str,
+    work: Any,
+    *,
+    anchor: str = "",
+) -> Response:
+    target = _back(task_id, back)
+    try:
+        result = in_session(db, work)
+    except ErrandsError as exc:
+        params = dict(request.query_params)
+        query = dict(p.split("=", 1) for p in target.partition("?")[2].split("&") if "=" in p)
+        params.update(query)
+        return review_page(
+            request,
+            db,
+            settings,
+            task_id,
+            view=params.get("view", "subtask"),
+            subtask=int(params["subtask"]) if params.get("subtask", "").isdigit() else None,
+            layout=params.get("layout", "unified"),
+            error=exc.message,
+            status=exc.status,
+        )
+    suffix = anchor.format(result=result) if anchor else ""
+    return RedirectResponse(target + suffix, status_code=303)
+
+
+@router.post("/tasks/{task_id}/review/comments", response_model=None)
+def add_comment(
+    request: Request,
+    task_id: int,
+    db: DbDep,
+    settings: SettingsDep,
+    path: Annotated[str, Form()] = "",
+    line: Annotated[str, Form()] = "",
+    end_line: Annotated[str, Form()] = "",
+    side: Annotated[str, Form()] = "new",
+    kind: Annotated[str, Form()] = "blocking",
+    body: Annotated[str, Form()] = "",
+    suggestion: Annotated[str, Form()] = "",
+    subtask: Annotated[str, Form()] = "",
+    parent_id: Annotated[str, Form()] = "",
+    back: Annotated[str, Form()] = "",
+) -> Response:
+    def work(s: Session) -> int:
+        number = _number(line, "The line")
+        parent = _number(parent_id, "The thread")
+        if number is None and parent is None:
+            raise InvalidInput("Pick a line to comment on.")
+        last = _number(end_line, "The last line")
+        text = body.strip()
+        if kind == "suggestion" and suggestion.strip("\n"):
+            code = suggestion.rstrip("\n")
+            text = (
+                f"{text}\n\n```suggestion\n{code}\n```" if text else f"```suggestion\n{code}\n```"
+            )
+        comment = actions.add_comment(
+            s,
+            settings,
+            task_id,
+            path=path,
+            line=number or 1,
+            body=text,
+            kind=kind,
+            side=side,
+            end_line=last if last and number and last > number else None,
+            subtask=_number(subtask, "The subtask"),
+            parent_id=parent,
+        )
+        return comment.id
+
+    return _review_form(request, db, settings, task_id, back, work, anchor="#c{result}")
+
+
+@router.post("/tasks/{task_id}/review/comments/{comment_id}/resolve", response_model=None)
+def resolve(
+    request: Request,
+    task_id: int,
+    comment_id: int,
+    db: DbDep,
+    settings: SettingsDep,
+    resolved: Annotated[str, Form()] = "1",
+    back: Annotated[str, Form()] = "",
+) -> Response:
+    return _review_form(
+        request,
+        db,
+        settings,
+        task_id,
+        back,
+        lambda s: actions.resolve_comment(s, task_id, comment_id, resolved != "0").id,
+        anchor="#c{result}",
+    )
+
+
+@router.post("/tasks/{task_id}/review/comments/{comment_id}/apply", response_model=None)
+def apply(
+    request: Request,
+    task_id: int,
+    comment_id: int,
+    db: DbDep,
+    settings: SettingsDep,
+    back: Annotated[str, Form()] = "",
+) -> Response:
+    return _review_form(
+        request,
+        db,
+        settings,
+        task_id,
+        f"/tasks/{task_id}/review?view=all",
+        lambda s: actions.apply_suggestion(s, settings, task_id, comment_id).position,
+    )
+
+
+@router.post("/tasks/{task_id}/review/request-changes", response_model=None)
+def request_changes(
+    request: Request,
+    task_id: int,
+    db: DbDep,
+    settings: SettingsDep,
+    back: Annotated[str, Form()] = "",
+) -> Response:
+    return _verdict(request, db, settings, task_id, back, "request-changes")
+
+
+@router.post("/tasks/{task_id}/review/approve", response_model=None)
+def approve(
+    request: Request,
+    task_id: int,
+    db: DbDep,
+    settings: SettingsDep,
+    back: Annotated[str, Form()] = "",
+) -> Response:
+    return _verdict(request, db, settings, task_id, back, "approve")
+
+
+def _verdict(
+    request: Request, db: Database, settings: Settings, task_id: int, back: str, verdict: str
+) -> Response:
+    def work(s: Session) -> object:
+        if verdict == "approve":
+            return actions.approve(s, settings, task_id)
+        return actions.request_changes(s, settings, task_id)
+
+    response = _review_form(request, db, settings, task_id, back, work)
+    if isinstance(response, RedirectResponse):
+        # The work now happens in a job: follow it live on the task page.
+        return RedirectResponse(f"/tasks/{task_id}#plan", status_code=303)
+    return response
