@@ -188,8 +188,9 @@ def test_repo_map_outlines_symbols_within_budget(index: CodeIndex) -> None:
 def test_term_counts_of_file_and_chunks_equal_tokenising_each_separately() -> None:
     from collections import Counter
 
-    from errands.index.core import _CHUNK_MAX_LINES, _term_counts
-    from errands.index.lexical import term_counts, tokens
+    from errands.index.analyse import CHUNK_MAX_LINES as _CHUNK_MAX_LINES
+    from errands.index.analyse import word_counts
+    from errands.index.lexical import term_counts, terms_of_words, tokens
     from errands.index.symbols import parse
 
     source = (
@@ -204,8 +205,9 @@ def test_term_counts_of_file_and_chunks_equal_tokenising_each_separately() -> No
         "def long_body():\n" + "    long_name_here = 1\n" * (_CHUNK_MAX_LINES + 20) + "tail_word\n"
     )
     symbols = parse("m.py", "python", source.encode()).symbols
-    counts, chunks = _term_counts(source, symbols)
-    assert list(counts.items()) == list(term_counts(source).items())
+    words, chunk_words = word_counts(source, symbols)
+    counts, chunks = terms_of_words(words), [terms_of_words(c) for c in chunk_words]
+    assert counts == term_counts(source)
     lines = source.split("\n")
     expected: list[Counter[str]] = []
     for i, sym in enumerate(symbols):
@@ -220,4 +222,4 @@ def test_term_counts_of_file_and_chunks_equal_tokenising_each_separately() -> No
         for tok in tokens(sym.parent or ""):
             want[tok] += 1
         expected.append(want)
-    assert [list(c.items()) for c in chunks] == [list(c.items()) for c in expected]
+    assert chunks == expected

@@ -2,44 +2,29 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
 import re
 import tempfile
-import threading
 import zlib
-from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate, chain
 from pathlib import Path
 
 from errands.errors import InvalidInput
 from errands.index import gitio
 from errands.index import locate as _locate
-from errands.index.lexical import _WORD, BM25, _word_tokens, term_counts, tokens
+from errands.index.analyse import FileInfo
+from errands.index.bm25 import BM25
+from errands.index.build import Analysis, analyse_entries
+from errands.index.lexical import tokens
 from errands.index.model import Located, Symbol
-from errands.index.paths import is_binary, skip_path, too_big
-from errands.index.symbols import grammar, language_of, parse
+from errands.index.paths import skip_path, too_big
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HISTORY_COMMITS = 500
-# Symbol chunks longer than this many lines are cut: the head of a long body says most.
-_CHUNK_MAX_LINES = 200
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
-
-
-@dataclass(slots=True)
-class FileInfo:
-    path: str
-    blob: str
-    size: int
-    language: str | None
-    symbols: tuple[Symbol, ...]
-    imports: tuple[str, ...]
-    text: bytes  # zlib-compressed UTF-8 contents, for snippets
 
 
 @dataclass(slots=True)
@@ -74,7 +59,7 @@ class CodeIndex:
         *,
         progress: Callable[[int, int], None] | None = None,
     ) -> CodeIndex:
-        """Index every text file of ``commit``, read in one ``git cat-file --batch`` stream."""
+        """Index every text file of ``commit`` (in worker processes when there are many)."""
         sha = gitio.rev_parse(git_dir, commit)
         index = cls(sha)
         history = gitio.History(git_dir, sha, max_commits=HISTORY_COMMITS)
@@ -83,45 +68,29 @@ class CodeIndex:
             for e in gitio.ls_tree(git_dir, sha)
             if not skip_path(e.path) and not too_big(e.path, e.size)
         ]
-        index._add_entries(git_dir, entries, progress)
+        index._bulk(analyse_entries(git_dir, entries, progress))
         index._churn, index._age = history.result()
         return index
 
-    def _add_entries(
-        self,
-        git_dir: Path,
-        entries: Sequence[gitio.TreeEntry],
-        progress: Callable[[int, int], None] | None = None,
-    ) -> None:
-        by_blob: dict[str, list[gitio.TreeEntry]] = defaultdict(list)
-        for e in entries:
-            by_blob[e.blob].append(e)
-        total = len(entries)
-        items = (
-            (entry, data)
-            for blob, data in gitio.read_blobs(git_dir, list(by_blob))
-            for entry in by_blob[blob]
-        )
-        if total >= PARALLEL_MIN_FILES and _workers() > 1:
-            languages = {language_of(e.path) for e in entries}
-            analysed = _analyse_parallel(items, _workers(), languages)
-        else:
-            analysed = (_analyse(entry, data) for entry, data in items)
-        for done, file in enumerate(analysed, 1):
-            if file is not None:
-                self._add_analysed(file)
-            if progress is not None and (done % 200 == 0 or done == total):
-                progress(done, total)
+    def _bulk(self, analysis: Analysis) -> None:
+        """Take a fresh build's files and documents (an empty index only)."""
+        self._files = {info.path: info for info in analysis.infos}
+        for docs, attr in ((analysis.files, "_file_bm25"), (analysis.chunks, "_sym_bm25")):
+            if docs is not None:
+                bm25 = BM25.bulk(docs.keys, analysis.vocab, docs.ptr, docs.terms, docs.tfs)
+                setattr(self, attr, bm25)
         self._derived = None
 
-    def _add_analysed(self, file: _Analysed) -> None:
-        info = file.info
-        path = info.path
-        self._files[path] = info
-        self._file_bm25.add(path, file.counts)
-        sym_bm25 = self._sym_bm25
-        for i, counts in enumerate(file.chunks):
-            sym_bm25.add(f"{path}\0{i}", counts)
+    def _add(self, analysis: Analysis) -> None:
+        """Add analysed files one document at a time (an update: the index has others)."""
+        names = list(analysis.vocab)
+        for info in analysis.infos:
+            self._files[info.path] = info
+        for docs, bm25 in ((analysis.files, self._file_bm25), (analysis.chunks, self._sym_bm25)):
+            if docs is not None:
+                for i, key in enumerate(docs.keys):
+                    bm25.add(key, docs.counts(i, names))
+        self._derived = None
 
     def _remove_file(self, path: str) -> None:
         info = self._files.pop(path, None)
@@ -146,7 +115,7 @@ class CodeIndex:
             for c in changes
             if c.status != "D" and c.mode not in ("120000", "160000") and not skip_path(c.path)
         ]
-        self._add_entries(git_dir, entries)
+        self._add(analyse_entries(git_dir, entries))
         self._age = {path: age + 1 for path, age in self._age.items()}
         for change in changes:
             self._churn[change.path] += 1
@@ -338,171 +307,6 @@ class CodeIndex:
             return None
         i = int(idx)
         return info.symbols[i] if i < len(info.symbols) else None
-
-
-# Builds of at least this many files analyse them in worker processes (forked, so they
-# start in milliseconds with everything already imported); smaller ones, and every
-# one-file update, stay in this process.
-PARALLEL_MIN_FILES = 100
-_BATCH_FILES = 16
-
-
-@dataclass(slots=True)
-class _Analysed:
-    """One file's index entry and its term counts (whole file, then one per symbol)."""
-
-    info: FileInfo
-    counts: Counter[str]
-    chunks: list[Counter[str]]
-
-
-def _analyse(entry: gitio.TreeEntry, data: bytes) -> _Analysed | None:
-    """Everything the index keeps about one file, or None for binary and oversized files;
-    a pure function of its arguments, so it may run in any process."""
-    if is_binary(data) or too_big(entry.path, len(data)):
-        return None
-    path = entry.path
-    text = data.decode("utf-8", "replace")
-    language = language_of(path)
-    symbols: tuple[Symbol, ...] = ()
-    imports: tuple[str, ...] = ()
-    if language is not None:
-        parsed = parse(path, language, data)
-        symbols, imports = parsed.symbols, parsed.imports
-    info = FileInfo(
-        path=path,
-        blob=entry.blob,
-        size=entry.size,
-        language=language,
-        symbols=symbols,
-        imports=imports,
-        text=zlib.compress(data, 1),
-    )
-    counts, chunks = _term_counts(text, symbols)
-    # The path is part of the document: `irradiance.py` is about irradiance.
-    for tok in tokens(path.replace("/", " ").replace(".", " ")):
-        counts[tok] += 2
-    return _Analysed(info, counts, chunks)
-
-
-def _term_counts(text: str, symbols: tuple[Symbol, ...]) -> tuple[Counter[str], list[Counter[str]]]:
-    """The file's term counts and one per symbol chunk, from one pass of the tokeniser.
-
-    Words never span lines, so the file's words are those of its line ranges in order: the
-    text is scanned range by range (gaps and chunks), each chunk's tokens counted on their
-    own and all of them together for the file — the same counts, in the same first-seen
-    order, as tokenising the file and then every chunk separately."""
-    if not symbols:
-        return term_counts(text), []
-    lines = text.split("\n")
-    n = len(lines)
-    # Character offset of line k (0-based): the lengths before it plus their newlines.
-    starts = list(accumulate(map(len, lines), initial=0))
-    findall = _WORD.findall
-    word_tokens = _word_tokens.__getitem__
-    stream: list[list[str]] = []
-    chunks: list[Counter[str]] = []
-    cur = 0  # lines before this one are in `stream`
-    for i, sym in enumerate(symbols):
-        # A container's chunk stops at its first nested definition, so a class's chunk is
-        # its header, docstring and attributes, not every method again.
-        end = sym.end_line
-        nxt = symbols[i + 1] if i + 1 < len(symbols) else None
-        if nxt is not None and nxt.start_line <= sym.end_line and nxt.start_line > sym.start_line:
-            end = nxt.start_line - 1
-        end = min(end, sym.start_line + _CHUNK_MAX_LINES)
-        a = min(sym.start_line - 1, n)
-        b = max(min(end, n), a)
-        if a >= cur:
-            if a > cur:
-                gap = findall(text, starts[cur] + cur, starts[a] + a)
-                stream.append(list(chain.from_iterable(map(word_tokens, gap))))
-            toks = list(
-                chain.from_iterable(map(word_tokens, findall(text, starts[a] + a, starts[b] + b)))
-            )
-            stream.append(toks)
-            cur = b
-        else:  # overlaps a chunk already scanned (definitions sharing a line): scan it again
-            words = findall(text, starts[a] + a, starts[b] + b)
-            toks = list(chain.from_iterable(map(word_tokens, words)))
-            if b > cur:
-                more = findall(text, starts[cur] + cur, starts[b] + b)
-                stream.append(list(chain.from_iterable(map(word_tokens, more))))
-                cur = b
-        counts = Counter(toks)
-        for tok in tokens(sym.name):
-            counts[tok] += 2
-        if sym.parent:
-            for tok in tokens(sym.parent):
-                counts[tok] += 1
-        chunks.append(counts)
-    if cur < n:
-        tail = findall(text, starts[cur] + cur)
-        stream.append(list(chain.from_iterable(map(word_tokens, tail))))
-    return Counter(chain.from_iterable(stream)), chunks
-
-
-def _analyse_batch(batch: list[tuple[gitio.TreeEntry, bytes]]) -> list[_Analysed | None]:
-    return [_analyse(entry, data) for entry, data in batch]
-
-
-def _workers() -> int:
-    """Worker processes for a large build: one per CPU this process may use (at most 4),
-    and none where processes cannot be forked — or should not be: forking a process that runs
-    other threads (the server, a job worker) can copy a lock another thread holds and hang the
-    child, so there the build stays in-process. `errands index` and the benchmarks fork."""
-    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
-        return 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return min(cpus, 4)
-
-
-def _analyse_parallel(
-    items: Iterable[tuple[gitio.TreeEntry, bytes]],
-    workers: int,
-    languages: Iterable[str | None],
-) -> Iterator[_Analysed | None]:
-    """``_analyse`` over ``items`` in worker processes, yielded in the order of ``items``
-    (so the index is the same as a serial build's, document ids included).
-
-    Batches go to the workers as ``items`` are read, so reading blobs overlaps analysing
-    them; binary and oversized files are dropped here rather than shipped to a worker."""
-    # Grammars are loaded and queries compiled once here, before the fork, not per worker.
-    for language in set(languages) - {None}:
-        assert language is not None
-        grammar(language)
-    context = multiprocessing.get_context("fork")
-    # Each slot is a batch under analysis, or a count of files skipped here, in item order.
-    slots: deque[Future[list[_Analysed | None]] | int] = deque()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        # The first submit forks every worker (fork start method), so they exist before
-        # `items` starts its `git cat-file` and cannot inherit that process's pipes.
-        slots.append(pool.submit(_analyse_batch, []))
-        batch: list[tuple[gitio.TreeEntry, bytes]] = []
-        for entry, data in items:
-            if is_binary(data) or too_big(entry.path, len(data)):
-                if batch:
-                    slots.append(pool.submit(_analyse_batch, batch))
-                    batch = []
-                slots.append(1)
-            else:
-                batch.append((entry, data))
-                if len(batch) >= _BATCH_FILES:
-                    slots.append(pool.submit(_analyse_batch, batch))
-                    batch = []
-            while slots and (isinstance(slots[0], int) or slots[0].done()):
-                yield from _slot_results(slots.popleft())
-        if batch:
-            slots.append(pool.submit(_analyse_batch, batch))
-        while slots:
-            yield from _slot_results(slots.popleft())
-
-
-def _slot_results(slot: Future[list[_Analysed | None]] | int) -> list[_Analysed | None]:
-    return [None] * slot if isinstance(slot, int) else slot.result()
 
 
 _PATH_WORD = re.compile(r"[A-Za-z0-9]+")

@@ -1,21 +1,17 @@
-"""Tokenising code and prose alike, and an incremental BM25 index.
+"""Tokenising code and prose alike, and turning word counts into term counts in bulk.
 
 Identifiers are kept whole *and* split into their parts (``get_total_irradiance`` →
 ``get_total_irradiance``, ``get``, ``total``, ``irradiance``; ``PixelData`` → ``pixeldata``,
-``pixel``, ``data``), so prose words meet code names. The index is a plain inverted index
-(term → {doc: tf}) so one document can be removed and re-added in microseconds, which is what
-makes re-indexing one changed file cheap; ``bm25s`` would rebuild its whole matrix instead.
-Scoring turns each query term's postings into numpy arrays once and caches them until a
-document holding that term changes.
+``pixel``, ``data``), so prose words meet code names. A cold build counts *words* per document
+(cheap, in C) and expands them to terms once per distinct word through a :class:`Lexicon`.
 """
 
 from __future__ import annotations
 
-import math
 import re
-import sys
+from array import array
 from collections import Counter
-from itertools import chain
+from itertools import accumulate, chain, islice
 
 import numpy as np
 import numpy.typing as npt
@@ -93,39 +89,68 @@ _split_cache: dict[str, tuple[str, ...]] = {}
 def split_identifier(word: str) -> tuple[str, ...]:
     """The word lower-cased, then its snake/camel parts when it has more than one."""
     cached = _split_cache.get(word)
-    if cached is not None:
-        return cached
+    if cached is None:
+        cached = _split(word)
+        if len(_split_cache) < 500_000:
+            _split_cache[word] = cached
+    return cached
+
+
+def _split(word: str) -> tuple[str, ...]:
+    # Pieces between underscores stay whole unless they mix cases (`HTTPServer`, `getX`);
+    # a word in one case throughout needs no look at its pieces (the common case, kept fast).
     low = word.lower()
-    parts: list[str] = [low]
-    pieces = [p for p in word.split("_") if p]
-    sub: list[str] = []
-    for piece in pieces:
-        if piece.islower() or piece.isupper() or piece.isdigit():
-            sub.append(piece.lower())
-        else:
-            sub.extend(m.lower() for m in _CAMEL.findall(piece))
-    if len(sub) > 1:
-        parts.extend(p for p in sub if len(p) > 1 and p != low)
-    result = tuple(parts)
-    if len(_split_cache) < 500_000:
-        _split_cache[word] = result
-    return result
+    if word.islower() or word.isupper():
+        if "_" not in word:
+            return (low,)
+        sub = [p for p in low.split("_") if p]
+    else:
+        sub = []
+        for piece in word.split("_"):
+            if piece.islower() or piece.isupper() or piece.isdigit():
+                sub.append(piece.lower())
+            elif piece:
+                sub.extend(m.lower() for m in _CAMEL.findall(piece))
+    if len(sub) < 2:
+        return (low,)
+    return (low, *[p for p in sub if len(p) > 1 and p != low])
 
 
 class _WordTokens(dict[str, tuple[str, ...]]):
     """Word → its index tokens (split, stopwords and one-letter words dropped), filled on
-    first sight, so counting is a C-level pass over the words of a text."""
+    first sight."""
 
     def __missing__(self, word: str) -> tuple[str, ...]:
         toks: tuple[str, ...] = ()
         if len(word) >= 2:
-            toks = tuple(t for t in split_identifier(word) if t not in STOPWORDS)
+            toks = tuple(t for t in _split(word) if t not in STOPWORDS)
         if len(self) < 500_000:
             self[word] = toks
         return toks
 
 
 _word_tokens = _WordTokens()
+
+
+def word_tokens(words: list[str]) -> list[tuple[str, ...]]:
+    """``_word_tokens[w]`` for each word; words in one case throughout without underscores
+    (most of them) are handled inline rather than through a call each."""
+    cache = _word_tokens
+    get = cache.get
+    room = len(cache) < 500_000
+    out: list[tuple[str, ...]] = []
+    for w in words:
+        toks = get(w)
+        if toks is None:
+            if "_" in w or not (w.islower() or w.isupper()):
+                toks = cache[w]
+            else:
+                low = w.lower()
+                toks = (low,) if len(w) >= 2 and low not in STOPWORDS else ()
+                if room:
+                    cache[w] = toks
+        out.append(toks)
+    return out
 
 
 def tokens(text: str) -> list[str]:
@@ -138,118 +163,73 @@ def term_counts(text: str) -> Counter[str]:
     return Counter(chain.from_iterable(map(_word_tokens.__getitem__, _WORD.findall(text))))
 
 
-class BM25:
-    """An inverted index over documents keyed by string, scored with BM25 (k1=1.2, b=0.75)."""
+Ints = npt.NDArray[np.int32]
+Offsets = npt.NDArray[np.int64]
 
-    k1 = 1.2
-    b = 0.75
+
+class Lexicon:
+    """Words and terms numbered as first seen, and each word's terms, for documents counted
+    in words: :meth:`expand` turns many of them into term counts at once, in numpy, and
+    each distinct word is split into terms only once, in bulk."""
 
     def __init__(self) -> None:
-        self.postings: dict[str, dict[int, int]] = {}
-        self.doc_ids: dict[str, int] = {}
-        self.doc_keys: list[str | None] = []
-        self.doc_len: list[int] = []
-        self.doc_terms: list[tuple[str, ...]] = []
-        self.total_len = 0
-        self.live = 0
-        self._arrays: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
+        self.words: dict[str, int] = {}
+        self.terms: dict[str, int] = {}
+        self.names: list[str] = []  # terms by id
+        self._tok_ptr = array("q", [0])  # word w's terms: _tok_ids[_tok_ptr[w]:_tok_ptr[w+1]]
+        self._tok_ids = array("i")
 
-    def __getstate__(self) -> dict[str, object]:
-        state = dict(self.__dict__)
-        state["_arrays"] = {}
-        return state
+    def word_ids(self, words: list[str]) -> Ints:
+        known = self.words
+        new = [w for w in dict.fromkeys(words) if w not in known]
+        if new:
+            self._learn(new)
+        return np.fromiter(map(known.__getitem__, words), dtype=np.int32, count=len(words))
 
-    def add(self, key: str, counts: Counter[str]) -> None:
-        if key in self.doc_ids:
-            self.remove(key)
-        doc = len(self.doc_keys)
-        self.doc_ids[key] = doc
-        self.doc_keys.append(key)
-        length = sum(counts.values())
-        self.doc_len.append(length)
-        # One string object per term, whichever process counted it: a parallel build's
-        # unpickled terms would otherwise be stored, and saved, once per document.
-        terms = tuple(map(sys.intern, counts))
-        self.doc_terms.append(terms)
-        self.total_len += length
-        self.live += 1
-        postings = self.postings
-        arrays = self._arrays
-        for term, tf in zip(terms, counts.values(), strict=True):
-            try:
-                postings[term][doc] = tf
-            except KeyError:
-                postings[term] = {doc: tf}
-        if arrays:
-            for term in counts:
-                arrays.pop(term, None)
+    def _learn(self, new: list[str]) -> None:
+        # Comprehensions and C-level maps rather than a call per word: a build meets tens
+        # of thousands of distinct words, most of them once.
+        toks = word_tokens(new)
+        flat = list(chain.from_iterable(toks))
+        terms = self.terms
+        fresh = [t for t in dict.fromkeys(flat) if t not in terms]
+        terms.update(zip(fresh, range(len(self.names), len(self.names) + len(fresh)), strict=True))
+        self.names.extend(fresh)
+        self._tok_ids.extend(map(terms.__getitem__, flat))
+        ends = accumulate(map(len, toks), initial=self._tok_ptr[-1])
+        self._tok_ptr.extend(islice(ends, 1, None))  # `initial` is there already
+        base = len(self.words)
+        self.words.update(zip(new, range(base, base + len(new)), strict=True))
 
-    def remove(self, key: str) -> None:
-        doc = self.doc_ids.pop(key, None)
-        if doc is None:
-            return
-        for term in self.doc_terms[doc]:
-            plist = self.postings.get(term)
-            if plist is not None:
-                plist.pop(doc, None)
-                if not plist:
-                    del self.postings[term]
-            self._arrays.pop(term, None)
-        self.total_len -= self.doc_len[doc]
-        self.live -= 1
-        self.doc_keys[doc] = None
-        self.doc_len[doc] = 0
-        self.doc_terms[doc] = ()
+    def expand(self, doc_ptr: Offsets, words: Ints, counts: Ints) -> tuple[Offsets, Ints, Ints]:
+        """Documents of (word id, count) pairs as documents of (term id, count) pairs,
+        sorted by term within each document, each term once (``get_x`` and ``get`` both
+        count towards `get`)."""
+        tok_ptr = np.frombuffer(self._tok_ptr, dtype=np.int64)
+        tok_ids = np.frombuffer(self._tok_ids, dtype=np.int32)
+        n_docs = len(doc_ptr) - 1
+        doc = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(doc_ptr))
+        starts = tok_ptr[words]
+        ntok = tok_ptr[words + 1] - starts
+        total = int(ntok.sum())
+        # Where each term occurrence sits in tok_ids: its word's start plus 0, 1, … ntok-1.
+        ends = np.cumsum(ntok)
+        within = np.arange(total, dtype=np.int64) - np.repeat(ends - ntok, ntok)
+        terms = tok_ids[np.repeat(starts, ntok) + within]
+        width = max(len(self.terms), 1)
+        key = np.repeat(doc, ntok) * width + terms
+        uniq, inverse = np.unique(key, return_inverse=True)
+        weights = np.repeat(counts, ntok)
+        tfs = np.bincount(inverse, weights=weights, minlength=len(uniq)).astype(np.int32)
+        ptr = np.searchsorted(uniq // width, np.arange(n_docs + 1, dtype=np.int64))
+        return ptr.astype(np.int64), (uniq % width).astype(np.int32), tfs
 
-    def df(self, term: str) -> int:
-        plist = self.postings.get(term)
-        return len(plist) if plist else 0
 
-    def idf(self, term: str) -> float:
-        n = self.df(term)
-        return math.log(1.0 + (self.live - n + 0.5) / (n + 0.5))
-
-    def _posting_arrays(
-        self, term: str
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None:
-        cached = self._arrays.get(term)
-        if cached is not None:
-            return cached
-        plist = self.postings.get(term)
-        if not plist:
-            return None
-        docs = np.fromiter(plist.keys(), dtype=np.int64, count=len(plist))
-        tfs = np.fromiter(plist.values(), dtype=np.float64, count=len(plist))
-        self._arrays[term] = (docs, tfs)
-        return docs, tfs
-
-    def scores(self, query: dict[str, float]) -> npt.NDArray[np.float64]:
-        """BM25 score per document id (0 for removed ids) for weighted query terms."""
-        out = np.zeros(len(self.doc_keys), dtype=np.float64)
-        if not self.live:
-            return out
-        avgdl = max(self.total_len / self.live, 1.0)
-        lens = np.asarray(self.doc_len, dtype=np.float64)
-        norm = self.k1 * (1.0 - self.b + self.b * lens / avgdl)
-        for term, weight in query.items():
-            arrays = self._posting_arrays(term)
-            if arrays is None:
-                continue
-            docs, tfs = arrays
-            idf = self.idf(term)
-            out[docs] += weight * idf * tfs * (self.k1 + 1.0) / (tfs + norm[docs])
-        return out
-
-    def top(self, query: dict[str, float], limit: int) -> list[tuple[str, float]]:
-        scores = self.scores(query)
-        if not len(scores):
-            return []
-        k = min(limit, len(scores))
-        idx = np.argpartition(-scores, k - 1)[:k]
-        idx = idx[np.argsort(-scores[idx])]
-        out: list[tuple[str, float]] = []
-        for i in idx:
-            key = self.doc_keys[int(i)]
-            if key is not None and scores[i] > 0:
-                out.append((key, float(scores[i])))
-        return out
+def terms_of_words(words: Counter[str]) -> Counter[str]:
+    """Term counts of a document given as word counts (what :meth:`Lexicon.expand` computes
+    for many documents at once)."""
+    out: Counter[str] = Counter()
+    for word, n in words.items():
+        for tok in _word_tokens[word]:
+            out[tok] += n
+    return out

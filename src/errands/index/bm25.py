@@ -1,0 +1,212 @@
+"""An incremental BM25 index: a bulk-built base in compressed sparse arrays, plus an overlay.
+
+A cold build hands every document over at once (:meth:`BM25.bulk`): the postings become three
+numpy arrays (term → a slice of doc ids and term frequencies), built by sorting rather than a
+dict insert per (document, term) pair, and they pickle as raw buffers. Documents added later
+(:meth:`BM25.add`, one changed file at a time) go to a small dict overlay; removing a document
+only marks it dead and lowers the document frequencies of its terms, so re-indexing one file
+stays a matter of microseconds. Scores are the same whichever way a document came in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+Ints = npt.NDArray[np.int32]
+Floats = npt.NDArray[np.float64]
+
+
+class BM25:
+    """Documents keyed by string, scored with BM25 (k1=1.2, b=0.75)."""
+
+    k1 = 1.2
+    b = 0.75
+
+    def __init__(self) -> None:
+        self.vocab: dict[str, int] = {}  # term → id
+        self.df: list[int] = []  # live documents holding each term
+        self.doc_ids: dict[str, int] = {}
+        self.doc_keys: list[str | None] = []
+        self.doc_len: list[int] = []
+        self.total_len = 0
+        self.live = 0
+        # Base postings: term t's documents are _docs[_ptr[t]:_ptr[t + 1]] (ascending), and a
+        # base document d's terms _doc_terms[_doc_ptr[d]:_doc_ptr[d + 1]] (for removal).
+        self._ptr: npt.NDArray[np.int64] = np.zeros(1, dtype=np.int64)
+        self._docs: Ints = np.zeros(0, dtype=np.int32)
+        self._tfs: Ints = np.zeros(0, dtype=np.int32)
+        self._doc_ptr: npt.NDArray[np.int64] = np.zeros(1, dtype=np.int64)
+        self._doc_terms: Ints = np.zeros(0, dtype=np.int32)
+        self._alive: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
+        # Overlay: documents added after the bulk build.
+        self._extra: dict[int, dict[int, int]] = {}  # term id → {doc: tf}
+        self._extra_terms: dict[int, tuple[int, ...]] = {}  # doc → term ids
+        self._arrays: dict[int, tuple[Ints, Floats]] = {}  # overlay postings as arrays
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_arrays"] = {}
+        return state
+
+    # ---- building -------------------------------------------------------------------------
+
+    @classmethod
+    def bulk(
+        cls,
+        keys: Sequence[str],
+        vocab: Mapping[str, int],
+        doc_ptr: npt.NDArray[np.int64],
+        terms: Ints,
+        tfs: Ints,
+    ) -> BM25:
+        """An index of ``keys`` in order, document ``i`` holding the (term id, tf) pairs
+        ``terms[doc_ptr[i]:doc_ptr[i + 1]]``, ``tfs[...]``, each term at most once per
+        document; term ids index ``vocab``."""
+        index = cls()
+        n_terms = len(vocab)
+        n_docs = len(keys)
+        index.vocab = dict(vocab)
+        index.doc_keys = list(keys)
+        index.doc_ids = {key: i for i, key in enumerate(keys)}
+        running = np.zeros(len(tfs) + 1, dtype=np.int64)
+        np.cumsum(tfs, out=running[1:])
+        lengths = running[doc_ptr[1:]] - running[doc_ptr[:-1]]
+        index.doc_len = lengths.tolist()
+        index.total_len = int(lengths.sum())
+        index.live = n_docs
+        index._doc_ptr = doc_ptr.astype(np.int64)
+        index._doc_terms = terms.astype(np.int32)
+        index._alive = np.ones(n_docs, dtype=np.bool_)
+        # Term-major: a stable sort by term keeps each term's documents ascending.
+        docs = np.repeat(np.arange(n_docs, dtype=np.int32), np.diff(doc_ptr))
+        order = np.argsort(terms, kind="stable")
+        index._docs = docs[order]
+        index._tfs = tfs[order].astype(np.int32)
+        counts = np.bincount(terms, minlength=n_terms)
+        index._ptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        index.df = counts.tolist()
+        return index
+
+    def add(self, key: str, counts: Mapping[str, int]) -> None:
+        if key in self.doc_ids:
+            self.remove(key)
+        doc = len(self.doc_keys)
+        self.doc_ids[key] = doc
+        self.doc_keys.append(key)
+        length = sum(counts.values())
+        self.doc_len.append(length)
+        self.total_len += length
+        self.live += 1
+        self._alive = np.append(self._alive, True)
+        vocab, df, extra, arrays = self.vocab, self.df, self._extra, self._arrays
+        ids: list[int] = []
+        for term, tf in counts.items():
+            tid = vocab.get(term)
+            if tid is None:
+                tid = vocab[term] = len(df)
+                df.append(0)
+            ids.append(tid)
+            df[tid] += 1
+            extra.setdefault(tid, {})[doc] = tf
+            arrays.pop(tid, None)
+        self._extra_terms[doc] = tuple(ids)
+
+    def remove(self, key: str) -> None:
+        doc = self.doc_ids.pop(key, None)
+        if doc is None:
+            return
+        if doc < len(self._doc_ptr) - 1:
+            lo, hi = self._doc_ptr[doc], self._doc_ptr[doc + 1]
+            term_ids: Sequence[int] = self._doc_terms[lo:hi].tolist()
+        else:
+            term_ids = self._extra_terms.pop(doc, ())
+            for tid in term_ids:
+                plist = self._extra.get(tid)
+                if plist is not None:
+                    plist.pop(doc, None)
+                    if not plist:
+                        del self._extra[tid]
+                self._arrays.pop(tid, None)
+        for tid in term_ids:
+            self.df[tid] -= 1
+        self.total_len -= self.doc_len[doc]
+        self.live -= 1
+        self.doc_keys[doc] = None
+        self.doc_len[doc] = 0
+        self._alive[doc] = False
+
+    # ---- reading --------------------------------------------------------------------------
+
+    def df_of(self, term: str) -> int:
+        tid = self.vocab.get(term)
+        return 0 if tid is None else self.df[tid]
+
+    def idf(self, term: str) -> float:
+        n = self.df_of(term)
+        return math.log(1.0 + (self.live - n + 0.5) / (n + 0.5))
+
+    def postings(self, term: str) -> dict[int, int]:
+        """Live documents holding ``term`` and its frequency in each (for tests and tools)."""
+        tid = self.vocab.get(term)
+        if tid is None:
+            return {}
+        out: dict[int, int] = {}
+        for docs, tfs in self._parts(tid):
+            for doc, tf in zip(docs.tolist(), tfs.tolist(), strict=True):
+                if self._alive[doc]:
+                    out[doc] = int(tf)
+        return out
+
+    def _parts(self, tid: int) -> list[tuple[Ints, Floats]]:
+        parts: list[tuple[Ints, Floats]] = []
+        if tid < len(self._ptr) - 1:
+            lo, hi = self._ptr[tid], self._ptr[tid + 1]
+            if hi > lo:
+                parts.append((self._docs[lo:hi], self._tfs[lo:hi].astype(np.float64)))
+        plist = self._extra.get(tid)
+        if plist:
+            cached = self._arrays.get(tid)
+            if cached is None:
+                docs = np.fromiter(plist.keys(), dtype=np.int32, count=len(plist))
+                tfs = np.fromiter(plist.values(), dtype=np.float64, count=len(plist))
+                cached = self._arrays[tid] = (docs, tfs)
+            parts.append(cached)
+        return parts
+
+    def scores(self, query: Mapping[str, float]) -> Floats:
+        """BM25 score per document id (0 for removed ids) for weighted query terms."""
+        out = np.zeros(len(self.doc_keys), dtype=np.float64)
+        if not self.live:
+            return out
+        avgdl = max(self.total_len / self.live, 1.0)
+        lens = np.asarray(self.doc_len, dtype=np.float64)
+        norm = self.k1 * (1.0 - self.b + self.b * lens / avgdl)
+        k1 = self.k1 + 1.0
+        for term, weight in query.items():
+            tid = self.vocab.get(term)
+            if tid is None or not self.df[tid]:
+                continue
+            idf = self.idf(term)
+            for docs, tfs in self._parts(tid):
+                out[docs] += weight * idf * tfs * k1 / (tfs + norm[docs])
+        if self.live < len(out):
+            out[~self._alive] = 0.0  # a removed document keeps its base postings
+        return out
+
+    def top(self, query: Mapping[str, float], limit: int) -> list[tuple[str, float]]:
+        scores = self.scores(query)
+        if not len(scores):
+            return []
+        k = min(limit, len(scores))
+        idx = np.argpartition(-scores, k - 1)[:k]
+        idx = idx[np.argsort(-scores[idx])]
+        out: list[tuple[str, float]] = []
+        for i in idx:
+            key = self.doc_keys[int(i)]
+            if key is not None and scores[i] > 0:
+                out.append((key, float(scores[i])))
+        return out

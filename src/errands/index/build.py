@@ -1,0 +1,350 @@
+"""Reading and analysing many files at once: the cold build, and updates of many files.
+
+Files are analysed in forked worker processes when there are enough of them, each worker
+reading its own share of blobs through its own ``git cat-file --batch`` and sending back
+compact batches: file entries, plus every document as (word id, count) pairs in flat int32
+arrays, with the words it had not sent before. The parent maps those words to build-wide ids
+(:class:`~errands.index.lexical.Lexicon`), orders files as listed, and expands words into
+terms for all documents at once in numpy. A serial build runs the same encoder in-process,
+so both give the same index.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import threading
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from errands.errors import ErrandsError
+from errands.index import gitio
+from errands.index.analyse import FileInfo, analyse
+from errands.index.lexical import Lexicon
+from errands.index.symbols import grammar, language_of
+
+Progress = Callable[[int, int], None]
+Ints = npt.NDArray[np.int32]
+Offsets = npt.NDArray[np.int64]
+
+# Builds of at least this many files analyse them in worker processes (forked, so they
+# start in milliseconds with everything already imported); smaller ones, and one-file
+# updates, stay in this process.
+PARALLEL_MIN_FILES = 32
+# A worker sends what it has after this many files or bytes of source, so the parent
+# reports progress and merges while the workers go on.
+_BATCH_FILES = 64
+_BATCH_BYTES = 1 << 20
+
+
+class IndexBuildError(ErrandsError):
+    """A worker process of a build failed or died."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Files a worker analysed: entries with their place in the listing, and their
+    documents as (term id, count) pairs in the worker's own term ids (``terms`` names the
+    ones it had not sent before)."""
+
+    handled: int  # files read, including binary and oversized ones left out
+    ordinals: list[int]
+    infos: list[FileInfo]
+    terms: list[str]
+    doc_sizes: Ints  # pairs per document, each file's documents in a row
+    term_ids: Ints
+    tfs: Ints
+
+
+class _Encoder:
+    """Analyses files and packs them into :class:`_Batch` es, with its own numbering of
+    words and terms (so it can run in any process)."""
+
+    def __init__(self) -> None:
+        self._lexicon = Lexicon()
+        self._sent = 0  # terms named in batches already taken
+        self._reset()
+
+    def _reset(self) -> None:
+        self.handled = 0
+        self.bytes = 0
+        self._ordinals: list[int] = []
+        self._infos: list[FileInfo] = []
+        self._doc_sizes: list[int] = []
+        self._words: list[str] = []
+        self._counts: list[int] = []
+
+    def add(self, ordinal: int, entry: gitio.TreeEntry, data: bytes) -> None:
+        self.handled += 1
+        self.bytes += len(data)
+        analysed = analyse(entry.path, entry.blob, data)
+        if analysed is None:
+            return
+        self._ordinals.append(ordinal)
+        self._infos.append(analysed.info)
+        for counts in analysed.docs:
+            self._doc_sizes.append(len(counts))
+            self._words.extend(counts)
+            self._counts.extend(counts.values())
+
+    def full(self) -> bool:
+        return self.handled >= _BATCH_FILES or self.bytes >= _BATCH_BYTES
+
+    def take(self) -> _Batch:
+        lexicon = self._lexicon
+        words = lexicon.word_ids(self._words)
+        ptr = np.zeros(len(self._doc_sizes) + 1, dtype=np.int64)
+        np.cumsum(self._doc_sizes, out=ptr[1:])
+        ptr, term_ids, tfs = lexicon.expand(ptr, words, np.array(self._counts, dtype=np.int32))
+        terms = lexicon.names[self._sent :]
+        self._sent = len(lexicon.names)
+        batch = _Batch(
+            self.handled, self._ordinals, self._infos, terms, np.diff(ptr).astype(np.int32),
+            term_ids, tfs,
+        )  # fmt: skip
+        self._reset()
+        return batch
+
+
+class _TermIds(dict[str, int]):
+    """Term → build-wide id, numbering a term on first sight (a C-level ``map``)."""
+
+    def __missing__(self, term: str) -> int:
+        tid = self[term] = len(self)
+        return tid
+
+
+@dataclass(slots=True)
+class _File:
+    info: FileInfo
+    doc_sizes: Ints  # pairs per document: the file's, then one per symbol
+    term_ids: Ints  # build-wide term ids
+    tfs: Ints
+
+
+@dataclass(slots=True)
+class Docs:
+    """Documents as (term id, count) pairs: document i is ``[ptr[i]:ptr[i + 1]]``."""
+
+    keys: list[str]
+    ptr: Offsets
+    terms: Ints
+    tfs: Ints
+
+    def counts(self, i: int, names: Sequence[str]) -> dict[str, int]:
+        """Document ``i`` as term → count, ``names`` being the terms by id."""
+        lo, hi = int(self.ptr[i]), int(self.ptr[i + 1])
+        terms = [names[t] for t in self.terms[lo:hi].tolist()]
+        return dict(zip(terms, self.tfs[lo:hi].tolist(), strict=True))
+
+
+@dataclass(slots=True)
+class Analysis:
+    """Files analysed, in listing order, and their documents ready for BM25."""
+
+    infos: list[FileInfo] = field(default_factory=list)
+    vocab: dict[str, int] = field(default_factory=dict)  # term → id
+    files: Docs | None = None  # one document per file, keyed by path
+    chunks: Docs | None = None  # one per symbol, keyed ``path\0i``
+
+
+class _Merger:
+    """Collects batches from any number of encoders into one :class:`Analysis`."""
+
+    def __init__(self, sources: int) -> None:
+        self.vocab = _TermIds()
+        self._local = [array("i") for _ in range(sources)]  # encoder's term id → build-wide
+        self._files: dict[int, _File] = {}
+
+    def add(self, source: int, batch: _Batch) -> None:
+        local = self._local[source]
+        local.extend(map(self.vocab.__getitem__, batch.terms))
+        if not batch.ordinals:
+            return
+        term_ids = np.frombuffer(local, dtype=np.int32)[batch.term_ids]
+        sizes = batch.doc_sizes
+        doc = pair = 0
+        for ordinal, info in zip(batch.ordinals, batch.infos, strict=True):
+            n_docs = 1 + len(info.symbols)
+            n_pairs = int(sizes[doc : doc + n_docs].sum())
+            self._files[ordinal] = _File(
+                info,
+                sizes[doc : doc + n_docs],
+                term_ids[pair : pair + n_pairs],
+                batch.tfs[pair : pair + n_pairs],
+            )
+            doc += n_docs
+            pair += n_pairs
+
+    def result(self) -> Analysis:
+        files = [self._files[k] for k in sorted(self._files)]
+        out = Analysis(infos=[f.info for f in files], vocab=dict(self.vocab))
+        if not files:
+            return out
+        sizes = np.concatenate([f.doc_sizes for f in files])
+        terms = np.concatenate([f.term_ids for f in files])
+        tfs = np.concatenate([f.tfs for f in files])
+        first = np.zeros(len(sizes), dtype=np.bool_)  # the file's own document, not a chunk
+        first[np.cumsum([0] + [len(f.doc_sizes) for f in files[:-1]])] = True
+        pair_first = np.repeat(first, sizes)
+        file_keys = [f.info.path for f in files]
+        chunk_keys = [f"{f.info.path}\0{i}" for f in files for i in range(len(f.info.symbols))]
+        out.files = _docs(file_keys, sizes[first], terms[pair_first], tfs[pair_first])
+        out.chunks = _docs(chunk_keys, sizes[~first], terms[~pair_first], tfs[~pair_first])
+        return out
+
+
+def _docs(keys: list[str], sizes: Ints, terms: Ints, tfs: Ints) -> Docs:
+    ptr = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=ptr[1:])
+    return Docs(keys, ptr, terms, tfs)
+
+
+def analyse_entries(
+    git_dir: Path, entries: Sequence[gitio.TreeEntry], progress: Progress | None = None
+) -> Analysis:
+    """Read and analyse ``entries`` (in parallel when there are many); binary, oversized
+    and missing blobs are left out."""
+    workers = _workers()
+    if len(entries) >= PARALLEL_MIN_FILES and workers > 1:
+        return _parallel(git_dir, entries, workers, progress)
+    merger = _Merger(1)
+    encoder = _Encoder()
+    jobs = _jobs(range(len(entries)), entries)
+    done = 0
+    for blob, data in gitio.read_blobs(git_dir, list(jobs)):
+        for ordinal in jobs[blob]:
+            encoder.add(ordinal, entries[ordinal], data)
+        if encoder.full():
+            done = _merge(merger, 0, encoder.take(), done, len(entries), progress)
+    _merge(merger, 0, encoder.take(), done, len(entries), progress)
+    return merger.result()
+
+
+def _merge(
+    merger: _Merger, source: int, batch: _Batch, done: int, total: int, progress: Progress | None
+) -> int:
+    merger.add(source, batch)
+    done += batch.handled
+    if progress is not None and batch.handled:
+        progress(done, total)
+    return done
+
+
+def _jobs(ordinals: Iterable[int], entries: Sequence[gitio.TreeEntry]) -> dict[str, list[int]]:
+    """Blob → the entries holding it (a blob at two paths is read once, analysed twice)."""
+    jobs: dict[str, list[int]] = {}
+    for i in ordinals:
+        jobs.setdefault(entries[i].blob, []).append(i)
+    return jobs
+
+
+def _workers() -> int:
+    """Worker processes for a large build: one per CPU this process may use (at most 4),
+    and none where processes cannot be forked — or should not be: forking a process that runs
+    other threads (the server, a job worker) can copy a lock another thread holds and hang the
+    child, so there the build stays in-process. `errands index` and the benchmarks fork."""
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return min(cpus, 4)
+
+
+def _shares(entries: Sequence[gitio.TreeEntry], workers: int) -> list[list[int]]:
+    """Entries dealt to workers by estimated cost, largest first to the least loaded, so
+    they finish together; parsing makes a source file dearer than other text."""
+
+    def cost(i: int) -> int:
+        e = entries[i]
+        return 2000 + e.size * (3 if language_of(e.path) else 1)
+
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    load = [0] * workers
+    for i in sorted(range(len(entries)), key=cost, reverse=True):
+        w = load.index(min(load))
+        shares[w].append(i)
+        load[w] += cost(i)
+    return shares
+
+
+def _parallel(
+    git_dir: Path, entries: Sequence[gitio.TreeEntry], workers: int, progress: Progress | None
+) -> Analysis:
+    # Grammars are loaded and queries compiled once here, before the fork, not per worker.
+    for language in {language_of(e.path) for e in entries} - {None}:
+        assert language is not None
+        grammar(language)
+    context = multiprocessing.get_context("fork")
+    merger = _Merger(workers)
+    conns: dict[Connection, int] = {}
+    procs = []
+    try:
+        for w, share in enumerate(_shares(entries, workers)):
+            recv, send = context.Pipe(duplex=False)
+            # Forked: the worker inherits `entries` and its share, nothing is pickled to it.
+            proc = context.Process(target=_work, args=(git_dir, entries, share, send))
+            proc.daemon = True
+            proc.start()
+            send.close()
+            conns[recv] = w
+            procs.append(proc)
+        done = 0
+        while conns:
+            for conn in wait(list(conns)):
+                assert isinstance(conn, Connection)
+                try:
+                    msg = conn.recv()
+                except EOFError:
+                    raise IndexBuildError("an index worker process died") from None
+                if msg is None:  # the worker is done
+                    del conns[conn]
+                    conn.close()
+                elif isinstance(msg, BaseException):
+                    raise msg
+                else:
+                    done = _merge(merger, conns[conn], msg, done, len(entries), progress)
+    finally:
+        for conn in conns:
+            conn.close()
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+    return merger.result()
+
+
+def _work(
+    git_dir: Path, entries: Sequence[gitio.TreeEntry], share: list[int], conn: Connection
+) -> None:
+    """A worker: read the share's blobs in one stream, analyse them, send batches, then
+    None; an error is sent as the exception."""
+    # Collections would walk (and so copy, page by page) every object inherited from the
+    # parent; a worker's own garbage is short-lived, so they are off here.
+    gc.disable()
+    try:
+        encoder = _Encoder()
+        jobs = _jobs(share, entries)
+        for blob, data in gitio.read_blobs(git_dir, list(jobs)):
+            for ordinal in jobs[blob]:
+                encoder.add(ordinal, entries[ordinal], data)
+            if encoder.full():
+                conn.send(encoder.take())
+        conn.send(encoder.take())
+        conn.send(None)
+    except BaseException as exc:  # the parent re-raises it
+        try:
+            conn.send(exc)
+        except Exception:  # not picklable: say what it was
+            conn.send(IndexBuildError(f"index worker failed: {exc!r}"))
+    finally:
+        conn.close()

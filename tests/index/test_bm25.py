@@ -1,0 +1,75 @@
+"""BM25: a bulk-built index and one built a document at a time score alike, through removals."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from errands.index.bm25 import BM25
+
+DOCS: dict[str, dict[str, int]] = {
+    "a.py": {"price": 3, "discount": 1},
+    "empty-middle": {},
+    "b.py": {"price": 1, "cart": 2},
+    "c.py": {"cart": 1, "stock": 4, "price": 1},
+    "empty-last": {},
+}
+QUERY = {"price": 1.0, "cart": 0.5, "stock": 2.0, "nowhere": 1.0}
+
+
+def _bulk(docs: dict[str, dict[str, int]]) -> BM25:
+    vocab: dict[str, int] = {}
+    ptr, terms, tfs = [0], [], []
+    for counts in docs.values():
+        for term, tf in counts.items():
+            terms.append(vocab.setdefault(term, len(vocab)))
+            tfs.append(tf)
+        ptr.append(len(terms))
+    return BM25.bulk(
+        list(docs),
+        vocab,
+        np.array(ptr, dtype=np.int64),
+        np.array(terms, dtype=np.int32),
+        np.array(tfs, dtype=np.int32),
+    )
+
+
+def _one_by_one(docs: dict[str, dict[str, int]]) -> BM25:
+    index = BM25()
+    for key, counts in docs.items():
+        index.add(key, counts)
+    return index
+
+
+def _by_key(index: BM25, query: dict[str, float]) -> dict[str, float]:
+    scores = index.scores(query)
+    return {k: round(float(scores[i]), 9) for i, k in enumerate(index.doc_keys) if k is not None}
+
+
+def test_bulk_equals_one_by_one_including_empty_documents() -> None:
+    bulk, single = _bulk(DOCS), _one_by_one(DOCS)
+    assert bulk.doc_len == single.doc_len == [4, 0, 3, 6, 0]
+    assert _by_key(bulk, QUERY) == _by_key(single, QUERY)
+    assert bulk.top(QUERY, 2) == single.top(QUERY, 2)
+    assert bulk.postings("price") == {0: 3, 2: 1, 3: 1}
+    assert bulk.idf("cart") == single.idf("cart")
+
+
+def test_remove_and_re_add_over_a_bulk_base() -> None:
+    bulk = _bulk(DOCS)
+    bulk.remove("c.py")
+    bulk.add("b.py", {"stock": 1, "shipping": 2})  # replaces the base document
+    bulk.add("d.py", {"price": 2})
+    expected = _one_by_one(
+        {
+            "a.py": DOCS["a.py"],
+            "b.py": {"stock": 1, "shipping": 2},
+            "d.py": {"price": 2},
+            "empty-middle": {},
+            "empty-last": {},
+        }
+    )
+    query = {**QUERY, "shipping": 1.0}
+    assert _by_key(bulk, query) == _by_key(expected, query)
+    assert bulk.postings("price") == {0: 3, 6: 2}  # b.py is 5 now, d.py 6
+    assert bulk.df_of("cart") == 0
+    assert bulk.live == 5
