@@ -26,6 +26,7 @@ class JobKind(StrEnum):
     EXECUTE = "execute"
     REVISE = "revise"
     MERGE = "merge"
+    GITHUB = "github"  # process webhook deliveries and push state to GitHub, per project
 
 
 class JobState(StrEnum):

@@ -118,6 +118,36 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Attempts of a job whose worker died before it gives up."
     )
 
+    github_api_url: str = Field(
+        default="https://api.github.com",
+        description="GitHub REST API base URL; for GitHub Enterprise Server https://HOST/api/v3.",
+    )
+    github_app_id: str | None = Field(
+        default=None, description="GitHub App id (with a private key: App authentication)."
+    )
+    github_private_key: SecretStr | None = Field(
+        default=None, description="The GitHub App's private key (PEM text)."
+    )
+    github_private_key_path: Path | None = Field(
+        default=None, description="File holding the GitHub App's private key (PEM)."
+    )
+    github_webhook_secret: SecretStr | None = Field(
+        default=None, description="Secret GitHub signs webhook deliveries with."
+    )
+    github_token: SecretStr | None = Field(
+        default=None,
+        description="Fine-grained personal access token (instead of a GitHub App).",
+    )
+    github_trigger_label: str = Field(
+        default="errands", description="Issue label that starts research on a GitHub issue."
+    )
+    github_max_wait: float = Field(
+        default=120.0,
+        ge=0,
+        description="Longest GitHub rate-limit wait (seconds) honoured inside a job; a longer "
+        "one fails the job with the time to retry.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -164,7 +194,13 @@ class Settings(BaseSettings):
         """Secret values, so logs and events can be scrubbed of them."""
         return [
             secret.get_secret_value()
-            for secret in (self.openai_api_key, self.anthropic_api_key)
+            for secret in (
+                self.openai_api_key,
+                self.anthropic_api_key,
+                self.github_token,
+                self.github_webhook_secret,
+                self.github_private_key,
+            )
             if secret is not None and len(secret.get_secret_value()) >= 6
         ]
 

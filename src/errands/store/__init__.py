@@ -4,6 +4,8 @@ from errands.store.db import Database
 from errands.store.models import (
     Base,
     Event,
+    GitHubDelivery,
+    GitHubInstallation,
     Job,
     Project,
     Question,
@@ -17,6 +19,8 @@ __all__ = [
     "Base",
     "Database",
     "Event",
+    "GitHubDelivery",
+    "GitHubInstallation",
     "Job",
     "Project",
     "Question",

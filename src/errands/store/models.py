@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -39,12 +39,19 @@ class Project(Base):
     max_concurrent_jobs: Mapped[int | None] = mapped_column(default=None)
     indexed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A project connected to GitHub: its repository (owner/name), the App installation that
+    # reaches it (None with a personal token), and when its open issues were last imported.
+    github_repo: Mapped[str | None] = mapped_column(String(200), default=None, index=True)
+    github_installation_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    github_imported_at: Mapped[datetime | None] = mapped_column(default=None)
 
     tasks: Mapped[list[Task]] = relationship(back_populates="project")
 
 
 class Task(Base):
     __tablename__ = "tasks"
+    # One task per GitHub issue of a project, even when a webhook and an import race.
+    __table_args__ = (Index("ux_tasks_github_issue", "project_id", "github_issue", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(
@@ -67,6 +74,14 @@ class Task(Base):
     merge_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # GitHub: the issue the task came from, its pull request, the issue comment that asked
+    # the research questions, and the base commit a push moved the base branch to after the
+    # task started (so the task knows it needs a rebase).
+    github_issue: Mapped[int | None] = mapped_column(default=None)
+    github_pr: Mapped[int | None] = mapped_column(default=None)
+    github_pr_url: Mapped[str | None] = mapped_column(Text, default=None)
+    github_questions_comment: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    base_moved_to: Mapped[str | None] = mapped_column(String(64), default=None)
 
     project: Mapped[Project] = relationship(back_populates="tasks")
     questions: Mapped[list[Question]] = relationship(
@@ -143,6 +158,10 @@ class ReviewComment(Base):
     resolved: Mapped[bool] = mapped_column(default=False)
     addressed_by_subtask_id: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The pull request review comment this is on GitHub (either way it came), and who wrote
+    # it there; None for a comment not (yet) on GitHub.
+    github_id: Mapped[int | None] = mapped_column(BigInteger, default=None, index=True)
+    github_author: Mapped[str | None] = mapped_column(String(100), default=None)
 
     task: Mapped[Task] = relationship(back_populates="comments")
 
@@ -208,3 +227,37 @@ class Event(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GitHubInstallation(Base):
+    """A GitHub App installation, as installation webhooks describe it."""
+
+    __tablename__ = "github_installations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    account: Mapped[str] = mapped_column(String(200))
+    repositories: Mapped[list[Any]] = mapped_column(default=list)  # full names
+    active: Mapped[bool] = mapped_column(default=True)  # False once deleted or suspended
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class GitHubDelivery(Base):
+    """A webhook delivery, keyed by ``X-GitHub-Delivery`` so a redelivery is recognised.
+
+    The payload is kept until the ``github`` job has processed it, then dropped."""
+
+    __tablename__ = "github_deliveries"
+    __table_args__ = (Index("ix_github_deliveries_project_state", "project_id", "state"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str | None] = mapped_column(String(64), default=None)
+    repository: Mapped[str | None] = mapped_column(String(200), default=None)
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), default=None
+    )
+    state: Mapped[str] = mapped_column(String(16))  # pending | done | ignored | failed
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    outcome: Mapped[str | None] = mapped_column(Text, default=None)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(default=None)

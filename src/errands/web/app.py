@@ -22,6 +22,7 @@ from errands import runtime
 from errands.domain import TaskState
 from errands.errors import Conflict, ErrandsError
 from errands.git import Diff
+from errands.github import routes as github_routes
 from errands.jobs.worker import Worker
 from errands.schemas import (
     AnswerCreate,
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool = Fals
         )
 
     _routes(app)
+    app.include_router(github_routes.router)
     install_ui(app)  # pages and static assets; wraps the handlers above for browsers
     return app
 

@@ -26,6 +26,7 @@ from errands.errors import Conflict, GitError, InvalidInput, NotFound
 from errands.git import Diff, current_branch, find_repository, git, run_git
 from errands.git.lock import repo_lock
 from errands.git.runner import ERRANDS_IDENTITY
+from errands.github import hooks as github_hooks
 from errands.jobs import ledger
 from errands.settings import Settings
 from errands.store import Event, Job, Project, Question, ReviewComment, Subtask, Task
@@ -264,6 +265,15 @@ def create_task(
     return task
 
 
+def start_research(session: Session, settings: Settings, task_id: int) -> Task:
+    """Start research on a task created without it (one imported from a GitHub issue)."""
+    settings.require_llm()
+    task = get_task(session, task_id)
+    _set_state(session, task, TaskState.RESEARCHING, "Research queued")
+    _enqueue(session, settings, JobKind.RESEARCH, task)
+    return task
+
+
 def answer(
     session: Session,
     settings: Settings,
@@ -444,6 +454,7 @@ def add_comment(
         project_id=task.project_id,
         data={"comment_id": comment.id, "path": path, "line": line, "kind": kind},
     )
+    github_hooks.nudge(session, settings, task.project)  # mirror it onto the pull request
     return comment
 
 

@@ -8,6 +8,7 @@ from errands.agent.schemas import Plan
 from errands.domain import SubtaskState, TaskState, check_transition
 from errands.errors import GitError
 from errands.git import Mirror, task_branch
+from errands.github import hooks as github_hooks
 from errands.store import Subtask, Task
 from errands.workflow import handoff
 from errands.workflow.context import JobContext
@@ -139,3 +140,4 @@ def finish_review_round(ctx: JobContext, mirror: Mirror, branch: str, head: str)
             head=head,
         )
         ctx.settle(session)
+        github_hooks.nudge(session, ctx.settings, task.project)  # open or update its PR

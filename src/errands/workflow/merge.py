@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from errands.domain import TaskState, check_transition
 from errands.errors import GitError
+from errands.github import hooks as github_hooks
 from errands.store import Task
 from errands.workflow.context import JobContext
 from errands.workflow.mirrors import base_tip
@@ -17,6 +18,9 @@ def squash_message(task: Task) -> str:
 
 
 def run(ctx: JobContext) -> None:
+    # A task with a GitHub pull request is merged there, through the API.
+    if github_hooks.merge_pull_request(ctx):
+        return
     with ctx.db.session() as session:
         task = session.get_one(Task, ctx.task_id)
         origin, branch, base_branch = task.project.origin, task.branch, task.base_branch

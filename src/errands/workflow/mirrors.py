@@ -7,6 +7,7 @@ from pathlib import Path
 
 from errands.errors import GitError
 from errands.git import Mirror
+from errands.github import hooks as github_hooks
 from errands.settings import Settings
 
 
@@ -15,7 +16,10 @@ def mirror_path(settings: Settings, project_id: int) -> Path:
 
 
 def open_mirror(settings: Settings, project_id: int, origin: str) -> Mirror:
-    return Mirror.create(mirror_path(settings, project_id), origin)
+    # A GitHub repository over HTTPS gets its token through git's environment (never in
+    # the remote URL or config); any other origin gets nothing.
+    auth_env = github_hooks.git_env(settings, origin)
+    return Mirror.create(mirror_path(settings, project_id), origin, auth_env=auth_env)
 
 
 def base_tip(mirror: Mirror, origin: str, branch: str) -> str:

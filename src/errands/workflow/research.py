@@ -7,6 +7,7 @@ from errands.agent.loop import run_agent
 from errands.agent.schemas import ResearchResult
 from errands.domain import TaskState, check_transition
 from errands.git import task_branch
+from errands.github import hooks as github_hooks
 from errands.index import Located
 from errands.store import Project, Question, Task
 from errands.workflow import actions
@@ -119,3 +120,5 @@ def run(ctx: JobContext) -> None:
         ctx.settle(session)
         if target is TaskState.READY:
             actions.start_execution_if_auto(session, ctx.settings, task)
+        else:
+            github_hooks.nudge(session, ctx.settings, task.project)  # ask on the issue too

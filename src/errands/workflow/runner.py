@@ -14,6 +14,7 @@ from errands.errors import (
     ErrandsError,
     MergeConflict,
 )
+from errands.github import sync as github_sync
 from errands.jobs.ledger import Lease
 from errands.jobs.worker import Outcome
 from errands.store import Job, Task
@@ -28,6 +29,7 @@ STAGES: dict[JobKind, Callable[[JobContext], None]] = {
     JobKind.EXECUTE: execute.run,
     JobKind.REVISE: revise.run,
     JobKind.MERGE: merge.run,
+    JobKind.GITHUB: github_sync.run,
 }
 
 # Landing problems leave the task in review: the user can fix their checkout, or revise.

@@ -1,0 +1,88 @@
+"""Projects from GitHub repositories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from errands.domain import JobKind
+from errands.errors import Conflict, InvalidInput
+from errands.github import forge
+from errands.github.intake import request_sync
+from errands.jobs import ledger
+from errands.settings import Settings
+from errands.store import GitHubInstallation, Project
+from errands.store import events as event_log
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    full_name: str
+    clone_url: str
+    default_branch: str
+    installation_id: int | None
+
+
+def known_installation(session: Session, full_name: str) -> int | None:
+    """The installation an installation webhook told us reaches ``full_name``."""
+    for row in session.scalars(select(GitHubInstallation).where(GitHubInstallation.active)):
+        if full_name in row.repositories:
+            return row.id
+    return None
+
+
+def describe(settings: Settings, full_name: str, installation_id: int | None) -> RepoInfo:
+    """Ask GitHub about the repository (network: call outside any transaction)."""
+    if full_name.count("/") != 1 or not all(full_name.split("/")):
+        raise InvalidInput(f"{full_name!r} is not a repository name like owner/name.")
+    with forge.repo_access(settings, full_name, installation_id) as access:
+        repo = access.api.repository()
+        return RepoInfo(
+            full_name=str(repo["full_name"]),
+            clone_url=str(repo["clone_url"]),
+            default_branch=str(repo["default_branch"]),
+            installation_id=access.installation_id,
+        )
+
+
+def add_project(
+    session: Session, settings: Settings, info: RepoInfo, *, name: str | None = None
+) -> Project:
+    """A project on the repository: indexed, then its open issues imported."""
+    name = (name or info.full_name.split("/")[1]).strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("A project name must be 1-200 characters.")
+    if session.scalars(select(Project).where(Project.name == name)).first():
+        raise Conflict(f"A project named {name!r} already exists; pass another name.")
+    if session.scalars(select(Project).where(Project.github_repo == info.full_name)).first():
+        raise Conflict(f"{info.full_name} already is a project.")
+    project = Project(
+        name=name,
+        origin=info.clone_url,
+        base_branch=info.default_branch,
+        github_repo=info.full_name,
+        github_installation_id=info.installation_id,
+    )
+    session.add(project)
+    session.flush()
+    job = ledger.enqueue(
+        session, JobKind.INDEX, project_id=project.id, max_attempts=settings.job_max_attempts
+    )
+    event_log.record(
+        session,
+        "project.added",
+        f"Project {name} added from GitHub repository {info.full_name}",
+        project_id=project.id,
+        job_id=job.id,
+    )
+    request_sync(session, settings, project.id)  # imports the open issues
+    return project
+
+
+def reimport(session: Session, settings: Settings, project: Project) -> None:
+    if project.github_repo is None:
+        raise Conflict(f"Project {project.name} is not on GitHub.")
+    project.github_imported_at = None
+    request_sync(session, settings, project.id)

@@ -1,0 +1,158 @@
+"""The few REST operations Errands uses, on one repository. Shapes follow GitHub's
+OpenAPI description; answers are returned as the JSON dicts GitHub sends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from errands.github.client import GitHubClient
+from errands.github.errors import GitHubError, PullNotMergeable
+
+Json = dict[str, Any]
+WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+
+
+class RepoAPI:
+    def __init__(self, client: GitHubClient, full_name: str) -> None:
+        self.client = client
+        self.full_name = full_name
+        self.owner, _, self.name = full_name.partition("/")
+        self._permissions: dict[str, str] = {}
+
+    @property
+    def _base(self) -> str:
+        return f"/repos/{self.full_name}"
+
+    def repository(self) -> Json:
+        data: Json = self.client.json("GET", self._base)
+        return data
+
+    # -- issues ---------------------------------------------------------------------------
+
+    def open_issues(self) -> Iterator[Json]:
+        """Open issues, oldest first; pull requests (which the issues API lists too) skipped."""
+        for item in self.client.paginate(
+            f"{self._base}/issues", {"state": "open", "sort": "created", "direction": "asc"}
+        ):
+            if "pull_request" not in item:
+                yield item
+
+    def issue(self, number: int) -> Json:
+        data: Json = self.client.json("GET", f"{self._base}/issues/{number}")
+        return data
+
+    def issue_comments(self, number: int) -> Iterator[Json]:
+        yield from self.client.paginate(f"{self._base}/issues/{number}/comments")
+
+    def comment_on_issue(self, number: int, body: str) -> Json:
+        data: Json = self.client.json(
+            "POST", f"{self._base}/issues/{number}/comments", json={"body": body}
+        )
+        return data
+
+    def permission(self, login: str) -> str:
+        """``admin``, ``maintain``, ``write``, ``triage``, ``read`` or ``none`` (cached per
+        instance: one sync pass asks once per person)."""
+        if login not in self._permissions:
+            response = self.client.request(
+                "GET", f"{self._base}/collaborators/{login}/permission", allow=(404,)
+            )
+            if response.status_code == 404:
+                self._permissions[login] = "none"
+            else:
+                body = response.json()
+                # role_name distinguishes maintain/triage, which `permission` folds away.
+                role = str(body.get("role_name") or body.get("permission") or "none")
+                self._permissions[login] = role
+        return self._permissions[login]
+
+    def can_write(self, login: str) -> bool:
+        return self.permission(login) in WRITE_PERMISSIONS
+
+    # -- pull requests --------------------------------------------------------------------
+
+    def pull_for_branch(self, branch: str) -> Json | None:
+        """The newest pull request (any state) from ``branch`` of this repository."""
+        pulls = self.client.json(
+            "GET",
+            f"{self._base}/pulls",
+            params={"head": f"{self.owner}:{branch}", "state": "all", "per_page": 10},
+        )
+        if not isinstance(pulls, list) or not pulls:
+            return None
+        newest: Json = max(pulls, key=lambda p: int(p["number"]))
+        return newest
+
+    def create_pull(self, *, title: str, body: str, head: str, base: str) -> Json:
+        data: Json = self.client.json(
+            "POST",
+            f"{self._base}/pulls",
+            json={"title": title, "body": body, "head": head, "base": base},
+        )
+        return data
+
+    def update_pull(self, number: int, **fields: Any) -> Json:
+        data: Json = self.client.json("PATCH", f"{self._base}/pulls/{number}", json=fields)
+        return data
+
+    def pull(self, number: int) -> Json:
+        data: Json = self.client.json("GET", f"{self._base}/pulls/{number}")
+        return data
+
+    def review_comments(self, number: int) -> Iterator[Json]:
+        yield from self.client.paginate(f"{self._base}/pulls/{number}/comments")
+
+    def create_review_comment(
+        self,
+        number: int,
+        *,
+        body: str,
+        commit_id: str,
+        path: str,
+        line: int,
+        side: str,
+        start_line: int | None = None,
+    ) -> Json:
+        payload: Json = {
+            "body": body,
+            "commit_id": commit_id,
+            "path": path,
+            "line": line,
+            "side": side,
+        }
+        if start_line is not None and start_line < line:
+            payload |= {"start_line": start_line, "start_side": side}
+        data: Json = self.client.json("POST", f"{self._base}/pulls/{number}/comments", json=payload)
+        return data
+
+    def reply_to_review_comment(self, number: int, comment_id: int, body: str) -> Json:
+        data: Json = self.client.json(
+            "POST",
+            f"{self._base}/pulls/{number}/comments/{comment_id}/replies",
+            json={"body": body},
+        )
+        return data
+
+    def squash_merge(self, number: int, *, sha: str, title: str, message: str) -> str:
+        """Squash-merge the pull request if its head is still ``sha``; the merge commit."""
+        response = self.client.request(
+            "PUT",
+            f"{self._base}/pulls/{number}/merge",
+            json={
+                "merge_method": "squash",
+                "sha": sha,
+                "commit_title": title,
+                "commit_message": message,
+            },
+            allow=(405, 409),
+        )
+        if response.status_code in (405, 409):
+            reason = str(response.json().get("message", "not mergeable"))
+            raise PullNotMergeable(
+                f"GitHub refused to merge pull request #{number}: {reason}", files=[]
+            )
+        body = response.json()
+        if not body.get("merged"):
+            raise GitHubError(f"GitHub did not merge pull request #{number}: {body}")
+        return str(body["sha"])

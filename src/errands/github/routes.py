@@ -1,0 +1,159 @@
+"""HTTP: the webhook endpoint GitHub delivers to, and the GitHub side of projects and tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from errands.github import forge, projects
+from errands.github.errors import MalformedWebhook, WebhookTooLarge
+from errands.github.intake import receive
+from errands.github.signature import verify
+from errands.settings import Settings
+from errands.store import Database, GitHubInstallation, Task
+from errands.workflow import actions
+
+# GitHub caps webhook payloads at 25 MB; anything bigger is not from GitHub.
+MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
+
+router = APIRouter(prefix="/api/github", tags=["github"])
+
+
+class GitHubProjectCreate(BaseModel):
+    repository: Annotated[str, Field(description="owner/name")]
+    name: str | None = None
+    installation_id: int | None = None
+
+
+class GitHubProjectPublic(BaseModel):
+    id: int
+    name: str
+    origin: str
+    base_branch: str
+    github_repo: str | None
+    github_installation_id: int | None
+
+
+class GitHubTaskPublic(BaseModel):
+    id: int
+    repository: str | None
+    issue: int | None
+    pull_request: int | None
+    pull_request_url: str | None
+    base_moved_to: str | None
+
+
+class InstallationPublic(BaseModel):
+    id: int
+    account: str
+    repositories: list[str]
+    active: bool
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def _body(request: Request) -> bytes:
+    """The raw body, refusing (413) before reading more than GitHub could ever send."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_WEBHOOK_BYTES:
+        raise WebhookTooLarge(f"The payload is {int(declared):,} bytes; GitHub sends ≤25 MB.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_WEBHOOK_BYTES:
+            raise WebhookTooLarge("The payload is over 25 MB; GitHub sends ≤25 MB.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/webhook", status_code=202)
+async def webhook(request: Request) -> JSONResponse:
+    """Verify, de-duplicate and record a delivery; the work happens in the project's job."""
+    settings = _settings(request)
+    secret = forge.webhook_secret(settings)
+    body = await _body(request)
+    # Nothing about an unsigned request is looked at, not even its headers' validity.
+    verify(secret, body, request.headers.get("x-hub-signature-256"))
+    event = request.headers.get("x-github-event")
+    delivery = request.headers.get("x-github-delivery")
+    if not event or not delivery:
+        raise MalformedWebhook("X-GitHub-Event and X-GitHub-Delivery headers are required.")
+    if len(delivery) > 64 or len(event) > 64:
+        raise MalformedWebhook("X-GitHub-Event or X-GitHub-Delivery is too long.")
+    try:
+        payload: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedWebhook(f"The payload is not valid JSON: {exc}") from exc
+    if event == "ping":
+        return JSONResponse({"delivery": delivery, "status": "pong"}, status_code=200)
+    receipt = await asyncio.to_thread(receive, _db(request), settings, delivery, event, payload)
+    return JSONResponse(
+        {"delivery": receipt.delivery, "status": receipt.status, "detail": receipt.detail},
+        status_code=200 if receipt.status == "duplicate" else 202,
+    )
+
+
+@router.get("/installations")
+def installations(request: Request) -> list[InstallationPublic]:
+    with _db(request).session() as session:
+        return [
+            InstallationPublic(
+                id=row.id,
+                account=row.account,
+                repositories=list(row.repositories),
+                active=row.active,
+            )
+            for row in session.scalars(select(GitHubInstallation).order_by(GitHubInstallation.id))
+        ]
+
+
+@router.post("/projects", status_code=201)
+def add_project(body: GitHubProjectCreate, request: Request) -> GitHubProjectPublic:
+    """A project from a repository the App is installed on (or the token reaches); its
+    open issues are imported as tasks."""
+    settings, db = _settings(request), _db(request)
+    with db.session() as session:
+        installation = body.installation_id or projects.known_installation(session, body.repository)
+    info = projects.describe(settings, body.repository, installation)
+    with db.session() as session:
+        project = projects.add_project(session, settings, info, name=body.name)
+        session.flush()
+        return GitHubProjectPublic.model_validate(project, from_attributes=True)
+
+
+@router.post("/projects/{project}/import", status_code=202)
+def reimport(project: str, request: Request) -> GitHubProjectPublic:
+    settings = _settings(request)
+    with _db(request).session() as session:
+        found = actions.get_project(session, project)
+        projects.reimport(session, settings, found)
+        return GitHubProjectPublic.model_validate(found, from_attributes=True)
+
+
+@router.get("/tasks/{task_id}")
+def task(task_id: int, request: Request) -> GitHubTaskPublic:
+    with _db(request).session() as session:
+        found: Task = actions.get_task(session, task_id)
+        return GitHubTaskPublic(
+            id=found.id,
+            repository=found.project.github_repo,
+            issue=found.github_issue,
+            pull_request=found.github_pr,
+            pull_request_url=found.github_pr_url,
+            base_moved_to=found.base_moved_to,
+        )
