@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tempfile
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -25,13 +26,14 @@ from errands.domain import (
 from errands.errors import Conflict, GitError, InvalidInput, NotFound
 from errands.git import Diff, current_branch, find_repository, git, run_git
 from errands.git.lock import repo_lock
+from errands.git.repo import resolve
 from errands.git.runner import ERRANDS_IDENTITY
 from errands.github import hooks as github_hooks
 from errands.jobs import ledger
 from errands.settings import Settings
 from errands.store import Event, Job, Project, Question, ReviewComment, Subtask, Task
 from errands.store import events as event_log
-from errands.workflow.mirrors import open_mirror
+from errands.workflow.mirrors import mirror_path, open_mirror
 
 SANDBOX_BACKENDS = ("auto", "bubblewrap", "none")
 MAX_TITLE = 300
@@ -573,14 +575,20 @@ def commit_sizes(session: Session, settings: Settings, task_id: int) -> dict[str
     """Lines added and removed by each commit of the task's branch, by commit id (one
     ``git log --numstat`` for the whole stack; binary files count as no lines)."""
     task = get_task(session, task_id)
-    if task.branch is None or task.base_commit is None:
+    path = mirror_path(settings, task.project_id)
+    if task.branch is None or task.base_commit is None or not path.is_dir():
         return {}
-    mirror = open_mirror(settings, task.project_id, task.project.origin)
-    tip = mirror.resolve(f"refs/heads/{task.branch}")
-    if tip is None:
-        return {}
-    out = git("log", "--numstat", "--format=%x00%H", f"{task.base_commit}..{tip}", cwd=mirror.path)
-    sizes: dict[str, tuple[int, int]] = {}
+    # Read straight from the mirror the diff was just made from: opening it again through
+    # open_mirror re-checks its configuration, which costs more than this whole query.
+    tip = resolve(path, f"refs/heads/{task.branch}")
+    return {} if tip is None else dict(_numstat(str(path), task.base_commit, tip))
+
+
+@lru_cache(maxsize=256)
+def _numstat(repo: str, base: str, tip: str) -> tuple[tuple[str, tuple[int, int]], ...]:
+    # Keyed by commit ids, which name immutable history: safe to remember.
+    out = git("log", "--numstat", "--format=%x00%H", f"{base}..{tip}", cwd=Path(repo))
+    sizes: list[tuple[str, tuple[int, int]]] = []
     for record in out.split("\0"):
         lines = record.strip().splitlines()
         if not lines:
@@ -590,8 +598,8 @@ def commit_sizes(session: Session, settings: Settings, task_id: int) -> dict[str
             fields = stat.split("\t")
             if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
                 added, removed = added + int(fields[0]), removed + int(fields[1])
-        sizes[lines[0]] = (added, removed)
-    return sizes
+        sizes.append((lines[0], (added, removed)))
+    return tuple(sizes)
 
 
 def file_at(session: Session, settings: Settings, task_id: int, path: str, rev: str) -> str:

@@ -92,11 +92,24 @@ def highlight_lines(path: str, lines: list[str]) -> list[Markup]:
         return []
     if any(len(line) > MAX_HIGHLIGHT_LINE for line in lines):
         return [Markup(escape(line)) for line in lines]
-    html = highlight("\n".join(lines), _lexer_for(path), _FORMATTER)
-    out = html.split("\n")
-    if len(out) < len(lines):  # a lexer that swallowed a trailing empty line
-        out += [""] * (len(lines) - len(out))
-    return [Markup(line) for line in out[: len(lines)]]
+    return list(_highlighted(_suffix(path), "\n".join(lines), len(lines)))
+
+
+def _suffix(path: str) -> str:
+    # The lexer depends on the file name only through its suffix (or whole name: Makefile).
+    name = path.rsplit("/", 1)[-1]
+    return name if "." not in name else "x." + name.rsplit(".", 1)[-1]
+
+
+# Lexing is most of a review page's server time, and the text of a commit never changes: a
+# page seen again (the next subtask, a reload, after a comment) reuses it. Bounded by entries;
+# an entry is one side of one hunk.
+@lru_cache(maxsize=2048)
+def _highlighted(name: str, text: str, count: int) -> tuple[Markup, ...]:
+    out = highlight(text, _lexer_for(name), _FORMATTER).split("\n")
+    if len(out) < count:  # a lexer that swallowed a trailing empty line
+        out += [""] * (count - len(out))
+    return tuple(Markup(line) for line in out[:count])
 
 
 def _hunk_rows(path: str, hunk: Hunk) -> list[Row]:

@@ -44,8 +44,9 @@ def error_page(request: Request, status: int, message: str) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    def wrap(kind: type[Exception] | int, fallback: Handler) -> None:
-        original = cast(Handler, app.exception_handlers.get(kind, fallback))
+    def wrap(kind: type[Exception] | int, fallback: Handler, *, replace: bool = False) -> None:
+        found = None if replace else app.exception_handlers.get(kind)
+        original = cast(Handler, found or fallback)
 
         async def handler(request: Request, exc: Exception) -> Response:
             if wants_html(request):
@@ -58,7 +59,8 @@ def install(app: FastAPI) -> None:
 
     wrap(ErrandsError, _json_fallback)
     wrap(RequestValidationError, _json_fallback)
-    wrap(StarletteHTTPException, _http_json)
+    # FastAPI's default answers {"detail": ...}; the API's shape is {"error": {...}}.
+    wrap(StarletteHTTPException, _http_json, replace=True)
     # Anything unexpected: logged with its traceback here, never shown to the user.
     wrap(Exception, _internal_json)
 

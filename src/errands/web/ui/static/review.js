@@ -189,7 +189,10 @@
       case "c": {
         if (!file) return;
         setCollapsed(file, false);
-        var line = file.querySelector("tr.added .ln, tr.r-added .ln[data-side=new], tr.removed .ln, .ln");
+        // The first changed line, else any line (a selector list would take document order).
+        var line = ["tr.added .ln", "tr.r-added .ln[data-side=new]", "tr.removed .ln", "tr.l-removed .ln", ".ln"]
+          .map(function (selector) { return file.querySelector(selector); })
+          .filter(Boolean)[0];
         if (line) line.click();
         break;
       }

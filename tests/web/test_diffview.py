@@ -1,0 +1,71 @@
+"""Turning parsed diffs into review rows: pairing, gaps, highlighting, large files."""
+
+from __future__ import annotations
+
+from errands.git import parse_diff
+from errands.web.ui import diffview
+
+MIDDLE = """diff --git a/app.py b/app.py
+index 1111111..2222222 100644
+--- a/app.py
++++ b/app.py
+@@ -10,7 +10,8 @@ def run():
+     a = 1
+     b = 2
+     c = 3
+-    d = "old"
++    d = "new"
++    e = 5
+     f = 6
+     g = 7
+     h = 8
+"""
+
+
+def test_rows_pair_removed_with_added_and_leave_gaps_to_expand() -> None:
+    file = parse_diff(MIDDLE).files[0]
+    rows = diffview.file_rows(file)
+    assert rows[0].kind == "gap" and (rows[0].gap_start, rows[0].gap_end) == (1, 9)
+    assert rows[-1].kind == "gap" and rows[-1].gap_end is None  # more may follow
+    assert rows[-1].gap_start == 18 and rows[-1].offset == -1  # old = new - 1 below
+    split = diffview.pair(rows)
+    changed = [r for r in split if r.left is not r.right and r.gap is None]
+    assert [(r.left and r.left.old_no, r.right and r.right.new_no) for r in changed] == [
+        (13, 13),
+        (None, 14),
+    ]
+    # Highlighted as Python: the string literal is coloured, the text escaped.
+    removed = next(r for r in rows if r.kind == "removed")
+    assert 'class="s2"' in removed.html or 'class="s"' in removed.html
+    assert "&#34;old&#34;" in removed.html or "&quot;old&quot;" in removed.html
+
+
+def test_a_hunk_ending_early_reached_the_end_of_the_file() -> None:
+    text = MIDDLE.replace("@@ -10,7 +10,8 @@", "@@ -10,5 +10,6 @@").rsplit("     g = 7", 1)[0]
+    rows = diffview.file_rows(parse_diff(text).files[0])
+    assert rows[-1].kind != "gap"
+
+
+def test_large_files_wait_for_the_reader_and_binary_files_are_named() -> None:
+    big = "".join(f"+line {i}\n" for i in range(diffview.MAX_ROWS_PER_FILE + 1))
+    text = (
+        "diff --git a/big.txt b/big.txt\nnew file mode 100644\nindex 0000000..1111111\n"
+        f"--- /dev/null\n+++ b/big.txt\n@@ -0,0 +1,{diffview.MAX_ROWS_PER_FILE + 1} @@\n{big}"
+        "diff --git a/logo.png b/logo.png\nindex 1111111..2222222 100644\n"
+        "Binary files a/logo.png and b/logo.png differ\n" + MIDDLE
+    )
+    views = diffview.build(parse_diff(text), split=False)
+    assert [v.file.path for v in views] == ["big.txt", "logo.png", "app.py"]
+    assert views[0].deferred and not views[0].rows
+    assert views[1].file.is_binary and not views[1].rows
+    assert views[2].rows and not views[2].deferred
+    # Asked for by name, the large file is rendered in full.
+    only = diffview.build(parse_diff(text), split=True, only="big.txt")
+    assert len(only[0].rows) == diffview.MAX_ROWS_PER_FILE + 1 and only[0].split
+    assert not only[2].rows
+
+
+def test_minified_lines_are_escaped_not_highlighted() -> None:
+    line = "<script>" + "x" * diffview.MAX_HIGHLIGHT_LINE
+    html = diffview.highlight_lines("a.js", [line])
+    assert html[0].startswith("&lt;script&gt;")
