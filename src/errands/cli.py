@@ -224,6 +224,7 @@ def project_show(project: str, as_json: JsonOpt = False) -> None:
     network = " (with network)" if e.setup_network else ""
     out.print(f"Setup commands{network}: {'; '.join(e.setup_commands) or '-'}")
     out.print(f"Sandbox: {e.sandbox}; command timeout: {e.command_timeout:.0f}s")
+    out.print(f"Jobs running at once: at most {e.max_concurrent_jobs}")
     if p.repo_config:
         out.print(f"From .errands.toml: {p.repo_config}")
     out.print(f"Auto-execute: {p.auto_execute}; indexed: {p.indexed_at or 'not yet'}")
@@ -250,6 +251,11 @@ def project_set(
     sandbox: Annotated[str | None, typer.Option(help="auto, bubblewrap or none.")] = None,
     auto_execute: Annotated[bool | None, typer.Option("--auto-execute/--no-auto-execute")] = None,
     base_branch: Annotated[str | None, typer.Option()] = None,
+    max_jobs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Jobs of this project running at once, across all workers."),
+    ] = None,
+    clear_max_jobs: Annotated[bool, typer.Option(help="Use ERRANDS_PROJECT_MAX_JOBS.")] = False,
 ) -> None:
     """Change a project's settings (they override .errands.toml and detection)."""
     _run(
@@ -264,6 +270,8 @@ def project_set(
             sandbox_backend=sandbox,
             auto_execute=auto_execute,
             base_branch=base_branch,
+            max_concurrent_jobs=max_jobs,
+            clear_max_concurrent_jobs=clear_max_jobs,
         )
     )
     out.print("Updated.")

@@ -14,6 +14,10 @@ class ErrandsError(Exception):
 
     code: str = "error"
     status: int = 400
+    # Worth running the job again later (a rate limit, an outage, a network blip), as
+    # opposed to terminal (bad input, a bug, a refusal): the job ledger retries these with
+    # exponential backoff until the job's attempts are used up.
+    retryable: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -90,6 +94,13 @@ class LLMError(ErrandsError):
     status = 502
 
 
+class LLMUnavailable(LLMError):
+    """The model endpoint is rate-limiting, overloaded or unreachable: try again later."""
+
+    code = "llm_unavailable"
+    retryable = True
+
+
 class AgentOutputError(LLMError):
     """The model kept returning output that does not validate."""
 
@@ -103,6 +114,13 @@ class VerificationFailed(ErrandsError):
 
 class Cancelled(ErrandsError):
     code = "cancelled"
+    status = 409
+
+
+class LeaseLost(ErrandsError):
+    """This worker no longer holds the job's lease (it stalled past it): stop, commit nothing."""
+
+    code = "lease_lost"
     status = 409
 
 

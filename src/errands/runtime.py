@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import socket
+import weakref
 from typing import TYPE_CHECKING
 
+from errands.jobs.transport import Transport, attach, open_transport
 from errands.settings import Settings
 from errands.store import Database
 
@@ -14,12 +18,26 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Every database handle rings its own transport after commits that queue jobs; a worker in
+# the same process waits on that same transport.
+_transports: weakref.WeakKeyDictionary[Database, Transport] = weakref.WeakKeyDictionary()
+
+RECOVERY_SWEEP_SECONDS = 2.0
+WORKSPACE_SWEEP_SECONDS = 300.0
+
 
 def open_database(settings: Settings) -> Database:
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
     db.migrate()
+    transport = open_transport(settings.redis_url, settings.queue_name)
+    attach(transport, db)
+    _transports[db] = transport
     return db
+
+
+def transport_of(db: Database) -> Transport:
+    return _transports[db]
 
 
 # The agent stack (pydantic-ai, the provider SDKs) is imported only where it is used: it
@@ -34,17 +52,40 @@ def build_services(settings: Settings, db: Database) -> Services:
 
 
 def build_worker(services: Services, *, name: str | None = None) -> Worker:
+    from errands.jobs import ledger
+    from errands.jobs.schedule import Duty
     from errands.jobs.worker import Worker
+    from errands.sandbox import reap_orphaned_commands
     from errands.workflow.runner import Dispatcher
+    from errands.workflow.workspaces import sweep_machine
 
     dispatcher = Dispatcher(services)
-    settings = services.settings
+    settings, db = services.settings, services.db
+
+    def recover() -> None:
+        for lease in ledger.exhausted(db):
+            dispatcher.gave_up(lease)
+
+    def sweep_machine_state() -> None:
+        reap_orphaned_commands()
+        cleaned = sweep_machine(settings, db)
+        if cleaned:
+            log.info("reclaimed %d workspace(s) of dead jobs", cleaned)
+
+    # Workspaces belong to a machine (and its data directory); the recovery sweep to all.
+    machine = hashlib.sha256(f"{socket.gethostname()}:{settings.home}".encode()).hexdigest()
+    duties = [
+        Duty("recovery", RECOVERY_SWEEP_SECONDS, recover),
+        Duty(f"workspaces@{machine[:16]}", WORKSPACE_SWEEP_SECONDS, sweep_machine_state),
+    ]
     return Worker(
-        services.db,
+        db,
         dispatcher,
-        on_gave_up=dispatcher.gave_up,
+        transport=transport_of(db),
+        duties=duties,
         concurrency=settings.worker_concurrency,
         poll_interval=settings.worker_poll_interval,
         lease_seconds=settings.job_lease_seconds,
+        project_limit=settings.project_max_jobs,
         name=name,
     )

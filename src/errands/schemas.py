@@ -30,6 +30,7 @@ class ProjectPublic(_Public):
     sandbox_backend: str | None
     repo_config: dict[str, Any]
     auto_execute: bool
+    max_concurrent_jobs: int | None
     indexed_at: datetime | None
     created_at: datetime
     effective: EffectivePublic | None = None
@@ -44,6 +45,7 @@ class ProjectPublic(_Public):
             setup_network=config.setup_network,
             sandbox=config.backend,
             command_timeout=config.command_timeout,
+            max_concurrent_jobs=project.max_concurrent_jobs or settings.project_max_jobs,
         )
         return public
 
@@ -57,6 +59,7 @@ class EffectivePublic(BaseModel):
     setup_network: bool
     sandbox: str
     command_timeout: float
+    max_concurrent_jobs: int
 
 
 class QuestionPublic(_Public):
@@ -187,6 +190,8 @@ class ProjectUpdate(BaseModel):
     sandbox_backend: Literal["auto", "bubblewrap", "none"] | None = None
     auto_execute: bool | None = None
     base_branch: str | None = None
+    max_concurrent_jobs: int | None = Field(default=None, ge=1, le=1000)
+    clear_max_concurrent_jobs: bool = False
 
 
 class TaskCreate(BaseModel):

@@ -115,7 +115,35 @@ class Settings(BaseSettings):
         default=120.0, gt=0, description="A running job not heartbeating this long is re-queued."
     )
     job_max_attempts: int = Field(
-        default=3, ge=1, description="Attempts of a job whose worker died before it gives up."
+        default=3,
+        ge=1,
+        description="Attempts of a job (its worker died, or a retryable error such as an LLM "
+        "outage) before it gives up and the task fails.",
+    )
+    job_retry_delay: float = Field(
+        default=15.0,
+        ge=0,
+        description="Seconds before the first retry of a job that hit a retryable error; "
+        "doubles with each attempt (with jitter).",
+    )
+    job_retry_max_delay: float = Field(
+        default=600.0, ge=0, description="Upper bound of the retry delay, in seconds."
+    )
+    project_max_jobs: int = Field(
+        default=4,
+        ge=1,
+        description="Jobs of one project running at once across all workers (a project "
+        "may set its own).",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL (redis://host:6379/0). When set, workers on any machine are "
+        "woken through Redis (Huey's queue) the moment a job is queued; unset, they poll "
+        "the database.",
+    )
+    queue_name: str = Field(
+        default="errands",
+        description="Name of the Redis queue; installs sharing one Redis need different names.",
     )
 
     github_api_url: str = Field(

@@ -14,7 +14,7 @@ from errands.agent.loop import AgentConfig, AgentResult, run_agent
 from errands.agent.providers import build_model
 from errands.agent.schemas import SubtaskReport
 from errands.agent.tools import ToolFunction, WorkspaceTools
-from errands.errors import AgentOutputError, Cancelled, LLMError
+from errands.errors import AgentOutputError, Cancelled, LLMError, LLMUnavailable
 from errands.sandbox import PlainSandbox, SandboxPolicy
 from errands.settings import Settings, sandbox_env
 from errands.testing.scripted_llm import (
@@ -63,13 +63,14 @@ def run(
     max_requests: int = 10,
     tools: Sequence[ToolFunction] = (),
     recorder: Recorder | None = None,
+    base_url: str | None = None,
 ) -> Run:
     recorder = recorder or Recorder()
     with ScriptedLLM(script) as llm:
         settings = Settings(
             home=home,
             model="openai:m",
-            openai_base_url=llm.base_url,
+            openai_base_url=base_url or llm.base_url,
             openai_api_key=API_KEY,
             llm_max_retries=1,
         )
@@ -152,14 +153,35 @@ def test_plain_text_instead_of_the_output_tool_is_an_agent_output_error(home: Pa
     assert "agent.text" in outcome.recorder.kinds()
 
 
-def test_http_500_becomes_llm_error_after_retries(home: Path) -> None:
+def test_http_500_becomes_a_retryable_llm_error_after_retries(home: Path) -> None:
     outcome = run(lambda req: Reply.error(500, "upstream down", headers=FAST_RETRY_HEADERS), home)
 
-    assert type(outcome.error) is LLMError
+    assert type(outcome.error) is LLMUnavailable
+    assert outcome.error.retryable
     assert "500" in str(outcome.error)
     assert "upstream down" in str(outcome.error)
     assert len(outcome.llm.requests) == 2  # 1 + llm_max_retries
     assert outcome.recorder.usages  # reported even when the run fails
+
+
+def test_a_refused_key_is_a_terminal_llm_error(home: Path) -> None:
+    outcome = run(lambda req: Reply.error(401, "invalid api key"), home)
+
+    assert type(outcome.error) is LLMError
+    assert not outcome.error.retryable
+    assert "401" in str(outcome.error)
+    assert len(outcome.llm.requests) == 1  # nothing to retry
+
+
+def test_an_unreachable_endpoint_is_a_retryable_llm_error(home: Path) -> None:
+    from tests.support import free_port
+
+    outcome = run(
+        lambda req: report(summary="never"), home, base_url=f"http://127.0.0.1:{free_port()}/v1"
+    )
+
+    assert type(outcome.error) is LLMUnavailable
+    assert outcome.error.retryable
 
 
 def test_a_429_once_is_retried_and_the_run_succeeds(home: Path) -> None:

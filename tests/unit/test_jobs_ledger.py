@@ -1,4 +1,4 @@
-"""The job ledger on a real, migrated SQLite database."""
+"""The job ledger on real, migrated databases: the embedded SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,17 +17,23 @@ from errands.domain import JobKind, JobState
 from errands.jobs import ledger
 from errands.store import Database, Job, Project, Task
 from errands.store.models import utcnow
+from tests.services import postgres_url
 
 SHORT_LEASE = 0.01
 LONG_LEASE = 600.0
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path}/t.db")
-    database.migrate()
-    yield database
-    database.dispose()
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    with ExitStack() as stack:
+        if request.param == "postgres":
+            url = stack.enter_context(postgres_url())
+        else:
+            url = f"sqlite:///{tmp_path}/t.db"
+        database = Database(url)
+        database.migrate()
+        yield database
+        database.dispose()
 
 
 @pytest.fixture
@@ -80,7 +87,9 @@ def test_claim_leases_the_job_once(db: Database, project_id: int, task_id: int) 
 
     lease = ledger.claim(db, "worker-a", LONG_LEASE)
 
-    assert lease == ledger.Lease(job_id, JobKind.RESEARCH, task_id, project_id, attempt=1)
+    assert lease == ledger.Lease(
+        job_id, JobKind.RESEARCH, task_id, project_id, attempt=1, max_attempts=3, owner="worker-a"
+    )
     row = job(db, job_id)
     assert row.state == JobState.RUNNING
     assert row.attempts == 1
@@ -178,14 +187,14 @@ def test_a_job_out_of_attempts_is_failed_by_exhausted(
 ) -> None:
     job_id = enqueue(db, project_id, task_id=task_id, max_attempts=2)
     for worker in ("first", "second"):
-        assert ledger.claim(db, worker, SHORT_LEASE) is not None
+        assert ledger.claim(db, worker, 1.0) is not None
         assert ledger.exhausted(db) == []  # not while the lease runs
         outlive_lease(db, job_id)
 
     assert ledger.claim(db, "third", LONG_LEASE) is None  # no attempts left
     gave_up = ledger.exhausted(db)
 
-    assert gave_up == [ledger.Lease(job_id, JobKind.RESEARCH, task_id, project_id, 2)]
+    assert gave_up == [ledger.Lease(job_id, JobKind.RESEARCH, task_id, project_id, 2, 2)]
     row = job(db, job_id)
     assert row.state == JobState.FAILED
     assert row.lease_owner is None
@@ -276,7 +285,7 @@ def test_concurrent_claimers_get_every_job_exactly_once(db: Database, project_id
         try:
             start.wait()
             while True:
-                lease = ledger.claim(db, owner, LONG_LEASE)
+                lease = ledger.claim(db, owner, LONG_LEASE, project_limit=100)
                 if lease is not None:
                     claimed[owner].append(lease.job_id)
                 elif queued_left() == 0:
@@ -300,3 +309,114 @@ def test_concurrent_claimers_get_every_job_exactly_once(db: Database, project_id
         owners = {row.id: row.lease_owner for row in rows}
     for owner, ids in claimed.items():
         assert all(owners[i] == owner for i in ids)
+
+
+def add_project(db: Database, name: str, limit: int | None = None) -> int:
+    with db.session() as session:
+        project = Project(
+            name=name, origin=f"/src/{name}", base_branch="main", max_concurrent_jobs=limit
+        )
+        session.add(project)
+        session.flush()
+        return project.id
+
+
+def test_claims_go_round_the_projects_not_first_come_first_served(db: Database) -> None:
+    busy, quiet, other = (add_project(db, name) for name in ("busy", "quiet", "other"))
+    busy_jobs = [enqueue(db, busy) for _ in range(5)]
+    quiet_job, other_job = enqueue(db, quiet), enqueue(db, other)
+
+    order = []
+    for _ in range(4):
+        lease = ledger.claim(db, "w", LONG_LEASE, project_limit=10)
+        assert lease is not None
+        order.append(lease.job_id)
+
+    # busy queued first, but once it runs a job the projects with none go ahead of it.
+    assert order == [busy_jobs[0], quiet_job, other_job, busy_jobs[1]]
+
+
+def test_a_project_never_runs_more_than_its_limit(db: Database) -> None:
+    limited, free = add_project(db, "limited", limit=2), add_project(db, "free")
+    limited_jobs = [enqueue(db, limited) for _ in range(4)]
+    free_job = enqueue(db, free)
+
+    leases = [ledger.claim(db, "w", LONG_LEASE, project_limit=1) for _ in range(4)]
+
+    claimed = [lease.job_id for lease in leases if lease is not None]
+    assert sorted(claimed) == sorted([*limited_jobs[:2], free_job])
+    assert leases[-1] is None
+    ledger.finish(db, limited_jobs[0], "w", JobState.SUCCEEDED)
+    lease = ledger.claim(db, "w", LONG_LEASE, project_limit=1)
+    assert lease is not None
+    assert lease.job_id == limited_jobs[2]
+
+
+def test_an_expired_lease_does_not_count_against_the_limit(db: Database) -> None:
+    project = add_project(db, "p", limit=1)
+    first, second = enqueue(db, project), enqueue(db, project)
+    assert ledger.claim(db, "dead", SHORT_LEASE) is not None
+    outlive_lease(db, first)
+    # The dead worker's job is runnable again and takes the one slot; nothing else fits.
+    lease = ledger.claim(db, "rescuer", LONG_LEASE)
+    assert lease is not None
+    assert lease.job_id == first
+    assert ledger.claim(db, "rescuer", LONG_LEASE) is None
+    assert job(db, second).state == JobState.QUEUED
+
+
+def test_concurrent_claimers_never_exceed_a_project_limit(db: Database) -> None:
+    project = add_project(db, "p", limit=3)
+    for _ in range(12):
+        enqueue(db, project)
+    start = threading.Barrier(4)
+    leases: list[ledger.Lease] = []
+    errors: list[BaseException] = []
+
+    def claimer(owner: str) -> None:
+        try:
+            start.wait()
+            for _ in range(6):
+                lease = ledger.claim(db, owner, LONG_LEASE)
+                if lease is not None:
+                    leases.append(lease)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert len(leases) == 3
+    assert len({lease.job_id for lease in leases}) == 3
+
+
+def test_retry_later_queues_the_job_after_a_delay_and_counts_the_attempt(
+    db: Database, project_id: int
+) -> None:
+    job_id = enqueue(db, project_id, max_attempts=3)
+    assert ledger.claim(db, "a", LONG_LEASE) is not None
+
+    ledger.retry_later(db, job_id, "a", "HTTP 429", delay=600)
+
+    row = job(db, job_id)
+    assert (row.state, row.attempts, row.lease_owner) == (JobState.QUEUED, 1, None)
+    assert row.last_error == "HTTP 429"
+    assert ledger.claim(db, "b", LONG_LEASE) is None  # not before its time
+
+    ledger.retry_later(db, job_id, "a", "not mine any more", delay=0)  # a no-op now
+    with db.session() as session:
+        session.get_one(Job, job_id).run_after = utcnow() - timedelta(seconds=1)
+    lease = ledger.claim(db, "b", LONG_LEASE)
+    assert lease is not None
+    assert (lease.attempt, lease.last_attempt) == (2, False)
+
+
+def test_retry_delays_double_up_to_the_cap_with_jitter() -> None:
+    for attempt, ceiling in [(1, 10.0), (2, 20.0), (3, 40.0), (6, 300.0), (30, 300.0)]:
+        delays = [ledger.retry_delay(attempt, 10.0, 300.0) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1

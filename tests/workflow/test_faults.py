@@ -49,7 +49,7 @@ def serve(home: Path, script: Any, **settings: Any) -> tuple[ScriptedLLM, Any]:
 
 def test_http_500_is_retried_then_fails_the_task_clearly(home: Path, sample_repo: Path) -> None:
     script = Override(lambda req, phase: Reply.error(500, "boom", headers=FAST_RETRY_HEADERS))
-    llm, server = serve(home, script, llm_max_retries=2)
+    llm, server = serve(home, script, llm_max_retries=2, job_max_attempts=1)
     with llm, server as url:
         client = httpx.Client(base_url=url, timeout=30)
         task_id = add_task(client, add_project(client, sample_repo))
@@ -59,6 +59,45 @@ def test_http_500_is_retried_then_fails_the_task_clearly(home: Path, sample_repo
         kinds = [e["kind"] for e in events_of(client, task_id)]
         assert kinds[-1] == "task.state" and "job.failed" in kinds
         assert task["jobs"][-1]["state"] == "failed"
+
+
+def test_an_outage_longer_than_the_request_retries_is_retried_by_the_job(
+    home: Path, sample_repo: Path
+) -> None:
+    calls = {"n": 0}
+
+    def hook(req: ChatRequest, phase: str) -> Reply | None:
+        calls["n"] += 1
+        if calls["n"] <= 2:  # both tries of the first job attempt
+            return Reply.error(503, "overloaded", headers=FAST_RETRY_HEADERS)
+        return None
+
+    llm, server = serve(
+        home, Override(hook), llm_max_retries=1, job_retry_delay=0.2, job_max_attempts=3
+    )
+    with llm, server as url:
+        client = httpx.Client(base_url=url, timeout=30)
+        task_id = add_task(client, add_project(client, sample_repo))
+        task = wait_for_state(client, task_id, "awaiting_answers")
+        (retrying,) = [e for e in events_of(client, task_id) if e["kind"] == "job.retrying"]
+        assert retrying["data"]["attempt"] == 1
+        assert 0.1 <= retrying["data"]["delay"] <= 0.2
+        assert "503" in retrying["message"]
+        research = [j for j in task["jobs"] if j["kind"] == "research"]
+        assert len(research) == 1  # the same job, run again: not a second job
+        assert research[0]["attempts"] == 2 and research[0]["state"] == "succeeded"
+
+
+def test_a_terminal_llm_error_is_not_retried_by_the_job(home: Path, sample_repo: Path) -> None:
+    script = Override(lambda req, phase: Reply.error(401, "invalid key"))
+    llm, server = serve(home, script, job_retry_delay=0.01, job_max_attempts=3)
+    with llm, server as url:
+        client = httpx.Client(base_url=url, timeout=30)
+        task_id = add_task(client, add_project(client, sample_repo))
+        task = wait_for_state(client, task_id, "failed")
+        assert "401" in task["failure_reason"]
+        assert len(llm.requests) == 1
+        assert "job.retrying" not in [e["kind"] for e in events_of(client, task_id)]
 
 
 def test_429_is_retried_and_the_task_goes_on(home: Path, sample_repo: Path) -> None:
@@ -114,7 +153,7 @@ def test_a_model_failing_mid_execute_leaves_whole_commits_and_resumes(
         return None
 
     script = Override(hook)
-    llm, server = serve(home, script, llm_max_retries=1)
+    llm, server = serve(home, script, llm_max_retries=1, job_max_attempts=1)
     with llm, server as url:
         client = httpx.Client(base_url=url, timeout=30)
         task_id = add_task(client, add_project(client, sample_repo))

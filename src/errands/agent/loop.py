@@ -36,7 +36,8 @@ from pydantic_ai.usage import UsageLimits
 
 from errands.agent.providers import ModelHandle
 from errands.agent.tools import ToolFunction
-from errands.errors import AgentOutputError, LLMError
+from errands.errors import AgentOutputError, LLMError, LLMUnavailable
+from errands.faults import crash_point
 
 OutputT = TypeVar("OutputT", bound=BaseModel)
 
@@ -106,6 +107,7 @@ async def _run(
             async for node in run:
                 recorder.check_cancelled()
                 if Agent.is_model_request_node(node):
+                    crash_point("agent.step")
                     _record_request(recorder, name, node.request)
                 elif Agent.is_call_tools_node(node):
                     _record_response(recorder, name, node.model_response)
@@ -113,12 +115,16 @@ async def _run(
             assert result is not None
             return AgentResult(result.output, list(result.all_messages()))
     except ModelHTTPError as exc:
-        raise LLMError(
+        # Rate limits, timeouts and server errors pass; a bad key or a bad request does not.
+        transient = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+        raise (LLMUnavailable if transient else LLMError)(
             f"The model endpoint ({handle.endpoint}) answered HTTP {exc.status_code} for "
             f"{exc.model_name} (after retries): {_short(exc.body)}"
         ) from exc
-    except ModelAPIError as exc:
-        raise LLMError(f"The model endpoint ({handle.endpoint}) failed: {exc.message}") from exc
+    except ModelAPIError as exc:  # connection refused, reset, timed out
+        raise LLMUnavailable(
+            f"The model endpoint ({handle.endpoint}) failed: {exc.message}"
+        ) from exc
     except UsageLimitExceeded as exc:
         raise AgentOutputError(f"The {name} agent used up its request budget: {exc}") from exc
     except UnexpectedModelBehavior as exc:

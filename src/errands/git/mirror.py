@@ -190,6 +190,25 @@ class Mirror:
     def squash(self, branch: str, onto: str, message: str) -> str:
         return squash_commit(self.path, branch, onto, message)
 
+    def find_trailer(self, since: str, tip: str, trailer: str) -> str | None:
+        """The newest commit in ``since..tip`` whose message has the line ``trailer``, e.g.
+        to recognise a squash an interrupted merge already landed."""
+        check_rev(since)
+        check_rev(tip)
+        found = git(
+            "log",
+            "--format=%H",
+            "--fixed-strings",
+            f"--grep={trailer}",
+            f"{since}..{tip}",
+            cwd=self.path,
+        )
+        for sha in found.split():
+            message = git("log", "-1", "--format=%B", sha, cwd=self.path)
+            if trailer in message.splitlines():
+                return sha
+        return None
+
     def publish(self, branch: str) -> None:
         """Force-push a task branch to origin (it is Errands' own branch there too)."""
         require_task_branch(branch)

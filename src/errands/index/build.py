@@ -16,10 +16,14 @@ import multiprocessing
 import os
 import threading
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +46,9 @@ PARALLEL_MIN_FILES = 32
 # reports progress and merges while the workers go on.
 _BATCH_FILES = 64
 _BATCH_BYTES = 1 << 20
+# Processes take files in groups of about this estimated cost (see `_cost`): a few
+# milliseconds of work, so the processes still finish close together.
+_CLAIM_COST = 60_000
 
 
 class IndexBuildError(ErrandsError):
@@ -210,45 +217,180 @@ def _docs(keys: list[str], sizes: Ints, terms: Ints, tfs: Ints) -> Docs:
 def analyse_entries(
     git_dir: Path, entries: Sequence[gitio.TreeEntry], progress: Progress | None = None
 ) -> Analysis:
-    """Read and analyse ``entries`` (in parallel when there are many); binary, oversized
-    and missing blobs are left out."""
-    workers = _workers()
-    if len(entries) >= PARALLEL_MIN_FILES and workers > 1:
-        return _parallel(git_dir, entries, workers, progress)
-    merger = _Merger(1)
-    encoder = _Encoder()
-    jobs = _jobs(range(len(entries)), entries)
+    """Read and analyse ``entries`` (in several processes when there are many); binary,
+    oversized and missing blobs are left out.
+
+    This process works through the files too, taking them one at a time from a shared
+    counter like the forked workers, largest first, so all finish together however
+    unevenly the files cost; between files it merges what the workers sent."""
+    workers = _workers() if len(entries) >= PARALLEL_MIN_FILES else 1
+    if workers > 1:
+        # Grammars are loaded and queries compiled once here, before the fork, not per worker.
+        for language in {language_of(e.path) for e in entries} - {None}:
+            assert language is not None
+            grammar(language)
+    merger = _Merger(workers)
+    total = len(entries)
     done = 0
-    for blob, data in gitio.read_blobs(git_dir, list(jobs)):
-        for ordinal in jobs[blob]:
-            encoder.add(ordinal, entries[ordinal], data)
-        if encoder.full():
-            done = _merge(merger, 0, encoder.take(), done, len(entries), progress)
-    _merge(merger, 0, encoder.take(), done, len(entries), progress)
-    return merger.result()
+
+    def merge(source: int, batch: _Batch) -> None:
+        nonlocal done
+        merger.add(source, batch)
+        done += batch.handled
+        if progress is not None and batch.handled:
+            progress(done, total)
+
+    claims = _Claims(_groups(entries), shared=workers > 1)
+    with _gc_paused(), _Workers(workers - 1) as children:
+        # Forked before this process starts its own `git cat-file`, so none inherits its pipes.
+        children.start(git_dir, entries, claims)
+        encoder = _Encoder()
+        with gitio.BlobReader(git_dir) as reader:
+            for ordinal, data in _claimed(reader, claims, entries):
+                encoder.add(ordinal, entries[ordinal], data)
+                if encoder.full():
+                    merge(0, encoder.take())
+                for source, batch in children.ready():
+                    merge(source, batch)
+        merge(0, encoder.take())
+        for source, batch in children.rest():
+            merge(source, batch)
+        return merger.result()  # while the workers exit
 
 
-def _merge(
-    merger: _Merger, source: int, batch: _Batch, done: int, total: int, progress: Progress | None
-) -> int:
-    merger.add(source, batch)
-    done += batch.handled
-    if progress is not None and batch.handled:
-        progress(done, total)
-    return done
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No garbage collections during a build: it makes many objects that all live on, and
+    each collection would walk them all again (and whatever else the process holds)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
-def _jobs(ordinals: Iterable[int], entries: Sequence[gitio.TreeEntry]) -> dict[str, list[int]]:
-    """Blob → the entries holding it (a blob at two paths is read once, analysed twice)."""
-    jobs: dict[str, list[int]] = {}
-    for i in ordinals:
-        jobs.setdefault(entries[i].blob, []).append(i)
-    return jobs
+def _cost(entry: gitio.TreeEntry) -> int:
+    # Parsing makes a source file dearer than other text of its size.
+    return 2000 + entry.size * (3 if language_of(entry.path) else 1)
+
+
+def _groups(entries: Sequence[gitio.TreeEntry]) -> list[list[int]]:
+    """Entries largest first, in groups of about one claim's worth each: a large file
+    alone, small ones together (one request to git and one claim for several)."""
+    order = sorted(range(len(entries)), key=lambda i: _cost(entries[i]), reverse=True)
+    groups: list[list[int]] = []
+    cost = _CLAIM_COST
+    for i in order:
+        if cost >= _CLAIM_COST:
+            groups.append([])
+            cost = 0
+        groups[-1].append(i)
+        cost += _cost(entries[i])
+    return groups
+
+
+class _Claims:
+    """Which group of entries to read next, for every process of a build: a counter in
+    shared memory, under a lock, when there are several."""
+
+    def __init__(self, groups: list[list[int]], *, shared: bool) -> None:
+        self._groups = groups
+        self._next = 0
+        self._shared: Synchronized[int] | None = None
+        if shared:
+            self._shared = multiprocessing.get_context("fork").Value("q", 0)
+
+    def next(self) -> list[int]:
+        """The next group's entries; empty when all are taken."""
+        if self._shared is None:
+            n = self._next
+            self._next += 1
+        else:
+            with self._shared.get_lock():
+                n = self._shared.value
+                self._shared.value = n + 1
+        return self._groups[n] if n < len(self._groups) else []
+
+
+def _claimed(
+    reader: gitio.BlobReader, claims: _Claims, entries: Sequence[gitio.TreeEntry]
+) -> Iterator[tuple[int, bytes]]:
+    """Claimed entries and their contents. The next group is claimed and requested before
+    this one is analysed, so git reads it meanwhile. Missing blobs are skipped."""
+    current = claims.next()
+    reader.request([entries[i].blob for i in current])
+    while current:
+        following = claims.next()
+        reader.request([entries[i].blob for i in following])
+        for ordinal in current:
+            data = reader.read()
+            if data is not None:
+                yield ordinal, data
+        current = following
+
+
+class _Workers:
+    """Forked worker processes of a build, each sending :class:`_Batch` es through a pipe."""
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+        self._conns: dict[Connection, int] = {}  # pipe → source number (1, 2, …)
+        self._procs: list[BaseProcess] = []
+
+    def start(self, git_dir: Path, entries: Sequence[gitio.TreeEntry], claims: _Claims) -> None:
+        context = multiprocessing.get_context("fork")
+        for source in range(1, self._count + 1):
+            recv, send = context.Pipe(duplex=False)
+            # Forked: the worker inherits `entries` and the claims, nothing is pickled to it.
+            proc = context.Process(target=_work, args=(git_dir, entries, claims, send))
+            proc.daemon = True
+            proc.start()
+            send.close()
+            self._conns[recv] = source
+            self._procs.append(proc)
+
+    def ready(self) -> Iterator[tuple[int, _Batch]]:
+        """Batches that have arrived, without waiting."""
+        if self._conns:
+            yield from self._receive(wait(list(self._conns), timeout=0))
+
+    def rest(self) -> Iterator[tuple[int, _Batch]]:
+        """Every batch still to come, waiting for the workers to finish."""
+        while self._conns:
+            yield from self._receive(wait(list(self._conns)))
+
+    def _receive(self, ready: list[Any]) -> Iterator[tuple[int, _Batch]]:
+        for conn in ready:
+            assert isinstance(conn, Connection)
+            try:
+                msg = conn.recv()
+            except EOFError:
+                raise IndexBuildError("an index worker process died") from None
+            if msg is None:  # that worker is done
+                del self._conns[conn]
+                conn.close()
+            elif isinstance(msg, BaseException):
+                raise msg
+            else:
+                yield self._conns[conn], msg
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for conn in self._conns:
+            conn.close()
+        for proc in self._procs:
+            if proc.is_alive() and exc[0] is not None:
+                proc.terminate()
+            proc.join()
 
 
 def _workers() -> int:
-    """Worker processes for a large build: one per CPU this process may use (at most 4),
-    and none where processes cannot be forked — or should not be: forking a process that runs
+    """Processes for a large build: one per CPU this process may use (at most 4), and only
+    this one where processes cannot be forked — or should not be: forking a process that runs
     other threads (the server, a job worker) can copy a lock another thread holds and hang the
     child, so there the build stays in-process. `errands index` and the benchmarks fork."""
     if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
@@ -260,85 +402,21 @@ def _workers() -> int:
     return min(cpus, 4)
 
 
-def _shares(entries: Sequence[gitio.TreeEntry], workers: int) -> list[list[int]]:
-    """Entries dealt to workers by estimated cost, largest first to the least loaded, so
-    they finish together; parsing makes a source file dearer than other text."""
-
-    def cost(i: int) -> int:
-        e = entries[i]
-        return 2000 + e.size * (3 if language_of(e.path) else 1)
-
-    shares: list[list[int]] = [[] for _ in range(workers)]
-    load = [0] * workers
-    for i in sorted(range(len(entries)), key=cost, reverse=True):
-        w = load.index(min(load))
-        shares[w].append(i)
-        load[w] += cost(i)
-    return shares
-
-
-def _parallel(
-    git_dir: Path, entries: Sequence[gitio.TreeEntry], workers: int, progress: Progress | None
-) -> Analysis:
-    # Grammars are loaded and queries compiled once here, before the fork, not per worker.
-    for language in {language_of(e.path) for e in entries} - {None}:
-        assert language is not None
-        grammar(language)
-    context = multiprocessing.get_context("fork")
-    merger = _Merger(workers)
-    conns: dict[Connection, int] = {}
-    procs = []
-    try:
-        for w, share in enumerate(_shares(entries, workers)):
-            recv, send = context.Pipe(duplex=False)
-            # Forked: the worker inherits `entries` and its share, nothing is pickled to it.
-            proc = context.Process(target=_work, args=(git_dir, entries, share, send))
-            proc.daemon = True
-            proc.start()
-            send.close()
-            conns[recv] = w
-            procs.append(proc)
-        done = 0
-        while conns:
-            for conn in wait(list(conns)):
-                assert isinstance(conn, Connection)
-                try:
-                    msg = conn.recv()
-                except EOFError:
-                    raise IndexBuildError("an index worker process died") from None
-                if msg is None:  # the worker is done
-                    del conns[conn]
-                    conn.close()
-                elif isinstance(msg, BaseException):
-                    raise msg
-                else:
-                    done = _merge(merger, conns[conn], msg, done, len(entries), progress)
-    finally:
-        for conn in conns:
-            conn.close()
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
-            proc.join()
-    return merger.result()
-
-
 def _work(
-    git_dir: Path, entries: Sequence[gitio.TreeEntry], share: list[int], conn: Connection
+    git_dir: Path, entries: Sequence[gitio.TreeEntry], claims: _Claims, conn: Connection
 ) -> None:
-    """A worker: read the share's blobs in one stream, analyse them, send batches, then
-    None; an error is sent as the exception."""
+    """A worker: claim entries until none are left, read and analyse them, send batches,
+    then None; an error is sent as the exception."""
     # Collections would walk (and so copy, page by page) every object inherited from the
     # parent; a worker's own garbage is short-lived, so they are off here.
     gc.disable()
     try:
         encoder = _Encoder()
-        jobs = _jobs(share, entries)
-        for blob, data in gitio.read_blobs(git_dir, list(jobs)):
-            for ordinal in jobs[blob]:
+        with gitio.BlobReader(git_dir) as reader:
+            for ordinal, data in _claimed(reader, claims, entries):
                 encoder.add(ordinal, entries[ordinal], data)
-            if encoder.full():
-                conn.send(encoder.take())
+                if encoder.full():
+                    conn.send(encoder.take())
         conn.send(encoder.take())
         conn.send(None)
     except BaseException as exc:  # the parent re-raises it

@@ -60,7 +60,7 @@ class CodeIndex:
         progress: Callable[[int, int], None] | None = None,
     ) -> CodeIndex:
         """Index every text file of ``commit`` (in worker processes when there are many)."""
-        sha = gitio.rev_parse(git_dir, commit)
+        sha = commit if _FULL_SHA.fullmatch(commit) else gitio.rev_parse(git_dir, commit)
         index = cls(sha)
         history = gitio.History(git_dir, sha, max_commits=HISTORY_COMMITS)
         entries = [

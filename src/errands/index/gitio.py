@@ -10,7 +10,6 @@ import os
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,58 +73,62 @@ def ls_tree(git_dir: Path, commit: str) -> list[TreeEntry]:
     return entries
 
 
-def read_blobs(git_dir: Path, blobs: Sequence[str]) -> Iterator[tuple[str, bytes]]:
-    """Contents of many blobs through one ``git cat-file --batch`` process; blobs the
-    repository does not have are left out."""
-    if not blobs:
-        return
-    cmd = ["git", f"--git-dir={git_dir}", "cat-file", "--batch"]
-    try:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
-        )
-    except OSError as exc:
-        raise GitError(f"cannot run git: {exc}") from exc
-    assert proc.stdin is not None and proc.stdout is not None
-    # Writing all requests first could deadlock once git's output pipe fills; a thread-free
-    # way out is to feed requests in the same loop that reads answers, a window at a time.
-    stdin, stdout = proc.stdin, proc.stdout
-    pending = 0
-    it = iter(blobs)
-    window = 64
-    exhausted = False
-    try:
-        while True:
-            while not exhausted and pending < window:
-                blob = next(it, None)
-                if blob is None:
-                    exhausted = True
-                    stdin.close()
-                    break
-                stdin.write(blob.encode() + b"\n")
-                pending += 1
-            if pending == 0:
-                break
-            if not exhausted:
-                stdin.flush()
-            header = stdout.readline()
-            if not header:
-                raise GitError("git cat-file ended early")
-            parts = header.split()
-            pending -= 1
-            if len(parts) == 2 and parts[1] == b"missing":
-                continue  # absent from a partial mirror: index what is there
-            if len(parts) < 3:
-                raise GitError(f"git cat-file: {header.decode(errors='replace').strip()}")
-            size = int(parts[2])
-            data = stdout.read(size)
-            stdout.read(1)
-            yield parts[0].decode(), data
-    finally:
-        if not stdin.closed:
-            stdin.close()
-        proc.stdout.close()
-        proc.wait()
+class BlobReader:
+    """Blobs on demand through one ``git cat-file --batch`` process: :meth:`request` ids,
+    then :meth:`read` the answers in the same order. Keep few requests outstanding (tens,
+    not thousands): git stops answering while we do not read, so a long run of requests
+    could fill both pipes."""
+
+    def __init__(self, git_dir: Path) -> None:
+        cmd = ["git", f"--git-dir={git_dir}", "cat-file", "--batch"]
+        try:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=_env(),
+            )
+        except OSError as exc:
+            raise GitError(f"cannot run git: {exc}") from exc
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
+
+    def request(self, blobs: list[str]) -> None:
+        if not blobs:
+            return
+        try:
+            self._stdin.write("".join(f"{b}\n" for b in blobs).encode())
+            self._stdin.flush()
+        except BrokenPipeError as exc:
+            raise GitError("git cat-file ended early") from exc
+
+    def read(self) -> bytes | None:
+        """The next requested blob's contents; None if the repository lacks it (a partial
+        mirror: index what is there)."""
+        header = self._stdout.readline()
+        if not header:
+            raise GitError("git cat-file ended early")
+        parts = header.split()
+        if len(parts) == 2 and parts[1] == b"missing":
+            return None
+        if len(parts) < 3:
+            raise GitError(f"git cat-file: {header.decode(errors='replace').strip()}")
+        data = self._stdout.read(int(parts[2]))
+        self._stdout.read(1)  # the newline after the contents
+        return data
+
+    def close(self) -> None:
+        if not self._stdin.closed:
+            self._stdin.close()
+        self._stdout.close()
+        self._proc.wait()
+
+    def __enter__(self) -> BlobReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True, slots=True)

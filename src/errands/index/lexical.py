@@ -167,24 +167,39 @@ Ints = npt.NDArray[np.int32]
 Offsets = npt.NDArray[np.int64]
 
 
+class _Words(dict[str, int]):
+    """Word → id, numbering a word on first sight and noting it for :meth:`Lexicon._learn`,
+    so numbering a text's words is one C-level ``map`` over them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[str] = []
+
+    def __missing__(self, word: str) -> int:
+        wid = len(self)
+        self[word] = wid
+        self.pending.append(word)
+        return wid
+
+
 class Lexicon:
     """Words and terms numbered as first seen, and each word's terms, for documents counted
     in words: :meth:`expand` turns many of them into term counts at once, in numpy, and
     each distinct word is split into terms only once, in bulk."""
 
     def __init__(self) -> None:
-        self.words: dict[str, int] = {}
+        self.words = _Words()
         self.terms: dict[str, int] = {}
         self.names: list[str] = []  # terms by id
         self._tok_ptr = array("q", [0])  # word w's terms: _tok_ids[_tok_ptr[w]:_tok_ptr[w+1]]
         self._tok_ids = array("i")
 
     def word_ids(self, words: list[str]) -> Ints:
-        known = self.words
-        new = [w for w in dict.fromkeys(words) if w not in known]
-        if new:
-            self._learn(new)
-        return np.fromiter(map(known.__getitem__, words), dtype=np.int32, count=len(words))
+        ids = np.fromiter(map(self.words.__getitem__, words), dtype=np.int32, count=len(words))
+        if self.words.pending:
+            self._learn(self.words.pending)
+            self.words.pending = []
+        return ids
 
     def _learn(self, new: list[str]) -> None:
         # Comprehensions and C-level maps rather than a call per word: a build meets tens
@@ -198,8 +213,6 @@ class Lexicon:
         self._tok_ids.extend(map(terms.__getitem__, flat))
         ends = accumulate(map(len, toks), initial=self._tok_ptr[-1])
         self._tok_ptr.extend(islice(ends, 1, None))  # `initial` is there already
-        base = len(self.words)
-        self.words.update(zip(new, range(base, base + len(new)), strict=True))
 
     def expand(self, doc_ptr: Offsets, words: Ints, counts: Ints) -> tuple[Offsets, Ints, Ints]:
         """Documents of (word id, count) pairs as documents of (term id, count) pairs,

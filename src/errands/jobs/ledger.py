@@ -1,20 +1,28 @@
 """The job ledger: jobs are rows; a worker leases one, heartbeats while it runs, releases it.
 
 A job whose worker vanished (SIGKILL, OOM, a lost machine) stops heartbeating; once its lease
-expires any worker may claim it again, until it has used up its attempts. The durable-jobs
-issue builds transport, backoff and fairness on top of exactly these operations.
+expires any worker may claim it again, until it has used up its attempts. A job that hit a
+retryable error goes back to the queue with a delay that doubles per attempt.
+
+Claiming is fair and bounded: among runnable jobs, the project with the fewest running jobs
+goes first (oldest job first within a project), and a project never runs more than its limit
+at once across all workers. The limit is exact on PostgreSQL and SQLite alike: each claim
+takes the project's row lock before counting (see ``_lock_project``).
 """
 
 from __future__ import annotations
 
+import random
+from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from errands.domain import JobKind, JobState
-from errands.store import Database, Job
+from errands.errors import LeaseLost
+from errands.store import Database, Job, Project
 from errands.store.models import utcnow
 
 ACTIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
@@ -27,6 +35,18 @@ class Lease:
     task_id: int | None
     project_id: int
     attempt: int
+    max_attempts: int = 1
+    owner: str = ""  # the worker holding the lease
+
+    @property
+    def last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+
+# Session.info key: set when a transaction queued a job, so the transport can ring the
+# workers' doorbell once that transaction has committed (never before: a woken worker must
+# find the row).
+QUEUED_IN_SESSION = "errands.jobs.queued"
 
 
 def enqueue(
@@ -46,6 +66,7 @@ def enqueue(
     )
     session.add(job)
     session.flush()
+    session.info[QUEUED_IN_SESSION] = True
     return job
 
 
@@ -57,68 +78,164 @@ def active_job(session: Session, task_id: int) -> Job | None:
     ).first()
 
 
-def claim(db: Database, owner: str, lease_seconds: float) -> Lease | None:
-    """Lease the oldest runnable job, or return None. Safe against concurrent claimers:
-    the final UPDATE only succeeds for the one worker that still sees the row claimable."""
+def _runnable(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        (Job.state == JobState.QUEUED) & (Job.run_after <= now),
+        (Job.state == JobState.RUNNING) & (Job.lease_expires_at < now),
+    )
+
+
+def _running_now(now: datetime) -> ColumnElement[bool]:
+    return (Job.state == JobState.RUNNING) & (Job.lease_expires_at >= now)
+
+
+def claim(
+    db: Database,
+    owner: str,
+    lease_seconds: float,
+    *,
+    project_limit: int = 4,
+) -> Lease | None:
+    """Lease the next runnable job fairly, or return None.
+
+    ``project_limit`` applies to projects that set no limit of their own. The final
+    compare-and-swap only succeeds for the one worker that still sees the row claimable,
+    and under the project's lock, so neither a job nor a limit is ever double-booked by
+    concurrent claimers."""
     now = utcnow()
     with db.session() as session:
-        candidates = session.scalars(
-            select(Job.id)
-            .where(
-                or_(
-                    (Job.state == JobState.QUEUED) & (Job.run_after <= now),
-                    (Job.state == JobState.RUNNING) & (Job.lease_expires_at < now),
-                ),
-                Job.attempts < Job.max_attempts,
-            )
+        candidates = session.execute(
+            select(Job.id, Job.project_id)
+            .where(_runnable(now), Job.attempts < Job.max_attempts)
             .order_by(Job.id)
-            .limit(5)
+            .limit(100)
         ).all()
-        for job_id in candidates:
-            result = session.execute(
-                update(Job)
-                .where(
-                    Job.id == job_id,
-                    or_(
-                        Job.state == JobState.QUEUED,
-                        (Job.state == JobState.RUNNING) & (Job.lease_expires_at < now),
-                    ),
-                )
-                .values(
-                    state=JobState.RUNNING,
-                    lease_owner=owner,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
-                    heartbeat_at=now,
-                    started_at=now,
-                    attempts=Job.attempts + 1,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                job = session.get(Job, job_id)
-                assert job is not None
-                session.refresh(job)
-                return Lease(
-                    job_id=job.id,
-                    kind=JobKind(job.kind),
-                    task_id=job.task_id,
-                    project_id=job.project_id,
-                    attempt=job.attempts,
-                )
+        if not candidates:
+            return None
+        projects = {project_id for _, project_id in candidates}
+        running = dict(
+            session.execute(
+                select(Job.project_id, func.count())
+                .where(_running_now(now), Job.project_id.in_(projects))
+                .group_by(Job.project_id)
+            ).all()
+        )
+        limits = dict(
+            session.execute(
+                select(Project.id, Project.max_concurrent_jobs).where(Project.id.in_(projects))
+            ).all()
+        )
+    by_project: dict[int, list[int]] = defaultdict(list)
+    for job_id, project_id in candidates:
+        by_project[project_id].append(job_id)
+    # Fewest running first, then whoever has waited longest: one busy project cannot starve
+    # the others.
+    order = sorted(by_project, key=lambda p: (running.get(p, 0), by_project[p][0]))
+    for project_id in order:
+        limit = limits.get(project_id) or project_limit
+        if running.get(project_id, 0) >= limit:
+            continue
+        for job_id in by_project[project_id][:3]:
+            lease = _try_claim(db, job_id, project_id, limit, owner, lease_seconds)
+            if lease is not None:
+                return lease
     return None
 
 
+def _try_claim(
+    db: Database, job_id: int, project_id: int, limit: int, owner: str, lease_seconds: float
+) -> Lease | None:
+    with db.session() as session:
+        _lock_project(session, project_id)
+        now = utcnow()
+        running = session.scalar(
+            select(func.count()).where(_running_now(now), Job.project_id == project_id)
+        )
+        if (running or 0) >= limit:
+            return None
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, _runnable(now), Job.attempts < Job.max_attempts)
+            .values(
+                state=JobState.RUNNING,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                heartbeat_at=now,
+                started_at=now,
+                attempts=Job.attempts + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        job = session.get_one(Job, job_id)
+        session.refresh(job)
+        return Lease(
+            job_id=job.id,
+            kind=JobKind(job.kind),
+            task_id=job.task_id,
+            project_id=job.project_id,
+            attempt=job.attempts,
+            max_attempts=job.max_attempts,
+            owner=owner,
+        )
+
+
+def _lock_project(session: Session, project_id: int) -> None:
+    """Serialise claims for one project until this transaction ends.
+
+    PostgreSQL: a row lock. SQLite: a no-op write as the transaction's first statement,
+    which takes the database's write lock *before* anything is read, so the count that
+    follows cannot be stale (a deferred SQLite transaction that read first would be
+    refused the lock instead)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+    else:
+        session.execute(
+            update(Project)
+            .where(Project.id == project_id)
+            .values(max_concurrent_jobs=Project.max_concurrent_jobs)
+        )
+
+
 def heartbeat(db: Database, job_id: int, owner: str, lease_seconds: float) -> bool:
-    """Extend the lease; return True when cancellation of the job was requested."""
+    """Extend the lease; return True when the job must stop: cancellation was requested, or
+    the lease was lost (this worker stalled past it and another may have taken the job:
+    going on would do the work twice)."""
     now = utcnow()
     with db.session() as session:
-        session.execute(
+        extended = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.RUNNING)
             .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds))
         )
+        if extended.rowcount != 1:  # type: ignore[attr-defined]
+            return True
         job = session.get(Job, job_id)
         return bool(job and job.cancel_requested)
+
+
+def settle(session: Session, lease: Lease) -> None:
+    """Mark the job succeeded inside the caller's transaction, only if this worker still
+    holds its lease: a worker that stalled past its lease (another may be redoing the job)
+    must not commit its stage's result. Raises ``LeaseLost``, rolling the transaction back."""
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == lease.job_id,
+            Job.lease_owner == lease.owner,
+            Job.state == JobState.RUNNING,
+        )
+        .values(
+            state=JobState.SUCCEEDED,
+            finished_at=utcnow(),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(f"job {lease.job_id} is no longer leased to {lease.owner}")
 
 
 def finish(
@@ -153,6 +270,30 @@ def requeue(db: Database, job_id: int, owner: str) -> None:
         )
 
 
+def retry_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: the n-th retry waits up to base·2ⁿ⁻¹ (capped),
+    and at least half of it, so retries of many jobs hit by one outage spread out."""
+    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def retry_later(db: Database, job_id: int, owner: str, error: str, delay: float) -> None:
+    """Put a job that hit a retryable error back in the queue, runnable after ``delay``
+    seconds. The attempt counts."""
+    with db.session() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.RUNNING)
+            .values(
+                state=JobState.QUEUED,
+                last_error=error,
+                run_after=utcnow() + timedelta(seconds=delay),
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+
+
 def exhausted(db: Database) -> list[Lease]:
     """Jobs whose lease expired after their last allowed attempt: marked failed, returned so
     the caller can tell their task why."""
@@ -174,7 +315,14 @@ def exhausted(db: Database) -> list[Lease]:
                 f"The worker running this job stopped responding {job.attempts} time(s); giving up."
             )
             gave_up.append(
-                Lease(job.id, JobKind(job.kind), job.task_id, job.project_id, job.attempts)
+                Lease(
+                    job.id,
+                    JobKind(job.kind),
+                    job.task_id,
+                    job.project_id,
+                    job.attempts,
+                    job.max_attempts,
+                )
             )
     return gave_up
 

@@ -1,8 +1,10 @@
-"""A worker: N threads that lease jobs from the ledger and run them, plus one heartbeat thread.
+"""A worker: N threads that lease jobs from the ledger and run them, one heartbeat thread, and
+one scheduler thread for periodic duties.
 
 The worker knows nothing about what a job does: the entry point hands it a ``JobHandler``
 (the workflow's dispatcher). ``errands worker`` runs one in the foreground; ``errands serve``
-embeds one next to the API.
+embeds one next to the API. Any number of workers, on any number of machines, share one
+ledger.
 """
 
 from __future__ import annotations
@@ -12,27 +14,31 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from errands.domain import JobState
 from errands.jobs import ledger
 from errands.jobs.ledger import Lease
+from errands.jobs.schedule import Duty, Scheduler
+from errands.jobs.transport import LocalTransport, Transport
 from errands.store import Database
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 1.0  # also how quickly a running job notices it was cancelled
-
 
 @dataclass(frozen=True)
 class Outcome:
+    """How a job ended. ``QUEUED`` means: give it back. Without ``retry_in`` the worker is
+    shutting down and the attempt does not count; with it, the job hit a retryable error and
+    runs again after that many seconds."""
+
     state: JobState
     error: str | None = None
+    retry_in: float | None = None
 
 
 JobHandler = Callable[[Lease, threading.Event], Outcome]
-GaveUpHandler = Callable[[Lease], None]
 
 
 class Worker:
@@ -41,18 +47,25 @@ class Worker:
         db: Database,
         handler: JobHandler,
         *,
-        on_gave_up: GaveUpHandler,
+        transport: Transport | None = None,
+        duties: Sequence[Duty] = (),
         concurrency: int = 2,
         poll_interval: float = 0.5,
         lease_seconds: float = 120.0,
+        project_limit: int = 4,
         name: str | None = None,
     ) -> None:
         self.db = db
         self.handler = handler
-        self.on_gave_up = on_gave_up
+        self.transport = transport or LocalTransport()
+        self.duties = duties
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.lease_seconds = lease_seconds
+        self.project_limit = project_limit
+        # Several heartbeats per lease, so one slow database round trip does not lose it;
+        # also how quickly a running job hears it was cancelled.
+        self.heartbeat_seconds = min(1.0, lease_seconds / 4)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
         self._running: dict[int, threading.Event] = {}
@@ -69,6 +82,11 @@ class Worker:
         self._threads.append(
             threading.Thread(target=self._heartbeats, name="errands-heartbeat", daemon=True)
         )
+        if self.duties:
+            scheduler = Scheduler(self.db, self.duties, self.name, self.stopping)
+            self._threads.append(
+                threading.Thread(target=scheduler.run, name="errands-scheduler", daemon=True)
+            )
         for thread in self._threads:
             thread.start()
         log.info("worker %s started with %d slot(s)", self.name, self.concurrency)
@@ -76,6 +94,7 @@ class Worker:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking jobs; ask running jobs to stop and wait for them."""
         self.stopping.set()
+        self.transport.close()
         with self._lock:
             for cancel in self._running.values():
                 cancel.set()
@@ -95,11 +114,13 @@ class Worker:
         while not self.stopping.is_set():
             lease: Lease | None = None
             try:
-                lease = ledger.claim(self.db, self.name, self.lease_seconds)
+                lease = ledger.claim(
+                    self.db, self.name, self.lease_seconds, project_limit=self.project_limit
+                )
             except Exception:
                 log.exception("could not claim a job")
             if lease is None:
-                self.stopping.wait(self.poll_interval)
+                self.transport.wait(self.poll_interval)
                 continue
             self._run(lease)
 
@@ -115,22 +136,20 @@ class Worker:
         finally:
             with self._lock:
                 self._running.pop(lease.job_id, None)
-        if outcome.state is JobState.QUEUED:
+        if outcome.state is JobState.QUEUED and outcome.retry_in is not None:
+            ledger.retry_later(
+                self.db, lease.job_id, self.name, outcome.error or "", outcome.retry_in
+            )
+        elif outcome.state is JobState.QUEUED:
             # Interrupted by shutdown, not by a user: put it back for another worker to
             # resume (its stages are idempotent).
             ledger.requeue(self.db, lease.job_id, self.name)
-            return
-        ledger.finish(self.db, lease.job_id, self.name, outcome.state, outcome.error)
+        else:
+            ledger.finish(self.db, lease.job_id, self.name, outcome.state, outcome.error)
 
     def _heartbeats(self) -> None:
-        """Extend the leases of running jobs (and hear of cancellations); give up on jobs
-        whose workers died too often. Once a second, for the whole worker."""
-        while not self.stopping.wait(HEARTBEAT_SECONDS):
-            try:
-                for lease in ledger.exhausted(self.db):
-                    self.on_gave_up(lease)
-            except Exception:
-                log.exception("the recovery sweep failed")
+        """Extend the leases of running jobs and hear of cancellations."""
+        while not self.stopping.wait(self.heartbeat_seconds):
             with self._lock:
                 running = dict(self._running)
             for job_id, cancel in running.items():

@@ -15,6 +15,7 @@ from typing import Literal, assert_never
 from errands.errors import ConfigError
 from errands.sandbox.base import CommandResult, Sandbox
 from errands.sandbox.bubblewrap import BubblewrapSandbox, bwrap_path, bwrap_problem
+from errands.sandbox.limits import reap_orphaned_commands
 from errands.sandbox.plain import PlainSandbox
 from errands.sandbox.policy import Limits, SandboxPolicy
 
@@ -29,6 +30,7 @@ __all__ = [
     "bwrap_path",
     "bwrap_problem",
     "create_sandbox",
+    "reap_orphaned_commands",
 ]
 
 Backend = Literal["auto", "bubblewrap", "none"]

@@ -9,6 +9,7 @@ privileges nothing in the tree has.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import itertools
 import logging
@@ -81,6 +82,17 @@ def rlimits_for(limits: Limits, *, extra_tasks: int = 0) -> list[tuple[int, tupl
     return result
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _libc_prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
 def child_setup(
     limits: Limits, cgroup: PidsCgroup | None, *, extra_tasks: int = 0
 ) -> Callable[[], None]:
@@ -90,9 +102,14 @@ def child_setup(
     Everything is computed here, in the parent; the function itself only makes system calls
     (no imports, no locks), which is what keeps ``preexec_fn`` safe in a threaded worker."""
     rlimits = rlimits_for(limits, extra_tasks=extra_tasks)
+    prctl = _libc_prctl()
     procs = str(cgroup.path / "cgroup.procs") if cgroup is not None else None
 
     def setup() -> None:
+        # The command's first process dies with the worker thread that started it; what it
+        # forked is still in the cgroup, which the next sweep empties (``_sweep``).
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if procs is not None:
             fd = os.open(procs, os.O_WRONLY)
             try:
@@ -241,10 +258,24 @@ def _below(mountpoint: Path, root: str, path: str) -> Path:
     return mountpoint / relative.lstrip("/")
 
 
-def _sweep(parent: Path) -> None:
-    """Remove the (empty) cgroups of workers that died before removing their own."""
+def _sweep(parent: Path) -> int:
+    """Kill what is left in the cgroups of workers that died (SIGKILL gives them no chance to
+    clean up: a command they ran may still be running) and remove those cgroups. Returns how
+    many cgroups were reaped."""
+    reaped = 0
     for entry in parent.glob("errands-*-*"):
         owner = entry.name.split("-")[1]
         if owner.isdigit() and int(owner) != os.getpid() and not Path("/proc", owner).exists():
-            with contextlib.suppress(OSError):
-                entry.rmdir()
+            orphan = PidsCgroup(entry)
+            if orphan.members():
+                log.warning("killing the commands a dead worker left running (%s)", entry.name)
+                orphan.kill(within=2.0)
+            orphan.remove()
+            reaped += 1
+    return reaped
+
+
+def reap_orphaned_commands() -> int:
+    """The periodic form of the start-up sweep (see ``_sweep``)."""
+    parent = _pids_parent()
+    return _sweep(parent) if parent is not None else 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from errands.errors import CommandError
+from errands.faults import crash_point
 from errands.sandbox.base import CommandResult
 from errands.sandbox.limits import PidsCgroup, child_setup, warn_if_process_limit_does_not_hold
 from errands.sandbox.policy import Limits
@@ -104,6 +105,7 @@ def run_process(
             raise CommandError(f"Cannot start {command!r} in {cwd}: {exc}") from exc
         assert process.stdout is not None
         reader = _CappedReader(process.stdout, limits.output_chars)
+        crash_point("command.running")
         timed_out = cancelled = False
         delay = 0.001
         while not _exited(process.pid):

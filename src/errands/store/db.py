@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,11 @@ class Database:
             raise
         finally:
             session.close()
+
+    def after_commit(self, callback: Callable[[Session], None]) -> None:
+        """Call ``callback(session)`` after every commit of a session of this database (the
+        job transport uses it to wake workers only once their job's row is visible)."""
+        event.listen(self._sessions, "after_commit", callback)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -193,6 +193,8 @@ def update_project(
     sandbox_backend: str | None = None,
     auto_execute: bool | None = None,
     base_branch: str | None = None,
+    max_concurrent_jobs: int | None = None,
+    clear_max_concurrent_jobs: bool = False,
 ) -> Project:
     """Overrides set here win over the repository's .errands.toml and over detection."""
     project = get_project(session, ref)
@@ -214,6 +216,12 @@ def update_project(
         project.auto_execute = auto_execute
     if base_branch is not None:
         project.base_branch = base_branch
+    if clear_max_concurrent_jobs:
+        project.max_concurrent_jobs = None
+    elif max_concurrent_jobs is not None:
+        if max_concurrent_jobs < 1:
+            raise InvalidInput("max_concurrent_jobs must be at least 1.")
+        project.max_concurrent_jobs = max_concurrent_jobs
     event_log.record(session, "project.updated", "Project settings changed", project_id=project.id)
     return project
 

@@ -11,15 +11,13 @@ from sqlalchemy.orm import Session
 
 from errands.agent.loop import AgentConfig
 from errands.agent.providers import ModelHandle
-from errands.domain import JobState
 from errands.errors import Cancelled
 from errands.git import Mirror
 from errands.jobs import ledger
 from errands.jobs.ledger import Lease
 from errands.settings import Phase, Settings
-from errands.store import Database, Job
+from errands.store import Database
 from errands.store import events as event_log
-from errands.store.models import utcnow
 from errands.workflow.mirrors import open_mirror
 
 
@@ -113,10 +111,9 @@ class JobContext:
 
     def settle(self, session: Session) -> None:
         """Mark this job succeeded inside the transaction that moves its task on, so that the
-        moment a user sees the new state they can act on it (no "a job is still running")."""
-        job = session.get_one(Job, self.lease.job_id)
-        job.state = JobState.SUCCEEDED
-        job.finished_at = utcnow()
+        moment a user sees the new state they can act on it (no "a job is still running"),
+        and so that a worker that lost its lease cannot move the task at all."""
+        ledger.settle(session, self.lease)
 
     # -- helpers for stages ---------------------------------------------------------------
 

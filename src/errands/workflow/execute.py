@@ -7,6 +7,7 @@ from errands.agent.loop import run_agent
 from errands.agent.schemas import Plan
 from errands.domain import SubtaskState, TaskState, check_transition
 from errands.errors import GitError
+from errands.faults import crash_point
 from errands.git import Mirror, task_branch
 from errands.github import hooks as github_hooks
 from errands.store import Subtask, Task
@@ -122,11 +123,13 @@ def _plan(ctx: JobContext, work: JobWorkspace, context: str) -> None:
 def finish_review_round(ctx: JobContext, mirror: Mirror, branch: str, head: str) -> None:
     """Publish the branch, write the hand-off, and hand the task to the reviewer."""
     ctx.check_cancelled()
+    crash_point("branch.before_publish")
     try:
         mirror.publish(branch)
     except GitError as exc:
         # Review works from the mirror; a read-only origin only loses the convenience copy.
         ctx.emit("branch.publish_failed", f"Could not push {branch} to the project: {exc}")
+    crash_point("branch.published")
     with ctx.db.session() as session:
         task = session.get_one(Task, ctx.task_id)
         task.handoff = handoff.render(task)

@@ -12,6 +12,7 @@ from errands.agent.loop import run_agent
 from errands.agent.schemas import SubtaskReport
 from errands.domain import SubtaskState
 from errands.errors import VerificationFailed
+from errands.faults import crash_point
 from errands.git import Mirror
 from errands.store import Subtask
 from errands.workflow.context import JobContext
@@ -122,6 +123,7 @@ def implement_subtask(
         subtask = session.get(Subtask, subtask_id)
         assert subtask is not None
         sha = workspace.commit_all(commit_message(ctx.task_id, subtask, report.summary))
+        crash_point("subtask.committed")  # committed in git, not yet in the store
         subtask.summary = report.summary
         subtask.decisions = list(report.decisions)
         subtask.commit_sha = sha

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from errands.domain import TaskState, check_transition
-from errands.errors import GitError
+from errands.errors import BaseMoved, GitError
+from errands.faults import crash_point
+from errands.git import Mirror
 from errands.github import hooks as github_hooks
 from errands.store import Task
 from errands.workflow.context import JobContext
@@ -15,6 +17,11 @@ def squash_message(task: Task) -> str:
     lines += [f"- {s.title}" for s in task.subtasks if s.commit_sha]
     lines += ["", f"Errands-Task: {task.id}"]
     return "\n".join(lines) + "\n"
+
+
+# Landing loses the race when the base branch moves between our fetch and our push (another
+# task merging, a colleague pushing): squash again onto the new tip, a few times.
+LAND_ATTEMPTS = 5
 
 
 def run(ctx: JobContext) -> None:
@@ -29,18 +36,7 @@ def run(ctx: JobContext) -> None:
     if branch is None:
         raise GitError(f"Task {ctx.task_id} has no branch to merge.")
     mirror = ctx.mirror(origin)
-    mirror.fetch()
-    current = base_tip(mirror, origin, base_branch)
-    if current != reviewed_base:
-        ctx.emit(
-            "merge.base_moved",
-            f"{base_branch} moved from {str(reviewed_base)[:10]} to {current[:10]} since the "
-            "work started; merging onto the new base",
-            reviewed_base=reviewed_base,
-            current_base=current,
-        )
-    commit = mirror.squash(branch, current, message)  # raises MergeConflict
-    mirror.land(commit, base_branch, current)  # raises BaseMoved / DirtyWorkingTree
+    commit = _land(ctx, mirror, origin, branch, base_branch, reviewed_base, message)
     try:
         mirror.delete_remote_branch(branch)
     except GitError as exc:
@@ -58,3 +54,47 @@ def run(ctx: JobContext) -> None:
             base_branch=base_branch,
         )
         ctx.settle(session)
+
+
+def _land(
+    ctx: JobContext,
+    mirror: Mirror,
+    origin: str,
+    branch: str,
+    base_branch: str,
+    reviewed_base: str | None,
+    message: str,
+) -> str:
+    """Squash and land; return the commit now on the base branch."""
+    trailer = f"Errands-Task: {ctx.task_id}"
+    for attempt in range(1, LAND_ATTEMPTS + 1):
+        ctx.check_cancelled()
+        mirror.fetch()
+        current = base_tip(mirror, origin, base_branch)
+        if reviewed_base is not None:
+            # An earlier attempt of this job landed before its worker died: adopt that
+            # squash rather than land the task twice.
+            landed = mirror.find_trailer(reviewed_base, current, trailer)
+            if landed is not None:
+                ctx.emit("merge.adopted", f"Already merged as {landed[:10]} by an earlier attempt")
+                return landed
+        if current != reviewed_base:
+            ctx.emit(
+                "merge.base_moved",
+                f"{base_branch} moved from {str(reviewed_base)[:10]} to {current[:10]} since "
+                "the work started; merging onto the new base",
+                reviewed_base=reviewed_base,
+                current_base=current,
+            )
+        commit = mirror.squash(branch, current, message)  # raises MergeConflict
+        crash_point("merge.before_land")
+        try:
+            mirror.land(commit, base_branch, current)  # raises BaseMoved / DirtyWorkingTree
+        except BaseMoved:
+            if attempt == LAND_ATTEMPTS:
+                raise
+            ctx.emit("merge.retrying", f"{base_branch} moved while landing; trying again")
+            continue
+        crash_point("merge.after_land")
+        return commit
+    raise AssertionError("unreachable")

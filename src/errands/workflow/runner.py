@@ -12,9 +12,11 @@ from errands.errors import (
     Cancelled,
     DirtyWorkingTree,
     ErrandsError,
+    LeaseLost,
     MergeConflict,
 )
 from errands.github import sync as github_sync
+from errands.jobs import ledger
 from errands.jobs.ledger import Lease
 from errands.jobs.worker import Outcome
 from errands.store import Job, Task
@@ -52,6 +54,10 @@ class Dispatcher:
         )
         try:
             STAGES[lease.kind](ctx)
+        except LeaseLost:
+            # Another worker owns the job now; this attempt leaves everything to it.
+            log.warning("job %s: lease lost, abandoning this attempt", lease.job_id)
+            return Outcome(JobState.QUEUED)
         except Cancelled:
             if not self._cancel_requested(lease.job_id):
                 return Outcome(JobState.QUEUED)  # worker shutdown: resume elsewhere
@@ -61,8 +67,13 @@ class Dispatcher:
             self._merge_failed(ctx, exc)
             return Outcome(JobState.FAILED, exc.message)
         except ErrandsError as exc:
-            self._fail(ctx, exc.message, exc.code)
-            return Outcome(JobState.FAILED, exc.message)
+            if exc.retryable and not lease.last_attempt:
+                return self._retry_later(ctx, exc)
+            message = exc.message
+            if exc.retryable:
+                message += f" (gave up after {lease.attempt} attempts)"
+            self._fail(ctx, message, exc.code)
+            return Outcome(JobState.FAILED, message)
         except Exception as exc:
             log.exception("job %s (%s) crashed", lease.job_id, lease.kind)
             message = f"Internal error in the {lease.kind} stage: {type(exc).__name__}: {exc}"
@@ -82,6 +93,22 @@ class Dispatcher:
         )
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _retry_later(self, ctx: JobContext, exc: ErrandsError) -> Outcome:
+        settings = self.services.settings
+        delay = ledger.retry_delay(
+            ctx.lease.attempt, settings.job_retry_delay, settings.job_retry_max_delay
+        )
+        ctx.emit(
+            "job.retrying",
+            f"{ctx.lease.kind} job hit a temporary problem (attempt {ctx.lease.attempt} of "
+            f"{ctx.lease.max_attempts}); retrying in {delay:.0f}s: {exc.message}",
+            job_kind=ctx.lease.kind,
+            attempt=ctx.lease.attempt,
+            delay=round(delay, 3),
+            code=exc.code,
+        )
+        return Outcome(JobState.QUEUED, exc.message, retry_in=delay)
 
     def _task_still_wants(self, ctx: JobContext) -> bool:
         with ctx.db.session() as session:

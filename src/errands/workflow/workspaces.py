@@ -23,9 +23,10 @@ from errands.git import Mirror, Workspace, WorkspacePool
 from errands.index import CodeIndex
 from errands.sandbox import Sandbox, SandboxPolicy, create_sandbox
 from errands.settings import Settings, sandbox_env
-from errands.store import Job
+from errands.store import Database, Job, Project
 from errands.workflow.code_index import load_index
 from errands.workflow.context import JobContext, workspace_name
+from errands.workflow.mirrors import mirror_path, open_mirror
 from errands.workflow.project_config import EffectiveConfig
 
 # Where package managers keep downloads, pointed into the project's cache directory so the
@@ -157,16 +158,33 @@ def job_workspace(
 
 def _sweep(ctx: JobContext, pool: WorkspacePool) -> None:
     """Reclaim the workspaces of jobs whose worker died (their job is no longer running)."""
-    with ctx.db.session() as session:
-        running = session.execute(
-            select(Job.id, Job.task_id).where(
-                Job.project_id == ctx.lease.project_id, Job.state == JobState.RUNNING
-            )
-        ).all()
-    live = {workspace_name(task_id, job_id) for job_id, task_id in running if task_id}
-    cleaned = pool.sweep(live, min_age=60.0)
+    cleaned = pool.sweep(_live_workspaces(ctx.db, ctx.lease.project_id), min_age=60.0)
     if cleaned:
         ctx.emit("workspace.swept", f"Reclaimed {cleaned} workspace(s) of dead jobs")
+
+
+def _live_workspaces(db: Database, project_id: int) -> set[str]:
+    with db.session() as session:
+        running = session.execute(
+            select(Job.id, Job.task_id).where(
+                Job.project_id == project_id, Job.state == JobState.RUNNING
+            )
+        ).all()
+    return {workspace_name(task_id, job_id) for job_id, task_id in running if task_id}
+
+
+def sweep_machine(settings: Settings, db: Database) -> int:
+    """The periodic clean-up of this machine's workspaces, for every project whose mirror
+    lives here (a project with no new jobs would otherwise keep a dead job's tree)."""
+    with db.session() as session:
+        projects = session.execute(select(Project.id, Project.origin)).all()
+    cleaned = 0
+    for project_id, origin in projects:
+        if not mirror_path(settings, project_id).is_dir():
+            continue
+        pool = pool_for(settings, open_mirror(settings, project_id, origin), project_id)
+        cleaned += pool.sweep(_live_workspaces(db, project_id), min_age=60.0)
+    return cleaned
 
 
 def _setup(ctx: JobContext, sandbox: Sandbox, config: EffectiveConfig) -> None:
