@@ -237,3 +237,45 @@ def test_workspace_commands_ignore_a_rewritten_dot_git(tmp_path: Path, mirror: M
 
     assert not marker.exists()
     assert mirror.resolve(f"refs/heads/{ws.branch}") == sha
+
+
+def test_adopt_published_follows_another_machines_pushes(tmp_path: Path, user_repo: Path) -> None:
+    remote = tmp_path / "remote.git"
+    sh(tmp_path, "clone", "--quiet", "--bare", str(user_repo), str(remote))
+    here = Mirror.create(tmp_path / "here.git", str(remote))
+    there = Mirror.create(tmp_path / "there.git", str(remote))
+    branch = "errands/7-task"
+    assert here.adopt_published(branch) is None  # nothing anywhere yet
+
+    # The other machine commits and publishes; this one had nothing: it takes origin's.
+    ws = _start(there, tmp_path, branch)
+    (ws.path / "a").write_text("a\n")
+    first = ws.commit_all("a")
+    there.publish(branch)
+    here.fetch()
+    assert here.adopt_published(branch) == first
+    assert here.resolve(f"refs/heads/{branch}") == first
+
+    # Origin moves on: a local branch behind it fast-forwards.
+    (ws.path / "b").write_text("b\n")
+    second = ws.commit_all("b")
+    there.publish(branch)
+    here.fetch()
+    assert here.adopt_published(branch) == second
+
+    # Local work ahead of origin (committed here, not yet published) is kept.
+    mine = here.add_workspace(tmp_path / "ws" / "here", branch, second)
+    (mine.path / "c").write_text("c\n")
+    third = mine.commit_all("c")
+    here.fetch()
+    assert here.adopt_published(branch) == third
+
+    # Diverged: origin's copy, the one the records refer to, wins.
+    (ws.path / "d").write_text("d\n")
+    theirs = ws.commit_all("d")
+    there.publish(branch)
+    here.remove_workspace(mine.path)
+    here.fetch()
+    assert here.adopt_published(branch) == theirs
+    with pytest.raises(GitError, match="errands/"):
+        here.adopt_published("main")

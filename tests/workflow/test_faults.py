@@ -165,11 +165,13 @@ def test_a_model_failing_mid_execute_leaves_whole_commits_and_resumes(
         assert first["state"] == "committed" and second["commit_sha"] is None
         branch = task["branch"]
         # Nothing half-committed: the branch has exactly subtask 1's commit; the workspace
-        # (with subtask 2's uncommitted file) is gone.
+        # (with subtask 2's uncommitted file) is gone. The commit was published as soon as it
+        # was made, so a worker on another machine could resume from it too.
         mirror = home / "mirrors" / "project-1.git"
         log = run_git(mirror, "log", "--format=%s", f"{task['base_commit']}..{branch}")
         assert log.splitlines() == ["Add multiply to calc"]
-        assert run_git(sample_repo, "branch", "--list", "errands/*") == ""  # not published
+        published = run_git(sample_repo, "rev-parse", branch).strip()
+        assert published == first["commit_sha"]
         assert live_workspaces(home) == []
         assert parked_are_clean(home)
 

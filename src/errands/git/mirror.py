@@ -216,6 +216,27 @@ class Mirror:
         with repo_lock(self.path):
             self._network("push", "--quiet", "--force", ORIGIN, f"{ref}:{ref}")
 
+    def adopt_published(self, branch: str) -> str | None:
+        """Bring the local task branch up to origin's copy, which a worker on another machine
+        may have moved (every subtask commit is published before it is recorded). Call
+        after :meth:`fetch`. A local branch ahead of origin keeps its commits (this
+        machine's unpublished work, found again by its trailers); one that diverged yields
+        to origin, the copy the records refer to. Returns the branch's tip, if any."""
+        require_task_branch(branch)
+        ref = f"refs/heads/{branch}"
+        with repo_lock(self.path):
+            published = self.resolve(self.base_ref(branch))
+            local = self.resolve(ref)
+            if published is None or published == local:
+                return local
+            if (
+                local is not None
+                and run_git("merge-base", "--is-ancestor", published, local, cwd=self.path).ok
+            ):
+                return local
+            git("update-ref", ref, published, *([local] if local else []), cwd=self.path)
+            return published
+
     def delete_remote_branch(self, branch: str) -> None:
         require_task_branch(branch)
         ref = f"refs/heads/{branch}"

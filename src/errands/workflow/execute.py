@@ -45,6 +45,7 @@ def run(ctx: JobContext) -> None:
         planned = bool(task.subtasks)
     mirror = ctx.mirror(origin)
     mirror.fetch()
+    mirror.adopt_published(branch)  # a resumed job may have started on another machine
     with ctx.db.session() as session:
         task = session.get_one(Task, ctx.task_id)
         # Normally set by research; a task whose research predates a moved base keeps it.

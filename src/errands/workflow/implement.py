@@ -11,7 +11,7 @@ from pydantic_ai.messages import ModelMessage
 from errands.agent.loop import run_agent
 from errands.agent.schemas import SubtaskReport
 from errands.domain import SubtaskState
-from errands.errors import VerificationFailed
+from errands.errors import GitError, VerificationFailed
 from errands.faults import crash_point
 from errands.git import Mirror
 from errands.store import Subtask
@@ -124,6 +124,10 @@ def implement_subtask(
         assert subtask is not None
         sha = workspace.commit_all(commit_message(ctx.task_id, subtask, report.summary))
         crash_point("subtask.committed")  # committed in git, not yet in the store
+        if sha:
+            # Published before it is recorded: a resumed job on any machine finds every
+            # commit the records name (see Mirror.adopt_published).
+            publish_progress(ctx, mirror, workspace.branch)
         subtask.summary = report.summary
         subtask.decisions = list(report.decisions)
         subtask.commit_sha = sha
@@ -152,3 +156,12 @@ def _record_verification(
         subtask.verification = results
         subtask.verify_attempts = attempt
         subtask.verified = passed
+
+
+def publish_progress(ctx: JobContext, mirror: Mirror, branch: str) -> None:
+    try:
+        mirror.publish(branch)
+    except GitError as exc:
+        # A read-only origin: this machine can still finish the task; only a resume on
+        # another machine would have to redo the subtask.
+        ctx.emit("branch.publish_failed", f"Could not push {branch} to the project: {exc}")

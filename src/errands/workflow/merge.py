@@ -70,6 +70,7 @@ def _land(
     for attempt in range(1, LAND_ATTEMPTS + 1):
         ctx.check_cancelled()
         mirror.fetch()
+        mirror.adopt_published(branch)  # reviewed on a branch another machine may have built
         current = base_tip(mirror, origin, base_branch)
         if reviewed_base is not None:
             # An earlier attempt of this job landed before its worker died: adopt that

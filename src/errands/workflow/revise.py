@@ -70,6 +70,7 @@ def run(ctx: JobContext) -> None:
         )
     mirror = ctx.mirror(origin)
     mirror.fetch()
+    mirror.adopt_published(branch)  # the last round may have run on another machine
     # The branch exists: the workspace checks it out as it is (start_point is unused).
     with job_workspace(
         ctx,
