@@ -223,3 +223,67 @@ def test_term_counts_of_file_and_chunks_equal_tokenising_each_separately() -> No
             want[tok] += 1
         expected.append(want)
     assert chunks == expected
+
+
+TRICKY_PY = b'''"""Module."""
+from __future__ import annotations
+import os, sys as system
+import a.b.c as abc
+from . import sibling
+from ..pkg.mod import thing as other
+LIMIT = 3
+x, y = 1, 2
+z: int = 4
+a = b = 5
+if TYPE_CHECKING:
+    from typing import Any
+    def only_typing(): ...
+try:
+    import fast
+except ImportError:
+    fast = None
+    class Fallback:
+        def run(self): pass
+else:
+    def after(): pass
+finally:
+    pass
+with open(__file__) as fh:
+    def in_with(): pass
+for i in range(3):
+    def in_loop(): pass
+else:
+    def loop_else(): pass
+while False:
+    class InWhile: pass
+match LIMIT:
+    case 3:
+        def in_case(): pass
+@decorator
+class Decorated:
+    attribute = 1
+    @property
+    def prop(self):
+        import json
+        def inner():
+            class Deep:
+                def method(self): pass
+        return lambda: 0
+async def coroutine(): pass
+def broken(:
+    pass
+class AfterError: pass
+'''
+
+
+def test_python_statement_walk_finds_what_the_query_finds() -> None:
+    from errands.index.symbols import _python_defs, _query_defs, grammar
+
+    loaded = grammar("python")
+    root = loaded.parser.parse(TRICKY_PY).root_node
+    walked, queried = _python_defs(root), _query_defs(loaded.cursor, root)
+    assert sorted(walked[0]) == sorted(queried[0])
+    assert walked[1] == queried[1]
+    names = {d.name for d in walked[0]}
+    assert {"only_typing", "Fallback", "in_case", "Deep", "method", "AfterError", "LIMIT"} <= names
+    assert {"os", "a.b.c", "..pkg.mod", "json"} <= set(walked[1])

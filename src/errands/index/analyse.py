@@ -84,36 +84,42 @@ def word_counts(text: str, symbols: tuple[Symbol, ...]) -> tuple[Counter[str], l
     lines = text.split("\n")
     n = len(lines)
     # Character offset of line k (0-based): the lengths before it plus their newlines.
-    starts = list(accumulate(map(len, lines), initial=0))
+    starts = [s + k for k, s in enumerate(accumulate(map(len, lines), initial=0))]
     stream: list[list[str]] = []
     chunks: list[Counter[str]] = []
     cur = 0  # lines before this one are in `stream`
+    last = len(symbols) - 1
     for i, sym in enumerate(symbols):
+        start = sym.start_line
         # A container's chunk stops at its first nested definition, so a class's chunk is
         # its header, docstring and attributes, not every method again.
         end = sym.end_line
-        nxt = symbols[i + 1] if i + 1 < len(symbols) else None
-        if nxt is not None and sym.start_line < nxt.start_line <= sym.end_line:
-            end = nxt.start_line - 1
-        end = min(end, sym.start_line + CHUNK_MAX_LINES)
-        a = min(sym.start_line - 1, n)
-        b = max(min(end, n), a)
-        words = findall(text, starts[a] + a, starts[b] + b)
+        if i < last and start < (nxt := symbols[i + 1].start_line) <= end:
+            end = nxt - 1
+        a = min(start - 1, n)
+        b = max(min(end, start + CHUNK_MAX_LINES, n), a)
+        words = findall(text, starts[a], starts[b])
         if a >= cur:
             if a > cur:
-                stream.append(findall(text, starts[cur] + cur, starts[a] + a))
+                stream.append(findall(text, starts[cur], starts[a]))
             stream.append(words)
             cur = b
         elif b > cur:  # overlaps a chunk already scanned (definitions sharing a line)
-            stream.append(findall(text, starts[cur] + cur, starts[b] + b))
+            stream.append(findall(text, starts[cur], starts[b]))
             cur = b
         counts = Counter(words)
-        for word in findall(sym.name):
-            counts[word] += 2
+        _add_name(counts, sym.name, 2)
         if sym.parent:
-            for word in findall(sym.parent):
-                counts[word] += 1
+            _add_name(counts, sym.parent, 1)
         chunks.append(counts)
     if cur < n:
-        stream.append(findall(text, starts[cur] + cur))
+        stream.append(findall(text, starts[cur]))
     return Counter(chain.from_iterable(stream)), chunks
+
+
+def _add_name(counts: Counter[str], name: str, weight: int) -> None:
+    if name.isascii() and name.isidentifier():  # one word (nearly always): no regex needed
+        counts[name] += weight
+    else:
+        for word in _WORD.findall(name):
+            counts[word] += weight

@@ -382,10 +382,18 @@ class _Workers:
     def __exit__(self, *exc: object) -> None:
         for conn in self._conns:
             conn.close()
-        for proc in self._procs:
-            if proc.is_alive() and exc[0] is not None:
+        if exc[0] is not None:
+            for proc in self._procs:
                 proc.terminate()
-            proc.join()
+                proc.join()
+        # Otherwise every worker has sent all it had and is exiting; waiting for that would
+        # hold up the build, so they are reaped later (see `reap_workers`).
+
+
+def reap_workers() -> None:
+    """Collect workers of finished builds that have exited (multiprocessing would do it at
+    the next fork or at exit anyway)."""
+    multiprocessing.active_children()
 
 
 def _workers() -> int:

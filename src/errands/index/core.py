@@ -17,7 +17,7 @@ from errands.index import gitio
 from errands.index import locate as _locate
 from errands.index.analyse import FileInfo
 from errands.index.bm25 import BM25
-from errands.index.build import Analysis, analyse_entries
+from errands.index.build import Analysis, analyse_entries, reap_workers
 from errands.index.lexical import tokens
 from errands.index.model import Located, Symbol
 from errands.index.paths import skip_path, too_big
@@ -70,6 +70,7 @@ class CodeIndex:
         ]
         index._bulk(analyse_entries(git_dir, entries, progress))
         index._churn, index._age = history.result()
+        reap_workers()
         return index
 
     def _bulk(self, analysis: Analysis) -> None:

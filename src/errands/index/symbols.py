@@ -2,6 +2,8 @@
 
 One query per language finds definitions (``@def.<kind>`` on the node, ``@name`` on its
 name) and imports (``@import``); queries run in C, so a file costs one parse and one pass.
+Python, the language most indexed, finds the same by walking statements only (see
+:func:`_python_defs`): a query visits every node of the tree, most of them expressions.
 Methods and nested definitions get their enclosing definition as ``parent``.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 
 import tree_sitter as ts
 
@@ -150,8 +153,7 @@ class Parsed:
     imports: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class _Def:
+class _Def(NamedTuple):
     start: int
     end: int
     kind: str
@@ -189,10 +191,18 @@ def _text(node: ts.Node) -> str:
 def parse(path: str, language: str, source: bytes) -> Parsed:
     """Symbols (with line ranges, 1-based inclusive) and imported module names of one file."""
     loaded = grammar(language)
-    tree = loaded.parser.parse(source)
+    root = loaded.parser.parse(source).root_node
+    if language == "python":
+        defs, imports = _python_defs(root)
+    else:
+        defs, imports = _query_defs(loaded.cursor, root)
+    return _assemble(path, defs, imports)
+
+
+def _query_defs(cursor: ts.QueryCursor, root: ts.Node) -> tuple[list[_Def], list[str]]:
     defs: list[_Def] = []
     imports: list[str] = []
-    for _pattern, captures in loaded.cursor.matches(tree.root_node):
+    for _pattern, captures in cursor.matches(root):
         if "import" in captures:
             for node in captures["import"]:
                 imports.append(_clean_import(_text(node)))
@@ -219,6 +229,75 @@ def parse(path: str, language: str, source: bytes) -> Parsed:
                     receiver=_text(receiver[0]) if receiver else None,
                 )
             )
+    return defs, imports
+
+
+# Python nodes that hold statements: where definitions and imports may be.
+_PY_DESCEND = frozenset(
+    {
+        "block",
+        "decorated_definition",
+        "if_statement",
+        "elif_clause",
+        "else_clause",
+        "for_statement",
+        "while_statement",
+        "try_statement",
+        "except_clause",
+        "except_group_clause",
+        "finally_clause",
+        "with_statement",
+        "match_statement",
+        "case_clause",
+        "ERROR",
+    }
+)
+
+
+def _python_defs(root: ts.Node) -> tuple[list[_Def], list[str]]:
+    """What the ``_PY`` query finds, in the same order, visiting only statements (a test
+    holds the two to the same answers): definitions and imports cannot hide in expressions,
+    which are most of a tree's nodes."""
+    defs: list[_Def] = []
+    imports: list[str] = []
+    # Depth-first in document order, with a stack rather than recursion: nesting is unbounded.
+    stack = [(node, True) for node in reversed(root.named_children)]
+    while stack:
+        node, top = stack.pop()
+        kind = node.type
+        if kind in ("function_definition", "class_definition"):
+            name = node.child_by_field_name("name")
+            if name is not None:
+                defs.append(_def(node, kind[: kind.index("_")], _text(name)))
+            stack.extend((child, False) for child in reversed(node.named_children))
+        elif kind in _PY_DESCEND:
+            stack.extend((child, False) for child in reversed(node.named_children))
+        elif kind == "expression_statement":
+            if top:  # a module-level `NAME = …`
+                for child in node.named_children:
+                    left = child.child_by_field_name("left") if child.type == "assignment" else None
+                    if left is not None and left.type == "identifier":
+                        defs.append(_def(node, "variable", _text(left)))
+        elif kind == "import_statement":
+            for child in node.children_by_field_name("name"):
+                name = (
+                    child.child_by_field_name("name") if child.type == "aliased_import" else child
+                )
+                if name is not None and name.type == "dotted_name":
+                    imports.append(_clean_import(_text(name)))
+        elif kind == "import_from_statement":
+            module = node.child_by_field_name("module_name")
+            if module is not None:
+                imports.append(_clean_import(_text(module)))
+    return defs, imports
+
+
+def _def(node: ts.Node, kind: str, name: str) -> _Def:
+    start_line = node.start_point[0] + 1
+    return _Def(node.start_byte, node.end_byte, kind, name, start_line, node.end_point[0] + 1, None)
+
+
+def _assemble(path: str, defs: list[_Def], imports: list[str]) -> Parsed:
     defs.sort(key=lambda d: (d.start, -d.end))
     symbols: list[Symbol] = []
     stack: list[_Def] = []  # enclosing definitions
