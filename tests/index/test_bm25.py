@@ -73,3 +73,15 @@ def test_remove_and_re_add_over_a_bulk_base() -> None:
     assert bulk.postings("price") == {0: 3, 6: 2}  # b.py is 5 now, d.py 6
     assert bulk.df_of("cart") == 0
     assert bulk.live == 5
+
+
+def test_compact_keeps_scores_and_drops_removed_documents() -> None:
+    index = _bulk(DOCS)
+    index.remove("a.py")
+    index.add("c.py", {"price": 5, "stock": 1})
+    index.add("e.py", {"discount": 2})
+    compact = index.compact()
+    assert compact.doc_keys == ["empty-middle", "b.py", "empty-last", "c.py", "e.py"]
+    assert _by_key(compact, QUERY | {"discount": 1.0}) == _by_key(index, QUERY | {"discount": 1.0})
+    assert compact.postings("price") == {1: 1, 3: 5}
+    assert compact.live == index.live and compact.total_len == index.total_len

@@ -91,6 +91,32 @@ class BM25:
         index.df = counts.tolist()
         return index
 
+    @property
+    def fragmented(self) -> bool:
+        """Whether removed documents and the overlay have grown to a quarter of the index:
+        time to :meth:`compact` (scores and size suffer, not correctness)."""
+        return len(self.doc_keys) - self.live + len(self._extra_terms) > max(self.live // 4, 64)
+
+    def compact(self) -> BM25:
+        """The live documents, in the same order, as one bulk-built index (new doc ids)."""
+        # Base postings back to (doc, term, tf) rows, removed documents dropped…
+        terms = np.repeat(np.arange(len(self._ptr) - 1, dtype=np.int32), np.diff(self._ptr))
+        keep = self._alive[self._docs]
+        docs, terms, tfs = self._docs[keep], terms[keep], self._tfs[keep]
+        # … and the overlay's, then all of them ordered by document and term.
+        rows = [(d, t, tf) for t, plist in self._extra.items() for d, tf in plist.items()]
+        if rows:
+            extra = np.array(rows, dtype=np.int64).reshape(-1, 3)
+            docs = np.concatenate([docs, extra[:, 0].astype(np.int32)])
+            terms = np.concatenate([terms, extra[:, 1].astype(np.int32)])
+            tfs = np.concatenate([tfs, extra[:, 2].astype(np.int32)])
+        order = np.lexsort((terms, docs))
+        keys = [key for key in self.doc_keys if key is not None]
+        renumber = np.cumsum(self._alive) - 1  # old id → new id, for live documents
+        new_docs = renumber[docs[order]]
+        ptr = np.searchsorted(new_docs, np.arange(len(keys) + 1, dtype=np.int64))
+        return BM25.bulk(keys, self.vocab, ptr.astype(np.int64), terms[order], tfs[order])
+
     def add(self, key: str, counts: Mapping[str, int]) -> None:
         if key in self.doc_ids:
             self.remove(key)

@@ -133,12 +133,17 @@ class CodeIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         tmp = Path(name)
+        # Many updates leave removed documents and a large overlay behind: the file gets a
+        # compacted copy (this index stays as it is, so an update never pays for that).
+        file_bm25, sym_bm25 = self._file_bm25, self._sym_bm25
+        if file_bm25.fragmented or sym_bm25.fragmented:
+            file_bm25, sym_bm25 = file_bm25.compact(), sym_bm25.compact()
         state = {
             "version": FORMAT_VERSION,
             "commit": self.commit,
             "files": self._files,
-            "file_bm25": self._file_bm25,
-            "sym_bm25": self._sym_bm25,
+            "file_bm25": file_bm25,
+            "sym_bm25": sym_bm25,
             "churn": self._churn,
             "age": self._age,
         }
