@@ -176,6 +176,37 @@ class Settings(BaseSettings):
         "one fails the job with the time to retry.",
     )
 
+    # -- accounts and teams (errands.accounts) ------------------------------------------------
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that encrypts organizations' secrets (LLM and GitHub keys) in the "
+        "store; any long random string. Without it, organization secrets cannot be saved.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The address users reach Errands at (e.g. https://errands.example.com), "
+        "for links in emails; default: http://HOST:PORT.",
+    )
+    session_days: float = Field(
+        default=14.0, gt=0, description="Days a browser session lasts before signing in again."
+    )
+    smtp_host: str | None = Field(
+        default=None,
+        description="SMTP server for invitations, email verification and password resets; "
+        "unset, no email is sent (invitation codes are still shown to the owner).",
+    )
+    smtp_port: int = Field(default=587, description="SMTP server port.")
+    smtp_tls: Literal["starttls", "ssl", "none"] = Field(
+        default="starttls",
+        description="SMTP transport security: starttls, ssl (implicit TLS), or none "
+        "(plain; only for a relay on the same machine).",
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP user name, if any.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password, if any.")
+    mail_from: str = Field(
+        default="errands@localhost", description="Sender address of the emails Errands sends."
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -228,6 +259,8 @@ class Settings(BaseSettings):
                 self.github_token,
                 self.github_webhook_secret,
                 self.github_private_key,
+                self.secret_key,
+                self.smtp_password,
             )
             if secret is not None and len(secret.get_secret_value()) >= 6
         ]

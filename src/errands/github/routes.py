@@ -11,12 +11,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from errands.accounts.access import ACT, PUBLIC, READ, Actor, Reader, visible
 from errands.github import forge, projects
 from errands.github.errors import MalformedWebhook, WebhookTooLarge
 from errands.github.intake import receive
 from errands.github.signature import verify
 from errands.settings import Settings
-from errands.store import Database, GitHubInstallation, Task
+from errands.store import Database, GitHubInstallation, Project, Task
 from errands.workflow import actions
 
 # GitHub caps webhook payloads at 25 MB; anything bigger is not from GitHub.
@@ -81,7 +82,8 @@ async def _body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("/webhook", status_code=202)
+# Authenticated by its signature, not by a session or token.
+@router.post("/webhook", status_code=202, dependencies=[PUBLIC])
 async def webhook(request: Request) -> JSONResponse:
     """Verify, de-duplicate and record a delivery; the work happens in the project's job."""
     settings = _settings(request)
@@ -109,8 +111,14 @@ async def webhook(request: Request) -> JSONResponse:
 
 
 @router.get("/installations")
-def installations(request: Request) -> list[InstallationPublic]:
+def installations(request: Request, who: Reader) -> list[InstallationPublic]:
     with _db(request).session() as session:
+        # With accounts, an organization sees the installations its own projects use.
+        mine = {
+            p.github_installation_id
+            for p in session.scalars(select(Project))
+            if visible(session, who, p) and p.github_installation_id is not None
+        }
         return [
             InstallationPublic(
                 id=row.id,
@@ -119,11 +127,12 @@ def installations(request: Request) -> list[InstallationPublic]:
                 active=row.active,
             )
             for row in session.scalars(select(GitHubInstallation).order_by(GitHubInstallation.id))
+            if who.local or row.id in mine
         ]
 
 
 @router.post("/projects", status_code=201)
-def add_project(body: GitHubProjectCreate, request: Request) -> GitHubProjectPublic:
+def add_project(body: GitHubProjectCreate, request: Request, who: Actor) -> GitHubProjectPublic:
     """A project from a repository the App is installed on (or the token reaches); its
     open issues are imported as tasks."""
     settings, db = _settings(request), _db(request)
@@ -132,11 +141,12 @@ def add_project(body: GitHubProjectCreate, request: Request) -> GitHubProjectPub
     info = projects.describe(settings, body.repository, installation)
     with db.session() as session:
         project = projects.add_project(session, settings, info, name=body.name)
+        project.org_id = who.org_id  # None in single-user mode
         session.flush()
         return GitHubProjectPublic.model_validate(project, from_attributes=True)
 
 
-@router.post("/projects/{project}/import", status_code=202)
+@router.post("/projects/{project}/import", status_code=202, dependencies=[ACT])
 def reimport(project: str, request: Request) -> GitHubProjectPublic:
     settings = _settings(request)
     with _db(request).session() as session:
@@ -145,7 +155,7 @@ def reimport(project: str, request: Request) -> GitHubProjectPublic:
         return GitHubProjectPublic.model_validate(found, from_attributes=True)
 
 
-@router.get("/tasks/{task_id}")
+@router.get("/tasks/{task_id}", dependencies=[READ])
 def task(task_id: int, request: Request) -> GitHubTaskPublic:
     with _db(request).session() as session:
         found: Task = actions.get_task(session, task_id)

@@ -44,6 +44,12 @@ class Project(Base):
     github_repo: Mapped[str | None] = mapped_column(String(200), default=None, index=True)
     github_installation_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     github_imported_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The organization owning the project; None until the first account exists (single-user
+    # local mode), and for a project the local CLI adds later: those belong to the first
+    # organization (see errands.accounts.orgs.project_org_id).
+    org_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="SET NULL"), default=None, index=True
+    )
 
     tasks: Mapped[list[Task]] = relationship(back_populates="project")
 
@@ -82,6 +88,8 @@ class Task(Base):
     github_pr_url: Mapped[str | None] = mapped_column(Text, default=None)
     github_questions_comment: Mapped[int | None] = mapped_column(BigInteger, default=None)
     base_moved_to: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Spending cap of the task in millionths of a US dollar (None = no cap of its own).
+    budget_micros: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
     project: Mapped[Project] = relationship(back_populates="tasks")
     questions: Mapped[list[Question]] = relationship(
@@ -194,6 +202,9 @@ class Job(Base):
     model_requests: Mapped[int] = mapped_column(default=0)
     input_tokens: Mapped[int] = mapped_column(default=0)
     output_tokens: Mapped[int] = mapped_column(default=0)
+    # What those calls cost at the prices in effect when they were made, in millionths of a
+    # US dollar (integers, so sums are exact).
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Schedule(Base):
@@ -261,3 +272,146 @@ class GitHubDelivery(Base):
     outcome: Mapped[str | None] = mapped_column(Text, default=None)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# -- accounts and organizations (errands.accounts) -----------------------------------------
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-case
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(Text, default=None)  # None: GitHub only
+    email_verified_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Bumped by "log out everywhere": sessions of an older generation stop working.
+    session_generation: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Monthly spending cap in millionths of a US dollar (None = no cap).
+    monthly_budget_micros: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    org_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(16))  # owner | member | viewer
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UserSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its hash is stored."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    generation: Mapped[int] = mapped_column(default=0)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """A bearer token for the CLI and automation, scoped to one organization."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings to tell tokens apart
+    name: Mapped[str] = mapped_column(String(200))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    org_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class EmailCode(Base):
+    """An expiring single-use code sent by email: an invitation, an email verification or a
+    password reset. Only the code's hash is stored."""
+
+    __tablename__ = "email_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # invite | verify | reset
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None
+    )
+    org_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), default=None
+    )
+    role: Mapped[str | None] = mapped_column(String(16), default=None)
+    created_by: Mapped[int | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class OrgSecret(Base):
+    """An organization's credential (LLM or GitHub key), encrypted with ERRANDS_SECRET_KEY."""
+
+    __tablename__ = "org_secrets"
+
+    org_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    hint: Mapped[str] = mapped_column(String(16))  # the last characters, to recognise it
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ModelPrice(Base):
+    """An organization's price of a model, overriding the built-in default, in US dollars
+    per million tokens."""
+
+    __tablename__ = "model_prices"
+
+    org_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    input_per_mtok: Mapped[float]
+    output_per_mtok: Mapped[float]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what: every state-changing request a signed-in user made, and sign-ins."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True, default=None
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    actor: Mapped[str] = mapped_column(String(320), default="")  # email, kept if user goes
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -19,8 +19,20 @@ from sqlalchemy.orm import Session
 
 import errands
 from errands import runtime
+from errands.accounts import api as accounts_api
+from errands.accounts.access import (
+    ACT,
+    PUBLIC,
+    READ,
+    Actor,
+    Permit,
+    Reader,
+    check_routes,
+    visible,
+)
+from errands.accounts.audit import AuditTrail
 from errands.domain import TaskState
-from errands.errors import Conflict, ErrandsError
+from errands.errors import Conflict, ErrandsError, NotFound
 from errands.git import Diff
 from errands.github import routes as github_routes
 from errands.jobs.worker import Worker
@@ -78,6 +90,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool = Fals
         lifespan=lifespan,
     )
 
+    app.add_middleware(AuditTrail)
     app.add_middleware(BrowserGuard, loopback_only=settings.host in LOOPBACK_NAMES)
 
     @app.exception_handler(ErrandsError)
@@ -99,7 +112,9 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool = Fals
 
     _routes(app)
     app.include_router(github_routes.router)
+    app.include_router(accounts_api.router)
     install_ui(app)  # pages and static assets; wraps the handlers above for browsers
+    check_routes(app)  # every route declares who may call it, or the app does not start
     return app
 
 
@@ -133,43 +148,49 @@ def _task_public(session: Session, task_id: int) -> TaskPublic:
 
 
 def _routes(app: FastAPI) -> None:
-    @app.get("/api/health")
+    @app.get("/api/health", dependencies=[PUBLIC])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": errands.__version__}
 
     # -- projects ---------------------------------------------------------------------
 
     @app.get("/api/projects")
-    def list_projects(db: DbDep, settings: SettingsDep) -> list[ProjectPublic]:
+    def list_projects(db: DbDep, settings: SettingsDep, who: Reader) -> list[ProjectPublic]:
         return _in_session(
-            db, lambda s: [ProjectPublic.of(p, settings) for p in actions.list_projects(s)]
+            db,
+            lambda s: [
+                ProjectPublic.of(p, settings)
+                for p in actions.list_projects(s)
+                if visible(s, who, p)
+            ],
         )
 
     @app.post("/api/projects", status_code=201)
-    def add_project(body: ProjectCreate, db: DbDep, settings: SettingsDep) -> ProjectPublic:
-        return _in_session(
-            db,
-            lambda s: ProjectPublic.of(
-                actions.add_project(
-                    s,
-                    settings,
-                    body.origin,
-                    name=body.name,
-                    base_branch=body.base_branch,
-                    verify_commands=body.verify_commands,
-                    auto_execute=body.auto_execute,
-                ),
+    def add_project(
+        body: ProjectCreate, db: DbDep, settings: SettingsDep, who: Actor
+    ) -> ProjectPublic:
+        def work(s: Session) -> ProjectPublic:
+            project = actions.add_project(
+                s,
                 settings,
-            ),
-        )
+                body.origin,
+                name=body.name,
+                base_branch=body.base_branch,
+                verify_commands=body.verify_commands,
+                auto_execute=body.auto_execute,
+            )
+            project.org_id = who.org_id  # None in single-user mode
+            return ProjectPublic.of(project, settings)
 
-    @app.get("/api/projects/{project}")
+        return _in_session(db, work)
+
+    @app.get("/api/projects/{project}", dependencies=[READ])
     def get_project(project: str, db: DbDep, settings: SettingsDep) -> ProjectPublic:
         return _in_session(
             db, lambda s: ProjectPublic.of(actions.get_project(s, project), settings)
         )
 
-    @app.patch("/api/projects/{project}")
+    @app.patch("/api/projects/{project}", dependencies=[ACT])
     def update_project(
         project: str, body: ProjectUpdate, db: DbDep, settings: SettingsDep
     ) -> ProjectPublic:
@@ -181,14 +202,14 @@ def _routes(app: FastAPI) -> None:
             ),
         )
 
-    @app.post("/api/projects/{project}/reindex", status_code=202)
+    @app.post("/api/projects/{project}/reindex", status_code=202, dependencies=[ACT])
     def reindex(project: str, db: DbDep, settings: SettingsDep) -> ProjectPublic:
         return _in_session(
             db,
             lambda s: ProjectPublic.of(actions.reindex_project(s, settings, project), settings),
         )
 
-    @app.get("/api/projects/{project}/events")
+    @app.get("/api/projects/{project}/events", dependencies=[READ])
     def project_events(
         project: str, db: DbDep, after: Annotated[int, Query(ge=0)] = 0
     ) -> list[EventPublic]:
@@ -207,30 +228,35 @@ def _routes(app: FastAPI) -> None:
 
     @app.get("/api/tasks")
     def list_tasks(
-        db: DbDep, project: str | None = None, state: str | None = None
+        db: DbDep, who: Reader, project: str | None = None, state: str | None = None
     ) -> list[TaskSummary]:
-        return _in_session(
-            db,
-            lambda s: [
+        def work(s: Session) -> list[TaskSummary]:
+            if project is not None and not visible(s, who, actions.get_project(s, project)):
+                raise NotFound(f"Project {project!r} does not exist.")
+            return [
                 TaskSummary.model_validate(t)
                 for t in actions.list_tasks(s, project=project, state=state)
-            ],
-        )
+                if visible(s, who, t.project)
+            ]
+
+        return _in_session(db, work)
 
     @app.post("/api/tasks", status_code=201)
-    def create_task(body: TaskCreate, db: DbDep, settings: SettingsDep) -> TaskPublic:
+    def create_task(body: TaskCreate, db: DbDep, settings: SettingsDep, who: Actor) -> TaskPublic:
         def work(s: Session) -> TaskPublic:
+            if not visible(s, who, actions.get_project(s, body.project)):
+                raise NotFound(f"Project {body.project!r} does not exist.")
             task = actions.create_task(s, settings, body.project, body.title, body.body)
             s.flush()
             return _task_public(s, task.id)
 
         return _in_session(db, work)
 
-    @app.get("/api/tasks/{task_id}")
+    @app.get("/api/tasks/{task_id}", dependencies=[READ])
     def get_task(task_id: int, db: DbDep) -> TaskPublic:
         return _in_session(db, lambda s: _task_public(s, task_id))
 
-    @app.get("/api/tasks/{task_id}/handoff", response_class=PlainTextResponse)
+    @app.get("/api/tasks/{task_id}/handoff", response_class=PlainTextResponse, dependencies=[READ])
     def handoff(task_id: int, db: DbDep) -> str:
         def work(s: Session) -> str:
             task = actions.get_task(s, task_id)
@@ -248,7 +274,7 @@ def _routes(app: FastAPI) -> None:
 
         return _in_session(db, work)
 
-    @app.post("/api/tasks/{task_id}/answers")
+    @app.post("/api/tasks/{task_id}/answers", dependencies=[ACT])
     def answer(task_id: int, body: AnswerCreate, db: DbDep, settings: SettingsDep) -> TaskPublic:
         return _act(
             task_id,
@@ -258,29 +284,29 @@ def _routes(app: FastAPI) -> None:
             ),
         )
 
-    @app.post("/api/tasks/{task_id}/execute")
+    @app.post("/api/tasks/{task_id}/execute", dependencies=[ACT])
     def execute(task_id: int, db: DbDep, settings: SettingsDep) -> TaskPublic:
         return _act(task_id, db, lambda s: actions.execute(s, settings, task_id))
 
-    @app.post("/api/tasks/{task_id}/request-changes")
+    @app.post("/api/tasks/{task_id}/request-changes", dependencies=[ACT])
     def request_changes(task_id: int, db: DbDep, settings: SettingsDep) -> TaskPublic:
         return _act(task_id, db, lambda s: actions.request_changes(s, settings, task_id))
 
-    @app.post("/api/tasks/{task_id}/approve")
+    @app.post("/api/tasks/{task_id}/approve", dependencies=[ACT])
     def approve(task_id: int, db: DbDep, settings: SettingsDep) -> TaskPublic:
         return _act(task_id, db, lambda s: actions.approve(s, settings, task_id))
 
-    @app.post("/api/tasks/{task_id}/cancel")
+    @app.post("/api/tasks/{task_id}/cancel", dependencies=[ACT])
     def cancel(task_id: int, db: DbDep) -> TaskPublic:
         return _act(task_id, db, lambda s: actions.cancel(s, task_id))
 
-    @app.post("/api/tasks/{task_id}/retry")
+    @app.post("/api/tasks/{task_id}/retry", dependencies=[ACT])
     def retry(task_id: int, db: DbDep, settings: SettingsDep) -> TaskPublic:
         return _act(task_id, db, lambda s: actions.retry(s, settings, task_id))
 
     # -- review -----------------------------------------------------------------------
 
-    @app.get("/api/tasks/{task_id}/diff")
+    @app.get("/api/tasks/{task_id}/diff", dependencies=[READ])
     def diff(
         task_id: int,
         db: DbDep,
@@ -292,7 +318,7 @@ def _routes(app: FastAPI) -> None:
 
         return _in_session(db, work).to_dict()
 
-    @app.get("/api/tasks/{task_id}/comments")
+    @app.get("/api/tasks/{task_id}/comments", dependencies=[READ])
     def comments(task_id: int, db: DbDep) -> list[CommentPublic]:
         return _in_session(
             db,
@@ -301,7 +327,7 @@ def _routes(app: FastAPI) -> None:
             ],
         )
 
-    @app.post("/api/tasks/{task_id}/comments", status_code=201)
+    @app.post("/api/tasks/{task_id}/comments", status_code=201, dependencies=[ACT])
     def comment(
         task_id: int, body: CommentCreate, db: DbDep, settings: SettingsDep
     ) -> CommentPublic:
@@ -324,7 +350,11 @@ def _routes(app: FastAPI) -> None:
             ),
         )
 
-    @app.post("/api/tasks/{task_id}/comments/{comment_id}/resolve")
+    # The comment is looked up within the task (already scoped), so it needs no scope of its own.
+    @app.post(
+        "/api/tasks/{task_id}/comments/{comment_id}/resolve",
+        dependencies=[Depends(Permit("act", handler_scoped=frozenset({"comment_id"})))],
+    )
     def resolve(task_id: int, comment_id: int, body: CommentResolve, db: DbDep) -> CommentPublic:
         return _in_session(
             db,
@@ -335,7 +365,7 @@ def _routes(app: FastAPI) -> None:
 
     # -- events -----------------------------------------------------------------------
 
-    @app.get("/api/tasks/{task_id}/events")
+    @app.get("/api/tasks/{task_id}/events", dependencies=[READ])
     def events(
         task_id: int, db: DbDep, after: Annotated[int, Query(ge=0)] = 0
     ) -> list[EventPublic]:
@@ -348,7 +378,7 @@ def _routes(app: FastAPI) -> None:
 
         return _in_session(db, work)
 
-    @app.get("/api/tasks/{task_id}/events/stream")
+    @app.get("/api/tasks/{task_id}/events/stream", dependencies=[READ])
     async def stream(
         task_id: int,
         db: DbDep,

@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from errands.accounts.access import ACT
 from errands.errors import ErrandsError
 from errands.settings import Settings
 from errands.store import Database, Question, Task
@@ -160,7 +161,7 @@ def _refused(websocket: WebSocket, settings: Settings) -> str | None:
     return None
 
 
-@router.websocket("/tasks/{task_id}/chat")
+@router.websocket("/tasks/{task_id}/chat", dependencies=[ACT])
 async def chat(websocket: WebSocket, task_id: int) -> None:
     db: Database = websocket.app.state.db
     settings: Settings = websocket.app.state.settings
@@ -194,7 +195,7 @@ async def chat(websocket: WebSocket, task_id: int) -> None:
         return
 
 
-@router.post("/tasks/{task_id}/requirements", response_model=None)
+@router.post("/tasks/{task_id}/requirements", response_model=None, dependencies=[ACT])
 def add_requirement(
     request: Request,
     task_id: int,

@@ -11,8 +11,10 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from errands.accounts import cost
+from errands.accounts.access import ACT, READ, principal_of, visible
 from errands.domain import TaskState
-from errands.errors import ErrandsError, InvalidInput
+from errands.errors import ErrandsError, InvalidInput, NotFound
 from errands.jobs import ledger
 from errands.schemas import EventPublic, TaskPublic, TaskSummary
 from errands.settings import Settings
@@ -116,9 +118,10 @@ class Card:
     task: TaskSummary
     project: str
     tokens: int
+    cost_micros: int = 0
 
 
-@router.get("/", response_model=None)
+@router.get("/", response_model=None, dependencies=[READ])
 def board(
     request: Request,
     db: DbDep,
@@ -126,8 +129,13 @@ def board(
     q: Annotated[str, Query(max_length=300)] = "",
 ) -> Response:
     def work(s: Session) -> dict[str, Any]:
-        projects = actions.list_projects(s)
-        tasks = actions.list_tasks(s, project=project or None)
+        who = principal_of(request)
+        projects = [p for p in actions.list_projects(s) if visible(s, who, p)]
+        if project and not any(project in (p.name, str(p.id)) for p in projects):
+            raise NotFound(f"Project {project!r} does not exist.")
+        tasks = [
+            t for t in actions.list_tasks(s, project=project or None) if visible(s, who, t.project)
+        ]
         needle = q.strip().lower()
         if needle:
             tasks = [
@@ -135,8 +143,14 @@ def board(
             ]
         names = {p.id: p.name for p in projects}
         tokens = actions.tokens_by_task(s, [t.id for t in tasks])
+        costs = cost.cost_by_task(s, [t.id for t in tasks])
         cards = [
-            Card(TaskSummary.model_validate(t), names.get(t.project_id, "?"), tokens.get(t.id, 0))
+            Card(
+                TaskSummary.model_validate(t),
+                names.get(t.project_id, "?"),
+                tokens.get(t.id, 0),
+                costs.get(t.id, 0),
+            )
             for t in tasks
         ]
         return {"projects": projects, "cards": cards}
@@ -172,7 +186,8 @@ def _new_task_page(
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    projects = in_session(db, actions.list_projects)
+    who = principal_of(request)
+    projects = in_session(db, lambda s: [p for p in actions.list_projects(s) if visible(s, who, p)])
     return page(
         request,
         "new_task.html",
@@ -186,12 +201,12 @@ def _new_task_page(
     )
 
 
-@router.get("/tasks/new", response_model=None)
+@router.get("/tasks/new", response_model=None, dependencies=[READ])
 def new_task_form(request: Request, db: DbDep, project: str = "") -> Response:
     return _new_task_page(request, db, project=project)
 
 
-@router.post("/tasks/new/readiness")
+@router.post("/tasks/new/readiness", dependencies=[READ])
 def spec_readiness(
     title: Annotated[str, Form()] = "", body: Annotated[str, Form()] = ""
 ) -> dict[str, list[str]]:
@@ -199,7 +214,7 @@ def spec_readiness(
     return {"missing": readiness(title, body)}
 
 
-@router.post("/tasks/new", response_model=None)
+@router.post("/tasks/new", response_model=None, dependencies=[ACT])
 def create_task(
     request: Request,
     db: DbDep,
@@ -213,9 +228,14 @@ def create_task(
     try:
         if not project:
             raise InvalidInput("Choose the project this task is for.")
-        task_id = in_session(
-            db, lambda s: actions.create_task(s, settings, project, title, text).id
-        )
+        who = principal_of(request)
+
+        def work(s: Session) -> int:
+            if not visible(s, who, actions.get_project(s, project)):
+                raise NotFound(f"Project {project!r} does not exist.")
+            return actions.create_task(s, settings, project, title, text).id
+
+        task_id = in_session(db, work)
     except ErrandsError as exc:
         return _new_task_page(
             request,
@@ -266,7 +286,7 @@ def task_page(
     return page(request, "task.html", status=status, error=error, **context)
 
 
-@router.get("/tasks/{task_id}", response_model=None)
+@router.get("/tasks/{task_id}", response_model=None, dependencies=[READ])
 def show_task(request: Request, task_id: int, db: DbDep) -> Response:
     return task_page(request, db, task_id)
 
@@ -300,7 +320,7 @@ def _optional_int(value: str, what: str) -> int | None:
     return int(value)
 
 
-@router.post("/tasks/{task_id}/answer", response_model=None)
+@router.post("/tasks/{task_id}/answer", response_model=None, dependencies=[ACT])
 def answer(
     request: Request,
     task_id: int,
@@ -327,7 +347,11 @@ def _simple(name: str, run: Callable[[Session, Settings, int], object]) -> None:
         )
 
     router.add_api_route(
-        f"/tasks/{{task_id}}/{name}", handler, methods=["POST"], response_model=None
+        f"/tasks/{{task_id}}/{name}",
+        handler,
+        methods=["POST"],
+        response_model=None,
+        dependencies=[ACT],
     )
 
 

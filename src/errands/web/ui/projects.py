@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from errands.accounts.access import ACT, READ, principal_of, visible
 from errands.errors import ConfigError, ErrandsError
 from errands.schemas import EventPublic, ProjectPublic
 from errands.settings import Settings
@@ -35,14 +36,17 @@ def _models(settings: Settings) -> list[tuple[str, str]]:
     return out
 
 
-@router.get("/projects", response_model=None)
+@router.get("/projects", response_model=None, dependencies=[READ])
 def list_projects(request: Request, db: DbDep, settings: SettingsDep) -> Response:
     def work(s: Session) -> list[tuple[ProjectPublic, int]]:
+        who = principal_of(request)
         counts: dict[int, int] = {}
         for task in actions.list_tasks(s):
             counts[task.project_id] = counts.get(task.project_id, 0) + 1
         return [
-            (ProjectPublic.of(p, settings), counts.get(p.id, 0)) for p in actions.list_projects(s)
+            (ProjectPublic.of(p, settings), counts.get(p.id, 0))
+            for p in actions.list_projects(s)
+            if visible(s, who, p)
         ]
 
     rows = in_session(db, work)
@@ -60,12 +64,12 @@ def _new_page(
     return page(request, "project_new.html", status=status, form=form or {}, error=error)
 
 
-@router.get("/projects/new", response_model=None)
+@router.get("/projects/new", response_model=None, dependencies=[READ])
 def new_project(request: Request) -> Response:
     return _new_page(request)
 
 
-@router.post("/projects/new", response_model=None)
+@router.post("/projects/new", response_model=None, dependencies=[ACT])
 def add_project(
     request: Request,
     db: DbDep,
@@ -86,6 +90,7 @@ def add_project(
             verify_commands=_lines(verify_commands) or None,
             auto_execute=bool(auto_execute),
         )
+        project.org_id = principal_of(request).org_id  # None in single-user mode
         return project.name
 
     try:
@@ -133,12 +138,12 @@ def project_page(
     )
 
 
-@router.get("/projects/{ref}", response_model=None)
+@router.get("/projects/{ref}", response_model=None, dependencies=[READ])
 def show_project(request: Request, ref: str, db: DbDep, settings: SettingsDep) -> Response:
     return project_page(request, db, settings, ref)
 
 
-@router.post("/projects/{ref}", response_model=None)
+@router.post("/projects/{ref}", response_model=None, dependencies=[ACT])
 def edit_project(
     request: Request,
     ref: str,
@@ -175,7 +180,7 @@ def edit_project(
     return RedirectResponse(f"/projects/{name}?saved=1", status_code=303)
 
 
-@router.post("/projects/{ref}/reindex", response_model=None)
+@router.post("/projects/{ref}/reindex", response_model=None, dependencies=[ACT])
 def reindex(request: Request, ref: str, db: DbDep, settings: SettingsDep) -> Response:
     try:
         name = in_session(db, lambda s: actions.reindex_project(s, settings, ref).name)

@@ -7,10 +7,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from errands.accounts.access import ACT, READ, Permit
 from errands.errors import ErrandsError, InvalidInput
 from errands.git import Diff
 from errands.schemas import CommentPublic, SubtaskPublic, TaskPublic
@@ -22,6 +23,8 @@ from errands.web.ui.render import page, wants_json
 from errands.workflow import actions
 
 router = APIRouter(include_in_schema=False)
+# Comments are looked up within their task (which the Permit scopes), never on their own.
+ACT_ON_COMMENT = Depends(Permit("act", handler_scoped=frozenset({"comment_id"})))
 
 View = Literal["subtask", "all", "since"]
 
@@ -179,7 +182,7 @@ def _keys(view: diffview.FileView) -> set[tuple[str, str, int]]:
     return keys
 
 
-@router.get("/tasks/{task_id}/review", response_model=None)
+@router.get("/tasks/{task_id}/review", response_model=None, dependencies=[READ])
 def show_review(
     request: Request,
     task_id: int,
@@ -192,7 +195,7 @@ def show_review(
     return review_page(request, db, settings, task_id, view=view, subtask=subtask, layout=layout)
 
 
-@router.get("/tasks/{task_id}/review/file", response_model=None)
+@router.get("/tasks/{task_id}/review/file", response_model=None, dependencies=[READ])
 def file_fragment(
     request: Request,
     task_id: int,
@@ -224,7 +227,7 @@ def file_fragment(
     )
 
 
-@router.get("/tasks/{task_id}/review/lines")
+@router.get("/tasks/{task_id}/review/lines", dependencies=[READ])
 def context_lines(
     task_id: int,
     db: DbDep,
@@ -244,7 +247,7 @@ def context_lines(
     return {"start": start, "lines": [str(h) for h in html[start - 1 : stop]]}
 
 
-@router.get("/tasks/{task_id}/file", response_model=None)
+@router.get("/tasks/{task_id}/file", response_model=None, dependencies=[READ])
 def show_file(
     request: Request,
     task_id: int,
@@ -325,7 +328,7 @@ def _review_form(
     return RedirectResponse(target + suffix, status_code=303)
 
 
-@router.post("/tasks/{task_id}/review/comments", response_model=None)
+@router.post("/tasks/{task_id}/review/comments", response_model=None, dependencies=[ACT])
 def add_comment(
     request: Request,
     task_id: int,
@@ -372,7 +375,11 @@ def add_comment(
     return _review_form(request, db, settings, task_id, back, work, anchor="#c{result}")
 
 
-@router.post("/tasks/{task_id}/review/comments/{comment_id}/resolve", response_model=None)
+@router.post(
+    "/tasks/{task_id}/review/comments/{comment_id}/resolve",
+    response_model=None,
+    dependencies=[ACT_ON_COMMENT],
+)
 def resolve(
     request: Request,
     task_id: int,
@@ -393,7 +400,11 @@ def resolve(
     )
 
 
-@router.post("/tasks/{task_id}/review/comments/{comment_id}/apply", response_model=None)
+@router.post(
+    "/tasks/{task_id}/review/comments/{comment_id}/apply",
+    response_model=None,
+    dependencies=[ACT_ON_COMMENT],
+)
 def apply(
     request: Request,
     task_id: int,
@@ -412,7 +423,7 @@ def apply(
     )
 
 
-@router.post("/tasks/{task_id}/review/request-changes", response_model=None)
+@router.post("/tasks/{task_id}/review/request-changes", response_model=None, dependencies=[ACT])
 def request_changes(
     request: Request,
     task_id: int,
@@ -423,7 +434,7 @@ def request_changes(
     return _verdict(request, db, settings, task_id, back, "request-changes")
 
 
-@router.post("/tasks/{task_id}/review/approve", response_model=None)
+@router.post("/tasks/{task_id}/review/approve", response_model=None, dependencies=[ACT])
 def approve(
     request: Request,
     task_id: int,

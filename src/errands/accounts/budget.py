@@ -1,0 +1,67 @@
+"""Spending caps: per task (its own, for all time) and per organization (per calendar month,
+UTC). Checked before every model call, counting the usage of the agent run in flight that is
+not recorded yet, so a job stops *before* the call that the cap no longer covers."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from errands.accounts import cost
+from errands.accounts.errors import BudgetReached
+from errands.accounts.service import project_org_id
+from errands.store import Database, Organization, Project, Task
+
+
+def check(
+    db: Database,
+    *,
+    task_id: int | None,
+    project_id: int,
+    model: str,
+    pending_input: int = 0,
+    pending_output: int = 0,
+) -> None:
+    with db.session() as session:
+        project = session.get(Project, project_id)
+        org_id = project_org_id(session, project) if project is not None else None
+        pending = cost.call_cost(
+            cost.price_for(session, org_id, model), pending_input, pending_output
+        )
+        if task_id is not None:
+            task = session.get(Task, task_id)
+            if task is not None and task.budget_micros is not None:
+                spent = cost.task_cost(session, task_id) + pending
+                if spent >= task.budget_micros:
+                    raise BudgetReached(
+                        f"Budget reached: task {task_id} has spent {cost.dollars(spent)} of its "
+                        f"{cost.dollars(task.budget_micros)} cap. The work committed so far is "
+                        "kept; raise the task's budget and retry to go on."
+                    )
+        if org_id is not None:
+            problem = org_over_budget(session, org_id, pending)
+            if problem:
+                raise BudgetReached(problem)
+
+
+def org_over_budget(session: Session, org_id: int, pending: int = 0) -> str | None:
+    """Why the organization may not spend more this month, or None."""
+    org = session.get(Organization, org_id)
+    if org is None or org.monthly_budget_micros is None:
+        return None
+    spent = cost.org_month_cost(session, org_id) + pending
+    if spent < org.monthly_budget_micros:
+        return None
+    return (
+        f"Budget reached: the organization has spent {cost.dollars(spent)} this month, its cap "
+        f"is {cost.dollars(org.monthly_budget_micros)}. An owner can raise the monthly budget; "
+        "then retry."
+    )
+
+
+def project_over_budget(session: Session, project: Project) -> str | None:
+    org_id = project_org_id(session, project)
+    return org_over_budget(session, org_id) if org_id is not None else None
+
+
+def task_budget_reached(session: Session, task: Task) -> bool:
+    return task.budget_micros is not None and cost.task_cost(session, task.id) >= task.budget_micros

@@ -1,0 +1,198 @@
+"""What model calls cost: a price table per model (built-in defaults an owner can override
+per organization), cost per job at the prices of the moment, and sums per task, project and
+organization. Amounts are integers in millionths of a US dollar ("micros"): with prices in
+dollars per million tokens, a call costs ``tokens * price`` micros."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from errands.accounts.service import now, project_org_id
+from errands.errors import InvalidInput
+from errands.store import Database, Job, ModelPrice, Project, Task
+
+# US dollars per million tokens (input, output), from the providers' public price lists.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-5": (1.25, 10.00),
+    "gpt-5-mini": (0.25, 2.00),
+    "o3": (2.00, 8.00),
+    "o4-mini": (1.10, 4.40),
+    "claude-opus-4-1": (15.00, 75.00),
+    "claude-sonnet-4-5": (3.00, 15.00),
+    "claude-sonnet-4-0": (3.00, 15.00),
+    "claude-haiku-4-5": (1.00, 5.00),
+}
+
+
+@dataclass(frozen=True)
+class Price:
+    model: str
+    input_per_mtok: float
+    output_per_mtok: float
+    custom: bool  # set by the organization, not the built-in default
+
+
+def model_key(model: str) -> str:
+    """``openai:gpt-4.1`` and ``gpt-4.1`` are priced alike."""
+    return model.split(":", 1)[1] if ":" in model else model
+
+
+def price_table(session: Session, org_id: int | None) -> list[Price]:
+    prices = {m: Price(m, i, o, False) for m, (i, o) in DEFAULT_PRICES.items()}
+    if org_id is not None:
+        for row in session.scalars(select(ModelPrice).where(ModelPrice.org_id == org_id)):
+            prices[row.model] = Price(row.model, row.input_per_mtok, row.output_per_mtok, True)
+    return sorted(prices.values(), key=lambda p: p.model)
+
+
+def price_for(session: Session, org_id: int | None, model: str) -> Price | None:
+    key = model_key(model)
+    if org_id is not None:
+        row = session.get(ModelPrice, (org_id, key))
+        if row is not None:
+            return Price(key, row.input_per_mtok, row.output_per_mtok, True)
+    default = DEFAULT_PRICES.get(key)
+    return Price(key, *default, False) if default else None
+
+
+def set_price(
+    session: Session, org_id: int, model: str, input_per_mtok: float, output_per_mtok: float
+) -> Price:
+    key = model_key(model.strip())
+    if not key or len(key) > 200:
+        raise InvalidInput("Name the model, e.g. gpt-4.1 or claude-sonnet-4-5.")
+    if not (0 <= input_per_mtok <= 10_000 and 0 <= output_per_mtok <= 10_000):
+        raise InvalidInput("Prices are US dollars per million tokens, between 0 and 10000.")
+    row = session.get(ModelPrice, (org_id, key))
+    if row is None:
+        row = ModelPrice(org_id=org_id, model=key, input_per_mtok=0.0, output_per_mtok=0.0)
+        session.add(row)
+    row.input_per_mtok = input_per_mtok
+    row.output_per_mtok = output_per_mtok
+    return Price(key, input_per_mtok, output_per_mtok, True)
+
+
+def call_cost(price: Price | None, input_tokens: int, output_tokens: int) -> int:
+    if price is None:
+        return 0
+    return round(input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok)
+
+
+def add_job_cost(
+    db: Database, job_id: int, model: str, input_tokens: int, output_tokens: int
+) -> int:
+    """Price a job's model usage at this moment's prices and add it to the job."""
+    with db.session() as session:
+        project = session.scalar(
+            select(Project).join(Job, Job.project_id == Project.id).where(Job.id == job_id)
+        )
+        org_id = project_org_id(session, project) if project is not None else None
+        micros = call_cost(price_for(session, org_id, model), input_tokens, output_tokens)
+        if micros:
+            session.execute(
+                update(Job).where(Job.id == job_id).values(cost_micros=Job.cost_micros + micros)
+            )
+        return micros
+
+
+def task_cost(session: Session, task_id: int) -> int:
+    return int(session.scalar(select(func.sum(Job.cost_micros)).where(Job.task_id == task_id)) or 0)
+
+
+def cost_by_task(session: Session, task_ids: list[int]) -> dict[int, int]:
+    if not task_ids:
+        return {}
+    rows = session.execute(
+        select(Job.task_id, func.sum(Job.cost_micros))
+        .where(Job.task_id.in_(task_ids))
+        .group_by(Job.task_id)
+    )
+    return {int(task_id): int(total or 0) for task_id, total in rows if task_id is not None}
+
+
+def month_start(moment: datetime | None = None) -> datetime:
+    moment = moment or now()
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _org_projects(session: Session, org_id: int) -> list[int]:
+    return [p.id for p in session.scalars(select(Project)) if project_org_id(session, p) == org_id]
+
+
+def org_month_cost(session: Session, org_id: int) -> int:
+    projects = _org_projects(session, org_id)
+    if not projects:
+        return 0
+    started = func.coalesce(Job.started_at, Job.created_at)
+    total = session.scalar(
+        select(func.sum(Job.cost_micros)).where(
+            Job.project_id.in_(projects), started >= month_start()
+        )
+    )
+    return int(total or 0)
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    project: str
+    task_id: int | None
+    title: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_micros: int
+
+
+def org_usage(session: Session, org_id: int | None, since: datetime) -> list[UsageRow]:
+    """Usage per task since a moment (jobs of a project without a task, e.g. indexing, are
+    one row per project), most expensive first."""
+    projects = (
+        [p.id for p in session.scalars(select(Project))]
+        if org_id is None
+        else _org_projects(session, org_id)
+    )
+    if not projects:
+        return []
+    started = func.coalesce(Job.started_at, Job.created_at)
+    rows = session.execute(
+        select(
+            Project.name,
+            Job.task_id,
+            Task.title,
+            func.sum(Job.model_requests),
+            func.sum(Job.input_tokens),
+            func.sum(Job.output_tokens),
+            func.sum(Job.cost_micros),
+        )
+        .join(Project, Project.id == Job.project_id)
+        .outerjoin(Task, Task.id == Job.task_id)
+        .where(Job.project_id.in_(projects), started >= since)
+        .group_by(Project.name, Job.task_id, Task.title)
+    )
+    found = [
+        UsageRow(name, task_id, title or "", int(r or 0), int(i or 0), int(o or 0), int(c or 0))
+        for name, task_id, title, r, i, o, c in rows
+    ]
+    return sorted(found, key=lambda row: (-row.cost_micros, row.project, row.task_id or 0))
+
+
+def dollars(micros: int | None) -> str:
+    value = (micros or 0) / 1_000_000
+    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+
+
+def to_micros(dollars_value: float | None) -> int | None:
+    if dollars_value is None:
+        return None
+    if dollars_value < 0 or dollars_value > 1_000_000:
+        raise InvalidInput("A budget is an amount of US dollars between 0 and 1,000,000.")
+    return round(dollars_value * 1_000_000)

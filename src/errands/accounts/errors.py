@@ -1,0 +1,26 @@
+"""Errors of accounts, access and budgets (part of Errands' exception tree)."""
+
+from __future__ import annotations
+
+from errands.errors import Conflict, ErrandsError
+
+
+class Unauthenticated(ErrandsError):
+    """No valid session or API token (or wrong credentials)."""
+
+    code = "unauthenticated"
+    status = 401
+
+
+class Forbidden(ErrandsError):
+    """Signed in, but the role does not allow this (or a CSRF token is missing)."""
+
+    code = "forbidden"
+    status = 403
+
+
+class BudgetReached(Conflict):
+    """Spending would pass a task's or an organization's cap: raised before a model call, so
+    the work already committed stays and the task can resume once the cap is raised."""
+
+    code = "budget_reached"
