@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     no_source_gold = 0
     misses: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="errands-bench-localize-"))
+    args.load_before = os.getloadavg()
     for repo, items in by_repo.items():
         git_dir = mapping[repo]
         st = stats[repo] = RepoStats()
@@ -262,6 +263,10 @@ def _report(
     print("Conditions")
     print(f"  CPUs: {os.cpu_count()}  python {platform.python_version()}  {platform.platform()}")
     print(f"  data: {args.data}  limit: {args.limit or 'none'}")
+    # The machine may be shared: timings mean little without how busy it was.
+    before, after = args.load_before, os.getloadavg()
+    print(f"  load average (1/5/15 min) at start: {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}")
+    print(f"  load average (1/5/15 min) at end:   {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}")
     for repo, n in skipped.items():
         print(f"  skipped {repo}: {n} instances (repository not available)")
     print(f"  instances without non-test gold files (skipped): {no_gold}")
