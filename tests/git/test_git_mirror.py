@@ -279,3 +279,18 @@ def test_adopt_published_follows_another_machines_pushes(tmp_path: Path, user_re
     assert here.adopt_published(branch) == theirs
     with pytest.raises(GitError, match="errands/"):
         here.adopt_published("main")
+
+
+def test_test_and_build_caches_are_never_committed(tmp_path: Path, mirror: Mirror) -> None:
+    ws = _start(mirror, tmp_path)
+    (ws.path / "pkg" / "__pycache__").mkdir(parents=True)
+    (ws.path / "pkg" / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\x00\x01")
+    (ws.path / "pkg" / "stale.pyc").write_bytes(b"\x00")
+    (ws.path / ".pytest_cache").mkdir()
+    (ws.path / ".pytest_cache" / "README.md").write_text("cache\n")
+    (ws.path / "pkg" / "m.py").write_text("x = 1\n")
+
+    sha = ws.commit_all("add m")
+
+    assert sha is not None
+    assert sh(ws.path, "show", "--name-only", "--format=", sha).split() == ["pkg/m.py"]

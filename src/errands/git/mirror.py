@@ -25,6 +25,29 @@ DEFAULT_MAX_DIFF_BYTES = 8 * 1024 * 1024
 DEFAULT_NETWORK_TIMEOUT = 30 * 60.0
 
 
+# Caches that running a project's tests and tools leaves in the work tree. A repository that
+# does not ignore them itself must still never get them committed by an agent's subtask
+# (they also make every task conflict with every other). The mirror's info/exclude applies
+# to all its workspaces and never touches the user's repository.
+GENERATED_ARTEFACTS = (
+    "__pycache__/",
+    "*.py[cod]",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".hypothesis/",
+)
+
+
+def _write_excludes(path: Path) -> None:
+    exclude = path / "info" / "exclude"
+    exclude.parent.mkdir(exist_ok=True)
+    exclude.write_text(
+        "# Written by Errands: build and test caches are never part of a subtask.\n"
+        + "".join(f"{pattern}\n" for pattern in GENERATED_ARTEFACTS)
+    )
+
+
 @dataclass(frozen=True)
 class Mirror:
     """A bare repository in Errands' data dir, one per project.
@@ -83,6 +106,7 @@ class Mirror:
         git("config", "--replace-all", f"remote.{ORIGIN}.fetch", _FETCH_REFSPEC, cwd=self.path)
         # land() fetches the (unreferenced) squash commit from here into a local origin.
         git("config", "uploadpack.allowAnySHA1InWant", "true", cwd=self.path)
+        _write_excludes(self.path)
         has_refs = git("for-each-ref", "--count=1", f"refs/remotes/{ORIGIN}/", cwd=self.path)
         return previous != origin or not has_refs.strip()
 
