@@ -29,8 +29,7 @@ from sqlalchemy import select
 from errands import runtime
 from errands.domain import JobState, TaskState
 from errands.settings import Settings
-from errands.store import Event, Job, Project, Subtask, Task
-from errands.store.models import utcnow
+from errands.store import Event, Job, Subtask, Task
 from errands.testing.scripted_llm import ScriptedLLM
 from errands.testing.workload import Driver, Fleet, ModuleScript, make_origin, worker_env
 from errands.workflow import actions
@@ -153,7 +152,7 @@ def test_twenty_tasks_survive_sigkilled_workers(
         elapsed = time.monotonic() - started
 
         check_exactly_once(db, driver.task_ids, project_id)
-        check_history(origin_path if setup["bare"] else origin_path, driver.task_ids)
+        check_history(origin_path, driver.task_ids)
         check_branches(db, driver.task_ids, homes)
         db.dispose()
 
@@ -189,7 +188,6 @@ def check_exactly_once(db: Any, task_ids: list[int], project_id: int) -> None:
         assert reviews == dict.fromkeys(task_ids, 1), "a task was handed to review twice"
 
         # No job is left running or leased: every lease ended with its job.
-        now = utcnow()
         leftover = session.execute(
             select(Job.id, Job.kind, Job.state, Job.lease_expires_at).where(
                 Job.project_id == project_id,
@@ -201,12 +199,10 @@ def check_exactly_once(db: Any, task_ids: list[int], project_id: int) -> None:
             select(Job.id).where(Job.project_id == project_id, Job.state == JobState.QUEUED)
         ).all()
         assert queued == []
-        assert session.get_one(Project, project_id) is not None
         for task_id in task_ids:
             subtasks = session.scalars(select(Subtask).where(Subtask.task_id == task_id)).all()
             assert [s.state for s in subtasks] == ["committed", "committed"]
             assert len({s.commit_sha for s in subtasks}) == 2
-        del now
 
 
 def check_history(origin: Path, task_ids: list[int]) -> None:
@@ -246,6 +242,7 @@ def check_branches(db: Any, task_ids: list[int], homes: list[Path]) -> None:
                 cwd=mirror,
                 capture_output=True,
                 text=True,
+                check=False,  # no such branch in this mirror: empty output
             ).stdout.strip()
             if not tip:
                 continue
