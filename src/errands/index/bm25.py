@@ -18,6 +18,14 @@ import numpy.typing as npt
 
 Ints = npt.NDArray[np.int32]
 Floats = npt.NDArray[np.float64]
+# Base arrays hold ids and counts in 16 bits when they fit (most repositories' symbol
+# chunks, every count), which makes the saved index much smaller.
+Small = npt.NDArray[np.uint16] | Ints
+
+
+def _narrow(values: npt.NDArray[np.integer], bound: int) -> Small:
+    """``values`` (all below ``bound``) as 16-bit integers when they fit."""
+    return values.astype(np.uint16) if bound <= 1 << 16 else values.astype(np.int32)
 
 
 class BM25:
@@ -37,10 +45,10 @@ class BM25:
         # Base postings: term t's documents are _docs[_ptr[t]:_ptr[t + 1]] (ascending), and a
         # base document d's terms _doc_terms[_doc_ptr[d]:_doc_ptr[d + 1]] (for removal).
         self._ptr: npt.NDArray[np.int64] = np.zeros(1, dtype=np.int64)
-        self._docs: Ints = np.zeros(0, dtype=np.int32)
-        self._tfs: Ints = np.zeros(0, dtype=np.int32)
+        self._docs: Small = np.zeros(0, dtype=np.int32)
+        self._tfs: Small = np.zeros(0, dtype=np.int32)
         self._doc_ptr: npt.NDArray[np.int64] = np.zeros(1, dtype=np.int64)
-        self._doc_terms: Ints = np.zeros(0, dtype=np.int32)
+        self._doc_terms: Small = np.zeros(0, dtype=np.int32)
         self._alive: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
         # Overlay: documents added after the bulk build.
         self._extra: dict[int, dict[int, int]] = {}  # term id → {doc: tf}
@@ -50,7 +58,12 @@ class BM25:
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         state["_arrays"] = {}
+        del state["doc_ids"]  # rebuilt from doc_keys on load
         return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.doc_ids = {key: i for i, key in enumerate(self.doc_keys) if key is not None}
 
     # ---- building -------------------------------------------------------------------------
 
@@ -79,13 +92,13 @@ class BM25:
         index.total_len = int(lengths.sum())
         index.live = n_docs
         index._doc_ptr = doc_ptr.astype(np.int64)
-        index._doc_terms = terms.astype(np.int32)
+        index._doc_terms = _narrow(terms, n_terms)
         index._alive = np.ones(n_docs, dtype=np.bool_)
         # Term-major: a stable sort by term keeps each term's documents ascending.
         docs = np.repeat(np.arange(n_docs, dtype=np.int32), np.diff(doc_ptr))
         order = np.argsort(terms, kind="stable")
-        index._docs = docs[order]
-        index._tfs = tfs[order].astype(np.int32)
+        index._docs = _narrow(docs[order], n_docs)
+        index._tfs = _narrow(tfs[order], int(tfs.max(initial=0)) + 1)
         counts = np.bincount(terms, minlength=n_terms)
         index._ptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         index.df = counts.tolist()
@@ -115,7 +128,9 @@ class BM25:
         renumber = np.cumsum(self._alive) - 1  # old id → new id, for live documents
         new_docs = renumber[docs[order]]
         ptr = np.searchsorted(new_docs, np.arange(len(keys) + 1, dtype=np.int64))
-        return BM25.bulk(keys, self.vocab, ptr.astype(np.int64), terms[order], tfs[order])
+        return BM25.bulk(
+            keys, self.vocab, ptr.astype(np.int64), terms[order], tfs[order].astype(np.int32)
+        )
 
     def add(self, key: str, counts: Mapping[str, int]) -> None:
         if key in self.doc_ids:
@@ -187,8 +202,8 @@ class BM25:
                     out[doc] = int(tf)
         return out
 
-    def _parts(self, tid: int) -> list[tuple[Ints, Floats]]:
-        parts: list[tuple[Ints, Floats]] = []
+    def _parts(self, tid: int) -> list[tuple[Small, Floats]]:
+        parts: list[tuple[Small, Floats]] = []
         if tid < len(self._ptr) - 1:
             lo, hi = self._ptr[tid], self._ptr[tid + 1]
             if hi > lo:
