@@ -220,3 +220,29 @@ def test_concurrent_saves_each_replace_the_index_whole(
     assert errors == []
     assert CodeIndex.load(target).paths == index.paths
     assert [p.name for p in target.parent.iterdir()] == ["project.idx"]  # no temp files left
+
+
+def test_a_failure_in_a_worker_process_fails_the_build(
+    built: tuple[Path, CodeIndex], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import time
+
+    from errands.index.analyse import Analysed, analyse
+
+    git_dir, index = built
+    monkeypatch.setattr(build, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(build, "_CLAIM_COST", 1)  # one file per claim
+    if build._workers() < 2:
+        monkeypatch.setattr(build, "_workers", lambda: 2)
+    parent = os.getpid()
+
+    def failing(path: str, blob: str, data: bytes) -> Analysed | None:
+        if os.getpid() == parent:
+            time.sleep(0.05)  # slow here, so the worker surely claims files too
+            return analyse(path, blob, data)
+        raise ValueError(f"cannot analyse {path} in a worker")
+
+    monkeypatch.setattr(build, "analyse", failing)
+    with pytest.raises(ValueError, match="in a worker"):
+        CodeIndex.build(git_dir, index.commit)

@@ -88,8 +88,12 @@ class _Encoder:
         self._words: list[str] = []
         self._counts: list[int] = []
 
-    def add(self, ordinal: int, entry: gitio.TreeEntry, data: bytes) -> None:
+    def add(self, ordinal: int, entry: gitio.TreeEntry, data: bytes | None) -> None:
+        """Analyse one file; ``data`` None: the repository lacks the blob (counted as
+        handled, for progress, and left out)."""
         self.handled += 1
+        if data is None:
+            return
         self.bytes += len(data)
         analysed = analyse(entry.path, entry.blob, data)
         if analysed is None:
@@ -316,18 +320,16 @@ class _Claims:
 
 def _claimed(
     reader: gitio.BlobReader, claims: _Claims, entries: Sequence[gitio.TreeEntry]
-) -> Iterator[tuple[int, bytes]]:
-    """Claimed entries and their contents. The next group is claimed and requested before
-    this one is analysed, so git reads it meanwhile. Missing blobs are skipped."""
+) -> Iterator[tuple[int, bytes | None]]:
+    """Claimed entries and their contents (None for a blob the repository lacks). The next
+    group is claimed and requested before this one is analysed, so git reads it meanwhile."""
     current = claims.next()
     reader.request([entries[i].blob for i in current])
     while current:
         following = claims.next()
         reader.request([entries[i].blob for i in following])
         for ordinal in current:
-            data = reader.read()
-            if data is not None:
-                yield ordinal, data
+            yield ordinal, reader.read()
         current = following
 
 
