@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -135,7 +136,11 @@ def worker_command() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     with _db() as (settings, db):
+        runtime.transport_of(db).ping()  # an unreachable Redis is a clear error, now
         worker = runtime.build_worker(runtime.build_services(settings, db))
+        # A deploy's SIGTERM: stop taking jobs and give the running ones back for another
+        # worker to resume, instead of leaving them to time out.
+        signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
         err.print(f"Worker {worker.name}: {settings.worker_concurrency} slot(s); Ctrl-C to stop")
         try:
             worker.run_forever()

@@ -36,6 +36,9 @@ class Transport(Protocol):
     def wait(self, timeout: float) -> None:
         """Return when a job may have become runnable, or after ``timeout`` seconds."""
 
+    def ping(self) -> None:
+        """Raise ``ConfigError`` if the transport cannot be reached (checked at start-up)."""
+
     def close(self) -> None: ...
 
 
@@ -63,6 +66,9 @@ class LocalTransport:
         with self._condition:
             seen = self._rings
             self._condition.wait_for(lambda: self._rings != seen, timeout)
+
+    def ping(self) -> None:
+        pass  # in-process: always there
 
     def close(self) -> None:
         self.announce()  # let waiting slots see that the worker is stopping
