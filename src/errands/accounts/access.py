@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi import routing as fastapi_routing
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -178,7 +180,41 @@ def principal_of(conn: HTTPConnection) -> Principal:
 # -- the rule every route follows, checked at start-up ---------------------------------------
 
 
-def permit_of(route: APIRoute | APIWebSocketRoute) -> Permit | None:
+@dataclass(frozen=True)
+class RouteInfo:
+    path: str
+    methods: frozenset[str]
+    dependant: Any
+    params: tuple[str, ...]
+    websocket: bool
+    in_schema: bool
+
+
+def routes_of(app: FastAPI) -> list[RouteInfo]:
+    """Every API and WebSocket route with its full path, through included routers too
+    (FastAPI keeps those behind wrappers; its private iterator is what the OpenAPI schema
+    itself is built from)."""
+    walk = getattr(fastapi_routing, "_iter_routes_with_context", None)
+    pairs = walk(app.routes) if walk else [(route, None) for route in app.routes]
+    found = []
+    for route, ctx in pairs:
+        if not isinstance(route, APIRoute | APIWebSocketRoute):
+            continue  # /openapi.json, /docs and static files: no data of anyone
+        source = ctx if ctx is not None else route
+        found.append(
+            RouteInfo(
+                path=source.path or route.path,
+                methods=frozenset(getattr(source, "methods", None) or ()),
+                dependant=getattr(source, "dependant", None) or route.dependant,
+                params=tuple(source.param_convertors or route.param_convertors),
+                websocket=isinstance(route, APIWebSocketRoute),
+                in_schema=bool(getattr(source, "include_in_schema", False)),
+            )
+        )
+    return found
+
+
+def permit_of(route: RouteInfo) -> Permit | None:
     pending: list[Any] = [route.dependant]
     while pending:
         dependant = pending.pop()
@@ -192,14 +228,12 @@ def check_routes(app: FastAPI) -> None:
     """Refuse to start when a route declares no Permit, or names an object in its path that
     nothing scopes to the organization: a new route cannot forget its access check."""
     problems = []
-    for route in app.routes:
-        if not isinstance(route, APIRoute | APIWebSocketRoute):
-            continue  # /openapi.json, /docs and static files: no data of anyone
+    for route in routes_of(app):
         permit = permit_of(route)
         if permit is None:
             problems.append(f"{route.path} declares no Permit")
             continue
-        for name in route.param_convertors:
+        for name in route.params:
             if name not in SCOPES and name not in permit.handler_scoped:
                 problems.append(f"{route.path}: path parameter {name!r} is scoped by nothing")
     if problems:

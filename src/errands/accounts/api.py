@@ -35,6 +35,7 @@ from errands.accounts.schemas import (
     NewPassword,
     OrgBudgetPublic,
     OrgChoice,
+    OrgCreate,
     OrgPublic,
     PricePublic,
     PriceSet,
@@ -101,6 +102,7 @@ def me(session: Session, principal: Principal) -> MePublic:
         org=current,
         orgs=orgs,
         via=principal.via,
+        csrf_token=principal.csrf or None,
     )
 
 
@@ -219,6 +221,16 @@ def password_reset_confirm(body: NewPassword, request: Request, _: PublicPrincip
 @router.get("/me")
 def whoami(request: Request, principal: UserPrincipal) -> MePublic:
     return _work(request, lambda s: me(s, principal))
+
+
+@router.post("/orgs", status_code=201)
+def create_org(body: OrgCreate, request: Request, principal: UserPrincipal) -> OrgPublic:
+    """A new organization the user owns; switch to it with POST /api/me/org."""
+    user_id = principal.user_id
+    if user_id is None:
+        raise Conflict("Sign up first: the first user's organization is created with them.")
+    org = _work(request, lambda s: service.create_org(s, user_id, body.name))
+    return OrgPublic(id=org.id, name=org.name, role="owner")
 
 
 @router.post("/me/org")

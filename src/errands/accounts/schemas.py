@@ -38,6 +38,10 @@ class NewPassword(BaseModel):
     password: str = Field(max_length=1000)
 
 
+class OrgCreate(BaseModel):
+    name: str = Field(max_length=200)
+
+
 class OrgChoice(BaseModel):
     org_id: int
 
@@ -59,6 +63,11 @@ class MePublic(BaseModel):
     org: OrgPublic | None = None
     orgs: list[OrgPublic] = Field(default_factory=list)
     via: str
+    csrf_token: str | None = Field(
+        default=None,
+        description="With a session cookie: send it as X-CSRF-Token on changes (or as the "
+        "csrf_token field of a form).",
+    )
 
 
 class AuthStatus(BaseModel):

@@ -228,6 +228,18 @@ def end_all_sessions(session: Session, user_id: int) -> None:
     session.execute(delete(UserSession).where(UserSession.user_id == user_id))
 
 
+def create_org(session: Session, user_id: int, name: str) -> Organization:
+    """Any signed-in user may start an organization of their own (and owns it)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("Name the organization, in at most 200 characters.")
+    org = Organization(name=name)
+    session.add(org)
+    session.flush()
+    session.add(Membership(user_id=user_id, org_id=org.id, role="owner"))
+    return org
+
+
 def switch_org(session: Session, principal: Principal, org_id: int) -> None:
     assert principal.user_id is not None and principal.session_id is not None
     if role_in(session, principal.user_id, org_id) is None:

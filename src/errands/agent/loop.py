@@ -11,7 +11,7 @@ import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 from pydantic_ai import Agent, ToolOutput
@@ -46,6 +46,15 @@ class Recorder(Protocol):
     def event(self, kind: str, message: str, data: dict[str, Any]) -> None: ...
     def usage(self, requests: int, input_tokens: int, output_tokens: int) -> None: ...
     def check_cancelled(self) -> None: ...
+
+
+@runtime_checkable
+class BudgetGuard(Protocol):
+    """A recorder that also guards spending: asked before every model request, with the
+    tokens this run has used so far (not yet reported through ``usage``), and raises to
+    stop the run before the request is sent."""
+
+    def check_budget(self, input_tokens: int, output_tokens: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,9 @@ async def _run(
             async for node in run:
                 recorder.check_cancelled()
                 if Agent.is_model_request_node(node):
+                    # The node is the request about to be sent: refusing here spends nothing.
+                    if isinstance(recorder, BudgetGuard):
+                        recorder.check_budget(run.usage.input_tokens, run.usage.output_tokens)
                     crash_point("agent.step")
                     _record_request(recorder, name, node.request)
                 elif Agent.is_call_tools_node(node):

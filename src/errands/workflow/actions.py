@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from errands.accounts import budget
 from errands.domain import (
     CommentKind,
     JobKind,
@@ -330,8 +331,20 @@ def _answer_text(q: Question) -> str:
 
 
 def start_execution_if_auto(session: Session, settings: Settings, task: Task) -> None:
-    if task.project.auto_execute:
-        execute(session, settings, task.id)
+    if not task.project.auto_execute:
+        return
+    over = budget.project_over_budget(session, task.project)
+    if over is not None:
+        # Spending nothing unasked: the task waits, ready, for someone to execute it.
+        event_log.record(
+            session,
+            "task.auto_execute_skipped",
+            f"Not executing automatically. {over}",
+            task_id=task.id,
+            project_id=task.project_id,
+        )
+        return
+    execute(session, settings, task.id)
 
 
 def execute(session: Session, settings: Settings, task_id: int) -> Task:

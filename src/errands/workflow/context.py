@@ -9,9 +9,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from errands.accounts import budget, cost, vault
 from errands.agent.loop import AgentConfig
 from errands.agent.providers import ModelHandle
-from errands.errors import Cancelled
+from errands.domain import JobKind
+from errands.errors import Cancelled, ConfigError
 from errands.git import Mirror
 from errands.jobs import ledger
 from errands.jobs.ledger import Lease
@@ -58,10 +60,12 @@ class JobContext:
     def __init__(self, services: Services, lease: Lease, cancel: threading.Event) -> None:
         self.services = services
         self.db = services.db
-        self.settings = services.settings
+        # The organization's own keys (stored encrypted), if it saved any, replace the
+        # server's for this job, and are redacted from its events like the server's.
+        self.settings = vault.settings_for_project(services.db, services.settings, lease.project_id)
         self.lease = lease
         self.cancel = cancel
-        self.redact = Redactor(services.settings.secrets())
+        self.redact = Redactor(self.settings.secrets())
 
     @property
     def task_id(self) -> int:
@@ -104,6 +108,27 @@ class JobContext:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
         )
+        cost.add_job_cost(self.db, self.lease.job_id, self._model(), input_tokens, output_tokens)
+
+    def check_budget(self, input_tokens: int, output_tokens: int) -> None:
+        """Before each model call: stop (BudgetReached) once the task's or the organization's
+        cap is spent, counting the run's usage so far."""
+        budget.check(
+            self.db,
+            task_id=self.lease.task_id,
+            project_id=self.lease.project_id,
+            model=self._model(),
+            pending_input=input_tokens,
+            pending_output=output_tokens,
+        )
+
+    def _model(self) -> str:
+        # Research runs the research model; every other stage that calls a model executes.
+        phase: Phase = "research" if self.lease.kind == JobKind.RESEARCH else "execute"
+        try:
+            return self.settings.model_for(phase)
+        except ConfigError:
+            return ""
 
     def check_cancelled(self) -> None:
         if self.cancel.is_set():

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from errands.accounts.errors import BudgetReached
 from errands.domain import ACTIVE_STATES, JobKind, JobState, TaskState
 from errands.errors import (
     BaseMoved,
@@ -65,6 +66,12 @@ class Dispatcher:
             return Outcome(JobState.CANCELLED, "cancelled")
         except MERGE_PROBLEMS as exc:
             self._merge_failed(ctx, exc)
+            return Outcome(JobState.FAILED, exc.message)
+        except BudgetReached as exc:
+            # Stopped before a model call: what was committed stays; raising the cap and
+            # retrying resumes the stage where it stopped (committed subtasks are not redone).
+            ctx.emit("task.budget_reached", exc.message, job_kind=lease.kind)
+            self._fail(ctx, exc.message, exc.code)
             return Outcome(JobState.FAILED, exc.message)
         except ErrandsError as exc:
             if exc.retryable and not lease.last_attempt:
