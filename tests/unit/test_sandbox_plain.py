@@ -202,3 +202,33 @@ def test_a_missing_working_directory_is_a_command_error(tmp_path: Path) -> None:
 
     with pytest.raises(CommandError, match="Cannot start"):
         plain(tmp_path / "missing").run("true", timeout=30)
+
+
+def test_a_long_command_reports_its_output_while_it_runs(sandbox: PlainSandbox) -> None:
+    seen: list[tuple[float, str]] = []
+
+    result = sandbox.run(
+        "for i in 1 2 3 4 5 6; do echo step $i; sleep 1; done",
+        timeout=60,
+        on_output=lambda tail: seen.append((time.monotonic(), tail)),
+    )
+
+    assert result.ok and "step 6" in result.output
+    # Reports came during the run (not only at its end), each the tail so far.
+    assert 1 <= len(seen) <= 4
+    assert "step 1" in seen[0][1]
+    assert "step 6" not in seen[0][1]
+
+
+def test_a_failing_output_listener_never_breaks_the_command(sandbox: PlainSandbox) -> None:
+    def broken(tail: str) -> None:
+        raise RuntimeError("event store down")
+
+    result = sandbox.run("echo a; sleep 2.5; echo b", timeout=60, on_output=broken)
+    assert result.ok and result.output.split() == ["a", "b"]
+
+
+def test_a_quiet_command_reports_nothing(sandbox: PlainSandbox) -> None:
+    seen: list[str] = []
+    assert sandbox.run("sleep 2.5", timeout=60, on_output=seen.append).ok
+    assert seen == []

@@ -389,3 +389,42 @@ def test_no_questions_means_ready_and_auto_execute(home: Path, sample_repo: Path
         ]
         assert states == ["researching", "ready", "executing", "in_review"]
         assert task["questions"] == []
+
+
+def test_a_long_command_streams_its_output_as_it_runs(home: Path, sample_repo: Path) -> None:
+    ticking = "for i in 1 2 3 4; do echo tick $i; sleep 1; done"
+
+    def hook(req: ChatRequest, phase: str) -> Reply | None:
+        if phase != "execute" or "subtask 1 of 2" not in req.user:
+            return None
+        return [
+            Reply.call("run_command", command=ticking),
+            Reply.call(
+                "edit_file",
+                path="calc.py",
+                old_text="    return a + b\n",
+                new_text="    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n",
+            ),
+            final(summary="Added multiply(a, b).", decisions=[]),
+        ][min(req.n_assistant, 2)]
+
+    llm, server = serve(home, Override(hook))
+    with llm, server as url:
+        client = httpx.Client(base_url=url, timeout=30)
+        task_id = add_task(client, add_project(client, sample_repo))
+        wait_for_state(client, task_id, "awaiting_answers")
+        client.post(f"/api/tasks/{task_id}/answers", json={"question": 1, "option": 1})
+        wait_for_event(client, task_id, "subtask.committed")
+        events = events_of(client, task_id)
+        kinds = [e["kind"] for e in events]
+        outputs = [e for e in events if e["kind"] == "command.output"]
+        assert outputs, kinds
+        assert outputs[0]["data"]["command"] == ticking
+        assert "tick 1" in outputs[0]["data"]["tail"]
+        # Live: reported before the command's result came back to the agent.
+        result_at = next(
+            i
+            for i, e in enumerate(events)
+            if e["kind"] == "agent.tool_result" and "tick 4" in str(e)
+        )
+        assert events.index(outputs[0]) < result_at

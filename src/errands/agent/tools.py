@@ -21,6 +21,8 @@ MAX_WRITE_BYTES = 2_000_000
 ToolFunction = Callable[..., str]
 # The project's code index: (query, limit) -> [(path, line, snippet)].
 CodeSearch = Callable[[str, int], list[tuple[str, int, str]]]
+# Told a running command's latest output (command, tail) every few seconds.
+CommandOutput = Callable[[str, str], None]
 
 
 class ToolError(Exception):
@@ -36,9 +38,11 @@ class WorkspaceTools:
         command_timeout: float,
         cancel: threading.Event | None = None,
         code_search: CodeSearch | None = None,
+        command_output: CommandOutput | None = None,
     ) -> None:
         self.root = root.resolve()
         self.code_search = code_search
+        self.command_output = command_output
         self.sandbox = sandbox
         self.command_timeout = command_timeout
         self.cancel = cancel
@@ -249,5 +253,11 @@ class WorkspaceTools:
         timeout = min(timeout_seconds or self.command_timeout, self.command_timeout)
         if self.sandbox is None:  # read_write() refuses to hand out this tool without one
             return "Error: commands cannot run in this phase"
-        result = self.sandbox.run(command, timeout=timeout, cancel=self.cancel)
+        report = self.command_output
+        result = self.sandbox.run(
+            command,
+            timeout=timeout,
+            cancel=self.cancel,
+            on_output=(lambda tail: report(command, tail)) if report else None,
+        )
         return f"[{result.describe()} in {result.duration:.1f}s]\n{result.output}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,4 +46,5 @@ class Sandbox(Protocol):
         timeout: float,
         cancel: threading.Event | None = None,
         network: bool = False,
+        on_output: Callable[[str], None] | None = None,
     ) -> CommandResult: ...

@@ -17,6 +17,7 @@ import stat
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from errands.errors import CommandError, ConfigError
@@ -100,6 +101,7 @@ class BubblewrapSandbox:
         timeout: float,
         cancel: threading.Event | None = None,
         network: bool = False,
+        on_output: Callable[[str], None] | None = None,
     ) -> CommandResult:
         workspace = self.policy.workspace
         if not workspace.is_dir():
@@ -117,6 +119,7 @@ class BubblewrapSandbox:
             timeout=timeout,
             cancel=cancel,
             helper_tasks=_BWRAP_HELPERS,
+            on_output=on_output,
         )
 
     def environment(self) -> dict[str, str]:

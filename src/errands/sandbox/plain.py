@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections.abc import Callable
 
 from errands.errors import CommandError
 from errands.sandbox.base import CommandResult
@@ -30,6 +31,7 @@ class PlainSandbox:
         timeout: float,
         cancel: threading.Event | None = None,
         network: bool = False,
+        on_output: Callable[[str], None] | None = None,
     ) -> CommandResult:
         del network  # there is nothing to turn off
         with tempfile.TemporaryDirectory(prefix="errands-home-") as home:
@@ -54,5 +56,6 @@ class PlainSandbox:
                 limits=self.policy.limits,
                 timeout=timeout,
                 cancel=cancel,
+                on_output=on_output,
             )
         return result

@@ -4,13 +4,14 @@ cancel flag, and nothing of the tree left running when ``run_process`` returns."
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -20,7 +21,20 @@ from errands.sandbox.base import CommandResult
 from errands.sandbox.limits import PidsCgroup, child_setup, warn_if_process_limit_does_not_hold
 from errands.sandbox.policy import Limits
 
+log = logging.getLogger(__name__)
+
 _CHUNK = 4096
+OUTPUT_EVERY = 2.0  # seconds between progress reports of a running command's output
+OUTPUT_TAIL_CHARS = 2_000
+
+OutputListener = Callable[[str], None]
+
+
+def _tell(listener: OutputListener, tail: str) -> None:
+    try:
+        listener(tail)
+    except Exception:  # a progress report must never break the command
+        log.exception("could not report a command's output")
 
 
 class _CappedReader:
@@ -31,6 +45,7 @@ class _CappedReader:
         self.tail: deque[bytes] = deque()
         self.tail_size = 0
         self.dropped = 0
+        self.received = 0  # bytes read so far, to tell when there is news
         self.limit = limit
         self.thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
         self.thread.start()
@@ -38,6 +53,7 @@ class _CappedReader:
     def _drain(self, stream: IO[bytes]) -> None:
         half = self.limit // 2
         for data in iter(lambda: stream.read1(_CHUNK), b""):  # type: ignore[attr-defined]
+            self.received += len(data)
             chunk = data
             if len(self.head) < half:
                 room = half - len(self.head)
@@ -57,6 +73,11 @@ class _CappedReader:
                     self.dropped += cut
                     excess -= cut
         stream.close()
+
+    def recent(self, chars: int) -> str:
+        """The last ``chars`` characters so far (read while the drain thread appends)."""
+        data = b"".join(list(self.tail)) or bytes(self.head)
+        return data[-chars * 2 :].decode("utf-8", errors="replace")[-chars:]
 
     def text(self) -> tuple[str, bool]:
         self.thread.join(5)
@@ -78,11 +99,14 @@ def run_process(
     timeout: float,
     cancel: threading.Event | None,
     helper_tasks: int = 0,
+    on_output: OutputListener | None = None,
 ) -> CommandResult:
     """Run ``argv`` (which runs ``command``) to completion, timeout or cancel.
 
     ``helper_tasks`` are processes of the wrapper itself (bwrap's), granted on top of
-    ``limits.processes`` so that the limit means the same for every backend."""
+    ``limits.processes`` so that the limit means the same for every backend. While it runs,
+    ``on_output`` gets the tail of its output every ``OUTPUT_EVERY`` seconds when there is
+    new output, so a long test run shows progress."""
     started = time.monotonic()
     cgroup = PidsCgroup.create(limits.processes + helper_tasks)
     if cgroup is None:
@@ -108,7 +132,13 @@ def run_process(
         crash_point("command.running")
         timed_out = cancelled = False
         delay = 0.001
+        reported, next_report = 0, time.monotonic() + OUTPUT_EVERY
         while not _exited(process.pid):
+            if on_output is not None and time.monotonic() >= next_report:
+                next_report = time.monotonic() + OUTPUT_EVERY
+                if reader.received != reported:
+                    reported = reader.received
+                    _tell(on_output, reader.recent(OUTPUT_TAIL_CHARS))
             if time.monotonic() - started > timeout:
                 timed_out = True
             elif cancel is not None and cancel.is_set():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from errands.sandbox import Sandbox
@@ -19,7 +20,12 @@ def run_verification(
     for command in commands:
         ctx.check_cancelled()
         ctx.emit("verify.started", f"verify: {command}", command=command)
-        result = sandbox.run(command, timeout=timeout, cancel=ctx.cancel)
+        result = sandbox.run(
+            command,
+            timeout=timeout,
+            cancel=ctx.cancel,
+            on_output=partial(report_output, ctx, command),
+        )
         ctx.check_cancelled()
         outcome = {
             "command": command,
@@ -45,3 +51,9 @@ def failure_report(results: list[dict[str, Any]]) -> str:
             status = "timed out" if r["timed_out"] else f"exit code {r['exit_code']}"
             parts.append(f"$ {r['command']}\n[{status}]\n{r['output']}")
     return "\n\n".join(parts)
+
+
+def report_output(ctx: JobContext, command: str, tail: str) -> None:
+    """A running command's latest output, for live logs (the full output comes at the end)."""
+    last_line = tail.rstrip().rsplit("\n", 1)[-1][:200]
+    ctx.emit("command.output", f"{command}: {last_line}", command=command, tail=tail)

@@ -28,6 +28,7 @@ from errands.workflow.code_index import load_index
 from errands.workflow.context import JobContext, workspace_name
 from errands.workflow.mirrors import mirror_path, open_mirror
 from errands.workflow.project_config import EffectiveConfig
+from errands.workflow.verify import report_output
 
 # Where package managers keep downloads, pointed into the project's cache directory so the
 # second task of a project installs from disk.
@@ -150,6 +151,7 @@ def job_workspace(
             command_timeout=config.command_timeout,
             cancel=ctx.cancel,
             code_search=search,
+            command_output=lambda command, tail: report_output(ctx, command, tail),
         )
         yield JobWorkspace(workspace, sandbox, tools)
     finally:
