@@ -5,7 +5,8 @@ question, answered at once; a two-subtask plan; two verified commits; approval; 
 merge) against a zero-latency scripted LLM, with real ``errands worker`` processes (one job
 slot each), real git and the real sandbox. Printed per worker count: tasks per minute
 (first task created → last task merged) and the delay from "job queued" to "job started"
-(median, p95) over every job of the run.
+(median, p95) over every job of the run — mostly waiting for a free slot — and, apart, the
+same delay for a lone job queued while every worker is idle (the transport's latency).
 
 Backends: ``sqlite`` (the embedded default: workers poll the SQLite ledger) and
 ``postgres+redis`` (PostgreSQL ledger, workers woken through Redis), when ``--postgres``
@@ -38,7 +39,7 @@ from sqlalchemy import select
 from errands import runtime
 from errands.domain import TaskState
 from errands.settings import Settings
-from errands.store import Job
+from errands.store import Database, Job
 from errands.testing.scripted_llm import ScriptedLLM
 from errands.testing.workload import Driver, Fleet, ModuleScript, make_origin, worker_env
 from errands.workflow import actions
@@ -58,6 +59,9 @@ def scratch_postgres(admin_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+PICKUP_SAMPLES = 10
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -65,8 +69,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_once(
     workers: int, tasks: int, llm_url: str, root: Path, database_url: str | None, redis: str | None
-) -> tuple[float, list[float]]:
-    """Returns (tasks per minute, queue→start delays in seconds)."""
+) -> tuple[float, list[float], list[float]]:
+    """Returns (tasks per minute, queue→start delays, idle pick-up delays), in seconds."""
     home = root / "home"
     origin = make_origin(root / "origin", bare=False)
     settings = Settings(
@@ -115,15 +119,36 @@ def run_once(
                 raise SystemExit(f"tasks failed: {failed} (logs in {root / 'logs'})")
             time.sleep(0.05)
         elapsed = time.monotonic() - began
+        pickups = idle_pickups(db, settings, project_id, PICKUP_SAMPLES)
     finally:
         fleet.stop()
     with db.session() as session:
         rows = session.execute(
-            select(Job.created_at, Job.started_at).where(Job.kind != "index")
+            select(Job.created_at, Job.started_at).where(Job.task_id.in_(driver.task_ids))
         ).all()
     db.dispose()
     delays = [(started - created).total_seconds() for created, started in rows if started]
-    return tasks / elapsed * 60, delays
+    return tasks / elapsed * 60, delays, pickups
+
+
+def idle_pickups(db: Database, settings: Settings, project_id: int, samples: int) -> list[float]:
+    """Queued→started of a lone job while every worker is idle: the transport's latency
+    (polling vs a wake-up), apart from waiting for a free slot."""
+    delays = []
+    for n in range(samples):
+        time.sleep(0.3)  # workers back in their wait
+        with db.session() as session:
+            task = actions.create_task(session, settings, project_id, f"Add module {900 + n}", "")
+            task_id = task.id
+        while True:
+            with db.session() as session:
+                job = session.scalars(select(Job).where(Job.task_id == task_id)).first()
+                if job is not None and job.started_at is not None:
+                    delays.append((job.started_at - job.created_at).total_seconds())
+                    actions.cancel(session, task_id)
+                    break
+            time.sleep(0.01)
+    return delays
 
 
 def main() -> None:
@@ -151,17 +176,19 @@ def main() -> None:
                 with tempfile.TemporaryDirectory(prefix="errands-bench-") as tmp:
                     if postgres:
                         with scratch_postgres(postgres) as url:
-                            rate, delays = run_once(
+                            rate, delays, pickups = run_once(
                                 workers, args.tasks, llm.base_url, Path(tmp), url, redis
                             )
                     else:
-                        rate, delays = run_once(
+                        rate, delays, pickups = run_once(
                             workers, args.tasks, llm.base_url, Path(tmp), None, None
                         )
                 print(
                     f"{backend:15} {workers} worker(s): {rate:6.1f} tasks/min; "
                     f"queued→started median {statistics.median(delays) * 1000:6.0f} ms, "
-                    f"p95 {percentile(delays, 0.95) * 1000:6.0f} ms over {len(delays)} jobs",
+                    f"p95 {percentile(delays, 0.95) * 1000:6.0f} ms over {len(delays)} jobs; "
+                    f"idle pick-up median {statistics.median(pickups) * 1000:4.0f} ms, "
+                    f"p95 {percentile(pickups, 0.95) * 1000:4.0f} ms",
                     flush=True,
                 )
     print(f"load average at end {os.getloadavg()[0]:.2f}")
