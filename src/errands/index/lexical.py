@@ -16,7 +16,8 @@ from itertools import accumulate, chain, islice
 import numpy as np
 import numpy.typing as npt
 
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+[A-Za-z_][A-Za-z0-9_]*")
+# Possessive quantifiers: the same words, found without keeping backtracking state.
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*+|[0-9]++[A-Za-z_][A-Za-z0-9_]*+")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 STOPWORDS = frozenset(
