@@ -1,12 +1,13 @@
 """Reading and analysing many files at once: the cold build, and updates of many files.
 
-Files are analysed in forked worker processes when there are enough of them, each worker
-reading its own share of blobs through its own ``git cat-file --batch`` and sending back
-compact batches: file entries, plus every document as (word id, count) pairs in flat int32
-arrays, with the words it had not sent before. The parent maps those words to build-wide ids
-(:class:`~errands.index.lexical.Lexicon`), orders files as listed, and expands words into
-terms for all documents at once in numpy. A serial build runs the same encoder in-process,
-so both give the same index.
+When there are enough files, worker processes are forked and this process works alongside
+them: each takes groups of files, largest first, from a counter in shared memory, reads them
+through its own ``git cat-file --batch`` and analyses them. Every process numbers words and
+terms itself, splits each word into terms once, and expands its documents' word counts into
+term counts in numpy; workers send compact batches (file entries, and (term id, count) pairs
+in flat arrays with the terms not sent before). This process maps terms to build-wide ids,
+orders files as listed and hands BM25 the arrays. A serial build runs the same encoder in
+this process alone, so both give the same index.
 """
 
 from __future__ import annotations
