@@ -115,11 +115,16 @@ def test_pages_and_the_chat_socket_refuse_outsiders(world: World) -> None:
     client = world.client()
     routes = routes_of(world.app)
     for route in routes:
-        if not route.in_schema and "GET" in route.methods:
+        permit = permit_of(route)
+        public = permit is not None and permit.level == "public"  # sign-in and sign-up
+        if not route.in_schema and "GET" in route.methods and not public:
             url = fill(route.path, world)
             page = client.get(url, headers={"Accept": "application/json"})
             assert page.status_code == 401, f"{route.path}: {page.status_code}"
             assert_no_data(page, route.path)
+            browser = client.get(url, headers={"Accept": "text/html"}, follow_redirects=False)
+            assert browser.status_code == 303
+            assert browser.headers["location"].startswith("/login?next=")
             other = client.get(url, headers={**world.bearer(world.outsider_token)})
             if any(p in route.path for p in ("{task_id}", "{ref}")):
                 assert other.status_code == 404, route.path

@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from errands.web.ui import chat, errors, pages, projects, review
+from errands.web.ui import accounts, chat, errors, pages, projects, review
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -24,6 +24,6 @@ def install(app: FastAPI) -> None:
     an error page while API clients keep getting JSON.
     """
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (pages, review, projects, chat):
+    for module in (pages, review, projects, chat, accounts):
         app.include_router(module.router)
     errors.install(app)

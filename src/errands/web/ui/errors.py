@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import cast
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from errands.errors import ErrandsError
 from errands.web.errors import json_error
@@ -23,6 +24,7 @@ Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
 
 TITLES = {
     400: "Bad request",
+    401: "Sign in",
     403: "Not allowed",
     404: "Not found",
     405: "Not allowed",
@@ -51,6 +53,11 @@ def install(app: FastAPI) -> None:
         async def handler(request: Request, exc: Exception) -> Response:
             if wants_html(request):
                 status, message = _describe(exc)
+                if status == 401:  # a browser that is not signed in goes to sign in
+                    target = quote(
+                        request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                    )
+                    return RedirectResponse(f"/login?next={target}", status_code=303)
                 return error_page(request, status, message)
             result = original(request, exc)
             return await result if isinstance(result, Awaitable) else result

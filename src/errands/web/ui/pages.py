@@ -274,6 +274,8 @@ def _task_context(s: Session, task_id: int) -> dict[str, Any]:
         "last_event_id": events[-1].id if events else 0,
         "active_job": active.kind if active else None,
         "live_kinds": LIVE_KINDS,
+        "cost_micros": cost.task_cost(s, task_id),
+        "budget_micros": task.budget_micros,
     }
 
 

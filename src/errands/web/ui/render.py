@@ -13,6 +13,9 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 import errands
+from errands.accounts.access import principal_of
+from errands.accounts.cost import dollars
+from errands.accounts.service import Principal
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -57,7 +60,23 @@ environment = jinja2.Environment(
     lstrip_blocks=True,
 )
 environment.filters.update(age=_age, tokens=_tokens, markdown=_markdown_filter, label=_label)
-environment.globals.update(version=errands.__version__)
+
+
+def _principal(request: Request) -> Principal:
+    return principal_of(request)
+
+
+def _csrf_field(request: Request) -> Markup:
+    """Every form that changes something carries the session's CSRF token (empty in
+    single-user mode, where there is no session to protect)."""
+    token = principal_of(request).csrf
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
+
+
+environment.filters.update(dollars=dollars)
+environment.globals.update(
+    version=errands.__version__, csrf_field=_csrf_field, principal=_principal
+)
 
 
 def wants_html(request: Request) -> bool:
