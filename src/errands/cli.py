@@ -490,6 +490,51 @@ def task_show(task_id: TaskArg, as_json: JsonOpt = False) -> None:
         out.print(Markdown(t.handoff))
 
 
+# -- a remote server ----------------------------------------------------------------------
+
+
+@app.command()
+def login(
+    url: Annotated[
+        str, typer.Argument(help="The Errands server, e.g. https://errands.example.com")
+    ],
+    token: Annotated[
+        str | None, typer.Option(help="An API token (created on the server's account page).")
+    ] = None,
+) -> None:
+    """Keep a remote server's address and an API token (in $ERRANDS_HOME/remote.toml)."""
+    from errands.accounts import remote
+
+    secret = token or typer.prompt("API token", hide_input=True)
+    me = remote.login(_settings(), url, secret)
+    org = me.get("org") or {}
+    typer.echo(f"Logged in to {url} as {me.get('email')} ({org.get('name')}, {org.get('role')}).")
+
+
+@app.command()
+def whoami(as_json: JsonOpt = False) -> None:
+    """Who the stored token acts as on the remote server."""
+    from errands.accounts import remote
+
+    settings = _settings()
+    me = remote.call(remote.load(settings), "GET", "/api/me")
+    if as_json:
+        _print_json(me)
+        return
+    org = me.get("org") or {}
+    typer.echo(
+        f"{me.get('email')} — {org.get('name')} ({org.get('role')}) on {remote.load(settings).url}"
+    )
+
+
+@app.command()
+def logout() -> None:
+    """Forget the remote server's token."""
+    from errands.accounts import remote
+
+    typer.echo("Logged out." if remote.forget(_settings()) else "Not logged in.")
+
+
 @app.command()
 def answer(
     task_id: TaskArg,

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from errands.settings import Settings
 from errands.store import Job, Project, Task
 from errands.workflow.project_config import effective_config
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# The store keeps naive UTC datetimes; the API says so (RFC 3339 wants the offset).
+UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class _Public(BaseModel):
@@ -31,8 +39,8 @@ class ProjectPublic(_Public):
     repo_config: dict[str, Any]
     auto_execute: bool
     max_concurrent_jobs: int | None
-    indexed_at: datetime | None
-    created_at: datetime
+    indexed_at: UtcDateTime | None
+    created_at: UtcDateTime
     effective: EffectivePublic | None = None
 
     @classmethod
@@ -70,7 +78,7 @@ class QuestionPublic(_Public):
     recommended: int | None
     answer_option: int | None
     answer_text: str | None
-    answered_at: datetime | None
+    answered_at: UtcDateTime | None
 
 
 class SubtaskPublic(_Public):
@@ -98,7 +106,7 @@ class CommentPublic(_Public):
     kind: str
     resolved: bool
     commit_sha: str | None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class UsagePublic(BaseModel):
@@ -113,8 +121,8 @@ class JobPublic(_Public):
     state: str
     attempts: int
     last_error: str | None
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: UtcDateTime
+    finished_at: UtcDateTime | None
     model_requests: int
     input_tokens: int
     output_tokens: int
@@ -127,8 +135,8 @@ class TaskSummary(_Public):
     state: str
     branch: str | None
     failure_reason: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class TaskPublic(TaskSummary):
@@ -167,7 +175,7 @@ class EventPublic(_Public):
     kind: str
     message: str
     data: dict[str, Any]
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 # -- inputs ---------------------------------------------------------------------------------

@@ -40,16 +40,24 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
 
 
+# Ids past a 64-bit integer cannot exist (and the database driver refuses to look them up).
+MAX_ID = 2**63 - 1
+
+
+def _id(value: str) -> int | None:
+    return int(value) if value.isdigit() and int(value) <= MAX_ID else None
+
+
 def _task_scope(session: Session, principal: Principal, value: str) -> None:
-    if not value.isdigit():
+    if not value.lstrip("-").isdigit():
         return  # the route's own validation answers 422
-    task = session.get(Task, int(value))
+    task = session.get(Task, _id(value)) if _id(value) is not None else None
     if task is None or service.project_org_id(session, task.project) != principal.org_id:
         raise NotFound(f"Task {value} does not exist.")
 
 
 def _project_scope(session: Session, principal: Principal, value: str) -> None:
-    project = session.get(Project, int(value)) if value.isdigit() else None
+    project = session.get(Project, _id(value)) if _id(value) is not None else None
     if project is None:
         project = session.scalars(select(Project).where(Project.name == value)).first()
     if project is None or service.project_org_id(session, project) != principal.org_id:
@@ -119,6 +127,10 @@ class Permit:
     def _resolve(self, conn: HTTPConnection) -> Principal:
         db: Database = conn.app.state.db
         with db.session() as session:
+            task_id = str(conn.path_params.get("task_id", ""))
+            if task_id.lstrip("-").isdigit() and _id(task_id) is None:
+                # No such id can exist, and the database driver cannot even look it up.
+                raise NotFound(f"Task {task_id} does not exist.")
             if not accounts_active(conn, session):
                 return LOCAL
             principal = credentials(conn, session)

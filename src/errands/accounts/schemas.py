@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from errands.schemas import UtcDateTime
 
 
 class _Public(BaseModel):
@@ -88,9 +89,9 @@ class TokenPublic(_Public):
     name: str
     prefix: str
     user_id: int
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcDateTime
+    last_used_at: UtcDateTime | None
+    revoked_at: UtcDateTime | None
 
 
 class TokenCreated(TokenPublic):
@@ -117,7 +118,7 @@ class InvitationPublic(_Public):
     id: int
     email: str
     role: str | None
-    expires_at: datetime
+    expires_at: UtcDateTime
 
 
 class InvitationSent(BaseModel):
@@ -169,7 +170,7 @@ class UsageRowPublic(BaseModel):
 
 
 class UsagePublic(BaseModel):
-    since: datetime
+    since: UtcDateTime
     cost_usd: float
     monthly_budget_usd: float | None
     rows: list[UsageRowPublic]
@@ -182,7 +183,7 @@ class SecretSet(BaseModel):
 class SecretPublic(_Public):
     name: str
     hint: str
-    updated_at: datetime
+    updated_at: UtcDateTime
 
 
 class AuditPublic(_Public):
@@ -191,4 +192,4 @@ class AuditPublic(_Public):
     action: str
     target: str
     data: dict[str, Any]
-    created_at: datetime
+    created_at: UtcDateTime
