@@ -34,6 +34,7 @@ def save(session: Session, settings: Settings, org_id: int, name: str, value: st
     row.ciphertext = box.seal(value.strip())
     # Enough to recognise which key it is, never enough to use it.
     row.hint = "…" + value.strip()[-4:] if len(value.strip()) >= 12 else "…"
+    session.flush()  # its timestamps, for the answer
     return row
 
 
