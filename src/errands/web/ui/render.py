@@ -27,6 +27,8 @@ _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("
 def _age(value: datetime | None, now: datetime | None = None) -> str:
     if value is None:
         return ""
+    if value.tzinfo is not None:  # the API's shapes say UTC explicitly; the store does not
+        value = value.astimezone(UTC).replace(tzinfo=None)
     now = now or datetime.now(UTC).replace(tzinfo=None)
     seconds = max(0, int((now - value).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
