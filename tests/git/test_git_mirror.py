@@ -244,41 +244,66 @@ def test_adopt_published_follows_another_machines_pushes(tmp_path: Path, user_re
     sh(tmp_path, "clone", "--quiet", "--bare", str(user_repo), str(remote))
     here = Mirror.create(tmp_path / "here.git", str(remote))
     there = Mirror.create(tmp_path / "there.git", str(remote))
-    branch = "errands/7-task"
-    assert here.adopt_published(branch) is None  # nothing anywhere yet
+    base = here.resolve(here.base_ref("main"))
+    assert base is not None
+    branch, key = "errands/7-task", "Errands-Task-Key: 7.20261122"
+
+    def commit(ws: Workspace, name: str, marker: str = key) -> str:
+        (ws.path / name).write_text(f"{name}\n")
+        sha = ws.commit_all(f"{name}\n\n{marker}\n")
+        assert sha is not None
+        return sha
+
+    assert here.adopt_published(branch, base, key) is None  # nothing anywhere yet
 
     # The other machine commits and publishes; this one had nothing: it takes origin's.
     ws = _start(there, tmp_path, branch)
-    (ws.path / "a").write_text("a\n")
-    first = ws.commit_all("a")
+    first = commit(ws, "a")
     there.publish(branch)
     here.fetch()
-    assert here.adopt_published(branch) == first
+    assert here.adopt_published(branch, base, key) == first
     assert here.resolve(f"refs/heads/{branch}") == first
 
     # Origin moves on: a local branch behind it fast-forwards.
-    (ws.path / "b").write_text("b\n")
-    second = ws.commit_all("b")
+    second = commit(ws, "b")
     there.publish(branch)
     here.fetch()
-    assert here.adopt_published(branch) == second
+    assert here.adopt_published(branch, base, key) == second
 
     # Local work ahead of origin (committed here, not yet published) is kept.
     mine = here.add_workspace(tmp_path / "ws" / "here", branch, second)
-    (mine.path / "c").write_text("c\n")
-    third = mine.commit_all("c")
+    third = commit(mine, "c")
     here.fetch()
-    assert here.adopt_published(branch) == third
+    assert here.adopt_published(branch, base, key) == third
 
     # Diverged: origin's copy, the one the records refer to, wins.
-    (ws.path / "d").write_text("d\n")
-    theirs = ws.commit_all("d")
+    theirs = commit(ws, "d")
     there.publish(branch)
     here.remove_workspace(mine.path)
     here.fetch()
-    assert here.adopt_published(branch) == theirs
+    assert here.adopt_published(branch, base, key) == theirs
     with pytest.raises(GitError, match="errands/"):
-        here.adopt_published("main")
+        here.adopt_published("main", base, key)
+
+
+def test_a_same_named_branch_of_another_install_is_not_adopted(
+    tmp_path: Path, user_repo: Path
+) -> None:
+    remote = tmp_path / "remote.git"
+    sh(tmp_path, "clone", "--quiet", "--bare", str(user_repo), str(remote))
+    here = Mirror.create(tmp_path / "here.git", str(remote))
+    elsewhere = Mirror.create(tmp_path / "elsewhere.git", str(remote))
+    base = here.resolve(here.base_ref("main"))
+    assert base is not None
+    branch = "errands/1-task"
+    ws = _start(elsewhere, tmp_path, branch)
+    (ws.path / "theirs").write_text("theirs\n")
+    ws.commit_all("theirs\n\nErrands-Task-Key: 1.20250101000000000000\n")
+    elsewhere.publish(branch)
+
+    here.fetch()
+    assert here.adopt_published(branch, base, "Errands-Task-Key: 1.20261122000000000000") is None
+    assert here.resolve(f"refs/heads/{branch}") is None
 
 
 def test_test_and_build_caches_are_never_committed(tmp_path: Path, mirror: Mirror) -> None:

@@ -14,7 +14,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(os.environ.get("ERRANDS_SCREENSHOTS", Path(__file__).parent / "screenshots"))
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is open the main thread has a
+# running asyncio loop, and every later test calling asyncio.run() there would fail.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     if not CHROMIUM.exists() and shutil.which("chromium") is None:
         pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does)")

@@ -149,7 +149,10 @@ def _push(
     )
     if result.ok:
         return
-    if "stale info" in result.stdout or "stale info" in result.stderr:
+    said = result.stdout + result.stderr
+    # "stale info": the lease check failed before sending; "cannot lock ref ... but
+    # expected": another push won the race on origin's side after the check passed.
+    if "stale info" in said or ("cannot lock ref" in said and "but expected" in said):
         raise BaseMoved(f"{branch} moved on origin; squash again onto its new tip")
     # --porcelain puts the reason a ref was rejected on stdout.
     raise error_for(result, include_stdout=True)

@@ -240,13 +240,16 @@ class Mirror:
         with repo_lock(self.path):
             self._network("push", "--quiet", "--force", ORIGIN, f"{ref}:{ref}")
 
-    def adopt_published(self, branch: str) -> str | None:
+    def adopt_published(self, branch: str, base: str, marker: str) -> str | None:
         """Bring the local task branch up to origin's copy, which a worker on another machine
         may have moved (every subtask commit is published before it is recorded). Call
-        after :meth:`fetch`. A local branch ahead of origin keeps its commits (this
-        machine's unpublished work, found again by its trailers); one that diverged yields
-        to origin, the copy the records refer to. Returns the branch's tip, if any."""
+        after :meth:`fetch`. Origin's copy is taken only if every commit on it since
+        ``base`` carries the line ``marker`` (this task's key: a same-named branch of
+        another Errands install is not ours). A local branch ahead of origin keeps its
+        commits (this machine's unpublished work, found again by its trailers); one that
+        diverged yields to origin, the copy the records refer to. Returns the tip, if any."""
         require_task_branch(branch)
+        check_rev(base)
         ref = f"refs/heads/{branch}"
         with repo_lock(self.path):
             published = self.resolve(self.base_ref(branch))
@@ -257,6 +260,10 @@ class Mirror:
                 local is not None
                 and run_git("merge-base", "--is-ancestor", published, local, cwd=self.path).ok
             ):
+                return local
+            bodies = git("log", "--format=%B%x00", f"{base}..{published}", cwd=self.path)
+            commits = [body for body in bodies.split("\0") if body.strip()]
+            if not commits or any(marker not in body.splitlines() for body in commits):
                 return local
             git("update-ref", ref, published, *([local] if local else []), cwd=self.path)
             return published

@@ -11,7 +11,7 @@ from errands.faults import crash_point
 from errands.git import Mirror, task_branch
 from errands.github import hooks as github_hooks
 from errands.store import Subtask, Task
-from errands.workflow import handoff
+from errands.workflow import handoff, trailers
 from errands.workflow.context import JobContext
 from errands.workflow.implement import implement_subtask
 from errands.workflow.mirrors import base_tip
@@ -45,13 +45,15 @@ def run(ctx: JobContext) -> None:
         planned = bool(task.subtasks)
     mirror = ctx.mirror(origin)
     mirror.fetch()
-    mirror.adopt_published(branch)  # a resumed job may have started on another machine
     with ctx.db.session() as session:
         task = session.get_one(Task, ctx.task_id)
         # Normally set by research; a task whose research predates a moved base keeps it.
         if task.base_commit is None:
             task.base_commit = base_tip(mirror, origin, base_branch)
         base_commit = task.base_commit
+        key = trailers.key_line(task)
+    # A resumed job may have started on another machine.
+    mirror.adopt_published(branch, base_commit, key)
     # An existing branch (a resumed job) is reused as it is.
     with job_workspace(
         ctx,

@@ -15,27 +15,26 @@ from errands.errors import GitError, VerificationFailed
 from errands.faults import crash_point
 from errands.git import Mirror
 from errands.store import Subtask
+from errands.workflow import trailers
 from errands.workflow.context import JobContext
 from errands.workflow.project_config import EffectiveConfig
 from errands.workflow.verify import failure_report, run_verification
 from errands.workflow.workspaces import JobWorkspace
 
-TRAILER = "Errands-Subtask"
 
-
-def commit_message(task_id: int, subtask: Subtask, summary: str) -> str:
+def commit_message(subtask: Subtask, summary: str) -> str:
     return (
         f"{subtask.title}\n\n{summary.strip()}\n\n"
-        f"Errands-Task: {task_id}\n{TRAILER}: {subtask.id}\n"
+        f"{trailers.task_lines(subtask.task)}{trailers.SUBTASK}: {subtask.id}\n"
     )
 
 
-def find_existing_commit(mirror: Mirror, base: str, branch: str, subtask_id: int) -> str | None:
+def find_existing_commit(mirror: Mirror, base: str, branch: str, subtask: Subtask) -> str | None:
     """A commit for this subtask already on the branch (the worker died after committing but
     before recording it): adopt it instead of doing the work twice."""
-    marker = f"{TRAILER}: {subtask_id}"
+    wanted = {f"{trailers.SUBTASK}: {subtask.id}", trailers.key_line(subtask.task)}
     for commit in mirror.commits(base, branch):
-        if marker in commit.body.splitlines():
+        if wanted <= set(commit.body.splitlines()):
             return commit.sha
     return None
 
@@ -58,7 +57,7 @@ def implement_subtask(
         assert subtask is not None
         if subtask.state in (SubtaskState.COMMITTED, SubtaskState.EMPTY):
             return
-        existing = find_existing_commit(mirror, base_commit, workspace.branch, subtask_id)
+        existing = find_existing_commit(mirror, base_commit, workspace.branch, subtask)
         if existing is not None:
             subtask.state = SubtaskState.COMMITTED
             subtask.commit_sha = existing
@@ -122,7 +121,7 @@ def implement_subtask(
     with ctx.db.session() as session:
         subtask = session.get(Subtask, subtask_id)
         assert subtask is not None
-        sha = workspace.commit_all(commit_message(ctx.task_id, subtask, report.summary))
+        sha = workspace.commit_all(commit_message(subtask, report.summary))
         crash_point("subtask.committed")  # committed in git, not yet in the store
         if sha:
             # Published before it is recorded: a resumed job on any machine finds every

@@ -8,6 +8,7 @@ from errands.faults import crash_point
 from errands.git import Mirror
 from errands.github import hooks as github_hooks
 from errands.store import Task
+from errands.workflow import trailers
 from errands.workflow.context import JobContext
 from errands.workflow.mirrors import base_tip
 
@@ -15,8 +16,7 @@ from errands.workflow.mirrors import base_tip
 def squash_message(task: Task) -> str:
     lines = [task.title, ""]
     lines += [f"- {s.title}" for s in task.subtasks if s.commit_sha]
-    lines += ["", f"Errands-Task: {task.id}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + trailers.task_lines(task)
 
 
 # Landing loses the race when the base branch moves between our fetch and our push (another
@@ -33,10 +33,11 @@ def run(ctx: JobContext) -> None:
         origin, branch, base_branch = task.project.origin, task.branch, task.base_branch
         reviewed_base = task.base_commit
         message = squash_message(task)
+        key = trailers.key_line(task)
     if branch is None:
         raise GitError(f"Task {ctx.task_id} has no branch to merge.")
     mirror = ctx.mirror(origin)
-    commit = _land(ctx, mirror, origin, branch, base_branch, reviewed_base, message)
+    commit = _land(ctx, mirror, origin, branch, base_branch, reviewed_base, message, key)
     try:
         mirror.delete_remote_branch(branch)
     except GitError as exc:
@@ -64,18 +65,19 @@ def _land(
     base_branch: str,
     reviewed_base: str | None,
     message: str,
+    key: str,
 ) -> str:
     """Squash and land; return the commit now on the base branch."""
-    trailer = f"Errands-Task: {ctx.task_id}"
     for attempt in range(1, LAND_ATTEMPTS + 1):
         ctx.check_cancelled()
         mirror.fetch()
-        mirror.adopt_published(branch)  # reviewed on a branch another machine may have built
+        if reviewed_base is not None:  # reviewed on a branch another machine may have built
+            mirror.adopt_published(branch, reviewed_base, key)
         current = base_tip(mirror, origin, base_branch)
         if reviewed_base is not None:
             # An earlier attempt of this job landed before its worker died: adopt that
             # squash rather than land the task twice.
-            landed = mirror.find_trailer(reviewed_base, current, trailer)
+            landed = mirror.find_trailer(reviewed_base, current, key)
             if landed is not None:
                 ctx.emit("merge.adopted", f"Already merged as {landed[:10]} by an earlier attempt")
                 return landed

@@ -8,6 +8,7 @@ from errands.agent import prompts
 from errands.domain import SubtaskState
 from errands.errors import Conflict
 from errands.store import ReviewComment, Subtask, Task
+from errands.workflow import trailers
 from errands.workflow.context import JobContext
 from errands.workflow.execute import finish_review_round
 from errands.workflow.implement import implement_subtask
@@ -38,6 +39,7 @@ def run(ctx: JobContext) -> None:
             if s.origin == "revise" and s.state not in (SubtaskState.COMMITTED, SubtaskState.EMPTY)
         ]
         comments = open_comments(task)
+        key = trailers.key_line(task)
         if branch is None or base_commit is None:
             raise Conflict(f"Task {task.id} has no branch to revise.")
         if pending:
@@ -70,7 +72,7 @@ def run(ctx: JobContext) -> None:
         )
     mirror = ctx.mirror(origin)
     mirror.fetch()
-    mirror.adopt_published(branch)  # the last round may have run on another machine
+    mirror.adopt_published(branch, base_commit, key)  # the last round may have run elsewhere
     # The branch exists: the workspace checks it out as it is (start_point is unused).
     with job_workspace(
         ctx,
