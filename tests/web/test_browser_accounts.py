@@ -16,7 +16,6 @@ from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, Page, expect
 
 from tests.support import free_port, running_server, settings_for, wait_for
-from tests.web.conftest import chromium  # noqa: F401  (the browser fixture)
 
 PASSWORD = "correct horse battery"
 
@@ -68,7 +67,7 @@ def submit(page: Page, form: str) -> None:
 def test_invitation_verification_and_password_reset_in_the_browser(
     home: Path,
     inbox: tuple[Inbox, int],
-    chromium: Browser,  # noqa: F811
+    chromium: Browser,
 ) -> None:
     mails, port = inbox
     settings = settings_for(
