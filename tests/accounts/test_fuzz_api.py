@@ -67,6 +67,7 @@ def test_the_api_survives_fuzzing(home: Path, sample_repo: Path) -> None:
             ],
             capture_output=True,
             text=True,
+            cwd=home,  # its own cache directory goes there, not into the repository
             timeout=180,
             check=False,
         )
