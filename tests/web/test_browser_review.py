@@ -1,15 +1,17 @@
-"""The review page's finer tools in a real browser: expanding unchanged lines, a large file
-loaded on demand, viewed files remembered, keyboard comments, a range suggestion applied as
-a commit, side by side, and a phone-sized screen."""
+"""The review page's finer tools in a real browser: colours arriving after the page, expanding
+unchanged lines, a large file loaded on demand, viewed files remembered, keyboard comments, a
+range suggestion applied as a commit, side by side, and a phone-sized screen."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser, expect
 
 from errands.testing.scripted_llm import ChatRequest, Reply, ScriptedLLM
+from errands.web.ui import diffview
 from tests.conftest import run_git
 from tests.support import (
     add_project,
@@ -51,7 +53,13 @@ def script(req: ChatRequest) -> Reply:
     raise AssertionError(f"unexpected phase {phase}")
 
 
-def test_review_tools(sample_repo: Path, home: Path, chromium: Browser, screenshots: Path) -> None:
+def test_review_tools(
+    sample_repo: Path,
+    home: Path,
+    chromium: Browser,
+    screenshots: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     (sample_repo / "long.py").write_text(LONG)
     run_git(sample_repo, "add", "long.py")
     run_git(sample_repo, "commit", "-q", "-m", "long module")
@@ -62,12 +70,30 @@ def test_review_tools(sample_repo: Path, home: Path, chromium: Browser, screensh
         task_id = add_task(client, add_project(client, sample_repo), title="Tweak long")
         wait_for_state(client, task_id, "in_review")
 
+        # The deferred colours: by file index; an unknown file or task is a clear 404.
+        colours = f"/tasks/{task_id}/review/highlight"
+        missing = client.get(colours, params={"file": 7}, headers={"Accept": "application/json"})
+        assert missing.status_code == 404 and "no file 7" in missing.text
+        assert client.get(f"/tasks/{task_id + 99}/review/highlight?file=0").status_code == 404
+        assert client.get(colours, params={"file": "x"}).status_code in (400, 422)
+        lines = client.get(colours, params={"file": 1}).json()["files"][0]
+        assert lines["path"] == "long.py" and 'class="mi"' in lines["lines"]["new:30"]
+
+        # No highlighting budget: the page comes uncoloured and colours itself in place.
+        monkeypatch.setattr(diffview, "HIGHLIGHT_BUDGET", 0)
+        diffview.clear_cache()
         context = chromium.new_context(base_url=url, viewport={"width": 1280, "height": 900})
         page = context.new_page()
         expect.set_options(timeout=15_000)
+        served: list[str] = []
+        page.on("request", lambda r: served.append(r.url) if "/highlight?" in r.url else None)
         page.goto(f"/tasks/{task_id}/review")
         long_file = page.locator('.file[data-path="long.py"]')
         data_file = page.locator('.file[data-path="data.txt"]')
+        expect(long_file).not_to_have_class(re.compile(r"\bpending\b"))
+        added = long_file.locator("tr.added .src")
+        expect(added.locator("span.mi")).to_have_text("300")
+        assert added.inner_html() == lines["lines"]["new:30"] and len(served) == 1
 
         # Unchanged lines above and below the hunk expand in place.
         expand = long_file.locator("button.expand")

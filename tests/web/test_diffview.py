@@ -69,3 +69,32 @@ def test_minified_lines_are_escaped_not_highlighted() -> None:
     line = "<script>" + "x" * diffview.MAX_HIGHLIGHT_LINE
     html = diffview.highlight_lines("a.js", [line])
     assert html[0].startswith("&lt;script&gt;")
+
+
+SECOND = MIDDLE.replace("app.py", "lib.py").replace('"old"', '"older"')
+
+
+def test_past_the_budget_rows_wait_uncoloured_and_the_deferred_lines_match_a_full_render() -> None:
+    diffview.clear_cache()
+    diff = parse_diff(MIDDLE + SECOND)
+    # A budget of one hunk: the first file is coloured, the second printed escaped.
+    views = diffview.build(diff, split=False, highlight=len(diff.files[0].hunks[0].lines) * 2)
+    assert not views[0].pending and views[1].pending
+    assert diffview.batches(views) == [[1]]
+    plain = next(r for r in views[1].rows if r.kind == "removed")
+    assert "<span" not in plain.html and "&#34;older&#34;" in plain.html
+    # What the page asks for afterwards is exactly what a full render prints.
+    full = diffview.file_rows(diff.files[1])
+    lines = diffview.highlighted_lines(diff.files[1])
+    for row in full:
+        if row.kind == "gap":
+            continue
+        side, number = ("old", row.old_no) if row.kind == "removed" else ("new", row.new_no)
+        assert lines[f"{side}:{number}"] == str(row.html)
+        if row.kind == "context":
+            assert lines[f"old:{row.old_no}"] == str(row.html)
+    assert len(lines) == sum(2 if r.kind == "context" else 1 for r in full if r.kind != "gap")
+    # Now cached, the same page is coloured at once and asks for nothing.
+    again = diffview.build(diff, split=True, highlight=0)
+    assert not any(v.pending for v in again) and diffview.batches(again) == []
+    assert [r.html for r in again[1].rows] == [r.html for r in full]

@@ -3,10 +3,17 @@ side-by-side, with the unchanged stretches between hunks as expandable gaps.
 
 Highlighting runs server-side (Pygments) over each hunk's old and new text as a whole, so
 strings and comments spanning lines colour correctly, then is cut back into lines.
+
+Lexing is most of a page's server time, so a page lexes only its first lines, within a budget
+(in page order); the rest are printed escaped but uncoloured, and the page asks for their
+colours afterwards (``highlighted_lines``), upgrading them in place. What is already in the
+cache costs nothing and is always printed coloured.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
@@ -28,6 +35,9 @@ MAX_ROWS_PER_FILE = 1500
 MAX_ROWS_PER_PAGE = 6000
 # Lines longer than this are not highlighted (minified code makes Pygments slow).
 MAX_HIGHLIGHT_LINE = 2000
+# Lines a page lexes while it renders (those not cached yet); the rest are coloured afterwards,
+# in batches of about as many lines a request.
+HIGHLIGHT_BUDGET = 600
 
 _FORMATTER = HtmlFormatter(nowrap=True)
 
@@ -66,6 +76,8 @@ class FileView:
     rows: list[Row] = field(default_factory=list)
     split: list[SplitRow] = field(default_factory=list)
     deferred: bool = False
+    # Some rows are escaped but not highlighted yet: the page asks for them after loading.
+    pending: bool = False
 
     @property
     def anchor(self) -> str:
@@ -91,8 +103,20 @@ def highlight_lines(path: str, lines: list[str]) -> list[Markup]:
     if not lines:
         return []
     if any(len(line) > MAX_HIGHLIGHT_LINE for line in lines):
-        return [Markup(escape(line)) for line in lines]
+        return _plain(lines)
     return list(_highlighted(_suffix(path), "\n".join(lines), len(lines)))
+
+
+def _plain(lines: list[str]) -> list[Markup]:
+    return [Markup(escape(line)) for line in lines]
+
+
+def _cheap(path: str, lines: list[str]) -> list[Markup] | None:
+    """The lines' HTML if it costs no lexing (cached, empty, or not highlighted at all)."""
+    if not lines or any(len(line) > MAX_HIGHLIGHT_LINE for line in lines):
+        return highlight_lines(path, lines)
+    cached = _CACHE.peek((_suffix(path), "\n".join(lines), len(lines)))
+    return None if cached is None else list(cached)
 
 
 def _suffix(path: str) -> str:
@@ -101,22 +125,90 @@ def _suffix(path: str) -> str:
     return name if "." not in name else "x." + name.rsplit(".", 1)[-1]
 
 
-# Lexing is most of a review page's server time, and the text of a commit never changes: a
-# page seen again (the next subtask, a reload, after a comment) reuses it. Bounded by entries;
-# an entry is one side of one hunk.
-@lru_cache(maxsize=2048)
+_Key = tuple[str, str, int]
+
+
+class _Cache:
+    """Least recently used, bounded by entries, safe across the server's threads; ``peek``
+    answers without lexing (a page decides what it can afford from it)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[_Key, tuple[Markup, ...]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def peek(self, key: _Key) -> tuple[Markup, ...] | None:
+        with self.lock:
+            found = self.entries.get(key)
+            if found is not None:
+                self.entries.move_to_end(key)
+            return found
+
+    def put(self, key: _Key, value: tuple[Markup, ...]) -> None:
+        with self.lock:
+            self.entries[key] = value
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+# The text of a commit never changes: a page seen again (the next subtask, a reload, after a
+# comment) reuses its colours. An entry is one side of one hunk.
+_CACHE = _Cache(2048)
+
+
 def _highlighted(name: str, text: str, count: int) -> tuple[Markup, ...]:
+    key = (name, text, count)
+    found = _CACHE.peek(key)
+    if found is not None:
+        return found
     out = highlight(text, _lexer_for(name), _FORMATTER).split("\n")
     if len(out) < count:  # a lexer that swallowed a trailing empty line
         out += [""] * (count - len(out))
-    return tuple(Markup(line) for line in out[:count])
+    value = tuple(Markup(line) for line in out[:count])
+    _CACHE.put(key, value)
+    return value
 
 
-def _hunk_rows(path: str, hunk: Hunk) -> list[Row]:
+def clear_cache() -> None:
+    """Forget every highlighted text (the benchmark's first views start from nothing)."""
+    _CACHE.clear()
+
+
+class _Budget:
+    """Lines still to be lexed for this page; once one hunk does not fit, later ones wait too
+    (the page is coloured from the top)."""
+
+    def __init__(self, lines: int | None) -> None:
+        self.left = lines
+
+    def sides(
+        self, path: str, old: list[str], new: list[str]
+    ) -> tuple[list[Markup], list[Markup], bool]:
+        if self.left is None:
+            return highlight_lines(path, old), highlight_lines(path, new), False
+        old_html, new_html = _cheap(path, old), _cheap(path, new)
+        cost = (len(old) if old_html is None else 0) + (len(new) if new_html is None else 0)
+        if cost == 0 or cost <= self.left:
+            self.left -= cost
+            return (
+                old_html if old_html is not None else highlight_lines(path, old),
+                new_html if new_html is not None else highlight_lines(path, new),
+                False,
+            )
+        self.left = 0
+        return old_html or _plain(old), new_html or _plain(new), True
+
+
+def _hunk_rows(path: str, hunk: Hunk, budget: _Budget) -> tuple[list[Row], bool]:
     old_side = [line.text for line in hunk.lines if line.kind != "added"]
     new_side = [line.text for line in hunk.lines if line.kind != "removed"]
-    old_html = iter(highlight_lines(path, old_side))
-    new_html = iter(highlight_lines(path, new_side))
+    old_list, new_list, plain = budget.sides(path, old_side, new_side)
+    old_html, new_html = iter(old_list), iter(new_list)
     rows: list[Row] = []
     for line in hunk.lines:
         if line.kind == "removed":
@@ -127,7 +219,7 @@ def _hunk_rows(path: str, hunk: Hunk) -> list[Row]:
             next(old_html)
             html = next(new_html)
         rows.append(Row(line.kind, line.old_no, line.new_no, html))
-    return rows
+    return rows, plain
 
 
 def _gap(start: int, end: int | None, offset: int) -> Row | None:
@@ -137,7 +229,13 @@ def _gap(start: int, end: int | None, offset: int) -> Row | None:
 
 
 def file_rows(file: FileDiff) -> list[Row]:
+    """Every row, highlighted."""
+    return _file_rows(file, _Budget(None))[0]
+
+
+def _file_rows(file: FileDiff, budget: _Budget) -> tuple[list[Row], bool]:
     rows: list[Row] = []
+    pending = False
     # A whole added or deleted file has no unchanged lines to show.
     gaps = file.status not in ("added", "deleted")
     next_new = 1
@@ -148,7 +246,9 @@ def file_rows(file: FileDiff) -> list[Row]:
             gap = _gap(next_new, hunk.new_start - 1, offset)
             if gap is not None:
                 rows.append(gap)
-        rows.extend(_hunk_rows(file.path, hunk))
+        hunk_rows, plain = _hunk_rows(file.path, hunk, budget)
+        rows.extend(hunk_rows)
+        pending = pending or plain
         next_new = hunk.new_start + hunk.new_lines
         offset = (hunk.old_start + hunk.old_lines) - next_new
     # git shows 3 lines of context: a last hunk ending in fewer stopped at the end of file.
@@ -156,7 +256,7 @@ def file_rows(file: FileDiff) -> list[Row]:
         tail = _gap(next_new, None, offset)
         if tail is not None:
             rows.append(tail)
-    return rows
+    return rows, pending
 
 
 def _trailing_context(hunk: Hunk) -> int:
@@ -199,11 +299,16 @@ def pair(rows: list[Row]) -> list[SplitRow]:
     return out
 
 
-def build(diff: Diff, *, split: bool, only: str | None = None) -> list[FileView]:
+def build(
+    diff: Diff, *, split: bool, only: str | None = None, highlight: int | None = None
+) -> list[FileView]:
     """Views of every file; the rows of the large ones (or of all past the page budget) are
-    left for the reader to load. ``only`` renders that one path in full, whatever its size."""
+    left for the reader to load. ``only`` renders that one path in full, whatever its size.
+    ``highlight``: how many lines may be lexed (None: all); past it rows are left ``pending``.
+    """
     views: list[FileView] = []
     budget = MAX_ROWS_PER_PAGE
+    lexing = _Budget(highlight)
     for index, file in enumerate(diff.files):
         view = FileView(index=index, file=file)
         views.append(view)
@@ -215,7 +320,36 @@ def build(diff: Diff, *, split: bool, only: str | None = None) -> list[FileView]
             view.deferred = True
             continue
         budget -= view.size
-        view.rows = file_rows(file)
+        view.rows, view.pending = _file_rows(file, lexing)
         if split:
             view.split = pair(view.rows)
     return views
+
+
+def batches(views: list[FileView], lines: int = HIGHLIGHT_BUDGET) -> list[list[int]]:
+    """The pending files' indexes, in page order, grouped about ``lines`` lines a request."""
+    out: list[list[int]] = []
+    size = 0
+    for view in views:
+        if not view.pending:
+            continue
+        if not out or size + view.size > lines:
+            out.append([])
+            size = 0
+        out[-1].append(view.index)
+        size += view.size
+    return out
+
+
+def highlighted_lines(file: FileDiff) -> dict[str, str]:
+    """A file's hunk lines highlighted, by ``side:number`` as the page's line buttons name
+    them (a context line under both of its numbers): what upgrades a pending file in place."""
+    out: dict[str, str] = {}
+    for row in file_rows(file):
+        if row.kind == "gap":
+            continue
+        if row.kind != "added":
+            out[f"old:{row.old_no}"] = str(row.html)
+        if row.kind != "removed":
+            out[f"new:{row.new_no}"] = str(row.html)
+    return out

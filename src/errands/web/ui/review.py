@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from errands.accounts.access import ACT, READ, Permit
-from errands.errors import ErrandsError, InvalidInput
+from errands.errors import ErrandsError, InvalidInput, NotFound
 from errands.git import Diff
 from errands.schemas import CommentPublic, SubtaskPublic, TaskPublic
 from errands.settings import Settings
@@ -141,7 +141,7 @@ def review_page(
         return JSONResponse(diff.to_dict())
     task: TaskPublic = context["task"]
     threads = _threads(task)
-    files = diffview.build(diff, split=selection.split)
+    files = diffview.build(diff, split=selection.split, highlight=diffview.HIGHLIGHT_BUDGET)
     placed = _visible_threads(threads, selection)
     shown = {key for f in files for key in _keys(f)}
     subtask_row = next((s for s in task.subtasks if s.position == selection.subtask), None)
@@ -159,6 +159,9 @@ def review_page(
         open_count=len(open_threads),
         current=subtask_row,
         diff_rev=_rev_of(selection, subtask_row, context),
+        highlight_batches=";".join(
+            ",".join(str(i) for i in batch) for batch in diffview.batches(files)
+        ),
         **context,
     )
 
@@ -225,6 +228,35 @@ def file_fragment(
             (s for s in context["task"].subtasks if s.position == selection.subtask), None
         ),
     )
+
+
+@router.get("/tasks/{task_id}/review/highlight", dependencies=[READ])
+def highlight_files(
+    task_id: int,
+    db: DbDep,
+    settings: SettingsDep,
+    file: Annotated[list[int], Query()],
+    view: str = "subtask",
+    subtask: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """The highlighted lines of files the page printed uncoloured (past its highlighting
+    budget), by their index in the diff: the page swaps them in where it shows them."""
+
+    def work(s: Session) -> Diff:
+        task, jobs = actions.task_with_jobs(s, task_id)
+        selection = _select(TaskPublic.of(task, jobs), view, subtask, "unified")
+        if selection.view == "since":
+            return actions.interdiff(s, settings, task_id)[1]
+        return actions.diff(s, settings, task_id, selection.subtask)[1]
+
+    diff = in_session(db, work)
+    out = []
+    for index in file:
+        if not 0 <= index < len(diff.files):
+            raise NotFound(f"This diff has no file {index} (it has {len(diff.files)}).")
+        found = diff.files[index]
+        out.append({"index": index, "path": found.path, "lines": diffview.highlighted_lines(found)})
+    return {"files": out}
 
 
 @router.get("/tasks/{task_id}/review/lines", dependencies=[READ])

@@ -1,5 +1,5 @@
 // The review page: line and range comments, expanding unchanged lines, viewed files, large
-// files on demand, and keyboard navigation.
+// files on demand, colours for the files printed uncoloured, and keyboard navigation.
 "use strict";
 
 (function () {
@@ -136,6 +136,44 @@
       .catch(function () { button.disabled = false; button.textContent = "Could not load; try again"; });
     file.classList.remove("collapsed");
   }
+
+  // Files past the page's highlighting budget came escaped but uncoloured: ask for their
+  // colours, one batch after another, and swap each line's HTML in place (rows, buttons,
+  // comments and expanded lines stay as they are).
+  function highlightPending() {
+    var batches = (root.dataset.highlight || "").split(";").filter(Boolean);
+    function next() {
+      var batch = batches.shift();
+      if (!batch) return;
+      var params = new URLSearchParams(root.dataset.highlightQuery);
+      batch.split(",").forEach(function (index) { params.append("file", index); });
+      fetch("/tasks/" + taskId + "/review/highlight?" + params, { headers: { Accept: "application/json" } })
+        .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
+        .then(function (result) {
+          result.files.forEach(function (file) {
+            var section = root.querySelector('.file[data-index="' + file.index + '"]');
+            if (!section || section.dataset.path !== file.path) return;
+            section.querySelectorAll("table.diff").forEach(function (table) { recolour(table, file.lines); });
+            section.classList.remove("pending");
+          });
+          next();
+        })
+        .catch(function () { /* the lines stay readable, uncoloured */ });
+    }
+    next();
+  }
+  function recolour(table, lines) {
+    table.querySelectorAll("td.code > .src").forEach(function (src) {
+      var cell = src.parentNode;
+      var ln = split
+        ? cell.previousElementSibling && cell.previousElementSibling.querySelector(".ln")
+        : cell.parentNode.querySelector("td.num .ln");
+      if (!ln) return;
+      var html = lines[ln.dataset.side + ":" + ln.dataset.line];
+      if (html !== undefined) src.innerHTML = html;
+    });
+  }
+  highlightPending();
 
   // Viewed files: remembered per task and per exact revision, in this browser.
   function viewedKey(file) { return "errands-viewed:" + root.dataset.viewedKey + ":" + file.dataset.path; }
