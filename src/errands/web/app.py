@@ -55,6 +55,7 @@ from errands.store import events as event_log
 from errands.web.errors import json_error
 from errands.web.guard import LOOPBACK_NAMES, BrowserGuard
 from errands.web.ui import install as install_ui
+from errands.web.ui.deps import DbDep, SettingsDep, in_session
 from errands.workflow import actions
 
 T = TypeVar("T")
@@ -122,27 +123,6 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def get_db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-DbDep = Annotated[Database, Depends(get_db)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-def _in_session(db: Database, work: Callable[[Session], T]) -> T:
-    # Routes are sync (FastAPI runs them in a thread pool); the unit of work commits before
-    # the response is built, so a client never reads ahead of its own write.
-    with db.session() as session:
-        return work(session)
-
-
 def _task_public(session: Session, task_id: int) -> TaskPublic:
     return TaskPublic.of(*actions.task_with_jobs(session, task_id))
 
@@ -156,7 +136,7 @@ def _routes(app: FastAPI) -> None:
 
     @app.get("/api/projects")
     def list_projects(db: DbDep, settings: SettingsDep, who: Reader) -> list[ProjectPublic]:
-        return _in_session(
+        return in_session(
             db,
             lambda s: [
                 ProjectPublic.of(p, settings)
@@ -182,19 +162,17 @@ def _routes(app: FastAPI) -> None:
             project.org_id = who.org_id  # None in single-user mode
             return ProjectPublic.of(project, settings)
 
-        return _in_session(db, work)
+        return in_session(db, work)
 
     @app.get("/api/projects/{project}", dependencies=[READ])
     def get_project(project: str, db: DbDep, settings: SettingsDep) -> ProjectPublic:
-        return _in_session(
-            db, lambda s: ProjectPublic.of(actions.get_project(s, project), settings)
-        )
+        return in_session(db, lambda s: ProjectPublic.of(actions.get_project(s, project), settings))
 
     @app.patch("/api/projects/{project}", dependencies=[ACT])
     def update_project(
         project: str, body: ProjectUpdate, db: DbDep, settings: SettingsDep
     ) -> ProjectPublic:
-        return _in_session(
+        return in_session(
             db,
             lambda s: ProjectPublic.of(
                 actions.update_project(s, project, **body.model_dump(exclude_unset=True)),
@@ -204,7 +182,7 @@ def _routes(app: FastAPI) -> None:
 
     @app.post("/api/projects/{project}/reindex", status_code=202, dependencies=[ACT])
     def reindex(project: str, db: DbDep, settings: SettingsDep) -> ProjectPublic:
-        return _in_session(
+        return in_session(
             db,
             lambda s: ProjectPublic.of(actions.reindex_project(s, settings, project), settings),
         )
@@ -222,7 +200,7 @@ def _routes(app: FastAPI) -> None:
                 for e in event_log.list_events(s, project_id=found.id, after=after)
             ]
 
-        return _in_session(db, work)
+        return in_session(db, work)
 
     # -- tasks ------------------------------------------------------------------------
 
@@ -239,7 +217,7 @@ def _routes(app: FastAPI) -> None:
                 if visible(s, who, t.project)
             ]
 
-        return _in_session(db, work)
+        return in_session(db, work)
 
     @app.post("/api/tasks", status_code=201)
     def create_task(body: TaskCreate, db: DbDep, settings: SettingsDep, who: Actor) -> TaskPublic:
@@ -250,11 +228,11 @@ def _routes(app: FastAPI) -> None:
             s.flush()
             return _task_public(s, task.id)
 
-        return _in_session(db, work)
+        return in_session(db, work)
 
     @app.get("/api/tasks/{task_id}", dependencies=[READ])
     def get_task(task_id: int, db: DbDep) -> TaskPublic:
-        return _in_session(db, lambda s: _task_public(s, task_id))
+        return in_session(db, lambda s: _task_public(s, task_id))
 
     @app.get("/api/tasks/{task_id}/handoff", response_class=PlainTextResponse, dependencies=[READ])
     def handoff(task_id: int, db: DbDep) -> str:
@@ -264,7 +242,7 @@ def _routes(app: FastAPI) -> None:
                 raise Conflict(f"Task {task_id} has no hand-off yet ({task.state}).")
             return task.handoff
 
-        return _in_session(db, work)
+        return in_session(db, work)
 
     def _act(task_id: int, db: Database, action: Callable[[Session], object]) -> TaskPublic:
         def work(s: Session) -> TaskPublic:
@@ -272,7 +250,7 @@ def _routes(app: FastAPI) -> None:
             s.flush()
             return _task_public(s, task_id)
 
-        return _in_session(db, work)
+        return in_session(db, work)
 
     @app.post("/api/tasks/{task_id}/answers", dependencies=[ACT])
     def answer(task_id: int, body: AnswerCreate, db: DbDep, settings: SettingsDep) -> TaskPublic:
@@ -316,11 +294,11 @@ def _routes(app: FastAPI) -> None:
         def work(s: Session) -> Diff:
             return actions.diff(s, settings, task_id, subtask)[1]
 
-        return _in_session(db, work).to_dict()
+        return in_session(db, work).to_dict()
 
     @app.get("/api/tasks/{task_id}/comments", dependencies=[READ])
     def comments(task_id: int, db: DbDep) -> list[CommentPublic]:
-        return _in_session(
+        return in_session(
             db,
             lambda s: [
                 CommentPublic.model_validate(c) for c in actions.get_task(s, task_id).comments
@@ -331,7 +309,7 @@ def _routes(app: FastAPI) -> None:
     def comment(
         task_id: int, body: CommentCreate, db: DbDep, settings: SettingsDep
     ) -> CommentPublic:
-        return _in_session(
+        return in_session(
             db,
             lambda s: CommentPublic.model_validate(
                 actions.add_comment(
@@ -356,7 +334,7 @@ def _routes(app: FastAPI) -> None:
         dependencies=[Depends(Permit("act", handler_scoped=frozenset({"comment_id"})))],
     )
     def resolve(task_id: int, comment_id: int, body: CommentResolve, db: DbDep) -> CommentPublic:
-        return _in_session(
+        return in_session(
             db,
             lambda s: CommentPublic.model_validate(
                 actions.resolve_comment(s, task_id, comment_id, body.resolved)
@@ -376,7 +354,7 @@ def _routes(app: FastAPI) -> None:
                 for e in event_log.list_events(s, task_id=task_id, after=after)
             ]
 
-        return _in_session(db, work)
+        return in_session(db, work)
 
     @app.get("/api/tasks/{task_id}/events/stream", dependencies=[READ])
     async def stream(
@@ -387,7 +365,7 @@ def _routes(app: FastAPI) -> None:
     ) -> StreamingResponse:
         """Server-sent events, resumable with ``Last-Event-ID`` (or ``?after=``). The stream
         ends once the task rests in merged, cancelled or failed."""
-        await asyncio.to_thread(_in_session, db, lambda s: actions.get_task(s, task_id))
+        await asyncio.to_thread(in_session, db, lambda s: actions.get_task(s, task_id))
         start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
         return StreamingResponse(_sse(db, task_id, start), media_type="text/event-stream")
 

@@ -1,4 +1,5 @@
-"""What every page route needs: the store and the settings, and one short unit of work."""
+"""What every route (API and pages) needs: the store and the settings, and one short unit of
+work."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def in_session(db: Database, work: Callable[[Session], T]) -> T:
-    # Page routes are sync (run in FastAPI's thread pool) and read everything they render
-    # inside one session, so a template never lazy-loads from a closed one.
+    # Routes are sync (run in FastAPI's thread pool). The unit of work commits before the
+    # response is built, so a client never reads ahead of its own write; pages read all they
+    # render inside it, so a template never lazy-loads from a closed session.
     with db.session() as session:
         return work(session)
