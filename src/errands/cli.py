@@ -230,6 +230,7 @@ def project_show(project: str, as_json: JsonOpt = False) -> None:
     out.print(f"Setup commands{network}: {'; '.join(e.setup_commands) or '-'}")
     out.print(f"Sandbox: {e.sandbox}; command timeout: {e.command_timeout:.0f}s")
     out.print(f"Jobs running at once: at most {e.max_concurrent_jobs}")
+    out.print(f"Models: research {e.research_model or '-'}; execute {e.execute_model or '-'}")
     if p.repo_config:
         out.print(f"From .errands.toml: {p.repo_config}")
     out.print(f"Auto-execute: {p.auto_execute}; indexed: {p.indexed_at or 'not yet'}")
@@ -261,6 +262,12 @@ def project_set(
         typer.Option(min=1, help="Jobs of this project running at once, across all workers."),
     ] = None,
     clear_max_jobs: Annotated[bool, typer.Option(help="Use ERRANDS_PROJECT_MAX_JOBS.")] = False,
+    research_model: Annotated[
+        str | None, typer.Option(help='provider:name for research ("" = the server\'s).')
+    ] = None,
+    execute_model: Annotated[
+        str | None, typer.Option(help='provider:name for plan/execute/revise ("" = the server\'s).')
+    ] = None,
 ) -> None:
     """Change a project's settings (they override .errands.toml and detection)."""
     _run(
@@ -277,6 +284,8 @@ def project_set(
             base_branch=base_branch,
             max_concurrent_jobs=max_jobs,
             clear_max_concurrent_jobs=clear_max_jobs,
+            research_model=research_model,
+            execute_model=execute_model,
         )
     )
     out.print("Updated.")

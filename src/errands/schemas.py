@@ -39,6 +39,8 @@ class ProjectPublic(_Public):
     repo_config: dict[str, Any]
     auto_execute: bool
     max_concurrent_jobs: int | None
+    research_model: str | None
+    execute_model: str | None
     indexed_at: UtcDateTime | None
     created_at: UtcDateTime
     effective: EffectivePublic | None = None
@@ -54,6 +56,8 @@ class ProjectPublic(_Public):
             sandbox=config.backend,
             command_timeout=config.command_timeout,
             max_concurrent_jobs=project.max_concurrent_jobs or settings.project_max_jobs,
+            research_model=project.research_model or settings.research_model or settings.model,
+            execute_model=project.execute_model or settings.execute_model or settings.model,
         )
         return public
 
@@ -68,6 +72,8 @@ class EffectivePublic(BaseModel):
     sandbox: str
     command_timeout: float
     max_concurrent_jobs: int
+    research_model: str | None  # None: no model configured anywhere
+    execute_model: str | None
 
 
 class QuestionPublic(_Public):
@@ -200,6 +206,9 @@ class ProjectUpdate(BaseModel):
     base_branch: str | None = None
     max_concurrent_jobs: int | None = Field(default=None, ge=1, le=1000)
     clear_max_concurrent_jobs: bool = False
+    # provider:name; "" goes back to the server's settings.
+    research_model: str | None = Field(default=None, max_length=200)
+    execute_model: str | None = Field(default=None, max_length=200)
 
 
 class TaskCreate(BaseModel):

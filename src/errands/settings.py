@@ -38,6 +38,20 @@ def _default_home() -> Path:
     return Path(platformdirs.user_data_dir("errands", appauthor=False))
 
 
+MODEL_PROVIDERS = ("openai", "anthropic")
+
+
+def check_model_spec(spec: str) -> str:
+    """``spec`` if it is ``provider:name`` with a provider we speak, else ConfigError."""
+    provider, sep, name = spec.partition(":")
+    if not sep or not name.strip() or provider not in MODEL_PROVIDERS:
+        raise ConfigError(
+            f"Model {spec!r} is not of the form provider:name with provider one of "
+            f"{', '.join(MODEL_PROVIDERS)}."
+        )
+    return spec
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ERRANDS_", extra="ignore", populate_by_name=True)
 
@@ -236,6 +250,12 @@ class Settings(BaseSettings):
     @property
     def workspaces_dir(self) -> Path:
         return self.home / "workspaces"
+
+    def for_project(self, research_model: str | None, execute_model: str | None) -> Settings:
+        """These settings with a project's own model per phase, where it chose one."""
+        chosen = {"research_model": research_model, "execute_model": execute_model}
+        update = {field: value for field, value in chosen.items() if value}
+        return self.model_copy(update=update) if update else self
 
     def model_for(self, phase: Phase) -> str:
         """The ``provider:name`` model for a phase, or a ConfigError naming what to set."""

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pydantic_ai.models import Model
 
 from errands.errors import ConfigError
-from errands.settings import Phase, Settings
+from errands.settings import MODEL_PROVIDERS, Phase, Settings, check_model_spec
 
-PROVIDERS = ("openai", "anthropic")
+PROVIDERS = MODEL_PROVIDERS
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,14 @@ class ModelHandle:
 
 def build_model(settings: Settings, phase: Phase) -> ModelHandle:
     spec = settings.model_for(phase)
-    provider, sep, name = spec.partition(":")
-    if not sep or not name or provider not in PROVIDERS:
+    try:
+        check_model_spec(spec)
+    except ConfigError as exc:
         raise ConfigError(
-            f"Model {spec!r} is not of the form provider:name with provider one of "
-            f"{', '.join(PROVIDERS)} (set ERRANDS_MODEL or ERRANDS_{phase.upper()}_MODEL)."
-        )
+            f"{exc.message} (set ERRANDS_MODEL or ERRANDS_{phase.upper()}_MODEL, or the "
+            "project's model)"
+        ) from exc
+    provider, _, name = spec.partition(":")
     # The SDK clients retry 429 and 5xx with exponential backoff and honour retry-after.
     if provider == "openai":
         return _openai(settings, name)

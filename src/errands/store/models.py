@@ -37,6 +37,9 @@ class Project(Base):
     auto_execute: Mapped[bool] = mapped_column(default=True)
     # Jobs of this project running at once across all workers (None = the setting).
     max_concurrent_jobs: Mapped[int | None] = mapped_column(default=None)
+    # provider:name per phase for this project's jobs (None = the server's settings).
+    research_model: Mapped[str | None] = mapped_column(String(200), default=None)
+    execute_model: Mapped[str | None] = mapped_column(String(200), default=None)
     indexed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # A project connected to GitHub: its repository (owner/name), the App installation that

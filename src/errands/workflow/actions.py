@@ -24,14 +24,14 @@ from errands.domain import (
     TaskState,
     check_transition,
 )
-from errands.errors import Conflict, GitError, InvalidInput, NotFound
+from errands.errors import ConfigError, Conflict, GitError, InvalidInput, NotFound
 from errands.git import Diff, current_branch, find_repository, git, run_git
 from errands.git.lock import repo_lock
 from errands.git.repo import resolve
 from errands.git.runner import ERRANDS_IDENTITY
 from errands.github import hooks as github_hooks
 from errands.jobs import ledger
-from errands.settings import Settings
+from errands.settings import Settings, check_model_spec
 from errands.store import Event, Job, Project, Question, ReviewComment, Subtask, Task
 from errands.store import events as event_log
 from errands.workflow.mirrors import mirror_path, open_mirror
@@ -196,6 +196,8 @@ def update_project(
     base_branch: str | None = None,
     max_concurrent_jobs: int | None = None,
     clear_max_concurrent_jobs: bool = False,
+    research_model: str | None = None,
+    execute_model: str | None = None,
 ) -> Project:
     """Overrides set here win over the repository's .errands.toml and over detection."""
     project = get_project(session, ref)
@@ -223,8 +225,23 @@ def update_project(
         if max_concurrent_jobs < 1:
             raise InvalidInput("max_concurrent_jobs must be at least 1.")
         project.max_concurrent_jobs = max_concurrent_jobs
+    # "" clears a project's model: the server's settings apply again.
+    if research_model is not None:
+        project.research_model = _model_spec(research_model)
+    if execute_model is not None:
+        project.execute_model = _model_spec(execute_model)
     event_log.record(session, "project.updated", "Project settings changed", project_id=project.id)
     return project
+
+
+def _model_spec(spec: str) -> str | None:
+    spec = spec.strip()
+    if not spec:
+        return None
+    try:
+        return check_model_spec(spec)
+    except ConfigError as exc:
+        raise InvalidInput(exc.message) from exc
 
 
 def reindex_project(session: Session, settings: Settings, ref: int | str) -> Project:

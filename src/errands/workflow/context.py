@@ -18,7 +18,7 @@ from errands.git import Mirror
 from errands.jobs import ledger
 from errands.jobs.ledger import Lease
 from errands.settings import Phase, Settings
-from errands.store import Database
+from errands.store import Database, Project
 from errands.store import events as event_log
 from errands.workflow.mirrors import open_mirror
 
@@ -62,7 +62,13 @@ class JobContext:
         self.db = services.db
         # The organization's own keys (stored encrypted), if it saved any, replace the
         # server's for this job, and are redacted from its events like the server's.
-        self.settings = vault.settings_for_project(services.db, services.settings, lease.project_id)
+        settings = vault.settings_for_project(services.db, services.settings, lease.project_id)
+        # The project's own model per phase, where it chose one.
+        with services.db.session() as session:
+            project = session.get(Project, lease.project_id)
+            if project is not None:
+                settings = settings.for_project(project.research_model, project.execute_model)
+        self.settings = settings
         self.lease = lease
         self.cancel = cancel
         self.redact = Redactor(self.settings.secrets())

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from errands.accounts.access import ACT, READ, principal_of, visible
-from errands.errors import ConfigError, ErrandsError
+from errands.errors import ErrandsError
 from errands.schemas import EventPublic, ProjectPublic
 from errands.settings import Settings
 from errands.store import Database
@@ -23,17 +23,6 @@ router = APIRouter(include_in_schema=False)
 
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def _models(settings: Settings) -> list[tuple[str, str]]:
-    """The model each phase uses (from the server's settings)."""
-    out = []
-    for phase, label in (("research", "Research"), ("execute", "Plan, execute, revise")):
-        try:
-            out.append((label, settings.model_for(phase)))  # type: ignore[arg-type]
-        except ConfigError as exc:
-            out.append((label, f"not set — {exc.message}"))
-    return out
 
 
 @router.get("/projects", response_model=None, dependencies=[READ])
@@ -79,6 +68,8 @@ def add_project(
     base_branch: Annotated[str, Form()] = "",
     verify_commands: Annotated[str, Form()] = "",
     auto_execute: Annotated[str, Form()] = "",
+    research_model: Annotated[str, Form()] = "",
+    execute_model: Annotated[str, Form()] = "",
 ) -> Response:
     def work(s: Session) -> str:
         project = actions.add_project(
@@ -133,7 +124,6 @@ def project_page(
         "project.html",
         status=status,
         error=error,
-        models=_models(settings),
         **context,
     )
 
@@ -155,6 +145,8 @@ def edit_project(
     sandbox_backend: Annotated[str, Form()] = "",
     base_branch: Annotated[str, Form()] = "",
     auto_execute: Annotated[str, Form()] = "",
+    research_model: Annotated[str, Form()] = "",
+    execute_model: Annotated[str, Form()] = "",
 ) -> Response:
     def work(s: Session) -> str:
         verify, setup = _lines(verify_commands), _lines(setup_commands)
@@ -170,6 +162,8 @@ def edit_project(
             sandbox_backend=sandbox_backend or None,
             auto_execute=bool(auto_execute),
             base_branch=base_branch.strip() or None,
+            research_model=research_model,  # "" clears: the server's model again
+            execute_model=execute_model,
         )
         return project.name
 
