@@ -6,6 +6,7 @@ GitHub squash-merges through the API."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from errands.store import Database, Task
 from errands.testing.fake_github import FakeGitHub
@@ -134,8 +136,13 @@ def test_refused_deliveries_change_nothing(
 
 
 def test_an_issue_runs_through_to_a_merged_pull_request(
-    home: Path, fake_github: FakeGitHub, app_key: KeyPair, github_remote: Path
+    home: Path,
+    fake_github: FakeGitHub,
+    app_key: KeyPair,
+    github_remote: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)  # every log line of the server, its worker and git
     fake = fake_github
     fake.max_per_page = 1  # the import has to follow pagination
     old = fake.add_issue(REPO, "Old bug", "It is broken.", author="reader")
@@ -388,10 +395,11 @@ def test_an_issue_runs_through_to_a_merged_pull_request(
         events = [e for t in (task_id, imported["id"]) for e in events_of(client, t)]
         project_events = client.get(f"/api/projects/{project}/events").json()
 
-    # The installation tokens never reached an event, the repository or the mirror.
+    # The installation tokens never reached an event, a log, the repository or the mirror.
     tokens = list(fake.tokens)
     assert tokens
-    record = str(events) + str(project_events)
+    assert caplog.records  # the log was captured
+    record = str(events) + str(project_events) + caplog.text
     mirror_config = (home / "mirrors" / f"project-{project}.git" / "config").read_text()
     for token in tokens:
         assert token not in record
