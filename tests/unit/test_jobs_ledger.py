@@ -420,3 +420,17 @@ def test_retry_delays_double_up_to_the_cap_with_jitter() -> None:
         delays = [ledger.retry_delay(attempt, 10.0, 300.0) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1
+
+
+def test_a_long_queue_in_one_project_never_hides_another_projects_job(db: Database) -> None:
+    flood, small = add_project(db, "flood"), add_project(db, "small")
+    with db.session() as session:
+        for _ in range(150):
+            ledger.enqueue(session, JobKind.INDEX, project_id=flood)
+    late = enqueue(db, small)
+
+    first = ledger.claim(db, "w", LONG_LEASE, project_limit=10)
+    second = ledger.claim(db, "w", LONG_LEASE, project_limit=10)
+
+    assert first is not None and second is not None
+    assert (first.project_id, second.job_id) == (flood, late)

@@ -13,7 +13,6 @@ takes the project's row lock before counting (see ``_lock_project``).
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -104,41 +103,38 @@ def claim(
     concurrent claimers."""
     now = utcnow()
     with db.session() as session:
-        candidates = session.execute(
-            select(Job.id, Job.project_id)
-            .where(_runnable(now), Job.attempts < Job.max_attempts)
-            .order_by(Job.id)
-            .limit(100)
-        ).all()
-        if not candidates:
+        # Each project's oldest runnable job: however long one project's queue, the others'
+        # jobs are always among the candidates.
+        oldest = dict(
+            session.execute(
+                select(Job.project_id, func.min(Job.id))
+                .where(_runnable(now), Job.attempts < Job.max_attempts)
+                .group_by(Job.project_id)
+            ).all()
+        )
+        if not oldest:
             return None
-        projects = {project_id for _, project_id in candidates}
         running = dict(
             session.execute(
                 select(Job.project_id, func.count())
-                .where(_running_now(now), Job.project_id.in_(projects))
+                .where(_running_now(now), Job.project_id.in_(oldest))
                 .group_by(Job.project_id)
             ).all()
         )
         limits = dict(
             session.execute(
-                select(Project.id, Project.max_concurrent_jobs).where(Project.id.in_(projects))
+                select(Project.id, Project.max_concurrent_jobs).where(Project.id.in_(oldest))
             ).all()
         )
-    by_project: dict[int, list[int]] = defaultdict(list)
-    for job_id, project_id in candidates:
-        by_project[project_id].append(job_id)
     # Fewest running first, then whoever has waited longest: one busy project cannot starve
     # the others.
-    order = sorted(by_project, key=lambda p: (running.get(p, 0), by_project[p][0]))
-    for project_id in order:
+    for project_id in sorted(oldest, key=lambda p: (running.get(p, 0), oldest[p])):
         limit = limits.get(project_id) or project_limit
         if running.get(project_id, 0) >= limit:
             continue
-        for job_id in by_project[project_id][:3]:
-            lease = _try_claim(db, job_id, project_id, limit, owner, lease_seconds)
-            if lease is not None:
-                return lease
+        lease = _try_claim(db, oldest[project_id], project_id, limit, owner, lease_seconds)
+        if lease is not None:
+            return lease
     return None
 
 
