@@ -19,7 +19,10 @@ SCREENSHOTS = Path(os.environ.get("ERRANDS_SCREENSHOTS", Path(__file__).parent /
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     if not CHROMIUM.exists() and shutil.which("chromium") is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does)")
+        message = "Chromium is not installed (apt-get install chromium; .ci/run does)"
+        if os.environ.get("ERRANDS_TEST_SERVICES") == "require":
+            pytest.fail(message)
+        pytest.skip(message)
     with sync_playwright() as playwright:
         # --no-sandbox: Chromium's own sandbox refuses to start as root (CI containers).
         browser = playwright.chromium.launch(
