@@ -180,6 +180,19 @@ class Settings(BaseSettings):
         default=None,
         description="Fine-grained personal access token (instead of a GitHub App).",
     )
+    github_oauth_client_id: str | None = Field(
+        default=None,
+        description="Client id of a GitHub OAuth App; with its secret, users may sign in with "
+        "GitHub.",
+    )
+    github_oauth_client_secret: SecretStr | None = Field(
+        default=None, description="Client secret of that GitHub OAuth App."
+    )
+    github_web_url: str = Field(
+        default="https://github.com",
+        description="GitHub's web address, for OAuth sign-in; for GitHub Enterprise Server "
+        "https://HOST.",
+    )
     github_trigger_label: str = Field(
         default="errands", description="Issue label that starts research on a GitHub issue."
     )
@@ -251,6 +264,10 @@ class Settings(BaseSettings):
     def workspaces_dir(self) -> Path:
         return self.home / "workspaces"
 
+    @property
+    def github_oauth_configured(self) -> bool:
+        return bool(self.github_oauth_client_id and self.github_oauth_client_secret)
+
     def for_project(self, research_model: str | None, execute_model: str | None) -> Settings:
         """These settings with a project's own model per phase, where it chose one."""
         chosen = {"research_model": research_model, "execute_model": execute_model}
@@ -281,6 +298,7 @@ class Settings(BaseSettings):
                 self.github_private_key,
                 self.secret_key,
                 self.smtp_password,
+                self.github_oauth_client_secret,
             )
             if secret is not None and len(secret.get_secret_value()) >= 6
         ]

@@ -130,12 +130,7 @@ def sign_up(
         raise Conflict("An account with this email address exists already; sign in instead.")
     if not accounts_exist(session):
         user = User(email=email, name=name.strip(), password_hash=crypto.hash_password(password))
-        org = Organization(name=org_name.strip() or "My organization")
-        session.add_all([user, org])
-        session.flush()
-        session.add(Membership(user_id=user.id, org_id=org.id, role="owner"))
-        session.execute(update(Project).where(Project.org_id.is_(None)).values(org_id=org.id))
-        return user, org.id
+        return user, _first_owner(session, user, org_name)
     if not invite_code:
         raise Forbidden("Sign-up needs an invitation from an owner of an organization.")
     code = consume_code(session, "invite", invite_code)
@@ -152,6 +147,59 @@ def sign_up(
     session.flush()
     session.add(Membership(user_id=user.id, org_id=code.org_id, role=code.role or "viewer"))
     return user, code.org_id
+
+
+def _first_owner(session: Session, user: User, org_name: str = "") -> int:
+    """The first user owns a new organization that adopts every existing project."""
+    org = Organization(name=org_name.strip() or "My organization")
+    session.add_all([user, org])
+    session.flush()
+    session.add(Membership(user_id=user.id, org_id=org.id, role="owner"))
+    session.execute(update(Project).where(Project.org_id.is_(None)).values(org_id=org.id))
+    return org.id
+
+
+def github_sign_in(
+    session: Session, *, github_id: int, login: str, email: str | None, name: str = ""
+) -> tuple[User, int]:
+    """Who a GitHub account signs in as: the user linked to it; else the user whose email is
+    the account's verified primary email (now linked); else, with no user at all yet, a new
+    first user (owner, as with sign-up). Anyone else needs an invitation first."""
+    linked = session.scalars(select(User).where(User.github_id == github_id)).first()
+    if linked is not None:
+        linked.github_login = login
+        return linked, default_org(session, linked.id)
+    address = _normal_email(email) if email else None
+    user = user_by_email(session, address) if address else None
+    if user is not None:
+        if user.github_id is not None:
+            raise Forbidden(
+                f"The account {user.email} is linked to another GitHub account already."
+            )
+        user.github_id, user.github_login = github_id, login
+        if user.email_verified_at is None:
+            user.email_verified_at = now()  # GitHub verified this address
+        return user, default_org(session, user.id)
+    if not accounts_exist(session):
+        if address is None:
+            raise Forbidden(
+                "Your GitHub account has no verified primary email address; verify one on "
+                "GitHub and sign in again."
+            )
+        user = User(
+            email=address,
+            name=name.strip() or login,
+            password_hash=None,
+            email_verified_at=now(),
+            github_id=github_id,
+            github_login=login,
+        )
+        return user, _first_owner(session, user)
+    raise Forbidden(
+        f"No account here belongs to the GitHub user {login}. Accounts are by invitation: "
+        "sign up through the invitation an owner sends you, then sign in with GitHub (with "
+        "the same verified email address) to link it."
+    )
 
 
 def authenticate(session: Session, email: str, password: str) -> User:

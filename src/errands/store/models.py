@@ -288,6 +288,9 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str | None] = mapped_column(Text, default=None)  # None: GitHub only
     email_verified_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The GitHub account signing in with GitHub ("Sign in with GitHub") uses; never its token.
+    github_id: Mapped[int | None] = mapped_column(BigInteger, unique=True, default=None)
+    github_login: Mapped[str | None] = mapped_column(String(100), default=None)
     # Bumped by "log out everywhere": sessions of an older generation stop working.
     session_generation: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -93,6 +93,12 @@ class FakeGitHub:
         self.token_requests: list[Json] = []
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
+        # OAuth (sign in with GitHub): registered OAuth Apps, the person who "signs in" at
+        # the authorize page, codes handed out and user access tokens issued.
+        self.oauth_apps: dict[str, str] = {}
+        self.oauth_user: Json | None = None
+        self.oauth_codes: dict[str, tuple[str, Json]] = {}
+        self.oauth_tokens: dict[str, Json] = {}
         self.base_url = ""
         self.app = self._build()
 
@@ -134,6 +140,41 @@ class FakeGitHub:
                 times,
             )
         )
+
+    def add_oauth_app(self, client_id: str, client_secret: str) -> None:
+        self.oauth_apps[client_id] = client_secret
+
+    def sign_in_as(
+        self,
+        login: str,
+        *,
+        user_id: int,
+        email: str | None = None,
+        verified: bool = True,
+        name: str = "",
+    ) -> None:
+        """The person who approves the next authorization requests at /login/oauth/authorize,
+        with ``email`` as their primary address."""
+        emails = [
+            {
+                "email": f"{login}@users.noreply.github.com",
+                "primary": False,
+                "verified": True,
+                "visibility": None,
+            }
+        ]
+        if email is not None:
+            emails.insert(
+                0, {"email": email, "primary": True, "verified": verified, "visibility": "public"}
+            )
+        self.oauth_user = {
+            "login": login,
+            "id": user_id,
+            "name": name or None,
+            "type": "User",
+            "html_url": f"https://github.com/{login}",
+            "emails": emails,
+        }
 
     @staticmethod
     def user(login: str, *, bot: bool = False) -> Json:
@@ -282,16 +323,22 @@ class FakeGitHub:
             return response
 
         self._app_routes(app)
+        self._oauth_routes(app)
         self._issue_routes(app)
         self._pull_routes(app)
         return app
 
     def _authorize(self, request: Request) -> str | None:
+        path = request.url.path
+        if path.startswith("/login/oauth/"):  # the web flow: no API credentials
+            return None
         header = request.headers.get("authorization", "")
         scheme, _, credential = header.partition(" ")
         if scheme.lower() not in ("bearer", "token") or not credential:
             return "Requires authentication"
-        path = request.url.path
+        if path in ("/user", "/user/emails"):
+            with self._lock:
+                return None if credential in self.oauth_tokens else "Bad credentials"
         app_level = path.startswith("/app") or path.endswith("/installation")
         if app_level:
             if self.public_key is None:
@@ -381,6 +428,69 @@ class FakeGitHub:
                 return JSONResponse({"message": "Not Found"}, status_code=404)
             folded = {"maintain": "write", "triage": "read"}.get(role, role)
             return JSONResponse({"permission": folded, "role_name": role, "user": fake.user(login)})
+
+    # -- routes: OAuth web flow (sign in with GitHub) ------------------------------------
+
+    def _oauth_routes(self, app: FastAPI) -> None:
+        fake = self
+
+        @app.get("/login/oauth/authorize")
+        def authorize(request: Request) -> Response:
+            query = request.query_params
+            client_id, redirect_uri = query.get("client_id", ""), query.get("redirect_uri", "")
+            if client_id not in fake.oauth_apps or not redirect_uri:
+                return JSONResponse({"message": "Not Found"}, status_code=404)
+            if fake.oauth_user is None:
+                return JSONResponse({"message": "nobody signs in"}, status_code=403)
+            code = secrets.token_hex(10)
+            with fake._lock:
+                fake.oauth_codes[code] = (client_id, fake.oauth_user)
+            back = urlencode({"code": code, "state": query.get("state", "")})
+            return Response(status_code=302, headers={"location": f"{redirect_uri}?{back}"})
+
+        @app.post("/login/oauth/access_token")
+        async def access_token(request: Request) -> Response:
+            form = await request.form()
+            client_id = str(form.get("client_id", ""))
+            client_secret = str(form.get("client_secret", ""))
+            # GitHub answers these errors with 200 and an "error" field.
+            if fake.oauth_apps.get(client_id) != client_secret or not client_secret:
+                return JSONResponse(
+                    {
+                        "error": "incorrect_client_credentials",
+                        "error_description": "The client_id and/or client_secret passed are "
+                        "incorrect.",
+                    }
+                )
+            with fake._lock:
+                found = fake.oauth_codes.pop(str(form.get("code", "")), None)
+            if found is None or found[0] != client_id:
+                return JSONResponse(
+                    {
+                        "error": "bad_verification_code",
+                        "error_description": "The code passed is incorrect or expired.",
+                    }
+                )
+            token = "gho_" + secrets.token_hex(18)
+            with fake._lock:
+                fake.oauth_tokens[token] = found[1]
+            return JSONResponse(
+                {"access_token": token, "token_type": "bearer", "scope": "read:user,user:email"}
+            )
+
+        def who(request: Request) -> Json:
+            credential = request.headers.get("authorization", "").partition(" ")[2]
+            with fake._lock:
+                return fake.oauth_tokens[credential]
+
+        @app.get("/user")
+        def user(request: Request) -> Response:
+            found = who(request)
+            return JSONResponse({k: v for k, v in found.items() if k != "emails"})
+
+        @app.get("/user/emails")
+        def emails(request: Request) -> Response:
+            return JSONResponse(who(request)["emails"])
 
     # -- routes: issues -------------------------------------------------------------------
 

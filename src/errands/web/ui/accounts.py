@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from errands.accounts import api, audit, cost, service, vault
+from errands.accounts import api, audit, cost, github_login, service, vault
 from errands.accounts.access import (
     ADMIN,
     PUBLIC,
@@ -50,9 +50,14 @@ def _signed_in(request: Request, s: Session, user: User, org_id: int, target: st
 # -- sign-in, sign-up, sign-out, reset -------------------------------------------------------
 
 
+def _login_page(request: Request, **context: Any) -> Response:
+    github = request.app.state.settings.github_oauth_configured
+    return _page(request, "login.html", github=github, **context)
+
+
 @router.get("/login", response_model=None, dependencies=[PUBLIC])
 def login_form(request: Request, next: str = "/") -> Response:
-    return _page(request, "login.html", next=_safe_next(next), email="")
+    return _login_page(request, next=_safe_next(next), email="")
 
 
 @router.post("/login", response_model=None, dependencies=[PUBLIC])
@@ -70,9 +75,52 @@ def login(
     try:
         return in_session(db, work)
     except ErrandsError as exc:
-        return _page(
-            request, "login.html", status=exc.status, error=exc.message, next=next, email=email
+        return _login_page(request, status=exc.status, error=exc.message, next=next, email=email)
+
+
+def _used_states(request: Request) -> github_login.UsedStates:
+    state = request.app.state
+    if not hasattr(state, "github_used_states"):
+        state.github_used_states = github_login.UsedStates()
+    used: github_login.UsedStates = state.github_used_states
+    return used
+
+
+@router.get("/login/github", response_model=None, dependencies=[PUBLIC])
+def github_start(request: Request) -> Response:
+    settings = request.app.state.settings
+    github_login.require_configured(settings)
+    raw, hashed = github_login.new_state()
+    response = RedirectResponse(github_login.authorize_url(settings, raw), status_code=303)
+    response.set_cookie(
+        github_login.STATE_COOKIE,
+        hashed,
+        max_age=github_login.STATE_SECONDS,
+        path=github_login.CALLBACK_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.get(github_login.CALLBACK_PATH, response_model=None, dependencies=[PUBLIC])
+def github_callback(request: Request, db: DbDep, code: str = "", state: str = "") -> Response:
+    settings = request.app.state.settings
+    github_login.require_configured(settings)
+    cookie = request.cookies.get(github_login.STATE_COOKIE)
+    github_login.check_state(state, cookie, _used_states(request))
+    who = github_login.identify(settings, code)
+
+    def work(s: Session) -> Response:
+        user, org_id = service.github_sign_in(
+            s, github_id=who.id, login=who.login, email=who.email, name=who.name
         )
+        response = _signed_in(request, s, user, org_id, "/")
+        response.delete_cookie(github_login.STATE_COOKIE, path=github_login.CALLBACK_PATH)
+        return response
+
+    return in_session(db, work)
 
 
 @router.get("/signup", response_model=None, dependencies=[PUBLIC])
