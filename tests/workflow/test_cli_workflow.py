@@ -78,20 +78,20 @@ def cli(home: Path, llm: ScriptedLLM, tmp_path: Path) -> Iterator[Cli]:
         "ERRANDS_WORKER_POLL_INTERVAL": "0.05",
         "ERRANDS_SANDBOX": "auto" if bwrap_problem() is None else "none",
     }
-    worker = subprocess.Popen(
-        [*ERRANDS, "worker"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # The worker's log goes to a file: a pipe nobody reads until the end would fill up and
+    # block the worker mid-job.
+    log = tmp_path / "worker.log"
+    with log.open("w") as sink:
+        worker = subprocess.Popen(
+            [*ERRANDS, "worker"], env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT
+        )
     try:
         yield Cli(env, tmp_path)
     finally:
         worker.terminate()
-        _, stderr = worker.communicate(timeout=30)
-        assert "Traceback" not in stderr, stderr
+        worker.wait(timeout=30)
+        output = log.read_text()
+        assert "Traceback" not in output, output
 
 
 def test_full_workflow_from_the_cli(cli: Cli, sample_repo: Path, tmp_path: Path) -> None:

@@ -240,6 +240,12 @@ class Mirror:
         with repo_lock(self.path):
             self._network("push", "--quiet", "--force", ORIGIN, f"{ref}:{ref}")
 
+    def contains(self, tip: str, commit: str) -> bool:
+        """Whether ``commit`` is ``tip`` or an ancestor of it."""
+        check_rev(tip)
+        check_rev(commit)
+        return run_git("merge-base", "--is-ancestor", commit, tip, cwd=self.path).ok
+
     def adopt_published(self, branch: str, base: str, marker: str) -> str | None:
         """Bring the local task branch up to origin's copy, which a worker on another machine
         may have moved (every subtask commit is published before it is recorded). Call

@@ -53,7 +53,8 @@ def run(ctx: JobContext) -> None:
         base_commit = task.base_commit
         key = trailers.key_line(task)
     # A resumed job may have started on another machine.
-    mirror.adopt_published(branch, base_commit, key)
+    tip = mirror.adopt_published(branch, base_commit, key)
+    _forget_lost_commits(ctx, mirror, tip)
     # An existing branch (a resumed job) is reused as it is.
     with job_workspace(
         ctx,
@@ -147,3 +148,23 @@ def finish_review_round(ctx: JobContext, mirror: Mirror, branch: str, head: str)
         )
         ctx.settle(session)
         github_hooks.nudge(session, ctx.settings, task.project)  # open or update its PR
+
+
+def _forget_lost_commits(ctx: JobContext, mirror: Mirror, tip: str | None) -> None:
+    """A subtask recorded as committed whose commit is not on the branch (its machine died
+    before publishing it) is done again, rather than merged without its change."""
+    with ctx.db.session() as session:
+        for subtask in session.get_one(Task, ctx.task_id).subtasks:
+            sha = subtask.commit_sha
+            if subtask.state != SubtaskState.COMMITTED or sha is None:
+                continue
+            if tip is not None and mirror.resolve(sha) and mirror.contains(tip, sha):
+                continue
+            subtask.state, subtask.commit_sha = SubtaskState.PLANNED, None
+            ctx.record(
+                session,
+                "subtask.lost",
+                f"Subtask {subtask.position}'s commit {sha[:10]} is not on the branch; "
+                "doing it again",
+                sha=sha,
+            )

@@ -59,6 +59,9 @@ def implement_subtask(
             return
         existing = find_existing_commit(mirror, base_commit, workspace.branch, subtask)
         if existing is not None:
+            # Its attempt may have died before publishing it: publish before recording, as
+            # for a new commit, or a resume elsewhere would build on a branch without it.
+            publish_progress(ctx, mirror, workspace.branch)
             subtask.state = SubtaskState.COMMITTED
             subtask.commit_sha = existing
             ctx.record(
