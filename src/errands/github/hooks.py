@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from errands.domain import TaskState, check_transition
 from errands.errors import GitError
 from errands.github import forge
 from errands.github.errors import GitHubError, PullNotMergeable
@@ -56,7 +55,7 @@ def merge_pull_request(ctx: JobContext) -> bool:
     The merge names the head commit that was reviewed: if someone pushed to the branch on
     GitHub since, GitHub refuses (409) and the task stays in review saying so.
     """
-    from errands.workflow.merge import squash_message
+    from errands.workflow.merge import record_merged, squash_message
 
     with ctx.db.session() as session:
         task = session.get_one(Task, ctx.task_id)
@@ -65,6 +64,7 @@ def merge_pull_request(ctx: JobContext) -> bool:
             return False
         full_name, installation = project.github_repo, project.github_installation_id
         number, branch, origin = task.github_pr, task.branch, project.origin
+        base_branch = task.base_branch
         title, message = f"{task.title} (#{number})", squash_message(task)
     mirror = ctx.mirror(origin)
     head = mirror.resolve(f"refs/heads/{branch}") if branch else None
@@ -82,18 +82,11 @@ def merge_pull_request(ctx: JobContext) -> bool:
         mirror.fetch()
     except GitError as exc:
         ctx.emit("github.fetch_failed", f"Merged, but fetching the new base failed: {exc}")
-    with ctx.db.session() as session:
-        task = session.get_one(Task, ctx.task_id)
-        task.merge_commit = commit
-        task.merge_error = None
-        task.state = check_transition(TaskState(task.state), TaskState.MERGED)
-        ctx.record(
-            session,
-            "task.merged",
-            f"Squash-merged pull request #{number} on GitHub as {commit[:10]}",
-            commit=commit,
-            base_branch=task.base_branch,
-            pull_request=number,
-        )
-        ctx.settle(session)
+    record_merged(
+        ctx,
+        commit,
+        f"Squash-merged pull request #{number} on GitHub as {commit[:10]}",
+        base_branch=base_branch,
+        pull_request=number,
+    )
     return True

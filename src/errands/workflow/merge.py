@@ -19,6 +19,18 @@ def squash_message(task: Task) -> str:
     return "\n".join(lines) + "\n\n" + trailers.task_lines(task)
 
 
+def record_merged(ctx: JobContext, commit: str, message: str, **data: object) -> None:
+    """The task is merged as ``commit``: state, event and the job's success in one
+    transaction (whichever way it merged: landed here, or through a GitHub pull request)."""
+    with ctx.db.session() as session:
+        task = session.get_one(Task, ctx.task_id)
+        task.merge_commit = commit
+        task.merge_error = None
+        task.state = check_transition(TaskState(task.state), TaskState.MERGED)
+        ctx.record(session, "task.merged", message, commit=commit, **data)
+        ctx.settle(session)
+
+
 # Landing loses the race when the base branch moves between our fetch and our push (another
 # task merging, a colleague pushing): squash again onto the new tip, a few times.
 LAND_ATTEMPTS = 5
@@ -42,19 +54,9 @@ def run(ctx: JobContext) -> None:
         mirror.delete_remote_branch(branch)
     except GitError as exc:
         ctx.emit("branch.delete_failed", f"Could not delete {branch} from the project: {exc}")
-    with ctx.db.session() as session:
-        task = session.get_one(Task, ctx.task_id)
-        task.merge_commit = commit
-        task.merge_error = None
-        task.state = check_transition(TaskState(task.state), TaskState.MERGED)
-        ctx.record(
-            session,
-            "task.merged",
-            f"Squash-merged into {base_branch} as {commit[:10]}",
-            commit=commit,
-            base_branch=base_branch,
-        )
-        ctx.settle(session)
+    record_merged(
+        ctx, commit, f"Squash-merged into {base_branch} as {commit[:10]}", base_branch=base_branch
+    )
 
 
 def _land(

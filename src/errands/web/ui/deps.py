@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from errands.errors import InvalidInput
 from errands.settings import Settings
 from errands.store import Database
 
@@ -35,3 +36,13 @@ def in_session(db: Database, work: Callable[[Session], T]) -> T:
     # render inside it, so a template never lazy-loads from a closed session.
     with db.session() as session:
         return work(session)
+
+
+def optional_int(value: str, what: str) -> int | None:
+    """A form field holding a number, or nothing."""
+    value = value.strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise InvalidInput(f"{what} must be a number, not {value!r}.")
+    return int(value)

@@ -19,7 +19,7 @@ from errands.jobs import ledger
 from errands.schemas import EventPublic, TaskPublic, TaskSummary
 from errands.settings import Settings
 from errands.store import Database
-from errands.web.ui.deps import DbDep, SettingsDep, in_session
+from errands.web.ui.deps import DbDep, SettingsDep, in_session, optional_int
 from errands.web.ui.render import page, wants_json
 from errands.workflow import actions
 
@@ -313,15 +313,6 @@ def act(
     return RedirectResponse(then, status_code=303)
 
 
-def _optional_int(value: str, what: str) -> int | None:
-    value = value.strip()
-    if not value:
-        return None
-    if not value.isdigit():
-        raise InvalidInput(f"{what} must be a number, not {value!r}.")
-    return int(value)
-
-
 @router.post("/tasks/{task_id}/answer", response_model=None, dependencies=[ACT])
 def answer(
     request: Request,
@@ -333,10 +324,10 @@ def answer(
     text: Annotated[str, Form()] = "",
 ) -> Response:
     def work(s: Session) -> object:
-        number = _optional_int(question, "The question")
+        number = optional_int(question, "The question")
         if number is None:
             raise InvalidInput("Which question is this an answer to?")
-        chosen = _optional_int(option, "The option")
+        chosen = optional_int(option, "The option")
         return actions.answer(s, settings, task_id, number, option=chosen, text=text)
 
     return act(request, db, task_id, work, then=f"/tasks/{task_id}#questions")

@@ -18,7 +18,7 @@ from errands.schemas import CommentPublic, SubtaskPublic, TaskPublic
 from errands.settings import Settings
 from errands.store import Database
 from errands.web.ui import diffview
-from errands.web.ui.deps import DbDep, SettingsDep, in_session
+from errands.web.ui.deps import DbDep, SettingsDep, in_session, optional_int
 from errands.web.ui.render import page, wants_json
 from errands.workflow import actions
 
@@ -319,15 +319,6 @@ def _back(task_id: int, back: str) -> str:
     return back if back.startswith(prefix) and "//" not in back else prefix
 
 
-def _number(value: str, what: str) -> int | None:
-    value = value.strip()
-    if not value:
-        return None
-    if not value.isdigit():
-        raise InvalidInput(f"{what} must be a number, not {value!r}.")
-    return int(value)
-
-
 def _review_form(
     request: Request,
     db: Database,
@@ -378,11 +369,11 @@ def add_comment(
     back: Annotated[str, Form()] = "",
 ) -> Response:
     def work(s: Session) -> int:
-        number = _number(line, "The line")
-        parent = _number(parent_id, "The thread")
+        number = optional_int(line, "The line")
+        parent = optional_int(parent_id, "The thread")
         if number is None and parent is None:
             raise InvalidInput("Pick a line to comment on.")
-        last = _number(end_line, "The last line")
+        last = optional_int(end_line, "The last line")
         text = body.strip()
         if kind == "suggestion" and suggestion.strip("\n"):
             code = suggestion.rstrip("\n")
@@ -399,7 +390,7 @@ def add_comment(
             kind=kind,
             side=side,
             end_line=last if last and number and last > number else None,
-            subtask=_number(subtask, "The subtask"),
+            subtask=optional_int(subtask, "The subtask"),
             parent_id=parent,
         )
         return comment.id
