@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from errands.index import CodeIndex
+from errands.index.analyse import CHUNK_MAX_LINES, analyse, doc_words
+from errands.index.bm25 import BM25
+from errands.index.build import PARALLEL_MIN_FILES
+from errands.index.lexical import term_counts, terms_of_words, tokens
+from errands.index.symbols import parse
 from tests.index.conftest import Commit
 
 SOURCES = {
@@ -185,44 +191,74 @@ def test_repo_map_outlines_symbols_within_budget(index: CodeIndex) -> None:
     assert len(small) <= 120
 
 
-def test_term_counts_of_file_and_chunks_equal_tokenising_each_separately() -> None:
-    from collections import Counter
+_DOC_SOURCE = (
+    "import os\nLIMIT_VALUE = 3\n# 12345 0x1F 1e5 2to3 1_000 café_x naïve — ∑x\n\n"
+    "class PriceRule:\n    '''Rounds totalPrice.'''\n    rate = 2\n\n"
+    "    def apply_discount(self, price):\n"
+    "        def inner_helper(x): return x * rate\n"
+    "        return inner_helper(price)\n\n"
+    "    def other(self): pass\n"
+    "class Tiny: x_value = 1; y_value = 2\n"
+    "def f(): return 1\n"
+    "def long_body():\n" + "    long_name_here = 1\n" * (CHUNK_MAX_LINES + 20) + "tail_word\n"
+)
 
-    from errands.index.analyse import CHUNK_MAX_LINES as _CHUNK_MAX_LINES
-    from errands.index.analyse import word_counts
-    from errands.index.lexical import term_counts, terms_of_words, tokens
-    from errands.index.symbols import parse
 
-    source = (
-        "import os\nLIMIT_VALUE = 3\n\n"
-        "class PriceRule:\n    '''Rounds totalPrice.'''\n    rate = 2\n\n"
-        "    def apply_discount(self, price):\n"
-        "        def inner_helper(x): return x * rate\n"
-        "        return inner_helper(price)\n\n"
-        "    def other(self): pass\n"
-        "class Tiny: x_value = 1; y_value = 2\n"
-        "def f(): return 1\n"
-        "def long_body():\n" + "    long_name_here = 1\n" * (_CHUNK_MAX_LINES + 20) + "tail_word\n"
-    )
-    symbols = parse("m.py", "python", source.encode()).symbols
-    words, chunk_words = word_counts(source, symbols)
-    counts, chunks = terms_of_words(words), [terms_of_words(c) for c in chunk_words]
-    assert counts == term_counts(source)
+def _expected_docs(path: str, source: str) -> list[Counter[str]]:
+    """The file's and each symbol chunk's term counts, tokenising each piece of text on its
+    own with the query tokeniser (the regex)."""
+    symbols = parse(path, "python", source.encode()).symbols
+    path_terms = term_counts(path.replace("/", " ").replace(".", " "))
+    docs = [term_counts(source) + path_terms + path_terms]
     lines = source.split("\n")
-    expected: list[Counter[str]] = []
     for i, sym in enumerate(symbols):
         end = sym.end_line
         nxt = symbols[i + 1] if i + 1 < len(symbols) else None
         if nxt is not None and sym.start_line < nxt.start_line <= sym.end_line:
             end = nxt.start_line - 1
-        end = min(end, sym.start_line + _CHUNK_MAX_LINES)
+        end = min(end, sym.start_line + CHUNK_MAX_LINES)
         want = term_counts("\n".join(lines[sym.start_line - 1 : end]))
         for tok in tokens(sym.name):
             want[tok] += 2
         for tok in tokens(sym.parent or ""):
             want[tok] += 1
-        expected.append(want)
-    assert chunks == expected
+        docs.append(want)
+    return docs
+
+
+def test_term_counts_of_file_and_chunks_equal_tokenising_each_separately() -> None:
+    analysed = analyse("m.py", "0" * 40, _DOC_SOURCE.encode())
+    assert analysed is not None
+    got = [terms_of_words(words) for words in doc_words(analysed)]
+    assert got == _expected_docs("m.py", _DOC_SOURCE)
+    assert "12345" not in got[0] and {"1e5", "2to3", "1_000", "caf"} <= set(got[0])
+
+
+def _bm25_docs(bm25: BM25) -> dict[str, Counter[str]]:
+    docs: dict[str, Counter[str]] = {}
+    for term in bm25.vocab:
+        for doc, tf in bm25.postings(term).items():
+            key = bm25.doc_keys[doc]
+            assert key is not None
+            docs.setdefault(key, Counter())[term] = tf
+    return docs
+
+
+@pytest.mark.parametrize("files", [1, PARALLEL_MIN_FILES])
+def test_indexed_documents_equal_tokenising_each_separately(
+    repo: Path, commit: Commit, files: int
+) -> None:
+    # Through the whole build (word segments, the lexicon, the merge, BM25), in this
+    # process and in worker processes: numbers are not terms, as the query tokeniser has it.
+    paths = ["pkg/m.py", *(f"pkg/more_{i}.py" for i in range(files - 1))]
+    index = CodeIndex.build(repo / ".git", commit(dict.fromkeys(paths, _DOC_SOURCE)))
+    file_docs, chunk_docs = _bm25_docs(index.file_bm25), _bm25_docs(index.sym_bm25)
+    for path in paths:
+        want = _expected_docs(path, _DOC_SOURCE)
+        assert file_docs.get(path, Counter()) == want[0]
+        for i, chunk in enumerate(want[1:]):
+            assert chunk_docs.get(f"{path}\0{i}", Counter()) == chunk
+    assert "12345" not in index.file_bm25.vocab and "1e5" in index.file_bm25.vocab
 
 
 TRICKY_PY = b'''"""Module."""

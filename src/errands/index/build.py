@@ -85,9 +85,11 @@ class _Encoder:
         self.bytes = 0
         self._ordinals: list[int] = []
         self._infos: list[FileInfo] = []
-        self._doc_sizes: list[int] = []
-        self._words: list[str] = []
+        self._seg_sizes: list[int] = []  # (word, count) pairs per segment
+        self._words: list[bytes] = []
         self._counts: list[int] = []
+        self._doc_segs: list[int] = []  # each document's segments, one document after another
+        self._doc_lens: list[int] = []  # segments per document
 
     def add(self, ordinal: int, entry: gitio.TreeEntry, data: bytes | None) -> None:
         """Analyse one file; ``data`` None: the repository lacks the blob (counted as
@@ -101,10 +103,14 @@ class _Encoder:
             return
         self._ordinals.append(ordinal)
         self._infos.append(analysed.info)
-        for counts in analysed.docs:
-            self._doc_sizes.append(len(counts))
-            self._words.extend(counts)
-            self._counts.extend(counts.values())
+        base = len(self._seg_sizes)
+        for segment in analysed.segments:
+            self._seg_sizes.append(len(segment))
+            self._words.extend(segment)
+            self._counts.extend(segment.values())
+        for doc in analysed.docs:
+            self._doc_lens.append(len(doc))
+            self._doc_segs.extend([base + s for s in doc])
 
     def full(self) -> bool:
         return self.handled >= _BATCH_FILES or self.bytes >= _BATCH_BYTES
@@ -112,9 +118,21 @@ class _Encoder:
     def take(self) -> _Batch:
         lexicon = self._lexicon
         words = lexicon.word_ids(self._words)
-        ptr = np.zeros(len(self._doc_sizes) + 1, dtype=np.int64)
-        np.cumsum(self._doc_sizes, out=ptr[1:])
-        ptr, term_ids, tfs = lexicon.expand(ptr, words, np.array(self._counts, dtype=np.int32))
+        counts = np.array(self._counts, dtype=np.int32)
+        # Each document's pairs are its segments' pairs one after another: gather them.
+        seg_sizes = np.array(self._seg_sizes, dtype=np.int64)
+        seg_ptr = np.zeros(len(seg_sizes) + 1, dtype=np.int64)
+        np.cumsum(seg_sizes, out=seg_ptr[1:])
+        doc_segs = np.array(self._doc_segs, dtype=np.int64)
+        lens = seg_sizes[doc_segs]
+        out_ptr = np.zeros(len(lens) + 1, dtype=np.int64)  # where each referenced run goes
+        np.cumsum(lens, out=out_ptr[1:])
+        gather = np.arange(out_ptr[-1], dtype=np.int64) + np.repeat(
+            seg_ptr[doc_segs] - out_ptr[:-1], lens
+        )
+        doc_seg_ptr = np.zeros(len(self._doc_lens) + 1, dtype=np.int64)
+        np.cumsum(self._doc_lens, out=doc_seg_ptr[1:])
+        ptr, term_ids, tfs = lexicon.expand(out_ptr[doc_seg_ptr], words[gather], counts[gather])
         terms = lexicon.names[self._sent :]
         self._sent = len(lexicon.names)
         batch = _Batch(

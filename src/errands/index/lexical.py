@@ -168,15 +168,15 @@ Ints = npt.NDArray[np.int32]
 Offsets = npt.NDArray[np.int64]
 
 
-class _Words(dict[str, int]):
+class _Words(dict[bytes, int]):
     """Word → id, numbering a word on first sight and noting it for :meth:`Lexicon._learn`,
     so numbering a text's words is one C-level ``map`` over them."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.pending: list[str] = []
+        self.pending: list[bytes] = []
 
-    def __missing__(self, word: str) -> int:
+    def __missing__(self, word: bytes) -> int:
         wid = len(self)
         self[word] = wid
         self.pending.append(word)
@@ -184,9 +184,11 @@ class _Words(dict[str, int]):
 
 
 class Lexicon:
-    """Words and terms numbered as first seen, and each word's terms, for documents counted
-    in words: :meth:`expand` turns many of them into term counts at once, in numpy, and
-    each distinct word is split into terms only once, in bulk."""
+    """Words (ASCII bytes, as a build's files are split) and terms numbered as first seen,
+    and each word's terms, for documents counted in words: :meth:`expand` turns many of
+    them into term counts at once, in numpy, and each distinct word is split into terms only
+    once, in bulk. Runs of digits are words without terms: :data:`_WORD` never finds them,
+    but splitting bytes at non-word characters does."""
 
     def __init__(self) -> None:
         self.words = _Words()
@@ -195,17 +197,18 @@ class Lexicon:
         self._tok_ptr = array("q", [0])  # word w's terms: _tok_ids[_tok_ptr[w]:_tok_ptr[w+1]]
         self._tok_ids = array("i")
 
-    def word_ids(self, words: list[str]) -> Ints:
+    def word_ids(self, words: list[bytes]) -> Ints:
         ids = np.fromiter(map(self.words.__getitem__, words), dtype=np.int32, count=len(words))
         if self.words.pending:
             self._learn(self.words.pending)
             self.words.pending = []
         return ids
 
-    def _learn(self, new: list[str]) -> None:
+    def _learn(self, new: list[bytes]) -> None:
         # Comprehensions and C-level maps rather than a call per word: a build meets tens
         # of thousands of distinct words, most of them once.
-        toks = word_tokens(new)
+        toks = word_tokens([w.decode("ascii") for w in new])
+        toks = [() if w.isdigit() else t for w, t in zip(new, toks, strict=True)]
         flat = list(chain.from_iterable(toks))
         terms = self.terms
         fresh = [t for t in dict.fromkeys(flat) if t not in terms]
@@ -218,7 +221,7 @@ class Lexicon:
     def expand(self, doc_ptr: Offsets, words: Ints, counts: Ints) -> tuple[Offsets, Ints, Ints]:
         """Documents of (word id, count) pairs as documents of (term id, count) pairs,
         sorted by term within each document, each term once (``get_x`` and ``get`` both
-        count towards `get`)."""
+        count towards `get`, and a word listed twice in a document counts twice)."""
         tok_ptr = np.frombuffer(self._tok_ptr, dtype=np.int64)
         tok_ids = np.frombuffer(self._tok_ids, dtype=np.int32)
         n_docs = len(doc_ptr) - 1
@@ -244,6 +247,8 @@ def terms_of_words(words: Counter[str]) -> Counter[str]:
     for many documents at once)."""
     out: Counter[str] = Counter()
     for word, n in words.items():
+        if word.isdigit():  # a number: no terms (see `Lexicon`)
+            continue
         for tok in _word_tokens[word]:
             out[tok] += n
     return out
