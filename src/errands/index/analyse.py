@@ -10,7 +10,7 @@ name that segment; the build's encoder adds them up in numpy."""
 from __future__ import annotations
 
 import zlib
-from collections import Counter
+from collections import Counter, _count_elements  # type: ignore[attr-defined]
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -97,10 +97,10 @@ def documents(
     none is longer than ``CHUNK_MAX_LINES``. The file's lines are scanned in order: the gaps
     between chunks are segments of their own, chunks are shared with the file."""
     clean = data.translate(_WORD_BYTES)
-    path_words = Counter(path.encode("utf-8", "surrogateescape").translate(_WORD_BYTES).split())
+    path_words = _count(path.encode("utf-8", "surrogateescape").translate(_WORD_BYTES).split())
     segments: list[Mapping[bytes, int]] = [{w: 2 * n for w, n in path_words.items()}]
     if not symbols:
-        segments.append(Counter(clean.split()))
+        segments.append(_count(clean.split()))
         return segments, [(0, 1)]
     newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _NEWLINE)
     starts: list[int] = [0, *(newlines + 1).tolist()]  # byte offset of each line (0-based)
@@ -117,27 +117,35 @@ def documents(
         a = min(start - 1, n)
         b = max(min(end, start + CHUNK_MAX_LINES, n), a)
         chunk = len(segments)
-        segments.append(Counter(clean[_at(starts, a) : _at(starts, b)].split()))
+        segments.append(_count(clean[_at(starts, a) : _at(starts, b)].split()))
         if a >= cur:
             if a > cur:
                 file_doc.append(len(segments))
-                segments.append(Counter(clean[_at(starts, cur) : _at(starts, a)].split()))
+                segments.append(_count(clean[_at(starts, cur) : _at(starts, a)].split()))
             file_doc.append(chunk)
             cur = b
         elif b > cur:  # overlaps a chunk already scanned (definitions sharing a line)
             file_doc.append(len(segments))
-            segments.append(Counter(clean[_at(starts, cur) : _at(starts, b)].split()))
+            segments.append(_count(clean[_at(starts, cur) : _at(starts, b)].split()))
             cur = b
         docs.append((chunk, len(segments)))
         segments.append(_names(sym))
     if cur < n:
         file_doc.append(len(segments))
-        segments.append(Counter(clean[_at(starts, cur) :].split()))
+        segments.append(_count(clean[_at(starts, cur) :].split()))
     docs[0] = tuple(file_doc)
     return segments, docs
 
 
 _NEWLINE = ord("\n")
+
+
+def _count(words: list[bytes]) -> dict[bytes, int]:
+    # Counter's own C helper, without Counter's Python-level __init__ and update: a build
+    # counts tens of thousands of segments.
+    counts: dict[bytes, int] = {}
+    _count_elements(counts, words)
+    return counts
 
 
 def _at(starts: list[int], line: int) -> int:

@@ -154,6 +154,22 @@ def word_tokens(words: list[str]) -> list[tuple[str, ...]]:
     return out
 
 
+class _ByteWordTokens(dict[bytes, tuple[str, ...]]):
+    """``_word_tokens`` for a build's words (ASCII bytes), where runs of digits have none."""
+
+    def learn(self, words: list[bytes]) -> list[tuple[str, ...]]:
+        """The tokens of words not in the cache yet, found in bulk (and cached while there
+        is room)."""
+        toks = word_tokens([w.decode("ascii") for w in words])
+        toks = [() if w.isdigit() else t for w, t in zip(words, toks, strict=True)]
+        if len(self) < 500_000:
+            self.update(zip(words, toks, strict=True))
+        return toks
+
+
+_byte_word_tokens = _ByteWordTokens()
+
+
 def tokens(text: str) -> list[str]:
     return list(chain.from_iterable(map(_word_tokens.__getitem__, _WORD.findall(text))))
 
@@ -207,8 +223,11 @@ class Lexicon:
     def _learn(self, new: list[bytes]) -> None:
         # Comprehensions and C-level maps rather than a call per word: a build meets tens
         # of thousands of distinct words, most of them once.
-        toks = word_tokens([w.decode("ascii") for w in new])
-        toks = [() if w.isdigit() else t for w, t in zip(new, toks, strict=True)]
+        cache = _byte_word_tokens
+        # Most words were met before, in an earlier batch or build of this process.
+        known: list[tuple[str, ...] | None] = list(map(cache.get, new))
+        learned = iter(cache.learn([w for w, t in zip(new, known, strict=True) if t is None]))
+        toks = [t if t is not None else next(learned) for t in known]
         flat = list(chain.from_iterable(toks))
         terms = self.terms
         fresh = [t for t in dict.fromkeys(flat) if t not in terms]

@@ -254,6 +254,15 @@ _PY_DESCEND = frozenset(
 )
 
 
+# Statements the walk visits below the module level: containers and what it collects.
+_PY_VISIT = _PY_DESCEND | {
+    "function_definition",
+    "class_definition",
+    "import_statement",
+    "import_from_statement",
+}
+
+
 def _python_defs(root: ts.Node) -> tuple[list[_Def], list[str]]:
     """What the ``_PY`` query finds, in the same order, visiting only statements (a test
     holds the two to the same answers): definitions and imports cannot hide in expressions,
@@ -261,17 +270,24 @@ def _python_defs(root: ts.Node) -> tuple[list[_Def], list[str]]:
     defs: list[_Def] = []
     imports: list[str] = []
     # Depth-first in document order, with a stack rather than recursion: nesting is unbounded.
+    # Below the module level only nodes that may hold something are pushed at all (most
+    # statements are expressions, calls and returns).
     stack = [(node, True) for node in reversed(root.named_children)]
+    pop, push = stack.pop, stack.append
     while stack:
-        node, top = stack.pop()
+        node, top = pop()
         kind = node.type
         if kind in ("function_definition", "class_definition"):
             name = node.child_by_field_name("name")
             if name is not None:
                 defs.append(_def(node, kind[: kind.index("_")], _text(name)))
-            stack.extend((child, False) for child in reversed(node.named_children))
+            for child in reversed(node.named_children):
+                if child.type in _PY_VISIT:
+                    push((child, False))
         elif kind in _PY_DESCEND:
-            stack.extend((child, False) for child in reversed(node.named_children))
+            for child in reversed(node.named_children):
+                if child.type in _PY_VISIT:
+                    push((child, False))
         elif kind == "expression_statement":
             if top:  # a module-level `NAME = …`
                 for child in node.named_children:
