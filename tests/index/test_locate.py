@@ -89,14 +89,37 @@ def test_dotted_module_and_plain_words(built: tuple[Path, CodeIndex]) -> None:
 
 
 def test_search_returns_path_line_snippet(built: tuple[Path, CodeIndex]) -> None:
-    _git_dir, index = built
-    hits = index.search("apply_discount")
+    git_dir, index = built
+    hits = index.search(git_dir, "apply_discount")
     assert ("shop/pricing.py", 1, "def apply_discount(amount):") in hits
     assert all(isinstance(line, int) and line >= 1 for _p, line, _s in hits)
-    assert index.search("round_price", limit=1) == [
+    assert index.search(git_dir, "round_price", limit=1) == [
         ("shop/pricing.py", 7, "def round_price(self, value):")
     ]
-    assert index.search("   ") == []
+    assert index.search(git_dir, "   ") == []
+    assert index.text(git_dir, "shop/pricing.py").startswith("def apply_discount(amount):\n")
+
+
+def test_search_reads_the_indexed_commit_not_the_branch_tip(
+    built: tuple[Path, CodeIndex], commit: Commit
+) -> None:
+    git_dir, index = built
+    commit({"shop/pricing.py": "def apply_discount(amount):\n    return 0  # changed\n"})
+    hits = index.search(git_dir, "apply_discount")
+    assert ("shop/pricing.py", 2, "# the discount is a percentage of the amount") in hits
+
+
+def test_search_skips_files_the_repository_lost(
+    built: tuple[Path, CodeIndex], tmp_path: Path
+) -> None:
+    from errands.errors import GitError
+
+    _git_dir, index = built
+    empty = tmp_path / "empty.git"
+    git(tmp_path, "init", "-q", "--bare", str(empty))
+    assert index.search(empty, "apply_discount") == []
+    with pytest.raises(GitError):
+        index.text(empty, "shop/pricing.py")
 
 
 def test_update_reindexes_only_changed_files(built: tuple[Path, CodeIndex], commit: Commit) -> None:
@@ -116,7 +139,7 @@ def test_update_reindexes_only_changed_files(built: tuple[Path, CodeIndex], comm
     assert "shop/inventory.py" not in _paths(index.locate("`restock` fails"))
     assert [s.name for s in index.symbols("shop/shipping.py")] == ["express_cost"]
     assert index.locate("`express_cost` is too high")[0].path == "shop/shipping.py"
-    assert not [hit for hit in index.search("shipping_cost") if "shipping_cost" in hit[2]]
+    assert not [hit for hit in index.search(git_dir, "shipping_cost") if "shipping_cost" in hit[2]]
     for path, symbols in before.items():
         if path not in changed:
             assert index.symbols(path) == symbols
@@ -128,7 +151,7 @@ def test_update_reindexes_only_changed_files(built: tuple[Path, CodeIndex], comm
 
 
 def test_save_load_round_trip(built: tuple[Path, CodeIndex], tmp_path: Path) -> None:
-    _git_dir, index = built
+    git_dir, index = built
     target = tmp_path / "data" / "index.bin"
     index.save(target)
     loaded = CodeIndex.load(target)
@@ -138,7 +161,7 @@ def test_save_load_round_trip(built: tuple[Path, CodeIndex], tmp_path: Path) -> 
     assert loaded.languages == index.languages
     text = "`PriceRounder` rounds wrong"
     assert _paths(loaded.locate(text)) == _paths(index.locate(text))
-    assert loaded.search("apply_discount") == index.search("apply_discount")
+    assert loaded.search(git_dir, "apply_discount") == index.search(git_dir, "apply_discount")
 
 
 def test_load_rejects_garbage(tmp_path: Path) -> None:
@@ -182,7 +205,6 @@ def test_parallel_build_equals_serial_build(
     for path in serial.paths:
         assert parallel.symbols(path) == serial.symbols(path)
         assert parallel.imports(path) == serial.imports(path)
-        assert parallel.text(path) == serial.text(path)
     for mine, theirs in (
         (parallel.file_bm25, serial.file_bm25),
         (parallel.sym_bm25, serial.sym_bm25),

@@ -1,4 +1,4 @@
-"""What the index keeps about one file: its entry (symbols, imports, compressed text) and the
+"""What the index keeps about one file: its entry (symbols, imports, blob id) and the
 word counts of its documents — the whole file, then one chunk per symbol.
 
 Pure functions of a path and its bytes, so they run in any process. Documents are counted
@@ -9,7 +9,6 @@ name that segment; the build's encoder adds them up in numpy."""
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter, _count_elements  # type: ignore[attr-defined]
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,12 +32,15 @@ class FileInfo:
     language: str | None
     symbols: tuple[Symbol, ...]
     imports: tuple[str, ...]
-    text: bytes  # zlib-compressed UTF-8 contents, for snippets
+    # No copy of the contents: `blob` names them in the repository, which every reader of
+    # an index has (keeping them would cost a quarter of the index and of a cold build).
 
     def __reduce__(self) -> tuple[type[FileInfo], tuple[object, ...]]:
         # Pickled as its fields (faster than the dataclass default; see Symbol).
-        fields = (self.path, self.blob, self.size, self.language, self.symbols, self.imports)
-        return (FileInfo, (*fields, self.text))
+        return (
+            FileInfo,
+            (self.path, self.blob, self.size, self.language, self.symbols, self.imports),
+        )
 
 
 @dataclass(slots=True)
@@ -70,7 +72,6 @@ def analyse(path: str, blob: str, data: bytes) -> Analysed | None:
         language=language,
         symbols=symbols,
         imports=imports,
-        text=zlib.compress(data, 1),
     )
     segments, docs = documents(path, data, symbols)
     return Analysed(info, segments, docs)

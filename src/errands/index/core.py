@@ -6,13 +6,12 @@ import os
 import pickle
 import re
 import tempfile
-import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from errands.errors import InvalidInput
+from errands.errors import GitError, InvalidInput
 from errands.index import gitio
 from errands.index import locate as _locate
 from errands.index.analyse import FileInfo
@@ -22,7 +21,7 @@ from errands.index.lexical import tokens
 from errands.index.model import Located, Symbol
 from errands.index.paths import skip_path, too_big
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: files' contents no longer kept (read from git)
 HISTORY_COMMITS = 500
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
@@ -201,11 +200,27 @@ class CodeIndex:
         info = self._files.get(path)
         return info.imports if info else ()
 
-    def text(self, path: str) -> str:
-        info = self._files.get(path)
-        if info is None:
-            raise InvalidInput(f"no file {path!r} in the index")
-        return zlib.decompress(info.text).decode("utf-8", "replace")
+    def text(self, git_dir: Path, path: str) -> str:
+        """A file's contents at the indexed commit, read from the repository."""
+        text = self._texts(git_dir, [path])[0]
+        if text is None:
+            raise GitError(f"{git_dir} lacks {path} at {self.commit[:12]}")
+        return text
+
+    def _texts(self, git_dir: Path, paths: list[str]) -> list[str | None]:
+        """Files' contents (None where the repository lacks the blob)."""
+        blobs: list[str] = []
+        for path in paths:
+            info = self._files.get(path)
+            if info is None:
+                raise InvalidInput(f"no file {path!r} in the index")
+            blobs.append(info.blob)
+        if not blobs:
+            return []
+        return [
+            None if data is None else data.decode("utf-8", "replace")
+            for data in gitio.read_blobs(git_dir, blobs)
+        ]
 
     def derived(self) -> Derived:
         if self._derived is None:
@@ -214,8 +229,9 @@ class CodeIndex:
 
     # ---- queries --------------------------------------------------------------------------
 
-    def search(self, query: str, *, limit: int = 20) -> list[tuple[str, int, str]]:
-        """Lines matching a query, best files first: ``(path, line, snippet)``.
+    def search(self, git_dir: Path, query: str, *, limit: int = 20) -> list[tuple[str, int, str]]:
+        """Lines matching a query, best files first: ``(path, line, snippet)``, the files
+        read from the repository ``git_dir`` (the one indexed).
 
         Lines containing the query literally come first; otherwise the lines holding the most
         of its words. At most three lines per file, so one file cannot fill the list."""
@@ -223,12 +239,14 @@ class CodeIndex:
         if not query or limit <= 0:
             return []
         terms = {t: 1.0 for t in tokens(query)}
-        ranked = self._file_bm25.top(terms, max(limit, 10)) if terms else []
+        ranked = [path for path, _ in self._file_bm25.top(terms, max(limit, 10))] if terms else []
         needle = query.lower()
         literal = re.compile(re.escape(needle))
         results: list[tuple[str, int, str]] = []
-        for path, _score in ranked:
-            lines = self.text(path).split("\n")
+        for path, text in zip(ranked, self._texts(git_dir, ranked), strict=True):
+            if text is None:  # a blob the repository lost (never in a healthy mirror)
+                continue
+            lines = text.split("\n")
             hits: list[tuple[float, int]] = []
             for no, line in enumerate(lines, 1):
                 low = line.lower()

@@ -131,6 +131,17 @@ class BlobReader:
         self.close()
 
 
+def read_blobs(git_dir: Path, blobs: list[str]) -> list[bytes | None]:
+    """The contents of these blobs, in order (None where the repository lacks one)."""
+    out: list[bytes | None] = []
+    with BlobReader(git_dir) as reader:
+        for i in range(0, len(blobs), 32):  # few requests outstanding (see BlobReader)
+            group = blobs[i : i + 32]
+            reader.request(group)
+            out.extend(reader.read() for _ in group)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     status: str  # A, M, D, T (renames are a delete and an add)

@@ -127,7 +127,9 @@ def job_workspace(
     uses ``index``, or the project's saved index when none is given."""
     index = index or load_index(ctx.settings, ctx.lease.project_id)
     search: CodeSearch | None = (
-        (lambda query, limit: index.search(query, limit=limit)) if index is not None else None
+        (lambda query, limit: index.search(mirror.path, query, limit=limit))
+        if index is not None
+        else None
     )
     pool = pool_for(ctx.settings, mirror, ctx.lease.project_id)
     _sweep(ctx, pool)
