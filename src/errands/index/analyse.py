@@ -104,8 +104,11 @@ def documents(
         segments.append(_count(clean.split()))
         return segments, [(0, 1)]
     newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _NEWLINE)
-    starts: list[int] = [0, *(newlines + 1).tolist()]  # byte offset of each line (0-based)
+    # Byte offset of each 0-based line, and of the end as line n (lines past it end there).
+    starts: list[int] = [0, *(newlines + 1).tolist()]
     n = len(starts)
+    starts.append(len(data))
+    count = _count
     file_doc = [0]
     docs: list[tuple[int, ...]] = [()]
     cur = 0  # lines before this one are in the file's document
@@ -118,22 +121,22 @@ def documents(
         a = min(start - 1, n)
         b = max(min(end, start + CHUNK_MAX_LINES, n), a)
         chunk = len(segments)
-        segments.append(_count(clean[_at(starts, a) : _at(starts, b)].split()))
+        segments.append(count(clean[starts[a] : starts[b]].split()))
         if a >= cur:
             if a > cur:
                 file_doc.append(len(segments))
-                segments.append(_count(clean[_at(starts, cur) : _at(starts, a)].split()))
+                segments.append(count(clean[starts[cur] : starts[a]].split()))
             file_doc.append(chunk)
             cur = b
         elif b > cur:  # overlaps a chunk already scanned (definitions sharing a line)
             file_doc.append(len(segments))
-            segments.append(_count(clean[_at(starts, cur) : _at(starts, b)].split()))
+            segments.append(count(clean[starts[cur] : starts[b]].split()))
             cur = b
         docs.append((chunk, len(segments)))
         segments.append(_names(sym))
     if cur < n:
         file_doc.append(len(segments))
-        segments.append(_count(clean[_at(starts, cur) :].split()))
+        segments.append(count(clean[starts[cur] :].split()))
     docs[0] = tuple(file_doc)
     return segments, docs
 
@@ -147,11 +150,6 @@ def _count(words: list[bytes]) -> dict[bytes, int]:
     counts: dict[bytes, int] = {}
     _count_elements(counts, words)
     return counts
-
-
-def _at(starts: list[int], line: int) -> int:
-    """Where 0-based ``line`` starts; past the last line, the end of the file."""
-    return starts[line] if line < len(starts) else (1 << 62)
 
 
 def _names(sym: Symbol) -> dict[bytes, int]:
