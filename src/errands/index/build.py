@@ -86,8 +86,8 @@ class _Encoder:
         self._ordinals: list[int] = []
         self._infos: list[FileInfo] = []
         self._seg_sizes: list[int] = []  # (word, count) pairs per segment
-        self._words: list[bytes] = []
-        self._counts: list[int] = []
+        self._word_ids = array("i")  # the pairs' words, numbered as soon as counted
+        self._counts = array("i")
         self._doc_segs: list[int] = []  # each document's segments, one document after another
         self._doc_lens: list[int] = []  # segments per document
 
@@ -104,9 +104,11 @@ class _Encoder:
         self._ordinals.append(ordinal)
         self._infos.append(analysed.info)
         base = len(self._seg_sizes)
+        number = self._lexicon.words.__getitem__
         for segment in analysed.segments:
             self._seg_sizes.append(len(segment))
-            self._words.extend(segment)
+            # Numbered while the file's words are still in the CPU's caches.
+            self._word_ids.extend(map(number, segment))
             self._counts.extend(segment.values())
         for doc in analysed.docs:
             self._doc_lens.append(len(doc))
@@ -117,8 +119,9 @@ class _Encoder:
 
     def take(self) -> _Batch:
         lexicon = self._lexicon
-        words = lexicon.word_ids(self._words)
-        counts = np.array(self._counts, dtype=np.int32)
+        lexicon.learn()
+        words = np.frombuffer(self._word_ids, dtype=np.int32)
+        counts = np.frombuffer(self._counts, dtype=np.int32)
         # Each document's pairs are its segments' pairs one after another: gather them.
         seg_sizes = np.array(self._seg_sizes, dtype=np.int64)
         seg_ptr = np.zeros(len(seg_sizes) + 1, dtype=np.int64)

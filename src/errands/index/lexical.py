@@ -185,8 +185,8 @@ Offsets = npt.NDArray[np.int64]
 
 
 class _Words(dict[bytes, int]):
-    """Word → id, numbering a word on first sight and noting it for :meth:`Lexicon._learn`,
-    so numbering a text's words is one C-level ``map`` over them."""
+    """Word → id, numbering a word on first sight and noting it for :meth:`Lexicon.learn`,
+    so numbering words is one C-level ``map`` over them (``words.__getitem__``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -204,7 +204,10 @@ class Lexicon:
     and each word's terms, for documents counted in words: :meth:`expand` turns many of
     them into term counts at once, in numpy, and each distinct word is split into terms only
     once, in bulk. Runs of digits are words without terms: :data:`_WORD` never finds them,
-    but splitting bytes at non-word characters does."""
+    but splitting bytes at non-word characters does.
+
+    Words are numbered through :attr:`words` as they are counted, then :meth:`learn`
+    splits the new ones, in bulk, before :meth:`expand` needs their terms."""
 
     def __init__(self) -> None:
         self.words = _Words()
@@ -213,12 +216,12 @@ class Lexicon:
         self._tok_ptr = array("q", [0])  # word w's terms: _tok_ids[_tok_ptr[w]:_tok_ptr[w+1]]
         self._tok_ids = array("i")
 
-    def word_ids(self, words: list[bytes]) -> Ints:
-        ids = np.fromiter(map(self.words.__getitem__, words), dtype=np.int32, count=len(words))
+    def learn(self) -> None:
+        """Split the words numbered since the last call into terms (before :meth:`expand`
+        of documents holding them)."""
         if self.words.pending:
             self._learn(self.words.pending)
             self.words.pending = []
-        return ids
 
     def _learn(self, new: list[bytes]) -> None:
         # Comprehensions and C-level maps rather than a call per word: a build meets tens
