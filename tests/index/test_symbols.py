@@ -323,3 +323,14 @@ def test_python_statement_walk_finds_what_the_query_finds() -> None:
     names = {d.name for d in walked[0]}
     assert {"only_typing", "Fallback", "in_case", "Deep", "method", "AfterError", "LIMIT"} <= names
     assert {"os", "a.b.c", "..pkg.mod", "json"} <= set(walked[1])
+
+
+def test_bulk_word_tokens_equal_one_at_a_time() -> None:
+    from errands.index.lexical import _WordTokens, word_tokens
+
+    words = [
+        "a", "x1", "is", "IS", "the_value", "THE_VALUE", "get_x", "_private", "__dunder__",
+        "a_b_c", "snake_case_name", "HTTPServer", "getX", "parseHTTPResponse_v2", "abc123",
+        "Mixed_Case_Words", "_", "__", "x_", "IO", "ioError", "self", "none_value", "1_000",
+    ]  # fmt: skip
+    assert word_tokens(words) == [_WordTokens()[w] for w in words]

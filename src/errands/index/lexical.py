@@ -134,23 +134,23 @@ _word_tokens = _WordTokens()
 
 
 def word_tokens(words: list[str]) -> list[tuple[str, ...]]:
-    """``_word_tokens[w]`` for each word; words in one case throughout without underscores
-    (most of them) are handled inline rather than through a call each."""
-    cache = _word_tokens
-    get = cache.get
-    room = len(cache) < 500_000
+    """``_word_tokens[w]`` for each word, computed afresh (for callers that cache by
+    themselves): words in one case throughout (most of them, snake_case included) are
+    split inline rather than through a call each."""
     out: list[tuple[str, ...]] = []
+    add = out.append
     for w in words:
-        toks = get(w)
-        if toks is None:
-            if "_" in w or not (w.islower() or w.isupper()):
-                toks = cache[w]
-            else:
-                low = w.lower()
-                toks = (low,) if len(w) >= 2 and low not in STOPWORDS else ()
-                if room:
-                    cache[w] = toks
-        out.append(toks)
+        if len(w) < 2:
+            add(())
+        elif w.islower() or w.isupper():
+            low = w.lower()
+            parts = [p for p in low.split("_") if p] if "_" in w else []
+            if len(parts) < 2:
+                add(() if low in STOPWORDS else (low,))
+            else:  # as `_split`: the word, then its pieces of two letters or more
+                add(tuple([t for t in (low, *parts) if len(t) > 1 and t not in STOPWORDS]))
+        else:
+            add(tuple([t for t in _split(w) if t not in STOPWORDS]))
     return out
 
 
