@@ -54,3 +54,24 @@ def test_missing_or_wrong_settings_name_what_to_set(
     settings = Settings(home=tmp_path, **values)
     with pytest.raises(ConfigError, match=names):
         build_model(settings, "research")
+
+
+def test_sdk_response_models_are_built_at_import_not_on_first_use() -> None:
+    # A fresh interpreter: the switch only works before the SDKs are imported, which this
+    # test process may have done already. Lazily built models raced between the two job
+    # threads of a worker (see errands.agent.providers).
+    import subprocess
+    import sys
+
+    code = (
+        "import os; os.environ.pop('DEFER_PYDANTIC_BUILD', None)\n"
+        "import errands.agent.providers\n"
+        "from openai.types import CompletionUsage\n"
+        "from openai.types.chat import ChatCompletion\n"
+        "from anthropic.types import Message\n"
+        "assert CompletionUsage.__pydantic_complete__\n"
+        "assert ChatCompletion.__pydantic_complete__\n"
+        "assert Message.__pydantic_complete__\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from pydantic_ai.models import Model
+# The OpenAI and Anthropic SDKs build their response models' validators on first use, and
+# pydantic's deferred build is not thread-safe: two jobs of one worker meeting a model at
+# once failed a task with "type object 'CompletionUsage' has no attribute
+# '__pydantic_core_schema__'" (the chaos test, worker concurrency 2). Built when the SDK's
+# modules are imported instead, under Python's import lock: about a second more to import
+# the SDK, once per process. Read by the SDKs at import, so set before they are imported
+# (they are imported lazily, in `_openai` and `_anthropic`).
+os.environ.setdefault("DEFER_PYDANTIC_BUILD", "false")
+
+from pydantic_ai.models import Model  # noqa: E402 - after the switch above
 
 from errands.errors import ConfigError
 from errands.settings import MODEL_PROVIDERS, Phase, Settings, check_model_spec
