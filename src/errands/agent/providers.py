@@ -15,7 +15,7 @@ from dataclasses import dataclass
 # (they are imported lazily, in `_openai` and `_anthropic`).
 os.environ.setdefault("DEFER_PYDANTIC_BUILD", "false")
 
-from pydantic_ai.models import Model  # noqa: E402 - after the switch above
+from pydantic_ai.models import Model
 
 from errands.errors import ConfigError
 from errands.settings import MODEL_PROVIDERS, Phase, Settings, check_model_spec
