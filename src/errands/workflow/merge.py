@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from errands.domain import TaskState, check_transition
 from errands.errors import BaseMoved, GitError
 from errands.faults import crash_point
@@ -32,8 +34,11 @@ def record_merged(ctx: JobContext, commit: str, message: str, **data: object) ->
 
 
 # Landing loses the race when the base branch moves between our fetch and our push (another
-# task merging, a colleague pushing): squash again onto the new tip, a few times.
-LAND_ATTEMPTS = 5
+# task merging, a colleague pushing): squash again onto the new tip, a few times. Between
+# attempts a short random pause, growing, so that merges losing to each other do not keep
+# colliding in step (the chaos test once saw one lose five times running).
+LAND_ATTEMPTS = 8
+LAND_PAUSE = 0.25  # seconds; the pause before attempt k + 1 is up to LAND_PAUSE * 2**k, ≤ 4 s
 
 
 def run(ctx: JobContext) -> None:
@@ -99,6 +104,7 @@ def _land(
             if attempt == LAND_ATTEMPTS:
                 raise
             ctx.emit("merge.retrying", f"{base_branch} moved while landing; trying again")
+            ctx.cancel.wait(random.uniform(0, min(4.0, LAND_PAUSE * 2**attempt)))
             continue
         crash_point("merge.after_land")
         return commit
