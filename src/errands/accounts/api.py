@@ -52,8 +52,8 @@ from errands.accounts.schemas import (
 )
 from errands.accounts.service import Principal
 from errands.errors import Conflict
-from errands.settings import Settings
-from errands.store import Database, Organization, Task, User
+from errands.store import Organization, Task, User
+from errands.web.deps import get_db, get_settings
 
 T = TypeVar("T")
 router = APIRouter(prefix="/api", tags=["accounts"])
@@ -63,18 +63,8 @@ MemberAdmin = Annotated[Principal, Depends(Permit("admin", handler_scoped=frozen
 SecretAdmin = Annotated[Principal, Depends(Permit("admin", handler_scoped=frozenset({"name"})))]
 
 
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 def _work(request: Request, work: Callable[[Session], T]) -> T:
-    with _db(request).session() as session:
+    with get_db(request).session() as session:
         return work(session)
 
 
@@ -121,7 +111,7 @@ def set_session_cookie(request: Request, response: Response, raw: str, days: flo
 def sign_in(
     request: Request, response: Response, session: Session, user: User, org_id: int
 ) -> Principal:
-    settings = _settings(request)
+    settings = get_settings(request)
     raw, _ = service.start_session(session, user, org_id, timedelta(days=settings.session_days))
     set_session_cookie(request, response, raw, settings.session_days)
     request.app.state.accounts_active = True
@@ -184,7 +174,7 @@ def logout_everywhere(request: Request, response: Response, principal: UserPrinc
 
 def send_reset(request: Request, email: str) -> None:
     """Answer the same whether or not the address has an account (nothing to enumerate)."""
-    settings = _settings(request)
+    settings = get_settings(request)
 
     def work(s: Session) -> str | None:
         if service.user_by_email(s, email) is None:
@@ -247,7 +237,7 @@ def switch_org(body: OrgChoice, request: Request, principal: UserPrincipal) -> M
 
 
 def send_verification(request: Request, principal: Principal) -> None:
-    settings = _settings(request)
+    settings = get_settings(request)
 
     def work(s: Session) -> tuple[str, str]:
         user = s.get_one(User, principal.user_id)
@@ -369,7 +359,7 @@ def remove_member(user_id: int, request: Request, principal: MemberAdmin) -> Non
 def send_invitation(
     request: Request, principal: Principal, email: str, role: str
 ) -> InvitationSent:
-    settings = _settings(request)
+    settings = get_settings(request)
     org_id = org_required(principal)
 
     def work(s: Session) -> tuple[str, str]:
@@ -549,7 +539,7 @@ def put_secret(
     name: str, body: SecretSet, request: Request, principal: SecretAdmin
 ) -> SecretPublic:
     org_id = org_required(principal)
-    settings = _settings(request)
+    settings = get_settings(request)
     return _work(
         request,
         lambda s: SecretPublic.model_validate(vault.save(s, settings, org_id, name, body.value)),

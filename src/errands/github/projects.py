@@ -7,14 +7,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from errands.domain import JobKind
 from errands.errors import Conflict, InvalidInput
 from errands.github import forge
 from errands.github.intake import request_sync
-from errands.jobs import ledger
 from errands.settings import Settings
 from errands.store import GitHubInstallation, Project
-from errands.store import events as event_log
+from errands.workflow import actions
 
 
 @dataclass(frozen=True)
@@ -51,11 +49,9 @@ def add_project(
     session: Session, settings: Settings, info: RepoInfo, *, name: str | None = None
 ) -> Project:
     """A project on the repository: indexed, then its open issues imported."""
-    name = (name or info.full_name.split("/")[1]).strip()
-    if not name or len(name) > 200:
-        raise InvalidInput("A project name must be 1-200 characters.")
-    if session.scalars(select(Project).where(Project.name == name)).first():
-        raise Conflict(f"A project named {name!r} already exists; pass another name.")
+    name = actions.check_project_name(
+        session, name or info.full_name.split("/")[1], "pass another name"
+    )
     if session.scalars(select(Project).where(Project.github_repo == info.full_name)).first():
         raise Conflict(f"{info.full_name} already is a project.")
     project = Project(
@@ -65,17 +61,8 @@ def add_project(
         github_repo=info.full_name,
         github_installation_id=info.installation_id,
     )
-    session.add(project)
-    session.flush()
-    job = ledger.enqueue(
-        session, JobKind.INDEX, project_id=project.id, max_attempts=settings.job_max_attempts
-    )
-    event_log.record(
-        session,
-        "project.added",
-        f"Project {name} added from GitHub repository {info.full_name}",
-        project_id=project.id,
-        job_id=job.id,
+    actions.store_project(
+        session, settings, project, f"Project {name} added from GitHub repository {info.full_name}"
     )
     request_sync(session, settings, project.id)  # imports the open issues
     return project

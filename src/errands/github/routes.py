@@ -16,8 +16,8 @@ from errands.github import forge, projects
 from errands.github.errors import MalformedWebhook, WebhookTooLarge
 from errands.github.intake import receive
 from errands.github.signature import verify
-from errands.settings import Settings
-from errands.store import Database, GitHubInstallation, Project, Task
+from errands.store import GitHubInstallation, Project, Task
+from errands.web.deps import get_db, get_settings
 from errands.workflow import actions
 
 # GitHub caps webhook payloads at 25 MB; anything bigger is not from GitHub.
@@ -57,16 +57,6 @@ class InstallationPublic(BaseModel):
     active: bool
 
 
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 async def _body(request: Request) -> bytes:
     """The raw body, refusing (413) before reading more than GitHub could ever send."""
     declared = request.headers.get("content-length")
@@ -86,7 +76,7 @@ async def _body(request: Request) -> bytes:
 @router.post("/webhook", status_code=202, dependencies=[PUBLIC])
 async def webhook(request: Request) -> JSONResponse:
     """Verify, de-duplicate and record a delivery; the work happens in the project's job."""
-    settings = _settings(request)
+    settings = get_settings(request)
     secret = forge.webhook_secret(settings)
     body = await _body(request)
     # Nothing about an unsigned request is looked at, not even its headers' validity.
@@ -103,7 +93,7 @@ async def webhook(request: Request) -> JSONResponse:
         raise MalformedWebhook(f"The payload is not valid JSON: {exc}") from exc
     if event == "ping":
         return JSONResponse({"delivery": delivery, "status": "pong"}, status_code=200)
-    receipt = await asyncio.to_thread(receive, _db(request), settings, delivery, event, payload)
+    receipt = await asyncio.to_thread(receive, get_db(request), settings, delivery, event, payload)
     return JSONResponse(
         {"delivery": receipt.delivery, "status": receipt.status, "detail": receipt.detail},
         status_code=200 if receipt.status == "duplicate" else 202,
@@ -112,7 +102,7 @@ async def webhook(request: Request) -> JSONResponse:
 
 @router.get("/installations")
 def installations(request: Request, who: Reader) -> list[InstallationPublic]:
-    with _db(request).session() as session:
+    with get_db(request).session() as session:
         # With accounts, an organization sees the installations its own projects use.
         mine = {
             p.github_installation_id
@@ -135,7 +125,7 @@ def installations(request: Request, who: Reader) -> list[InstallationPublic]:
 def add_project(body: GitHubProjectCreate, request: Request, who: Actor) -> GitHubProjectPublic:
     """A project from a repository the App is installed on (or the token reaches); its
     open issues are imported as tasks."""
-    settings, db = _settings(request), _db(request)
+    settings, db = get_settings(request), get_db(request)
     with db.session() as session:
         installation = body.installation_id or projects.known_installation(session, body.repository)
     info = projects.describe(settings, body.repository, installation)
@@ -148,8 +138,8 @@ def add_project(body: GitHubProjectCreate, request: Request, who: Actor) -> GitH
 
 @router.post("/projects/{project}/import", status_code=202, dependencies=[ACT])
 def reimport(project: str, request: Request) -> GitHubProjectPublic:
-    settings = _settings(request)
-    with _db(request).session() as session:
+    settings = get_settings(request)
+    with get_db(request).session() as session:
         found = actions.get_project(session, project)
         projects.reimport(session, settings, found)
         return GitHubProjectPublic.model_validate(found, from_attributes=True)
@@ -157,7 +147,7 @@ def reimport(project: str, request: Request) -> GitHubProjectPublic:
 
 @router.get("/tasks/{task_id}", dependencies=[READ])
 def task(task_id: int, request: Request) -> GitHubTaskPublic:
-    with _db(request).session() as session:
+    with get_db(request).session() as session:
         found: Task = actions.get_task(session, task_id)
         return GitHubTaskPublic(
             id=found.id,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from errands.domain import TaskState
@@ -490,19 +490,19 @@ class Sync:
 
     # -- out ------------------------------------------------------------------------------
 
-    def post_questions(self) -> None:
+    def _task_ids(self, *where: ColumnElement[bool]) -> list[int]:
+        """This project's tasks matching ``where``, by id (each is then handled in a
+        transaction of its own)."""
         with self.ctx.db.session() as session:
-            waiting = [
-                t.id
-                for t in session.scalars(
-                    select(Task).where(
-                        Task.project_id == self.project_id,
-                        Task.github_issue.is_not(None),
-                        Task.state == TaskState.AWAITING_ANSWERS,
-                        Task.github_questions_comment.is_(None),
-                    )
-                )
-            ]
+            query = select(Task.id).where(Task.project_id == self.project_id, *where)
+            return list(session.scalars(query))
+
+    def post_questions(self) -> None:
+        waiting = self._task_ids(
+            Task.github_issue.is_not(None),
+            Task.state == TaskState.AWAITING_ANSWERS,
+            Task.github_questions_comment.is_(None),
+        )
         for task_id in waiting:
             with self.ctx.db.session() as session:
                 task = session.get_one(Task, task_id)
@@ -526,18 +526,11 @@ class Sync:
                 )
 
     def open_pull_requests(self) -> None:
-        with self.ctx.db.session() as session:
-            waiting = [
-                t.id
-                for t in session.scalars(
-                    select(Task).where(
-                        Task.project_id == self.project_id,
-                        Task.github_pr.is_(None),
-                        Task.branch.is_not(None),
-                        Task.state == TaskState.IN_REVIEW,
-                    )
-                )
-            ]
+        waiting = self._task_ids(
+            Task.github_pr.is_(None),
+            Task.branch.is_not(None),
+            Task.state == TaskState.IN_REVIEW,
+        )
         for task_id in waiting:
             with self.ctx.db.session() as session:
                 task = session.get_one(Task, task_id)

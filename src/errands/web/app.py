@@ -52,10 +52,10 @@ from errands.schemas import (
 from errands.settings import Settings
 from errands.store import Database
 from errands.store import events as event_log
+from errands.web.deps import DbDep, SettingsDep, in_session
 from errands.web.errors import json_error
 from errands.web.guard import LOOPBACK_NAMES, BrowserGuard
 from errands.web.ui import install as install_ui
-from errands.web.ui.deps import DbDep, SettingsDep, in_session
 from errands.workflow import actions
 
 T = TypeVar("T")

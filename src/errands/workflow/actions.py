@@ -151,11 +151,7 @@ def add_project(
         origin = str(repo)
         detected = current_branch(repo) or "main"
         default_name = repo.name.removesuffix(".git")
-    name = (name or default_name).strip()
-    if not name or len(name) > 200:
-        raise InvalidInput("A project name must be 1-200 characters.")
-    if session.scalars(select(Project).where(Project.name == name)).first():
-        raise Conflict(f"A project named {name!r} already exists; pass another --name.")
+    name = check_project_name(session, name or default_name, "pass another --name")
     project = Project(
         name=name,
         origin=origin,
@@ -163,18 +159,27 @@ def add_project(
         verify_commands=verify_commands,
         auto_execute=auto_execute,
     )
+    return store_project(session, settings, project, f"Project {name} added from {origin}")
+
+
+def check_project_name(session: Session, name: str, hint: str) -> str:
+    """The name stripped, if a new project may take it (``hint``: how to pick another)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("A project name must be 1-200 characters.")
+    if session.scalars(select(Project).where(Project.name == name)).first():
+        raise Conflict(f"A project named {name!r} already exists; {hint}.")
+    return name
+
+
+def store_project(session: Session, settings: Settings, project: Project, message: str) -> Project:
+    """Store a new project and queue its first index."""
     session.add(project)
     session.flush()
     job = ledger.enqueue(
         session, JobKind.INDEX, project_id=project.id, max_attempts=settings.job_max_attempts
     )
-    event_log.record(
-        session,
-        "project.added",
-        f"Project {name} added from {origin}",
-        project_id=project.id,
-        job_id=job.id,
-    )
+    event_log.record(session, "project.added", message, project_id=project.id, job_id=job.id)
     return project
 
 

@@ -23,7 +23,7 @@ from errands.accounts.access import (
 )
 from errands.errors import ErrandsError, InvalidInput
 from errands.store import Organization, User
-from errands.web.ui.deps import DbDep, in_session
+from errands.web.deps import DbDep, in_session
 from errands.web.ui.render import page
 
 router = APIRouter(include_in_schema=False)

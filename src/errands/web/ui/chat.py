@@ -24,8 +24,8 @@ from errands.accounts.access import ACT
 from errands.errors import ErrandsError
 from errands.settings import Settings
 from errands.store import Database, Question, Task
+from errands.web.deps import DbDep, SettingsDep, in_session
 from errands.web.guard import LOOPBACK_NAMES
-from errands.web.ui.deps import DbDep, SettingsDep, in_session
 from errands.web.ui.pages import act
 from errands.workflow import actions
 

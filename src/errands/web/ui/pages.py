@@ -19,7 +19,7 @@ from errands.jobs import ledger
 from errands.schemas import EventPublic, TaskPublic, TaskSummary
 from errands.settings import Settings
 from errands.store import Database
-from errands.web.ui.deps import DbDep, SettingsDep, in_session, optional_int
+from errands.web.deps import DbDep, SettingsDep, in_session, optional_int
 from errands.web.ui.render import page, wants_json
 from errands.workflow import actions
 

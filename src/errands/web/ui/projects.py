@@ -14,7 +14,7 @@ from errands.schemas import EventPublic, ProjectPublic
 from errands.settings import Settings
 from errands.store import Database
 from errands.store import events as event_log
-from errands.web.ui.deps import DbDep, SettingsDep, in_session
+from errands.web.deps import DbDep, SettingsDep, in_session
 from errands.web.ui.render import page, wants_json
 from errands.workflow import actions
 

@@ -17,8 +17,8 @@ from errands.git import Diff
 from errands.schemas import CommentPublic, SubtaskPublic, TaskPublic
 from errands.settings import Settings
 from errands.store import Database
+from errands.web.deps import DbDep, SettingsDep, in_session, optional_int
 from errands.web.ui import diffview
-from errands.web.ui.deps import DbDep, SettingsDep, in_session, optional_int
 from errands.web.ui.render import page, wants_json
 from errands.workflow import actions
 
