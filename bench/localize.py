@@ -42,8 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from errands.index import CodeIndex  # noqa: E402
-from errands.index.paths import is_test  # noqa: E402
+from errands.index import CodeIndex, gitio  # noqa: E402
+from errands.index.paths import is_test, skip_path, too_big  # noqa: E402
+from errands.index.symbols import grammar, language_of  # noqa: E402
 
 DEFAULT_DATA = Path("/work/shared/data/localization-dev.jsonl")
 
@@ -53,6 +54,7 @@ class RepoStats:
     cold_seconds: float = 0.0
     cold_save_seconds: float = 0.0  # saving the fresh index
     cold_files: int = 0
+    cold_commit: str = ""
     tree_files: int = 0
     updates: list[tuple[float, int]] = field(default_factory=list)  # (seconds, changed files)
     one_file_ms: list[float] = field(default_factory=list)  # a median-sized source file
@@ -181,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 index.save(tmp / "cold.idx")
                 st.cold_save_seconds = time.perf_counter() - t0
                 st.cold_files = index.files
+                st.cold_commit = base
                 st.tree_files = len(
                     _git(git_dir, "ls-tree", "-r", "--name-only", base).splitlines()
                 )
@@ -239,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         st.load_s = time.perf_counter() - t0
 
     _report(stats, skipped_repos, no_source_gold, args)
+    _parse_floor(stats, mapping)
     if misses:
         print("\nMissed at top 5:")
         print("\n".join(misses))
@@ -250,6 +254,43 @@ def _workers_note() -> str:
 
     n = _workers()
     return f"{n} process{'es' if n > 1 else ''} on {os.cpu_count()} CPUs"
+
+
+def _parse_floor(stats: dict[str, RepoStats], mapping: dict[str, Path]) -> None:
+    """How fast tree-sitter alone parses the cold builds' source files on this machine, in
+    one process: the part of a build no change of ours makes cheaper, so the bound it puts on
+    throughput, and how fast this machine is today (it varies a lot between sessions)."""
+    sources = parsed_bytes = 0
+    cpu = 0.0
+    for repo, st in stats.items():
+        entries = [
+            e
+            for e in gitio.ls_tree(mapping[repo], st.cold_commit)
+            if language_of(e.path) and not skip_path(e.path) and not too_big(e.path, e.size)
+        ]
+        blobs = gitio.read_blobs(mapping[repo], [e.blob for e in entries])
+        for entry, data in zip(entries, blobs, strict=True):
+            language = language_of(entry.path)
+            if data is None or language is None:
+                continue
+            parser = grammar(language).parser
+            t0 = time.process_time()
+            parser.parse(data)
+            cpu += time.process_time() - t0
+            sources += 1
+            parsed_bytes += len(data)
+    files = sum(st.cold_files for st in stats.values())
+    if not cpu:
+        return
+    from errands.index.build import _workers
+
+    procs = _workers()
+    print(
+        f"  tree-sitter parse alone: {sources} source files, {parsed_bytes / 1e6:.1f} MB in "
+        f"{cpu:.2f} CPU-s ({parsed_bytes / 1e6 / cpu:.1f} MB/s, one process); spread perfectly "
+        f"over {procs} process{'es' if procs > 1 else ''} it would allow at most "
+        f"{files / (cpu / procs):.0f} files/s with nothing else done"
+    )
 
 
 def _save(index: CodeIndex, path: Path) -> Path:
