@@ -95,7 +95,9 @@ def test_tool_call_then_structured_output() -> None:
         result = run(agent.run("add things"))
 
     assert result.output == Answer(value=7, note="summed")
-    assert calls == [(2, 3), (1, 1)]
+    # pydantic-ai may run the two calls at once, in threads: the results come back in the
+    # order asked (the script checks that), the calls themselves in any order.
+    assert sorted(calls) == [(1, 1), (2, 3)]
     assert llm.script_errors == []
     first, second = llm.requests
     assert set(first.tools) == {"add", DEFAULT_OUTPUT_TOOL_NAME}
