@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from errands.testing.scripted_llm import (
     Reply,
     Script,
     ScriptedLLM,
+    ToolCall,
 )
 
 API_KEY = "sk-scripted-secret-0123456789"
@@ -297,3 +299,59 @@ def test_the_api_key_never_appears_in_events(
     assert API_KEY not in recorded
     for request in outcome.llm.requests:
         assert API_KEY not in json.dumps(request.body)
+
+
+def test_tool_calls_of_one_response_run_one_at_a_time_in_the_order_asked(home: Path) -> None:
+    running: list[int] = []
+    at_once: list[int] = []
+    order: list[int] = []
+
+    def step(n: int) -> str:
+        """Do step n."""
+        running.append(n)
+        at_once.append(len(running))
+        time.sleep(0.05)  # long enough for a second call, run in parallel, to start
+        order.append(n)
+        running.remove(n)
+        return f"step {n} done"
+
+    def script(req: ChatRequest) -> Reply:
+        if req.n_assistant == 0:
+            return Reply.calls(*(ToolCall("step", {"n": n}) for n in (1, 2, 3)))
+        assert [content for _, content in req.tool_results] == [
+            "step 1 done", "step 2 done", "step 3 done",
+        ]  # fmt: skip
+        return report(**VALID)
+
+    outcome = run(script, home, tools=[step])
+
+    assert outcome.error is None
+    assert order == [1, 2, 3]
+    assert max(at_once) == 1
+
+
+def edit(old: str, new: str) -> dict[str, str]:
+    return {"path": "calc.py", "old_text": old, "new_text": new}
+
+
+def test_two_edits_of_one_file_in_one_response_both_land(home: Path, sample_repo: Path) -> None:
+    tools = WorkspaceTools(
+        sample_repo,
+        PlainSandbox(SandboxPolicy(workspace=sample_repo, env=sandbox_env())),
+        command_timeout=30,
+    )
+
+    def script(req: ChatRequest) -> Reply:
+        if req.n_assistant == 0:
+            return Reply.calls(
+                ToolCall("edit_file", edit("def add", "def plus")),
+                ToolCall("edit_file", edit("a + b", "b + a")),
+            )
+        return report(**VALID)
+
+    outcome = run(script, home, tools=tools.read_write())
+
+    assert outcome.error is None
+    text = (sample_repo / "calc.py").read_text()
+    assert "def plus" in text
+    assert "return b + a" in text

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
-from pydantic_ai import Agent, ToolOutput
+from pydantic_ai import Agent, Tool, ToolOutput
 from pydantic_ai.exceptions import (
     AgentRunError,
     ModelAPIError,
@@ -103,7 +103,10 @@ async def _run(
         name=name,
         instructions=instructions,
         output_type=ToolOutput(output_type, name="final_result", max_retries=config.output_retries),
-        tools=list(tools),
+        # One at a time, in the order the model asked: pydantic-ai otherwise runs the calls of
+        # one response at once, in threads, so two edits of one file could each overwrite the
+        # other, or a test run could see half of a change.
+        tools=[Tool(tool, sequential=True) for tool in tools],
         retries=config.output_retries,
     )
     run = None
