@@ -118,8 +118,7 @@ BINARY_EXTS = frozenset(
         "wasm",
         "pyd",
         "onnx",
-        "pt",
-        "pth",
+        "pt",  # not .pth: also the text path files of Python packaging
         "ckpt",
         "safetensors",
         "tflite",
