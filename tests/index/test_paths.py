@@ -31,7 +31,7 @@ def test_binary_vendored_and_minified_files_are_never_read(path: str) -> None:
         "Makefile",
         "web/app.ts",
         "data/points.csv",
-        "site-packages/nspkg.pth",  # Python's path files are text, unlike torch's .pt
+        "data/nspkg.pth",  # Python's path files are text, unlike torch's .pt
     ],
 )
 def test_source_docs_and_text_data_are_read(path: str) -> None:
