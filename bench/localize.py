@@ -10,10 +10,13 @@ non-test source files only (instances with none left are skipped):
     coverage   mean fraction of an instance's gold files in the top 10
 
 Also printed: cold index throughput per repository, incremental update times, the time to
-re-index after a synthetic one-file commit, index size on disk, locate latency, and the
-conditions. Repositories are bare git directories: ``--repos-dir DIR`` holding
-``OWNER+NAME/repo`` (the ``fetch`` tool's layout) or ``OWNER+NAME``, or ``--repo
-OWNER/NAME=PATH``. Missing repositories are skipped and said so.
+re-index after a synthetic one-file commit, index size on disk, locate latency, the
+conditions, and tree-sitter's parse of the cold builds' source files alone (how fast this
+machine is, and the most files/s a build could reach when parsing is all it does).
+
+Repositories are bare git directories: ``--repos-dir DIR`` holding ``OWNER+NAME/repo``
+(the ``fetch`` tool's layout) or ``OWNER+NAME``, or ``--repo OWNER/NAME=PATH``. Missing
+repositories are skipped and said so.
 
 Usage (from the repository root)::
 
@@ -258,7 +261,7 @@ def _workers_note() -> str:
 
 def _parse_floor(stats: dict[str, RepoStats], mapping: dict[str, Path]) -> None:
     """How fast tree-sitter alone parses the cold builds' source files on this machine, in
-    one process: the part of a build no change of ours makes cheaper, so the bound it puts on
+    one process: the part of a build we found no way to make cheaper, so the bound it puts on
     throughput, and how fast this machine is today (it varies a lot between sessions)."""
     sources = parsed_bytes = 0
     cpu = 0.0
