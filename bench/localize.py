@@ -46,6 +46,7 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
 from errands.index import CodeIndex, gitio  # noqa: E402
+from errands.index.build import _workers  # noqa: E402
 from errands.index.paths import is_test, skip_path, too_big  # noqa: E402
 from errands.index.symbols import grammar, language_of  # noqa: E402
 
@@ -253,8 +254,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _workers_note() -> str:
-    from errands.index.build import _workers
-
     n = _workers()
     return f"{n} process{'es' if n > 1 else ''} on {os.cpu_count()} CPUs"
 
@@ -266,15 +265,16 @@ def _parse_floor(stats: dict[str, RepoStats], mapping: dict[str, Path]) -> None:
     sources = parsed_bytes = 0
     cpu = 0.0
     for repo, st in stats.items():
-        entries = [
-            e
+        sources_at = [
+            (language, e.blob)
             for e in gitio.ls_tree(mapping[repo], st.cold_commit)
-            if language_of(e.path) and not skip_path(e.path) and not too_big(e.path, e.size)
+            if (language := language_of(e.path))
+            and not skip_path(e.path)
+            and not too_big(e.path, e.size)
         ]
-        blobs = gitio.read_blobs(mapping[repo], [e.blob for e in entries])
-        for entry, data in zip(entries, blobs, strict=True):
-            language = language_of(entry.path)
-            if data is None or language is None:
+        blobs = gitio.read_blobs(mapping[repo], [blob for _, blob in sources_at])
+        for (language, _), data in zip(sources_at, blobs, strict=True):
+            if data is None:
                 continue
             parser = grammar(language).parser
             t0 = time.process_time()
@@ -285,8 +285,6 @@ def _parse_floor(stats: dict[str, RepoStats], mapping: dict[str, Path]) -> None:
     files = sum(st.cold_files for st in stats.values())
     if not cpu:
         return
-    from errands.index.build import _workers
-
     procs = _workers()
     print(
         f"  tree-sitter parse alone: {sources} source files, {parsed_bytes / 1e6:.1f} MB in "

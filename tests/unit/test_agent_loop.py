@@ -50,6 +50,21 @@ class Recorder:
         return [kind for kind, _, _ in self.events]
 
 
+def workspace_tools(repo: Path) -> WorkspaceTools:
+    """The workspace tools over ``repo``, unsandboxed (these tests drive the agent loop, not
+    the sandbox); commands get the environment's allowed variables as they are now."""
+    return WorkspaceTools(
+        repo,
+        PlainSandbox(SandboxPolicy(workspace=repo, env=sandbox_env())),
+        command_timeout=30,
+    )
+
+
+@pytest.fixture
+def tools(sample_repo: Path) -> WorkspaceTools:
+    return workspace_tools(sample_repo)
+
+
 @dataclass
 class Run:
     llm: ScriptedLLM
@@ -210,12 +225,9 @@ def test_a_garbage_200_body_is_an_agent_output_error_saying_so(home: Path) -> No
     assert "Invalid response" in str(outcome.error)
 
 
-def test_the_request_budget_ends_a_run_that_never_finishes(home: Path, sample_repo: Path) -> None:
-    tools = WorkspaceTools(
-        sample_repo,
-        PlainSandbox(SandboxPolicy(workspace=sample_repo, env=sandbox_env())),
-        command_timeout=30,
-    )
+def test_the_request_budget_ends_a_run_that_never_finishes(
+    home: Path, tools: WorkspaceTools
+) -> None:
 
     outcome = run(
         lambda req: Reply.call("list_files", directory="."),
@@ -230,12 +242,7 @@ def test_the_request_budget_ends_a_run_that_never_finishes(home: Path, sample_re
     assert outcome.recorder.usages[0][0] == 3
 
 
-def test_tool_calls_and_results_are_recorded(home: Path, sample_repo: Path) -> None:
-    tools = WorkspaceTools(
-        sample_repo,
-        PlainSandbox(SandboxPolicy(workspace=sample_repo, env=sandbox_env())),
-        command_timeout=30,
-    )
+def test_tool_calls_and_results_are_recorded(home: Path, tools: WorkspaceTools) -> None:
 
     def script(req: ChatRequest) -> Reply:
         if req.n_assistant == 0:
@@ -254,12 +261,9 @@ def test_tool_calls_and_results_are_recorded(home: Path, sample_repo: Path) -> N
     assert "return a + b" in results[0]["content"]
 
 
-def test_cancellation_stops_the_run_and_still_reports_usage(home: Path, sample_repo: Path) -> None:
-    tools = WorkspaceTools(
-        sample_repo,
-        PlainSandbox(SandboxPolicy(workspace=sample_repo, env=sandbox_env())),
-        command_timeout=30,
-    )
+def test_cancellation_stops_the_run_and_still_reports_usage(
+    home: Path, tools: WorkspaceTools
+) -> None:
     recorder = Recorder(cancel_after_events=3)
 
     outcome = run(
@@ -276,11 +280,7 @@ def test_the_api_key_never_appears_in_events(
 ) -> None:
     # In the host environment too, so a leak into the command's `env` would show up.
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
-    tools = WorkspaceTools(
-        sample_repo,
-        PlainSandbox(SandboxPolicy(workspace=sample_repo, env=sandbox_env())),
-        command_timeout=30,
-    )
+    tools = workspace_tools(sample_repo)  # after the variable is set
 
     def script(req: ChatRequest) -> Reply:
         if req.n_assistant == 0:
@@ -334,12 +334,9 @@ def edit(old: str, new: str) -> dict[str, str]:
     return {"path": "calc.py", "old_text": old, "new_text": new}
 
 
-def test_two_edits_of_one_file_in_one_response_both_land(home: Path, sample_repo: Path) -> None:
-    tools = WorkspaceTools(
-        sample_repo,
-        PlainSandbox(SandboxPolicy(workspace=sample_repo, env=sandbox_env())),
-        command_timeout=30,
-    )
+def test_two_edits_of_one_file_in_one_response_both_land(
+    home: Path, sample_repo: Path, tools: WorkspaceTools
+) -> None:
 
     def script(req: ChatRequest) -> Reply:
         if req.n_assistant == 0:

@@ -254,13 +254,11 @@ _PY_DESCEND = frozenset(
 )
 
 
-# Statements the walk visits below the module level: containers and what it collects.
-_PY_VISIT = _PY_DESCEND | {
-    "function_definition",
-    "class_definition",
-    "import_statement",
-    "import_from_statement",
-}
+_PY_DEFS = frozenset({"function_definition", "class_definition"})
+# Nodes whose children the walk looks into: definitions and other statement holders.
+_PY_HOLDERS = _PY_DESCEND | _PY_DEFS
+# Statements the walk visits below the module level: holders and the imports it collects.
+_PY_VISIT = _PY_HOLDERS | {"import_statement", "import_from_statement"}
 
 
 def _python_defs(root: ts.Node) -> tuple[list[_Def], list[str]]:
@@ -277,14 +275,11 @@ def _python_defs(root: ts.Node) -> tuple[list[_Def], list[str]]:
     while stack:
         node, top = pop()
         kind = node.type
-        if kind in ("function_definition", "class_definition"):
-            name = node.child_by_field_name("name")
-            if name is not None:
-                defs.append(_def(node, kind[: kind.index("_")], _text(name)))
-            for child in reversed(node.named_children):
-                if child.type in _PY_VISIT:
-                    push((child, False))
-        elif kind in _PY_DESCEND:
+        if kind in _PY_HOLDERS:
+            if kind in _PY_DEFS:
+                name = node.child_by_field_name("name")
+                if name is not None:
+                    defs.append(_def(node, kind[: kind.index("_")], _text(name)))
             for child in reversed(node.named_children):
                 if child.type in _PY_VISIT:
                     push((child, False))
