@@ -9,12 +9,23 @@ def test_toolchains_on_path_are_shown_but_not_the_home(tmp_path: Path) -> None:
     from errands.workflow.workspaces import toolchain_dirs
 
     home = tmp_path / "home"
-    for made in ("home/.pyenv/shims", "home/.cargo/bin", "opt/venv/bin", "home/.ssh"):
+    made_dirs = (
+        "home/.pyenv/shims",
+        "home/.cargo/bin",
+        "home/.local/bin",
+        "home/.local/lib",
+        "home/.local/share/pnpm",
+        "opt/venv/bin",
+        "home/.ssh",
+    )
+    for made in made_dirs:
         (tmp_path / made).mkdir(parents=True)
     path = ":".join(
         [
             str(home / ".pyenv/shims"),
             str(home / ".cargo/bin"),
+            str(home / ".local/bin"),
+            str(home / ".local/share/pnpm"),
             str(tmp_path / "opt/venv/bin"),
             "/usr/local/bin",
             "/usr/bin",
@@ -25,6 +36,11 @@ def test_toolchains_on_path_are_shown_but_not_the_home(tmp_path: Path) -> None:
     )
     assert toolchain_dirs(path, home) == (
         home / ".pyenv",
-        home / ".cargo",
+        # Of directories shared with other programs' data (and credentials), only what the
+        # toolchain runs from.
+        home / ".cargo/bin",
+        home / ".local/bin",
+        home / ".local/lib",
+        home / ".local/share/pnpm",
         tmp_path / "opt/venv",
     )

@@ -4,7 +4,8 @@ What the command sees: the system directories and /etc read-only (with secrets m
 policy's readable paths read-only, the workspace and the policy's writable paths read-write,
 an empty /tmp and HOME, its own /proc (its own processes only), a minimal /dev, and nothing
 else of the host: no home directory, no data directory, no /run or /var (so no docker or
-podman socket), no network unless the call asks for it. It runs as uid 1000 without
+podman socket), no network unless the call asks for it. The worker's well-known credential
+files (``policy.HOME_SECRETS``) are masked even inside a readable path. It runs as uid 1000 without
 capabilities and cannot create further user namespaces.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from errands.errors import CommandError, ConfigError
 from errands.sandbox.base import CommandResult
-from errands.sandbox.policy import SandboxPolicy
+from errands.sandbox.policy import SandboxPolicy, home_secrets
 from errands.sandbox.process import run_process
 
 SANDBOX_UID = 1000  # not root inside: tools behave as for a normal user
@@ -174,7 +175,10 @@ class BubblewrapSandbox:
         grants = [grant for grant in grants if grant[2].exists()]
         grants += [(0, "--ro-bind", pin) for pin in _git_pointers(grants)]
         shown += [path for _, _, path in grants]
-        for path in map(_real, policy.hidden):
+        # The worker's well-known credential files are hidden under every policy, so no grant
+        # (a toolchain's directory in the home) can show one.
+        hidden = (*policy.hidden, *home_secrets(Path.home()))
+        for path in map(_real, hidden):
             # Only what is visible needs covering; anything else is absent already, and a
             # mount point made for it would only show its name.
             if path.exists() and any(path == root or root in path.parents for root in shown):

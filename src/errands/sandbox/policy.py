@@ -8,6 +8,56 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Well-known credential files and directories, relative to a home directory. The bubblewrap
+# backend masks each of them in the worker's home whatever the policy shows: a toolchain's
+# directory granted read-only (a PATH entry) must never carry a token along with it.
+HOME_SECRETS = (
+    ".ssh",
+    ".gnupg",
+    ".netrc",
+    "_netrc",
+    ".git-credentials",
+    ".config/git/credentials",
+    ".pypirc",
+    ".config/pip",
+    ".pip",
+    ".npmrc",
+    ".yarnrc",
+    ".yarnrc.yml",
+    ".config/yarn",
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
+    ".cargo/config",
+    ".cargo/config.toml",
+    ".docker",
+    ".config/containers/auth.json",
+    ".aws",
+    ".azure",
+    ".config/gcloud",
+    ".kube",
+    ".config/gh",
+    ".config/hub",
+    ".config/glab-cli",
+    ".gem/credentials",
+    ".m2/settings.xml",
+    ".m2/settings-security.xml",
+    ".gradle/gradle.properties",
+    ".composer/auth.json",
+    ".config/composer/auth.json",
+    ".terraform.d/credentials.tfrc.json",
+    ".vault-token",
+    ".pgpass",
+    ".my.cnf",
+    ".password-store",
+    ".local/share/keyrings",
+    ".local/share/python_keyring",
+    ".local/share/kwalletd",
+)
+
+
+def home_secrets(home: Path) -> tuple[Path, ...]:
+    return tuple(home / name for name in HOME_SECRETS)
+
 
 @dataclass(frozen=True)
 class Limits:

@@ -63,25 +63,45 @@ def pool_for(settings: Settings, mirror: Mirror, project_id: int) -> WorkspacePo
 SYSTEM_PREFIXES = tuple(Path(p) for p in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc"))
 
 
+# Directories of the home that hold a toolchain together with things that are not it.
+# ~/.local: pip's user scheme is its bin and lib; share/ and state/ hold keyrings, histories
+# and other programs' data. ~/.cargo: rustup's proxies are its bin; beside them are
+# credentials.toml, config.toml (registry tokens) and a registry cache that CARGO_HOME
+# moves into the project's cache anyway.
+SHARED_HOME_DIRS = {".local": ("bin", "lib"), ".cargo": ("bin",)}
+
+
 def toolchain_dirs(path_variable: str, home: Path) -> tuple[Path, ...]:
     """Toolchains that PATH points into outside the system directories, shown read-only so
-    `python3`, `pytest` or `cargo` work in the sandbox: under the home directory its
-    top-level directory (~/.pyenv, ~/.cargo — the home itself stays hidden, so ~/.ssh does not
-    exist), elsewhere the directory holding the `bin` (a virtualenv in /opt or /srv)."""
+    `python3`, `pytest` or `cargo` work in the sandbox. Under the home directory, a
+    toolchain's own top-level directory (~/.pyenv, ~/.nvm, ~/go — the home itself stays
+    hidden, so ~/.ssh does not exist); of a directory shared with other things
+    (``SHARED_HOME_DIRS``) only the parts a toolchain runs from, or the tool's own directory
+    below it (~/.local/share/pnpm). Elsewhere the directory holding the `bin` (a virtualenv
+    in /opt or /srv). The sandbox masks well-known credential files inside all of them."""
     found: list[Path] = []
     for entry in path_variable.split(":"):
         path = Path(entry)
         if not entry or not path.is_absolute() or path in (home, Path("/")):
             continue
         if home in path.parents:
-            top = home / path.relative_to(home).parts[0]
+            tops = _home_toolchain(path.relative_to(home).parts, home)
         elif any(path == p or p in path.parents for p in SYSTEM_PREFIXES):
             continue
         else:
-            top = path.parent if path.parent != Path("/") else path
-        if top not in found and top.is_dir():
-            found.append(top)
+            tops = [path.parent if path.parent != Path("/") else path]
+        found += [top for top in tops if top not in found and top.is_dir()]
     return tuple(found)
+
+
+def _home_toolchain(parts: tuple[str, ...], home: Path) -> list[Path]:
+    top, rest = parts[0], parts[1:]
+    if top not in SHARED_HOME_DIRS or not rest:
+        return [home / top]
+    if rest[0] in SHARED_HOME_DIRS[top]:
+        return [home / top / name for name in SHARED_HOME_DIRS[top]]
+    # ~/.local/share/<tool>/bin, ~/.cargo/<tool>/bin: that tool's own directory.
+    return [home.joinpath(*parts[: 3 if rest[0] == "share" else 2])]
 
 
 def policies(
