@@ -656,7 +656,10 @@ def file_at(session: Session, settings: Settings, task_id: int, path: str, rev: 
     elif rev == "tip":
         rev = (mirror.resolve(f"refs/heads/{task.branch}") if task.branch else None) or ""
         rev = rev or task.base_commit or ""
-    if not rev or not path or path.startswith("/") or "\0" in path:
+    # A path is named from the top of the tree, one plain name per part: no "..", no
+    # absolute path, nothing git would read as something other than a file of the commit.
+    parts = path.split("/")
+    if not rev or "\0" in path or any(part in ("", ".", "..") for part in parts):
         raise NotFound(f"{path!r} is not a file of task {task_id}.")
     result = run_git("cat-file", "blob", f"{rev}:{path}", cwd=mirror.path)
     if not result.ok:

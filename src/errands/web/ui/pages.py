@@ -5,14 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from errands.accounts import cost
-from errands.accounts.access import ACT, READ, principal_of, visible
+from errands.accounts.access import ACT, PUBLIC, READ, principal_of, visible
 from errands.domain import TaskState
 from errands.errors import ErrandsError, InvalidInput, NotFound
 from errands.jobs import ledger
@@ -108,6 +109,18 @@ def readiness(title: str, body: str) -> list[str]:
     if words < 15:
         missing.append("more detail (a few sentences at least)")
     return missing
+
+
+ICON = Path(__file__).parent / "static" / "favicon.svg"
+
+
+@router.get("/favicon.ico", dependencies=[PUBLIC])
+def favicon() -> FileResponse:
+    """Browsers and feed readers ask for /favicon.ico whatever the page links to; the pages
+    link the same icon, so no first visit logs a missing file."""
+    return FileResponse(
+        ICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+    )
 
 
 # -- board ------------------------------------------------------------------------------

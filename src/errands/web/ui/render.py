@@ -97,5 +97,8 @@ def wants_json(request: Request) -> bool:
 
 
 def page(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    # base.html shows a form's error above every page: a page without one says so here,
+    # once, instead of each route (or template) having to remember it.
+    context.setdefault("error", None)
     html = environment.get_template(template).render(request=request, **context)
     return HTMLResponse(html, status_code=status)

@@ -279,6 +279,9 @@ def context_lines(
     return {"start": start, "lines": [str(h) for h in html[start - 1 : stop]]}
 
 
+FILE_LINES_SHOWN = 20_000  # a longer file would make a page too heavy to be of use
+
+
 @router.get("/tasks/{task_id}/file", response_model=None, dependencies=[READ])
 def show_file(
     request: Request,
@@ -298,15 +301,21 @@ def show_file(
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    too_big = len(lines) > 20_000 or "\0" in text
+    # A NUL byte is git's own sign of a binary file.
+    if "\0" in text:
+        unshown = f"{path} is a binary file: it cannot be shown as text."
+    elif len(lines) > FILE_LINES_SHOWN:
+        unshown = f"{path} has {len(lines):,} lines: too many to show here."
+    else:
+        unshown = ""
     return page(
         request,
         "file.html",
         task=task,
         path=path,
         rev=rev,
-        lines=[] if too_big else diffview.highlight_lines(path, lines),
-        too_big=too_big,
+        lines=[] if unshown else diffview.highlight_lines(path, lines),
+        unshown=unshown,
     )
 
 
