@@ -24,12 +24,14 @@ def _task_context(task: Task) -> str:
         f"- {q.text} → {q.answer_text or q.options[(q.answer_option or 1) - 1]['label']}"
         for q in task.questions
     ]
-    return (
-        f"{prompts.task_block(task.title, task.body)}\n\n"
+    # Requirements and answers hold people's words (answers, chat), the overview an agent's
+    # reading of them: all of it is framed like the task itself.
+    research = (
         f"Overview from research:\n{(task.research or {}).get('overview', '(none)')}\n\n"
         f"Requirements:\n{prompts.bullet(list(task.requirements))}\n\n"
         f"Answered questions:\n{chr(10).join(answers) or '- (none)'}"
     )
+    return f"{prompts.task_block(task.title, task.body)}\n\n{prompts.frame('research', research)}"
 
 
 def run(ctx: JobContext) -> None:
@@ -83,8 +85,8 @@ def run(ctx: JobContext) -> None:
                 subtask_id=subtask_id,
                 instructions=prompts.SUBTASK,
                 prompt=(
-                    f"{context}\n\nYou are doing subtask {position} of {total}: {title}\n"
-                    f"Steps:\n{prompts.bullet(steps)}"
+                    f"{context}\n\nYou are doing subtask {position} of {total}:\n"
+                    + prompts.frame("subtask", f"{title}\nSteps:\n{prompts.bullet(steps)}")
                 ),
                 config=config,
             )

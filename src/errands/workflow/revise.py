@@ -68,7 +68,7 @@ def run(ctx: JobContext) -> None:
         subtask_id, steps = subtask.id, list(subtask.steps)
         prompt = (
             f"{prompts.task_block(task.title, task.body)}\n\n"
-            f"<review>\n{prompts.bullet(steps)}\n</review>"
+            f"{prompts.frame('review', prompts.bullet(steps))}"
         )
     mirror = ctx.mirror(origin)
     mirror.fetch()
