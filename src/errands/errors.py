@@ -23,6 +23,11 @@ class ErrandsError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries (say, Retry-After)."""
+        return {}
+
 
 class NotFound(ErrandsError):
     code = "not_found"

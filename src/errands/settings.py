@@ -217,6 +217,25 @@ class Settings(BaseSettings):
     session_days: float = Field(
         default=14.0, gt=0, description="Days a browser session lasts before signing in again."
     )
+    sign_in_free_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Failed sign-ins in a row an account may have before each further attempt "
+        "waits: 1 second after this many, doubling with every further failure up to "
+        "ERRANDS_SIGN_IN_MAX_DELAY; a successful sign-in starts the count again.",
+    )
+    sign_in_address_free_attempts: int = Field(
+        default=20,
+        ge=1,
+        description="The same count per client address, over every account it tries (more "
+        "than per account: people behind one NAT share an address).",
+    )
+    sign_in_max_delay: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest wait (seconds) between sign-in attempts of one account or address, "
+        "however many failed: how long an attacker can keep a real user out at most.",
+    )
     smtp_host: str | None = Field(
         default=None,
         description="SMTP server for invitations, email verification and password resets; "

@@ -3,14 +3,15 @@ invitations, prices, budgets and usage, organization secrets, the audit log."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
-from errands.accounts import audit, budget, cost, mail, service, vault
+from errands.accounts import audit, budget, cost, mail, service, throttle, vault
 from errands.accounts.access import (
     SESSION_COOKIE,
     Admin,
@@ -96,6 +97,32 @@ def me(session: Session, principal: Principal) -> MePublic:
     )
 
 
+def client_address(request: Request) -> str:
+    # The peer, or the client a trusted reverse proxy names (uvicorn's proxy headers:
+    # FORWARDED_ALLOW_IPS, loopback by default).
+    return request.client.host if request.client else "unknown"
+
+
+def clock(request: Request) -> datetime:
+    now: Callable[[], datetime] = request.app.state.clock  # create_app's, injectable
+    return now()
+
+
+@contextmanager
+def throttled(request: Request, email: str | None) -> Iterator[None]:
+    """One password (or reset code) attempt from this client, for this account if named:
+    refused with 429 while it must wait (errands.accounts.throttle); counted as failed unless
+    the block ends normally."""
+    rules = throttle.Rules.of(get_settings(request))
+    keys = [rules.address(client_address(request))]
+    if email is not None:
+        keys.append(rules.account(email))
+    db = get_db(request)
+    throttle.admit(db, rules, keys, clock(request))
+    yield
+    throttle.succeeded(db, rules, keys)
+
+
 def set_session_cookie(request: Request, response: Response, raw: str, days: float) -> None:
     response.set_cookie(
         SESSION_COOKIE,
@@ -151,7 +178,8 @@ def login(body: LogIn, request: Request, response: Response, _: PublicPrincipal)
         user = service.authenticate(s, body.email, body.password)
         return me(s, sign_in(request, response, s, user, service.default_org(s, user.id)))
 
-    return _work(request, work)
+    with throttled(request, body.email):
+        return _work(request, work)
 
 
 @router.post("/auth/logout")
@@ -201,7 +229,8 @@ def password_reset(body: EmailOnly, request: Request, _: PublicPrincipal) -> Don
 
 @router.post("/auth/password-reset/confirm")
 def password_reset_confirm(body: NewPassword, request: Request, _: PublicPrincipal) -> Done:
-    _work(request, lambda s: service.reset_password(s, body.code, body.password))
+    with throttled(request, None):
+        _work(request, lambda s: service.reset_password(s, body.code, body.password))
     return Done(status="password changed; every session was signed out")
 
 

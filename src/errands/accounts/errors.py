@@ -24,3 +24,19 @@ class BudgetReached(Conflict):
     the work already committed stays and the task can resume once the cap is raised."""
 
     code = "budget_reached"
+
+
+class TooManyAttempts(ErrandsError):
+    """Too many failed sign-ins (or codes) in a row from this account or address: the next
+    attempt must wait ``retry_after`` seconds (sent as Retry-After)."""
+
+    code = "too_many_attempts"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}

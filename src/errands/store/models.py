@@ -375,6 +375,20 @@ class EmailCode(Base):
     used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class SignInThrottle(Base):
+    """Consecutive failed sign-in attempts of one account or one client address, and until
+    when the next attempt must wait (errands.accounts.throttle). Kept in the store so every
+    server process and worker sees the same count. The key is a hash: addresses and emails
+    that have no account are not stored in clear."""
+
+    __tablename__ = "sign_in_throttle"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    blocked_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_attempt_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class OrgSecret(Base):
     """An organization's credential (LLM or GitHub key), encrypted with ERRANDS_SECRET_KEY."""
 

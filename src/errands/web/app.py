@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -52,6 +53,7 @@ from errands.schemas import (
 from errands.settings import Settings
 from errands.store import Database
 from errands.store import events as event_log
+from errands.store.models import utcnow
 from errands.web.deps import DbDep, SettingsDep, in_session
 from errands.web.errors import json_error
 from errands.web.guard import LOOPBACK_NAMES, BrowserGuard
@@ -63,7 +65,14 @@ STREAM_POLL_SECONDS = 0.3
 RESTING_STATES = {TaskState.MERGED, TaskState.CANCELLED, TaskState.FAILED}
 
 
-def create_app(settings: Settings | None = None, *, embedded_worker: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    embedded_worker: bool = False,
+    clock: Callable[[], datetime] = utcnow,
+) -> FastAPI:
+    """``clock`` tells the time to what waits on it (sign-in throttling), so tests can move
+    it instead of sleeping."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -91,13 +100,16 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool = Fals
         lifespan=lifespan,
     )
 
+    app.state.clock = clock
     app.add_middleware(AuditTrail)
     app.add_middleware(BrowserGuard, loopback_only=settings.host in LOOPBACK_NAMES)
 
     @app.exception_handler(ErrandsError)
     async def errands_error(_: Request, exc: ErrandsError) -> JSONResponse:
         extra = {"files": exc.files} if hasattr(exc, "files") else {}
-        return json_error(exc.code, exc.message, status=exc.status, **extra)
+        answer = json_error(exc.code, exc.message, status=exc.status, **extra)
+        answer.headers.update(exc.headers)
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

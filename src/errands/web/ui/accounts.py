@@ -73,9 +73,12 @@ def login(
         return _signed_in(request, s, user, service.default_org(s, user.id), next)
 
     try:
-        return in_session(db, work)
+        with api.throttled(request, email):
+            return in_session(db, work)
     except ErrandsError as exc:
-        return _login_page(request, status=exc.status, error=exc.message, next=next, email=email)
+        answer = _login_page(request, status=exc.status, error=exc.message, next=next, email=email)
+        answer.headers.update(exc.headers)
+        return answer
 
 
 def _used_states(request: Request) -> github_login.UsedStates:
@@ -200,11 +203,14 @@ def reset_confirm(
     password: Annotated[str, Form()] = "",
 ) -> Response:
     try:
-        in_session(db, lambda s: service.reset_password(s, code, password))
+        with api.throttled(request, None):
+            in_session(db, lambda s: service.reset_password(s, code, password))
     except ErrandsError as exc:
-        return _page(
+        answer = _page(
             request, "reset.html", status=exc.status, error=exc.message, code=code, sent=False
         )
+        answer.headers.update(exc.headers)
+        return answer
     return RedirectResponse("/login?reset=1", status_code=303)
 
 

@@ -30,6 +30,7 @@ TITLES = {
     405: "Not allowed",
     409: "Not now",
     422: "Invalid input",
+    429: "Too many attempts",
     500: "Something went wrong",
 }
 
@@ -58,7 +59,10 @@ def install(app: FastAPI) -> None:
                         request.url.path + (f"?{request.url.query}" if request.url.query else "")
                     )
                     return RedirectResponse(f"/login?next={target}", status_code=303)
-                return error_page(request, status, message)
+                answer = error_page(request, status, message)
+                if isinstance(exc, ErrandsError):
+                    answer.headers.update(exc.headers)
+                return answer
             result = original(request, exc)
             return await result if isinstance(result, Awaitable) else result
 
