@@ -1,4 +1,8 @@
-"""The ``errands`` command line. Reads and writes the store directly (the local default)."""
+"""The ``errands`` command line. Reads and writes the store directly (the local default).
+
+Every command starts a new process, so this module imports only what ``--help`` needs; each
+command imports the store, the schemas and the workflow when it runs (see bench/cli_startup.py).
+"""
 
 from __future__ import annotations
 
@@ -10,25 +14,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import click
 import typer
-from pydantic import BaseModel
 from rich.console import Console
-from rich.markdown import Markdown
 from rich.table import Table
-from sqlalchemy.orm import Session
 
-from errands import runtime
 from errands.domain import TaskState
 from errands.errors import ErrandsError, InvalidInput
-from errands.git import Diff
-from errands.schemas import EventPublic, ProjectPublic, TaskPublic, TaskSummary
-from errands.settings import Settings
-from errands.store import Database
-from errands.store import events as event_log
-from errands.workflow import actions
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from errands.git import Diff
+    from errands.schemas import TaskPublic
+    from errands.settings import Settings
+    from errands.store import Database
 
 T = TypeVar("T")
 
@@ -71,11 +73,15 @@ Files, APIs, constraints, conventions.
 
 
 def _settings() -> Settings:
+    from errands.settings import Settings
+
     return Settings()
 
 
 @contextmanager
 def _db() -> Iterator[tuple[Settings, Database]]:
+    from errands import runtime
+
     settings = _settings()
     db = runtime.open_database(settings)
     try:
@@ -90,6 +96,8 @@ def _run(work: Callable[[Session, Settings], T]) -> T:
 
 
 def _print_json(value: Any) -> None:
+    from pydantic import BaseModel
+
     if isinstance(value, BaseModel):
         text = value.model_dump_json(indent=2)
     elif isinstance(value, list) and all(isinstance(v, BaseModel) for v in value):
@@ -100,6 +108,9 @@ def _print_json(value: Any) -> None:
 
 
 def _task_public(session: Session, task_id: int) -> TaskPublic:
+    from errands.schemas import TaskPublic
+    from errands.workflow import actions
+
     return TaskPublic.of(*actions.task_with_jobs(session, task_id))
 
 
@@ -132,6 +143,8 @@ def serve(
 @app.command("worker")
 def worker_command() -> None:
     """Run a worker that picks up jobs from the store (start as many as you like)."""
+    from errands import runtime
+
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -165,6 +178,9 @@ def project_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a repository; an index job learns its languages and verify commands."""
+    from errands.schemas import ProjectPublic
+    from errands.workflow import actions
+
     project = _run(
         lambda s, settings: ProjectPublic.of(
             actions.add_project(
@@ -191,6 +207,9 @@ def project_add(
 @project_app.command("list")
 def project_list(as_json: JsonOpt = False) -> None:
     """List projects."""
+    from errands.schemas import ProjectPublic
+    from errands.workflow import actions
+
     projects = _run(
         lambda s, settings: [ProjectPublic.of(p, settings) for p in actions.list_projects(s)]
     )
@@ -215,6 +234,9 @@ def project_list(as_json: JsonOpt = False) -> None:
 @project_app.command("show")
 def project_show(project: str, as_json: JsonOpt = False) -> None:
     """Show a project (by id or name)."""
+    from errands.schemas import ProjectPublic
+    from errands.workflow import actions
+
     p = _run(lambda s, settings: ProjectPublic.of(actions.get_project(s, project), settings))
     if as_json:
         _print_json(p)
@@ -270,6 +292,8 @@ def project_set(
     ] = None,
 ) -> None:
     """Change a project's settings (they override .errands.toml and detection)."""
+    from errands.workflow import actions
+
     _run(
         lambda s, _: actions.update_project(
             s,
@@ -294,6 +318,8 @@ def project_set(
 @project_app.command("index")
 def project_index(project: str) -> None:
     """Queue a re-index of a project."""
+    from errands.workflow import actions
+
     _run(lambda s, settings: actions.reindex_project(s, settings, project))
     out.print("Indexing queued.")
 
@@ -310,6 +336,7 @@ def index_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from errands.store import events as event_log
+    from errands.workflow import actions
     from errands.workflow.index import index_project
 
     with _db() as (settings, db):
@@ -348,6 +375,7 @@ def locate(
     as_json: JsonOpt = False,
 ) -> None:
     """Where would this change go? Rank files and symbols, with reasons (no LLM)."""
+    from errands.workflow import actions
     from errands.workflow.code_index import load_index
 
     query = sys.stdin.read() if text == "-" else text
@@ -397,6 +425,8 @@ def task_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Hand off a task: title and body from arguments, a file, or your $EDITOR."""
+    from errands.workflow import actions
+
     _settings().require_llm()  # before the editor opens, so no text is written in vain
     text: str | None = body
     if file is not None:
@@ -438,6 +468,9 @@ def task_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List tasks, newest first."""
+    from errands.schemas import TaskSummary
+    from errands.workflow import actions
+
     tasks = _run(
         lambda s, _: [
             TaskSummary.model_validate(t)
@@ -458,6 +491,8 @@ def task_list(
 @task_app.command("show")
 def task_show(task_id: TaskArg, as_json: JsonOpt = False) -> None:
     """Show a task: research, questions, subtasks, review, hand-off, usage."""
+    from rich.markdown import Markdown
+
     t = _run(lambda s, _: _task_public(s, task_id))
     if as_json:
         _print_json(t)
@@ -554,6 +589,8 @@ def answer(
     ] = None,
 ) -> None:
     """Answer a clarifying question by option number and/or text."""
+    from errands.workflow import actions
+
     state = _run(
         lambda s, settings: (
             actions.answer(s, settings, task_id, question, option=option, text=text).state
@@ -565,6 +602,8 @@ def answer(
 @app.command()
 def execute(task_id: TaskArg) -> None:
     """Start execution of a ready task (when its project does not auto-execute)."""
+    from errands.workflow import actions
+
     _run(lambda s, settings: actions.execute(s, settings, task_id))
     out.print("Execution queued.")
 
@@ -572,6 +611,8 @@ def execute(task_id: TaskArg) -> None:
 @app.command()
 def retry(task_id: TaskArg) -> None:
     """Retry the stage a failed task failed in."""
+    from errands.workflow import actions
+
     state = _run(lambda s, settings: actions.retry(s, settings, task_id).state)
     out.print(f"Retrying; task {task_id} is {state}.")
 
@@ -579,6 +620,8 @@ def retry(task_id: TaskArg) -> None:
 @app.command()
 def cancel(task_id: TaskArg) -> None:
     """Cancel a task; a running job stops its agent and commands."""
+    from errands.workflow import actions
+
     _run(lambda s, _: actions.cancel(s, task_id))
     out.print(f"Task {task_id} cancelled.")
 
@@ -594,6 +637,8 @@ def diff(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the task's changes: the whole branch or one subtask's commit."""
+    from errands.workflow import actions
+
     changes: Diff = _run(lambda s, settings: actions.diff(s, settings, task_id, subtask)[1])
     if as_json:
         _print_json(changes.to_dict())
@@ -628,6 +673,8 @@ def comment(
     reply_to: Annotated[int | None, typer.Option(help="Reply in this comment's thread.")] = None,
 ) -> None:
     """Comment on a line (blocking by default)."""
+    from errands.workflow import actions
+
     path, line, end = _parse_location(location)
     c = _run(
         lambda s, settings: (
@@ -664,6 +711,8 @@ def resolve(
     reopen: Annotated[bool, typer.Option(help="Reopen instead.")] = False,
 ) -> None:
     """Resolve (or reopen) a review comment thread."""
+    from errands.workflow import actions
+
     _run(lambda s, _: actions.resolve_comment(s, task_id, comment_id, not reopen))
     out.print("Reopened." if reopen else "Resolved.")
 
@@ -671,6 +720,8 @@ def resolve(
 @app.command("request-changes")
 def request_changes(task_id: TaskArg) -> None:
     """Send the open comments back: a revise job adds commit(s) on the branch."""
+    from errands.workflow import actions
+
     _run(lambda s, settings: actions.request_changes(s, settings, task_id))
     out.print("Revision queued.")
 
@@ -678,6 +729,8 @@ def request_changes(task_id: TaskArg) -> None:
 @app.command()
 def approve(task_id: TaskArg) -> None:
     """Approve: squash-merge the branch into the base branch."""
+    from errands.workflow import actions
+
     _run(lambda s, settings: actions.approve(s, settings, task_id))
     out.print("Approved; merge queued.")
 
@@ -691,7 +744,11 @@ def logs(
     after: Annotated[int, typer.Option(help="Only events after this id.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the task's event log; --follow until it is merged, cancelled or failed."""
+    """Print the task's whole event log; --follow until it is merged, cancelled or failed."""
+    from errands.schemas import EventPublic
+    from errands.store import events as event_log
+    from errands.workflow import actions
+
     with _db() as (_, db):
         cursor = after
         while True:
@@ -711,7 +768,9 @@ def logs(
                         highlight=False,
                     )
             sys.stdout.flush()
-            if not follow or (not found and state in RESTING):
+            if found:
+                continue  # a page at a time (the store answers at most 1,000): on to the next
+            if not follow or state in RESTING:
                 return
             time.sleep(0.5)
 

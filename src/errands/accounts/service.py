@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Literal
 
 from sqlalchemy import delete, func, select, update
@@ -206,12 +207,17 @@ def authenticate(session: Session, email: str, password: str) -> User:
     user = user_by_email(session, email)
     # Verify against a dummy hash for unknown users too, so timing tells nothing.
     stored = user.password_hash if user else None
-    if not crypto.password_matches(stored or _DUMMY_HASH, password) or user is None:
+    if not crypto.password_matches(stored or dummy_hash(), password) or user is None:
         raise Unauthenticated("Wrong email address or password.")
     return user
 
 
-_DUMMY_HASH = crypto.hash_password("errands-no-such-user")
+@cache
+def dummy_hash() -> str:
+    """Computed on first use, not at import: hashing costs a fifth of a second, which every
+    CLI command paid before doing anything. The server computes it as it starts
+    (``create_app``), so not even its first failed sign-in answers at a different speed."""
+    return crypto.hash_password("errands-no-such-user")
 
 
 def default_org(session: Session, user_id: int) -> int:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,6 +17,25 @@ from sqlalchemy.orm import Session, sessionmaker
 from errands.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_REVISION = re.compile(r"^(down_revision|revision)\s*=\s*(None|\"(\w+)\")\s*$", re.MULTILINE)
+
+
+def written_head() -> str | None:
+    """The newest revision, read from the migration files' ``revision =`` and
+    ``down_revision =`` lines, or None when they are not one plain chain. Importing alembic
+    costs more than everything else a CLI command does; this lets a database that is already
+    at head open without it (anything unusual falls back to alembic, which decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found = dict((m[1], m[3]) for m in _REVISION.finditer(path.read_text()))
+        if "revision" not in found or "down_revision" not in found or not found["revision"]:
+            return None
+        revisions.add(found["revision"])
+        if found["down_revision"]:
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -56,6 +72,13 @@ class Database:
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent, safe when several processes
         start at once: the CLI, a server and workers all call this)."""
+        if self._at_head(written_head()):
+            return
+        from alembic import command
+        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         head = ScriptDirectory.from_config(config).get_current_head()
@@ -70,6 +93,16 @@ class Database:
                 command.upgrade(config, "head")
         except SQLAlchemyError as exc:
             raise ConfigError(f"Cannot open or migrate the database at {self.url}: {exc}") from exc
+
+    def _at_head(self, head: str | None) -> bool:
+        if head is None:
+            return False
+        try:
+            with self.engine.connect() as connection:
+                found = connection.execute(text("SELECT version_num FROM alembic_version"))
+                return [row[0] for row in found] == [head]
+        except SQLAlchemyError:
+            return False  # no version table yet (a new database): alembic creates it
 
     @contextmanager
     def _migration_lock(self) -> Iterator[None]:

@@ -32,6 +32,7 @@ from errands.accounts.access import (
     visible,
 )
 from errands.accounts.audit import AuditTrail
+from errands.accounts.service import dummy_hash
 from errands.domain import TaskState
 from errands.errors import Conflict, ErrandsError, NotFound
 from errands.git import Diff
@@ -79,6 +80,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = runtime.open_database(settings)
         services = runtime.build_services(settings, db)
+        dummy_hash()  # now, so that no sign-in (not even the first) takes longer than others
         app.state.db = db
         app.state.settings = settings
         worker: Worker | None = None

@@ -15,7 +15,6 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from errands.accounts import budget
 from errands.domain import (
     CommentKind,
     JobKind,
@@ -29,7 +28,6 @@ from errands.git import Diff, current_branch, find_repository, git, run_git
 from errands.git.lock import repo_lock
 from errands.git.repo import resolve
 from errands.git.runner import ERRANDS_IDENTITY
-from errands.github import hooks as github_hooks
 from errands.jobs import ledger
 from errands.settings import Settings, check_model_spec
 from errands.store import Event, Job, Project, Question, ReviewComment, Subtask, Task
@@ -355,6 +353,8 @@ def _answer_text(q: Question) -> str:
 def start_execution_if_auto(session: Session, settings: Settings, task: Task) -> None:
     if not task.project.auto_execute:
         return
+    from errands.accounts import budget  # imported here: the CLI's start-up stays quick
+
     over = budget.project_over_budget(session, task.project)
     if over is not None:
         # Spending nothing unasked: the task waits, ready, for someone to execute it.
@@ -499,6 +499,8 @@ def add_comment(
         project_id=task.project_id,
         data={"comment_id": comment.id, "path": path, "line": line, "kind": kind},
     )
+    from errands.github import hooks as github_hooks  # httpx and jwt: slow to import
+
     github_hooks.nudge(session, settings, task.project)  # mirror it onto the pull request
     return comment
 
