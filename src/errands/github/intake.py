@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from errands.domain import JobKind, JobState
 from errands.github.errors import MalformedWebhook
+from errands.github.payloads import Event, InstallationEvent, installation_event, repo_event
 from errands.jobs import ledger
 from errands.settings import Settings
 from errands.store import Database, GitHubDelivery, GitHubInstallation, Job, Project
@@ -35,33 +36,6 @@ HANDLED: dict[str, frozenset[str] | None] = {
 }
 INSTALLATION_EVENTS = frozenset({"installation", "installation_repositories"})
 
-# Where each handled event keeps what the job reads: (dotted path, type).
-_REQUIRED: dict[str, list[tuple[str, type]]] = {
-    "issues": [("issue.number", int), ("issue.title", str), ("sender.login", str)],
-    "issue_comment": [
-        ("issue.number", int),
-        ("comment.id", int),
-        ("comment.body", str),
-        ("comment.user.login", str),
-    ],
-    "pull_request": [("pull_request.number", int), ("pull_request.head.ref", str)],
-    "pull_request_review": [
-        ("pull_request.number", int),
-        ("review.state", str),
-        ("review.user.login", str),
-    ],
-    "pull_request_review_comment": [
-        ("pull_request.number", int),
-        ("comment.id", int),
-        ("comment.path", str),
-        ("comment.body", str),
-        ("comment.user.login", str),
-    ],
-    "push": [("ref", str), ("after", str)],
-    "installation": [("installation.id", int), ("installation.account.login", str)],
-    "installation_repositories": [("installation.id", int), ("installation.account.login", str)],
-}
-
 Status = Literal["duplicate", "queued", "done", "ignored"]
 
 
@@ -72,41 +46,23 @@ class Receipt:
     detail: str
 
 
-def field(payload: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(payload, dict) or part not in payload:
-            return None
-        payload = payload[part]
-    return payload
-
-
-def validate(event: str, payload: Any) -> None:
+def receive(db: Database, settings: Settings, delivery: str, event: str, payload: Any) -> Receipt:
+    """Record one delivery. A payload that does not fit the model of what Errands reads is
+    refused here (:class:`MalformedWebhook`, nothing stored), so the job never meets it."""
     if not isinstance(payload, dict):
         raise MalformedWebhook("The webhook payload is not a JSON object.")
-    needs = list(_REQUIRED.get(event, []))
-    if event in HANDLED:
-        needs.append(("repository.full_name", str))
-    for path, kind in needs:
-        value = field(payload, path)
-        # bool is an int in Python; GitHub's numbers are never booleans.
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise MalformedWebhook(
-                f"The {event} payload lacks {path} (a {kind.__name__}); refusing it."
-            )
-
-
-def receive(db: Database, settings: Settings, delivery: str, event: str, payload: Any) -> Receipt:
-    action = payload.get("action") if isinstance(payload, dict) else None
-    handled = event in INSTALLATION_EVENTS or (
-        event in HANDLED and (HANDLED[event] is None or action in (HANDLED[event] or ()))
-    )
-    if handled:
-        validate(event, payload)
-    elif not isinstance(payload, dict):
-        raise MalformedWebhook("The webhook payload is not a JSON object.")
+    action = payload.get("action")
+    typed: Event | InstallationEvent | None = None
+    if event in INSTALLATION_EVENTS:
+        typed = installation_event(event, payload)
+    elif event in HANDLED:
+        wanted = HANDLED[event]
+        # (An action that is not a string, e.g. a list, is not hashable: never look it up.)
+        if wanted is None or (isinstance(action, str) and action in wanted):
+            typed = repo_event(event, payload)
     try:
         with db.session() as session:
-            return _record(session, settings, delivery, event, payload, handled=handled)
+            return _record(session, settings, delivery, event, payload, typed)
     except IntegrityError:
         # Another copy of this delivery got the row first (a redelivery, or GitHub retrying
         # while the first copy was still being handled): it has or will have the effect.
@@ -119,34 +75,37 @@ def _record(
     delivery: str,
     event: str,
     payload: dict[str, Any],
-    *,
-    handled: bool,
+    typed: Event | InstallationEvent | None,
 ) -> Receipt:
     action = payload.get("action")
-    repo_name = field(payload, "repository.full_name")
+    repository = payload.get("repository")
+    repo_name = repository.get("full_name") if isinstance(repository, dict) else None
     row = GitHubDelivery(
         id=delivery,
         event=event,
-        action=str(action) if isinstance(action, str) else None,
-        repository=repo_name if isinstance(repo_name, str) else None,
+        action=action[:64] if isinstance(action, str) else None,
+        repository=repo_name[:200] if isinstance(repo_name, str) else None,
         state="ignored",
     )
     session.add(row)
     session.flush()  # the duplicate check: raises IntegrityError on a seen delivery id
-    if not handled:
-        row.outcome = f"{event}.{action} is not something Errands acts on"
+    if typed is None:
+        row.outcome = f"{event}.{row.action} is not something Errands acts on"
         row.processed_at = utcnow()
         return Receipt(delivery, "ignored", row.outcome)
-    if event in INSTALLATION_EVENTS:
-        row.outcome = _installation(session, event, payload)
+    if isinstance(typed, InstallationEvent):
+        row.outcome = _installation(session, event, typed)
         row.state, row.processed_at = "done", utcnow()
         return Receipt(delivery, "done", row.outcome)
+    repo_name = typed.repository.full_name
     project = session.scalars(select(Project).where(Project.github_repo == repo_name)).first()
     if project is None:
         row.outcome = f"{repo_name} is not an Errands project"
         row.processed_at = utcnow()
         return Receipt(delivery, "ignored", row.outcome)
-    row.project_id, row.payload, row.state = project.id, payload, "pending"
+    # What the job reads is the validated model, not the raw body: only fields of known
+    # types are kept.
+    row.project_id, row.payload, row.state = project.id, typed.model_dump(mode="json"), "pending"
     request_sync(session, settings, project.id)
     return Receipt(delivery, "queued", f"queued for project {project.name}")
 
@@ -167,10 +126,10 @@ def request_sync(session: Session, settings: Settings, project_id: int) -> None:
         )
 
 
-def _installation(session: Session, event: str, payload: dict[str, Any]) -> str:
-    installation_id = int(payload["installation"]["id"])
-    account = str(payload["installation"]["account"]["login"])
-    action = payload.get("action")
+def _installation(session: Session, event: str, typed: InstallationEvent) -> str:
+    installation_id = typed.installation.id
+    account = typed.installation.account.login
+    action = typed.action
     row = session.get(GitHubInstallation, installation_id)
     if row is None:
         row = GitHubInstallation(id=installation_id, account=account, repositories=[])
@@ -178,15 +137,15 @@ def _installation(session: Session, event: str, payload: dict[str, Any]) -> str:
     names = set(row.repositories)
     if event == "installation":
         if action == "created":
-            names = _names(payload.get("repositories"))
+            names = {r.full_name for r in typed.repositories or ()}
             row.active = True
         elif action in ("deleted", "suspend"):
             row.active = False
         elif action == "unsuspend":
             row.active = True
     else:
-        names |= _names(payload.get("repositories_added"))
-        names -= _names(payload.get("repositories_removed"))
+        names |= {r.full_name for r in typed.repositories_added}
+        names -= {r.full_name for r in typed.repositories_removed}
     row.repositories = sorted(names)
     # Projects on a repository this installation no longer reaches lose their installation.
     for project in session.scalars(
@@ -202,9 +161,3 @@ def _installation(session: Session, event: str, payload: dict[str, Any]) -> str:
     message = f"GitHub installation {installation_id} ({account}) {event}.{action}"
     event_log.record(session, "github.installation", message, data={"repositories": sorted(names)})
     return message
-
-
-def _names(repositories: Any) -> set[str]:
-    if not isinstance(repositories, list):
-        return set()
-    return {str(r["full_name"]) for r in repositories if isinstance(r, dict) and "full_name" in r}

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from errands.github.payloads import Issue
 from errands.github.sanitize import sanitize
 
 MAX_TITLE = 300
@@ -16,18 +17,18 @@ COMMAND = re.compile(r"^\s*/errands\b", re.MULTILINE)
 _ANSWER = re.compile(r"^\s*[Qq]?(\d+)\s*[:.)]\s*(.+?)\s*$")
 
 
-def issue_title(issue: dict[str, Any]) -> str:
-    title = sanitize(str(issue.get("title") or "")) or f"Issue #{issue.get('number')}"
+def issue_title(issue: Issue) -> str:
+    title = sanitize(issue.title) or f"Issue #{issue.number}"
     return title[:MAX_TITLE]
 
 
-def issue_body(issue: dict[str, Any], comments: Sequence[tuple[str, str]] = ()) -> str:
+def issue_body(issue: Issue, comments: Sequence[tuple[str, str]] = ()) -> str:
     """The task body: the issue's text and the comments of people with write access, each
     sanitised, with where it came from."""
-    parts = [sanitize(str(issue.get("body") or "")) or "(no description)"]
+    parts = [sanitize(issue.body or "") or "(no description)"]
     for login, text in comments:
         parts.append(comment_block(login, text))
-    parts.append(f"(From GitHub issue #{issue.get('number')}: {issue.get('html_url', '')})")
+    parts.append(f"(From GitHub issue #{issue.number}: {sanitize(issue.html_url)})")
     return "\n\n".join(parts)[:MAX_BODY]
 
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from pydantic_core import from_json
 from sqlalchemy import select
 
 from errands.accounts.access import ACT, PUBLIC, READ, Actor, Reader, visible
 from errands.github import forge, projects
 from errands.github.errors import MalformedWebhook, WebhookTooLarge
 from errands.github.intake import receive
-from errands.github.signature import verify
+from errands.github.signature import verify, verify_present
 from errands.store import GitHubInstallation, Project, Task
 from errands.web.deps import get_db, get_settings
 from errands.workflow import actions
@@ -78,9 +78,12 @@ async def webhook(request: Request) -> JSONResponse:
     """Verify, de-duplicate and record a delivery; the work happens in the project's job."""
     settings = get_settings(request)
     secret = forge.webhook_secret(settings)
+    signature = request.headers.get("x-hub-signature-256")
+    # An unsigned request is refused before its body is read: no one gets the server to
+    # buffer 25 MB without at least claiming to be GitHub. Nothing else about it is looked at.
+    verify_present(signature)
     body = await _body(request)
-    # Nothing about an unsigned request is looked at, not even its headers' validity.
-    verify(secret, body, request.headers.get("x-hub-signature-256"))
+    verify(secret, body, signature)
     event = request.headers.get("x-github-event")
     delivery = request.headers.get("x-github-delivery")
     if not event or not delivery:
@@ -88,8 +91,10 @@ async def webhook(request: Request) -> JSONResponse:
     if len(delivery) > 64 or len(event) > 64:
         raise MalformedWebhook("X-GitHub-Event or X-GitHub-Delivery is too long.")
     try:
-        payload: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # pydantic's parser, not json.loads: it refuses nesting deeper than GitHub ever sends
+        # (a signed "[[[[…" 100,000 deep is a 400, not a RecursionError).
+        payload: Any = from_json(body)
+    except ValueError as exc:
         raise MalformedWebhook(f"The payload is not valid JSON: {exc}") from exc
     if event == "ping":
         return JSONResponse({"delivery": delivery, "status": "pong"}, status_code=200)

@@ -13,16 +13,19 @@ SQLite has one writer, and it must not wait on GitHub.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from errands.domain import TaskState
-from errands.errors import ErrandsError
+from errands.errors import Cancelled, ErrandsError, LeaseLost
 from errands.github import issues as text
-from errands.github.errors import GitHubError
+from errands.github import payloads
+from errands.github.errors import GitHubError, MalformedWebhook
 from errands.github.forge import RepoAccess, repo_access
 from errands.github.markers import find_marker, with_marker
 from errands.github.pulls import pull_body, pull_title
@@ -33,6 +36,8 @@ from errands.store import events as event_log
 from errands.store.models import utcnow
 from errands.workflow import actions
 from errands.workflow.context import JobContext
+
+log = logging.getLogger(__name__)
 
 # States in which the issue still is the task's specification (nothing executed yet).
 NOT_STARTED = frozenset(
@@ -54,6 +59,20 @@ LIVE = BASED | {TaskState.CREATED, TaskState.RESEARCHING}
 NOT_SYNCED = 0
 
 
+# A delivery whose handling crashes (a bug, or GitHub failing mid-way) is tried again by later
+# runs of the job, at most this many times in all; then it is marked failed. Either way the
+# deliveries after it go on.
+MAX_DELIVERY_ATTEMPTS = 3
+
+
+class DeliveriesToRetry(ErrandsError):
+    """Some deliveries failed this run and have attempts left: the ledger runs the job again
+    later (with back-off), after everything else in this run was done."""
+
+    code = "github_delivery_retry"
+    retryable = True
+
+
 def run(ctx: JobContext) -> None:
     with ctx.db.session() as session:
         project = session.get_one(Project, ctx.lease.project_id)
@@ -65,20 +84,23 @@ def run(ctx: JobContext) -> None:
         sync = Sync(ctx, access)
         if import_needed:
             sync.import_open_issues()
-        sync.process_deliveries()
+        retry = sync.process_deliveries()
         sync.post_questions()
         sync.open_pull_requests()
         sync.post_review_comments()
+    if retry:
+        raise DeliveriesToRetry(f"{retry} GitHub delivery(ies) failed and will be tried again")
 
 
 @dataclass(frozen=True)
 class Context:
-    """What a delivery handler needs: the transaction, the delivery and its sender's rights."""
+    """What a delivery handler needs: the transaction, the delivery and its sender's rights,
+    and for an edited issue, its writers' comments (fetched before the transaction)."""
 
     session: Session
     project: Project
-    payload: dict[str, Any]
     can_write: bool
+    comments: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Sync:
@@ -115,7 +137,11 @@ class Sync:
         return found
 
     def _import(
-        self, session: Session, project: Project, issue: dict[str, Any], comments: list[Any]
+        self,
+        session: Session,
+        project: Project,
+        issue: payloads.Issue,
+        comments: list[tuple[str, str]],
     ) -> Task:
         task = Task(
             project_id=project.id,
@@ -123,7 +149,7 @@ class Sync:
             body=text.issue_body(issue, comments),
             state=TaskState.CREATED,
             base_branch=project.base_branch,
-            github_issue=int(issue["number"]),
+            github_issue=issue.number,
         )
         session.add(task)
         session.flush()
@@ -131,7 +157,7 @@ class Sync:
             session,
             task,
             "task.created",
-            f"Task {task.id} imported from GitHub issue #{issue['number']}: {task.title}",
+            f"Task {task.id} imported from GitHub issue #{issue.number}: {task.title}",
         )
         return task
 
@@ -142,48 +168,56 @@ class Sync:
         actions.start_research(session, self.ctx.settings, task.id)
         self._note(session, task, "github.triggered", why)
 
+    def _writers_comments(self, number: int) -> list[tuple[str, str]]:
+        """The comments on issue ``number`` by people with write access, oldest first, ours
+        left out (network: call outside any transaction)."""
+        found = []
+        for raw in self.api.issue_comments(number):
+            comment = payloads.IssueComment.model_validate(raw, strict=False)
+            if find_marker(comment.body) is None and self.api.can_write(comment.user.login):
+                found.append((comment.user.login, comment.body))
+        return found
+
     # -- import ---------------------------------------------------------------------------
 
     def import_open_issues(self) -> None:
         """Every open issue (with its writers' comments) becomes a task, once."""
         imported = 0
-        for issue in self.api.open_issues():
-            number = int(issue["number"])
+        for raw in self.api.open_issues():
+            issue = payloads.Issue.model_validate(raw, strict=False)
             with self.ctx.db.session() as session:
-                if self._task_for_issue(session, number) is not None:
+                if self._task_for_issue(session, issue.number) is not None:
                     continue
-            comments = [
-                (c["user"]["login"], c.get("body") or "")
-                for c in self.api.issue_comments(number)
-                if find_marker(c.get("body")) is None and self.api.can_write(c["user"]["login"])
-            ]
-            labels = {label.get("name") for label in issue.get("labels", [])}
+            comments = self._writers_comments(issue.number)
             with self.ctx.db.session() as session:
                 project = session.get_one(Project, self.project_id)
-                if self._task_for_issue(session, number) is not None:
+                if self._task_for_issue(session, issue.number) is not None:
                     continue
                 self._import(session, project, issue, comments)
                 imported += 1
-            if self.ctx.settings.github_trigger_label in labels:
+            if self.ctx.settings.github_trigger_label in {label.name for label in issue.labels}:
                 # The label was set by someone with triage rights or more; it still takes
                 # write access to start work.
-                self._maybe_start_labeled(number, issue)
+                self._maybe_start_labeled(issue)
         with self.ctx.db.session() as session:
             session.get_one(Project, self.project_id).github_imported_at = utcnow()
             self._note(session, None, "github.imported", f"Imported {imported} open issue(s)")
 
-    def _maybe_start_labeled(self, number: int, issue: dict[str, Any]) -> None:
-        author = str(issue.get("user", {}).get("login", ""))
-        if not self.api.can_write(author):
+    def _maybe_start_labeled(self, issue: payloads.Issue) -> None:
+        if issue.user is None or not self.api.can_write(issue.user.login):
             return
         with self.ctx.db.session() as session:
-            task = self._task_for_issue(session, number)
+            task = self._task_for_issue(session, issue.number)
             if task is not None:
-                self._start(session, task, f"issue #{number} carries the trigger label")
+                self._start(session, task, f"issue #{issue.number} carries the trigger label")
 
     # -- deliveries -----------------------------------------------------------------------
 
-    def process_deliveries(self) -> None:
+    def process_deliveries(self) -> int:
+        """Apply the project's pending deliveries, oldest first, each at most once per run;
+        return how many failed and are left for a later run."""
+        tried: set[str] = set()
+        left = 0
         while True:
             with self.ctx.db.session() as session:
                 delivery = session.scalars(
@@ -191,93 +225,131 @@ class Sync:
                     .where(
                         GitHubDelivery.project_id == self.project_id,
                         GitHubDelivery.state == "pending",
+                        GitHubDelivery.id.not_in(tried),
                     )
                     .order_by(GitHubDelivery.received_at, GitHubDelivery.id)
                 ).first()
                 if delivery is None:
-                    return
-                delivery_id, event = delivery.id, delivery.event
+                    return left
+                delivery_id, kind = delivery.id, delivery.event
                 payload = dict(delivery.payload or {})
+            tried.add(delivery_id)
             self.ctx.check_cancelled()
-            can_write = self._sender_can_write(event, payload)
             try:
-                with self.ctx.db.session() as session:
-                    claimed = session.execute(
-                        update(GitHubDelivery)
-                        .where(GitHubDelivery.id == delivery_id, GitHubDelivery.state == "pending")
-                        .values(state="done", processed_at=utcnow(), payload=None)
-                    )
-                    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                        continue  # another github job of this project took it
-                    project = session.get_one(Project, self.project_id)
-                    outcome = self._apply(event, Context(session, project, payload, can_write))
-                    session.get_one(GitHubDelivery, delivery_id).outcome = outcome
+                self._process(delivery_id, kind, payload)
+            except (Cancelled, LeaseLost):
+                raise
             except ErrandsError as exc:
-                # The delivery asked for something the task's state refuses (approve with
-                # blocking comments, cancel during a merge): record why, and move on.
-                with self.ctx.db.session() as session:
-                    row = session.get_one(GitHubDelivery, delivery_id)
-                    row.state, row.outcome, row.processed_at = "failed", exc.message, utcnow()
-                    row.payload = None
-                    self._note(
-                        session,
-                        None,
-                        "github.delivery_failed",
-                        f"{event} delivery {delivery_id}: {exc.message}",
-                    )
+                if exc.retryable:
+                    raise  # GitHub asks us to wait: the whole job waits, nothing is lost
+                if isinstance(exc, GitHubError):
+                    left += self._failed(delivery_id, kind, exc.message, final=False)
+                else:
+                    # The delivery asked for something the task's state refuses (approve
+                    # with blocking comments, cancel during a merge): record why, move on.
+                    self._failed(delivery_id, kind, exc.message, final=True)
+            except Exception as exc:
+                log.exception("github delivery %s (%s) failed", delivery_id, kind)
+                left += self._failed(delivery_id, kind, f"{type(exc).__name__}: {exc}", final=False)
 
-    def _sender_can_write(self, event: str, payload: dict[str, Any]) -> bool:
-        login = {
-            "issue_comment": ("comment", "user", "login"),
-            "pull_request_review": ("review", "user", "login"),
-            "pull_request_review_comment": ("comment", "user", "login"),
-        }.get(event, ("sender", "login"))
-        value: Any = payload
-        for part in login:
-            value = value.get(part) if isinstance(value, dict) else None
-        if not isinstance(value, str) or event in ("push", "pull_request"):
-            return False
-        return self.api.can_write(value)
+    def _process(self, delivery_id: str, kind: str, payload: dict[str, Any]) -> None:
+        try:
+            event = payloads.REPO_EVENTS[kind].model_validate(payload)
+        except (KeyError, ValidationError) as exc:
+            # Stored before intake checked payloads, or by a version that read other fields.
+            detail = payloads.explain(exc) if isinstance(exc, ValidationError) else "unknown"
+            raise MalformedWebhook(f"The stored {kind} payload does not fit: {detail}") from exc
+        can_write = self._sender_can_write(event)
+        comments = (
+            self._writers_comments(event.issue.number)
+            if isinstance(event, payloads.IssuesEvent) and event.action == "edited"
+            else []
+        )
+        with self.ctx.db.session() as session:
+            claimed = session.execute(
+                update(GitHubDelivery)
+                .where(GitHubDelivery.id == delivery_id, GitHubDelivery.state == "pending")
+                .values(state="done", processed_at=utcnow(), payload=None)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return  # another github job of this project took it
+            project = session.get_one(Project, self.project_id)
+            outcome = self._apply(event, Context(session, project, can_write, comments))
+            session.get_one(GitHubDelivery, delivery_id).outcome = outcome
 
-    def _apply(self, event: str, c: Context) -> str:
-        action = c.payload.get("action")
-        if event == "issues":
-            return self._issue_event(str(action), c)
-        if event == "issue_comment":
-            return self._issue_comment(c)
-        if event == "pull_request":
-            return self._pull_closed(c)
-        if event == "pull_request_review":
-            return self._review(c)
-        if event == "pull_request_review_comment":
-            return self._review_comment(c)
-        if event == "push":
-            return self._push(c)
-        return f"{event} is not handled"
+    def _failed(self, delivery_id: str, kind: str, error: str, *, final: bool) -> int:
+        """Count a failed attempt at a delivery and say why in the project's events; mark it
+        failed (and drop its payload) when ``final`` or out of attempts. 1 if it is left for
+        a later run, else 0."""
+        with self.ctx.db.session() as session:
+            row = session.get(GitHubDelivery, delivery_id)
+            if row is None or row.state != "pending":
+                return 0
+            row.attempts += 1
+            row.outcome = error[:2000]
+            if final or row.attempts >= MAX_DELIVERY_ATTEMPTS:
+                row.state, row.processed_at, row.payload = "failed", utcnow(), None
+                self._note(
+                    session,
+                    None,
+                    "github.delivery_failed",
+                    f"{kind} delivery {delivery_id} failed after {row.attempts} attempt(s), "
+                    f"given up: {error}",
+                )
+                return 0
+            self._note(
+                session,
+                None,
+                "github.delivery_failed",
+                f"{kind} delivery {delivery_id} failed (attempt {row.attempts} of "
+                f"{MAX_DELIVERY_ATTEMPTS}), will be tried again: {error}",
+            )
+            return 1
 
-    def _issue_event(self, action: str, c: Context) -> str:
-        issue = c.payload["issue"]
-        number = int(issue["number"])
+    def _sender_can_write(self, event: payloads.Event) -> bool:
+        if isinstance(event, payloads.IssuesEvent):
+            return self.api.can_write(event.sender.login)
+        if isinstance(event, payloads.IssueCommentEvent | payloads.PullRequestReviewCommentEvent):
+            return self.api.can_write(event.comment.user.login)
+        if isinstance(event, payloads.PullRequestReviewEvent):
+            return self.api.can_write(event.review.user.login)
+        return False  # push and pull_request: acted on whoever sent them
+
+    def _apply(self, event: payloads.Event, c: Context) -> str:
+        if isinstance(event, payloads.IssuesEvent):
+            return self._issue_event(event, c)
+        if isinstance(event, payloads.IssueCommentEvent):
+            return self._issue_comment(event, c)
+        if isinstance(event, payloads.PullRequestEvent):
+            return self._pull_closed(event, c)
+        if isinstance(event, payloads.PullRequestReviewEvent):
+            return self._review(event, c)
+        if isinstance(event, payloads.PullRequestReviewCommentEvent):
+            return self._review_comment(event, c)
+        return self._push(event, c)
+
+    def _issue_event(self, event: payloads.IssuesEvent, c: Context) -> str:
+        issue, action = event.issue, event.action
+        number = issue.number
         task = self._task_for_issue(c.session, number)
-        if action in ("opened", "labeled") and task is None and issue.get("state") != "closed":
+        if action in ("opened", "labeled") and task is None and issue.state != "closed":
             task = self._import(c.session, c.project, issue, [])
         if task is None:
             return f"issue #{number}: no task"
         trigger = self.ctx.settings.github_trigger_label
         if action == "opened":
-            labels = {label.get("name") for label in issue.get("labels", [])}
-            if trigger in labels and c.can_write:
+            if trigger in {label.name for label in issue.labels} and c.can_write:
                 self._start(c.session, task, f"issue #{number} opened with the trigger label")
             return f"issue #{number} imported as task {task.id}"
         if action == "labeled":
-            if c.payload.get("label", {}).get("name") != trigger:
+            if event.label is None or event.label.name != trigger:
                 return "another label"
             if not c.can_write:
                 self._note(
                     c.session,
                     task,
                     "github.trigger_ignored",
-                    f"@{c.payload['sender']['login']} labelled #{number} but has no write access",
+                    f"@{event.sender.login} labelled #{number} but has no write access",
                 )
                 return "labeller lacks write access"
             self._start(c.session, task, f"issue #{number} labelled {trigger!r}")
@@ -291,7 +363,8 @@ class Sync:
                 )
                 return "edit not applied"
             task.title = text.issue_title(issue)
-            task.body = text.issue_body(issue)
+            # The writers' comments stay in the body, as when the issue was imported.
+            task.body = text.issue_body(issue, c.comments)
             self._note(c.session, task, "github.issue_edited", f"Issue #{number} edited")
             return "task updated"
         if action == "closed":
@@ -308,12 +381,12 @@ class Sync:
             return "task already past research"
         return f"issues.{action} not handled"
 
-    def _issue_comment(self, c: Context) -> str:
-        comment, issue = c.payload["comment"], c.payload["issue"]
-        number, login, raw = int(issue["number"]), comment["user"]["login"], comment["body"]
+    def _issue_comment(self, event: payloads.IssueCommentEvent, c: Context) -> str:
+        issue, comment = event.issue, event.comment
+        number, login, raw = issue.number, comment.user.login, comment.body
         if find_marker(raw) is not None:
             return "our own comment"
-        if "pull_request" in issue:
+        if issue.pull_request is not None:
             task = self._task_for_pull(c.session, number, None)
             if task is not None and c.can_write:
                 self._note(
@@ -352,23 +425,26 @@ class Sync:
             if found:
                 return f"{len(found)} answer(s) taken"
         if TaskState(task.state) in NOT_STARTED:
-            task.body = (task.body + "\n\n" + text.comment_block(login, raw))[: text.MAX_BODY]
+            block = text.comment_block(login, raw)
+            if block in task.body:
+                return "comment already in the task"  # an edit fetched it first
+            task.body = (task.body + "\n\n" + block)[: text.MAX_BODY]
             self._note(c.session, task, "github.comment", f"Comment by @{login} added to the task")
             return "comment added to the task"
         self._note(c.session, task, "github.comment", text.comment_block(login, raw)[:2000])
         return "comment noted"
 
-    def _pull_closed(self, c: Context) -> str:
-        pull = c.payload["pull_request"]
-        number = int(pull["number"])
-        task = self._task_for_pull(c.session, number, pull["head"]["ref"])
+    def _pull_closed(self, event: payloads.PullRequestEvent, c: Context) -> str:
+        pull = event.pull_request
+        number = pull.number
+        task = self._task_for_pull(c.session, number, pull.head.ref)
         if task is None:
             return f"pull request #{number}: no task"
         state = TaskState(task.state)
-        if pull.get("merged"):
+        if pull.merged:
             if state is TaskState.MERGED:
                 return "already merged"  # our own merge, coming back
-            task.merge_commit = pull.get("merge_commit_sha")
+            task.merge_commit = pull.merge_commit_sha
             if state is TaskState.IN_REVIEW:
                 task.state = TaskState.MERGED
                 self._note(
@@ -379,7 +455,7 @@ class Sync:
         if state in (TaskState.MERGED, TaskState.CANCELLED):
             return f"task already {state}"
         actions.cancel(c.session, task.id)
-        why = "merged" if pull.get("merged") else "closed without merging"
+        why = "merged" if pull.merged else "closed without merging"
         self._note(c.session, task, "github.pr_closed", f"Pull request #{number} {why} on GitHub")
         return f"task {task.id} cancelled"
 
@@ -394,13 +470,13 @@ class Sync:
             data={"state": state},
         )
 
-    def _review(self, c: Context) -> str:
-        review, pull = c.payload["review"], c.payload["pull_request"]
-        task = self._task_for_pull(c.session, int(pull["number"]), pull["head"]["ref"])
+    def _review(self, event: payloads.PullRequestReviewEvent, c: Context) -> str:
+        review, pull = event.review, event.pull_request
+        task = self._task_for_pull(c.session, pull.number, pull.head.ref)
         if task is None:
             return "no task for the pull request"
-        login, verdict = review["user"]["login"], str(review["state"]).lower()
-        if find_marker(review.get("body")) is not None:
+        login, verdict = review.user.login, review.state.lower()
+        if find_marker(review.body) is not None:
             return "our own review"
         if not c.can_write:
             self._note(c.session, task, "github.review_ignored", f"@{login} lacks write access")
@@ -414,50 +490,47 @@ class Sync:
             return "changes requested: revise queued"
         return f"review {verdict} noted"
 
-    def _review_comment(self, c: Context) -> str:
-        comment, pull = c.payload["comment"], c.payload["pull_request"]
-        task = self._task_for_pull(c.session, int(pull["number"]), pull["head"]["ref"])
+    def _review_comment(self, event: payloads.PullRequestReviewCommentEvent, c: Context) -> str:
+        comment, pull = event.comment, event.pull_request
+        task = self._task_for_pull(c.session, pull.number, pull.head.ref)
         if task is None:
             return "no task for the pull request"
-        github_id = int(comment["id"])
         if (
-            find_marker(comment["body"]) is not None
+            find_marker(comment.body) is not None
             or c.session.scalars(
-                select(ReviewComment.id).where(ReviewComment.github_id == github_id)
+                select(ReviewComment.id).where(ReviewComment.github_id == comment.id)
             ).first()
         ):
             return "our own comment"
-        login = comment["user"]["login"]
+        login = comment.user.login
         if not c.can_write:
             self._note(c.session, task, "github.comment_ignored", f"@{login} lacks write access")
             return "commenter lacks write access"
         if TaskState(task.state) not in LIVE:
             return f"task is {task.state}"
         parent = None
-        if comment.get("in_reply_to_id"):
+        if comment.in_reply_to_id:
             parent = c.session.scalars(
-                select(ReviewComment).where(
-                    ReviewComment.github_id == int(comment["in_reply_to_id"])
-                )
+                select(ReviewComment).where(ReviewComment.github_id == comment.in_reply_to_id)
             ).first()
-        line = comment.get("line") or comment.get("original_line") or 1
-        start = comment.get("start_line")
+        line = comment.line or comment.original_line or 1
+        start = comment.start_line
         subtask = next(
-            (s for s in task.subtasks if s.commit_sha and s.commit_sha == comment.get("commit_id")),
+            (s for s in task.subtasks if s.commit_sha and s.commit_sha == comment.commit_id),
             None,
         )
         row = ReviewComment(
             task_id=task.id,
             subtask_id=subtask.id if subtask else None,
             parent_id=parent.id if parent else None,
-            path=str(comment["path"]),
-            line=int(start if start else line),
-            end_line=int(line) if start else None,
-            side="old" if comment.get("side") == "LEFT" else "new",
-            body=sanitize(comment["body"]) or "(empty)",
+            path=comment.path,
+            line=start if start else line,
+            end_line=line if start else None,
+            side="old" if comment.side == "LEFT" else "new",
+            body=sanitize(comment.body) or "(empty)",
             kind="blocking",
-            commit_sha=comment.get("commit_id"),
-            github_id=github_id,
+            commit_sha=comment.commit_id,
+            github_id=comment.id,
             github_author=login,
         )
         c.session.add(row)
@@ -470,9 +543,9 @@ class Sync:
         )
         return f"comment {row.id} added"
 
-    def _push(self, c: Context) -> str:
-        ref, after = c.payload["ref"], c.payload["after"]
-        if ref != f"refs/heads/{c.project.base_branch}" or c.payload.get("deleted"):
+    def _push(self, event: payloads.PushEvent, c: Context) -> str:
+        ref, after = event.ref, event.after
+        if ref != f"refs/heads/{c.project.base_branch}" or event.deleted:
             return "not the base branch"
         moved = 0
         for task in c.session.scalars(select(Task).where(Task.project_id == self.project_id)):

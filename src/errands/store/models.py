@@ -273,6 +273,8 @@ class GitHubDelivery(Base):
     state: Mapped[str] = mapped_column(String(16))  # pending | done | ignored | failed
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     outcome: Mapped[str | None] = mapped_column(Text, default=None)
+    # Failed attempts at applying it; the job gives up (state failed) after a few.
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
 
