@@ -25,10 +25,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(settings: Settings) -> Iterator[str]:
-    """``errands serve`` in-process: uvicorn on loopback with the embedded worker."""
+def running_server(settings: Settings, *, embedded_worker: bool = True) -> Iterator[str]:
+    """``errands serve`` in-process: uvicorn on loopback with the embedded worker (or
+    without, for tests where no job may run)."""
     port = free_port()
-    app = create_app(settings, embedded_worker=True)
+    app = create_app(settings, embedded_worker=embedded_worker)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -236,6 +236,13 @@ class Settings(BaseSettings):
         description="Longest wait (seconds) between sign-in attempts of one account or address, "
         "however many failed: how long an attacker can keep a real user out at most.",
     )
+    stream_recheck_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often (seconds) an open event stream checks again that its caller "
+        "may still read it (token revoked, member removed, signed out): the longest it "
+        "outlives the access.",
+    )
     smtp_host: str | None = Field(
         default=None,
         description="SMTP server for invitations, email verification and password resets; "

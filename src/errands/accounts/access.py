@@ -109,7 +109,7 @@ class Permit:
 
     async def __call__(self, conn: HTTPConnection) -> Principal:
         try:
-            principal = await run_in_threadpool(self._resolve, conn)
+            principal = await run_in_threadpool(self.resolve, conn)
             if (
                 principal.via == "session"
                 and self.level != "public"  # sign-in forms act as nobody yet
@@ -122,9 +122,10 @@ class Permit:
                 raise WebSocketException(WS_1008_POLICY_VIOLATION, exc.message[:120]) from exc
             raise
         conn.state.principal = principal
+        conn.state.permit = self  # for recheck, while the connection stays open
         return principal
 
-    def _resolve(self, conn: HTTPConnection) -> Principal:
+    def resolve(self, conn: HTTPConnection) -> Principal:
         db: Database = conn.app.state.db
         with db.session() as session:
             task_id = str(conn.path_params.get("task_id", ""))
@@ -182,6 +183,19 @@ UserPrincipal = Annotated[Principal, USER]
 Reader = Annotated[Principal, READ]
 Actor = Annotated[Principal, ACT]
 Admin = Annotated[Principal, ADMIN]
+
+
+async def recheck(conn: HTTPConnection) -> Principal:
+    """Check access again, exactly as the Permit that let this connection in did when it
+    opened. A connection that stays open (the chat socket, an event stream) must not outlive
+    the access it was opened with: a member removed, a role lowered, a token revoked, a
+    session ended or signed out everywhere. Raises the ErrandsError the Permit would."""
+    permit: Permit | None = getattr(conn.state, "permit", None)
+    if permit is None:  # check_routes makes every route declare one: cannot happen
+        raise Forbidden("This connection was opened without an access check.")
+    principal = await run_in_threadpool(permit.resolve, conn)
+    conn.state.principal = principal
+    return principal
 
 
 def principal_of(conn: HTTPConnection) -> Principal:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -29,6 +30,7 @@ from errands.accounts.access import (
     Permit,
     Reader,
     check_routes,
+    recheck,
     visible,
 )
 from errands.accounts.audit import AuditTrail
@@ -372,19 +374,43 @@ def _routes(app: FastAPI) -> None:
 
     @app.get("/api/tasks/{task_id}/events/stream", dependencies=[READ])
     async def stream(
+        request: Request,
         task_id: int,
         db: DbDep,
+        settings: SettingsDep,
         after: Annotated[int, Query(ge=0)] = 0,
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> StreamingResponse:
         """Server-sent events, resumable with ``Last-Event-ID`` (or ``?after=``). The stream
-        ends once the task rests in merged, cancelled or failed."""
+        ends once the task rests in merged, cancelled or failed, or when the caller's access
+        ends (checked again every ERRANDS_STREAM_RECHECK_SECONDS): then its last message is
+        ``end`` with the error."""
         await asyncio.to_thread(in_session, db, lambda s: actions.get_task(s, task_id))
         start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
-        return StreamingResponse(_sse(db, task_id, start), media_type="text/event-stream")
+        access = Recheck(lambda: recheck(request), settings.stream_recheck_seconds)
+        return StreamingResponse(_sse(db, task_id, start, access), media_type="text/event-stream")
 
 
-async def _sse(db: Database, task_id: int, after: int) -> AsyncIterator[str]:
+class Recheck:
+    """Access of a long-lived response, checked again at most every ``seconds``."""
+
+    def __init__(self, check: Callable[[], Awaitable[object]], seconds: float) -> None:
+        self.check = check
+        self.seconds = seconds
+        self.last = time.monotonic()
+
+    async def refused(self) -> ErrandsError | None:
+        if time.monotonic() - self.last < self.seconds:
+            return None
+        try:
+            await self.check()
+        except ErrandsError as exc:
+            return exc
+        self.last = time.monotonic()
+        return None
+
+
+async def _sse(db: Database, task_id: int, after: int, access: Recheck) -> AsyncIterator[str]:
     def poll(cursor: int) -> tuple[list[EventPublic], str]:
         with db.session() as s:
             found = [
@@ -396,6 +422,11 @@ async def _sse(db: Database, task_id: int, after: int) -> AsyncIterator[str]:
     cursor = after
     idle = 0
     while True:
+        refused = await access.refused()
+        if refused is not None:
+            error = {"code": refused.code, "message": refused.message}
+            yield f"event: end\ndata: {json.dumps({'error': error})}\n\n"
+            return
         found, state = await asyncio.to_thread(poll, cursor)
         for event in found:
             cursor = event.id

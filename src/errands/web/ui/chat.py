@@ -19,8 +19,9 @@ from fastapi import APIRouter, Form, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
+from starlette.status import WS_1008_POLICY_VIOLATION
 
-from errands.accounts.access import ACT
+from errands.accounts.access import ACT, recheck
 from errands.agent import prompts
 from errands.errors import ErrandsError
 from errands.settings import Settings
@@ -167,20 +168,34 @@ def _refused(websocket: WebSocket, settings: Settings) -> str | None:
     return None
 
 
+async def _still_allowed(websocket: WebSocket) -> bool:
+    """Access is checked again before each message is answered and before each answer is
+    sent (not only when the socket opened): someone removed from the organization, lowered
+    to viewer or signed out meanwhile gets the connection closed with 1008, and no model
+    call is made on their behalf."""
+    try:
+        await recheck(websocket)
+    except ErrandsError as exc:
+        await websocket.send_json({"kind": "error", "message": exc.message})
+        await websocket.close(code=WS_1008_POLICY_VIOLATION, reason=exc.message[:120])
+        return False
+    return True
+
+
 @router.websocket("/tasks/{task_id}/chat", dependencies=[ACT])
 async def chat(websocket: WebSocket, task_id: int) -> None:
     db: Database = websocket.app.state.db
     settings: Settings = websocket.app.state.settings
     problem = _refused(websocket, settings)
     if problem is not None:
-        await websocket.close(code=1008, reason=problem[:120])
+        await websocket.close(code=WS_1008_POLICY_VIOLATION, reason=problem[:120])
         return
     await websocket.accept()
     try:
         await asyncio.to_thread(in_session, db, lambda s: actions.get_task(s, task_id))
     except ErrandsError as exc:
         await websocket.send_json({"kind": "error", "message": exc.message})
-        await websocket.close(code=1008)
+        await websocket.close(code=WS_1008_POLICY_VIOLATION)
         return
     try:
         while True:
@@ -190,12 +205,16 @@ async def chat(websocket: WebSocket, task_id: int) -> None:
             except (ValueError, AttributeError):
                 await websocket.send_json({"kind": "error", "message": 'Send {"text": …}.'})
                 continue
+            if not await _still_allowed(websocket):
+                return
             await websocket.send_json({"kind": "user", "text": message})
             try:
                 reply = await asyncio.to_thread(_answer, db, settings, task_id, message)
             except ErrandsError as exc:
                 await websocket.send_json({"kind": "error", "message": exc.message})
                 continue
+            if not await _still_allowed(websocket):
+                return
             await websocket.send_json(reply)
     except WebSocketDisconnect:
         return
