@@ -14,9 +14,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from errands.accounts import throttle
+from errands.accounts.errors import TooManyAttempts
 from errands.settings import Settings
+from errands.store import Database
 from errands.store.models import utcnow
 from errands.web.app import create_app
+from tests.services import postgres_url
 from tests.support import settings_for
 
 from .conftest import BASE, PASSWORD, invite_code
@@ -170,3 +174,37 @@ def test_password_reset_codes_are_throttled_per_address(site: Site) -> None:
         "/reset/confirm", data=body, headers={"Accept": "text/html"}, follow_redirects=False
     )
     assert page.status_code == 429 and "retry-after" in page.headers
+
+
+def test_postgres_counts_attempts_sent_at_once_before_any_is_checked() -> None:
+    """The same rule on PostgreSQL, where concurrent attempts take row locks (SQLite has
+    one writer): of many attempts at one instant, exactly the free ones are let through."""
+    rules = throttle.Rules(
+        free_attempts=5, address_free_attempts=20, max_delay=timedelta(seconds=300)
+    )
+    keys = [rules.account("victim@alpha.test"), rules.address("203.0.113.7")]
+    now = utcnow()
+
+    def attempt(_: int) -> bool:
+        try:
+            throttle.admit(db, rules, keys, now)
+        except TooManyAttempts:
+            return False
+        return True
+
+    with postgres_url() as url:
+        db = Database(url)
+        db.migrate()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            admitted = list(pool.map(attempt, range(24)))
+        assert admitted.count(True) == rules.free_attempts
+        # A right password after the wait clears the account's count: five free ones again.
+        later = now + timedelta(seconds=1)
+        throttle.admit(db, rules, keys, later)
+        throttle.succeeded(db, rules, keys)
+        account = [rules.account("victim@alpha.test")]
+        for _ in range(rules.free_attempts):
+            throttle.admit(db, rules, account, later)
+        with pytest.raises(TooManyAttempts):
+            throttle.admit(db, rules, account, later)
+        db.dispose()
