@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from errands.limits import Id
 from errands.settings import Settings
 from errands.store import Job, Project, Task
 from errands.workflow.project_config import effective_config
@@ -212,26 +213,26 @@ class ProjectUpdate(BaseModel):
 
 
 class TaskCreate(BaseModel):
-    project: int | str
+    project: Id | str
     title: str
     body: str = ""
 
 
 class AnswerCreate(BaseModel):
-    question: int = Field(ge=1)
-    option: int | None = Field(default=None, ge=1)
+    question: Id
+    option: Id | None = None
     text: str | None = None
 
 
 class CommentCreate(BaseModel):
     path: str
-    line: int
+    line: Id
     body: str
     kind: str = "blocking"
     side: str = "new"
-    end_line: int | None = None
-    subtask: int | None = None
-    parent_id: int | None = None
+    end_line: Id | None = None
+    subtask: Id | None = None
+    parent_id: Id | None = None
 
 
 class CommentResolve(BaseModel):

@@ -30,6 +30,7 @@ from errands.accounts.errors import Forbidden, Unauthenticated
 from errands.accounts.roles import Level, allows
 from errands.accounts.service import ANONYMOUS, LOCAL, Principal
 from errands.errors import ErrandsError, NotFound
+from errands.limits import MAX_INT
 from errands.store import Database, Project, Task
 
 SESSION_COOKIE = "errands_session"
@@ -40,12 +41,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
 
 
-# Ids past a 64-bit integer cannot exist (and the database driver refuses to look them up).
-MAX_ID = 2**63 - 1
-
-
 def _id(value: str) -> int | None:
-    return int(value) if value.isdigit() and int(value) <= MAX_ID else None
+    # Ids past a 64-bit integer cannot exist (and the database driver refuses to look them up).
+    return int(value) if value.isascii() and value.isdigit() and int(value) <= MAX_INT else None
 
 
 def _task_scope(session: Session, principal: Principal, value: str) -> None:

@@ -53,6 +53,7 @@ from errands.accounts.schemas import (
 )
 from errands.accounts.service import Principal
 from errands.errors import Conflict
+from errands.limits import Id
 from errands.store import Organization, Task, User
 from errands.web.deps import get_db, get_settings
 
@@ -343,7 +344,7 @@ def create_token(body: TokenCreate, request: Request, principal: Reader) -> Toke
 
 
 @router.delete("/tokens/{token_id}")
-def revoke_token(token_id: int, request: Request, principal: TokenOwner) -> TokenPublic:
+def revoke_token(token_id: Id, request: Request, principal: TokenOwner) -> TokenPublic:
     org_required(principal)
     return _work(
         request, lambda s: TokenPublic.model_validate(service.revoke_token(s, principal, token_id))
@@ -367,7 +368,7 @@ def list_members(request: Request, principal: Admin) -> list[MemberPublic]:
 
 @router.patch("/members/{user_id}")
 def change_role(
-    user_id: int, body: RoleChange, request: Request, principal: MemberAdmin
+    user_id: Id, body: RoleChange, request: Request, principal: MemberAdmin
 ) -> MemberPublic:
     org_id = org_required(principal)
 
@@ -380,7 +381,7 @@ def change_role(
 
 
 @router.delete("/members/{user_id}", status_code=204)
-def remove_member(user_id: int, request: Request, principal: MemberAdmin) -> None:
+def remove_member(user_id: Id, request: Request, principal: MemberAdmin) -> None:
     org_id = org_required(principal)
     _work(request, lambda s: service.remove_member(s, org_id, user_id))
 
@@ -496,7 +497,7 @@ def task_cost(s: Session, task_id: int) -> TaskCostPublic:
 
 
 @router.get("/tasks/{task_id}/cost")
-def get_task_cost(task_id: int, request: Request, _: Reader) -> TaskCostPublic:
+def get_task_cost(task_id: Id, request: Request, _: Reader) -> TaskCostPublic:
     from errands.errors import NotFound
 
     def work(s: Session) -> TaskCostPublic:
@@ -519,7 +520,7 @@ def set_task_budget(s: Session, task_id: int, usd: float | None) -> TaskCostPubl
 
 
 @router.put("/tasks/{task_id}/budget")
-def put_task_budget(task_id: int, body: BudgetSet, request: Request, _: Admin) -> TaskCostPublic:
+def put_task_budget(task_id: Id, body: BudgetSet, request: Request, _: Admin) -> TaskCostPublic:
     return _work(request, lambda s: set_task_budget(s, task_id, body.usd))
 
 

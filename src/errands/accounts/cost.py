@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from errands.accounts.service import now, project_org_id
 from errands.errors import InvalidInput
+from errands.limits import MAX_BUDGET_USD, MAX_PRICE_PER_MTOK, finite_dollars
 from errands.store import Database, Job, ModelPrice, Project, Task
 
 # US dollars per million tokens (input, output), from the providers' public price lists.
@@ -70,8 +71,8 @@ def set_price(
     key = model_key(model.strip())
     if not key or len(key) > 200:
         raise InvalidInput("Name the model, e.g. gpt-4.1 or claude-sonnet-4-5.")
-    if not (0 <= input_per_mtok <= 10_000 and 0 <= output_per_mtok <= 10_000):
-        raise InvalidInput("Prices are US dollars per million tokens, between 0 and 10000.")
+    for price in (input_per_mtok, output_per_mtok):
+        finite_dollars(price, "A price per million tokens", MAX_PRICE_PER_MTOK)
     row = session.get(ModelPrice, (org_id, key))
     if row is None:
         row = ModelPrice(org_id=org_id, model=key, input_per_mtok=0.0, output_per_mtok=0.0)
@@ -193,6 +194,4 @@ def dollars(micros: int | None) -> str:
 def to_micros(dollars_value: float | None) -> int | None:
     if dollars_value is None:
         return None
-    if dollars_value < 0 or dollars_value > 1_000_000:
-        raise InvalidInput("A budget is an amount of US dollars between 0 and 1,000,000.")
-    return round(dollars_value * 1_000_000)
+    return round(finite_dollars(dollars_value, "A budget", MAX_BUDGET_USD) * 1_000_000)

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from errands.limits import BudgetUsd, Id, PricePerMTok
 from errands.schemas import UtcDateTime
 
 
@@ -44,7 +45,7 @@ class OrgCreate(BaseModel):
 
 
 class OrgChoice(BaseModel):
-    org_id: int
+    org_id: Id
 
 
 class OrgPublic(_Public):
@@ -138,12 +139,12 @@ class PricePublic(BaseModel):
 
 class PriceSet(BaseModel):
     model: str = Field(max_length=200)
-    input_per_mtok: float
-    output_per_mtok: float
+    input_per_mtok: PricePerMTok
+    output_per_mtok: PricePerMTok
 
 
 class BudgetSet(BaseModel):
-    usd: float | None = Field(default=None, description="The cap in US dollars; null: no cap.")
+    usd: BudgetUsd | None = Field(default=None, description="The cap in US dollars; null: no cap.")
 
 
 class OrgBudgetPublic(BaseModel):

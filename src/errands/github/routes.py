@@ -16,6 +16,7 @@ from errands.github import forge, projects
 from errands.github.errors import MalformedWebhook, WebhookTooLarge
 from errands.github.intake import receive
 from errands.github.signature import verify, verify_present
+from errands.limits import Id
 from errands.store import GitHubInstallation, Project, Task
 from errands.web.deps import get_db, get_settings
 from errands.workflow import actions
@@ -29,7 +30,7 @@ router = APIRouter(prefix="/api/github", tags=["github"])
 class GitHubProjectCreate(BaseModel):
     repository: Annotated[str, Field(description="owner/name")]
     name: str | None = None
-    installation_id: int | None = None
+    installation_id: Id | None = None
 
 
 class GitHubProjectPublic(BaseModel):
@@ -151,7 +152,7 @@ def reimport(project: str, request: Request) -> GitHubProjectPublic:
 
 
 @router.get("/tasks/{task_id}", dependencies=[READ])
-def task(task_id: int, request: Request) -> GitHubTaskPublic:
+def task(task_id: Id, request: Request) -> GitHubTaskPublic:
     with get_db(request).session() as session:
         found: Task = actions.get_task(session, task_id)
         return GitHubTaskPublic(

@@ -40,6 +40,7 @@ from errands.errors import Conflict, ErrandsError, NotFound
 from errands.git import Diff
 from errands.github import routes as github_routes
 from errands.jobs.worker import Worker
+from errands.limits import Count, Id
 from errands.schemas import (
     AnswerCreate,
     CommentCreate,
@@ -136,7 +137,8 @@ def create_app(
 
 
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+    # The details echo the input, which may hold NaN or infinity: JSON has no such numbers.
+    return json.loads(json.dumps(value, default=str), parse_constant=str)
 
 
 def _task_public(session: Session, task_id: int) -> TaskPublic:
@@ -205,7 +207,7 @@ def _routes(app: FastAPI) -> None:
 
     @app.get("/api/projects/{project}/events", dependencies=[READ])
     def project_events(
-        project: str, db: DbDep, after: Annotated[int, Query(ge=0)] = 0
+        project: str, db: DbDep, after: Annotated[Count, Query()] = 0
     ) -> list[EventPublic]:
         """Everything that happened to the project and its tasks (indexing included)."""
 
@@ -247,11 +249,11 @@ def _routes(app: FastAPI) -> None:
         return in_session(db, work)
 
     @app.get("/api/tasks/{task_id}", dependencies=[READ])
-    def get_task(task_id: int, db: DbDep) -> TaskPublic:
+    def get_task(task_id: Id, db: DbDep) -> TaskPublic:
         return in_session(db, lambda s: _task_public(s, task_id))
 
     @app.get("/api/tasks/{task_id}/handoff", response_class=PlainTextResponse, dependencies=[READ])
-    def handoff(task_id: int, db: DbDep) -> str:
+    def handoff(task_id: Id, db: DbDep) -> str:
         def work(s: Session) -> str:
             task = actions.get_task(s, task_id)
             if task.handoff is None:
@@ -269,7 +271,7 @@ def _routes(app: FastAPI) -> None:
         return in_session(db, work)
 
     @app.post("/api/tasks/{task_id}/answers", dependencies=[ACT])
-    def answer(task_id: int, body: AnswerCreate, db: DbDep, settings: SettingsDep) -> TaskPublic:
+    def answer(task_id: Id, body: AnswerCreate, db: DbDep, settings: SettingsDep) -> TaskPublic:
         return _act(
             task_id,
             db,
@@ -279,33 +281,33 @@ def _routes(app: FastAPI) -> None:
         )
 
     @app.post("/api/tasks/{task_id}/execute", dependencies=[ACT])
-    def execute(task_id: int, db: DbDep, settings: SettingsDep) -> TaskPublic:
+    def execute(task_id: Id, db: DbDep, settings: SettingsDep) -> TaskPublic:
         return _act(task_id, db, lambda s: actions.execute(s, settings, task_id))
 
     @app.post("/api/tasks/{task_id}/request-changes", dependencies=[ACT])
-    def request_changes(task_id: int, db: DbDep, settings: SettingsDep) -> TaskPublic:
+    def request_changes(task_id: Id, db: DbDep, settings: SettingsDep) -> TaskPublic:
         return _act(task_id, db, lambda s: actions.request_changes(s, settings, task_id))
 
     @app.post("/api/tasks/{task_id}/approve", dependencies=[ACT])
-    def approve(task_id: int, db: DbDep, settings: SettingsDep) -> TaskPublic:
+    def approve(task_id: Id, db: DbDep, settings: SettingsDep) -> TaskPublic:
         return _act(task_id, db, lambda s: actions.approve(s, settings, task_id))
 
     @app.post("/api/tasks/{task_id}/cancel", dependencies=[ACT])
-    def cancel(task_id: int, db: DbDep) -> TaskPublic:
+    def cancel(task_id: Id, db: DbDep) -> TaskPublic:
         return _act(task_id, db, lambda s: actions.cancel(s, task_id))
 
     @app.post("/api/tasks/{task_id}/retry", dependencies=[ACT])
-    def retry(task_id: int, db: DbDep, settings: SettingsDep) -> TaskPublic:
+    def retry(task_id: Id, db: DbDep, settings: SettingsDep) -> TaskPublic:
         return _act(task_id, db, lambda s: actions.retry(s, settings, task_id))
 
     # -- review -----------------------------------------------------------------------
 
     @app.get("/api/tasks/{task_id}/diff", dependencies=[READ])
     def diff(
-        task_id: int,
+        task_id: Id,
         db: DbDep,
         settings: SettingsDep,
-        subtask: Annotated[int | None, Query(ge=1)] = None,
+        subtask: Annotated[Id | None, Query()] = None,
     ) -> dict[str, Any]:
         def work(s: Session) -> Diff:
             return actions.diff(s, settings, task_id, subtask)[1]
@@ -313,7 +315,7 @@ def _routes(app: FastAPI) -> None:
         return in_session(db, work).to_dict()
 
     @app.get("/api/tasks/{task_id}/comments", dependencies=[READ])
-    def comments(task_id: int, db: DbDep) -> list[CommentPublic]:
+    def comments(task_id: Id, db: DbDep) -> list[CommentPublic]:
         return in_session(
             db,
             lambda s: [
@@ -323,7 +325,7 @@ def _routes(app: FastAPI) -> None:
 
     @app.post("/api/tasks/{task_id}/comments", status_code=201, dependencies=[ACT])
     def comment(
-        task_id: int, body: CommentCreate, db: DbDep, settings: SettingsDep
+        task_id: Id, body: CommentCreate, db: DbDep, settings: SettingsDep
     ) -> CommentPublic:
         return in_session(
             db,
@@ -349,7 +351,7 @@ def _routes(app: FastAPI) -> None:
         "/api/tasks/{task_id}/comments/{comment_id}/resolve",
         dependencies=[Depends(Permit("act", handler_scoped=frozenset({"comment_id"})))],
     )
-    def resolve(task_id: int, comment_id: int, body: CommentResolve, db: DbDep) -> CommentPublic:
+    def resolve(task_id: Id, comment_id: Id, body: CommentResolve, db: DbDep) -> CommentPublic:
         return in_session(
             db,
             lambda s: CommentPublic.model_validate(
@@ -360,9 +362,7 @@ def _routes(app: FastAPI) -> None:
     # -- events -----------------------------------------------------------------------
 
     @app.get("/api/tasks/{task_id}/events", dependencies=[READ])
-    def events(
-        task_id: int, db: DbDep, after: Annotated[int, Query(ge=0)] = 0
-    ) -> list[EventPublic]:
+    def events(task_id: Id, db: DbDep, after: Annotated[Count, Query()] = 0) -> list[EventPublic]:
         def work(s: Session) -> list[EventPublic]:
             actions.get_task(s, task_id)
             return [
@@ -375,18 +375,19 @@ def _routes(app: FastAPI) -> None:
     @app.get("/api/tasks/{task_id}/events/stream", dependencies=[READ])
     async def stream(
         request: Request,
-        task_id: int,
+        task_id: Id,
         db: DbDep,
         settings: SettingsDep,
-        after: Annotated[int, Query(ge=0)] = 0,
-        last_event_id: Annotated[str | None, Header()] = None,
+        after: Annotated[Count, Query()] = 0,
+        # EventSource sends back the last id it saw; it is a cursor like ``after``.
+        last_event_id: Annotated[Count | None, Header()] = None,
     ) -> StreamingResponse:
         """Server-sent events, resumable with ``Last-Event-ID`` (or ``?after=``). The stream
         ends once the task rests in merged, cancelled or failed, or when the caller's access
         ends (checked again every ERRANDS_STREAM_RECHECK_SECONDS): then its last message is
         ``end`` with the error."""
         await asyncio.to_thread(in_session, db, lambda s: actions.get_task(s, task_id))
-        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+        start = after if last_event_id is None else last_event_id
         access = Recheck(lambda: recheck(request), settings.stream_recheck_seconds)
         return StreamingResponse(_sse(db, task_id, start, access), media_type="text/event-stream")
 

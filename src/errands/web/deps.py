@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from errands.errors import InvalidInput
+from errands.limits import parse_int
 from errands.settings import Settings
 from errands.store import Database
 
@@ -39,10 +39,5 @@ def in_session(db: Database, work: Callable[[Session], T]) -> T:
 
 
 def optional_int(value: str, what: str) -> int | None:
-    """A form field holding a number, or nothing."""
-    value = value.strip()
-    if not value:
-        return None
-    if not value.isdigit():
-        raise InvalidInput(f"{what} must be a number, not {value!r}.")
-    return int(value)
+    """A form field holding a number (1 and up, within the store's range), or nothing."""
+    return parse_int(value, what)

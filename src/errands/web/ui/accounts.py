@@ -22,6 +22,7 @@ from errands.accounts.access import (
     principal_of,
 )
 from errands.errors import ErrandsError, InvalidInput
+from errands.limits import Id
 from errands.store import Organization, User
 from errands.web.deps import DbDep, in_session
 from errands.web.ui.render import page
@@ -271,7 +272,7 @@ def create_token(request: Request, db: DbDep, name: Annotated[str, Form()] = "")
 
 
 @router.post("/account/tokens/{token_id}/revoke", response_model=None, dependencies=[OWN_TOKEN])
-def revoke_token(request: Request, token_id: int, db: DbDep) -> Response:
+def revoke_token(request: Request, token_id: Id, db: DbDep) -> Response:
     who = principal_of(request)
     in_session(db, lambda s: service.revoke_token(s, who, token_id))
     return RedirectResponse("/account", status_code=303)
@@ -359,7 +360,7 @@ def invite(
 
 @router.post("/org/members/{user_id}", response_model=None, dependencies=[OWN_MEMBER])
 def change_member(
-    request: Request, user_id: int, db: DbDep, role: Annotated[str, Form()] = ""
+    request: Request, user_id: Id, db: DbDep, role: Annotated[str, Form()] = ""
 ) -> Response:
     org_id = api.org_required(principal_of(request))
 
@@ -436,7 +437,7 @@ def save_secret(
 
 @router.post("/tasks/{task_id}/budget", response_model=None, dependencies=[ADMIN])
 def task_budget(
-    request: Request, task_id: int, db: DbDep, usd: Annotated[str, Form()] = ""
+    request: Request, task_id: Id, db: DbDep, usd: Annotated[str, Form()] = ""
 ) -> Response:
     from errands.web.ui.pages import task_page
 

@@ -24,6 +24,7 @@ from starlette.status import WS_1008_POLICY_VIOLATION
 from errands.accounts.access import ACT, recheck
 from errands.agent import prompts
 from errands.errors import ErrandsError
+from errands.limits import Id
 from errands.settings import Settings
 from errands.store import Database, Question, Task
 from errands.web.deps import DbDep, SettingsDep, in_session
@@ -183,7 +184,7 @@ async def _still_allowed(websocket: WebSocket) -> bool:
 
 
 @router.websocket("/tasks/{task_id}/chat", dependencies=[ACT])
-async def chat(websocket: WebSocket, task_id: int) -> None:
+async def chat(websocket: WebSocket, task_id: Id) -> None:
     db: Database = websocket.app.state.db
     settings: Settings = websocket.app.state.settings
     problem = _refused(websocket, settings)
@@ -223,7 +224,7 @@ async def chat(websocket: WebSocket, task_id: int) -> None:
 @router.post("/tasks/{task_id}/requirements", response_model=None, dependencies=[ACT])
 def add_requirement(
     request: Request,
-    task_id: int,
+    task_id: Id,
     db: DbDep,
     settings: SettingsDep,
     text: Annotated[str, Form()] = "",

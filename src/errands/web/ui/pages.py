@@ -17,6 +17,7 @@ from errands.accounts.access import ACT, PUBLIC, READ, principal_of, visible
 from errands.domain import TaskState
 from errands.errors import ErrandsError, InvalidInput, NotFound
 from errands.jobs import ledger
+from errands.limits import Id
 from errands.schemas import EventPublic, TaskPublic, TaskSummary
 from errands.settings import Settings
 from errands.store import Database
@@ -302,7 +303,7 @@ def task_page(
 
 
 @router.get("/tasks/{task_id}", response_model=None, dependencies=[READ])
-def show_task(request: Request, task_id: int, db: DbDep) -> Response:
+def show_task(request: Request, task_id: Id, db: DbDep) -> Response:
     return task_page(request, db, task_id)
 
 
@@ -329,7 +330,7 @@ def act(
 @router.post("/tasks/{task_id}/answer", response_model=None, dependencies=[ACT])
 def answer(
     request: Request,
-    task_id: int,
+    task_id: Id,
     db: DbDep,
     settings: SettingsDep,
     question: Annotated[str, Form()] = "",
@@ -347,7 +348,7 @@ def answer(
 
 
 def _simple(name: str, run: Callable[[Session, Settings, int], object]) -> None:
-    def handler(request: Request, task_id: int, db: DbDep, settings: SettingsDep) -> Response:
+    def handler(request: Request, task_id: Id, db: DbDep, settings: SettingsDep) -> Response:
         return act(
             request, db, task_id, lambda s: run(s, settings, task_id), then=f"/tasks/{task_id}"
         )

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from errands.accounts.access import ACT, READ, Permit
 from errands.errors import ErrandsError, InvalidInput, NotFound
 from errands.git import Diff
+from errands.limits import Count, Id
 from errands.schemas import CommentPublic, SubtaskPublic, TaskPublic
 from errands.settings import Settings
 from errands.store import Database
@@ -188,11 +189,11 @@ def _keys(view: diffview.FileView) -> set[tuple[str, str, int]]:
 @router.get("/tasks/{task_id}/review", response_model=None, dependencies=[READ])
 def show_review(
     request: Request,
-    task_id: int,
+    task_id: Id,
     db: DbDep,
     settings: SettingsDep,
     view: str = "subtask",
-    subtask: Annotated[int | None, Query(ge=1)] = None,
+    subtask: Annotated[Id | None, Query()] = None,
     layout: Literal["unified", "split"] = "unified",
 ) -> Response:
     return review_page(request, db, settings, task_id, view=view, subtask=subtask, layout=layout)
@@ -201,12 +202,12 @@ def show_review(
 @router.get("/tasks/{task_id}/review/file", response_model=None, dependencies=[READ])
 def file_fragment(
     request: Request,
-    task_id: int,
+    task_id: Id,
     db: DbDep,
     settings: SettingsDep,
     path: str,
     view: str = "subtask",
-    subtask: Annotated[int | None, Query(ge=1)] = None,
+    subtask: Annotated[Id | None, Query()] = None,
     layout: Literal["unified", "split"] = "unified",
 ) -> Response:
     """One large file's rows, asked for when the reader opens it."""
@@ -232,12 +233,12 @@ def file_fragment(
 
 @router.get("/tasks/{task_id}/review/highlight", dependencies=[READ])
 def highlight_files(
-    task_id: int,
+    task_id: Id,
     db: DbDep,
     settings: SettingsDep,
-    file: Annotated[list[int], Query()],
+    file: Annotated[list[Count], Query()],
     view: str = "subtask",
-    subtask: Annotated[int | None, Query(ge=1)] = None,
+    subtask: Annotated[Id | None, Query()] = None,
 ) -> dict[str, Any]:
     """The highlighted lines of files the page printed uncoloured (past its highlighting
     budget), by their index in the diff: the page swaps them in where it shows them."""
@@ -261,13 +262,13 @@ def highlight_files(
 
 @router.get("/tasks/{task_id}/review/lines", dependencies=[READ])
 def context_lines(
-    task_id: int,
+    task_id: Id,
     db: DbDep,
     settings: SettingsDep,
     path: str,
     rev: str,
-    start: Annotated[int, Query(ge=1)],
-    end: Annotated[int | None, Query(ge=1)] = None,
+    start: Annotated[Id, Query()],
+    end: Annotated[Id | None, Query()] = None,
 ) -> dict[str, Any]:
     """Unchanged lines between hunks, highlighted, for the "expand" rows."""
     text = in_session(db, lambda s: actions.file_at(s, settings, task_id, path, rev))
@@ -285,7 +286,7 @@ FILE_LINES_SHOWN = 20_000  # a longer file would make a page too heavy to be of 
 @router.get("/tasks/{task_id}/file", response_model=None, dependencies=[READ])
 def show_file(
     request: Request,
-    task_id: int,
+    task_id: Id,
     db: DbDep,
     settings: SettingsDep,
     path: str,
@@ -345,13 +346,15 @@ def _review_form(
         params = dict(request.query_params)
         query = dict(p.split("=", 1) for p in target.partition("?")[2].split("&") if "=" in p)
         params.update(query)
+        subtask = params.get("subtask", "")
         return review_page(
             request,
             db,
             settings,
             task_id,
             view=params.get("view", "subtask"),
-            subtask=int(params["subtask"]) if params.get("subtask", "").isdigit() else None,
+            # A back link's own subtask: shown again if it is a sane number, else the default.
+            subtask=int(subtask) if subtask.isascii() and subtask.isdigit() else None,
             layout=params.get("layout", "unified"),
             error=exc.message,
             status=exc.status,
@@ -363,7 +366,7 @@ def _review_form(
 @router.post("/tasks/{task_id}/review/comments", response_model=None, dependencies=[ACT])
 def add_comment(
     request: Request,
-    task_id: int,
+    task_id: Id,
     db: DbDep,
     settings: SettingsDep,
     path: Annotated[str, Form()] = "",
@@ -414,8 +417,8 @@ def add_comment(
 )
 def resolve(
     request: Request,
-    task_id: int,
-    comment_id: int,
+    task_id: Id,
+    comment_id: Id,
     db: DbDep,
     settings: SettingsDep,
     resolved: Annotated[str, Form()] = "1",
@@ -439,8 +442,8 @@ def resolve(
 )
 def apply(
     request: Request,
-    task_id: int,
-    comment_id: int,
+    task_id: Id,
+    comment_id: Id,
     db: DbDep,
     settings: SettingsDep,
     back: Annotated[str, Form()] = "",
@@ -458,7 +461,7 @@ def apply(
 @router.post("/tasks/{task_id}/review/request-changes", response_model=None, dependencies=[ACT])
 def request_changes(
     request: Request,
-    task_id: int,
+    task_id: Id,
     db: DbDep,
     settings: SettingsDep,
     back: Annotated[str, Form()] = "",
@@ -469,7 +472,7 @@ def request_changes(
 @router.post("/tasks/{task_id}/review/approve", response_model=None, dependencies=[ACT])
 def approve(
     request: Request,
-    task_id: int,
+    task_id: Id,
     db: DbDep,
     settings: SettingsDep,
     back: Annotated[str, Form()] = "",
