@@ -20,6 +20,12 @@ class TaskState(StrEnum):
     CANCELLED = "cancelled"
 
 
+def state_words(state: str) -> str:
+    """A state as people read it ("awaiting answers", "in review"): what messages, log lines
+    and pages say, where the identifier itself stays for programs."""
+    return state.replace("_", " ")
+
+
 class JobKind(StrEnum):
     INDEX = "index"
     RESEARCH = "research"

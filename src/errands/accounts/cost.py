@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import get_args
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from errands.accounts.service import now, project_org_id
-from errands.errors import InvalidInput
+from errands.errors import ConfigError, InvalidInput
 from errands.limits import MAX_BUDGET_USD, MAX_PRICE_PER_MTOK, finite_dollars
+from errands.settings import Phase, Settings
 from errands.store import Database, Job, ModelPrice, Project, Task
 
 # US dollars per million tokens (input, output), from the providers' public price lists.
@@ -80,6 +82,18 @@ def set_price(
     row.input_per_mtok = input_per_mtok
     row.output_per_mtok = output_per_mtok
     return Price(key, input_per_mtok, output_per_mtok, True)
+
+
+def unpriced_models(session: Session, org_id: int | None, settings: Settings) -> list[str]:
+    """The configured models Errands knows no price for: their calls are counted in tokens
+    and cost nothing here, which a page must not present as free."""
+    names: set[str] = set()
+    for phase in get_args(Phase):
+        try:
+            names.add(settings.model_for(phase))
+        except ConfigError:
+            continue
+    return sorted(model_key(n) for n in names if price_for(session, org_id, n) is None)
 
 
 def call_cost(price: Price | None, input_tokens: int, output_tokens: int) -> int:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
-from errands.domain import TaskState
+from errands.domain import TaskState, state_words
 from errands.errors import Cancelled, ErrandsError, LeaseLost
 from errands.github import issues as text
 from errands.github import payloads
@@ -163,7 +163,8 @@ class Sync:
 
     def _start(self, session: Session, task: Task, why: str) -> None:
         if task.state != TaskState.CREATED:
-            self._note(session, task, "github.trigger_ignored", f"{why}; task is {task.state}")
+            ignored = f"{why}; task is {state_words(task.state)}"
+            self._note(session, task, "github.trigger_ignored", ignored)
             return
         actions.start_research(session, self.ctx.settings, task.id)
         self._note(session, task, "github.triggered", why)
@@ -376,7 +377,7 @@ class Sync:
                 c.session,
                 task,
                 "github.issue_closed",
-                f"Issue #{number} closed; the task is {task.state} and carries on",
+                f"Issue #{number} closed; the task is {state_words(task.state)} and carries on",
             )
             return "task already past research"
         return f"issues.{action} not handled"
@@ -463,7 +464,7 @@ class Sync:
         event_log.record(
             session,
             "task.state",
-            f"Task is {state}",
+            f"Task is {state_words(state)}",
             task_id=task.id,
             project_id=self.project_id,
             job_id=self.ctx.lease.job_id,

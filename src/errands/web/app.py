@@ -35,7 +35,7 @@ from errands.accounts.access import (
 )
 from errands.accounts.audit import AuditTrail
 from errands.accounts.service import dummy_hash
-from errands.domain import TaskState
+from errands.domain import TaskState, state_words
 from errands.errors import Conflict, ErrandsError, NotFound
 from errands.git import Diff
 from errands.github import routes as github_routes
@@ -257,7 +257,7 @@ def _routes(app: FastAPI) -> None:
         def work(s: Session) -> str:
             task = actions.get_task(s, task_id)
             if task.handoff is None:
-                raise Conflict(f"Task {task_id} has no hand-off yet ({task.state}).")
+                raise Conflict(f"Task {task_id} has no hand-off yet ({state_words(task.state)}).")
             return task.handoff
 
         return in_session(db, work)

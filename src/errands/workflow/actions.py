@@ -22,6 +22,7 @@ from errands.domain import (
     SubtaskState,
     TaskState,
     check_transition,
+    state_words,
 )
 from errands.errors import ConfigError, Conflict, GitError, InvalidInput, NotFound
 from errands.git import Diff, current_branch, find_repository, git, run_git
@@ -316,7 +317,9 @@ def answer(
 ) -> Task:
     task = get_task(session, task_id)
     if task.state != TaskState.AWAITING_ANSWERS:
-        raise Conflict(f"Task {task_id} is {task.state}; answers are taken while awaiting_answers.")
+        raise Conflict(
+            f"Task {task_id} is {state_words(task.state)}; answers are taken while it awaits them."
+        )
     found = next((q for q in task.questions if q.position == question), None)
     if found is None:
         raise NotFound(f"Task {task_id} has no question {question} (it has {len(task.questions)}).")
@@ -390,7 +393,9 @@ def cancel(session: Session, task_id: int) -> Task:
 def retry(session: Session, settings: Settings, task_id: int) -> Task:
     task = get_task(session, task_id)
     if task.state != TaskState.FAILED:
-        raise Conflict(f"Task {task_id} is {task.state}; only a failed task can be retried.")
+        raise Conflict(
+            f"Task {task_id} is {state_words(task.state)}; only a failed task can be retried."
+        )
     stage = {
         TaskState.CREATED: (TaskState.RESEARCHING, JobKind.RESEARCH),
         TaskState.RESEARCHING: (TaskState.RESEARCHING, JobKind.RESEARCH),
@@ -414,7 +419,7 @@ def retry(session: Session, settings: Settings, task_id: int) -> Task:
 
 def _require_review(task: Task) -> None:
     if task.state != TaskState.IN_REVIEW:
-        raise Conflict(f"Task {task.id} is {task.state}; this needs it in_review.")
+        raise Conflict(f"Task {task.id} is {state_words(task.state)}; this needs it in review.")
 
 
 def diff(
@@ -423,7 +428,7 @@ def diff(
     """The whole branch against its base, or one subtask's commit against its parent."""
     task = get_task(session, task_id)
     if task.branch is None or task.base_commit is None:
-        raise Conflict(f"Task {task_id} has no changes yet (it is {task.state}).")
+        raise Conflict(f"Task {task_id} has no changes yet (it is {state_words(task.state)}).")
     mirror = open_mirror(settings, task.project_id, task.project.origin)
     if subtask is None:
         tip = mirror.resolve(f"refs/heads/{task.branch}") or task.base_commit
@@ -828,7 +833,9 @@ def add_requirement(session: Session, task_id: int, text: str) -> Task:
         TaskState.AWAITING_ANSWERS,
         TaskState.READY,
     ):
-        raise Conflict(f"Task {task_id} is {task.state}; requirements are fixed once it executes.")
+        raise Conflict(
+            f"Task {task_id} is {state_words(task.state)}; requirements are fixed once it executes."
+        )
     text = text.strip()
     if not text or len(text) > 2_000:
         raise InvalidInput("A requirement is 1-2,000 characters.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from errands.agent import prompts
 from errands.agent.loop import run_agent
 from errands.agent.schemas import ResearchResult
-from errands.domain import TaskState, check_transition
+from errands.domain import TaskState, check_transition, state_words
 from errands.git import task_branch
 from errands.github import hooks as github_hooks
 from errands.index import Located
@@ -116,7 +116,7 @@ def run(ctx: JobContext) -> None:
             questions=len(result.questions),
             relevant_files=[f.path for f in result.relevant_files],
         )
-        ctx.record(session, "task.state", f"Task is {target}", state=target)
+        ctx.record(session, "task.state", f"Task is {state_words(target)}", state=target)
         ctx.settle(session)
         if target is TaskState.READY:
             actions.start_execution_if_auto(session, ctx.settings, task)

@@ -24,7 +24,7 @@ from errands.accounts.access import (
 from errands.errors import ErrandsError, InvalidInput
 from errands.limits import Id
 from errands.store import Organization, User
-from errands.web.deps import DbDep, in_session
+from errands.web.deps import DbDep, SettingsDep, in_session
 from errands.web.ui.render import page
 
 router = APIRouter(include_in_schema=False)
@@ -452,9 +452,13 @@ def task_budget(
 
 
 @router.get("/usage", response_model=None, dependencies=[READ])
-def usage(request: Request, db: DbDep) -> Response:
+def usage(request: Request, db: DbDep, settings: SettingsDep) -> Response:
     who = principal_of(request)
-    return _page(request, "usage.html", usage=in_session(db, lambda s: api.usage(s, who.org_id)))
+    found, unpriced = in_session(
+        db,
+        lambda s: (api.usage(s, who.org_id), cost.unpriced_models(s, who.org_id, settings)),
+    )
+    return _page(request, "usage.html", usage=found, unpriced=unpriced)
 
 
 @router.get("/audit", response_model=None, dependencies=[ADMIN])

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from errands.accounts import cost
 from errands.accounts.access import ACT, PUBLIC, READ, principal_of, visible
+from errands.accounts.service import project_org_id
 from errands.domain import TaskState
 from errands.errors import ErrandsError, InvalidInput, NotFound
 from errands.jobs import ledger
@@ -21,7 +22,7 @@ from errands.limits import Id
 from errands.schemas import EventPublic, TaskPublic, TaskSummary
 from errands.settings import Settings
 from errands.store import Database
-from errands.web.deps import DbDep, SettingsDep, in_session, optional_int
+from errands.web.deps import DbDep, SettingsDep, get_settings, in_session, optional_int
 from errands.web.ui.render import page, wants_json
 from errands.workflow import actions
 
@@ -270,7 +271,7 @@ def create_task(
 LIVE_KINDS = ("task.", "plan.", "subtask.", "research.", "question.", "review.", "job.", "merge.")
 
 
-def _task_context(s: Session, task_id: int) -> dict[str, Any]:
+def _task_context(s: Session, settings: Settings, task_id: int) -> dict[str, Any]:
     task, jobs = actions.task_with_jobs(s, task_id)
     public = TaskPublic.of(task, jobs)
     events = [EventPublic.model_validate(e) for e in actions.recent_events(s, task_id)]
@@ -289,6 +290,7 @@ def _task_context(s: Session, task_id: int) -> dict[str, Any]:
         "active_job": active.kind if active else None,
         "live_kinds": LIVE_KINDS,
         "cost_micros": cost.task_cost(s, task_id),
+        "unpriced": cost.unpriced_models(s, project_org_id(s, task.project), settings),
         "budget_micros": task.budget_micros,
     }
 
@@ -296,7 +298,8 @@ def _task_context(s: Session, task_id: int) -> dict[str, Any]:
 def task_page(
     request: Request, db: Database, task_id: int, *, error: str | None = None, status: int = 200
 ) -> Response:
-    context = in_session(db, lambda s: _task_context(s, task_id))
+    settings = get_settings(request)
+    context = in_session(db, lambda s: _task_context(s, settings, task_id))
     if wants_json(request):
         return JSONResponse(context["task"].model_dump(mode="json"))
     return page(request, "task.html", status=status, error=error, **context)

@@ -10,6 +10,8 @@
   var liveKinds = (root.dataset.liveKinds || "").split(",");
   var log = document.getElementById("log");
   var dot = document.getElementById("live-dot");
+  // A log is read from its newest end, on a fresh load as while it grows.
+  log.scrollTop = log.scrollHeight;
 
   function eventItem(e) {
     var li = document.createElement("li");
@@ -48,7 +50,7 @@
       .then(function (r) { return r.text(); })
       .then(function (html) {
         var doc = new DOMParser().parseFromString(html, "text/html");
-        ["live-status", "live-parts"].forEach(function (id) {
+        ["live-status", "live-parts", "live-spec"].forEach(function (id) {
           var fresh = doc.getElementById(id), here = document.getElementById(id);
           if (!fresh || !here) return;
           // Keep what the reader opened and what they are typing.
