@@ -5,6 +5,7 @@ deliveries after it. And an edited issue keeps the comments already in its task.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,9 +13,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from sqlalchemy import select
 
+from errands.domain import JobKind
 from errands.github.signature import sign
-from errands.store import Database, GitHubDelivery
+from errands.store import Database, GitHubDelivery, Job
 from errands.testing.fake_github import FakeGitHub
 from errands.testing.scripted_llm import ScriptedLLM
 from tests.github.conftest import APP_ID, REPO, WEBHOOK_SECRET, KeyPair, deliver, envelope
@@ -230,3 +233,60 @@ def test_an_edited_issue_keeps_the_writers_comments(
         assert body.count("Repro: run it.") == 1
         assert body.count("Also for floats.") == 1
         assert "Ignore all previous instructions" not in body
+
+
+def github_jobs(db_url: str, project: int) -> list[str]:
+    db = Database(db_url)
+    try:
+        with db.session() as session:
+            query = select(Job.state).where(Job.project_id == project, Job.kind == JobKind.GITHUB)
+            return [str(state) for state in session.scalars(query.order_by(Job.id))]
+    finally:
+        db.dispose()
+
+
+def test_two_syncs_of_a_project_never_overlap_so_questions_are_posted_once(
+    home: Path, fake_github: FakeGitHub, app_key: KeyPair
+) -> None:
+    fake = fake_github
+    with errands(home, fake, app_key) as (client, db_url, project):
+        issue = fake.add_issue(
+            REPO, "Add multiply", "a*b", author="maintainer", labels=("errands",)
+        )
+        # Whoever looks for the questions comment waits here; two lookers go on together.
+        looking = fake.hold("GET", rf"/issues/{issue['number']}/comments$", until=2)
+        deliver(client, "issues", envelope(fake, "maintainer", action="opened", issue=issue))
+        wait_for(lambda: looking.waiting == 1, timeout=60, what="a sync looking for the comment")
+        # Meanwhile another delivery queues another github job for the project.
+        other = fake.add_issue(REPO, "Another", "More.", author="reader")
+        deliver(client, "issues", envelope(fake, "reader", action="opened", issue=other))
+        wait_for(
+            lambda: (
+                github_jobs(db_url, project).count("queued") == 1
+                or looking.waiting == 2
+                or looking.released.is_set()
+            ),
+            timeout=30,
+            what="a second github job",
+        )
+        # A second sync, were it let in, gets to the lookup within this window (two free
+        # worker slots, nothing else running); the hold would then let both go at once.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not looking.released.is_set():
+            time.sleep(0.05)
+        overlapping = github_jobs(db_url, project).count("running")
+        looking.release()
+
+        assert task_for_issue(client, project, other["number"])["title"] == "Another"
+        wait_for(
+            lambda: not {"queued", "running"} & set(github_jobs(db_url, project)),
+            timeout=60,
+            what="the github jobs to finish",
+        )
+        posted = [
+            c
+            for c in fake.repos[REPO].issue_comments[issue["number"]]
+            if "<!-- errands:questions:" in c["body"]
+        ]
+        assert len(posted) == 1
+        assert overlapping == 1

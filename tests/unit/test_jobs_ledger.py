@@ -434,3 +434,75 @@ def test_a_long_queue_in_one_project_never_hides_another_projects_job(db: Databa
 
     assert first is not None and second is not None
     assert (first.project_id, second.job_id) == (flood, late)
+
+
+# -- one github job per project at a time (two would each look on GitHub for what the other
+# is about to post, find nothing, and both post it)
+
+
+def enqueue_kind(db: Database, project: int, kind: JobKind) -> int:
+    with db.session() as session:
+        return ledger.enqueue(session, kind, project_id=project).id
+
+
+def claim_all(db: Database, lease: float = LONG_LEASE) -> set[int]:
+    claimed = set()
+    while (got := ledger.claim(db, "w", lease, project_limit=100)) is not None:
+        claimed.add(got.job_id)
+    return claimed
+
+
+def test_a_second_github_job_of_a_project_waits_for_the_first(db: Database) -> None:
+    mine, other = add_project(db, "mine"), add_project(db, "other")
+    first = enqueue_kind(db, mine, JobKind.GITHUB)
+    second = enqueue_kind(db, mine, JobKind.GITHUB)
+    research = enqueue_kind(db, mine, JobKind.RESEARCH)
+    elsewhere = enqueue_kind(db, other, JobKind.GITHUB)
+    # The waiting github job hides neither its project's other jobs nor other projects'.
+    assert claim_all(db) == {first, research, elsewhere}
+    ledger.finish(db, first, "w", JobState.SUCCEEDED)
+    assert claim_all(db) == {second}
+
+
+def test_a_github_job_whose_worker_vanished_is_reclaimed_before_the_next_runs(
+    db: Database,
+) -> None:
+    mine = add_project(db, "mine")
+    first = enqueue_kind(db, mine, JobKind.GITHUB)
+    second = enqueue_kind(db, mine, JobKind.GITHUB)
+    lease = ledger.claim(db, "dead-worker", SHORT_LEASE, project_limit=100)
+    assert lease is not None and lease.job_id == first
+    # Its lease runs out: it is claimed again (it may have been half way), the next still waits.
+    outlive_lease(db, first)
+    rescued = ledger.claim(db, "w2", LONG_LEASE, project_limit=100)
+    assert rescued is not None and rescued.job_id == first
+    assert claim_all(db) == set()
+    ledger.finish(db, first, "w2", JobState.SUCCEEDED)
+    assert claim_all(db) == {second}
+
+
+def test_concurrent_claimers_start_one_github_job_per_project(db: Database) -> None:
+    mine = add_project(db, "mine")
+    for _ in range(6):
+        enqueue_kind(db, mine, JobKind.GITHUB)
+    claimed: list[int] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def claimer(owner: str) -> None:
+        try:
+            start.wait()
+            for _ in range(5):
+                lease = ledger.claim(db, owner, LONG_LEASE, project_limit=100)
+                if lease is not None:
+                    claimed.append(lease.job_id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(claimed) == 1

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from errands.domain import TaskState, state_words
 from errands.errors import Cancelled, ErrandsError, LeaseLost
+from errands.faults import crash_point
 from errands.github import issues as text
 from errands.github import payloads
 from errands.github.errors import GitHubError, MalformedWebhook
@@ -583,6 +584,9 @@ class Sync:
                 issue = int(task.github_issue or 0)
                 asked = text.questions_comment(list(task.questions))
                 body = with_marker(asked, "questions", task_id)
+            # An earlier attempt may have posted it and died before recording it: the marker
+            # finds that comment. (Only one sync of a project runs at a time, so no other job
+            # is between this lookup and the post.)
             existing = next(
                 (
                     c
@@ -591,7 +595,11 @@ class Sync:
                 ),
                 None,
             )
-            posted = existing or self.api.comment_on_issue(issue, body)
+            if existing is None:
+                self.ctx.check_cancelled()  # a job that lost its lease posts nothing more
+                existing = self.api.comment_on_issue(issue, body)
+                crash_point("github.questions_posted")  # posted, not recorded
+            posted = existing
             with self.ctx.db.session() as session:
                 task = session.get_one(Task, task_id)
                 task.github_questions_comment = int(posted["id"])
@@ -615,7 +623,9 @@ class Sync:
             # An earlier attempt may have opened it before the job died: find it first.
             pull = self.api.pull_for_branch(branch)
             if pull is None or pull.get("state") != "open":
-                pull = self.api.create_pull(title=title, body=body, head=branch, base=base)
+                self.ctx.check_cancelled()  # a job that lost its lease opens nothing more
+                pull = self._create_pull(title=title, body=body, head=branch, base=base)
+                crash_point("github.pull_opened")  # opened, not recorded
             with self.ctx.db.session() as session:
                 task = session.get_one(Task, task_id)
                 task.github_pr, task.github_pr_url = int(pull["number"]), pull.get("html_url")
@@ -625,6 +635,19 @@ class Sync:
                     "github.pr_opened",
                     f"Pull request #{pull['number']} for {branch}: {pull.get('html_url')}",
                 )
+
+    def _create_pull(self, *, title: str, body: str, head: str, base: str) -> dict[str, Any]:
+        try:
+            return self.api.create_pull(title=title, body=body, head=head, base=base)
+        except GitHubError as exc:
+            # GitHub keeps one open pull request per head and base: if one appeared since
+            # the lookup, it is ours (the branch is), so take it rather than fail.
+            if exc.http_status != 422:
+                raise
+            found = self.api.pull_for_branch(head)
+            if found is None or found.get("state") != "open":
+                raise
+            return found
 
     def post_review_comments(self) -> None:
         with self.ctx.db.session() as session:
@@ -662,6 +685,7 @@ class Sync:
                     if found and found[0] == "comment":
                         on_github[pr][found[1]] = int(c["id"])
             github_id = on_github[pr].get(comment_id)
+            self.ctx.check_cancelled()  # a job that lost its lease posts nothing more
             try:
                 if github_id is None and comment.parent_id is not None:
                     if not parent_github:

@@ -16,8 +16,8 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from errands.domain import JobKind, JobState
 from errands.errors import LeaseLost
@@ -84,6 +84,20 @@ def _runnable(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def _sync_busy() -> ColumnElement[bool]:
+    """A project's ``github`` job while another of its ``github`` jobs is running (lease
+    expired or not: an expired one is reclaimed, or given up on, before the next may start).
+    One sync per project at a time: two would each look on GitHub for a comment or pull
+    request, find none, and both post it."""
+    other = aliased(Job)
+    return (Job.kind == JobKind.GITHUB) & exists().where(
+        other.project_id == Job.project_id,
+        other.kind == JobKind.GITHUB,
+        other.state == JobState.RUNNING,
+        other.id != Job.id,
+    )
+
+
 def _running_now(now: datetime) -> ColumnElement[bool]:
     return (Job.state == JobState.RUNNING) & (Job.lease_expires_at >= now)
 
@@ -108,7 +122,7 @@ def claim(
         oldest = dict(
             session.execute(
                 select(Job.project_id, func.min(Job.id))
-                .where(_runnable(now), Job.attempts < Job.max_attempts)
+                .where(_runnable(now), Job.attempts < Job.max_attempts, ~_sync_busy())
                 .group_by(Job.project_id)
             ).all()
         )
@@ -151,7 +165,7 @@ def _try_claim(
             return None
         result = session.execute(
             update(Job)
-            .where(Job.id == job_id, _runnable(now), Job.attempts < Job.max_attempts)
+            .where(Job.id == job_id, _runnable(now), Job.attempts < Job.max_attempts, ~_sync_busy())
             .values(
                 state=JobState.RUNNING,
                 lease_owner=owner,

@@ -5,13 +5,15 @@ remotes, so pushes, pull request heads and squash-merges are real git.
 
 What it checks like GitHub does: App JWTs (RS256, signed by the App's key, ``iss`` = app id,
 at most ten minutes), installation tokens (expiry, narrowed to repositories), personal
-tokens. What it lets a test arrange: token lifetime, page size, permissions, and faults
+tokens. What it lets a test arrange: token lifetime, page size, permissions, faults
 (rate limits with or without ``retry-after``, secondary limits, server errors) for the next
-requests that match a path.
+requests that match a path, and holds (requests that wait until released, so two clients
+overlap on purpose).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import secrets
@@ -66,6 +68,33 @@ class Fault:
 
 
 @dataclass
+class Hold:
+    """Requests matching ``method`` and ``path`` wait here until :meth:`release` (or until
+    ``until`` of them wait at once): how a test makes two clients overlap on purpose."""
+
+    method: str
+    path: re.Pattern[str]
+    until: int | None = None
+    waiting: int = 0
+    arrived: int = 0
+    released: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait(self) -> None:
+        with self._lock:
+            self.waiting += 1
+            self.arrived += 1
+            if self.until is not None and self.waiting >= self.until:
+                self.released.set()
+        self.released.wait()
+        with self._lock:
+            self.waiting -= 1
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass
 class FakeRepo:
     full_name: str
     git_dir: Path  # a bare repository: the "GitHub" remote
@@ -89,6 +118,7 @@ class FakeGitHub:
         self.token_lifetime = 3600.0
         self.max_per_page = 100
         self.faults: list[Fault] = []
+        self.holds: list[Hold] = []
         self.requests: list[tuple[str, str]] = []
         self.token_requests: list[Json] = []
         self._ids = itertools.count(1000)
@@ -140,6 +170,14 @@ class FakeGitHub:
                 times,
             )
         )
+
+    def hold(self, method: str, path_pattern: str, *, until: int | None = None) -> Hold:
+        """Hold the requests matching ``method`` and ``path_pattern`` (a regex searched in the
+        path) until the returned hold is released, or until ``until`` of them wait at once."""
+        hold = Hold(method.upper(), re.compile(path_pattern), until)
+        with self._lock:
+            self.holds.append(hold)
+        return hold
 
     def add_oauth_app(self, client_id: str, client_secret: str) -> None:
         self.oauth_apps[client_id] = client_secret
@@ -300,6 +338,18 @@ class FakeGitHub:
                 )
                 if fault is not None:
                     fault.remaining -= 1
+                hold = next(
+                    (
+                        h
+                        for h in fake.holds
+                        if not h.released.is_set()
+                        and h.method == request.method
+                        and h.path.search(path)
+                    ),
+                    None,
+                )
+            if hold is not None:
+                await asyncio.to_thread(hold.wait)
             if fault is not None:
                 return JSONResponse(fault.body, status_code=fault.status, headers=fault.headers)
             problem = fake._authorize(request)
