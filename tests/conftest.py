@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 ERRANDS_ENV_PREFIXES = ("ERRANDS_", "OPENAI_", "ANTHROPIC_")
+# The test suite's own switches (ERRANDS_TEST_SERVICES=require, the service URLs, where
+# screenshots go) configure the tests, not Errands, so they survive the scrub below.
+TEST_ONLY_PREFIXES = ("ERRANDS_TEST_", "ERRANDS_SCREENSHOTS")
 
 if "ERRANDS_TEST_KEEP_ENV" not in os.environ:
     # No test may reach a paid API or a developer's data directory by accident.
     for name in list(os.environ):
-        if name.startswith(ERRANDS_ENV_PREFIXES):
+        if name.startswith(ERRANDS_ENV_PREFIXES) and not name.startswith(TEST_ONLY_PREFIXES):
             del os.environ[name]
 
 
