@@ -56,9 +56,14 @@ from errands.errors import Conflict
 from errands.limits import Id
 from errands.store import Organization, Task, User
 from errands.web.deps import get_db, get_settings
+from errands.web.errors import error_responses
 
 T = TypeVar("T")
 router = APIRouter(prefix="/api", tags=["accounts"])
+# Error statuses only some routes answer (the rest are documented by errands.web.openapi).
+NEEDS_ORG = error_responses(409)  # org_required: no accounts yet (single-user mode)
+THROTTLED = error_responses(429)
+MAILS = error_responses(502)
 # Routes whose path names an object the handler itself looks up within the organization.
 TokenOwner = Annotated[Principal, Depends(Permit("read", handler_scoped=frozenset({"token_id"})))]
 MemberAdmin = Annotated[Principal, Depends(Permit("admin", handler_scoped=frozenset({"user_id"})))]
@@ -173,7 +178,7 @@ def signup(body: SignUp, request: Request, response: Response, _: PublicPrincipa
     return _work(request, work)
 
 
-@router.post("/auth/login")
+@router.post("/auth/login", responses=error_responses(401, 429))
 def login(body: LogIn, request: Request, response: Response, _: PublicPrincipal) -> MePublic:
     def work(s: Session) -> MePublic:
         user = service.authenticate(s, body.email, body.password)
@@ -222,13 +227,13 @@ def send_reset(request: Request, email: str) -> None:
         )
 
 
-@router.post("/auth/password-reset", status_code=202)
+@router.post("/auth/password-reset", status_code=202, responses=MAILS)
 def password_reset(body: EmailOnly, request: Request, _: PublicPrincipal) -> Done:
     send_reset(request, body.email)
     return Done(status="if the address has an account, a reset code is on its way")
 
 
-@router.post("/auth/password-reset/confirm")
+@router.post("/auth/password-reset/confirm", responses=THROTTLED)
 def password_reset_confirm(body: NewPassword, request: Request, _: PublicPrincipal) -> Done:
     with throttled(request, None):
         _work(request, lambda s: service.reset_password(s, body.code, body.password))
@@ -286,7 +291,7 @@ def send_verification(request: Request, principal: Principal) -> None:
         raise Conflict("No SMTP server is configured (ERRANDS_SMTP_HOST): no email can be sent.")
 
 
-@router.post("/me/verify-email", status_code=202)
+@router.post("/me/verify-email", status_code=202, responses=MAILS)
 def verify_email(request: Request, principal: UserPrincipal) -> Done:
     org_required(principal)
     send_verification(request, principal)
@@ -323,7 +328,7 @@ def accept_invitation(body: CodeOnly, request: Request, principal: UserPrincipal
 # -- API tokens ----------------------------------------------------------------------------------
 
 
-@router.get("/tokens")
+@router.get("/tokens", responses=NEEDS_ORG)
 def list_tokens(request: Request, principal: Reader) -> list[TokenPublic]:
     org_required(principal)
     return _work(
@@ -354,7 +359,7 @@ def revoke_token(token_id: Id, request: Request, principal: TokenOwner) -> Token
 # -- members and invitations (owners) --------------------------------------------------------------
 
 
-@router.get("/members")
+@router.get("/members", responses=NEEDS_ORG)
 def list_members(request: Request, principal: Admin) -> list[MemberPublic]:
     org_id = org_required(principal)
     return _work(
@@ -410,7 +415,7 @@ def send_invitation(
     return InvitationSent(email=email.strip().lower(), sent=sent, link=None if sent else link)
 
 
-@router.get("/invitations")
+@router.get("/invitations", responses=NEEDS_ORG)
 def list_invitations(request: Request, principal: Admin) -> list[InvitationPublic]:
     org_id = org_required(principal)
     return _work(
@@ -421,7 +426,7 @@ def list_invitations(request: Request, principal: Admin) -> list[InvitationPubli
     )
 
 
-@router.post("/invitations", status_code=201)
+@router.post("/invitations", status_code=201, responses=MAILS)
 def invite(body: InvitationCreate, request: Request, principal: Admin) -> InvitationSent:
     return send_invitation(request, principal, body.email, body.role)
 
@@ -468,7 +473,7 @@ def org_budget(s: Session, org_id: int) -> OrgBudgetPublic:
     )
 
 
-@router.get("/budget")
+@router.get("/budget", responses=NEEDS_ORG)
 def get_budget(request: Request, principal: Reader) -> OrgBudgetPublic:
     org_id = org_required(principal)
     return _work(request, lambda s: org_budget(s, org_id))
@@ -556,7 +561,7 @@ def get_usage(request: Request, principal: Reader) -> UsagePublic:
 # -- secrets and the audit log (owners) ----------------------------------------------------------
 
 
-@router.get("/secrets")
+@router.get("/secrets", responses=NEEDS_ORG)
 def list_secrets(request: Request, principal: Admin) -> list[SecretPublic]:
     org_id = org_required(principal)
     return _work(
@@ -564,7 +569,7 @@ def list_secrets(request: Request, principal: Admin) -> list[SecretPublic]:
     )
 
 
-@router.put("/secrets/{name}")
+@router.put("/secrets/{name}", responses=error_responses(400))
 def put_secret(
     name: str, body: SecretSet, request: Request, principal: SecretAdmin
 ) -> SecretPublic:
@@ -582,7 +587,7 @@ def delete_secret(name: str, request: Request, principal: SecretAdmin) -> None:
     _work(request, lambda s: vault.remove(s, org_id, name))
 
 
-@router.get("/audit")
+@router.get("/audit", responses=NEEDS_ORG)
 def audit_log(request: Request, principal: Admin) -> list[AuditPublic]:
     org_id = org_required(principal)
     return _work(

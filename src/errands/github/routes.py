@@ -19,12 +19,14 @@ from errands.github.signature import verify, verify_present
 from errands.limits import Id
 from errands.store import GitHubInstallation, Project, Task
 from errands.web.deps import get_db, get_settings
+from errands.web.errors import error_responses
 from errands.workflow import actions
 
 # GitHub caps webhook payloads at 25 MB; anything bigger is not from GitHub.
 MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
 
-router = APIRouter(prefix="/api/github", tags=["github"])
+# Any of these may reach GitHub: not configured (400), GitHub failing (502) or rate-limiting.
+router = APIRouter(prefix="/api/github", tags=["github"], responses=error_responses(400, 502, 503))
 
 
 class GitHubProjectCreate(BaseModel):
@@ -74,7 +76,9 @@ async def _body(request: Request) -> bytes:
 
 
 # Authenticated by its signature, not by a session or token.
-@router.post("/webhook", status_code=202, dependencies=[PUBLIC])
+@router.post(
+    "/webhook", status_code=202, dependencies=[PUBLIC], responses=error_responses(401, 413)
+)
 async def webhook(request: Request) -> JSONResponse:
     """Verify, de-duplicate and record a delivery; the work happens in the project's job."""
     settings = get_settings(request)

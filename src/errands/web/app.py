@@ -59,8 +59,9 @@ from errands.store import Database
 from errands.store import events as event_log
 from errands.store.models import utcnow
 from errands.web.deps import DbDep, SettingsDep, in_session
-from errands.web.errors import json_error
+from errands.web.errors import error_responses, json_error
 from errands.web.guard import LOOPBACK_NAMES, BrowserGuard
+from errands.web.openapi import install as install_openapi
 from errands.web.ui import install as install_ui
 from errands.workflow import actions
 
@@ -132,6 +133,7 @@ def create_app(
     app.include_router(github_routes.router)
     app.include_router(accounts_api.router)
     install_ui(app)  # pages and static assets; wraps the handlers above for browsers
+    install_openapi(app)  # every route's error statuses, documented
     check_routes(app)  # every route declares who may call it, or the app does not start
     return app
 
@@ -222,7 +224,7 @@ def _routes(app: FastAPI) -> None:
 
     # -- tasks ------------------------------------------------------------------------
 
-    @app.get("/api/tasks")
+    @app.get("/api/tasks", responses=error_responses(404))  # ?project= names one
     def list_tasks(
         db: DbDep, who: Reader, project: str | None = None, state: str | None = None
     ) -> list[TaskSummary]:
