@@ -522,6 +522,13 @@ def task_show(task_id: TaskArg, as_json: JsonOpt = False) -> None:
             verdict = {True: "verified", False: "verification failed", None: "not verified"}
             sha = st.commit_sha[:10] if st.commit_sha else "-"
             out.print(f"  {st.position}. [{st.state}] {st.title} {sha} ({verdict[st.verified]})")
+            if st.no_change_reason:
+                out.print(f"     no change: {st.no_change_reason}", highlight=False, markup=False)
+        if t.no_change:
+            out.print(
+                "[yellow]Nothing to merge:[/] no subtask changed anything, so approve is "
+                f"refused. If nothing needs to change, `errands cancel {t.id}`."
+            )
     for c in t.comments:
         state = "resolved" if c.resolved else "open"
         out.print(f"  💬 #{c.id} {c.path}:{c.line} [{c.kind}, {state}] {c.body}")

@@ -85,6 +85,14 @@ class BaseMoved(GitError):
     status = 409
 
 
+class NothingToMerge(GitError):
+    """The task's branch changes nothing on the base branch: merging it would land an empty
+    commit and call the task done. (Cancel the task, or request changes to get a change.)"""
+
+    code = "nothing_to_merge"
+    status = 409
+
+
 class DirtyWorkingTree(GitError):
     """Landing the merge would overwrite uncommitted work in the user's checkout."""
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from errands.domain import SubtaskState
 from errands.limits import Id
 from errands.settings import Settings
 from errands.store import Job, Project, Task
+from errands.workflow.handoff import no_change
 from errands.workflow.project_config import effective_config
 
 
@@ -100,6 +102,16 @@ class SubtaskPublic(_Public):
     verification: list[dict[str, Any]]
     verify_attempts: int
     verified: bool | None
+    no_change_reason: str | None = Field(
+        default=None, description="For a subtask that changed nothing: why (the agent's words)."
+    )
+
+    @model_validator(mode="after")
+    def _reason_of_an_empty_subtask(self) -> SubtaskPublic:
+        # An empty subtask's summary is the reason it changed nothing (see implement.py).
+        if self.state == SubtaskState.EMPTY:
+            self.no_change_reason = self.summary
+        return self
 
 
 class CommentPublic(_Public):
@@ -161,10 +173,16 @@ class TaskPublic(TaskSummary):
     merge_error: str | None
     jobs: list[JobPublic] = Field(default_factory=list)
     usage: UsagePublic = Field(default_factory=UsagePublic)
+    no_change: bool = Field(
+        default=False,
+        description="Every subtask finished without changing anything: there is nothing to "
+        "review or merge (approve answers 409 nothing_to_merge; cancel closes the task).",
+    )
 
     @classmethod
     def of(cls, task: Task, jobs: list[Job]) -> TaskPublic:
         public = cls.model_validate(task)
+        public.no_change = no_change(task)
         public.jobs = [JobPublic.model_validate(j) for j in jobs]
         public.usage = UsagePublic(
             model_requests=sum(j.model_requests for j in jobs),

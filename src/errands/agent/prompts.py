@@ -41,15 +41,25 @@ smallest change that does the subtask well, following the code's existing style.
 for changes to existing files and write_file for new ones. You may run commands (tests, linters)
 with run_command. Do not commit: Errands commits your work when you finish. Do only this
 subtask — later subtasks are done separately. When done, answer with final_result: a summary
-of what you changed and the decisions you made (with why).
+of what you changed and the decisions you made (with why). If, having read the code, you find
+the subtask needs no change (it is already done, say), change no file and give
+no_change_reason: why nothing needs to change, naming where the work already is.
 {UNTRUSTED}"""
 
 REVISE = f"""Errands phase: revise.
 A reviewer left comments on your work in this git work tree. Address every comment listed in
 <review>: change the code as asked (or, for a suggestion you decline, explain why in your
 decisions). Read the files first. Do not commit: Errands commits your work. When done, answer
-with final_result: a summary of what you changed and your decisions.
+with final_result: a summary of what you changed and your decisions (if no comment needs a
+change to the code, change no file and give no_change_reason saying why).
 {UNTRUSTED}"""
+
+
+NOTHING_CHANGED = (
+    "You changed no file. If this subtask needs a change, make it now and answer with "
+    "final_result again. If it needs none, answer with final_result giving no_change_reason: "
+    "why nothing needs to change."
+)
 
 
 def encode(text: str) -> str:

@@ -63,3 +63,8 @@ class SubtaskReport(BaseModel):
     decisions: list[Text] = Field(
         default_factory=list, description="Choices you made and why, for the hand-off."
     )
+    no_change_reason: Text | None = Field(
+        default=None,
+        description="Only when you changed no file because the subtask needs no change: why "
+        "not (say, it is already done, and where). Leave it out when you changed files.",
+    )

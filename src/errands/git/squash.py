@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from errands.errors import GitError, InvalidInput, MergeConflict
+from errands.errors import GitError, InvalidInput, MergeConflict, NothingToMerge
 from errands.git.repo import resolve
 from errands.git.runner import ERRANDS_IDENTITY, error_for, git, run_git
 
@@ -14,7 +14,8 @@ def squash_commit(repo: Path, branch: str, onto: str, message: str) -> str:
 
     The merge happens in git's object database only (``merge-tree --write-tree``), so no
     work tree or index anywhere is touched. Raises :class:`MergeConflict` naming the
-    conflicting paths.
+    conflicting paths, :class:`NothingToMerge` when the result would change nothing on
+    ``onto`` (an empty branch, changes that undo each other, or ones ``onto`` already has).
     """
     if not message.strip():
         raise InvalidInput("the squash commit message is empty")
@@ -37,6 +38,11 @@ def squash_commit(repo: Path, branch: str, onto: str, message: str) -> str:
             raise GitError(f"{branch} and {onto} share no history")
         raise error_for(result)
     tree = result.stdout.split("\0")[0].strip()
+    if tree == git("rev-parse", f"{base}^{{tree}}", cwd=repo).strip():
+        raise NothingToMerge(
+            f"{branch} changes nothing on {onto}: there is nothing to merge (an empty commit "
+            "would say the work was done)."
+        )
     # --no-gpg-sign: commit-tree honours commit.gpgSign from the host's global config, and
     # a worker cannot answer a passphrase prompt.
     out = git(

@@ -24,7 +24,7 @@ from errands.domain import (
     check_transition,
     state_words,
 )
-from errands.errors import ConfigError, Conflict, GitError, InvalidInput, NotFound
+from errands.errors import ConfigError, Conflict, GitError, InvalidInput, NotFound, NothingToMerge
 from errands.git import Diff, current_branch, find_repository, git, run_git
 from errands.git.lock import repo_lock
 from errands.git.repo import resolve
@@ -554,6 +554,15 @@ def approve(session: Session, settings: Settings, task_id: int) -> Task:
             f"Task {task_id} has {len(blocking)} unresolved blocking comment(s); resolve them or "
             "request changes first."
         )
+    if not _branch_changes_something(settings, task):
+        # Approving would land an empty commit and mark the task merged: done, though
+        # nothing was done. The task stays in review with its reasons; cancel closes it.
+        raise NothingToMerge(
+            f"Task {task_id} changed nothing: its branch is the same as its base "
+            f"({str(task.base_commit)[:10]}), so there is nothing to merge. If nothing needs "
+            "to change (the subtasks say why), cancel the task; otherwise hand off a new task "
+            "that says what must change."
+        )
     event_log.record(
         session,
         "review.approved",
@@ -564,6 +573,22 @@ def approve(session: Session, settings: Settings, task_id: int) -> Task:
     task.merge_error = None
     _enqueue(session, settings, JobKind.MERGE, task)
     return task
+
+
+def _branch_changes_something(settings: Settings, task: Task) -> bool:
+    """Whether the reviewed branch differs from its base: no subtask committed anything,
+    or the commits undo each other, both mean no."""
+    if not any(s.commit_sha for s in task.subtasks):
+        return False
+    path = mirror_path(settings, task.project_id)
+    if task.branch is None or task.base_commit is None or not path.is_dir():
+        return True  # nothing to compare with here; the merge job checks again
+    tip = resolve(path, f"refs/heads/{task.branch}")
+    if tip is None:
+        return True
+    trees = git("rev-parse", f"{tip}^{{tree}}", f"{task.base_commit}^{{tree}}", cwd=path)
+    tip_tree, base_tree = trees.split()
+    return tip_tree != base_tree
 
 
 # -- views for the web app ----------------------------------------------------------------

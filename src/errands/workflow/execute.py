@@ -141,12 +141,17 @@ def finish_review_round(ctx: JobContext, mirror: Mirror, branch: str, head: str)
         task.handoff = handoff.render(task)
         task.state = check_transition(TaskState(task.state), TaskState.IN_REVIEW)
         task.merge_error = None
+        unchanged = handoff.no_change(task)
         ctx.record(
             session,
             "task.state",
-            f"Ready for review on {branch} ({head[:10]})",
+            f"Nothing to review: no subtask changed anything ({branch} is its base, "
+            f"{head[:10]}); nothing to merge"
+            if unchanged
+            else f"Ready for review on {branch} ({head[:10]})",
             state=TaskState.IN_REVIEW,
             head=head,
+            no_change=unchanged,
         )
         ctx.settle(session)
         github_hooks.nudge(session, ctx.settings, task.project)  # open or update its PR

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from errands.domain import SubtaskState
 from errands.store import Task
+
+NOTHING_TO_MERGE = (
+    "**Nothing to merge: no subtask changed anything**, so the branch is the same as its base "
+    "and approving is refused. Each subtask below says why it made no change. If nothing "
+    "needs to change, cancel the task; otherwise hand off a new task that says what must."
+)
+
+
+def no_change(task: Task) -> bool:
+    """Every subtask finished and none changed anything: nothing to review or merge."""
+    subtasks = task.subtasks
+    return bool(subtasks) and all(s.state == SubtaskState.EMPTY for s in subtasks)
 
 
 def render(task: Task) -> str:
     research = task.research or {}
     lines = [f"# {task.title}", ""]
+    if no_change(task):
+        lines += [NOTHING_TO_MERGE, ""]
     if research.get("overview"):
         lines += ["## Overview", "", str(research["overview"]), ""]
     lines += ["## What was built", ""]
@@ -15,7 +30,9 @@ def render(task: Task) -> str:
         commit = f"`{sub.commit_sha[:10]}`" if sub.commit_sha else "(no commit)"
         lines.append(f"### {sub.position}. {sub.title} — {commit}")
         lines.append("")
-        if sub.summary:
+        if sub.state == SubtaskState.EMPTY:
+            lines += [f"No change: {sub.summary}", ""]
+        elif sub.summary:
             lines += [sub.summary, ""]
         if sub.decisions:
             lines += ["Decisions:", *[f"- {d}" for d in sub.decisions], ""]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic_ai.messages import ModelMessage
 
+from errands.agent import prompts
 from errands.agent.loop import run_agent
 from errands.agent.schemas import SubtaskReport
 from errands.domain import SubtaskState
@@ -20,6 +21,8 @@ from errands.workflow.context import JobContext
 from errands.workflow.project_config import EffectiveConfig
 from errands.workflow.verify import failure_report, run_verification
 from errands.workflow.workspaces import JobWorkspace
+
+NO_REASON = "The agent changed no file and did not say why."
 
 
 def commit_message(subtask: Subtask, summary: str) -> str:
@@ -78,6 +81,7 @@ def implement_subtask(
     history: list[ModelMessage] | None = None
     report: SubtaskReport | None = None
     results: list[dict[str, object]] = []
+    asked = False  # why nothing changed
     attempts = ctx.settings.verify_attempts
     for attempt in range(1, attempts + 1):
         result = run_agent(
@@ -92,6 +96,26 @@ def implement_subtask(
         )
         history, report = result.messages, result.output
         ctx.check_cancelled()
+        if not workspace.changed_files() and report.no_change_reason is None and not asked:
+            # Nothing changed and not a word why: a deliberate "no change needed" or a
+            # forgotten edit? Ask once rather than let an empty subtask pass unexplained.
+            asked = True
+            ctx.emit("subtask.nothing_changed", f"Subtask {position}: no file changed; asking why")
+            result = run_agent(
+                agent,
+                name=f"subtask-{position}",
+                instructions=instructions,
+                prompt=prompts.NOTHING_CHANGED,
+                output_type=SubtaskReport,
+                tools=work.tools.read_write(),
+                recorder=ctx,
+                message_history=history,
+            )
+            history, report = result.messages, result.output
+            ctx.check_cancelled()
+        if not workspace.changed_files():
+            ctx.emit("verify.skipped", f"Subtask {position} changed nothing: nothing to verify")
+            break
         if not verify_commands:
             ctx.emit("verify.skipped", "No verify commands are configured for this project")
             break
@@ -130,16 +154,23 @@ def implement_subtask(
             # Published before it is recorded: a resumed job on any machine finds every
             # commit the records name (see Mirror.adopt_published).
             publish_progress(ctx, mirror, workspace.branch)
-        subtask.summary = report.summary
+        # An empty subtask's summary is why nothing changed (the API shows it as
+        # no_change_reason); without one, it says the agent gave none.
+        reason = report.no_change_reason or NO_REASON
+        subtask.summary = report.summary if sha else reason
         subtask.decisions = list(report.decisions)
         subtask.commit_sha = sha
         subtask.state = SubtaskState.COMMITTED if sha else SubtaskState.EMPTY
-        if not verify_commands:
+        if not verify_commands or not sha:
             subtask.verified = None
     if sha:
         ctx.emit("subtask.committed", f"Subtask {position} committed as {sha[:10]}", sha=sha)
     else:
-        ctx.emit("subtask.empty", f"Subtask {position} changed nothing; no commit")
+        ctx.emit(
+            "subtask.empty",
+            f"Subtask {position} changed nothing; no commit. Why: {reason}",
+            reason=reason,
+        )
 
 
 def _set_state(ctx: JobContext, subtask_id: int, state: SubtaskState) -> None:

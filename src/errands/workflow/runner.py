@@ -15,6 +15,7 @@ from errands.errors import (
     ErrandsError,
     LeaseLost,
     MergeConflict,
+    NothingToMerge,
 )
 from errands.github import sync as github_sync
 from errands.jobs import ledger
@@ -36,7 +37,7 @@ STAGES: dict[JobKind, Callable[[JobContext], None]] = {
 }
 
 # Landing problems leave the task in review: the user can fix their checkout, or revise.
-MERGE_PROBLEMS = (MergeConflict, BaseMoved, DirtyWorkingTree)
+MERGE_PROBLEMS = (MergeConflict, BaseMoved, DirtyWorkingTree, NothingToMerge)
 
 
 class Dispatcher:
