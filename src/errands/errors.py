@@ -78,6 +78,29 @@ class MergeConflict(GitError):
         self.files = files
 
 
+class NestedRepository(GitError):
+    """The work tree holds a git repository or a gitlink the agent made: Errands never
+    commits one (its config and hooks are the agent's, and host-side git would enter it)."""
+
+    code = "nested_repository"
+    status = 422
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(nested_message(paths))
+        self.paths = paths
+
+
+def nested_message(paths: list[str]) -> str:
+    shown = ", ".join(paths[:20]) + (f" and {len(paths) - 20} more" if len(paths) > 20 else "")
+    return (
+        f"nested git repositories or gitlinks in the workspace: {shown}. Errands never "
+        "commits a repository inside the repository, a submodule or a gitlink; remove them "
+        "(e.g. `rm -rf <path>` for a directory you ran `git init` or `git clone` in, "
+        "`git rm --cached <path>` for a gitlink), or keep the files without their .git "
+        "directory."
+    )
+
+
 class BaseMoved(GitError):
     """The base branch moved while we were landing a merge (a compare-and-swap lost)."""
 

@@ -16,6 +16,7 @@ from errands.agent.providers import build_model
 from errands.agent.schemas import SubtaskReport
 from errands.agent.tools import ToolFunction, WorkspaceTools
 from errands.errors import AgentOutputError, Cancelled, LLMError, LLMUnavailable
+from errands.git import Workspace
 from errands.sandbox import PlainSandbox, SandboxPolicy
 from errands.settings import Settings, sandbox_env
 from errands.testing.scripted_llm import (
@@ -56,6 +57,7 @@ def workspace_tools(repo: Path) -> WorkspaceTools:
     return WorkspaceTools(
         repo,
         PlainSandbox(SandboxPolicy(workspace=repo, env=sandbox_env())),
+        repository=Workspace(repo, "main", repo / ".git"),
         command_timeout=30,
     )
 

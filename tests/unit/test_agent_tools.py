@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from errands.agent.tools import WorkspaceTools
+from errands.git import Workspace
 from errands.sandbox import PlainSandbox, SandboxPolicy
 from errands.settings import sandbox_env
 from tests.conftest import run_git
@@ -34,7 +35,10 @@ def repo(tmp_path: Path) -> Path:
 @pytest.fixture
 def tools(repo: Path) -> WorkspaceTools:
     return WorkspaceTools(
-        repo, PlainSandbox(SandboxPolicy(workspace=repo, env=sandbox_env())), command_timeout=30
+        repo,
+        PlainSandbox(SandboxPolicy(workspace=repo, env=sandbox_env())),
+        repository=Workspace(repo, "main", repo / ".git"),
+        command_timeout=30,
     )
 
 
@@ -269,7 +273,36 @@ def test_run_command_runs_in_the_workspace_root(tools: WorkspaceTools, repo: Pat
 
 def test_run_command_timeout_is_capped_by_the_project_limit(repo: Path) -> None:
     tools = WorkspaceTools(
-        repo, PlainSandbox(SandboxPolicy(workspace=repo, env=sandbox_env())), command_timeout=0.3
+        repo,
+        PlainSandbox(SandboxPolicy(workspace=repo, env=sandbox_env())),
+        repository=Workspace(repo, "main", repo / ".git"),
+        command_timeout=0.3,
     )
     result = tools.run_command("sleep 30", timeout_seconds=1000)
     assert result.startswith("[timed out")
+
+
+def test_no_git_directory_can_be_written_anywhere(tools: WorkspaceTools, repo: Path) -> None:
+    """A .git below the root makes a nested repository, whose config host-side git would
+    read; writing one is refused like the root's own."""
+    results = [
+        tools.write_file("vendor/lib/.git/config", "[core]\n\tfsmonitor = /tmp/x\n"),
+        tools.write_file("vendor/.git", "gitdir: /tmp/elsewhere\n"),
+        tools.write_file("pkg/.GIT/HEAD", "ref: refs/heads/main\n"),
+    ]
+
+    for result in results:
+        assert result.startswith("Error:"), result
+        assert "nested repositories are not allowed" in result
+    assert not (repo / "vendor").exists()
+
+
+def test_run_command_tells_the_agent_its_nested_repositories_are_refused(
+    tools: WorkspaceTools,
+) -> None:
+    made = tools.run_command("git init -q vendor/lib && echo made")
+    removed = tools.run_command("rm -rf vendor && echo removed")
+
+    assert made.startswith("Error: this command left nested git repositories")
+    assert "vendor/lib" in made and "made" in made  # the command's own output too
+    assert removed.startswith("[exit code 0")

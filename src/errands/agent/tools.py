@@ -6,11 +6,12 @@ text starting with ``Error:`` rather than as exceptions, so one slip does not en
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
+from errands.errors import GitError, nested_message
 from errands.sandbox import Sandbox
 
 MAX_READ_LINES = 2_000
@@ -29,18 +30,29 @@ class ToolError(Exception):
     """A problem the model should hear about and can correct."""
 
 
+class WorkspaceGit(Protocol):
+    """The workspace's git as the host runs it: hardened against anything the agent planted
+    (errands.git.Workspace)."""
+
+    def read(self, *args: str, ok: tuple[int, ...] = (0,), timeout: float = 60) -> str: ...
+
+    def nested_repositories(self) -> list[str]: ...
+
+
 class WorkspaceTools:
     def __init__(
         self,
         root: Path,
         sandbox: Sandbox | None,
         *,
+        repository: WorkspaceGit,
         command_timeout: float,
         cancel: threading.Event | None = None,
         code_search: CodeSearch | None = None,
         command_output: CommandOutput | None = None,
     ) -> None:
         self.root = root.resolve()
+        self.repository = repository
         self.code_search = code_search
         self.command_output = command_output
         self.sandbox = sandbox
@@ -70,21 +82,21 @@ class WorkspaceTools:
         if candidate != self.root and self.root not in candidate.parents:
             raise ToolError(f"{path!r} is outside the workspace")
         relative = candidate.relative_to(self.root)
-        if for_write and relative.parts[:1] == (".git",):
-            raise ToolError("the .git directory cannot be written")
+        # Anywhere, not only at the top: a .git file or directory further down makes a nested
+        # repository, which Errands refuses (see run_command).
+        if for_write and any(part.lower() == ".git" for part in relative.parts):
+            raise ToolError(
+                f"{path!r} is inside a .git directory: the repository's git data cannot be "
+                "written, and nested repositories are not allowed"
+            )
         return candidate
 
     def _git(self, *args: str) -> str:
-        completed = subprocess.run(
-            ["git", "-c", "core.quotepath=off", *args],
-            cwd=self.root,
-            capture_output=True,
-            check=False,
-            timeout=60,
-        )
-        if completed.returncode not in (0, 1):  # git grep exits 1 when nothing matched
-            raise ToolError(completed.stderr.decode("utf-8", "replace").strip())
-        return completed.stdout.decode("utf-8", "replace")
+        try:
+            # git grep exits 1 when nothing matched.
+            return self.repository.read(*args, ok=(0, 1))
+        except GitError as exc:
+            raise ToolError(str(exc)) from exc
 
     @staticmethod
     def _guard(action: Callable[[], str]) -> str:
@@ -260,4 +272,13 @@ class WorkspaceTools:
             cancel=self.cancel,
             on_output=(lambda tail: report(command, tail)) if report else None,
         )
-        return f"[{result.describe()} in {result.duration:.1f}s]\n{result.output}"
+        done = f"[{result.describe()} in {result.duration:.1f}s]\n{result.output}"
+        try:
+            nested = self.repository.nested_repositories()
+        except GitError as exc:
+            return f"Error: git cannot read the workspace after this command: {exc}\n{done}"
+        if nested:
+            # Told at once, so the agent can remove them before its work is committed
+            # (the commit refuses them).
+            return f"Error: this command left {nested_message(nested)}\n{done}"
+        return done

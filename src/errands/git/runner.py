@@ -61,6 +61,44 @@ _FIXED_ENV: Mapping[str, str] = {
     "GIT_OPTIONAL_LOCKS": "0",
 }
 
+# Every git command Errands runs is immune to what a repository can say about running a
+# program: agents write work trees, their nested repositories and, through the sandbox, their
+# work tree's private git directory, and these commands run on the host with the worker's
+# keys. Given on the command line these win over every config file, and git hands them down
+# to any git it starts (GIT_CONFIG_PARAMETERS), a nested repository's included.
+_HARDENED_CONFIG = (
+    "core.fsmonitor=false",  # a program run by status, diff, add, reset, checkout …
+    "core.hooksPath=/dev/null",  # no hook runs; our commits and checkouts are ours alone
+    "core.pager=cat",
+    "submodule.recurse=false",
+    # A nested repository is never entered: its config is whoever made it's.
+    "diff.ignoreSubmodules=all",
+    "status.submoduleSummary=false",
+    "fetch.recurseSubmodules=false",
+)
+# Over a work tree (``--work-tree`` or ``git worktree``), the tree's own .gitattributes can
+# name filter, diff and merge drivers; drivers are config, and with only the repository's
+# own config (Errands' mirror, which no agent can write) there are none to name. So these
+# commands read no system or global config at all, and talk to no remote.
+_SEALED_CONFIG = ("protocol.allow=never", "core.attributesFile=/dev/null")
+_SEALED_ENV: Mapping[str, str] = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_ATTR_NOSYSTEM": "1",
+}
+# .gitmodules (the agent's) can set submodule.<name>.ignore and so override
+# diff.ignoreSubmodules; only the command-line option wins over it. diff.external and
+# textconv drivers (an empty diff.external would be run as the command "") are off by option.
+_NO_DRIVERS = ("--no-ext-diff", "--no-textconv")
+_SUBCOMMAND_OPTIONS: Mapping[str, tuple[str, ...]] = {
+    "status": ("--ignore-submodules=all",),
+    "diff": ("--ignore-submodules=all", *_NO_DRIVERS),
+    "log": _NO_DRIVERS,
+    "show": _NO_DRIVERS,
+    "diff-index": ("--ignore-submodules=all",),
+    "diff-files": ("--ignore-submodules=all",),
+}
+
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 _SECRET_CONFIG = re.compile(r"^(?P<key>[^=]*(?:header|token|password|auth)[^=]*)=.*$", re.I)
 _MAX_STDERR_IN_MESSAGE = 2000
@@ -111,6 +149,39 @@ def _child_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
+def hardened(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """The argv and extra environment that run git ``args`` immune to repository content:
+    the one place that builds a git invocation (see the constants above for why each)."""
+    argv = ["git", "--no-pager", "-c", "core.quotepath=off", "-c", "color.ui=false"]
+    for setting in _HARDENED_CONFIG:
+        argv += ["-c", setting]
+    at = _subcommand_at(args)
+    subcommand = args[at] if at is not None else None
+    sealed = subcommand == "worktree" or any(a.startswith("--work-tree") for a in args[:at])
+    env: dict[str, str] = {}
+    if sealed:
+        for setting in _SEALED_CONFIG:
+            argv += ["-c", setting]
+        env.update(_SEALED_ENV)
+    if at is None:
+        return [*argv, *args], env
+    options = _SUBCOMMAND_OPTIONS.get(args[at], ())
+    return [*argv, *args[: at + 1], *options, *args[at + 1 :]], env
+
+
+def _subcommand_at(args: Sequence[str]) -> int | None:
+    """Index of the subcommand in ``args`` (after global options such as ``-c x=y``)."""
+    at = 0
+    while at < len(args):
+        if args[at] in ("-c", "-C"):
+            at += 2
+        elif args[at].startswith("-"):
+            at += 1
+        else:
+            return at
+    return None
+
+
 def run_git(
     *args: str,
     cwd: Path,
@@ -129,7 +200,7 @@ def run_git(
         raise GitError(f"cannot run {format_command(args)}: {cwd} is not a directory")
     if max_output is not None and input is not None:
         raise ValueError("max_output cannot be combined with input")
-    argv = ["git", "--no-pager", "-c", "core.quotepath=off", "-c", "color.ui=false", *args]
+    argv, sealed_env = hardened(args)
     # stderr goes to a file, not a pipe: a chatty stderr can then never block git while we
     # are still reading a capped stdout.
     with tempfile.TemporaryFile() as err_file:
@@ -137,7 +208,7 @@ def run_git(
             proc = subprocess.Popen(
                 argv,
                 cwd=cwd,
-                env=_child_env(env),
+                env=_child_env({**sealed_env, **(env or {})}),
                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=err_file,

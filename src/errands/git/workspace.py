@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from errands.errors import InvalidInput
+from errands.errors import InvalidInput, NestedRepository
 from errands.git.runner import ERRANDS_IDENTITY, error_for, git, run_git
+
+GITLINK = "160000"
+# State a command in the sandbox can leave in the private git directory that would make our
+# commit something else than "the work tree, on the task branch": a merge's second parent,
+# a cherry-pick's author, a sequencer's plan.
+_OPERATION_STATE = (
+    "MERGE_HEAD",
+    "MERGE_MODE",
+    "MERGE_MSG",
+    "CHERRY_PICK_HEAD",
+    "REVERT_HEAD",
+    "SQUASH_MSG",
+    "sequencer",
+    "rebase-merge",
+    "rebase-apply",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +40,61 @@ class Workspace:
     path: Path
     branch: str
     git_dir: Path
+
+    def read(self, *args: str, ok: tuple[int, ...] = (0,), timeout: float = 60) -> str:
+        """Run a read-only git command in the work tree (for the agent's tools); its stdout.
+        Raises GitError when it exits with a code not in ``ok``."""
+        result = run_git(*self._scope, *args, cwd=self.path, timeout=timeout)
+        if result.returncode not in ok:
+            raise error_for(result)
+        return result.stdout
+
+    def nested_repositories(self) -> list[str]:
+        """Paths that are, or would be committed as, a gitlink the agent made: repositories
+        inside the work tree (not ignored ones: those are never added), gitlinks in the index
+        that HEAD does not have (the sandbox can write the index), and repositories made
+        inside a submodule's path (``add`` would record their commit)."""
+        found: set[str] = set()
+        # An untracked nested repository is listed as one entry ending in "/"; an untracked
+        # plain directory is listed by its files.
+        others = self._git("ls-files", "--others", "--exclude-standard", "-z")
+        found.update(entry[:-1] for entry in others.split("\0") if entry.endswith("/"))
+        head = run_git(*self._scope, "ls-tree", "-r", "-z", "--full-tree", "HEAD", cwd=self.path)
+        committed = {
+            name: meta.split()[2]
+            for meta, _, name in (e.partition("\t") for e in head.stdout.split("\0") if e)
+            if meta.startswith(GITLINK)
+        }
+        for entry in self._git("ls-files", "--stage", "-z").split("\0"):
+            meta, _, name = entry.partition("\t")
+            if not meta.startswith(GITLINK):
+                continue
+            if committed.get(name) != meta.split()[1] or os.path.lexists(self.path / name / ".git"):
+                found.add(name)
+        return sorted(found)
+
+    def _check_nested(self) -> None:
+        nested = self.nested_repositories()
+        if nested:
+            raise NestedRepository(nested)
+
+    def _on_branch(self) -> None:
+        """Put HEAD back on the task branch if a command moved it (the sandbox can write the
+        private git directory: ``git checkout --detach`` there, or a HEAD naming another
+        branch of the mirror), keeping the work tree: the commit is always the work tree's
+        content on the task branch."""
+        for name in _OPERATION_STATE:
+            state = self.git_dir / name
+            if state.is_dir() and not state.is_symlink():
+                shutil.rmtree(state)
+            elif os.path.lexists(state):
+                state.unlink()
+        ref = f"refs/heads/{self.branch}"
+        head = run_git(*self._scope, "symbolic-ref", "--quiet", "HEAD", cwd=self.path)
+        if head.ok and head.stdout.strip() == ref:
+            return
+        self._git("symbolic-ref", "HEAD", ref)
+        self._git("reset", "--quiet", "--mixed")
 
     def _git(self, *args: str, input: str | None = None, check: bool = True) -> str:
         return git(*self._scope, *args, cwd=self.path, input=input, check=check)
@@ -43,7 +116,10 @@ class Workspace:
         """Commit every change as Errands; None when there was nothing to commit."""
         if not message.strip():
             raise InvalidInput("the commit message is empty")
+        self._on_branch()
+        self._check_nested()
         self._git("add", "--all")
+        self._check_nested()  # whatever `add` would have made of something missed above
         staged = run_git(*self._scope, "diff", "--cached", "--quiet", cwd=self.path)
         if staged.returncode == 0:
             return None
@@ -70,5 +146,7 @@ class Workspace:
 
     def discard_changes(self) -> None:
         """Drop uncommitted work; ignored files (.venv, build caches) survive on purpose."""
+        self._on_branch()
         self._git("reset", "--hard", "--quiet")
-        self._git("clean", "-fd", "--quiet")
+        # -ff: nested repositories too (never committed; see nested_repositories).
+        self._git("clean", "-ffd", "--quiet")

@@ -170,6 +170,7 @@ def job_workspace(
         tools = WorkspaceTools(
             workspace.path,
             sandbox,
+            repository=workspace,
             command_timeout=config.command_timeout,
             cancel=ctx.cancel,
             code_search=search,
