@@ -29,6 +29,15 @@ BudgetUsd = Annotated[float, Field(ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False)
 PricePerMTok = Annotated[float, Field(ge=0, le=MAX_PRICE_PER_MTOK, allow_inf_nan=False)]
 
 
+def id_in(value: str) -> int | None:
+    """The id a string of digits names, or None when it names none any store can hold (too
+    large, or digits ``int()`` does not read: ``"²".isdigit()`` is true)."""
+    if not (value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    return number if number <= MAX_INT else None
+
+
 def parse_int(value: str, what: str, *, minimum: int = 1) -> int | None:
     """A number typed in a form field (or a header), or None when it is empty. ASCII digits only
     (``"²".isdigit()`` is true, but ``int("²")`` fails), within ``minimum``..``MAX_INT``."""

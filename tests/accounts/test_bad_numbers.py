@@ -5,11 +5,14 @@ driver raise ``OverflowError``; NaN and infinity are no amount of dollars."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
+from errands.web.app import create_app
 from tests.accounts.conftest import World
+from tests.support import settings_for
 
 BIG = 2**63  # one past the largest id SQLite and PostgreSQL store
 BOUND = str(2**63 - 1)
@@ -201,3 +204,19 @@ def test_every_integer_the_api_takes_is_bounded(world: World) -> None:
                     message,
                 )
     assert len(tried) > 25, tried
+
+
+def test_a_project_named_by_a_number_no_store_can_hold_is_not_found(home: Path) -> None:
+    """A project is named by id or by name: a string of digits past 2**63 - 1 (or of digits
+    ``int()`` does not read) is a name no project has, in single-user mode too (no Permit
+    scopes the path then)."""
+    app = create_app(settings_for(home, "http://127.0.0.1:9/v1"))
+    with TestClient(app, base_url="http://127.0.0.1") as local:
+        for ref in (str(BIG), "²"):
+            for response in (
+                local.get(f"/api/projects/{ref}"),
+                local.get("/api/tasks", params={"project": ref}),
+                local.post("/api/tasks", json={"project": ref, "title": "Where?"}),
+            ):
+                assert response.status_code == 404, (ref, response.text)
+                assert ref in response.json()["error"]["message"]

@@ -30,7 +30,7 @@ from errands.accounts.errors import Forbidden, Unauthenticated
 from errands.accounts.roles import Level, allows
 from errands.accounts.service import ANONYMOUS, LOCAL, Principal
 from errands.errors import ErrandsError, NotFound
-from errands.limits import MAX_INT
+from errands.limits import id_in
 from errands.store import Database, Project, Task
 
 SESSION_COOKIE = "errands_session"
@@ -41,21 +41,16 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
 
 
-def _id(value: str) -> int | None:
-    # Ids past a 64-bit integer cannot exist (and the database driver refuses to look them up).
-    return int(value) if value.isascii() and value.isdigit() and int(value) <= MAX_INT else None
-
-
 def _task_scope(session: Session, principal: Principal, value: str) -> None:
     if not value.lstrip("-").isdigit():
         return  # the route's own validation answers 422
-    task = session.get(Task, _id(value)) if _id(value) is not None else None
+    task = session.get(Task, id_in(value)) if id_in(value) is not None else None
     if task is None or service.project_org_id(session, task.project) != principal.org_id:
         raise NotFound(f"Task {value} does not exist.")
 
 
 def _project_scope(session: Session, principal: Principal, value: str) -> None:
-    project = session.get(Project, _id(value)) if _id(value) is not None else None
+    project = session.get(Project, id_in(value)) if id_in(value) is not None else None
     if project is None:
         project = session.scalars(select(Project).where(Project.name == value)).first()
     if project is None or service.project_org_id(session, project) != principal.org_id:
@@ -127,7 +122,7 @@ class Permit:
         db: Database = conn.app.state.db
         with db.session() as session:
             task_id = str(conn.path_params.get("task_id", ""))
-            if task_id.lstrip("-").isdigit() and _id(task_id) is None:
+            if task_id.lstrip("-").isdigit() and id_in(task_id) is None:
                 # No such id can exist, and the database driver cannot even look it up.
                 raise NotFound(f"Task {task_id} does not exist.")
             if not accounts_active(conn, session):

@@ -30,6 +30,7 @@ from errands.git.lock import repo_lock
 from errands.git.repo import resolve
 from errands.git.runner import ERRANDS_IDENTITY
 from errands.jobs import ledger
+from errands.limits import MAX_INT, id_in
 from errands.settings import Settings, check_model_spec
 from errands.store import Event, Job, Project, Question, ReviewComment, Subtask, Task
 from errands.store import events as event_log
@@ -50,9 +51,8 @@ def _now() -> datetime:
 
 def get_project(session: Session, ref: int | str) -> Project:
     """A project by id or by name."""
-    project = None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        project = session.get(Project, int(ref))
+    number = id_in(ref) if isinstance(ref, str) else ref
+    project = session.get(Project, number) if number is not None and number <= MAX_INT else None
     if project is None and isinstance(ref, str):
         project = session.scalars(select(Project).where(Project.name == ref)).first()
     if project is None:
