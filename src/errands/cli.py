@@ -245,6 +245,8 @@ def project_show(project: str, as_json: JsonOpt = False) -> None:
     languages = ", ".join(f"{k} {v}" for k, v in p.languages.items()) or "-"
     out.print(f"Files: {p.file_count}; languages: {languages}")
     out.print(f"Detected commands: {'; '.join(p.detected_commands) or '-'}")
+    for d in p.detection:
+        out.print(f"  {d.command} — because {d.reason}", highlight=False, markup=False)
     assert p.effective is not None
     e = p.effective
     out.print(f"Verify commands: {'; '.join(e.verify_commands) or '-'}")

@@ -27,6 +27,11 @@ class _Public(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class DetectedPublic(BaseModel):
+    command: str
+    reason: str
+
+
 class ProjectPublic(_Public):
     id: int
     name: str
@@ -35,6 +40,9 @@ class ProjectPublic(_Public):
     languages: dict[str, int]
     file_count: int
     detected_commands: list[str]
+    detection: list[DetectedPublic] = Field(
+        default_factory=list, description="Each detected command with why it was chosen."
+    )
     verify_commands: list[str] | None
     setup_commands: list[str] | None
     setup_network: bool | None

@@ -28,6 +28,8 @@ class Project(Base):
     file_count: Mapped[int] = mapped_column(default=0)
     # Commands the index stage detected, and the user's override (None = use detected).
     detected_commands: Mapped[list[Any]] = mapped_column(default=list)
+    # Why each was detected: [{"command", "reason"}], in the same order.
+    detection: Mapped[list[Any]] = mapped_column(default=list)
     verify_commands: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     # The repository's .errands.toml as the index last read it, and the user's overrides.
     repo_config: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from errands.store import Database, Project
 from errands.store.models import utcnow
 from errands.workflow.code_index import Progress, refresh_index
 from errands.workflow.context import JobContext
+from errands.workflow.detect import detect_verify
 from errands.workflow.mirrors import base_tip, open_mirror
 from errands.workflow.project_config import CONFIG_FILE, parse_repo_config
 from errands.workflow.workspaces import pool_for
@@ -68,43 +68,6 @@ def count_languages(files: list[str]) -> dict[str, int]:
     return dict(counts.most_common())
 
 
-def detect_commands(files: list[str], read: Callable[[str], str | None]) -> list[str]:
-    """Guess the commands that verify a change: tests first, then linters the repo configures."""
-    present = set(files)
-    names = {PurePosixPath(f).name for f in files}
-    commands: list[str] = []
-    python_tests = any(
-        PurePosixPath(f).name.startswith("test_") or PurePosixPath(f).name.endswith("_test.py")
-        for f in files
-        if f.endswith(".py")
-    )
-    pyproject = read("pyproject.toml") if "pyproject.toml" in present else None
-    if python_tests or "pytest.ini" in present or (pyproject and "[tool.pytest" in pyproject):
-        commands.append("python3 -m pytest -q")
-    if "package.json" in present:
-        package = read("package.json") or "{}"
-        try:
-            scripts = json.loads(package).get("scripts", {})
-        except (ValueError, AttributeError):
-            scripts = {}
-        test = scripts.get("test", "") if isinstance(scripts, dict) else ""
-        if test and "no test specified" not in test:
-            commands.append("npm test")
-        if isinstance(scripts, dict) and "lint" in scripts:
-            commands.append("npm run lint")
-    if "Cargo.toml" in present:
-        commands.append("cargo test")
-    if "go.mod" in present:
-        commands.append("go test ./...")
-    if not commands and "Makefile" in names:
-        makefile = read("Makefile") or ""
-        if any(line.startswith("test:") for line in makefile.splitlines()):
-            commands.append("make test")
-    if pyproject and "[tool.ruff" in pyproject:
-        commands.append("ruff check .")
-    return commands
-
-
 Emit = Callable[[str, str, dict[str, Any]], None]
 
 
@@ -136,7 +99,8 @@ def index_project(
             return None
 
     languages = count_languages(files)
-    commands = detect_commands(files, read)
+    detection = detect_verify(files, read)
+    commands = [d.command for d in detection]
     config_text = read(CONFIG_FILE) if CONFIG_FILE in files else None
     # An invalid file fails the index with the reason rather than being silently ignored.
     repo_config = parse_repo_config(config_text) if config_text is not None else None
@@ -151,6 +115,7 @@ def index_project(
         project.languages = languages
         project.file_count = len(files)
         project.detected_commands = commands
+        project.detection = [d.to_dict() for d in detection]
         project.indexed_at = utcnow()
     how = "cold build" if changed is None else f"{len(changed)} changed file(s) re-indexed"
     emit(
@@ -164,6 +129,7 @@ def index_project(
             "seconds": round(seconds, 3),
             "languages": languages,
             "detected_commands": commands,
+            "detection": [d.to_dict() for d in detection],
             "repo_config": bool(repo_config),
         },
     )
