@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from errands.domain import JobKind
@@ -26,7 +27,9 @@ from tests.support import CalcScript, running_server, settings_for, wait_for
 
 
 @contextmanager
-def errands(home: Path, fake: FakeGitHub, key: KeyPair) -> Iterator[tuple[httpx.Client, str, int]]:
+def errands(
+    home: Path, fake: FakeGitHub, key: KeyPair, **overrides: Any
+) -> Iterator[tuple[httpx.Client, str, int]]:
     """A server with the App installed and ``acme/calc`` as a project: (client, database
     URL, project id)."""
     with ScriptedLLM(CalcScript()) as llm:
@@ -40,6 +43,7 @@ def errands(home: Path, fake: FakeGitHub, key: KeyPair) -> Iterator[tuple[httpx.
             # A job that has deliveries to retry runs again soon (the test waits for it).
             job_retry_delay=0.05,
             job_retry_max_delay=0.1,
+            **overrides,
         )
         with running_server(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
             install(client, fake)
@@ -86,6 +90,7 @@ def test_a_payload_of_the_wrong_shape_is_refused_and_stops_nothing(
             {**issue, "labels": [{"name": ["bug"]}]},
             {**issue, "number": "1"},
             {**issue, "number": True},
+            {**issue, "number": 2**31},  # not storable: GitHub has no such issue
             {**issue, "user": {"login": "../../orgs/acme"}},
         ):
             sent = deliver(
@@ -96,6 +101,13 @@ def test_a_payload_of_the_wrong_shape_is_refused_and_stops_nothing(
             )
             assert sent.status_code == 400, sent.text
             assert sent.json()["error"]["code"] == "malformed_webhook"
+        huge_id = {"id": 2**63, "body": "hi", "user": fake.user("maintainer")}
+        sent = deliver(
+            client,
+            "issue_comment",
+            envelope(fake, "maintainer", action="created", issue=issue, comment=huge_id),
+        )
+        assert sent.status_code == 400, sent.text
         # An action that is not a string (a list is not even hashable).
         listed = deliver(client, "issues", envelope(fake, "maintainer", action=["opened"]))
         assert listed.status_code == 202 and listed.json()["status"] == "ignored"
@@ -108,12 +120,14 @@ def test_a_payload_of_the_wrong_shape_is_refused_and_stops_nothing(
         assert task_for_issue(client, project, good["number"])["title"] == "Add multiply"
 
 
+# With one attempt per job, the failed delivery's later attempts are made by fresh jobs.
+@pytest.mark.parametrize("job_attempts", [3, 1])
 def test_a_delivery_that_fails_in_the_job_is_given_up_on_and_blocks_nothing(
-    home: Path, fake_github: FakeGitHub, app_key: KeyPair
+    home: Path, fake_github: FakeGitHub, app_key: KeyPair, job_attempts: int
 ) -> None:
     fake = fake_github
     fake.set_permission(REPO, "flaky", "write")
-    with errands(home, fake, app_key) as (client, db_url, project):
+    with errands(home, fake, app_key, job_max_attempts=job_attempts) as (client, db_url, project):
         # Stored by an older version that did not check shapes: the job cannot read it.
         db = Database(db_url)
         with db.session() as session:

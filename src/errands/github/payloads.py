@@ -15,6 +15,11 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from errands.github.errors import MalformedWebhook
+from errands.limits import Id
+
+# Issue and pull request numbers and line numbers are stored as 32-bit integers; GitHub's ids
+# (comments, installations) as 64-bit ones (``Id``). Anything larger is not from GitHub.
+Number = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 # GitHub logins: letters, digits and hyphens (Enterprise Server may map underscores and dots
 # from its identity provider); an App's bot user carries "[bot]".
@@ -39,7 +44,7 @@ class Repository(Model):
 
 
 class Issue(Model):
-    number: int
+    number: Number
     title: str
     body: str | None = None
     state: str | None = None
@@ -51,7 +56,7 @@ class Issue(Model):
 
 
 class IssueComment(Model):
-    id: int
+    id: Id
     body: str
     user: User
 
@@ -62,7 +67,7 @@ class Head(Model):
 
 
 class PullRequest(Model):
-    number: int
+    number: Number
     head: Head
     merged: bool | None = None
     merge_commit_sha: str | None = None
@@ -75,16 +80,16 @@ class Review(Model):
 
 
 class ReviewComment(Model):
-    id: int
+    id: Id
     path: str
     body: str
     user: User
-    line: int | None = None
-    original_line: int | None = None
-    start_line: int | None = None
+    line: Number | None = None
+    original_line: Number | None = None
+    start_line: Number | None = None
     side: str | None = None
     commit_id: str | None = None
-    in_reply_to_id: int | None = None
+    in_reply_to_id: Id | None = None
 
 
 class RepoEvent(Model):
@@ -126,7 +131,7 @@ class PushEvent(RepoEvent):
 
 
 class InstallationRef(Model):
-    id: int
+    id: Id
     account: User
 
 

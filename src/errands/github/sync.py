@@ -2,10 +2,12 @@
 
 In: import the open issues once (with their comments), then every pending webhook delivery
 of the project, oldest first, each applied and marked done in one transaction, so a crash
-re-applies nothing twice. Out: the research questions of issue tasks onto their issue, a pull
-request for every task in review, and review comments made in Errands onto the pull request.
-Everything out is found again before it is created (a marker or the head branch), so a
-retried job never posts twice.
+re-applies nothing twice; one that fails is recorded and retried by a later run (a bounded
+number of times), and the ones after it go on. Out: the research questions of issue tasks onto
+their issue, a pull request for every task in review, and review comments made in Errands onto
+the pull request. Everything out is found again before it is created (a marker or the head
+branch), so a retried job never posts twice; the ledger runs one github job per project at a
+time, so no other job is between that lookup and the post.
 
 Permission checks (a network call) happen before the transaction that applies a delivery:
 SQLite has one writer, and it must not wait on GitHub.
@@ -28,6 +30,7 @@ from errands.github import issues as text
 from errands.github import payloads
 from errands.github.errors import GitHubError, MalformedWebhook
 from errands.github.forge import RepoAccess, repo_access
+from errands.github.intake import request_sync
 from errands.github.markers import find_marker, with_marker
 from errands.github.pulls import pull_body, pull_title
 from errands.github.rest import RepoAPI
@@ -89,7 +92,12 @@ def run(ctx: JobContext) -> None:
         sync.post_questions()
         sync.open_pull_requests()
         sync.post_review_comments()
-    if retry:
+    if retry and ctx.lease.last_attempt:
+        # This job is out of attempts; a fresh one takes the deliveries left over (each has
+        # a bounded number of attempts of its own, so this ends).
+        with ctx.db.session() as session:
+            request_sync(session, ctx.settings, ctx.lease.project_id)
+    elif retry:
         raise DeliveriesToRetry(f"{retry} GitHub delivery(ies) failed and will be tried again")
 
 
