@@ -99,6 +99,19 @@ class Settings(BaseSettings):
         default=3, ge=0, description="Retries (with backoff) of an LLM request on 429/5xx."
     )
     llm_timeout: float = Field(default=300.0, gt=0, description="Seconds per LLM request.")
+    context_windows: dict[str, int] = Field(
+        default_factory=dict,
+        description="Context window in tokens per model, as JSON by provider:name prefix, e.g. "
+        '{"openai:qwen2.5-coder": 32768}; the longest matching prefix wins. Built in: '
+        "anthropic 200k, gpt-4.1 1M, gpt-4o 128k, gpt-5 400k, o1/o3/o4 200k, gemini 1M; any "
+        "other model 32k. Each request is fitted to about three quarters of it.",
+    )
+    tool_output_limit: int = Field(
+        default=40_000,
+        ge=1000,
+        description="Characters of one tool result the model sees (head and tail, with a note "
+        "on what was cut); at most a quarter of what fits the model's context window.",
+    )
     agent_max_requests: int = Field(
         default=60, ge=1, description="Most model requests one agent run may make."
     )

@@ -83,9 +83,10 @@ def run(
     tools: Sequence[ToolFunction] = (),
     recorder: Recorder | None = None,
     base_url: str | None = None,
+    context_limit: int | None = None,
 ) -> Run:
     recorder = recorder or Recorder()
-    with ScriptedLLM(script) as llm:
+    with ScriptedLLM(script, context_limit=context_limit) as llm:
         settings = Settings(
             home=home,
             model="openai:m",
@@ -354,3 +355,37 @@ def test_two_edits_of_one_file_in_one_response_both_land(
     text = (sample_repo / "calc.py").read_text()
     assert "def plus" in text
     assert "return b + a" in text
+
+
+def test_a_huge_tool_output_reaches_the_model_cut_in_the_middle_with_a_note(
+    home: Path, sample_repo: Path, tools: WorkspaceTools
+) -> None:
+    # One line of 300,000 characters: read_file's line limit does not bound it.
+    (sample_repo / "big.min.js").write_text("HEAD-MARK" + "x" * 300_000 + "TAIL-MARK\n")
+
+    def script(req: ChatRequest) -> Reply:
+        if req.n_assistant == 0:
+            return Reply.call("read_file", path="big.min.js")
+        return report(**VALID)
+
+    outcome = run(script, home, tools=tools.read_only())
+
+    assert outcome.error is None, outcome.error
+    result = outcome.llm.requests[1].last_tool_result
+    assert result is not None
+    # openai:m is not a model we know: a 32k-token window, a quarter of its budget per result.
+    assert len(result) < 20_000
+    assert "HEAD-MARK" in result[:100] and result.rstrip().endswith("TAIL-MARK")
+    assert "characters cut from the middle of this output" in result
+    assert "start_line and end_line" in result  # how to see the rest
+
+
+def test_a_prompt_the_endpoint_keeps_refusing_fails_after_bounded_retries(
+    home: Path, sample_repo: Path, tools: WorkspaceTools
+) -> None:
+    outcome = run(lambda req: report(**VALID), home, context_limit=10)
+
+    assert type(outcome.error) is LLMError
+    assert "too long" in str(outcome.error) and "ERRANDS_CONTEXT_WINDOWS" in str(outcome.error)
+    assert len(outcome.llm.requests) == 1 + 3  # the first try and three condensed ones
+    assert outcome.recorder.kinds().count("agent.condensed") == 3

@@ -34,6 +34,7 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.usage import UsageLimits
 
+from errands.agent.context import OVERFLOW_RETRIES, ContextKeeper, is_context_overflow
 from errands.agent.providers import ModelHandle
 from errands.agent.tools import ToolFunction
 from errands.errors import AgentOutputError, LLMError, LLMUnavailable
@@ -98,8 +99,25 @@ async def _run(
     message_history: Sequence[ModelMessage] | None,
 ) -> AgentResult[OutputT]:
     handle = config.model()
-    agent: Agent[None, OutputT] = Agent(
+
+    def overflowed(refused: int, budget: int) -> None:
+        recorder.event(
+            "agent.condensed",
+            f"{name}: the model endpoint refused {refused:,} characters as too long for its "
+            f"context window; condensed to at most {budget:,} and sent again",
+            {"agent": name, "refused_chars": refused, "budget_chars": budget},
+        )
+
+    # Every request fitted to the model's context window, and sent again smaller when the
+    # endpoint still refuses its size (errands.agent.context).
+    model = ContextKeeper(
         handle.model,
+        window_tokens=handle.context_window,
+        tool_output_limit=handle.tool_output_limit,
+        on_overflow=overflowed,
+    )
+    agent: Agent[None, OutputT] = Agent(
+        model,
         name=name,
         instructions=instructions,
         output_type=ToolOutput(output_type, name="final_result", max_retries=config.output_retries),
@@ -130,6 +148,12 @@ async def _run(
             assert result is not None
             return AgentResult(result.output, list(result.all_messages()))
     except ModelHTTPError as exc:
+        if is_context_overflow(exc):
+            raise LLMError(
+                f"The model endpoint ({handle.endpoint}) still found the prompt too long for "
+                f"{exc.model_name}'s context window after condensing it {OVERFLOW_RETRIES} "
+                f"times (ERRANDS_CONTEXT_WINDOWS sets its size): {_short(exc.body)}"
+            ) from exc
         # Rate limits, timeouts and server errors pass; a bad key or a bad request does not.
         transient = exc.status_code in (408, 409, 429) or exc.status_code >= 500
         raise (LLMUnavailable if transient else LLMError)(

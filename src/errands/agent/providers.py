@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ os.environ.setdefault("DEFER_PYDANTIC_BUILD", "false")
 
 from pydantic_ai.models import Model
 
+from errands.agent.context import FALLBACK_CONTEXT_WINDOW, context_window
 from errands.errors import ConfigError
 from errands.settings import MODEL_PROVIDERS, Phase, Settings, check_model_spec
 
@@ -31,6 +33,9 @@ class ModelHandle:
     model: Model
     aclose: Callable[[], Awaitable[None]]
     endpoint: str  # for error messages: which server we failed to talk to
+    # What the loop fits each request to (see errands.agent.context).
+    context_window: int = FALLBACK_CONTEXT_WINDOW  # tokens
+    tool_output_limit: int = 40_000  # characters of one tool result
 
 
 def build_model(settings: Settings, phase: Phase) -> ModelHandle:
@@ -44,9 +49,12 @@ def build_model(settings: Settings, phase: Phase) -> ModelHandle:
         ) from exc
     provider, _, name = spec.partition(":")
     # The SDK clients retry 429 and 5xx with exponential backoff and honour retry-after.
-    if provider == "openai":
-        return _openai(settings, name)
-    return _anthropic(settings, name)
+    handle = _openai(settings, name) if provider == "openai" else _anthropic(settings, name)
+    return dataclasses.replace(
+        handle,
+        context_window=context_window(spec, settings.context_windows),
+        tool_output_limit=settings.tool_output_limit,
+    )
 
 
 def _openai(settings: Settings, name: str) -> ModelHandle:

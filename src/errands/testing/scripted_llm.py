@@ -202,6 +202,12 @@ class ChatRequest:
         self.tool_results: list[tuple[str, str]] = tool_results
 
     @property
+    def prompt_chars(self) -> int:
+        """Characters of the conversation sent (the messages as JSON), what
+        ``ScriptedLLM(context_limit=...)`` measures."""
+        return len(json.dumps(self.messages))
+
+    @property
     def last_tool_result(self) -> str | None:
         return self.tool_results[-1][1] if self.tool_results else None
 
@@ -278,14 +284,39 @@ def _error_body(status: int, message: str) -> dict[str, object]:
     return {"error": {"message": message, "type": err_type, "param": None, "code": code}}
 
 
+def _context_length_error(prompt_chars: int, limit_chars: int) -> dict[str, object]:
+    """The body OpenAI answers (HTTP 400) for a prompt longer than the model's window."""
+    return {
+        "error": {
+            "message": f"This model's maximum context length is {_approx_tokens(limit_chars)} "
+            f"tokens. However, your messages resulted in {_approx_tokens(prompt_chars)} tokens. "
+            "Please reduce the length of the messages.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
+
+
 class ScriptedLLM:
     """A threaded loopback HTTP server answering chat completions from a script.
 
     Use as a context manager, or call :meth:`start` / :meth:`stop`.
     """
 
-    def __init__(self, script: Script, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        script: Script,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        context_limit: int | None = None,
+    ) -> None:
+        """``context_limit``: a request whose :attr:`ChatRequest.prompt_chars` exceed it is
+        answered, without asking the script, with OpenAI's own 400 for a prompt longer than
+        the model's context window (``code: context_length_exceeded``)."""
         self.script = script
+        self.context_limit = context_limit
         self.host = host
         self.port = port
         self.requests: list[ChatRequest] = []
@@ -562,6 +593,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         request = ChatRequest(body)
         llm._record(request)
+        if llm.context_limit is not None and request.prompt_chars > llm.context_limit:
+            self._send_json(400, _context_length_error(request.prompt_chars, llm.context_limit))
+            return
         try:
             reply = llm.script(request)
             if not isinstance(reply, Reply):
