@@ -84,7 +84,7 @@ def test_illegal_transitions_are_409(client: httpx.Client, sample_repo: Path) ->
     wait_for_state(client, task_id, "awaiting_answers")
 
     approve = error_of(client.post(f"/api/tasks/{task_id}/approve"), 409)
-    assert "awaiting_answers" in approve["message"]
+    assert "is awaiting answers; this needs it in review" in approve["message"]
     execute = error_of(client.post(f"/api/tasks/{task_id}/execute"), 409)
     assert execute["code"] == "illegal_transition"
     assert "'awaiting_answers' to 'executing'" in execute["message"]
