@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -131,6 +132,14 @@ class Settings(BaseSettings):
         default="auto",
         description="How commands are isolated: auto (bubblewrap, required), bubblewrap, or "
         "none (no isolation: an explicit, logged opt-out). A project may choose too.",
+    )
+    local_origins: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Directories (separated by ':' in the environment, a list in config.toml) "
+        "inside which a repository on the server's disk (a local path or file:// origin) may "
+        "be attached to a project through the server once accounts exist. Default none: then "
+        "only the machine's user may attach local repositories (the CLI, and the server while "
+        "no account exists). $ERRANDS_HOME is never allowed.",
     )
     host: str = Field(default="127.0.0.1", description="Address `errands serve` listens on.")
     port: int = Field(default=8765, description="Port `errands serve` listens on.")
@@ -272,6 +281,14 @@ class Settings(BaseSettings):
     mail_from: str = Field(
         default="errands@localhost", description="Sender address of the emails Errands sends."
     )
+
+    @field_validator("local_origins", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        # The environment gives one string, like PATH; config.toml and Python give a list.
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -67,7 +67,12 @@ def token_of(client: TestClient, csrf: str, name: str) -> dict[str, Any]:
 @pytest.fixture
 def world(home: Path, sample_repo: Path) -> Iterator[World]:
     # No worker: no model is called.
-    settings = settings_for(home, "http://127.0.0.1:9/v1", secret_key="test-secret-key-0123456789")
+    settings = settings_for(
+        home,
+        "http://127.0.0.1:9/v1",
+        secret_key="test-secret-key-0123456789",
+        local_origins=[sample_repo.parent],  # the test's directory: its repositories may be used
+    )
     app = create_app(settings)
     with TestClient(app, base_url=BASE) as local:
         # Single-user mode first: a project and a task, as before accounts existed.

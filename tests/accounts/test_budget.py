@@ -41,7 +41,11 @@ def test_a_task_stops_at_its_cap_keeps_its_commits_and_resumes(
     sample_repo: Path, home: Path
 ) -> None:
     script = CappedMidway()
-    with ScriptedLLM(script) as llm, running_server(settings_for(home, llm.base_url)) as url:
+    # With accounts, the server attaches local repositories only where the administrator allows.
+    with (
+        ScriptedLLM(script) as llm,
+        running_server(settings_for(home, llm.base_url, local_origins=[sample_repo.parent])) as url,
+    ):
         signup = httpx.post(
             f"{url}/api/auth/signup",
             json={"email": "owner@example.test", "password": "correct horse battery"},

@@ -27,7 +27,7 @@ def test_the_api_survives_fuzzing(home: Path, sample_repo: Path) -> None:
     st = shutil.which("st") or shutil.which("schemathesis")
     if st is None:
         pytest.skip("schemathesis is not installed (pip install -e '.[dev]')")
-    settings = settings_for(home, "http://127.0.0.1:9/v1")
+    settings = settings_for(home, "http://127.0.0.1:9/v1", local_origins=[sample_repo.parent])
     with running_server(settings) as url:
         signup = httpx.post(
             f"{url}/api/auth/signup",

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from errands.accounts.errors import Forbidden
 from errands.errors import Conflict, InvalidInput
 from errands.github import forge
 from errands.github.intake import request_sync
 from errands.settings import Settings
-from errands.store import GitHubInstallation, Project
+from errands.store import GitHubInstallation, Project, User
 from errands.workflow import actions
 
 
@@ -31,18 +32,44 @@ def known_installation(session: Session, full_name: str) -> int | None:
     return None
 
 
-def describe(settings: Settings, full_name: str, installation_id: int | None) -> RepoInfo:
-    """Ask GitHub about the repository (network: call outside any transaction)."""
+def describe(
+    settings: Settings,
+    full_name: str,
+    installation_id: int | None,
+    *,
+    writer: str | None = None,
+) -> RepoInfo:
+    """Ask GitHub about the repository (network: call outside any transaction).
+
+    ``writer``: the GitHub login of the person adding it, when accounts exist. The server's
+    credentials reach every repository its App is installed on (or its token reaches); an
+    organization is entitled only to those its member may write to on GitHub itself."""
     if full_name.count("/") != 1 or not all(full_name.split("/")):
         raise InvalidInput(f"{full_name!r} is not a repository name like owner/name.")
     with forge.repo_access(settings, full_name, installation_id) as access:
         repo = access.api.repository()
+        if writer is not None and not access.api.can_write(writer):
+            raise Forbidden(
+                f"Your GitHub account @{writer} has no write access to {full_name}: only "
+                "people who may push to a repository can make it a project."
+            )
         return RepoInfo(
             full_name=str(repo["full_name"]),
             clone_url=str(repo["clone_url"]),
             default_branch=str(repo["default_branch"]),
             installation_id=access.installation_id,
         )
+
+
+def writer_of(session: Session, user_id: int | None) -> str:
+    """The GitHub login linked to the account adding a repository (Sign in with GitHub)."""
+    user = session.get(User, user_id) if user_id is not None else None
+    if user is None or not user.github_login:
+        raise Forbidden(
+            "Adding a GitHub repository needs your GitHub account linked (Sign in with GitHub), "
+            "so Errands can check that you have write access to it."
+        )
+    return user.github_login
 
 
 def add_project(

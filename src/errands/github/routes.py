@@ -138,7 +138,9 @@ def add_project(body: GitHubProjectCreate, request: Request, who: Actor) -> GitH
     settings, db = get_settings(request), get_db(request)
     with db.session() as session:
         installation = body.installation_id or projects.known_installation(session, body.repository)
-    info = projects.describe(settings, body.repository, installation)
+        # With accounts, the server's credentials serve only repositories the member may write.
+        writer = None if who.local else projects.writer_of(session, who.user_id)
+    info = projects.describe(settings, body.repository, installation, writer=writer)
     with db.session() as session:
         project = projects.add_project(session, settings, info, name=body.name)
         project.org_id = who.org_id  # None in single-user mode

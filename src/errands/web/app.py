@@ -174,12 +174,13 @@ def _routes(app: FastAPI) -> None:
                 s,
                 settings,
                 body.origin,
+                org_id=who.org_id,  # None in single-user mode
+                trusted=who.local,
                 name=body.name,
                 base_branch=body.base_branch,
                 verify_commands=body.verify_commands,
                 auto_execute=body.auto_execute,
             )
-            project.org_id = who.org_id  # None in single-user mode
             return ProjectPublic.of(project, settings)
 
         return in_session(db, work)

@@ -25,7 +25,7 @@ from errands.domain import (
     state_words,
 )
 from errands.errors import ConfigError, Conflict, GitError, InvalidInput, NotFound, NothingToMerge
-from errands.git import Diff, current_branch, find_repository, git, run_git
+from errands.git import Diff, git, run_git
 from errands.git.lock import repo_lock
 from errands.git.repo import resolve
 from errands.git.runner import ERRANDS_IDENTITY
@@ -35,11 +35,11 @@ from errands.settings import Settings, check_model_spec
 from errands.store import Event, Job, Project, Question, ReviewComment, Subtask, Task
 from errands.store import events as event_log
 from errands.workflow.mirrors import mirror_path, open_mirror
+from errands.workflow.origins import check_origin
 
 SANDBOX_BACKENDS = ("auto", "bubblewrap", "none")
 MAX_TITLE = 300
 MAX_BODY = 200_000  # characters (~50k tokens): more would not fit a model's context anyway
-_URL = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
 
 
 def _now() -> datetime:
@@ -132,33 +132,27 @@ def add_project(
     settings: Settings,
     origin: str,
     *,
+    org_id: int | None = None,
+    trusted: bool = True,
     name: str | None = None,
     base_branch: str | None = None,
     verify_commands: list[str] | None = None,
     auto_execute: bool = True,
 ) -> Project:
-    origin = origin.strip()
-    if not origin:
-        raise InvalidInput("A project needs a local path or a git URL.")
-    if _URL.match(origin):
-        heads = git("ls-remote", "--symref", origin, "HEAD", cwd=Path.cwd())
-        match = re.search(r"ref: refs/heads/(\S+)\s+HEAD", heads)
-        detected = match.group(1) if match else "main"
-        default_name = origin.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
-    else:
-        repo = find_repository(Path(origin).expanduser())
-        origin = str(repo)
-        detected = current_branch(repo) or "main"
-        default_name = repo.name.removesuffix(".git")
-    name = check_project_name(session, name or default_name, "pass another --name")
+    """A project of organization ``org_id`` (None: the install's own) on ``origin``.
+    ``trusted``: the caller is the machine's user (the CLI, or the server while no account
+    exists), who may attach any repository on this disk (see :mod:`errands.workflow.origins`)."""
+    checked = check_origin(session, settings, origin, org_id=org_id, trusted=trusted)
+    name = check_project_name(session, name or checked.default_name, "pass another --name")
     project = Project(
         name=name,
-        origin=origin,
-        base_branch=base_branch or detected,
+        origin=checked.origin,
+        base_branch=base_branch or checked.default_branch,
         verify_commands=verify_commands,
         auto_execute=auto_execute,
+        org_id=org_id,
     )
-    return store_project(session, settings, project, f"Project {name} added from {origin}")
+    return store_project(session, settings, project, f"Project {name} added from {checked.origin}")
 
 
 def check_project_name(session: Session, name: str, hint: str) -> str:

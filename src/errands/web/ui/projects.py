@@ -72,16 +72,18 @@ def add_project(
     execute_model: Annotated[str, Form()] = "",
 ) -> Response:
     def work(s: Session) -> str:
+        who = principal_of(request)
         project = actions.add_project(
             s,
             settings,
             origin,
+            org_id=who.org_id,  # None in single-user mode
+            trusted=who.local,
             name=name.strip() or None,
             base_branch=base_branch.strip() or None,
             verify_commands=_lines(verify_commands) or None,
             auto_execute=bool(auto_execute),
         )
-        project.org_id = principal_of(request).org_id  # None in single-user mode
         return project.name
 
     try:
