@@ -12,7 +12,6 @@ from errands.limits import Id
 from errands.settings import Settings
 from errands.store import Job, Project, Task
 from errands.workflow.handoff import no_change
-from errands.workflow.origins import MAX_ORIGIN
 from errands.workflow.project_config import effective_config
 
 
@@ -216,9 +215,7 @@ class EventPublic(_Public):
 
 
 class ProjectCreate(BaseModel):
-    origin: str = Field(
-        max_length=MAX_ORIGIN, description="A local path to a git repository, or a git URL."
-    )
+    origin: str = Field(description="A local path to a git repository, or a git URL.")
     name: str | None = None
     base_branch: str | None = None
     verify_commands: list[str] | None = None

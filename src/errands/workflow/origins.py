@@ -29,13 +29,10 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from errands.accounts import service
 from errands.accounts.errors import Forbidden
 from errands.errors import Conflict, GitError, InvalidInput, NotAGitRepository
 from errands.git import current_branch, find_repository, git
 from errands.git.repo import local_repository
-from errands.github import forge
-from errands.github.hooks import github_host
 from errands.settings import Settings
 from errands.store import Project
 
@@ -80,12 +77,7 @@ def _file_url_path(origin: str) -> str:
 
 def _remote(settings: Settings, origin: str, *, trusted: bool) -> CheckedOrigin:
     parts = urlsplit(origin)
-    if (
-        not trusted
-        and parts.scheme == "https"
-        and forge.configured(settings)
-        and parts.hostname == github_host(settings)
-    ):
+    if not trusted and parts.scheme == "https" and _on_github(settings, parts.hostname):
         raise Forbidden(
             f"{origin} is on GitHub, which Errands reaches with this server's credentials: add "
             "it as a GitHub project (POST /api/github/projects), which checks your access."
@@ -99,6 +91,14 @@ def _remote(settings: Settings, origin: str, *, trusted: bool) -> CheckedOrigin:
     match = re.search(r"ref: refs/heads/(\S+)\s+HEAD", heads)
     name = origin.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
     return CheckedOrigin(origin, match.group(1) if match else "main", name or "project")
+
+
+def _on_github(settings: Settings, host: str | None) -> bool:
+    """Whether git would be handed the server's GitHub credentials for this host."""
+    from errands.github import forge  # httpx and jwt: slow to import, the CLI stays quick
+    from errands.github.hooks import github_host
+
+    return forge.configured(settings) and host == github_host(settings)
 
 
 def _real(path: Path) -> Path:
@@ -155,6 +155,8 @@ def _local(
 
 def _check_not_anothers(session: Session, identity: Path, given: str, org_id: int | None) -> None:
     """A repository on this machine belongs to the organization that attached it first."""
+    from errands.accounts import service  # argon2 and cryptography: slow to import
+
     mine = org_id if org_id is not None else service.first_org_id(session)
     for project in session.scalars(select(Project)):
         if service.project_org_id(session, project) == mine:
