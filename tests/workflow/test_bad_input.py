@@ -95,7 +95,7 @@ def test_illegal_transitions_are_409(client: httpx.Client, sample_repo: Path) ->
     comment = client.post(
         f"/api/tasks/{task_id}/comments", json={"path": "calc.py", "line": 1, "body": "x"}
     )
-    assert "in_review" in error_of(comment, 409)["message"]
+    assert "this needs it in review" in error_of(comment, 409)["message"]
 
     # auto_execute is off: answering makes it ready, and it waits there.
     client.post(f"/api/tasks/{task_id}/answers", json={"question": 1, "option": 2})
