@@ -116,6 +116,16 @@ class NothingToMerge(GitError):
     status = 409
 
 
+class BranchMoved(GitError):
+    """A task branch on origin is no longer where this job last saw it (a compare-and-swap
+    push lost): another attempt of the job published meanwhile. Retried: the next attempt
+    starts from origin's copy."""
+
+    code = "branch_moved"
+    status = 409
+    retryable = True
+
+
 class DirtyWorkingTree(GitError):
     """Landing the merge would overwrite uncommitted work in the user's checkout."""
 

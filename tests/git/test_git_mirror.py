@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from errands.errors import GitError, InvalidInput, MergeConflict
+from errands.errors import BranchMoved, GitError, InvalidInput, MergeConflict
 from errands.git import Mirror, Workspace
 from tests.git.git_helpers import commit_files, sh
 
@@ -319,3 +319,40 @@ def test_test_and_build_caches_are_never_committed(tmp_path: Path, mirror: Mirro
 
     assert sha is not None
     assert sh(ws.path, "show", "--name-only", "--format=", sha).split() == ["pkg/m.py"]
+
+
+def test_publish_is_a_compare_and_swap_never_a_blind_force(tmp_path: Path, user_repo: Path) -> None:
+    """A stalled attempt wakes and publishes the branch as it had it: a newer attempt (on
+    another machine) has published since, and its push must survive."""
+    remote = tmp_path / "remote.git"
+    sh(tmp_path, "clone", "--quiet", "--bare", str(user_repo), str(remote))
+    stale = Mirror.create(tmp_path / "stale.git", str(remote))
+    newer = Mirror.create(tmp_path / "newer.git", str(remote))
+    branch = "errands/3-task"
+    ws_stale = stale.add_workspace(tmp_path / "ws" / "stale", branch, stale.base_ref("main"))
+    (ws_stale.path / "old.txt").write_text("old\n")
+    old = ws_stale.commit_all("subtask 1, first attempt")
+    assert old is not None
+    seen_by_stale = stale.resolve(stale.base_ref(branch))  # None: not on origin yet
+
+    ws_newer = newer.add_workspace(tmp_path / "ws" / "newer", branch, newer.base_ref("main"))
+    (ws_newer.path / "new.txt").write_text("new\n")
+    new = ws_newer.commit_all("subtask 1, the attempt that took over")
+    assert new is not None
+    assert newer.publish(branch, commit=new, expected=None) == new
+
+    with pytest.raises(BranchMoved):
+        stale.publish(branch, commit=old, expected=seen_by_stale)
+    assert sh(remote, "rev-parse", f"refs/heads/{branch}").strip() == new
+    # Nor is a copy it did not see deleted.
+    with pytest.raises(BranchMoved):
+        stale.delete_remote_branch(branch, expected=old)
+    assert sh(remote, "rev-parse", f"refs/heads/{branch}").strip() == new
+
+    # From where it last saw it, the owner moves it on, and deletes it once merged.
+    (ws_newer.path / "more.txt").write_text("more\n")
+    more = ws_newer.commit_all("subtask 2")
+    assert more is not None
+    assert newer.publish(branch, commit=more, expected=new) == more
+    newer.delete_remote_branch(branch, expected=more)
+    assert branch not in sh(remote, "branch", "--list")

@@ -11,11 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from errands.domain import JobKind, JobState
+from errands.errors import LeaseLost
 from errands.jobs import ledger
-from errands.store import Database, Job, Project, Task
+from errands.store import Database, Event, Job, Project, Task, events
 from errands.store.models import utcnow
 from tests.services import postgres_url
 
@@ -88,7 +89,14 @@ def test_claim_leases_the_job_once(db: Database, project_id: int, task_id: int) 
     lease = ledger.claim(db, "worker-a", LONG_LEASE)
 
     assert lease == ledger.Lease(
-        job_id, JobKind.RESEARCH, task_id, project_id, attempt=1, max_attempts=3, owner="worker-a"
+        job_id,
+        JobKind.RESEARCH,
+        task_id,
+        project_id,
+        attempt=1,
+        max_attempts=3,
+        owner="worker-a",
+        epoch=1,
     )
     row = job(db, job_id)
     assert row.state == JobState.RUNNING
@@ -117,7 +125,8 @@ def test_a_job_scheduled_for_later_is_not_claimed_yet(db: Database, project_id: 
 
 def test_a_dead_workers_job_is_claimed_again_after_its_lease(db: Database, project_id: int) -> None:
     job_id = enqueue(db, project_id)
-    assert ledger.claim(db, "dead-worker", SHORT_LEASE) is not None
+    dead = ledger.claim(db, "dead-worker", SHORT_LEASE)
+    assert dead is not None
     outlive_lease(db, job_id)  # and no heartbeat came
 
     lease = ledger.claim(db, "rescuer", LONG_LEASE)
@@ -125,19 +134,21 @@ def test_a_dead_workers_job_is_claimed_again_after_its_lease(db: Database, proje
     assert lease is not None
     assert lease.job_id == job_id
     assert lease.attempt == 2
+    assert lease.epoch == dead.epoch + 1
     assert job(db, job_id).lease_owner == "rescuer"
     # the dead worker, should it come back, can no longer finish the job
-    ledger.finish(db, job_id, "dead-worker", JobState.SUCCEEDED)
+    ledger.finish(db, dead, JobState.SUCCEEDED)
     assert job(db, job_id).state == JobState.RUNNING
 
 
 def test_heartbeat_keeps_the_lease(db: Database, project_id: int) -> None:
     job_id = enqueue(db, project_id)
-    assert ledger.claim(db, "a", SHORT_LEASE) is not None
+    lease = ledger.claim(db, "a", SHORT_LEASE)
+    assert lease is not None
     first_expiry = job(db, job_id).lease_expires_at
     assert first_expiry is not None
 
-    assert ledger.heartbeat(db, job_id, "a", LONG_LEASE) is False
+    assert ledger.heartbeat(db, lease, LONG_LEASE) is False
     while utcnow() <= first_expiry:  # the lease as first granted is over
         time.sleep(SHORT_LEASE)
 
@@ -145,12 +156,17 @@ def test_heartbeat_keeps_the_lease(db: Database, project_id: int) -> None:
     assert job(db, job_id).lease_owner == "a"
 
 
-def test_heartbeat_from_a_non_owner_does_not_extend_the_lease(
+def test_heartbeat_of_an_older_claim_does_not_extend_the_lease(
     db: Database, project_id: int
 ) -> None:
     job_id = enqueue(db, project_id)
+    stale = ledger.claim(db, "a", SHORT_LEASE)
+    assert stale is not None
+    outlive_lease(db, job_id)
+    # The same worker claims it again (another of its threads) and stalls too.
     assert ledger.claim(db, "a", SHORT_LEASE) is not None
-    ledger.heartbeat(db, job_id, "intruder", LONG_LEASE)
+
+    assert ledger.heartbeat(db, stale, LONG_LEASE) is True  # stop, it says
     outlive_lease(db, job_id)
     assert ledger.claim(db, "b", LONG_LEASE) is not None
 
@@ -159,13 +175,14 @@ def test_cancel_of_a_running_job_is_reported_at_its_heartbeat(
     db: Database, project_id: int, task_id: int
 ) -> None:
     job_id = enqueue(db, project_id, task_id=task_id)
-    assert ledger.claim(db, "a", LONG_LEASE) is not None
+    lease = ledger.claim(db, "a", LONG_LEASE)
+    assert lease is not None
 
     with db.session() as session:
         ledger.request_cancel(session, task_id)
 
     assert job(db, job_id).state == JobState.RUNNING  # it stops itself
-    assert ledger.heartbeat(db, job_id, "a", LONG_LEASE) is True
+    assert ledger.heartbeat(db, lease, LONG_LEASE) is True
 
 
 def test_cancel_of_a_queued_job_is_immediate(db: Database, project_id: int, task_id: int) -> None:
@@ -194,7 +211,7 @@ def test_a_job_out_of_attempts_is_failed_by_exhausted(
     assert ledger.claim(db, "third", LONG_LEASE) is None  # no attempts left
     gave_up = ledger.exhausted(db)
 
-    assert gave_up == [ledger.Lease(job_id, JobKind.RESEARCH, task_id, project_id, 2, 2)]
+    assert gave_up == [ledger.Lease(job_id, JobKind.RESEARCH, task_id, project_id, 2, 2, epoch=2)]
     row = job(db, job_id)
     assert row.state == JobState.FAILED
     assert row.lease_owner is None
@@ -215,9 +232,10 @@ def test_requeue_gives_the_job_back_without_counting_the_attempt(
     db: Database, project_id: int
 ) -> None:
     job_id = enqueue(db, project_id, max_attempts=1)
-    assert ledger.claim(db, "a", LONG_LEASE) is not None
+    first = ledger.claim(db, "a", LONG_LEASE)
+    assert first is not None
 
-    ledger.requeue(db, job_id, "a")
+    ledger.requeue(db, first)
 
     row = job(db, job_id)
     assert row.state == JobState.QUEUED
@@ -226,21 +244,37 @@ def test_requeue_gives_the_job_back_without_counting_the_attempt(
     lease = ledger.claim(db, "b", LONG_LEASE)  # its only attempt is still available
     assert lease is not None
     assert lease.attempt == 1
+    assert lease.epoch == first.epoch + 1  # the fencing token never goes back
 
 
-def test_requeue_by_a_non_owner_does_nothing(db: Database, project_id: int) -> None:
+def test_requeue_of_an_older_claim_by_the_same_worker_does_nothing(
+    db: Database, project_id: int
+) -> None:
+    """Two threads of one worker: the stale one giving its claim back must not release the
+    newer claim the other thread holds (released by job and epoch, not worker name)."""
     job_id = enqueue(db, project_id)
-    assert ledger.claim(db, "a", LONG_LEASE) is not None
-    ledger.requeue(db, job_id, "b")
+    stale = ledger.claim(db, "w", SHORT_LEASE)
+    assert stale is not None
+    outlive_lease(db, job_id)
+    current = ledger.claim(db, "w", LONG_LEASE)
+    assert current is not None
+
+    ledger.requeue(db, stale)
+    ledger.finish(db, stale, JobState.FAILED, "stale")
+    ledger.retry_later(db, stale, "stale", delay=0)
+
     row = job(db, job_id)
-    assert (row.state, row.attempts, row.lease_owner) == (JobState.RUNNING, 1, "a")
+    assert (row.state, row.attempts, row.lease_owner) == (JobState.RUNNING, 2, "w")
+    assert row.lease_epoch == current.epoch
+    assert ledger.claim(db, "other", LONG_LEASE) is None
 
 
 def test_finish_by_the_owner_records_the_outcome(db: Database, project_id: int) -> None:
     job_id = enqueue(db, project_id)
-    assert ledger.claim(db, "a", LONG_LEASE) is not None
+    lease = ledger.claim(db, "a", LONG_LEASE)
+    assert lease is not None
 
-    ledger.finish(db, job_id, "a", JobState.FAILED, "boom")
+    ledger.finish(db, lease, JobState.FAILED, "boom")
 
     row = job(db, job_id)
     assert (row.state, row.last_error, row.lease_owner) == (JobState.FAILED, "boom", None)
@@ -248,14 +282,17 @@ def test_finish_by_the_owner_records_the_outcome(db: Database, project_id: int) 
     assert ledger.claim(db, "b", LONG_LEASE) is None
 
 
-def test_finish_by_a_non_owner_does_nothing(db: Database, project_id: int) -> None:
+def test_finish_of_an_older_claim_does_nothing(db: Database, project_id: int) -> None:
     job_id = enqueue(db, project_id)
-    assert ledger.claim(db, "a", LONG_LEASE) is not None
+    stale = ledger.claim(db, "a", SHORT_LEASE)
+    assert stale is not None
+    outlive_lease(db, job_id)
+    assert ledger.claim(db, "b", LONG_LEASE) is not None
 
-    ledger.finish(db, job_id, "b", JobState.SUCCEEDED)
+    ledger.finish(db, stale, JobState.SUCCEEDED)
 
     row = job(db, job_id)
-    assert (row.state, row.lease_owner, row.finished_at) == (JobState.RUNNING, "a", None)
+    assert (row.state, row.lease_owner, row.finished_at) == (JobState.RUNNING, "b", None)
 
 
 def test_add_usage_accumulates(db: Database, project_id: int) -> None:
@@ -346,7 +383,8 @@ def test_a_project_never_runs_more_than_its_limit(db: Database) -> None:
     claimed = [lease.job_id for lease in leases if lease is not None]
     assert sorted(claimed) == sorted([*limited_jobs[:2], free_job])
     assert leases[-1] is None
-    ledger.finish(db, limited_jobs[0], "w", JobState.SUCCEEDED)
+    first = next(lease for lease in leases if lease and lease.job_id == limited_jobs[0])
+    ledger.finish(db, first, JobState.SUCCEEDED)
     lease = ledger.claim(db, "w", LONG_LEASE, project_limit=1)
     assert lease is not None
     assert lease.job_id == limited_jobs[2]
@@ -398,16 +436,17 @@ def test_retry_later_queues_the_job_after_a_delay_and_counts_the_attempt(
     db: Database, project_id: int
 ) -> None:
     job_id = enqueue(db, project_id, max_attempts=3)
-    assert ledger.claim(db, "a", LONG_LEASE) is not None
+    first = ledger.claim(db, "a", LONG_LEASE)
+    assert first is not None
 
-    ledger.retry_later(db, job_id, "a", "HTTP 429", delay=600)
+    ledger.retry_later(db, first, "HTTP 429", delay=600)
 
     row = job(db, job_id)
     assert (row.state, row.attempts, row.lease_owner) == (JobState.QUEUED, 1, None)
     assert row.last_error == "HTTP 429"
     assert ledger.claim(db, "b", LONG_LEASE) is None  # not before its time
 
-    ledger.retry_later(db, job_id, "a", "not mine any more", delay=0)  # a no-op now
+    ledger.retry_later(db, first, "not mine any more", delay=0)  # a no-op now
     with db.session() as session:
         session.get_one(Job, job_id).run_after = utcnow() - timedelta(seconds=1)
     lease = ledger.claim(db, "b", LONG_LEASE)
@@ -445,6 +484,21 @@ def enqueue_kind(db: Database, project: int, kind: JobKind) -> int:
         return ledger.enqueue(session, kind, project_id=project).id
 
 
+def lease_of(db: Database, job_id: int) -> ledger.Lease:
+    """The current claim of a running job, as its worker holds it."""
+    row = job(db, job_id)
+    return ledger.Lease(
+        row.id,
+        JobKind(row.kind),
+        row.task_id,
+        row.project_id,
+        row.attempts,
+        row.max_attempts,
+        row.lease_owner or "",
+        epoch=row.lease_epoch,
+    )
+
+
 def claim_all(db: Database, lease: float = LONG_LEASE) -> set[int]:
     claimed = set()
     while (got := ledger.claim(db, "w", lease, project_limit=100)) is not None:
@@ -460,7 +514,7 @@ def test_a_second_github_job_of_a_project_waits_for_the_first(db: Database) -> N
     elsewhere = enqueue_kind(db, other, JobKind.GITHUB)
     # The waiting github job hides neither its project's other jobs nor other projects'.
     assert claim_all(db) == {first, research, elsewhere}
-    ledger.finish(db, first, "w", JobState.SUCCEEDED)
+    ledger.finish(db, lease_of(db, first), JobState.SUCCEEDED)
     assert claim_all(db) == {second}
 
 
@@ -477,7 +531,7 @@ def test_a_github_job_whose_worker_vanished_is_reclaimed_before_the_next_runs(
     rescued = ledger.claim(db, "w2", LONG_LEASE, project_limit=100)
     assert rescued is not None and rescued.job_id == first
     assert claim_all(db) == set()
-    ledger.finish(db, first, "w2", JobState.SUCCEEDED)
+    ledger.finish(db, rescued, JobState.SUCCEEDED)
     assert claim_all(db) == {second}
 
 
@@ -506,3 +560,112 @@ def test_concurrent_claimers_start_one_github_job_per_project(db: Database) -> N
         thread.join()
     assert errors == []
     assert len(claimed) == 1
+
+
+# -- fencing: every write of a job carries its claim's epoch ----------------------------------
+
+
+def stale_and_current(db: Database, job_id: int) -> tuple[ledger.Lease, ledger.Lease]:
+    """A claim that stalled past its lease, and the claim that took the job over (by the
+    same worker: names prove nothing, the epoch does)."""
+    stale = ledger.claim(db, "w", SHORT_LEASE)
+    assert stale is not None
+    outlive_lease(db, job_id)
+    current = ledger.claim(db, "w", LONG_LEASE)
+    assert current is not None
+    assert current.job_id == job_id
+    return stale, current
+
+
+def move_task(db: Database, task_id: int, state: str) -> None:
+    with db.session() as session:
+        session.get_one(Task, task_id).state = state
+        events.record(session, "task.state", state, task_id=task_id)
+
+
+def test_a_write_under_an_old_epoch_is_refused_whole(
+    db: Database, project_id: int, task_id: int
+) -> None:
+    job_id = enqueue(db, project_id, task_id=task_id)
+    stale, current = stale_and_current(db, job_id)
+
+    with pytest.raises(LeaseLost):
+        move_task(db.fenced(lambda s: ledger.fence(s, stale)), task_id, "failed")
+
+    with db.session() as session:
+        assert session.get_one(Task, task_id).state == "researching"  # nothing landed
+        assert session.scalars(select(Event).where(Event.task_id == task_id)).all() == []
+    move_task(db.fenced(lambda s: ledger.fence(s, current)), task_id, "awaiting_answers")
+    with db.session() as session:
+        assert session.get_one(Task, task_id).state == "awaiting_answers"
+
+
+def test_core_statements_of_an_old_epoch_are_refused_too(
+    db: Database, project_id: int, task_id: int
+) -> None:
+    job_id = enqueue(db, project_id, task_id=task_id)
+    stale, _ = stale_and_current(db, job_id)
+
+    with pytest.raises(LeaseLost), db.fenced(lambda s: ledger.fence(s, stale)).session() as s:
+        s.execute(update(Task).where(Task.id == task_id).values(state="failed"))
+
+    with db.session() as session:
+        assert session.get_one(Task, task_id).state == "researching"
+
+
+def test_a_fenced_transaction_that_only_reads_is_not_refused(
+    db: Database, project_id: int, task_id: int
+) -> None:
+    job_id = enqueue(db, project_id, task_id=task_id)
+    stale, _ = stale_and_current(db, job_id)
+    with db.fenced(lambda s: ledger.fence(s, stale)).session() as session:
+        assert session.get_one(Task, task_id).state == "researching"
+
+
+def test_settle_of_an_old_epoch_is_refused_and_moves_nothing(
+    db: Database, project_id: int, task_id: int
+) -> None:
+    job_id = enqueue(db, project_id, task_id=task_id)
+    stale, current = stale_and_current(db, job_id)
+
+    def settle_in_review(lease: ledger.Lease) -> None:
+        with db.session() as session:
+            session.get_one(Task, task_id).state = "in_review"
+            ledger.settle(session, lease)
+
+    with pytest.raises(LeaseLost):
+        settle_in_review(stale)
+
+    assert job(db, job_id).state == JobState.RUNNING
+    with db.session() as session:
+        assert session.get_one(Task, task_id).state == "researching"
+    settle_in_review(current)
+    assert job(db, job_id).state == JobState.SUCCEEDED
+
+
+def test_a_job_the_recovery_sweep_failed_fences_out_its_last_claim(
+    db: Database, project_id: int, task_id: int
+) -> None:
+    job_id = enqueue(db, project_id, task_id=task_id, max_attempts=1)
+    lease = ledger.claim(db, "w", SHORT_LEASE)
+    assert lease is not None
+    outlive_lease(db, job_id)
+    assert [gave_up.job_id for gave_up in ledger.exhausted(db)] == [job_id]
+
+    with pytest.raises(LeaseLost):
+        move_task(db.fenced(lambda s: ledger.fence(s, lease)), task_id, "in_review")
+    assert not ledger.still_held(db, lease)
+
+
+def test_still_held_is_false_once_the_lease_expired_or_was_taken_over(
+    db: Database, project_id: int
+) -> None:
+    job_id = enqueue(db, project_id)
+    stale = ledger.claim(db, "w", SHORT_LEASE)
+    assert stale is not None
+    outlive_lease(db, job_id)
+    assert not ledger.still_held(db, stale)  # expired, even before anyone claims it
+    current = ledger.claim(db, "w", LONG_LEASE)
+    assert current is not None
+    assert ledger.still_held(db, current)
+    assert not ledger.still_held(db, stale)

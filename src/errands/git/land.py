@@ -134,25 +134,40 @@ def _push(
     env: Mapping[str, str] | None,
     timeout: float | None,
 ) -> None:
-    # The lease makes the update a compare-and-swap on origin's side, so a commit pushed
-    # by someone else in the meantime is never overwritten. If origin is already at `new`
-    # (a retry after a crash) git reports the ref up to date and succeeds.
+    # If origin is already at `new` (a retry after a crash) git reports the ref up to date
+    # and succeeds.
+    if not push_with_lease(mirror, new, f"refs/heads/{branch}", old, env=env, timeout=timeout):
+        raise BaseMoved(f"{branch} moved on origin; squash again onto its new tip")
+
+
+def push_with_lease(
+    repo: Path,
+    new: str,
+    ref: str,
+    expected: str | None,
+    *,
+    env: Mapping[str, str] | None,
+    timeout: float | None,
+) -> bool:
+    """Compare-and-swap origin's ``ref`` from ``expected`` (None: it must not exist) to
+    ``new`` (empty: delete it). False when origin's ``ref`` was not ``expected``: nothing
+    pushed by anyone else is ever overwritten. Never a bare ``--force``."""
     result = run_git(
         "push",
         "--porcelain",
-        f"--force-with-lease=refs/heads/{branch}:{old}",
+        f"--force-with-lease={ref}:{expected or ''}",
         "origin",
-        f"{new}:refs/heads/{branch}",
-        cwd=mirror,
+        f"{new}:{ref}",
+        cwd=repo,
         env=env,
         timeout=timeout,
     )
     if result.ok:
-        return
+        return True
     said = result.stdout + result.stderr
     # "stale info": the lease check failed before sending; "cannot lock ref ... but
     # expected": another push won the race on origin's side after the check passed.
     if "stale info" in said or ("cannot lock ref" in said and "but expected" in said):
-        raise BaseMoved(f"{branch} moved on origin; squash again onto its new tip")
+        return False
     # --porcelain puts the reason a ref was rejected on stdout.
     raise error_for(result, include_stdout=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from errands.errors import GitError
+from errands.errors import BranchMoved, GitError
 from errands.git import land as landing
 from errands.git.diff import DEFAULT_MAX_LINES_PER_FILE, Diff, parse_diff
 from errands.git.history import CommitInfo, list_commits
@@ -18,6 +19,16 @@ from errands.git.workspace import Workspace
 from errands.git.worktrees import add_worktree, remove_worktree
 
 ORIGIN = "origin"
+
+
+class Tracked(enum.Enum):
+    """The value this mirror last fetched or pushed for a ref (its ``refs/remotes/origin``
+    copy), as a compare-and-swap's expected value."""
+
+    TRACKED = "tracked"
+
+
+TRACKED = Tracked.TRACKED
 _FETCH_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
 # Bytes of `git diff` output read at most: past this, later files are left out (and the
 # Diff says so) rather than a huge change eating the worker's memory.
@@ -233,12 +244,31 @@ class Mirror:
                 return sha
         return None
 
-    def publish(self, branch: str) -> None:
-        """Force-push a task branch to origin (it is Errands' own branch there too)."""
+    def publish(
+        self, branch: str, *, commit: str | None = None, expected: str | Tracked | None = TRACKED
+    ) -> str:
+        """Move origin's copy of a task branch to ``commit`` (default: the local branch's
+        tip) and return it, as a compare-and-swap: only from ``expected`` (None: the branch
+        must not exist there yet; by default the value this mirror last fetched or pushed).
+        Raises :class:`BranchMoved` when origin's copy is elsewhere: whoever moved it (a
+        newer attempt of the job) is never overwritten. History may be rewritten (an
+        attempt that resumed from a diverged copy), so no fast-forward is required."""
         require_task_branch(branch)
         ref = f"refs/heads/{branch}"
         with repo_lock(self.path):
-            self._network("push", "--quiet", "--force", ORIGIN, f"{ref}:{ref}")
+            new = resolve(self.path, check_rev(commit) if commit else ref)
+            if new is None:
+                raise GitError(f"cannot publish {branch}: no such commit {commit or ref}")
+            old = self.resolve(self.base_ref(branch)) if expected is TRACKED else expected
+            assert not isinstance(old, Tracked)
+            if not landing.push_with_lease(
+                self.path, new, ref, old, env=self.auth_env, timeout=self.network_timeout
+            ):
+                raise BranchMoved(
+                    f"{branch} moved on origin (from {str(old)[:10]}); another attempt of "
+                    "the job published it"
+                )
+        return new
 
     def contains(self, tip: str, commit: str) -> bool:
         """Whether ``commit`` is ``tip`` or an ancestor of it."""
@@ -274,14 +304,23 @@ class Mirror:
             git("update-ref", ref, published, *([local] if local else []), cwd=self.path)
             return published
 
-    def delete_remote_branch(self, branch: str) -> None:
+    def delete_remote_branch(
+        self, branch: str, *, expected: str | Tracked | None = TRACKED
+    ) -> None:
+        """Delete origin's copy of a task branch, only if it is at ``expected`` (by default
+        what this mirror last fetched or pushed); raises :class:`BranchMoved` otherwise."""
         require_task_branch(branch)
         ref = f"refs/heads/{branch}"
         with repo_lock(self.path):
             listed = self._network("ls-remote", "--heads", ORIGIN, ref)
             if not listed.strip():
                 return
-            self._network("push", "--quiet", ORIGIN, f":{ref}")
+            old = self.resolve(self.base_ref(branch)) if expected is TRACKED else expected
+            assert not isinstance(old, Tracked)
+            if not landing.push_with_lease(
+                self.path, "", ref, old, env=self.auth_env, timeout=self.network_timeout
+            ):
+                raise BranchMoved(f"{branch} moved on origin; not deleting it")
 
     def land(self, commit: str, base_branch: str, expected_base: str) -> None:
         """Move origin's ``base_branch`` from ``expected_base`` to ``commit``.

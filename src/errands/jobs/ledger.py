@@ -1,7 +1,9 @@
 """The job ledger: jobs are rows; a worker leases one, heartbeats while it runs, releases it.
 
 A job whose worker vanished (SIGKILL, OOM, a lost machine) stops heartbeating; once its lease
-expires any worker may claim it again, until it has used up its attempts. A job that hit a
+expires any worker may claim it again, until it has used up its attempts. Every claim bumps the
+job's ``lease_epoch``, the fencing token its writes carry (``fence``): a worker that froze
+past its lease and wakes up finds its writes refused. A job that hit a
 retryable error goes back to the queue with a delay that doubles per attempt.
 
 Claiming is fair and bounded: among runnable jobs, the project with the fewest running jobs
@@ -22,6 +24,7 @@ from sqlalchemy.orm import Session, aliased
 from errands.domain import JobKind, JobState
 from errands.errors import LeaseLost
 from errands.store import Database, Job, Project
+from errands.store.db import FENCE_CHECKED
 from errands.store.models import utcnow
 
 ACTIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
@@ -36,6 +39,9 @@ class Lease:
     attempt: int
     max_attempts: int = 1
     owner: str = ""  # the worker holding the lease
+    # The fencing token: the job's lease_epoch as this claim set it. Every write of the job
+    # is checked against it (see fence).
+    epoch: int = 0
 
     @property
     def last_attempt(self) -> bool:
@@ -173,6 +179,7 @@ def _try_claim(
                 heartbeat_at=now,
                 started_at=now,
                 attempts=Job.attempts + 1,
+                lease_epoch=Job.lease_epoch + 1,
             )
             .execution_options(synchronize_session=False)
         )
@@ -188,6 +195,7 @@ def _try_claim(
             attempt=job.attempts,
             max_attempts=job.max_attempts,
             owner=owner,
+            epoch=job.lease_epoch,
         )
 
 
@@ -208,34 +216,72 @@ def _lock_project(session: Session, project_id: int) -> None:
         )
 
 
-def heartbeat(db: Database, job_id: int, owner: str, lease_seconds: float) -> bool:
+def _held(lease: Lease) -> ColumnElement[bool]:
+    """The job is still leased under ``lease``'s epoch: no claim has happened since."""
+    return (
+        (Job.id == lease.job_id)
+        & (Job.lease_epoch == lease.epoch)
+        & (Job.state == JobState.RUNNING)
+    )
+
+
+def fence(session: Session, lease: Lease) -> None:
+    """Refuse the caller's transaction (``LeaseLost``, so it rolls back) unless ``lease`` is
+    still the job's newest claim.
+
+    The check is a no-op UPDATE of the job's row, so it holds that row's lock (PostgreSQL)
+    or the database's write lock (SQLite) until the transaction ends: a claim bumping the
+    epoch waits for this commit, and can never slip in between the check and the writes."""
+    checked = session.execute(
+        update(Job)
+        .where(_held(lease))
+        .values(lease_epoch=Job.lease_epoch)
+        .execution_options(synchronize_session=False)
+    )
+    if checked.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(
+            f"job {lease.job_id}: the lease of attempt {lease.attempt} (epoch {lease.epoch}) "
+            "was taken over; this attempt writes nothing more"
+        )
+    session.info[FENCE_CHECKED] = True
+
+
+def still_held(db: Database, lease: Lease) -> bool:
+    """Whether ``lease`` is the job's newest claim and has not expired (as this machine's
+    clock sees it): checked before effects outside the database, which no transaction
+    covers (they are compare-and-swaps of their own on top)."""
+    with db.session() as session:
+        found = session.scalar(
+            select(func.count()).where(_held(lease), Job.lease_expires_at >= utcnow())
+        )
+    return bool(found)
+
+
+def heartbeat(db: Database, lease: Lease, lease_seconds: float) -> bool:
     """Extend the lease; return True when the job must stop: cancellation was requested, or
-    the lease was lost (this worker stalled past it and another may have taken the job:
+    the lease was lost (this worker stalled past it and another claim took the job over:
     going on would do the work twice)."""
     now = utcnow()
     with db.session() as session:
         extended = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.RUNNING)
+            .where(_held(lease))
             .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds))
         )
         if extended.rowcount != 1:  # type: ignore[attr-defined]
             return True
-        job = session.get(Job, job_id)
+        job = session.get(Job, lease.job_id)
         return bool(job and job.cancel_requested)
 
 
 def settle(session: Session, lease: Lease) -> None:
-    """Mark the job succeeded inside the caller's transaction, only if this worker still
-    holds its lease: a worker that stalled past its lease (another may be redoing the job)
+    """Mark the job succeeded inside the caller's transaction, only if ``lease`` is still its
+    newest claim: a worker that stalled past its lease (another may be redoing the job)
     must not commit its stage's result. Raises ``LeaseLost``, rolling the transaction back."""
-    result = session.execute(
+    fence(session, lease)
+    session.execute(
         update(Job)
-        .where(
-            Job.id == lease.job_id,
-            Job.lease_owner == lease.owner,
-            Job.state == JobState.RUNNING,
-        )
+        .where(_held(lease))
         .values(
             state=JobState.SUCCEEDED,
             finished_at=utcnow(),
@@ -244,17 +290,14 @@ def settle(session: Session, lease: Lease) -> None:
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise LeaseLost(f"job {lease.job_id} is no longer leased to {lease.owner}")
 
 
-def finish(
-    db: Database, job_id: int, owner: str, state: JobState, error: str | None = None
-) -> None:
+def finish(db: Database, lease: Lease, state: JobState, error: str | None = None) -> None:
+    """Record how the job ended, if ``lease`` is still its newest claim (else a no-op)."""
     with db.session() as session:
         session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.lease_owner == owner)
+            .where(_held(lease))
             .values(
                 state=state,
                 last_error=error,
@@ -265,12 +308,14 @@ def finish(
         )
 
 
-def requeue(db: Database, job_id: int, owner: str) -> None:
-    """Give a job back untouched (worker shutdown); the attempt does not count."""
+def requeue(db: Database, lease: Lease) -> None:
+    """Give a job back untouched (worker shutdown); the attempt does not count. Released by
+    (job, epoch), never by worker name: another thread of the same worker may hold a newer
+    claim of the same job."""
     with db.session() as session:
         session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.lease_owner == owner)
+            .where(_held(lease))
             .values(
                 state=JobState.QUEUED,
                 attempts=Job.attempts - 1,
@@ -287,13 +332,13 @@ def retry_delay(attempt: int, base: float, cap: float) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def retry_later(db: Database, job_id: int, owner: str, error: str, delay: float) -> None:
+def retry_later(db: Database, lease: Lease, error: str, delay: float) -> None:
     """Put a job that hit a retryable error back in the queue, runnable after ``delay``
     seconds. The attempt counts."""
     with db.session() as session:
         session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.RUNNING)
+            .where(_held(lease))
             .values(
                 state=JobState.QUEUED,
                 last_error=error,
@@ -332,6 +377,7 @@ def exhausted(db: Database) -> list[Lease]:
                     job.project_id,
                     job.attempts,
                     job.max_attempts,
+                    epoch=job.lease_epoch,
                 )
             )
     return gave_up

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,17 @@ class Outcome:
 
 
 JobHandler = Callable[[Lease, threading.Event], Outcome]
+
+# A running job whose lease could not be renewed for this fraction of the lease is stopped by
+# its own worker: the rest of the lease is the margin for the stop to take effect before the
+# lease expires and another worker may claim the job.
+SELF_STOP_FRACTION = 2 / 3
+
+
+@dataclass
+class _Running:
+    cancel: threading.Event
+    renewed: float  # time.monotonic() of the claim or of the last renewal
 
 
 class Worker:
@@ -68,7 +80,9 @@ class Worker:
         self.heartbeat_seconds = min(1.0, lease_seconds / 4)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
-        self._running: dict[int, threading.Event] = {}
+        # Keyed by claim, not by job: after a stall the same worker may hold a newer claim of
+        # a job in another thread while the stale one winds down.
+        self._running: dict[Lease, _Running] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -81,6 +95,9 @@ class Worker:
         ]
         self._threads.append(
             threading.Thread(target=self._heartbeats, name="errands-heartbeat", daemon=True)
+        )
+        self._threads.append(
+            threading.Thread(target=self._watchdog, name="errands-watchdog", daemon=True)
         )
         if self.duties:
             scheduler = Scheduler(self.db, self.duties, self.name, self.stopping)
@@ -96,8 +113,8 @@ class Worker:
         self.stopping.set()
         self.transport.close()
         with self._lock:
-            for cancel in self._running.values():
-                cancel.set()
+            for running in self._running.values():
+                running.cancel.set()
         for thread in self._threads:
             thread.join(timeout)
 
@@ -125,36 +142,67 @@ class Worker:
             self._run(lease)
 
     def _run(self, lease: Lease) -> None:
-        cancel = threading.Event()
+        running = _Running(threading.Event(), time.monotonic())
         with self._lock:
-            self._running[lease.job_id] = cancel
+            self._running[lease] = running
         try:
-            outcome = self.handler(lease, cancel)
+            outcome = self.handler(lease, running.cancel)
         except BaseException as exc:  # the handler should not raise; never lose the lease
             log.exception("job %s crashed", lease.job_id)
             outcome = Outcome(JobState.FAILED, f"internal error: {exc!r}")
         finally:
             with self._lock:
-                self._running.pop(lease.job_id, None)
+                self._running.pop(lease, None)
+        try:
+            self._release(lease, outcome)
+        except Exception:
+            # The database is unreachable: the lease expires and another worker takes over.
+            log.exception("could not release job %s", lease.job_id)
+
+    def _release(self, lease: Lease, outcome: Outcome) -> None:
+        # Each release names the claim (job and epoch): a stale one changes nothing.
         if outcome.state is JobState.QUEUED and outcome.retry_in is not None:
-            ledger.retry_later(
-                self.db, lease.job_id, self.name, outcome.error or "", outcome.retry_in
-            )
+            ledger.retry_later(self.db, lease, outcome.error or "", outcome.retry_in)
         elif outcome.state is JobState.QUEUED:
-            # Interrupted by shutdown, not by a user: put it back for another worker to
-            # resume (its stages are idempotent).
-            ledger.requeue(self.db, lease.job_id, self.name)
+            # Interrupted by shutdown (or this worker lost touch with the ledger), not by a
+            # user: put it back for another worker to resume (its stages are idempotent).
+            ledger.requeue(self.db, lease)
         else:
-            ledger.finish(self.db, lease.job_id, self.name, outcome.state, outcome.error)
+            ledger.finish(self.db, lease, outcome.state, outcome.error)
 
     def _heartbeats(self) -> None:
-        """Extend the leases of running jobs and hear of cancellations."""
+        """Extend the leases of running jobs and hear of cancellations; stop the jobs whose
+        lease this worker can no longer vouch for."""
         while not self.stopping.wait(self.heartbeat_seconds):
             with self._lock:
                 running = dict(self._running)
-            for job_id, cancel in running.items():
+            for lease, job in running.items():
                 try:
-                    if ledger.heartbeat(self.db, job_id, self.name, self.lease_seconds):
-                        cancel.set()
+                    if ledger.heartbeat(self.db, lease, self.lease_seconds):
+                        job.cancel.set()
+                    else:
+                        job.renewed = time.monotonic()
                 except Exception:
-                    log.exception("heartbeat for job %s failed", job_id)
+                    log.exception("heartbeat for job %s failed", lease.job_id)
+
+    def _watchdog(self) -> None:
+        """Stop every job whose lease was last renewed more than ``SELF_STOP_FRACTION`` of a
+        lease ago (its agent and its commands too, through its cancel event), before another
+        worker may take it over: two workers must never work on one job at once. A thread
+        of its own, so a heartbeat stuck on an unreachable database cannot hold it up; and
+        it is what a worker frozen past its leases (SIGSTOP, a paused VM) does first on
+        waking."""
+        while not self.stopping.wait(self.heartbeat_seconds / 2):
+            now = time.monotonic()
+            with self._lock:
+                running = dict(self._running)
+            for lease, job in running.items():
+                silent = now - job.renewed
+                if silent > self.lease_seconds * SELF_STOP_FRACTION and not job.cancel.is_set():
+                    log.warning(
+                        "job %s: lease not renewed for %.1fs (lease %.1fs); stopping it",
+                        lease.job_id,
+                        silent,
+                        self.lease_seconds,
+                    )
+                    job.cancel.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import re
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
 
 from errands.errors import ConfigError
 
@@ -36,6 +37,24 @@ def written_head() -> str | None:
             parents.add(found["down_revision"])
     heads = revisions - parents
     return heads.pop() if len(heads) == 1 else None
+
+
+# Session.info keys of a fenced session (see Database.fenced): set once the transaction has
+# written something, and once its fence has been checked (the check locks the fence's row
+# until the transaction ends, so once is enough).
+WROTE = "errands.wrote"
+FENCE_CHECKED = "errands.fence_checked"
+
+Fence = Callable[[Session], None]
+
+
+def _flushed(session: Session, _flush: UOWTransaction) -> None:
+    session.info[WROTE] = True
+
+
+def _executed(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[WROTE] = True
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -68,6 +87,17 @@ class Database:
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise ConfigError(f"ERRANDS_DATABASE_URL is not usable ({url!r}): {exc}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self._sessions, "after_flush", _flushed)
+        event.listen(self._sessions, "do_orm_execute", _executed)
+        self._fence: Fence | None = None
+
+    def fenced(self, fence: Fence) -> Database:
+        """This database, but every transaction that writes runs ``fence(session)`` before it
+        commits, in the same transaction: a job's writes carry its lease, and ``fence``
+        refuses them (raising) once the lease is gone. Same engine, same connections."""
+        view = copy.copy(self)
+        view._fence = fence
+        return view
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent, safe when several processes
@@ -122,6 +152,10 @@ class Database:
         session = self._sessions()
         try:
             yield session
+            if self._fence is not None:
+                session.flush()
+                if session.info.get(WROTE) and not session.info.get(FENCE_CHECKED):
+                    self._fence(session)
             session.commit()
         except BaseException:
             session.rollback()

@@ -195,6 +195,10 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=3)
     lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
+    # The fencing token: bumped by every claim and never lowered (``attempts`` is, by a
+    # requeue). Every write a job makes names the epoch it was leased under, and the store
+    # refuses it once a newer claim exists (see errands.jobs.ledger.fence).
+    lease_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     cancel_requested: Mapped[bool] = mapped_column(default=False)

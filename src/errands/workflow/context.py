@@ -13,7 +13,8 @@ from errands.accounts import budget, cost, vault
 from errands.agent.loop import AgentConfig
 from errands.agent.providers import ModelHandle
 from errands.domain import JobKind
-from errands.errors import Cancelled, ConfigError
+from errands.errors import Cancelled, ConfigError, LeaseLost
+from errands.faults import crash_point
 from errands.git import Mirror
 from errands.jobs import ledger
 from errands.jobs.ledger import Lease
@@ -32,8 +33,10 @@ class Services:
     model_factory: Callable[[Settings, Phase], ModelHandle]
 
 
-def workspace_name(task_id: int, job_id: int) -> str:
-    return f"task-{task_id}-job-{job_id}"
+def workspace_name(task_id: int, job_id: int, epoch: int) -> str:
+    # Per claim, not per job: a stalled attempt that wakes never touches the workspace of
+    # the attempt that took its job over.
+    return f"task-{task_id}-job-{job_id}-{epoch}"
 
 
 class Redactor:
@@ -57,9 +60,22 @@ class Redactor:
 class JobContext:
     """One running job. Also the agent's ``Recorder``: events, usage, cancellation."""
 
-    def __init__(self, services: Services, lease: Lease, cancel: threading.Event) -> None:
+    def __init__(
+        self,
+        services: Services,
+        lease: Lease,
+        cancel: threading.Event,
+        *,
+        fenced: bool = True,
+    ) -> None:
         self.services = services
-        self.db = services.db
+        # Every transaction of the job that writes is fenced by its lease: once another claim
+        # took the job over, this attempt's writes are refused (LeaseLost) and it stops.
+        self.db = (
+            services.db.fenced(lambda session: ledger.fence(session, lease))
+            if fenced
+            else services.db
+        )
         # The organization's own keys (stored encrypted), if it saved any, replace the
         # server's for this job, and are redacted from its events like the server's.
         settings = vault.settings_for_project(services.db, services.settings, lease.project_id)
@@ -71,6 +87,11 @@ class JobContext:
         self.settings = settings
         self.lease = lease
         self.cancel = cancel
+        # Where origin's copy of each task branch was when this attempt last saw it (fetched
+        # or pushed it): the expected value of its compare-and-swap pushes. In memory, per
+        # attempt: a stalled attempt's view is older than any newer attempt's push.
+        self.origin_tips: dict[str, str | None] = {}
+        self.settled = False  # see settle
         self.redact = Redactor(self.settings.secrets())
 
     @property
@@ -107,14 +128,17 @@ class JobContext:
         )
 
     def usage(self, requests: int, input_tokens: int, output_tokens: int) -> None:
+        # Not fenced: a stale attempt's model calls cost money all the same.
         ledger.add_usage(
-            self.db,
+            self.services.db,
             self.lease.job_id,
             requests=requests,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
         )
-        cost.add_job_cost(self.db, self.lease.job_id, self._model(), input_tokens, output_tokens)
+        cost.add_job_cost(
+            self.services.db, self.lease.job_id, self._model(), input_tokens, output_tokens
+        )
 
     def check_budget(self, input_tokens: int, output_tokens: int) -> None:
         """Before each model call: stop (BudgetReached) once the task's or the organization's
@@ -144,7 +168,24 @@ class JobContext:
         """Mark this job succeeded inside the transaction that moves its task on, so that the
         moment a user sees the new state they can act on it (no "a job is still running"),
         and so that a worker that lost its lease cannot move the task at all."""
+        crash_point("job.settle")
         ledger.settle(session, self.lease)
+        # Its last event, in the same transaction: once settled, the lease is over and any
+        # later write of this attempt would be refused.
+        self.record(
+            session, "job.succeeded", f"{self.lease.kind} job finished", job_kind=self.lease.kind
+        )
+        self.settled = True
+
+    def check_lease(self) -> None:
+        """Stop (LeaseLost) unless this attempt still holds an unexpired lease: called before
+        an effect outside the database (a push, a landing), which no transaction fences.
+        Those effects are compare-and-swaps too, for a stall right after this check."""
+        if not ledger.still_held(self.services.db, self.lease):
+            raise LeaseLost(
+                f"job {self.lease.job_id}: attempt {self.lease.attempt} no longer holds its "
+                "lease; leaving the job to the attempt that took it over"
+            )
 
     # -- helpers for stages ---------------------------------------------------------------
 
@@ -159,4 +200,4 @@ class JobContext:
         return open_mirror(self.settings, self.lease.project_id, origin)
 
     def workspace_name(self) -> str:
-        return workspace_name(self.task_id, self.lease.job_id)
+        return workspace_name(self.task_id, self.lease.job_id, self.lease.epoch)

@@ -6,14 +6,14 @@ from errands.agent import prompts
 from errands.agent.loop import run_agent
 from errands.agent.schemas import Plan
 from errands.domain import SubtaskState, TaskState, check_transition
-from errands.errors import GitError
+from errands.errors import BranchMoved, GitError
 from errands.faults import crash_point
 from errands.git import Mirror, task_branch
 from errands.github import hooks as github_hooks
 from errands.store import Subtask, Task
 from errands.workflow import handoff, trailers
 from errands.workflow.context import JobContext
-from errands.workflow.implement import implement_subtask
+from errands.workflow.implement import implement_subtask, observe_branch, publish_branch
 from errands.workflow.mirrors import base_tip
 from errands.workflow.project_config import effective_config
 from errands.workflow.workspaces import JobWorkspace, job_workspace
@@ -55,6 +55,7 @@ def run(ctx: JobContext) -> None:
         base_commit = task.base_commit
         key = trailers.key_line(task)
     # A resumed job may have started on another machine.
+    observe_branch(ctx, mirror, branch)
     tip = mirror.adopt_published(branch, base_commit, key)
     _forget_lost_commits(ctx, mirror, tip)
     # An existing branch (a resumed job) is reused as it is.
@@ -131,7 +132,9 @@ def finish_review_round(ctx: JobContext, mirror: Mirror, branch: str, head: str)
     ctx.check_cancelled()
     crash_point("branch.before_publish")
     try:
-        mirror.publish(branch)
+        publish_branch(ctx, mirror, branch, head)
+    except BranchMoved:
+        raise
     except GitError as exc:
         # Review works from the mirror; a read-only origin only loses the convenience copy.
         ctx.emit("branch.publish_failed", f"Could not push {branch} to the project: {exc}")

@@ -12,7 +12,7 @@ from errands.agent import prompts
 from errands.agent.loop import run_agent
 from errands.agent.schemas import SubtaskReport
 from errands.domain import SubtaskState
-from errands.errors import GitError, VerificationFailed
+from errands.errors import BranchMoved, GitError, VerificationFailed
 from errands.faults import crash_point
 from errands.git import Mirror
 from errands.store import Subtask
@@ -64,7 +64,7 @@ def implement_subtask(
         if existing is not None:
             # Its attempt may have died before publishing it: publish before recording, as
             # for a new commit, or a resume elsewhere would build on a branch without it.
-            publish_progress(ctx, mirror, workspace.branch)
+            publish_progress(ctx, mirror, workspace.branch, workspace.head())
             subtask.state = SubtaskState.COMMITTED
             subtask.commit_sha = existing
             ctx.record(
@@ -153,7 +153,7 @@ def implement_subtask(
         if sha:
             # Published before it is recorded: a resumed job on any machine finds every
             # commit the records name (see Mirror.adopt_published).
-            publish_progress(ctx, mirror, workspace.branch)
+            publish_progress(ctx, mirror, workspace.branch, sha)
         # An empty subtask's summary is why nothing changed (the API shows it as
         # no_change_reason); without one, it says the agent gave none.
         reason = report.no_change_reason or NO_REASON
@@ -191,9 +191,31 @@ def _record_verification(
         subtask.verified = passed
 
 
-def publish_progress(ctx: JobContext, mirror: Mirror, branch: str) -> None:
+def observe_branch(ctx: JobContext, mirror: Mirror, branch: str) -> None:
+    """Right after :meth:`Mirror.fetch`: remember origin's copy of ``branch`` as this attempt
+    found it, the expected value of its first publication."""
+    ctx.origin_tips[branch] = mirror.resolve(mirror.base_ref(branch))
+
+
+def publish_branch(ctx: JobContext, mirror: Mirror, branch: str, head: str) -> None:
+    """Move origin's copy of ``branch`` to ``head``, only from where this attempt last saw
+    it: if another attempt took the job over and published, this one raises (LeaseLost if
+    its lease is gone, else BranchMoved: retried from origin's copy)."""
+    ctx.check_lease()
     try:
-        mirror.publish(branch)
+        ctx.origin_tips[branch] = mirror.publish(
+            branch, commit=head, expected=ctx.origin_tips[branch]
+        )
+    except BranchMoved:
+        ctx.check_lease()
+        raise
+
+
+def publish_progress(ctx: JobContext, mirror: Mirror, branch: str, head: str) -> None:
+    try:
+        publish_branch(ctx, mirror, branch, head)
+    except BranchMoved:
+        raise
     except GitError as exc:
         # A read-only origin: this machine can still finish the task; only a resume on
         # another machine would have to redo the subtask.

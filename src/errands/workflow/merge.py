@@ -12,6 +12,7 @@ from errands.github import hooks as github_hooks
 from errands.store import Task
 from errands.workflow import trailers
 from errands.workflow.context import JobContext
+from errands.workflow.implement import observe_branch
 from errands.workflow.mirrors import base_tip
 
 
@@ -56,7 +57,8 @@ def run(ctx: JobContext) -> None:
     mirror = ctx.mirror(origin)
     commit = _land(ctx, mirror, origin, branch, base_branch, reviewed_base, message, key)
     try:
-        mirror.delete_remote_branch(branch)
+        # Only the copy this attempt merged: one moved since belongs to someone else.
+        mirror.delete_remote_branch(branch, expected=ctx.origin_tips.get(branch))
     except GitError as exc:
         ctx.emit("branch.delete_failed", f"Could not delete {branch} from the project: {exc}")
     record_merged(
@@ -78,6 +80,7 @@ def _land(
     for attempt in range(1, LAND_ATTEMPTS + 1):
         ctx.check_cancelled()
         mirror.fetch()
+        observe_branch(ctx, mirror, branch)
         if reviewed_base is not None:  # reviewed on a branch another machine may have built
             mirror.adopt_published(branch, reviewed_base, key)
         current = base_tip(mirror, origin, base_branch)
@@ -98,6 +101,9 @@ def _land(
             )
         commit = mirror.squash(branch, current, message)  # raises MergeConflict
         crash_point("merge.before_land")
+        # A compare-and-swap on the base branch's tip either way; this check only spares a
+        # stale attempt the landing (and its squash being the one adopted).
+        ctx.check_lease()
         try:
             mirror.land(commit, base_branch, current)  # raises BaseMoved / DirtyWorkingTree
         except BaseMoved:

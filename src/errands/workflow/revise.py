@@ -11,7 +11,7 @@ from errands.store import ReviewComment, Subtask, Task
 from errands.workflow import trailers
 from errands.workflow.context import JobContext
 from errands.workflow.execute import finish_review_round
-from errands.workflow.implement import implement_subtask
+from errands.workflow.implement import implement_subtask, observe_branch
 from errands.workflow.project_config import effective_config
 from errands.workflow.workspaces import job_workspace
 
@@ -72,6 +72,7 @@ def run(ctx: JobContext) -> None:
         )
     mirror = ctx.mirror(origin)
     mirror.fetch()
+    observe_branch(ctx, mirror, branch)
     mirror.adopt_published(branch, base_commit, key)  # the last round may have run elsewhere
     # The branch exists: the workspace checks it out as it is (start_point is unused).
     with job_workspace(

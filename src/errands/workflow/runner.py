@@ -45,7 +45,19 @@ class Dispatcher:
         self.services = services
 
     def __call__(self, lease: Lease, cancel: threading.Event) -> Outcome:
-        ctx = JobContext(self.services, lease, cancel)
+        try:
+            return self._run(JobContext(self.services, lease, cancel))
+        except LeaseLost:
+            # Another claim owns the job now; this attempt leaves everything to it: no retry,
+            # no failure recorded (every write of it, _fail's too, is refused anyway). The
+            # requeue the worker makes of this outcome names this claim's epoch: a no-op.
+            log.warning(
+                "job %s: lease of attempt %s lost, abandoning it", lease.job_id, lease.attempt
+            )
+            return Outcome(JobState.QUEUED, "lease lost")
+
+    def _run(self, ctx: JobContext) -> Outcome:
+        lease = ctx.lease
         if lease.task_id is not None and not self._task_still_wants(ctx):
             return Outcome(JobState.CANCELLED, "the task is no longer active")
         ctx.emit(
@@ -57,12 +69,11 @@ class Dispatcher:
         try:
             STAGES[lease.kind](ctx)
         except LeaseLost:
-            # Another worker owns the job now; this attempt leaves everything to it.
-            log.warning("job %s: lease lost, abandoning this attempt", lease.job_id)
-            return Outcome(JobState.QUEUED)
+            raise
         except Cancelled:
             if not self._cancel_requested(lease.job_id):
-                return Outcome(JobState.QUEUED)  # worker shutdown: resume elsewhere
+                # Worker shutdown, or this worker could not renew the lease: resume elsewhere.
+                return Outcome(JobState.QUEUED)
             ctx.emit("job.cancelled", f"{lease.kind} job stopped: the task was cancelled")
             return Outcome(JobState.CANCELLED, "cancelled")
         except MERGE_PROBLEMS as exc:
@@ -87,12 +98,14 @@ class Dispatcher:
             message = f"Internal error in the {lease.kind} stage: {type(exc).__name__}: {exc}"
             self._fail(ctx, message, "internal_error")
             return Outcome(JobState.FAILED, message)
-        ctx.emit("job.succeeded", f"{lease.kind} job finished", job_kind=lease.kind)
+        if not ctx.settled:  # a stage that moves no task on (index, GitHub sync)
+            ctx.emit("job.succeeded", f"{lease.kind} job finished", job_kind=lease.kind)
         return Outcome(JobState.SUCCEEDED)
 
     def gave_up(self, lease: Lease) -> None:
-        """The ledger gave up on a job whose workers kept dying: the task must not hang."""
-        ctx = JobContext(self.services, lease, threading.Event())
+        """The ledger gave up on a job whose workers kept dying: the task must not hang.
+        (Not fenced: the ledger itself ended the lease, in the sweep that calls this.)"""
+        ctx = JobContext(self.services, lease, threading.Event(), fenced=False)
         self._fail(
             ctx,
             f"The {lease.kind} job was interrupted {lease.attempt} time(s) (its worker stopped "

@@ -191,11 +191,11 @@ def _sweep(ctx: JobContext, pool: WorkspacePool) -> None:
 def _live_workspaces(db: Database, project_id: int) -> set[str]:
     with db.session() as session:
         running = session.execute(
-            select(Job.id, Job.task_id).where(
+            select(Job.id, Job.task_id, Job.lease_epoch).where(
                 Job.project_id == project_id, Job.state == JobState.RUNNING
             )
         ).all()
-    return {workspace_name(task_id, job_id) for job_id, task_id in running if task_id}
+    return {workspace_name(task_id, job_id, epoch) for job_id, task_id, epoch in running if task_id}
 
 
 def sweep_machine(settings: Settings, db: Database) -> int:

@@ -1,0 +1,78 @@
+"""A worker process's own duties on real, migrated databases: stopping the jobs whose lease it
+can no longer renew."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from errands.domain import JobKind, JobState
+from errands.jobs import ledger
+from errands.jobs.ledger import Lease
+from errands.jobs.worker import Outcome, Worker
+from errands.store import Database, Job, Project
+from errands.store.models import utcnow
+from tests.services import postgres_url
+from tests.support import wait_for
+
+LEASE = 6.0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    with ExitStack() as stack:
+        if request.param == "postgres":
+            url = stack.enter_context(postgres_url())
+        else:
+            url = f"sqlite:///{tmp_path}/t.db"
+        database = Database(url)
+        database.migrate()
+        yield database
+        database.dispose()
+
+
+def test_a_worker_that_cannot_renew_a_lease_stops_the_job_before_the_lease_ends(
+    db: Database,
+) -> None:
+    with db.session() as session:
+        project = Project(name="p", origin="/src/p", base_branch="main")
+        session.add(project)
+        session.flush()
+        job_id = ledger.enqueue(session, JobKind.INDEX, project_id=project.id).id
+    running = threading.Event()
+    stopped: list[datetime] = []
+
+    def handler(lease: Lease, cancel: threading.Event) -> Outcome:
+        running.set()
+        if cancel.wait(60):  # what the agent and the sandbox stop on
+            stopped.append(utcnow())
+        return Outcome(JobState.QUEUED)
+
+    worker = Worker(db, handler, concurrency=1, poll_interval=0.05, lease_seconds=LEASE)
+    worker.start()
+    try:
+        wait_for(running.is_set, timeout=30, what="the job to start")
+        # The ledger becomes unwritable (as when the database is unreachable): every
+        # heartbeat fails from now on.
+        with db.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE jobs RENAME TO jobs_offline"))
+        try:
+            wait_for(lambda: stopped, timeout=60, what="the worker to stop its job")
+        finally:
+            with db.engine.begin() as connection:
+                connection.execute(text("ALTER TABLE jobs_offline RENAME TO jobs"))
+    finally:
+        worker.stop()
+
+    with db.session() as session:
+        row = session.get_one(Job, job_id)
+    # It stopped while its last renewed lease still ran: nobody else could have taken the
+    # job yet, so the job never ran twice at once.
+    assert row.lease_expires_at is not None
+    assert stopped[0] < row.lease_expires_at
