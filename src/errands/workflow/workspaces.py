@@ -153,6 +153,9 @@ def job_workspace(
     )
     pool = pool_for(ctx.settings, mirror, ctx.lease.project_id)
     _sweep(ctx, pool)
+    # Acquiring clears the task branch out of any other work tree (a dead attempt's): a
+    # stale attempt must not do that to the one that took its job over.
+    ctx.check_lease()
     workspace = pool.acquire(ctx.workspace_name(), branch, start_point)
     try:
         cache = ctx.settings.home / "cache" / f"project-{ctx.lease.project_id}"
