@@ -39,7 +39,7 @@ def _default_home() -> Path:
     return Path(platformdirs.user_data_dir("errands", appauthor=False))
 
 
-MODEL_PROVIDERS = ("openai", "anthropic")
+MODEL_PROVIDERS = ("openai", "anthropic", "google")
 
 
 def check_model_spec(spec: str) -> str:
@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     )
     model: str | None = Field(
         default=None,
-        description="Model for every phase as provider:name, e.g. openai:gpt-4.1 or "
-        "anthropic:claude-sonnet-4-5.",
+        description="Model for every phase as provider:name, e.g. openai:gpt-4.1, "
+        "anthropic:claude-sonnet-4-5 or google:gemini-3.8-flash.",
     )
     research_model: str | None = Field(
         default=None, description="Model for research (read-only); defaults to ERRANDS_MODEL."
@@ -95,6 +95,16 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("ERRANDS_ANTHROPIC_BASE_URL", "ANTHROPIC_BASE_URL"),
         description="Anthropic endpoint override (a proxy or gateway).",
+    )
+    google_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ERRANDS_GOOGLE_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY"),
+        description="API key for Google Gemini (the Gemini API, google:<model>).",
+    )
+    google_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ERRANDS_GOOGLE_BASE_URL", "GOOGLE_GEMINI_BASE_URL"),
+        description="Gemini API endpoint override (a proxy or gateway).",
     )
     llm_max_retries: int = Field(
         default=3, ge=0, description="Retries (with backoff) of an LLM request on 429/5xx."
@@ -337,7 +347,8 @@ class Settings(BaseSettings):
         if not name:
             raise ConfigError(
                 "No LLM is configured: set ERRANDS_MODEL (e.g. openai:gpt-4.1 with OPENAI_API_KEY"
-                " or OPENAI_BASE_URL, or anthropic:claude-sonnet-4-5 with ANTHROPIC_API_KEY)"
+                " or OPENAI_BASE_URL, anthropic:claude-sonnet-4-5 with ANTHROPIC_API_KEY, or"
+                " google:gemini-3.8-flash with GOOGLE_API_KEY)"
                 f" or ERRANDS_{phase.upper()}_MODEL."
             )
         return name
@@ -349,6 +360,7 @@ class Settings(BaseSettings):
             for secret in (
                 self.openai_api_key,
                 self.anthropic_api_key,
+                self.google_api_key,
                 self.github_token,
                 self.github_webhook_secret,
                 self.github_private_key,

@@ -21,6 +21,7 @@ HEAVY = (
     "pydantic_ai",
     "openai",
     "anthropic",
+    "google",
     "fastapi",
     "uvicorn",
     "tree_sitter",

@@ -38,6 +38,26 @@ def test_anthropic_and_openai_per_phase(tmp_path: Path) -> None:
     asyncio.run(close())
 
 
+def test_google_gemini_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic_ai.models.google import GoogleModel
+
+    monkeypatch.setenv("GEMINI_API_KEY", "gemini-key-123456")
+    settings = Settings(home=tmp_path, model="google:gemini-3.8-flash")
+    assert settings.google_api_key is not None
+    assert "gemini-key-123456" in settings.secrets()  # redacted like the other keys
+
+    handle = build_model(settings, "execute")
+    assert isinstance(handle.model, GoogleModel)
+    assert handle.model.model_name == "gemini-3.8-flash"
+    assert handle.endpoint == "the Gemini API"
+    assert handle.context_window == 1_048_576
+
+    async def close() -> None:
+        await handle.aclose()
+
+    asyncio.run(close())
+
+
 @pytest.mark.parametrize(
     ("values", "names"),
     [
@@ -46,6 +66,7 @@ def test_anthropic_and_openai_per_phase(tmp_path: Path) -> None:
         ({"model": "mistral:large"}, "provider:name"),
         ({"model": "anthropic:claude"}, "ANTHROPIC_API_KEY"),
         ({"model": "openai:gpt"}, "OPENAI_BASE_URL"),
+        ({"model": "google:gemini-3.8-flash"}, "GOOGLE_API_KEY"),
     ],
 )
 def test_missing_or_wrong_settings_name_what_to_set(

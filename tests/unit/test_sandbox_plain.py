@@ -175,6 +175,8 @@ def test_secrets_and_errands_settings_never_reach_the_command(
     secrets = {
         "OPENAI_API_KEY": "sk-openai-secret-value",
         "ANTHROPIC_API_KEY": "sk-ant-secret-value",
+        "GOOGLE_API_KEY": "google-secret-value",
+        "GEMINI_API_KEY": "gemini-secret-value",
         "GITHUB_TOKEN": "ghp_secret_value",
         "ERRANDS_HOME": str(tmp_path / "errands-home"),
     }

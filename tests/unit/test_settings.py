@@ -164,4 +164,9 @@ def test_phase_model_alone_leaves_the_other_phase_unconfigured(home: Path) -> No
 def test_secrets_lists_the_configured_keys(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-123456")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-123456")
-    assert sorted(Settings(home=home).secrets()) == ["sk-ant-123456", "sk-openai-123456"]
+    monkeypatch.setenv("GOOGLE_API_KEY", "google-123456")
+    assert sorted(Settings(home=home).secrets()) == [
+        "google-123456",
+        "sk-ant-123456",
+        "sk-openai-123456",
+    ]

@@ -27,6 +27,7 @@ SECRETS = {
     "OPENAI_API_KEY": "sk-worker-secret-openai-0123456789",
     "GITHUB_TOKEN": "ghp_workersecret0123456789abcdef",
     "ANTHROPIC_API_KEY": "sk-ant-worker-secret-0123456789",
+    "GOOGLE_API_KEY": "google-worker-secret-0123456789",
 }
 
 

@@ -14,7 +14,13 @@ from errands.settings import Settings
 from errands.store import Database, OrgSecret, Project
 
 # The secrets an organization may keep, and the setting each one stands in for.
-NAMES = ("openai_api_key", "anthropic_api_key", "github_token", "github_private_key")
+NAMES = (
+    "openai_api_key",
+    "anthropic_api_key",
+    "google_api_key",
+    "github_token",
+    "github_private_key",
+)
 
 
 def _name(name: str) -> str:

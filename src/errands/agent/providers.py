@@ -49,7 +49,8 @@ def build_model(settings: Settings, phase: Phase) -> ModelHandle:
         ) from exc
     provider, _, name = spec.partition(":")
     # The SDK clients retry 429 and 5xx with exponential backoff and honour retry-after.
-    handle = _openai(settings, name) if provider == "openai" else _anthropic(settings, name)
+    builders = {"openai": _openai, "anthropic": _anthropic, "google": _google}
+    handle = builders[provider](settings, name)
     return dataclasses.replace(
         handle,
         context_window=context_window(spec, settings.context_windows),
@@ -100,4 +101,29 @@ def _anthropic(settings: Settings, name: str) -> ModelHandle:
         AnthropicModel(name, provider=AnthropicProvider(anthropic_client=anthropic_client)),
         anthropic_client.close,
         settings.anthropic_base_url or "the Anthropic API",
+    )
+
+
+def _google(settings: Settings, name: str) -> ModelHandle:
+    # Imported here: google-genai is only needed by those who use Gemini.
+    import httpx2
+    from google.genai.types import HttpRetryOptions
+    from pydantic_ai.models.google import GoogleModel
+    from pydantic_ai.providers.google import GoogleProvider
+
+    if settings.google_api_key is None:
+        raise ConfigError("The google provider needs GOOGLE_API_KEY (or GEMINI_API_KEY).")
+    # Our own client, so that the run closes it (and so that its timeout is ours).
+    http_client = httpx2.AsyncClient(timeout=httpx2.Timeout(settings.llm_timeout, connect=10))
+    provider = GoogleProvider(
+        api_key=settings.google_api_key.get_secret_value(),
+        base_url=settings.google_base_url,
+        http_client=http_client,
+        # google-genai retries 408, 429 and 5xx with backoff; attempts count the first one.
+        retry_options=HttpRetryOptions(attempts=settings.llm_max_retries + 1),
+    )
+    return ModelHandle(
+        GoogleModel(name, provider=provider),
+        http_client.aclose,
+        settings.google_base_url or "the Gemini API",
     )

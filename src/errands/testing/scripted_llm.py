@@ -1,4 +1,6 @@
-"""A scripted LLM that speaks the OpenAI-compatible chat-completions HTTP protocol on loopback.
+"""A scripted LLM that speaks the OpenAI-compatible chat-completions HTTP protocol on loopback
+(and the Gemini API's ``generateContent``, translated to the same script: see
+:attr:`ScriptedLLM.gemini_base_url`).
 
 Tests point a real OpenAI client (and so pydantic-ai's ``OpenAIChatModel``) at
 :attr:`ScriptedLLM.base_url`; a *script* -- a plain function from the parsed request to a
@@ -153,8 +155,10 @@ def _content_text(content: object) -> str:
 class ChatRequest:
     """A parsed incoming ``POST /v1/chat/completions`` request."""
 
-    def __init__(self, body: dict[str, object]) -> None:
+    def __init__(self, body: dict[str, object], headers: Mapping[str, str] | None = None) -> None:
         self.body = body
+        # The HTTP headers it came with (lower-cased names), e.g. to see which key was sent.
+        self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
         model = body.get("model")
         self.model: str = model if isinstance(model, str) else ""
         raw_messages = body.get("messages")
@@ -284,6 +288,115 @@ def _error_body(status: int, message: str) -> dict[str, object]:
     return {"error": {"message": message, "type": err_type, "param": None, "code": code}}
 
 
+# -- the Gemini API's generateContent, translated to and from a chat completion -------------
+
+
+def _camel(obj: Mapping[str, Any], name: str) -> Any:
+    """``obj[name]`` under its camelCase or snake_case spelling (google-genai sends camelCase)."""
+    snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+    return obj.get(name, obj.get(snake))
+
+
+def _gemini_as_chat(body: Mapping[str, Any], model: str) -> dict[str, object]:
+    """A generateContent request as the chat-completions body a script reads: the system
+    instruction, user and model turns, function calls and their responses, the tools."""
+    messages: list[dict[str, Any]] = []
+    system = _camel(body, "systemInstruction")
+    if isinstance(system, dict):
+        text = "\n".join(str(p.get("text", "")) for p in system.get("parts") or ())
+        messages.append({"role": "system", "content": text})
+    pending: list[tuple[str, str]] = []  # calls not yet answered: (id, name)
+    ids = itertools.count(1)
+    for content in body.get("contents") or ():
+        parts = [p for p in content.get("parts") or () if isinstance(p, dict)]
+        if content.get("role") == "model":
+            text = "".join(str(p["text"]) for p in parts if "text" in p)
+            calls = []
+            for part in parts:
+                call = _camel(part, "functionCall")
+                if isinstance(call, dict):
+                    call_id = str(call.get("id") or f"gemini_{next(ids)}")
+                    pending.append((call_id, str(call.get("name"))))
+                    arguments = json.dumps(call.get("args") or {})
+                    calls.append(
+                        {
+                            "id": call_id,
+                            "type": "function",
+                            "function": {"name": call.get("name"), "arguments": arguments},
+                        }
+                    )
+            message: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if calls:
+                message["tool_calls"] = calls
+            messages.append(message)
+            continue
+        for part in parts:
+            answer = _camel(part, "functionResponse")
+            if isinstance(answer, dict):
+                name = str(answer.get("name"))
+                call_id = answer.get("id") or next((i for i, n in pending if n == name), name)
+                pending = [(i, n) for i, n in pending if i != call_id]
+                response = answer.get("response")
+                value = response.get("return_value", response) if isinstance(response, dict) else ""
+                text = value if isinstance(value, str) else json.dumps(value)
+                messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
+            elif "text" in part:
+                messages.append({"role": "user", "content": str(part["text"])})
+    tools = []
+    for tool in body.get("tools") or ():
+        for declaration in _camel(tool, "functionDeclarations") or ():
+            parameters = _camel(declaration, "parametersJsonSchema") or _camel(
+                declaration, "parameters"
+            )
+            tools.append(
+                {
+                    "type": "function",
+                    "function": {"name": declaration.get("name"), "parameters": parameters},
+                }
+            )
+    return {"model": model, "messages": messages, "tools": tools}
+
+
+def _chat_as_gemini(completion: Mapping[str, Any]) -> dict[str, object]:
+    message = completion["choices"][0]["message"]
+    parts: list[dict[str, object]] = []
+    if message.get("content"):
+        parts.append({"text": message["content"]})
+    for call in message.get("tool_calls") or ():
+        function = call["function"]
+        parts.append(
+            {"functionCall": {"name": function["name"], "args": json.loads(function["arguments"])}}
+        )
+    usage = completion["usage"]
+    return {
+        "candidates": [
+            {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+        ],
+        "usageMetadata": {
+            "promptTokenCount": usage["prompt_tokens"],
+            "candidatesTokenCount": usage["completion_tokens"],
+            "totalTokenCount": usage["total_tokens"],
+        },
+        "modelVersion": completion["model"],
+        "responseId": completion["id"],
+    }
+
+
+_GEMINI_STATUS: Mapping[int, str] = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+}
+
+
+def _gemini_error(status: int, message: str) -> dict[str, object]:
+    name = _GEMINI_STATUS.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
+    return {"error": {"code": status, "message": message, "status": name}}
+
+
 def _context_length_error(prompt_chars: int, limit_chars: int) -> dict[str, object]:
     """The body OpenAI answers (HTTP 400) for a prompt longer than the model's window."""
     return {
@@ -328,6 +441,13 @@ class ScriptedLLM:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def gemini_base_url(self) -> str:
+        """E.g. ``http://127.0.0.1:54321/`` -- for a Gemini client (``generateContent``)."""
+        if self._server is None:
+            raise RuntimeError("ScriptedLLM is not started")
+        return f"http://{self.host}:{self.port}/"
 
     @property
     def base_url(self) -> str:
@@ -581,7 +701,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0].rstrip("/")
-        if path not in ("/v1/chat/completions", "/chat/completions"):
+        gemini = path.endswith(":generateContent") and "/models/" in path
+        if path not in ("/v1/chat/completions", "/chat/completions") and not gemini:
             self._send_json(404, _error_body(404, f"no route POST {self.path}"))
             return
         try:
@@ -591,10 +712,24 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, TypeError) as e:
             self._send_json(400, _error_body(400, f"invalid JSON body: {e}"))
             return
-        request = ChatRequest(body)
+        if gemini:
+            model = path.rsplit("/models/", 1)[1].removesuffix(":generateContent")
+            body = _gemini_as_chat(body, model)
+        request = ChatRequest(body, dict(self.headers.items()))
         llm._record(request)
         if llm.context_limit is not None and request.prompt_chars > llm.context_limit:
-            self._send_json(400, _context_length_error(request.prompt_chars, llm.context_limit))
+            if gemini:
+                self._send_json(
+                    400,
+                    _gemini_error(
+                        400,
+                        f"The input token count ({_approx_tokens(request.prompt_chars)}) exceeds "
+                        "the maximum number of tokens allowed "
+                        f"({_approx_tokens(llm.context_limit)}).",
+                    ),
+                )
+            else:
+                self._send_json(400, _context_length_error(request.prompt_chars, llm.context_limit))
             return
         try:
             reply = llm.script(request)
@@ -614,10 +749,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if reply.status != 200:
             message = reply.text or f"scripted HTTP {reply.status}"
-            self._send_json(reply.status, _error_body(reply.status, message), reply.headers)
+            error = _gemini_error if gemini else _error_body
+            self._send_json(reply.status, error(reply.status, message), reply.headers)
             return
 
         completion = llm.completion(request, reply, len(raw))
+        if gemini:
+            self._send_json(200, _chat_as_gemini(completion), reply.headers)
+            return
         if not request.stream:
             self._send_json(200, completion, reply.headers)
             return
