@@ -160,17 +160,20 @@ async def _run(
             f"The model endpoint ({handle.endpoint}) answered HTTP {exc.status_code} for "
             f"{exc.model_name} (after retries): {_short(exc.body)}"
         ) from exc
+    except UnexpectedModelBehavior as exc:
+        # Before ModelAPIError: pydantic-ai >= 2.7x makes a malformed response body both
+        # (ModelInvalidResponseError), and it is the model's output that is wrong, not the
+        # endpoint that is down.
+        raise AgentOutputError(
+            f"The {name} agent did not produce a valid result: {exc.message}"
+            + (f" ({_short(exc.body)})" if exc.body else "")
+        ) from exc
     except ModelAPIError as exc:  # connection refused, reset, timed out
         raise LLMUnavailable(
             f"The model endpoint ({handle.endpoint}) failed: {exc.message}"
         ) from exc
     except UsageLimitExceeded as exc:
         raise AgentOutputError(f"The {name} agent used up its request budget: {exc}") from exc
-    except UnexpectedModelBehavior as exc:
-        raise AgentOutputError(
-            f"The {name} agent did not produce a valid result: {exc.message}"
-            + (f" ({_short(exc.body)})" if exc.body else "")
-        ) from exc
     except AgentRunError as exc:
         raise LLMError(f"The {name} agent failed: {exc}") from exc
     finally:
