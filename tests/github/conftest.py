@@ -17,7 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from errands.github.signature import sign
+from errands.settings import Settings
 from errands.testing.fake_github import FakeGitHub
+from tests.support import settings_for
 
 APP_ID = "4242"
 INSTALLATION = 77
@@ -29,6 +31,21 @@ WEBHOOK_SECRET = "whsec-test-0123456789"
 class KeyPair:
     private: str
     public: str
+
+
+def app_settings(
+    home: Path, llm_base_url: str, fake: FakeGitHub, key: KeyPair, **overrides: Any
+) -> Settings:
+    """Settings of a server that is the GitHub App, talking to the fake GitHub API."""
+    return settings_for(
+        home,
+        llm_base_url,
+        github_api_url=fake.base_url,
+        github_app_id=APP_ID,
+        github_private_key=key.private,
+        github_webhook_secret=WEBHOOK_SECRET,
+        **overrides,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -21,9 +21,9 @@ from errands.github.signature import sign
 from errands.store import Database, GitHubDelivery, Job
 from errands.testing.fake_github import FakeGitHub
 from errands.testing.scripted_llm import ScriptedLLM
-from tests.github.conftest import APP_ID, REPO, WEBHOOK_SECRET, KeyPair, deliver, envelope
+from tests.github.conftest import REPO, WEBHOOK_SECRET, KeyPair, app_settings, deliver, envelope
 from tests.github.test_webhooks import install, task_for_issue
-from tests.support import CalcScript, running_server, settings_for, wait_for
+from tests.support import CalcScript, running_server, wait_for
 
 
 @contextmanager
@@ -33,13 +33,11 @@ def errands(
     """A server with the App installed and ``acme/calc`` as a project: (client, database
     URL, project id)."""
     with ScriptedLLM(CalcScript()) as llm:
-        settings = settings_for(
+        settings = app_settings(
             home,
             llm.base_url,
-            github_api_url=fake.base_url,
-            github_app_id=APP_ID,
-            github_private_key=key.private,
-            github_webhook_secret=WEBHOOK_SECRET,
+            fake,
+            key,
             # A job that has deliveries to retry runs again soon (the test waits for it).
             job_retry_delay=0.05,
             job_retry_max_delay=0.1,

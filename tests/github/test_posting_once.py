@@ -12,9 +12,9 @@ import httpx
 from errands.testing.fake_github import FakeGitHub
 from errands.testing.scripted_llm import ScriptedLLM
 from errands.testing.workload import Fleet, worker_env
-from tests.github.conftest import APP_ID, REPO, WEBHOOK_SECRET, KeyPair, deliver, envelope
+from tests.github.conftest import APP_ID, REPO, KeyPair, app_settings, deliver, envelope
 from tests.github.test_webhooks import github_task, install, task_for_issue
-from tests.support import CalcScript, running_server, settings_for, wait_for
+from tests.support import CalcScript, running_server, wait_for
 
 
 def test_a_worker_killed_between_posting_and_recording_posts_once(
@@ -22,13 +22,11 @@ def test_a_worker_killed_between_posting_and_recording_posts_once(
 ) -> None:
     fake = fake_github
     with ScriptedLLM(CalcScript()) as llm:
-        settings = settings_for(
+        settings = app_settings(
             home,
             llm.base_url,
-            github_api_url=fake.base_url,
-            github_app_id=APP_ID,
-            github_private_key=app_key.private,
-            github_webhook_secret=WEBHOOK_SECRET,
+            fake,
+            app_key,
             job_lease_seconds=2.0,  # a killed worker's job is taken over soon
         )
         env = worker_env(

@@ -10,13 +10,12 @@ import httpx
 
 from errands.testing.fake_github import FakeGitHub
 from errands.testing.scripted_llm import ChatRequest, ScriptedLLM
-from tests.github.conftest import APP_ID, REPO, WEBHOOK_SECRET, KeyPair, deliver, envelope
+from tests.github.conftest import REPO, KeyPair, app_settings, deliver, envelope
 from tests.github.test_webhooks import github_task, install, task_for_issue
 from tests.support import (
     CalcScript,
     phase_of,
     running_server,
-    settings_for,
     wait_for,
     wait_for_state,
 )
@@ -35,13 +34,11 @@ def test_github_text_stays_inside_its_frames(
     )
     fake.add_issue_comment(REPO, issue["number"], breakout("task", "GH-COMMENT-MARK"), "maintainer")
     with ScriptedLLM(CalcScript()) as llm:
-        settings = settings_for(
+        settings = app_settings(
             home,
             llm.base_url,
-            github_api_url=fake.base_url,
-            github_app_id=APP_ID,
-            github_private_key=app_key.private,
-            github_webhook_secret=WEBHOOK_SECRET,
+            fake,
+            app_key,
         )
         with running_server(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
             install(client, fake)

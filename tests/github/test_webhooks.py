@@ -21,11 +21,11 @@ from errands.store import Database, Task
 from errands.testing.fake_github import FakeGitHub
 from errands.testing.scripted_llm import ScriptedLLM
 from tests.github.conftest import (
-    APP_ID,
     INSTALLATION,
     REPO,
     WEBHOOK_SECRET,
     KeyPair,
+    app_settings,
     deliver,
     envelope,
 )
@@ -33,7 +33,6 @@ from tests.support import (
     CalcScript,
     events_of,
     running_server,
-    settings_for,
     wait_for,
     wait_for_state,
 )
@@ -42,13 +41,11 @@ from tests.support import (
 @contextmanager
 def errands(home: Path, fake: FakeGitHub, key: KeyPair) -> Iterator[tuple[httpx.Client, str]]:
     with ScriptedLLM(CalcScript()) as llm:
-        settings = settings_for(
+        settings = app_settings(
             home,
             llm.base_url,
-            github_api_url=fake.base_url,
-            github_app_id=APP_ID,
-            github_private_key=key.private,
-            github_webhook_secret=WEBHOOK_SECRET,
+            fake,
+            key,
         )
         with running_server(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
             yield client, settings.resolved_database_url
