@@ -51,7 +51,10 @@ def test_a_stale_worker_cannot_fail_the_task_it_no_longer_owns(
             for job in session.scalars(select(Job).where(Job.kind == JobKind.INDEX)):
                 job.state = JobState.CANCELLED
             task_id = actions.create_task(session, settings, project_id, "Add multiply", "").id
-        stale = ledger.claim(db, "frozen-worker", 0.5)
+        # Long enough for the stage to reach its first model call on a loaded machine (with
+        # 0.5 s the lease once ran out before it, and the attempt was abandoned early); the
+        # model waits for the lease to run out anyway.
+        stale = ledger.claim(db, "frozen-worker", 10)
         assert stale is not None and stale.task_id == task_id
 
         outcome = Dispatcher(services)(stale, threading.Event())
