@@ -5,10 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
@@ -18,23 +15,9 @@ from errands.errors import LeaseLost
 from errands.jobs import ledger
 from errands.store import Database, Event, Job, Project, Task, events
 from errands.store.models import utcnow
-from tests.services import postgres_url
 
 SHORT_LEASE = 0.01
 LONG_LEASE = 600.0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with ExitStack() as stack:
-        if request.param == "postgres":
-            url = stack.enter_context(postgres_url())
-        else:
-            url = f"sqlite:///{tmp_path}/t.db"
-        database = Database(url)
-        database.migrate()
-        yield database
-        database.dispose()
 
 
 @pytest.fixture

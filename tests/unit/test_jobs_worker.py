@@ -4,12 +4,8 @@ can no longer renew."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import datetime
-from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from errands.domain import JobKind, JobState
@@ -18,23 +14,9 @@ from errands.jobs.ledger import Lease
 from errands.jobs.worker import Outcome, Worker
 from errands.store import Database, Job, Project
 from errands.store.models import utcnow
-from tests.services import postgres_url
 from tests.support import wait_for
 
 LEASE = 6.0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with ExitStack() as stack:
-        if request.param == "postgres":
-            url = stack.enter_context(postgres_url())
-        else:
-            url = f"sqlite:///{tmp_path}/t.db"
-        database = Database(url)
-        database.migrate()
-        yield database
-        database.dispose()
 
 
 def test_a_worker_that_cannot_renew_a_lease_stops_the_job_before_the_lease_ends(
