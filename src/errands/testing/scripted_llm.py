@@ -1,6 +1,11 @@
 """A scripted LLM that speaks the OpenAI-compatible chat-completions HTTP protocol on loopback
-(and the Gemini API's ``generateContent``, translated to the same script: see
-:attr:`ScriptedLLM.gemini_base_url`).
+(and, translated to the same script, the OpenAI Responses API's ``POST /v1/responses`` that
+the Codex CLI uses -- see :mod:`errands.testing.responses_api` -- and the Gemini API's
+``generateContent``: see :attr:`ScriptedLLM.gemini_base_url`).
+
+Every request it receives, whatever its path, is kept as it arrived in
+:attr:`ScriptedLLM.received` (method, path, headers, body), so a test can assert what an
+agent did and did not send (:meth:`ScriptedLLM.sightings` of a secret).
 
 Tests point a real OpenAI client (and so pydantic-ai's ``OpenAIChatModel``) at
 :attr:`ScriptedLLM.base_url`; a *script* -- a plain function from the parsed request to a
@@ -35,12 +40,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import MappingProxyType, TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
+
+from errands.testing.responses_api import chat_as_response, response_events, responses_as_chat
 
 __all__ = [
     "DEFAULT_OUTPUT_TOOL_NAME",
     "FAST_RETRY_HEADERS",
+    "Api",
     "ChatRequest",
+    "Received",
     "Reply",
     "Script",
     "ScriptedLLM",
@@ -64,6 +73,27 @@ falls back to 0.5 s, 1 s, 2 s ... (x 0.75-1 jitter).
 """
 
 _EMPTY_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+Api = Literal["chat", "responses", "gemini"]
+"""Which protocol a request came in: chat completions, the Responses API, Gemini's."""
+
+
+@dataclass(frozen=True)
+class Received:
+    """One HTTP request exactly as it arrived (any method and path, answered or not)."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]  # names lower-cased
+    body: str  # decoded as UTF-8, undecodable bytes replaced
+
+    def holds(self, text: str) -> bool:
+        """Whether ``text`` appears anywhere in the request: path, a header, the body."""
+        return (
+            text in self.path
+            or text in self.body
+            or any(text in f"{name}: {value}" for name, value in self.headers.items())
+        )
 
 
 @dataclass(frozen=True)
@@ -155,8 +185,19 @@ def _content_text(content: object) -> str:
 class ChatRequest:
     """A parsed incoming ``POST /v1/chat/completions`` request."""
 
-    def __init__(self, body: dict[str, object], headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        body: dict[str, object],
+        headers: Mapping[str, str] | None = None,
+        *,
+        api: Api = "chat",
+        original: Mapping[str, Any] | None = None,
+    ) -> None:
+        # ``body`` is in chat-completions form; a Responses or Gemini request was translated,
+        # and ``original`` is what the client sent.
         self.body = body
+        self.api: Api = api
+        self.original: Mapping[str, Any] = body if original is None else original
         # The HTTP headers it came with (lower-cased names), e.g. to see which key was sent.
         self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
         model = body.get("model")
@@ -397,7 +438,9 @@ def _gemini_error(status: int, message: str) -> dict[str, object]:
     return {"error": {"code": status, "message": message, "status": name}}
 
 
-def _context_length_error(prompt_chars: int, limit_chars: int) -> dict[str, object]:
+def _context_length_error(
+    prompt_chars: int, limit_chars: int, param: str = "messages"
+) -> dict[str, object]:
     """The body OpenAI answers (HTTP 400) for a prompt longer than the model's window."""
     return {
         "error": {
@@ -405,7 +448,7 @@ def _context_length_error(prompt_chars: int, limit_chars: int) -> dict[str, obje
             f"tokens. However, your messages resulted in {_approx_tokens(prompt_chars)} tokens. "
             "Please reduce the length of the messages.",
             "type": "invalid_request_error",
-            "param": "messages",
+            "param": param,
             "code": "context_length_exceeded",
         }
     }
@@ -433,6 +476,7 @@ class ScriptedLLM:
         self.host = host
         self.port = port
         self.requests: list[ChatRequest] = []
+        self.received: list[Received] = []
         self.script_errors: list[BaseException] = []
         self.seconds_inside: float = 0.0
         self._lock = threading.Lock()
@@ -448,6 +492,12 @@ class ScriptedLLM:
         if self._server is None:
             raise RuntimeError("ScriptedLLM is not started")
         return f"http://{self.host}:{self.port}/"
+
+    @property
+    def responses_url(self) -> str:
+        """E.g. ``http://127.0.0.1:54321/v1/responses`` -- the Responses API (the Codex CLI's
+        ``model_providers.<id>.base_url`` is :attr:`base_url`: it appends ``/responses``)."""
+        return f"{self.base_url}/responses"
 
     @property
     def base_url(self) -> str:
@@ -498,6 +548,17 @@ class ScriptedLLM:
     def _record(self, request: ChatRequest) -> None:
         with self._lock:
             self.requests.append(request)
+
+    def _receive(self, received: Received) -> None:
+        with self._lock:
+            self.received.append(received)
+
+    def sightings(self, text: str) -> list[Received]:
+        """The requests received so far that hold ``text`` anywhere (e.g. a real API key)."""
+        if not text:
+            raise ValueError("sightings of an empty text: every request holds it")
+        with self._lock:
+            return [received for received in self.received if received.holds(text)]
 
     def _record_error(self, error: BaseException) -> None:
         with self._lock:
@@ -674,7 +735,18 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         self._send(status, json.dumps(obj), headers=headers)
 
+    def _log_received(self, body: bytes) -> None:
+        self.owner._receive(
+            Received(
+                method=self.command,
+                path=self.path,
+                headers={name.lower(): value for name, value in self.headers.items()},
+                body=body.decode("utf-8", errors="replace"),
+            )
+        )
+
     def do_GET(self) -> None:
+        self._log_received(b"")
         path = self.path.split("?", 1)[0].rstrip("/")
         if path in ("/v1/models", "/models"):
             self._send_json(
@@ -700,11 +772,19 @@ class _Handler(BaseHTTPRequestHandler):
         llm = self.owner
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        self._log_received(raw)
         path = self.path.split("?", 1)[0].rstrip("/")
-        gemini = path.endswith(":generateContent") and "/models/" in path
-        if path not in ("/v1/chat/completions", "/chat/completions") and not gemini:
+        api: Api
+        if path in ("/v1/chat/completions", "/chat/completions"):
+            api = "chat"
+        elif path in ("/v1/responses", "/responses"):
+            api = "responses"
+        elif path.endswith(":generateContent") and "/models/" in path:
+            api = "gemini"
+        else:
             self._send_json(404, _error_body(404, f"no route POST {self.path}"))
             return
+        gemini = api == "gemini"
         try:
             body = json.loads(raw or b"{}")
             if not isinstance(body, dict):
@@ -712,10 +792,13 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, TypeError) as e:
             self._send_json(400, _error_body(400, f"invalid JSON body: {e}"))
             return
+        original = body
         if gemini:
             model = path.rsplit("/models/", 1)[1].removesuffix(":generateContent")
             body = _gemini_as_chat(body, model)
-        request = ChatRequest(body, dict(self.headers.items()))
+        elif api == "responses":
+            body = responses_as_chat(body)
+        request = ChatRequest(body, dict(self.headers.items()), api=api, original=original)
         llm._record(request)
         if llm.context_limit is not None and request.prompt_chars > llm.context_limit:
             if gemini:
@@ -729,7 +812,10 @@ class _Handler(BaseHTTPRequestHandler):
                     ),
                 )
             else:
-                self._send_json(400, _context_length_error(request.prompt_chars, llm.context_limit))
+                param = "input" if api == "responses" else "messages"
+                self._send_json(
+                    400, _context_length_error(request.prompt_chars, llm.context_limit, param)
+                )
             return
         try:
             reply = llm.script(request)
@@ -757,10 +843,25 @@ class _Handler(BaseHTTPRequestHandler):
         if gemini:
             self._send_json(200, _chat_as_gemini(completion), reply.headers)
             return
+        if api == "responses":
+            response = chat_as_response(completion, original, completion["created"])
+            if request.stream:
+                self._send_events(response, reply.headers)
+            else:
+                self._send_json(200, response, reply.headers)
+            return
         if not request.stream:
             self._send_json(200, completion, reply.headers)
             return
         self._send_stream(completion, reply.headers)
+
+    def _send_events(self, response: dict[str, Any], headers: Mapping[str, str]) -> None:
+        """A streamed Responses answer: named server-sent events, no ``[DONE]``."""
+        payload = "".join(
+            f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            for event in response_events(response)
+        )
+        self._send(200, payload, content_type="text/event-stream", headers=headers)
 
     def _send_stream(self, completion: dict[str, Any], headers: Mapping[str, str]) -> None:
         payload = (
