@@ -239,15 +239,52 @@ class BM25:
         return out
 
     def top(self, query: Mapping[str, float], limit: int) -> list[tuple[str, float]]:
-        scores = self.scores(query)
-        if not len(scores):
+        return self.best(self.scores(query), limit)
+
+    def best(self, scores: Floats, limit: int) -> list[tuple[str, float]]:
+        """The ``limit`` documents scoring most (above 0) as (key, score), ties in key order:
+        which documents come out depends on their scores and keys only, never on their ids
+        (an updated index numbers documents differently from a fresh one)."""
+        pos = np.flatnonzero(scores > 0)
+        if limit <= 0 or not len(pos):
             return []
-        k = min(limit, len(scores))
-        idx = np.argpartition(-scores, k - 1)[:k]
-        idx = idx[np.argsort(-scores[idx])]
-        out: list[tuple[str, float]] = []
-        for i in idx:
-            key = self.doc_keys[int(i)]
-            if key is not None and scores[i] > 0:
-                out.append((key, float(scores[i])))
+        if len(pos) > limit:
+            # Everything scoring at least the limit-th best, so ties at the cut are all in.
+            cut = np.partition(scores[pos], len(pos) - limit)[len(pos) - limit]
+            pos = pos[scores[pos] >= cut]
+        keys = self.doc_keys
+        pairs = [(keys[i], float(scores[i])) for i in pos.tolist()]
+        ranked = sorted(((k, v) for k, v in pairs if k is not None), key=lambda p: (-p[1], p[0]))
+        return ranked[:limit]
+
+    def documents(self) -> dict[str, dict[str, int]]:
+        """Every live document as term → count (to compare indexes; not for queries)."""
+        names = {tid: term for term, tid in self.vocab.items()}
+        out: dict[str, dict[str, int]] = {}
+        for doc, key in enumerate(self.doc_keys):
+            if key is None:
+                continue
+            if doc < len(self._doc_ptr) - 1:
+                lo, hi = self._doc_ptr[doc], self._doc_ptr[doc + 1]
+                tids: Sequence[int] = self._doc_terms[lo:hi].tolist()
+            else:
+                tids = self._extra_terms.get(doc, ())
+            out[key] = {names[t]: self._tf(t, doc) for t in tids}
         return out
+
+    def _tf(self, tid: int, doc: int) -> int:
+        if doc in self._extra.get(tid, {}):
+            return self._extra[tid][doc]
+        lo, hi = int(self._ptr[tid]), int(self._ptr[tid + 1])
+        at = lo + int(np.searchsorted(self._docs[lo:hi], doc))
+        return int(self._tfs[at])
+
+    def statistics(self) -> dict[str, object]:
+        """What scores depend on besides the postings: live documents, their lengths, and
+        each term's document frequency (terms no live document holds left out)."""
+        return {
+            "live": self.live,
+            "total_len": self.total_len,
+            "doc_len": {k: n for k, n in zip(self.doc_keys, self.doc_len, strict=True) if k},
+            "df": {term: self.df[tid] for term, tid in self.vocab.items() if self.df[tid]},
+        }

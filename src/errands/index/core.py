@@ -16,13 +16,17 @@ from errands.index import gitio
 from errands.index import locate as _locate
 from errands.index.analyse import FileInfo
 from errands.index.bm25 import BM25
-from errands.index.build import Analysis, analyse_entries, reap_workers
+from errands.index.build import PARALLEL_MIN_FILES, Analysis, analyse_entries, reap_workers
 from errands.index.lexical import tokens
 from errands.index.model import Located, Symbol
 from errands.index.paths import skip_path, too_big
 
-FORMAT_VERSION = 3  # 3: files' contents no longer kept (read from git)
+FORMAT_VERSION = 4  # 4: the history window (3: files' contents no longer kept)
 HISTORY_COMMITS = 500
+# An update re-indexing more than this share of the files costs about as much as a cold
+# build (adding documents one by one costs several times a bulk build's per-file work), so
+# it is one.
+REBUILD_SHARE = 0.125
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
 
@@ -39,11 +43,13 @@ class Derived:
 class CodeIndex:
     """Files, languages, symbols, imports, a lexical index and history of one commit."""
 
-    def __init__(self, commit: str) -> None:
+    def __init__(self, commit: str, *, history_commits: int = HISTORY_COMMITS) -> None:
         self.commit = commit
+        self.history_commits = history_commits  # the window's length
         self._files: dict[str, FileInfo] = {}
         self._file_bm25 = BM25()
         self._sym_bm25 = BM25()
+        self._window = gitio.Window((), {})
         self._churn: Counter[str] = Counter()
         self._age: dict[str, int] = {}
         self._derived: Derived | None = None
@@ -57,20 +63,26 @@ class CodeIndex:
         commit: str,
         *,
         progress: Callable[[int, int], None] | None = None,
+        history_commits: int = HISTORY_COMMITS,
     ) -> CodeIndex:
-        """Index every text file of ``commit`` (in worker processes when there are many)."""
+        """Index every text file of ``commit`` (in worker processes when there are many),
+        with the files changed by its last ``history_commits`` commits."""
         sha = commit if _FULL_SHA.fullmatch(commit) else gitio.rev_parse(git_dir, commit)
-        index = cls(sha)
-        history = gitio.History(git_dir, sha, max_commits=HISTORY_COMMITS)
+        index = cls(sha, history_commits=history_commits)
+        history = gitio.History(git_dir, sha, max_commits=history_commits)
         entries = [
             e
             for e in gitio.ls_tree(git_dir, sha)
             if not skip_path(e.path) and not too_big(e.path, e.size)
         ]
         index._bulk(analyse_entries(git_dir, entries, progress))
-        index._churn, index._age = history.result()
+        index._set_window(history.result())
         reap_workers()
         return index
+
+    def _set_window(self, window: gitio.Window) -> None:
+        self._window = window
+        self._churn, self._age = window.signals()
 
     def _bulk(self, analysis: Analysis) -> None:
         """Take a fresh build's files and documents (an empty index only)."""
@@ -100,14 +112,24 @@ class CodeIndex:
         for i in range(len(info.symbols)):
             self._sym_bm25.remove(f"{path}\0{i}")
 
-    def update(self, git_dir: Path, commit: str) -> list[str]:
-        """Re-index only the files that changed since ``self.commit``; the changed paths.
-
-        History statistics move approximately: each changed file counts one more commit."""
+    def update(
+        self, git_dir: Path, commit: str, *, progress: Callable[[int, int], None] | None = None
+    ) -> list[str]:
+        """Bring the index to ``commit``: re-index only the files that changed since
+        ``self.commit`` — or all of them when so many changed that a cold build is cheaper —
+        and move the history window; the changed paths. Either way the index then equals a
+        cold build of ``commit``."""
         sha = commit if _FULL_SHA.fullmatch(commit) else gitio.rev_parse(git_dir, commit)
         if sha == self.commit:
             return []
         changes = gitio.diff_raw(git_dir, self.commit, sha)
+        if len(changes) > max(PARALLEL_MIN_FILES, REBUILD_SHARE * len(self._files)):
+            fresh = CodeIndex.build(
+                git_dir, sha, progress=progress, history_commits=self.history_commits
+            )
+            self.__dict__.update(fresh.__dict__)
+            return [c.path for c in changes]
+        window = self._window.moved_to(git_dir, sha, max_commits=self.history_commits)
         for change in changes:
             self._remove_file(change.path)
         entries = [
@@ -115,11 +137,9 @@ class CodeIndex:
             for c in changes
             if c.status != "D" and c.mode not in ("120000", "160000") and not skip_path(c.path)
         ]
-        self._add(analyse_entries(git_dir, entries))
-        self._age = {path: age + 1 for path, age in self._age.items()}
-        for change in changes:
-            self._churn[change.path] += 1
-            self._age[change.path] = 0
+        # Oversized files are left out by `analyse`, on their contents' length, as in a build.
+        self._add(analyse_entries(git_dir, entries, progress))
+        self._set_window(window)
         self.commit = sha
         self._derived = None
         return [c.path for c in changes]
@@ -143,8 +163,8 @@ class CodeIndex:
             "files": self._files,
             "file_bm25": file_bm25,
             "sym_bm25": sym_bm25,
-            "churn": self._churn,
-            "age": self._age,
+            "window": self._window,
+            "history_commits": self.history_commits,
         }
         try:
             with os.fdopen(handle, "wb") as fh:
@@ -165,15 +185,31 @@ class CodeIndex:
             raise InvalidInput(f"cannot read code index {path}: {exc}") from exc
         if not isinstance(state, dict) or state.get("version") != FORMAT_VERSION:
             raise InvalidInput(f"code index {path} has an old or unknown format; rebuild it")
-        index = cls(state["commit"])
+        index = cls(state["commit"], history_commits=state["history_commits"])
         index._files = state["files"]
         index._file_bm25 = state["file_bm25"]
         index._sym_bm25 = state["sym_bm25"]
-        index._churn = state["churn"]
-        index._age = state["age"]
+        index._set_window(state["window"])
         return index
 
     # ---- facts ----------------------------------------------------------------------------
+
+    def state(self) -> dict[str, object]:
+        """Everything queries read, in plain values independent of how the index came about
+        (document numbering, dict order, removed documents): two indexes of one commit have
+        equal states, whatever updates led to either. For tests and the benchmark (it walks
+        every posting)."""
+        return {
+            "commit": self.commit,
+            "files": dict(sorted(self._files.items())),
+            "file_postings": self._file_bm25.documents(),
+            "file_statistics": self._file_bm25.statistics(),
+            "symbol_postings": self._sym_bm25.documents(),
+            "symbol_statistics": self._sym_bm25.statistics(),
+            "window": self._window,
+            "churn": dict(self._churn),
+            "age": self._age,
+        }
 
     @property
     def files(self) -> int:
@@ -186,7 +222,7 @@ class CodeIndex:
     @property
     def languages(self) -> dict[str, int]:
         counts = Counter(f.language for f in self._files.values() if f.language)
-        return dict(counts.most_common())
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     @property
     def paths(self) -> list[str]:
@@ -343,7 +379,9 @@ def _derive(files: dict[str, FileInfo]) -> Derived:
     defs: dict[str, list[Symbol]] = defaultdict(list)
     path_tokens: dict[str, list[str]] = defaultdict(list)
     basenames: dict[str, list[str]] = defaultdict(list)
-    for path, info in files.items():
+    # In path order, not the dict's (a build's listing order, then updates' appends), so
+    # the tables — and every tie they break — are the same however the index came about.
+    for path, info in sorted(files.items()):
         for sym in info.symbols:
             defs[sym.name].append(sym)
         for name in module_names(path):

@@ -164,12 +164,13 @@ def diff_raw(git_dir: Path, old: str, new: str) -> list[Change]:
 
 
 class History:
-    """``git log --name-only`` over the last commits, run in the background while the
-    caller reads blobs; :meth:`result` waits for it."""
+    """The last commits of a revision and the files each one changed: ``git log
+    --name-only`` over the window, run in the background while the caller reads blobs;
+    :meth:`result` waits for it."""
 
     def __init__(self, git_dir: Path, rev: str, *, max_commits: int) -> None:
         cmd = ["git", f"--git-dir={git_dir}", "-c", "core.quotepath=off", "log"]
-        cmd += [f"-n{max_commits}", "--no-renames", "--name-only", "--format=%x00", rev]
+        cmd += [f"-n{max_commits}", *_LOG_ARGS, rev]
         # Into a file, not a pipe: a full pipe would stall git until we read.
         self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed in result()
         try:
@@ -180,25 +181,59 @@ class History:
             self._out.close()
             raise GitError(f"cannot run git: {exc}") from exc
 
-    def result(self) -> tuple[Counter[str], dict[str, int]]:
+    def result(self) -> Window:
         code = self._proc.wait()
         with self._out:
             self._out.seek(0)
             out = self._out.read()
         # History is a weak prior: a repository without it (shallow, odd) just has none.
-        return _parse_history(out) if code == 0 else (Counter(), {})
+        return Window.parse(out) if code == 0 else Window((), {})
 
 
-def _parse_history(out: bytes) -> tuple[Counter[str], dict[str, int]]:
-    """Commit counts per file, and each file's age in commits (0 = the newest commit)."""
-    counts: Counter[str] = Counter()
-    age: dict[str, int] = {}
-    commit_no = -1
-    for line in out.decode("utf-8", "surrogateescape").split("\n"):
-        if line.startswith("\0"):
-            commit_no += 1
-            continue
-        if line:
-            counts[line] += 1
-            age.setdefault(line, commit_no)
-    return counts, age
+# Each commit as a NUL, its id and a newline, then the paths it changed (none for a merge:
+# git log shows merges' files only when asked, so a merge counts for no file).
+_LOG_ARGS = ("--no-renames", "--name-only", "--format=%x00%H")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The last commits of a revision, newest first (git log's order), and the files each
+    changed: what the history signals are computed from, a function of the revision alone."""
+
+    commits: tuple[str, ...]
+    changed: dict[str, tuple[str, ...]]  # commit → paths
+
+    @classmethod
+    def parse(cls, out: bytes) -> Window:
+        commits: list[str] = []
+        changed: dict[str, tuple[str, ...]] = {}
+        for record in out.decode("utf-8", "surrogateescape").split("\0")[1:]:
+            sha, _, names = record.partition("\n")
+            commits.append(sha)
+            changed[sha] = tuple(n for n in names.split("\n") if n)
+        return cls(tuple(commits), changed)
+
+    def moved_to(self, git_dir: Path, rev: str, *, max_commits: int) -> Window:
+        """The window of ``rev``: the commit list from ``git rev-list`` (the same walk as
+        git log's, without diffs), the files of commits not in this window from one
+        ``git log --no-walk`` over just those."""
+        listed = _git(git_dir, "rev-list", f"-n{max_commits}", rev).decode().split()
+        missing = [c for c in listed if c not in self.changed]
+        changed = {c: self.changed[c] for c in listed if c in self.changed}
+        if missing:
+            out = _git(
+                git_dir, "log", "--no-walk=unsorted", "--stdin", *_LOG_ARGS,
+                input="".join(f"{c}\n" for c in missing).encode(),
+            )  # fmt: skip
+            changed.update(Window.parse(out).changed)
+        return Window(tuple(listed), changed)
+
+    def signals(self) -> tuple[Counter[str], dict[str, int]]:
+        """Commits per file, and each file's age in commits (0 = the newest commit)."""
+        counts: Counter[str] = Counter()
+        age: dict[str, int] = {}
+        for commit_no, sha in enumerate(self.commits):
+            for path in self.changed.get(sha, ()):
+                counts[path] += 1
+                age.setdefault(path, commit_no)
+        return counts, age

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from errands.index.bm25 import BM25
 from errands.index.lexical import STOPWORDS, split_identifier
 from errands.index.model import Located, Symbol
 from errands.index.paths import ext_of, is_doc, is_test
@@ -229,24 +230,16 @@ def locate(index: CodeIndex, text: str, *, limit: int = 10) -> list[Located]:
     query = _query_terms(parsed)
     if query:
         file_scores = index.file_bm25.scores(query)
-        _add_bm25(scores, file_scores, index.file_bm25.doc_keys, W_BM25_FILE)
+        _add_bm25(scores, file_scores, index.file_bm25, W_BM25_FILE)
         sym_scores = index.sym_bm25.scores(query)
-        if len(sym_scores) and sym_scores.max() > 0:
-            top = float(sym_scores.max())
-            k = min(200, len(sym_scores))
-            idx = np.argpartition(-sym_scores, k - 1)[:k]
-            best_per_file: dict[str, tuple[float, Symbol]] = {}
-            for i in idx:
-                s = float(sym_scores[i])
-                if s <= 0:
-                    continue
-                key = index.sym_bm25.doc_keys[int(i)]
-                chunk_sym = index.symbol_at(key) if key is not None else None
-                if chunk_sym is None:
-                    continue
-                prev = best_per_file.get(chunk_sym.path)
-                if prev is None or s > prev[0]:
-                    best_per_file[chunk_sym.path] = (s, chunk_sym)
+        best_per_file: dict[str, tuple[float, Symbol]] = {}
+        chunks = index.sym_bm25.best(sym_scores, 200)
+        top = chunks[0][1] if chunks else 0.0
+        for key, s in chunks:  # best first, ties in key order: the first is a file's best
+            chunk_sym = index.symbol_at(key)
+            if chunk_sym is not None and chunk_sym.path not in best_per_file:
+                best_per_file[chunk_sym.path] = (s, chunk_sym)
+        if best_per_file:
             for path, (s, sym) in best_per_file.items():
                 value = W_BM25_SYMBOL * (s / top) ** 2
                 scores[path].add(value, f"BM25 match on `{sym.name}`")
@@ -311,19 +304,11 @@ def _query_terms(parsed: _Text) -> dict[str, float]:
 def _add_bm25(
     scores: dict[str, _Score],
     values: npt.NDArray[np.float64],
-    keys: list[str | None],
+    bm25: BM25,
     weight: float,
 ) -> None:
     """The best files' BM25 scores, relative to the best and squared, so only files close
     to the top get much."""
-    if not len(values) or values.max() <= 0:
-        return
-    top = float(values.max())
-    k = min(100, len(values))
-    idx = np.argpartition(-values, k - 1)[:k]
-    for i in idx:
-        s = float(values[i])
-        key = keys[int(i)]
-        if s <= 0 or key is None:
-            continue
-        scores[key].add(weight * (s / top) ** 2, "BM25 match on the text")
+    ranked = bm25.best(values, 100)
+    for key, s in ranked:
+        scores[key].add(weight * (s / ranked[0][1]) ** 2, "BM25 match on the text")

@@ -1,0 +1,163 @@
+"""An index brought up to a commit by updates equals a cold build of that commit, field by
+field: files, symbols, postings, statistics and history (a property test over random
+sequences of commits on a real git repository)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from errands.index import CodeIndex
+from errands.index.core import REBUILD_SHARE
+from tests.index.conftest import git
+
+DIRS = ["", "pkg/", "pkg/sub/", "lib/", "docs/"]
+STEMS = ["alpha", "beta", "gamma", "delta", "epsilon"]
+EXTS = [".py", ".py", ".md", ".txt", ".bin"]
+WORDS = ["price", "cart", "discount", "total", "round", "parse", "frame", "render"]
+
+
+@st.composite
+def contents(draw: st.DrawFn, ext: str) -> bytes:
+    kind = draw(st.sampled_from(["code", "code", "prose", "binary", "oversized"]))
+    if kind == "binary":
+        return b"\x89PNG\0\0" + bytes(draw(st.lists(st.integers(0, 255), max_size=20)))
+    if kind == "oversized":  # past what the index keeps of a file (see paths.too_big)
+        return (" ".join(draw(st.lists(st.sampled_from(WORDS), min_size=1))) + "\n").encode() * (
+            300_000 // 8
+        )
+    lines: list[str] = []
+    for _ in range(draw(st.integers(0, 4))):
+        a, b = draw(st.sampled_from(WORDS)), draw(st.sampled_from(WORDS))
+        if kind == "code" and ext == ".py":
+            if draw(st.booleans()):
+                lines += [f"class {a.title()}{b.title()}:", f"    def {b}_{a}(self, {a}):"]
+                lines += [f"        return {a} * {len(lines)}", ""]
+            else:
+                lines += [f"def {a}_{b}({b}):", f"    return {b} + {a!r}", ""]
+        else:
+            lines.append(f"The {a} of the {b} {draw(st.sampled_from(WORDS))}.")
+    return "\n".join(lines).encode()
+
+
+def _write(repo: Path, path: str, data: bytes | None) -> None:
+    target = repo / path
+    if data is None:
+        target.unlink()
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def _commit(data: st.DataObject, repo: Path, files: dict[str, bytes]) -> str:
+    """One commit of a few random operations: add, edit, delete, rename, move."""
+    draw = data.draw
+    for _ in range(draw(st.integers(0, 4))):
+        op = draw(st.sampled_from(["add", "add", "edit", "delete", "rename", "move"]))
+        if op != "add" and not files:
+            op = "add"
+        if op == "add":
+            ext = draw(st.sampled_from(EXTS))
+            path = draw(st.sampled_from(DIRS)) + draw(st.sampled_from(STEMS)) + ext
+            files[path] = draw(contents(ext))
+            _write(repo, path, files[path])
+            continue
+        old = draw(st.sampled_from(sorted(files)))
+        if op == "edit":
+            files[old] = draw(contents(Path(old).suffix))
+            _write(repo, old, files[old])
+        elif op == "delete":
+            _write(repo, old, None)
+            del files[old]
+        else:  # rename (a new name) or move (the same name, another directory)
+            name = Path(old).name if op == "move" else draw(st.sampled_from(STEMS)) + ".py"
+            new = draw(st.sampled_from(DIRS)) + name
+            if new in files:
+                continue
+            moved = files.pop(old)
+            _write(repo, old, None)
+            files[new] = moved
+            _write(repo, new, moved)
+    git(repo, "add", "--all")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "change")
+    return git(repo, "rev-parse", "HEAD")
+
+
+def assert_same(updated: CodeIndex, fresh: CodeIndex) -> None:
+    """Field by field, so a failure names the field that differs."""
+    a, b = updated.state(), fresh.state()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key] == b[key], f"{key} differs from a fresh build at {fresh.commit[:8]}"
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_an_index_updated_through_any_commits_equals_a_fresh_build(data: st.DataObject) -> None:
+    with tempfile.TemporaryDirectory(prefix="errands-index-prop-") as tmp:
+        repo = Path(tmp)
+        git(repo, "init", "-q", "-b", "main")
+        files: dict[str, bytes] = {}
+        commits = [_commit(data, repo, files) for _ in range(data.draw(st.integers(2, 6)))]
+        git_dir = repo / ".git"
+        # A short history window, so that updates move it past commits it held.
+        window = data.draw(st.integers(1, 4))
+        start = data.draw(st.sampled_from(commits))
+        index = CodeIndex.build(git_dir, start, history_commits=window)
+        # Forwards, backwards and sideways through the commits, as a base branch moves.
+        for target in data.draw(st.lists(st.sampled_from(commits), min_size=1, max_size=5)):
+            index.update(git_dir, target)
+            fresh = CodeIndex.build(git_dir, target, history_commits=window)
+            assert_same(index, fresh)
+            query = " ".join(data.draw(st.lists(st.sampled_from(WORDS), min_size=1)))
+            assert index.locate(query) == fresh.locate(query)
+        index.save(repo / "saved.idx")
+        assert_same(CodeIndex.load(repo / "saved.idx"), index)
+
+
+def test_a_large_change_is_a_cold_build_and_equals_one(repo: Path) -> None:
+    """More than REBUILD_SHARE of the files changed: the update builds afresh (cheaper than
+    re-indexing them one by one), and the result is the same index."""
+    for i in range(80):
+        _write(repo, f"pkg/m{i}.py", f"def f{i}(x):\n    return x + {i}\n".encode())
+    git(repo, "add", "--all")
+    git(repo, "commit", "-q", "-m", "first")
+    first = git(repo, "rev-parse", "HEAD")
+    index = CodeIndex.build(repo / ".git", first)
+    many = max(33, int(80 * REBUILD_SHARE) + 1)
+    for i in range(many):
+        _write(repo, f"pkg/m{i}.py", f"def g{i}(y):\n    return y * {i}\n".encode())
+    git(repo, "commit", "-q", "-am", "many")
+    second = git(repo, "rev-parse", "HEAD")
+    changed = index.update(repo / ".git", second)
+    assert len(changed) == many
+    assert_same(index, CodeIndex.build(repo / ".git", second))
+    assert not index.file_bm25.fragmented  # a bulk build, not an overlay of many documents
+
+
+def test_history_counts_the_commits_in_the_window_of_the_commit_indexed(repo: Path) -> None:
+    """Churn and age are those of the commit being indexed: after an update, a file changed
+    in 3 of the last 4 commits reads 3, as git log says (not 1 more per update)."""
+    shas = []
+    for i in range(5):
+        _write(repo, "hot.py", f"def hot():\n    return {i}\n".encode())
+        _write(repo, f"cold{i}.py", b"x = 1\n")
+        git(repo, "add", "--all")
+        git(repo, "commit", "-q", "-m", f"c{i}")
+        shas.append(git(repo, "rev-parse", "HEAD"))
+    index = CodeIndex.build(repo / ".git", shas[0], history_commits=4)
+    index.update(repo / ".git", shas[4])
+    assert index.churn("hot.py") == 4
+    assert index.churn("cold0.py") == 0  # its commit has left the window
+    assert index.age("cold3.py") == 1
+    index.update(repo / ".git", shas[2])
+    assert index.churn("hot.py") == 3
+    assert index.age("cold2.py") == 0
+    assert index.age("cold3.py") is None
