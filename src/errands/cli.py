@@ -255,6 +255,7 @@ def project_show(project: str, as_json: JsonOpt = False) -> None:
     out.print(f"Sandbox: {e.sandbox}; command timeout: {e.command_timeout:.0f}s")
     out.print(f"Jobs running at once: at most {e.max_concurrent_jobs}")
     out.print(f"Models: research {e.research_model or '-'}; execute {e.execute_model or '-'}")
+    out.print(f"Executors: execute {e.executor}; revise {e.revise_executor}")
     if p.repo_config:
         out.print(f"From .errands.toml: {p.repo_config}")
     out.print(f"Auto-execute: {p.auto_execute}; indexed: {p.indexed_at or 'not yet'}")
@@ -292,6 +293,13 @@ def project_set(
     execute_model: Annotated[
         str | None, typer.Option(help='provider:name for plan/execute/revise ("" = the server\'s).')
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(help='What types the code: native, claude-code ("" = .errands.toml).'),
+    ] = None,
+    revise_executor: Annotated[
+        str | None, typer.Option(help='The executor of revise rounds ("" = as --executor).')
+    ] = None,
 ) -> None:
     """Change a project's settings (they override .errands.toml and detection)."""
     from errands.workflow import actions
@@ -312,6 +320,8 @@ def project_set(
             clear_max_concurrent_jobs=clear_max_jobs,
             research_model=research_model,
             execute_model=execute_model,
+            executor=executor,
+            revise_executor=revise_executor,
         )
     )
     out.print("Updated.")

@@ -52,6 +52,8 @@ class ProjectPublic(_Public):
     max_concurrent_jobs: int | None
     research_model: str | None
     execute_model: str | None
+    executor: str | None
+    revise_executor: str | None
     indexed_at: UtcDateTime | None
     created_at: UtcDateTime
     effective: EffectivePublic | None = None
@@ -69,6 +71,8 @@ class ProjectPublic(_Public):
             max_concurrent_jobs=project.max_concurrent_jobs or settings.project_max_jobs,
             research_model=project.research_model or settings.research_model or settings.model,
             execute_model=project.execute_model or settings.execute_model or settings.model,
+            executor=config.executors["execute"],
+            revise_executor=config.executors["revise"],
         )
         return public
 
@@ -85,6 +89,8 @@ class EffectivePublic(BaseModel):
     max_concurrent_jobs: int
     research_model: str | None  # None: no model configured anywhere
     execute_model: str | None
+    executor: str = Field(description="What types the code of each subtask: native, claude-code…")
+    revise_executor: str = Field(description="What types the code of revise rounds.")
 
 
 class QuestionPublic(_Public):
@@ -236,6 +242,9 @@ class ProjectUpdate(BaseModel):
     # provider:name; "" goes back to the server's settings.
     research_model: str | None = Field(default=None, max_length=200)
     execute_model: str | None = Field(default=None, max_length=200)
+    # An executor's name (native, claude-code, …); "" goes back to .errands.toml / settings.
+    executor: str | None = Field(default=None, max_length=64)
+    revise_executor: str | None = Field(default=None, max_length=64)
 
 
 class TaskCreate(BaseModel):

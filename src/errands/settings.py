@@ -106,6 +106,16 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("ERRANDS_GOOGLE_BASE_URL", "GOOGLE_GEMINI_BASE_URL"),
         description="Gemini API endpoint override (a proxy or gateway).",
     )
+    executor: str = Field(
+        default="native",
+        description="What types the code of each subtask (execute and revise): native (Errands' "
+        "own loop with ERRANDS_EXECUTE_MODEL), claude-code (the Claude Code CLI inside the "
+        "sandbox). A project may choose its own (.errands.toml, the project page, the CLI).",
+    )
+    revise_executor: str | None = Field(
+        default=None,
+        description="The executor for revise rounds, when it differs; default: ERRANDS_EXECUTOR.",
+    )
     llm_max_retries: int = Field(
         default=3, ge=0, description="Retries (with backoff) of an LLM request on 429/5xx."
     )

@@ -55,11 +55,14 @@ change to the code, change no file and give no_change_reason saying why).
 {UNTRUSTED}"""
 
 
-NOTHING_CHANGED = (
-    "You changed no file. If this subtask needs a change, make it now and answer with "
-    "final_result again. If it needs none, answer with final_result giving no_change_reason: "
-    "why nothing needs to change."
-)
+def nothing_changed(report_hint: str) -> str:
+    """The follow-up when a turn changed no file and gave no reason; ``report_hint`` is how
+    the executor reports ("answer with final_result" for the native loop)."""
+    return (
+        f"You changed no file. If this subtask needs a change, make it now and {report_hint} "
+        f"again. If it needs none, {report_hint} giving no_change_reason: why nothing needs "
+        "to change."
+    )
 
 
 def encode(text: str) -> str:

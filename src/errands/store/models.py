@@ -42,6 +42,9 @@ class Project(Base):
     # provider:name per phase for this project's jobs (None = the server's settings).
     research_model: Mapped[str | None] = mapped_column(String(200), default=None)
     execute_model: Mapped[str | None] = mapped_column(String(200), default=None)
+    # The executor of execute and of revise rounds (None = .errands.toml, then the settings).
+    executor: Mapped[str | None] = mapped_column(String(64), default=None)
+    revise_executor: Mapped[str | None] = mapped_column(String(64), default=None)
     indexed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # A project connected to GitHub: its repository (owner/name), the App installation that

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,7 @@ from errands.domain import (
     state_words,
 )
 from errands.errors import ConfigError, Conflict, GitError, InvalidInput, NotFound, NothingToMerge
+from errands.executors import check_executor_name
 from errands.git import Diff, git, run_git
 from errands.git.lock import repo_lock
 from errands.git.repo import resolve
@@ -196,6 +198,8 @@ def update_project(
     clear_max_concurrent_jobs: bool = False,
     research_model: str | None = None,
     execute_model: str | None = None,
+    executor: str | None = None,
+    revise_executor: str | None = None,
 ) -> Project:
     """Overrides set here win over the repository's .errands.toml and over detection."""
     project = get_project(session, ref)
@@ -228,18 +232,33 @@ def update_project(
         project.research_model = _model_spec(research_model)
     if execute_model is not None:
         project.execute_model = _model_spec(execute_model)
+    # "" clears a project's executor: .errands.toml, then the server's settings apply.
+    if executor is not None:
+        project.executor = _executor_name(executor)
+    if revise_executor is not None:
+        project.revise_executor = _executor_name(revise_executor)
     event_log.record(session, "project.updated", "Project settings changed", project_id=project.id)
     return project
 
 
-def _model_spec(spec: str) -> str | None:
-    spec = spec.strip()
-    if not spec:
+def _choice(value: str, check: Callable[[str], str]) -> str | None:
+    """A project's own choice (a model, an executor) checked, or None for "" (none: the
+    repository's file or the server's settings apply)."""
+    value = value.strip()
+    if not value:
         return None
     try:
-        return check_model_spec(spec)
+        return check(value)
     except ConfigError as exc:
         raise InvalidInput(exc.message) from exc
+
+
+def _model_spec(spec: str) -> str | None:
+    return _choice(spec, check_model_spec)
+
+
+def _executor_name(name: str) -> str | None:
+    return _choice(name, check_executor_name)
 
 
 def reindex_project(session: Session, settings: Settings, ref: int | str) -> Project:

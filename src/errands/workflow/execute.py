@@ -90,6 +90,7 @@ def run(ctx: JobContext) -> None:
                     + prompts.frame("subtask", f"{title}\nSteps:\n{prompts.bullet(steps)}")
                 ),
                 config=config,
+                phase="execute",
             )
         head = work.workspace.head()
     finish_review_round(ctx, mirror, branch, head)

@@ -6,13 +6,10 @@ saved after every step so a resumed job continues where the last attempt stopped
 
 from __future__ import annotations
 
-from pydantic_ai.messages import ModelMessage
-
 from errands.agent import prompts
-from errands.agent.loop import run_agent
-from errands.agent.schemas import SubtaskReport
 from errands.domain import SubtaskState
-from errands.errors import BranchMoved, GitError, VerificationFailed
+from errands.errors import BranchMoved, ConfigError, GitError, VerificationFailed
+from errands.executors import Assignment, ExecutorPhase, ExecutorReport, Workbench, create_executor
 from errands.faults import crash_point
 from errands.git import Mirror
 from errands.store import Subtask
@@ -52,6 +49,7 @@ def implement_subtask(
     instructions: str,
     prompt: str,
     config: EffectiveConfig,
+    phase: ExecutorPhase,
 ) -> None:
     workspace = work.workspace
     verify_commands = config.verify_commands
@@ -77,41 +75,25 @@ def implement_subtask(
     workspace.discard_changes()
     ctx.emit("subtask.started", f"Subtask {position}: {title}", position=position, title=title)
 
-    agent = ctx.agent_config("execute")
-    history: list[ModelMessage] | None = None
-    report: SubtaskReport | None = None
+    # Chosen before any work: an executor that cannot run here (its CLI missing) fails the
+    # job with how to fix it, before the subtask is touched.
+    executor = create_executor(config.executors[phase])
+    agent = executor.start(
+        workbench(ctx, work, config, phase), Assignment(f"subtask-{position}", instructions, prompt)
+    )
+    report: ExecutorReport | None = None
     results: list[dict[str, object]] = []
     asked = False  # why nothing changed
     attempts = ctx.settings.verify_attempts
     for attempt in range(1, attempts + 1):
-        result = run_agent(
-            agent,
-            name=f"subtask-{position}",
-            instructions=instructions,
-            prompt=prompt,
-            output_type=SubtaskReport,
-            tools=work.tools.read_write(),
-            recorder=ctx,
-            message_history=history,
-        )
-        history, report = result.messages, result.output
+        report = agent.turn(prompt)
         ctx.check_cancelled()
         if not workspace.changed_files() and report.no_change_reason is None and not asked:
             # Nothing changed and not a word why: a deliberate "no change needed" or a
             # forgotten edit? Ask once rather than let an empty subtask pass unexplained.
             asked = True
             ctx.emit("subtask.nothing_changed", f"Subtask {position}: no file changed; asking why")
-            result = run_agent(
-                agent,
-                name=f"subtask-{position}",
-                instructions=instructions,
-                prompt=prompts.NOTHING_CHANGED,
-                output_type=SubtaskReport,
-                tools=work.tools.read_write(),
-                recorder=ctx,
-                message_history=history,
-            )
-            history, report = result.messages, result.output
+            report = agent.turn(prompts.nothing_changed(executor.report_hint))
             ctx.check_cancelled()
         if not workspace.changed_files():
             ctx.emit("verify.skipped", f"Subtask {position} changed nothing: nothing to verify")
@@ -136,7 +118,7 @@ def implement_subtask(
         _set_state(ctx, subtask_id, SubtaskState.EDITING)
         prompt = (
             "The project's verify commands fail after your change. Fix the code so they pass "
-            "(do not weaken or delete tests), then answer with final_result again.\n\n"
+            f"(do not weaken or delete tests), then {executor.report_hint} again.\n\n"
             + failure_report(results)
         )
         ctx.emit(
@@ -171,6 +153,31 @@ def implement_subtask(
             f"Subtask {position} changed nothing; no commit. Why: {reason}",
             reason=reason,
         )
+
+
+def workbench(
+    ctx: JobContext, work: JobWorkspace, config: EffectiveConfig, phase: ExecutorPhase
+) -> Workbench:
+    assert work.sandbox is not None  # job_workspace(commands=True)
+    try:
+        model: str | None = ctx.settings.model_for("execute")
+    except ConfigError:
+        model = None
+    return Workbench(
+        task_id=ctx.task_id,
+        job_id=ctx.lease.job_id,
+        phase=phase,
+        path=work.path,
+        sandbox=work.sandbox,
+        backend=config.backend,
+        tools=work.tools,
+        agent=ctx.agent_config("execute"),
+        recorder=ctx,
+        cancel=ctx.cancel,
+        command_timeout=config.command_timeout,
+        state_dir=ctx.settings.home / "executors" / f"task-{ctx.task_id}",
+        model=model,
+    )
 
 
 def _set_state(ctx: JobContext, subtask_id: int, state: SubtaskState) -> None:

@@ -12,6 +12,10 @@ network = true                # setup may reach the network; nothing else ever d
 [sandbox]
 backend = "bubblewrap"        # or "none" (no isolation; explicit opt-out)
 
+[executor]                    # what types the code (research and planning stay native)
+execute = "claude-code"       # native (default), claude-code
+revise = "native"             # default: the same as execute
+
 [limits]
 command_timeout = 600         # seconds of wall-clock time per command
 cpu_seconds = 900             # CPU seconds per process
@@ -25,12 +29,13 @@ output_chars = 50000          # output kept per command
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from errands.errors import InvalidInput
+from errands.errors import ConfigError, InvalidInput
+from errands.executors import ExecutorPhase, check_executor_name
 from errands.sandbox import Limits
 from errands.settings import Settings
 from errands.store import Project
@@ -56,6 +61,13 @@ class SandboxConfig(_Section):
     backend: Backend | None = None
 
 
+class ExecutorConfig(_Section):
+    # Names are checked when the file is read (parse_repo_config), not when a stored copy is
+    # used: an executor this server does not know fails the job that needs it, by name.
+    execute: str | None = None
+    revise: str | None = None
+
+
 class LimitsConfig(_Section):
     command_timeout: float | None = Field(default=None, gt=0)
     cpu_seconds: int | None = Field(default=None, gt=0)
@@ -70,9 +82,22 @@ class RepoConfig(_Section):
     setup: SetupConfig = Field(default_factory=SetupConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
 
 def parse_repo_config(text: str) -> RepoConfig:
+    config = _validate(text)
+    for phase in ("execute", "revise"):
+        name = getattr(config.executor, phase)
+        try:
+            if name is not None:
+                check_executor_name(name)
+        except ConfigError as exc:
+            raise InvalidInput(f"{CONFIG_FILE} is invalid: executor.{phase}: {exc}") from exc
+    return config
+
+
+def _validate(text: str) -> RepoConfig:
     try:
         return RepoConfig.model_validate(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
@@ -92,6 +117,10 @@ class EffectiveConfig:
     backend: Backend
     command_timeout: float
     limits: Limits
+    # The executor of each coding phase.
+    executors: dict[ExecutorPhase, str] = field(
+        default_factory=lambda: {"execute": "native", "revise": "native"}
+    )
 
 
 def effective_config(project: Project, settings: Settings) -> EffectiveConfig:
@@ -118,6 +147,14 @@ def effective_config(project: Project, settings: Settings) -> EffectiveConfig:
         file_bytes=(lim.file_mb * 1024**2) if lim.file_mb else base.file_bytes,
         output_chars=lim.output_chars or settings.command_output_limit,
     )
+    execute = project.executor or repo.executor.execute or settings.executor
+    revise = (
+        project.revise_executor
+        or repo.executor.revise
+        or settings.revise_executor
+        # Unless something names one for revising, revise rounds use execute's executor.
+        or execute
+    )
     return EffectiveConfig(
         verify_commands=list(verify),
         setup_commands=list(setup),
@@ -125,4 +162,5 @@ def effective_config(project: Project, settings: Settings) -> EffectiveConfig:
         backend=backend,
         command_timeout=lim.command_timeout or settings.command_timeout,
         limits=limits,
+        executors={"execute": execute, "revise": revise},
     )

@@ -93,6 +93,7 @@ def run(ctx: JobContext) -> None:
             instructions=prompts.REVISE,
             prompt=prompt,
             config=config,
+            phase="revise",
         )
         with ctx.db.session() as session:
             for c in session.scalars(

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from errands.accounts.access import ACT, READ, principal_of, visible
 from errands.errors import ErrandsError
+from errands.executors import EXECUTORS
 from errands.schemas import EventPublic, ProjectPublic
 from errands.settings import Settings
 from errands.store import Database
@@ -126,6 +127,7 @@ def project_page(
         "project.html",
         status=status,
         error=error,
+        executors=sorted(EXECUTORS),
         **context,
     )
 
@@ -149,6 +151,8 @@ def edit_project(
     auto_execute: Annotated[str, Form()] = "",
     research_model: Annotated[str, Form()] = "",
     execute_model: Annotated[str, Form()] = "",
+    executor: Annotated[str, Form()] = "",
+    revise_executor: Annotated[str, Form()] = "",
 ) -> Response:
     def work(s: Session) -> str:
         verify, setup = _lines(verify_commands), _lines(setup_commands)
@@ -166,6 +170,8 @@ def edit_project(
             base_branch=base_branch.strip() or None,
             research_model=research_model,  # "" clears: the server's model again
             execute_model=execute_model,
+            executor=executor,  # "" clears: .errands.toml or the server's again
+            revise_executor=revise_executor,
         )
         return project.name
 

@@ -1,0 +1,112 @@
+"""The Executor seam: whatever agent types the code of one subtask.
+
+Errands keeps everything around an executor: planning, the per-subtask verify-and-fix loop,
+one commit per subtask, the hand-off, cost and budgets. An executor gets a prepared
+workspace (its sandbox included) and an ``Assignment`` (a subtask or a revise round, with the
+task's context), makes the change and reports what it did. The verify failure of a subtask
+goes back to the same ``ExecutorSession`` as another turn, so the agent keeps its context
+(the native loop its message history; Claude Code its ``--resume`` session).
+
+Nothing here knows the store or the workflow: the recorder (a job's ``JobContext``) is a
+Protocol from ``errands.agent.loop``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from errands.agent.loop import AgentConfig, Recorder
+from errands.agent.tools import WorkspaceTools
+from errands.sandbox import Backend, Sandbox
+
+ExecutorPhase = Literal["execute", "revise"]
+EXECUTOR_PHASES: tuple[ExecutorPhase, ...] = ("execute", "revise")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Model usage of one turn, as the executor saw it (for the report; the job's own usage
+    ledger is written by whoever forwarded the calls: the native loop, or the egress proxy)."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None  # what the agent itself computed, when it says
+
+
+@dataclass(frozen=True)
+class ExecutorReport:
+    """What one turn of an executor did: for the commit message, the hand-off and the log."""
+
+    summary: str
+    decisions: list[str] = field(default_factory=list)
+    no_change_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One subtask (or revise round) to do."""
+
+    name: str  # "subtask-2": names its events
+    instructions: str  # the role: errands.agent.prompts.SUBTASK or REVISE
+    prompt: str  # the task, research, answers and this subtask, framed (prompts.frame)
+
+
+@dataclass(frozen=True)
+class EgressEndpoint:
+    """How an executor inside the sandbox reaches its model: only through the egress proxy.
+
+    ``base_url`` is an address inside the sandbox's own network namespace (the proxy's
+    forwarder); ``placeholder_key`` is what the agent sends as its key (the proxy swaps in
+    the real one, which never enters the sandbox)."""
+
+    base_url: str
+    placeholder_key: str
+    # The sandbox (same policy as bench.sandbox) that can reach base_url and nothing else.
+    sandbox: Sandbox
+
+
+@dataclass(frozen=True)
+class Workbench:
+    """Everything an executor gets for one job."""
+
+    task_id: int
+    job_id: int
+    phase: ExecutorPhase
+    path: Path  # the workspace (a git work tree on the task branch); the agent's cwd
+    sandbox: Sandbox  # the work sandbox: no network, the workspace writable
+    backend: Backend  # which sandbox backend the project uses
+    tools: WorkspaceTools  # the native loop's tools (read, edit, run_command, search)
+    agent: AgentConfig  # the native loop's model (the execute phase's)
+    recorder: Recorder  # the job: events, usage, cancellation (and a BudgetGuard)
+    cancel: threading.Event
+    command_timeout: float  # the project's per-command limit
+    # Per task and executor, kept across subtasks, fix attempts and jobs on this machine:
+    # an external agent's session state. Never holds a secret; may be bound into the sandbox.
+    state_dir: Path
+    model: str | None  # the execute phase's provider:name, if any is configured
+    # Builds the egress endpoint for this job, or raises ConfigError when none can be had.
+    egress: Callable[[], EgressEndpoint] | None = None
+
+
+class ExecutorSession(Protocol):
+    """One subtask's conversation with an executor. Each ``turn`` continues it: the first
+    with the assignment's prompt, later ones with "nothing changed, why?" or a verify failure."""
+
+    def turn(self, prompt: str) -> ExecutorReport: ...
+
+
+class Executor(Protocol):
+    """A way of doing one subtask. Registered by name in ``errands.executors``."""
+
+    name: str
+    # How this executor is asked for its report in a follow-up turn, e.g. "answer with
+    # final_result" (the native loop's output tool): ends the follow-up prompts.
+    report_hint: str
+
+    def start(self, bench: Workbench, assignment: Assignment) -> ExecutorSession: ...
