@@ -20,10 +20,6 @@ _apps: dict[tuple[str, str], GitHubApp] = {}
 _apps_lock = threading.Lock()
 
 
-def configured(settings: Settings) -> bool:
-    return bool(settings.github_token or settings.github_app_id)
-
-
 def webhook_secret(settings: Settings) -> str:
     if settings.github_webhook_secret is None:
         raise GitHubNotConfigured(

@@ -517,9 +517,9 @@ def add_comment(
         project_id=task.project_id,
         data={"comment_id": comment.id, "path": path, "line": line, "kind": kind},
     )
-    from errands.github import hooks as github_hooks  # httpx and jwt: slow to import
+    from errands.forges.registry import forge_for
 
-    github_hooks.nudge(session, settings, task.project)  # mirror it onto the pull request
+    forge_for(settings, task.project).nudge(session, task.project)  # onto its pull request
     return comment
 
 

@@ -8,8 +8,8 @@ from errands.agent.schemas import Plan
 from errands.domain import SubtaskState, TaskState, check_transition
 from errands.errors import BranchMoved, GitError
 from errands.faults import crash_point
+from errands.forges.registry import forge_for
 from errands.git import Mirror, task_branch
-from errands.github import hooks as github_hooks
 from errands.store import Subtask, Task
 from errands.workflow import handoff, trailers
 from errands.workflow.context import JobContext
@@ -158,7 +158,7 @@ def finish_review_round(ctx: JobContext, mirror: Mirror, branch: str, head: str)
             no_change=unchanged,
         )
         ctx.settle(session)
-        github_hooks.nudge(session, ctx.settings, task.project)  # open or update its PR
+        forge_for(ctx.settings, task.project).nudge(session, task.project)  # open/update a PR
 
 
 def _forget_lost_commits(ctx: JobContext, mirror: Mirror, tip: str | None) -> None:

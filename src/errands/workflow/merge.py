@@ -7,8 +7,8 @@ import random
 from errands.domain import TaskState, check_transition
 from errands.errors import BaseMoved, GitError
 from errands.faults import crash_point
+from errands.forges.registry import forge_for
 from errands.git import Mirror
-from errands.github import hooks as github_hooks
 from errands.store import Task
 from errands.workflow import trailers
 from errands.workflow.context import JobContext
@@ -43,15 +43,18 @@ LAND_PAUSE = 0.25  # seconds; the pause before attempt k + 1 is up to LAND_PAUSE
 
 
 def run(ctx: JobContext) -> None:
-    # A task with a GitHub pull request is merged there, through the API.
-    if github_hooks.merge_pull_request(ctx):
-        return
     with ctx.db.session() as session:
         task = session.get_one(Task, ctx.task_id)
         origin, branch, base_branch = task.project.origin, task.branch, task.base_branch
         reviewed_base = task.base_commit
         message = squash_message(task)
         key = trailers.key_line(task)
+        # A task with a pull request on its forge is merged there, through its API.
+        pending = forge_for(ctx.settings, task.project).pending_merge(task, message)
+    if pending is not None:
+        merged = pending.perform(ctx.mirror(origin), ctx.emit)
+        record_merged(ctx, merged.commit, merged.message, **merged.data)
+        return
     if branch is None:
         raise GitError(f"Task {ctx.task_id} has no branch to merge.")
     mirror = ctx.mirror(origin)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from errands.errors import GitError
+from errands.forges.registry import forge_for_origin
 from errands.git import Mirror
 from errands.settings import Settings
 
@@ -15,12 +16,9 @@ def mirror_path(settings: Settings, project_id: int) -> Path:
 
 
 def open_mirror(settings: Settings, project_id: int, origin: str) -> Mirror:
-    # A GitHub repository over HTTPS gets its token through git's environment (never in
-    # the remote URL or config); any other origin gets nothing. Imported here: the GitHub
-    # client's libraries (httpx, jwt) take longer to import than a quick CLI command runs.
-    from errands.github import hooks as github_hooks
-
-    auth_env = github_hooks.git_env(settings, origin)
+    # A forge's repository (GitHub over HTTPS) gets its token through git's environment
+    # (never in the remote URL or config); any other origin gets nothing.
+    auth_env = forge_for_origin(settings, origin).git_env(origin)
     return Mirror.create(mirror_path(settings, project_id), origin, auth_env=auth_env)
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from errands.accounts.errors import Forbidden
 from errands.errors import Conflict, GitError, InvalidInput, NotAGitRepository
+from errands.forges.registry import forge_for_origin
 from errands.git import current_branch, find_repository, git
 from errands.git.repo import local_repository
 from errands.settings import Settings
@@ -76,11 +77,12 @@ def _file_url_path(origin: str) -> str:
 
 
 def _remote(settings: Settings, origin: str, *, trusted: bool) -> CheckedOrigin:
-    parts = urlsplit(origin)
-    if not trusted and parts.scheme == "https" and _on_github(settings, parts.hostname):
+    forge = forge_for_origin(settings, origin)
+    if not trusted and forge.claims_origin(origin):
         raise Forbidden(
-            f"{origin} is on GitHub, which Errands reaches with this server's credentials: add "
-            "it as a GitHub project (POST /api/github/projects), which checks your access."
+            f"{origin} is on {forge.name}, which Errands reaches with this server's credentials: "
+            f"add it as a {forge.name} project (POST /api/{forge.name}/projects), which checks "
+            "your access."
         )
     try:
         heads = git(
@@ -91,14 +93,6 @@ def _remote(settings: Settings, origin: str, *, trusted: bool) -> CheckedOrigin:
     match = re.search(r"ref: refs/heads/(\S+)\s+HEAD", heads)
     name = origin.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
     return CheckedOrigin(origin, match.group(1) if match else "main", name or "project")
-
-
-def _on_github(settings: Settings, host: str | None) -> bool:
-    """Whether git would be handed the server's GitHub credentials for this host."""
-    from errands.github import forge  # httpx and jwt: slow to import, the CLI stays quick
-    from errands.github.hooks import github_host
-
-    return forge.configured(settings) and host == github_host(settings)
 
 
 def _real(path: Path) -> Path:

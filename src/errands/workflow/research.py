@@ -6,8 +6,8 @@ from errands.agent import prompts
 from errands.agent.loop import run_agent
 from errands.agent.schemas import ResearchResult
 from errands.domain import TaskState, check_transition, state_words
+from errands.forges.registry import forge_for
 from errands.git import task_branch
-from errands.github import hooks as github_hooks
 from errands.index import Located
 from errands.store import Project, Question, Task
 from errands.workflow import actions
@@ -121,4 +121,4 @@ def run(ctx: JobContext) -> None:
         if target is TaskState.READY:
             actions.start_execution_if_auto(session, ctx.settings, task)
         else:
-            github_hooks.nudge(session, ctx.settings, task.project)  # ask on the issue too
+            forge_for(ctx.settings, task.project).nudge(session, task.project)  # on its issue

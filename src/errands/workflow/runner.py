@@ -17,7 +17,7 @@ from errands.errors import (
     MergeConflict,
     NothingToMerge,
 )
-from errands.github import sync as github_sync
+from errands.forges.registry import stages as forge_stages
 from errands.jobs import ledger
 from errands.jobs.ledger import Lease
 from errands.jobs.worker import Outcome
@@ -33,7 +33,6 @@ STAGES: dict[JobKind, Callable[[JobContext], None]] = {
     JobKind.EXECUTE: execute.run,
     JobKind.REVISE: revise.run,
     JobKind.MERGE: merge.run,
-    JobKind.GITHUB: github_sync.run,
 }
 
 # Landing problems leave the task in review: the user can fix their checkout, or revise.
@@ -43,6 +42,8 @@ MERGE_PROBLEMS = (MergeConflict, BaseMoved, DirtyWorkingTree, NothingToMerge)
 class Dispatcher:
     def __init__(self, services: Services) -> None:
         self.services = services
+        # The workflow's own stages and each forge's (GitHub's sync job).
+        self.stages = {**STAGES, **forge_stages(services.settings)}
 
     def __call__(self, lease: Lease, cancel: threading.Event) -> Outcome:
         try:
@@ -67,7 +68,7 @@ class Dispatcher:
             attempt=lease.attempt,
         )
         try:
-            STAGES[lease.kind](ctx)
+            self.stages[lease.kind](ctx)
         except LeaseLost:
             raise
         except Cancelled:
