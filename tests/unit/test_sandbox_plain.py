@@ -234,3 +234,15 @@ def test_a_quiet_command_reports_nothing(sandbox: PlainSandbox) -> None:
     seen: list[str] = []
     assert sandbox.run("sleep 2.5", timeout=60, on_output=seen.append).ok
     assert seen == []
+
+
+def test_every_line_reaches_on_line_in_order_even_past_the_output_cap(tmp_path: Path) -> None:
+    sandbox = plain(tmp_path, output_chars=1000)
+    lines: list[str] = []
+    result = sandbox.run(
+        "for i in $(seq 1 2000); do echo line-$i; done; printf last",
+        timeout=30,
+        on_line=lines.append,
+    )
+    assert result.ok and result.truncated  # the kept output is capped...
+    assert lines == [f"line-{i}" for i in range(1, 2001)] + ["last"]  # ...the lines are not

@@ -47,4 +47,5 @@ class Sandbox(Protocol):
         cancel: threading.Event | None = None,
         network: bool = False,
         on_output: Callable[[str], None] | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> CommandResult: ...

@@ -103,6 +103,7 @@ class BubblewrapSandbox:
         cancel: threading.Event | None = None,
         network: bool = False,
         on_output: Callable[[str], None] | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> CommandResult:
         workspace = self.policy.workspace
         if not workspace.is_dir():
@@ -121,6 +122,7 @@ class BubblewrapSandbox:
             cancel=cancel,
             helper_tasks=_BWRAP_HELPERS,
             on_output=on_output,
+            on_line=on_line,
         )
 
     def environment(self) -> dict[str, str]:

@@ -32,6 +32,7 @@ class PlainSandbox:
         cancel: threading.Event | None = None,
         network: bool = False,
         on_output: Callable[[str], None] | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> CommandResult:
         del network  # there is nothing to turn off
         with tempfile.TemporaryDirectory(prefix="errands-home-") as home:
@@ -57,5 +58,6 @@ class PlainSandbox:
                 timeout=timeout,
                 cancel=cancel,
                 on_output=on_output,
+                on_line=on_line,
             )
         return result

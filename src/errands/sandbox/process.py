@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import signal
 import subprocess
 import threading
@@ -28,6 +29,7 @@ OUTPUT_EVERY = 2.0  # seconds between progress reports of a running command's ou
 OUTPUT_TAIL_CHARS = 2_000
 
 OutputListener = Callable[[str], None]
+LineListener = Callable[[str], None]
 
 
 def _tell(listener: OutputListener, tail: str) -> None:
@@ -40,7 +42,11 @@ def _tell(listener: OutputListener, tail: str) -> None:
 class _CappedReader:
     """Drains a pipe so the child never blocks, keeping the head and the tail of its output."""
 
-    def __init__(self, stream: IO[bytes], limit: int) -> None:
+    def __init__(self, stream: IO[bytes], limit: int, *, lines: bool = False) -> None:
+        # With ``lines``, every complete line of output (whatever the cap keeps) also goes to
+        # ``self.lines``, for a caller that reads a protocol from the output (stream-json).
+        self.lines: queue.SimpleQueue[str] | None = queue.SimpleQueue() if lines else None
+        self.partial = bytearray()
         self.head = bytearray()
         self.tail: deque[bytes] = deque()
         self.tail_size = 0
@@ -54,6 +60,8 @@ class _CappedReader:
         half = self.limit // 2
         for data in iter(lambda: stream.read1(_CHUNK), b""):  # type: ignore[attr-defined]
             self.received += len(data)
+            if self.lines is not None:
+                self._split_lines(data)
             chunk = data
             if len(self.head) < half:
                 room = half - len(self.head)
@@ -72,7 +80,26 @@ class _CappedReader:
                     self.tail_size -= cut
                     self.dropped += cut
                     excess -= cut
+        if self.lines is not None and self.partial:
+            self.lines.put(self.partial.decode("utf-8", errors="replace"))
         stream.close()
+
+    def _split_lines(self, data: bytes) -> None:
+        assert self.lines is not None
+        self.partial += data
+        *complete, rest = self.partial.split(b"\n")
+        for line in complete:
+            self.lines.put(line.decode("utf-8", errors="replace"))
+        self.partial = bytearray(rest)
+
+    def take_lines(self) -> list[str]:
+        taken: list[str] = []
+        while self.lines is not None:
+            try:
+                taken.append(self.lines.get_nowait())
+            except queue.Empty:
+                break
+        return taken
 
     def recent(self, chars: int) -> str:
         """The last ``chars`` characters so far (read while the drain thread appends)."""
@@ -100,13 +127,15 @@ def run_process(
     cancel: threading.Event | None,
     helper_tasks: int = 0,
     on_output: OutputListener | None = None,
+    on_line: LineListener | None = None,
 ) -> CommandResult:
     """Run ``argv`` (which runs ``command``) to completion, timeout or cancel.
 
     ``helper_tasks`` are processes of the wrapper itself (bwrap's), granted on top of
     ``limits.processes`` so that the limit means the same for every backend. While it runs,
     ``on_output`` gets the tail of its output every ``OUTPUT_EVERY`` seconds when there is
-    new output, so a long test run shows progress."""
+    new output, so a long test run shows progress; ``on_line`` gets each line of its output
+    as it comes, in this thread (the output kept in the result is still capped)."""
     started = time.monotonic()
     cgroup = PidsCgroup.create(limits.processes + helper_tasks)
     if cgroup is None:
@@ -128,12 +157,14 @@ def run_process(
         except (OSError, subprocess.SubprocessError) as exc:
             raise CommandError(f"Cannot start {command!r} in {cwd}: {exc}") from exc
         assert process.stdout is not None
-        reader = _CappedReader(process.stdout, limits.output_chars)
+        reader = _CappedReader(process.stdout, limits.output_chars, lines=on_line is not None)
         crash_point("command.running")
         timed_out = cancelled = False
         delay = 0.001
         reported, next_report = 0, time.monotonic() + OUTPUT_EVERY
         while not _exited(process.pid):
+            if on_line is not None:
+                _tell_lines(on_line, reader.take_lines())
             if on_output is not None and time.monotonic() >= next_report:
                 next_report = time.monotonic() + OUTPUT_EVERY
                 if reader.received != reported:
@@ -151,6 +182,8 @@ def run_process(
         # left running with `&` would also hold the output pipe open).
         _kill_tree(process, cgroup)
         output, truncated = reader.text()
+        if on_line is not None:
+            _tell_lines(on_line, reader.take_lines())
     finally:
         if cgroup is not None:
             cgroup.remove()
@@ -163,6 +196,11 @@ def run_process(
         cancelled=cancelled,
         truncated=truncated,
     )
+
+
+def _tell_lines(listener: LineListener, lines: list[str]) -> None:
+    for line in lines:
+        _tell(listener, line)
 
 
 def _exited(pid: int) -> bool:

@@ -1,7 +1,8 @@
 """A scripted LLM that speaks the OpenAI-compatible chat-completions HTTP protocol on loopback
 (and, translated to the same script, the OpenAI Responses API's ``POST /v1/responses`` that
-the Codex CLI uses -- see :mod:`errands.testing.responses_api` -- and the Gemini API's
-``generateContent``: see :attr:`ScriptedLLM.gemini_base_url`).
+the Codex CLI uses -- see :mod:`errands.testing.responses_api` --, Anthropic's Messages API
+``POST /v1/messages`` that Claude Code uses -- :mod:`errands.testing.anthropic_api` --, and
+the Gemini API's ``generateContent``: see :attr:`ScriptedLLM.gemini_base_url`).
 
 Every request it receives, whatever its path, is kept as it arrived in
 :attr:`ScriptedLLM.received` (method, path, headers, body), so a test can assert what an
@@ -42,6 +43,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Literal, Self
 
+from errands.testing.anthropic_api import (
+    anthropic_error,
+    chat_as_message,
+    count_tokens,
+    message_events,
+    messages_as_chat,
+)
 from errands.testing.responses_api import chat_as_response, response_events, responses_as_chat
 
 __all__ = [
@@ -74,8 +82,9 @@ falls back to 0.5 s, 1 s, 2 s ... (x 0.75-1 jitter).
 
 _EMPTY_HEADERS: Mapping[str, str] = MappingProxyType({})
 
-Api = Literal["chat", "responses", "gemini"]
-"""Which protocol a request came in: chat completions, the Responses API, Gemini's."""
+Api = Literal["chat", "responses", "gemini", "anthropic"]
+"""Which protocol a request came in: chat completions, the Responses API, Gemini's, Anthropic's
+Messages API."""
 
 
 @dataclass(frozen=True)
@@ -748,7 +757,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._log_received(b"")
         path = self.path.split("?", 1)[0].rstrip("/")
-        if path in ("/v1/models", "/models"):
+        if path in ("/v1/models", "/models") and "anthropic-version" in self.headers:
+            model = {"type": "model", "id": "scripted", "display_name": "Scripted"}
+            self._send_json(
+                200,
+                {
+                    "data": [{**model, "created_at": "2026-01-01T00:00:00Z"}],
+                    "has_more": False,
+                    "first_id": "scripted",
+                    "last_id": "scripted",
+                },
+            )
+        elif path in ("/v1/models", "/models"):
             self._send_json(
                 200,
                 {
@@ -781,6 +801,11 @@ class _Handler(BaseHTTPRequestHandler):
             api = "responses"
         elif path.endswith(":generateContent") and "/models/" in path:
             api = "gemini"
+        elif path in ("/v1/messages", "/messages"):
+            api = "anthropic"
+        elif path in ("/v1/messages/count_tokens", "/messages/count_tokens"):
+            self._send_json(200, count_tokens(json.loads(raw or b"{}")))
+            return
         else:
             self._send_json(404, _error_body(404, f"no route POST {self.path}"))
             return
@@ -798,6 +823,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = _gemini_as_chat(body, model)
         elif api == "responses":
             body = responses_as_chat(body)
+        elif api == "anthropic":
+            body = messages_as_chat(body)
         request = ChatRequest(body, dict(self.headers.items()), api=api, original=original)
         llm._record(request)
         if llm.context_limit is not None and request.prompt_chars > llm.context_limit:
@@ -809,6 +836,15 @@ class _Handler(BaseHTTPRequestHandler):
                         f"The input token count ({_approx_tokens(request.prompt_chars)}) exceeds "
                         "the maximum number of tokens allowed "
                         f"({_approx_tokens(llm.context_limit)}).",
+                    ),
+                )
+            elif api == "anthropic":
+                self._send_json(
+                    400,
+                    anthropic_error(
+                        400,
+                        f"prompt is too long: {_approx_tokens(request.prompt_chars)} tokens > "
+                        f"{_approx_tokens(llm.context_limit)} maximum",
                     ),
                 )
             else:
@@ -835,7 +871,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if reply.status != 200:
             message = reply.text or f"scripted HTTP {reply.status}"
-            error = _gemini_error if gemini else _error_body
+            error = (
+                _gemini_error if gemini else anthropic_error if api == "anthropic" else _error_body
+            )
             self._send_json(reply.status, error(reply.status, message), reply.headers)
             return
 
@@ -846,20 +884,26 @@ class _Handler(BaseHTTPRequestHandler):
         if api == "responses":
             response = chat_as_response(completion, original, completion["created"])
             if request.stream:
-                self._send_events(response, reply.headers)
+                self._send_events(response_events(response), reply.headers)
             else:
                 self._send_json(200, response, reply.headers)
+            return
+        if api == "anthropic":
+            answer = chat_as_message(completion)
+            if request.stream:
+                self._send_events(message_events(answer), reply.headers)
+            else:
+                self._send_json(200, answer, reply.headers)
             return
         if not request.stream:
             self._send_json(200, completion, reply.headers)
             return
         self._send_stream(completion, reply.headers)
 
-    def _send_events(self, response: dict[str, Any], headers: Mapping[str, str]) -> None:
-        """A streamed Responses answer: named server-sent events, no ``[DONE]``."""
+    def _send_events(self, events: Iterator[dict[str, Any]], headers: Mapping[str, str]) -> None:
+        """A streamed Responses or Messages answer: named server-sent events, no ``[DONE]``."""
         payload = "".join(
-            f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
-            for event in response_events(response)
+            f"event: {event['type']}\ndata: {json.dumps(event)}\n\n" for event in events
         )
         self._send(200, payload, content_type="text/event-stream", headers=headers)
 
