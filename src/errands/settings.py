@@ -41,6 +41,20 @@ def _default_home() -> Path:
 
 MODEL_PROVIDERS = ("openai", "anthropic", "google")
 
+# What setup commands reach through the egress proxy when a project names nothing: the public
+# package registries of the ecosystems Errands detects (pip/uv, npm/yarn, cargo, go).
+DEFAULT_SETUP_HOSTS = (
+    "pypi.org:443",
+    "files.pythonhosted.org:443",
+    "registry.npmjs.org:443",
+    "registry.yarnpkg.com:443",
+    "crates.io:443",
+    "index.crates.io:443",
+    "static.crates.io:443",
+    "proxy.golang.org:443",
+    "sum.golang.org:443",
+)
+
 
 def check_model_spec(spec: str) -> str:
     """``spec`` if it is ``provider:name`` with a provider we speak, else ConfigError."""
@@ -160,6 +174,17 @@ class Settings(BaseSettings):
         "be attached to a project through the server once accounts exist. Default none: then "
         "only the machine's user may attach local repositories (the CLI, and the server while "
         "no account exists). $ERRANDS_HOME is never allowed.",
+    )
+    egress_setup_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_SETUP_HOSTS),
+        description="host:port pairs (comma-separated in the environment) that projects' setup "
+        "commands reach through the egress proxy when their .errands.toml names none.",
+    )
+    egress_private_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="host:port pairs (comma-separated) a project's allowlist may reach even "
+        "though they resolve to a loopback, private or link-local address (a registry mirror "
+        "on the LAN). Default none: such addresses are refused.",
     )
     host: str = Field(default="127.0.0.1", description="Address `errands serve` listens on.")
     port: int = Field(default=8765, description="Port `errands serve` listens on.")
@@ -308,6 +333,14 @@ class Settings(BaseSettings):
         # The environment gives one string, like PATH; config.toml and Python give a list.
         if isinstance(value, str):
             return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("egress_setup_hosts", "egress_private_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        # host:port holds a colon, so the environment separates them with commas.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @classmethod

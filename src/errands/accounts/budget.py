@@ -20,23 +20,35 @@ def check(
     model: str,
     pending_input: int = 0,
     pending_output: int = 0,
+    unpriced_refused: bool = False,
 ) -> None:
+    """Raise BudgetReached once a cap is spent. With ``unpriced_refused``, also when a cap
+    applies and ``model`` has no price (its calls would count as free): for the egress proxy,
+    where the sandbox names the model."""
     with db.session() as session:
         project = session.get(Project, project_id)
         org_id = project_org_id(session, project) if project is not None else None
-        pending = cost.call_cost(
-            cost.price_for(session, org_id, model), pending_input, pending_output
+        price = cost.price_for(session, org_id, model)
+        pending = cost.call_cost(price, pending_input, pending_output)
+        task = session.get(Task, task_id) if task_id is not None else None
+        org = session.get(Organization, org_id) if org_id is not None else None
+        capped = (task is not None and task.budget_micros is not None) or (
+            org is not None and org.monthly_budget_micros is not None
         )
-        if task_id is not None:
-            task = session.get(Task, task_id)
-            if task is not None and task.budget_micros is not None:
-                spent = cost.task_cost(session, task_id) + pending
-                if spent >= task.budget_micros:
-                    raise BudgetReached(
-                        f"Budget reached: task {task_id} has spent {cost.dollars(spent)} of its "
-                        f"{cost.dollars(task.budget_micros)} cap. The work committed so far is "
-                        "kept; raise the task's budget and retry to go on."
-                    )
+        if unpriced_refused and capped and price is None:
+            raise BudgetReached(
+                f"Budget cannot be enforced: the model {model or '(none named)'!r} has no "
+                "price, so its calls would count as free under a spending cap. An owner can "
+                "set its price per million tokens on the Usage page."
+            )
+        if task is not None and task.budget_micros is not None:
+            spent = cost.task_cost(session, task.id) + pending
+            if spent >= task.budget_micros:
+                raise BudgetReached(
+                    f"Budget reached: task {task.id} has spent {cost.dollars(spent)} of its "
+                    f"{cost.dollars(task.budget_micros)} cap. The work committed so far is "
+                    "kept; raise the task's budget and retry to go on."
+                )
         if org_id is not None:
             problem = org_over_budget(session, org_id, pending)
             if problem:

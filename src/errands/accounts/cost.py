@@ -5,6 +5,7 @@ dollars per million tokens, a call costs ``tokens * price`` micros."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import get_args
@@ -57,14 +58,24 @@ def price_table(session: Session, org_id: int | None) -> list[Price]:
     return sorted(prices.values(), key=lambda p: p.model)
 
 
+# A provider's dated snapshot or alias of a model: "claude-sonnet-4-5-20250929",
+# "gpt-4.1-2025-04-14", "claude-3-7-sonnet-latest".
+_SNAPSHOT = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|latest)$")
+
+
 def price_for(session: Session, org_id: int | None, model: str) -> Price | None:
+    """The price of ``model``; a dated snapshot (as providers name the model in their answers
+    and as CLIs ask for it) costs what its model costs unless it has a price of its own."""
     key = model_key(model)
-    if org_id is not None:
-        row = session.get(ModelPrice, (org_id, key))
-        if row is not None:
-            return Price(key, row.input_per_mtok, row.output_per_mtok, True)
-    default = DEFAULT_PRICES.get(key)
-    return Price(key, *default, False) if default else None
+    for name in dict.fromkeys((key, _SNAPSHOT.sub("", key))):
+        if org_id is not None:
+            row = session.get(ModelPrice, (org_id, name))
+            if row is not None:
+                return Price(name, row.input_per_mtok, row.output_per_mtok, True)
+        default = DEFAULT_PRICES.get(name)
+        if default:
+            return Price(name, *default, False)
+    return None
 
 
 def set_price(

@@ -51,6 +51,18 @@ _ETC_SECRETS = (
     "/etc/sudoers.d",
 )
 _BWRAP_HELPERS = 2  # bwrap itself and the init of the pid namespace
+# The egress forwarder (errands.egress.forwarder) inside: the system's Python runs it, with
+# nothing of the workspace or the environment on its import path (-I), no site (-S).
+FORWARDER_PYTHON = "/usr/bin/python3"
+EGRESS_DIR = "/run/errands"
+_EGRESS_SOCKET = f"{EGRESS_DIR}/egress.sock"
+_EGRESS_FORWARDER = f"{EGRESS_DIR}/forwarder.py"
+# Started before the command, which runs only once the forwarder listens ($1 is the command).
+_EGRESS_WRAPPER = (
+    f"{FORWARDER_PYTHON} -I -S {_EGRESS_FORWARDER} {_EGRESS_SOCKET} {{port}} || "
+    "{{ echo 'errands: the egress forwarder did not start' >&2; exit 125; }}\n"
+    'exec bash -c "$1"'
+)
 
 
 def bwrap_path() -> str | None:
@@ -91,6 +103,11 @@ class BubblewrapSandbox:
             raise ConfigError(
                 "The bubblewrap sandbox needs bwrap: install it (apt-get install bubblewrap)."
             )
+        if policy.egress is not None and not os.access(FORWARDER_PYTHON, os.X_OK):
+            raise ConfigError(
+                f"The sandbox's egress forwarder runs on {FORWARDER_PYTHON}, which is missing: "
+                "install it (apt-get install python3-minimal)."
+            )
         self.bwrap = path
         self.policy = policy
         self.etc_masks = etc_masks()
@@ -120,15 +137,18 @@ class BubblewrapSandbox:
             limits=self.policy.limits,
             timeout=timeout,
             cancel=cancel,
-            helper_tasks=_BWRAP_HELPERS,
+            # The egress forwarder's process and its threads (two per connection) come on top.
+            helper_tasks=_BWRAP_HELPERS + (64 if self.policy.egress is not None else 0),
             on_output=on_output,
             on_line=on_line,
         )
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, *, network: bool = False) -> dict[str, str]:
         """The complete environment of a command inside."""
+        egress = self.policy.egress
         return {
             **self.policy.env,
+            **(egress.env if egress is not None and not network else {}),
             "HOME": HOME,
             "TMPDIR": "/tmp",
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -149,7 +169,7 @@ class BubblewrapSandbox:
         # --die-with-parent: if the worker dies, the sandbox dies with it (its pid namespace
         # with its init). --new-session: no controlling terminal to inject keystrokes into.
         args += ["--die-with-parent", "--new-session", "--clearenv"]
-        for name, value in self.environment().items():
+        for name, value in self.environment(network=network).items():
             args += ["--setenv", name, value]
         args += ["--proc", "/proc", "--dev", "/dev", "--size", tmp_size, "--tmpfs", "/dev/shm"]
         read_only_tmpfs = ["/dev"]
@@ -169,6 +189,10 @@ class BubblewrapSandbox:
                 args += ["--ro-bind", "/dev/null", masked]
         if network:
             args += _resolver_args()
+        egress = None if network else policy.egress
+        if egress is not None:
+            args += ["--ro-bind", str(egress.socket), _EGRESS_SOCKET]
+            args += ["--ro-bind", str(egress.forwarder), _EGRESS_FORWARDER]
         args += ["--size", tmp_size, "--tmpfs", "/tmp", "--dir", HOME]
 
         shown = [Path(os.path.realpath(name)) for name in (*_SYSTEM_DIRS, "/etc")]
@@ -203,8 +227,10 @@ class BubblewrapSandbox:
         for path_name in read_only_tmpfs:
             args += ["--remount-ro", path_name]
         args += ["--remount-ro", "/"]
-        args += ["--chdir", str(_real(policy.workspace)), "--", "bash", "-c", command]
-        return args
+        args += ["--chdir", str(_real(policy.workspace)), "--", "bash", "-c"]
+        if egress is not None:
+            return [*args, _EGRESS_WRAPPER.format(port=egress.port), "errands-egress", command]
+        return [*args, command]
 
 
 def _git_pointers(grants: list[tuple[int, str, Path]]) -> list[Path]:

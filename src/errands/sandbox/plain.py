@@ -7,7 +7,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 
-from errands.errors import CommandError
+from errands.errors import CommandError, ConfigError
 from errands.sandbox.base import CommandResult
 from errands.sandbox.policy import SandboxPolicy
 from errands.sandbox.process import run_process
@@ -22,6 +22,13 @@ class PlainSandbox:
     name = "none"
 
     def __init__(self, policy: SandboxPolicy) -> None:
+        if policy.egress is not None:
+            # Its commands share the host's network: there is no namespace to put the
+            # forwarder in, and a port on the host's loopback would be every local user's.
+            raise ConfigError(
+                "The egress proxy (model keys injected outside, an allowlist) needs the "
+                "bubblewrap sandbox; sandbox 'none' gives commands the host's network instead."
+            )
         self.policy = policy
 
     def run(

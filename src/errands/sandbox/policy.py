@@ -69,6 +69,19 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class EgressGrant:
+    """The sandbox's one way out, through the egress proxy on the host (errands.egress): its
+    Unix socket is shown inside, and a forwarder started before each command listens on the
+    sandbox's own loopback at ``port`` and relays to it. ``env`` tells clients inside where
+    that is (base URLs, HTTP(S)_PROXY, placeholder keys) and joins the command's environment."""
+
+    socket: Path  # the proxy's socket on the host
+    port: int  # where the forwarder listens inside, on 127.0.0.1
+    env: Mapping[str, str]
+    forwarder: Path  # the forwarder script (standard library only)
+
+
+@dataclass(frozen=True)
 class SandboxPolicy:
     workspace: Path  # the working directory, and the only writable tree (with `writable`)
     env: Mapping[str, str]  # the complete environment of the command (already allowlisted)
@@ -76,4 +89,5 @@ class SandboxPolicy:
     readable: tuple[Path, ...] = ()  # e.g. the project's mirror, toolchains under $HOME
     hidden: tuple[Path, ...] = ()  # never visible, even below a readable path (data dir, home)
     network: bool = False  # whether run(network=True) may turn the network on at all
+    egress: EgressGrant | None = None  # the egress proxy, for commands without the network
     limits: Limits = field(default_factory=Limits)

@@ -1,0 +1,565 @@
+"""The egress proxy: the sandbox's only way out, one per job (or per sandbox), on the host.
+
+It listens on a Unix socket in a private directory, which the sandbox sees bound inside (see
+``errands.egress.forwarder``). Each request is one of:
+
+- a model call on a route (``POST /anthropic/v1/messages``, ``POST /openai/responses``, …):
+  the meter is asked first (budgets), the sandbox's placeholder key is replaced by the real one,
+  the answer is relayed as it arrives, and its usage is read on the way and recorded;
+- another allowed call on a route (model lists, token counting): forwarded with the key;
+- ``CONNECT host:port`` or a plain ``http://host:port/...`` request to one of the allowed hosts
+  (setup commands' package registries): a byte tunnel, or a plain forward, without keys;
+- anything else: HTTP 403 with a JSON body saying what was refused and why.
+
+HTTP/1.1 is parsed by h11 and upstream calls go through httpx (TLS verified), on an asyncio
+loop in a thread of its own; the meter, which talks to the store, runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import shutil
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import h11
+import httpx
+
+from errands.egress import forwarder
+from errands.egress.hosts import HostPort, Unreachable, parse_host, resolve
+from errands.egress.meter import Meter, ModelCall, Refusal, Unmetered
+from errands.egress.routes import AUTH_HEADERS, Route
+from errands.egress.usage import Usage, UsageReader
+from errands.errors import ErrandsError, InvalidInput
+from errands.sandbox.policy import EgressGrant
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+_READ = 65536
+# Headers that describe one hop, not the message: never passed on.
+_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "accept-encoding",
+        "content-encoding",
+    }
+)
+
+
+@dataclass(frozen=True)
+class EgressConfig:
+    routes: tuple[Route, ...] = ()  # model endpoints (errands.egress.routes.model_routes)
+    hosts: tuple[HostPort, ...] = ()  # CONNECT / plain-HTTP tunnels (package registries)
+    # Of ``hosts``, those the operator lets resolve to private addresses.
+    private_hosts: tuple[HostPort, ...] = ()
+
+
+@dataclass
+class _Answer:
+    """What the proxy answers itself (a refusal), in the one JSON error shape."""
+
+    status: int
+    refusal: Refusal
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def body(self) -> bytes:
+        # Readable by the Anthropic SDK (type/error.type/error.message) and the OpenAI one
+        # (error.message/type/code) alike, so a CLI shows the reason to its user.
+        return json.dumps(
+            {
+                "type": "error",
+                "error": {
+                    "type": "egress_refused",
+                    "code": self.refusal.code,
+                    "message": self.refusal.message,
+                },
+                "refused": self.refusal.target,
+            }
+        ).encode()
+
+
+class EgressProxy:
+    """Serve ``config`` on a Unix socket until ``close``. Use ``egress_proxy`` instead."""
+
+    def __init__(
+        self,
+        config: EgressConfig,
+        meter: Meter | None = None,
+        *,
+        directory: Path | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.config = config
+        self.meter: Meter = meter or Unmetered()
+        self.refusals: list[Refusal] = []
+        self.calls: list[tuple[ModelCall, Usage | None]] = []
+        # Private: 0700, so no other user of this machine reaches the socket.
+        self.directory = Path(tempfile.mkdtemp(prefix="errands-egress-", dir=directory))
+        self.socket = self.directory / "egress.sock"
+        self.port = port or random.randint(20000, 40000)  # a port, not a secret
+        self._routes: dict[str, Route] = {route.name: route for route in config.routes}
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._thread = threading.Thread(target=self._run, name="egress-proxy", daemon=True)
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grant(self) -> EgressGrant:
+        env: dict[str, str] = {}
+        for route in self.config.routes:
+            env.update(route.sandbox_env(self.origin))
+        if self.config.hosts:
+            for name in ("HTTP_PROXY", "HTTPS_PROXY"):
+                env[name] = env[name.lower()] = self.origin
+            env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+        return EgressGrant(
+            socket=self.socket, port=self.port, env=env, forwarder=Path(forwarder.__file__)
+        )
+
+    def start(self) -> EgressProxy:
+        self._thread.start()
+        self._ready.wait(30)
+        if self._failure is not None or self._server is None:
+            self.close()
+            raise ErrandsError(f"The egress proxy did not start: {self._failure}")
+        return self
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(600.0, connect=30.0),
+                follow_redirects=False,
+                trust_env=False,  # the worker's own proxy settings are not the sandbox's
+            )
+            self._server = self._loop.run_until_complete(
+                asyncio.start_unix_server(self._serve, path=str(self.socket))
+            )
+        except BaseException as exc:  # reported by start()
+            self._failure = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._server.close()
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                self._loop.run_until_complete(self._client.aclose())
+            # A meter call already running in a thread (recording a finished call) ends
+            # before the proxy is gone.
+            with contextlib.suppress(BaseException):
+                self._loop.run_until_complete(self._loop.shutdown_default_executor())
+            self._loop.close()
+
+    # -- one connection -------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=256 * 1024)
+        try:
+            while True:
+                event = await _next(conn, reader)
+                if not isinstance(event, h11.Request):
+                    break
+                if not await self._exchange(conn, event, reader, writer):
+                    break
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    break
+                conn.start_next_cycle()
+        except h11.RemoteProtocolError as exc:
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                answer = _refuse(400, "bad_request", "?", f"Not an HTTP/1.1 request: {exc}")
+                with contextlib.suppress(Exception):
+                    await self._answer(conn, writer, answer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            log.exception("egress proxy: a connection failed")
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _exchange(
+        self,
+        conn: h11.Connection,
+        request: h11.Request,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        """Answer one request; False when the connection must end afterwards."""
+        method = request.method.decode("ascii", "replace").upper()
+        target = request.target.decode("ascii", "replace")
+        asked = f"{method} {target}"[:300]
+        if method == "CONNECT":
+            return await self._connect(conn, target, asked, reader, writer)
+        body = await _body(conn, reader)
+        if body is None:
+            await self._answer(
+                conn, writer, _refuse(413, "too_large", asked, "The request body is too large.")
+            )
+            return False
+        if target.startswith(("http://", "https://")):
+            parts = urlsplit(target)
+            if (
+                parts.scheme == "http"
+                and parts.hostname in ("127.0.0.1", "localhost")
+                and (parts.port == self.port)
+            ):
+                target = parts.path + (f"?{parts.query}" if parts.query else "")
+            else:
+                await self._plain(conn, request, method, target, asked, body, writer)
+                return True
+        await self._route(conn, request, method, target, asked, body, writer)
+        return True
+
+    async def _route(
+        self,
+        conn: h11.Connection,
+        request: h11.Request,
+        method: str,
+        target: str,
+        asked: str,
+        body: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        path, _, query = target.partition("?")
+        name, _, rest = path.lstrip("/").partition("/")
+        route = self._routes.get(name)
+        call = route.match(method, rest) if route is not None else None
+        if route is None or call is None:
+            await self._answer(conn, writer, self._not_allowed(asked))
+            return
+        headers = _forwarded_headers(request.headers)
+        headers.update(route.auth_headers())
+        model_call = None
+        if call.protocol is not None:
+            parsed = _model_request(body)
+            if parsed is None:
+                answer = _refuse(
+                    400, "bad_request", asked, "A model call's body must be a JSON object."
+                )
+                await self._answer(conn, writer, answer)
+                return
+            stream = parsed.get("stream") is True
+            if call.protocol == "openai-chat" and stream:
+                # The usage of a streamed chat completion comes only when asked for.
+                options = parsed.get("stream_options")
+                parsed["stream_options"] = {
+                    **(options if isinstance(options, dict) else {}),
+                    "include_usage": True,
+                }
+                body = json.dumps(parsed).encode()
+            model = parsed.get("model")
+            model_call = ModelCall(
+                route=route.name,
+                protocol=call.protocol,
+                model=model[:200] if isinstance(model, str) else "",
+                stream=stream,
+            )
+            try:
+                await asyncio.to_thread(self.meter.check_before, model_call)
+            except ErrandsError as exc:
+                await self._answer(conn, writer, _refuse(403, exc.code, asked, exc.message))
+                return
+            except Exception:
+                log.exception("egress proxy: the meter failed before a call")
+                answer = _refuse(
+                    403, "meter_failed", asked, "The call could not be checked against budgets."
+                )
+                await self._answer(conn, writer, answer)
+                return
+        url = route.upstream(rest, query)
+        reader: UsageReader | None = None
+        recorded = False
+
+        async def record() -> None:
+            nonlocal recorded
+            if model_call is not None and reader is not None and not recorded:
+                recorded = True
+                await self._record(model_call, reader.finish())
+
+        try:
+            async with self._upstream(method, url, headers, body) as response:
+                if isinstance(response, _Answer):
+                    await self._answer(conn, writer, response)
+                    return
+                if call.protocol is not None:
+                    reader = UsageReader(call.protocol, response.headers.get("content-type", ""))
+                # Recorded before the answer's end reaches the client: once a CLI has its
+                # answer, the job's usage already counts it.
+                await self._relay(conn, writer, response, reader, before_end=record)
+        finally:
+            # And whatever became of the relay: a client that went away mid-stream was still
+            # billed for what the provider sent.
+            await record()
+
+    async def _record(self, call: ModelCall, usage: Usage | None) -> None:
+        self.calls.append((call, usage))
+        try:
+            await asyncio.to_thread(self.meter.record, call, usage)
+        except Exception:
+            log.exception("egress proxy: could not record a call's usage")
+
+    async def _plain(
+        self,
+        conn: h11.Connection,
+        request: h11.Request,
+        method: str,
+        target: str,
+        asked: str,
+        body: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """A plain-HTTP request in absolute form, to an allowed host: forwarded as it is."""
+        parts = urlsplit(target)
+        try:
+            host = parse_host(f"{parts.hostname}:{parts.port or 80}")
+        except (InvalidInput, ValueError):
+            await self._answer(conn, writer, self._not_allowed(asked))
+            return
+        if parts.scheme != "http" or host not in self.config.hosts:
+            await self._answer(conn, writer, self._not_allowed(asked))
+            return
+        try:
+            address = await self._resolve(host)
+        except Unreachable as exc:
+            await self._answer(conn, writer, self._refused(502, "unreachable", asked, str(exc)))
+            return
+        # To the address that was checked, with the name in the Host header.
+        netloc = f"[{address}]" if ":" in address else address
+        url = f"http://{netloc}:{host.port}{parts.path or '/'}" + (
+            f"?{parts.query}" if parts.query else ""
+        )
+        headers = _forwarded_headers(request.headers, keep_auth=True)
+        headers["host"] = parts.netloc
+        async with self._upstream(method, url, headers, body) as response:
+            if isinstance(response, _Answer):
+                await self._answer(conn, writer, response)
+            else:
+                await self._relay(conn, writer, response, None)
+
+    async def _connect(
+        self,
+        conn: h11.Connection,
+        target: str,
+        asked: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        await _body(conn, reader)
+        try:
+            host = parse_host(target)
+        except InvalidInput:
+            host = None
+        if host is None or host not in self.config.hosts:
+            await self._answer(conn, writer, self._not_allowed(asked))
+            return False
+        try:
+            address = await self._resolve(host)
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(address, host.port), 30
+            )
+        except (Unreachable, OSError, TimeoutError) as exc:
+            reason = str(exc) or f"{host} did not answer"
+            await self._answer(conn, writer, self._refused(502, "unreachable", asked, reason))
+            return False
+        writer.write(conn.send(h11.Response(status_code=200, headers=[])) or b"")
+        await writer.drain()
+        early, _ = conn.trailing_data
+        if early:
+            up_writer.write(early)
+        await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, writer))
+        return False
+
+    async def _resolve(self, host: HostPort) -> str:
+        private_ok = host in self.config.private_hosts
+        found = await asyncio.to_thread(resolve, host, private_ok=private_ok)
+        return found[0][1]
+
+    # -- upstream and answers -------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _upstream(
+        self, method: str, url: str, headers: dict[str, str], body: bytes
+    ) -> AsyncIterator[httpx.Response | _Answer]:
+        assert self._client is not None
+        request = self._client.build_request(method, url, headers=headers, content=body)
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            host = urlsplit(url).netloc
+            yield _refuse(502, "upstream_failed", f"{method} {host}", f"{host}: {exc!r}"[:500])
+            return
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def _relay(
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        response: httpx.Response,
+        reader: UsageReader | None,
+        *,
+        before_end: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in _HOP
+        ]
+        writer.write(conn.send(h11.Response(status_code=response.status_code, headers=headers)))
+        await writer.drain()
+        # Decoded bytes (httpx undoes any content encoding), relayed as they arrive: a
+        # stream's events reach the client one by one, and the meter reads plain text.
+        async for chunk in response.aiter_bytes():
+            if reader is not None:
+                reader.feed(chunk)
+            writer.write(conn.send(h11.Data(data=chunk)) or b"")
+            await writer.drain()
+        if before_end is not None:
+            await before_end()
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        await writer.drain()
+
+    def _not_allowed(self, asked: str) -> _Answer:
+        allowed = [f"/{name}/…" for name in self._routes] + [str(h) for h in self.config.hosts]
+        return self._refused(
+            403,
+            "not_allowed",
+            asked,
+            f"Errands' egress proxy refused {asked}: not on this sandbox's allowlist "
+            f"(allowed: {', '.join(allowed) or 'nothing'}).",
+        )
+
+    def _refused(self, status: int, code: str, asked: str, message: str) -> _Answer:
+        return _refuse(status, code, asked, message)
+
+    async def _answer(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, answer: _Answer
+    ) -> None:
+        self.refusals.append(answer.refusal)
+        log.info("egress proxy refused %s: %s", answer.refusal.target, answer.refusal.code)
+        try:
+            await asyncio.to_thread(self.meter.refused, answer.refusal)
+        except Exception:
+            log.exception("egress proxy: could not report a refusal")
+        body = answer.body()
+        headers = [
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+            *answer.headers,
+        ]
+        writer.write(conn.send(h11.Response(status_code=answer.status, headers=headers)) or b"")
+        writer.write(conn.send(h11.Data(data=body)) or b"")
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        await writer.drain()
+
+
+def _refuse(status: int, code: str, asked: str, message: str) -> _Answer:
+    return _Answer(status, Refusal(code=code, target=asked, message=message))
+
+
+async def _next(conn: h11.Connection, reader: asyncio.StreamReader) -> Any:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        conn.receive_data(await reader.read(_READ))
+
+
+async def _body(conn: h11.Connection, reader: asyncio.StreamReader) -> bytes | None:
+    """The request's body, or None past MAX_REQUEST_BYTES."""
+    body = bytearray()
+    while True:
+        event = await _next(conn, reader)
+        if isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > MAX_REQUEST_BYTES:
+                return None
+        elif isinstance(event, h11.EndOfMessage):
+            return bytes(body)
+        else:
+            return bytes(body)
+
+
+async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(_READ):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+def _forwarded_headers(
+    headers: list[tuple[bytes, bytes]] | Any, *, keep_auth: bool = False
+) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").lower()
+        if name in _HOP or name.startswith("proxy-") or (name in AUTH_HEADERS and not keep_auth):
+            continue
+        found[name] = raw_value.decode("latin-1")
+    found["accept-encoding"] = "identity"
+    return found
+
+
+def _model_request(body: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+@contextlib.contextmanager
+def egress_proxy(
+    config: EgressConfig, meter: Meter | None = None, *, directory: Path | None = None
+) -> Iterator[EgressProxy]:
+    """A running proxy for one job or sandbox: ``proxy.grant`` goes into the sandbox's policy
+    (``SandboxPolicy.egress``). Stopped, and its socket removed, when the block ends."""
+    proxy = EgressProxy(config, meter, directory=directory).start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -1,0 +1,129 @@
+"""Reading a model call's usage from the provider's own answer, as the bytes pass through.
+
+The answer is relayed to the sandbox as it arrives; a ``UsageReader`` sees the same bytes and
+keeps only what it needs: for a JSON body, the body (up to a cap) to parse at the end; for a
+server-sent event stream, one line at a time. The usage fields:
+
+- Anthropic Messages: ``usage`` of the body; streaming, ``message_start.message.usage`` then
+  ``message_delta.usage`` (cumulative counts). Cache writes and reads are input tokens.
+- OpenAI Chat Completions: ``usage.prompt_tokens``/``completion_tokens``; streaming, the last
+  chunk's ``usage`` (the proxy asks for it with ``stream_options.include_usage``).
+- OpenAI Responses: ``usage.input_tokens``/``output_tokens``; streaming, the ``response`` of
+  ``response.completed`` (or ``.incomplete``/``.failed``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from errands.egress.routes import Protocol
+
+_BODY_CAP = 16 * 1024 * 1024  # a JSON answer larger than this is relayed but not parsed
+_LINE_CAP = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    model: str | None  # as the provider named it in the answer, when it did
+
+
+class UsageReader:
+    def __init__(self, protocol: Protocol, content_type: str) -> None:
+        self.protocol = protocol
+        self.stream = content_type.partition(";")[0].strip().lower() == "text/event-stream"
+        self.buffer = bytearray()
+        self.overflow = False
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.model: str | None = None
+
+    def feed(self, data: bytes) -> None:
+        if self.overflow:
+            return
+        self.buffer += data
+        if not self.stream:
+            self.overflow = len(self.buffer) > _BODY_CAP
+            return
+        *lines, rest = self.buffer.split(b"\n")
+        self.buffer = bytearray(rest)
+        for line in lines:
+            self._line(bytes(line))
+        if len(self.buffer) > _LINE_CAP:  # one event this large carries no usage we read
+            self.buffer.clear()
+
+    def finish(self) -> Usage | None:
+        """The call's usage, or None when the answer reported none."""
+        if self.stream:
+            self._line(bytes(self.buffer))
+        elif not self.overflow:
+            self._event(_json(bytes(self.buffer)))
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return Usage(self.input_tokens or 0, self.output_tokens or 0, self.model)
+
+    def _line(self, line: bytes) -> None:
+        if line.startswith(b"data:"):
+            self._event(_json(line[5:]))
+
+    def _event(self, event: Any) -> None:
+        if not isinstance(event, dict):
+            return
+        match self.protocol:
+            case "anthropic-messages":
+                message = event.get("message")
+                body = message if isinstance(message, dict) else event
+                self._model(body)
+                self._anthropic(body.get("usage"))  # message_start's, or the body's
+                if body is not event:
+                    self._anthropic(event.get("usage"))
+            case "openai-chat":
+                self._model(event)
+                usage = event.get("usage")
+                if isinstance(usage, dict):
+                    self._set(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+            case "openai-responses":
+                response = event.get("response")
+                body = response if isinstance(response, dict) else event
+                self._model(body)
+                usage = body.get("usage")
+                if isinstance(usage, dict):
+                    self._set(usage.get("input_tokens"), usage.get("output_tokens"))
+
+    def _anthropic(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        counts = [
+            usage.get(name)
+            for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        ]
+        numbers = [count for count in counts if _count(count) is not None]
+        self._set(sum(numbers) if numbers else None, usage.get("output_tokens"))
+
+    def _set(self, input_tokens: Any, output_tokens: Any) -> None:
+        # Streams report cumulative counts: the latest wins, and never goes back down.
+        if (found := _count(input_tokens)) is not None:
+            self.input_tokens = max(found, self.input_tokens or 0)
+        if (found := _count(output_tokens)) is not None:
+            self.output_tokens = max(found, self.output_tokens or 0)
+
+    def _model(self, body: dict[str, Any]) -> None:
+        model = body.get("model")
+        if isinstance(model, str) and model and self.model is None:
+            self.model = model[:200]
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
