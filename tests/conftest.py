@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.smtp import inbox  # noqa: F401  (a fixture: the loopback SMTP server)
+
 ERRANDS_ENV_PREFIXES = ("ERRANDS_", "OPENAI_", "ANTHROPIC_")
 # The test suite's own switches (ERRANDS_TEST_SERVICES=require, the service URLs, where
 # screenshots go) configure the tests, not Errands, so they survive the scrub below.

@@ -35,6 +35,35 @@ class JobKind(StrEnum):
     GITHUB = "github"  # process webhook deliveries and push state to GitHub, per project
 
 
+class NotifyEvent(StrEnum):
+    """What a user may be told about a task (errands.notifications)."""
+
+    NEEDS_ANSWERS = "needs_answers"
+    READY_FOR_REVIEW = "ready_for_review"
+    FAILED = "failed"
+    MERGED = "merged"
+    REVIEW_REPLY = "review_reply"
+
+
+# The task states whose arrival is a notification.
+NOTIFY_ON_STATE: dict[str, NotifyEvent] = {
+    "awaiting_answers": NotifyEvent.NEEDS_ANSWERS,
+    "in_review": NotifyEvent.READY_FOR_REVIEW,
+    "failed": NotifyEvent.FAILED,
+    "merged": NotifyEvent.MERGED,
+}
+
+
+def notify_event(kind: str, data: dict[str, object]) -> NotifyEvent | None:
+    """The notification an event of the log is, if any: a task arriving in a state someone
+    must act on (or learn of), or a reply in a review thread."""
+    if kind == "task.state":
+        return NOTIFY_ON_STATE.get(str(data.get("state")))
+    if kind == "review.comment" and data.get("parent_id") is not None:
+        return NotifyEvent.REVIEW_REPLY
+    return None
+
+
 class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"

@@ -55,6 +55,7 @@ def build_worker(services: Services, *, name: str | None = None) -> Worker:
     from errands.jobs import ledger
     from errands.jobs.schedule import Duty
     from errands.jobs.worker import Worker
+    from errands.notifications import outbox
     from errands.sandbox import reap_orphaned_commands
     from errands.workflow.runner import Dispatcher
     from errands.workflow.workspaces import sweep_machine
@@ -77,6 +78,7 @@ def build_worker(services: Services, *, name: str | None = None) -> Worker:
     duties = [
         Duty("recovery", RECOVERY_SWEEP_SECONDS, recover),
         Duty(f"workspaces@{machine[:16]}", WORKSPACE_SWEEP_SECONDS, sweep_machine_state),
+        Duty("notifications", outbox.EVERY, lambda: outbox.run(db, settings)),
     ]
     return Worker(
         db,

@@ -327,6 +327,44 @@ class Settings(BaseSettings):
         default="errands@localhost", description="Sender address of the emails Errands sends."
     )
 
+    # -- notifications (errands.notifications) -------------------------------------------
+    notify_coalesce_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Events of one task within this many seconds of each other become one "
+        "notification (sent once the task has been quiet that long, or after five times as "
+        "long at most).",
+    )
+    notify_retry_delay: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds before the first retry of a notification that could not be "
+        "delivered (a webhook answering 5xx, an unreachable SMTP server); doubles per attempt, "
+        "with jitter, up to an hour.",
+    )
+    notify_max_attempts: int = Field(
+        default=8, ge=1, description="Attempts to deliver one notification before giving up."
+    )
+    notify_claim_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a worker holds a notification it is delivering; one whose "
+        "worker died is tried again after this.",
+    )
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Networks (CIDR, comma-separated) a notification webhook may reach although "
+        "they are internal (loopback, private, link-local); default none: webhooks go only to "
+        "public addresses.",
+    )
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("local_origins", mode="before")
     @classmethod
     def _split_paths(cls, value: object) -> object:

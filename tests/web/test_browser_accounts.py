@@ -4,59 +4,14 @@ emails going over real SMTP to a server on loopback (aiosmtpd) that the test rea
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
-from email import message_from_bytes
-from email.message import Message
 from pathlib import Path
-from typing import Any
 
-import pytest
-from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, Page, expect
 
-from tests.support import free_port, running_server, settings_for, wait_for
+from tests.smtp import Inbox
+from tests.support import running_server, settings_for
 
 PASSWORD = "correct horse battery"
-
-
-class Inbox:
-    """What the loopback SMTP server received."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self.lock:
-            self.messages.append(message_from_bytes(envelope.content))
-        return "250 Message accepted for delivery"
-
-    def code_for(self, to: str, subject: str, seen: int = 0) -> str:
-        def find() -> str | None:
-            with self.lock:
-                found = [m for m in self.messages if m["To"] == to and subject in m["Subject"]]
-            if len(found) <= seen:
-                return None
-            body = found[seen].get_payload(decode=True)
-            assert isinstance(body, bytes)
-            match = re.search(r"code: (\S+)", body.decode())
-            return match.group(1) if match else None
-
-        code: str = wait_for(find, timeout=20, what=f"mail to {to} about {subject!r}")
-        return code
-
-
-@pytest.fixture
-def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
 
 
 def submit(page: Page, form: str) -> None:

@@ -25,7 +25,14 @@ def public_url(settings: Settings) -> str:
     return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
 
 
-def send(settings: Settings, to: str, subject: str, body: str) -> bool:
+def send(
+    settings: Settings,
+    to: str,
+    subject: str,
+    body: str,
+    *,
+    headers: dict[str, str] | None = None,
+) -> bool:
     """Send one plain-text message; False when no SMTP server is configured."""
     if not settings.smtp_host:
         return False
@@ -33,6 +40,8 @@ def send(settings: Settings, to: str, subject: str, body: str) -> bool:
     message["From"] = settings.mail_from
     message["To"] = to
     message["Subject"] = subject
+    for name, value in (headers or {}).items():
+        message[name] = value
     message.set_content(body)
     try:
         smtp: smtplib.SMTP

@@ -120,7 +120,14 @@ class Sync:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _note(self, session: Session, task: Task | None, kind: str, message: str) -> None:
+    def _note(
+        self,
+        session: Session,
+        task: Task | None,
+        kind: str,
+        message: str,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         event_log.record(
             session,
             kind,
@@ -128,6 +135,7 @@ class Sync:
             task_id=task.id if task else None,
             project_id=self.project_id,
             job_id=self.ctx.lease.job_id,
+            data=data,
         )
 
     def _task_for_issue(self, session: Session, number: int) -> Task | None:
@@ -550,6 +558,7 @@ class Sync:
             task,
             "review.comment",
             f"blocking comment from @{login} on GitHub, {row.path}:{row.line}: {row.body[:120]}",
+            {"comment_id": row.id, "parent_id": row.parent_id, "github_author": login},
         )
         return f"comment {row.id} added"
 

@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from errands.store.models import Event
+from errands.domain import notify_event
+from errands.store.models import Event, NotificationOutbox
 
 MAX_TEXT = 8_000  # characters kept of any one string in an event; the rest is elided
 
@@ -50,6 +51,14 @@ def record(
     )
     session.add(event)
     session.flush()
+    notify = notify_event(kind, event.data) if task_id is not None else None
+    if notify is not None:
+        # The outbox row commits or rolls back with the event (and the state change it
+        # records): a notification is never lost to a crash, nor made twice by a retry.
+        session.add(
+            NotificationOutbox(task_id=task_id, event_id=event.id, kind=notify, data=event.data)
+        )
+        session.flush()
     return event
 
 

@@ -178,6 +178,11 @@ class ReviewComment(Base):
     # it there; None for a comment not (yet) on GitHub.
     github_id: Mapped[int | None] = mapped_column(BigInteger, default=None, index=True)
     github_author: Mapped[str | None] = mapped_column(String(100), default=None)
+    # The Errands user who wrote it (None: single-user mode, GitHub, or the agent), so a
+    # reply to their thread can notify them.
+    author_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
 
     task: Mapped[Task] = relationship(back_populates="comments")
 
@@ -446,3 +451,69 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- notifications (errands.notifications) -------------------------------------------------
+
+
+class NotificationOutbox(Base):
+    """A task event someone may want to hear about, written in the same transaction as the
+    event itself (the outbox pattern): if the state change committed, so did this row, and
+    a crash before or after cannot lose or double it. ``composed_at`` is set once the
+    notifications it causes are written (one transaction again)."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (Index("ix_notification_outbox_pending", "composed_at", "task_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))  # errands.notifications.prefs.EVENTS
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    composed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Notification(Base):
+    """One message to one user over one channel, covering one or more outbox rows of a task
+    (coalesced). Delivered by the workers' ``notifications`` duty: claimed by a
+    compare-and-swap, retried with backoff, marked sent or failed."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_due", "state", "next_attempt_at"),
+        Index("ix_notifications_user_channel", "user_id", "channel", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))  # email | webhook | browser
+    events: Mapped[list[Any]] = mapped_column(default=list)  # outbox kinds covered, in order
+    title: Mapped[str] = mapped_column(String(300))
+    text: Mapped[str] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))  # pending | sending | sent | failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class NotificationSettings(Base):
+    """A user's choice of events per channel, and their webhook. No row: the defaults."""
+
+    __tablename__ = "notification_settings"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    email: Mapped[list[Any]] = mapped_column(default=list)  # event kinds
+    webhook: Mapped[list[Any]] = mapped_column(default=list)
+    browser: Mapped[list[Any]] = mapped_column(default=list)
+    webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
+    # Signs each webhook body (HMAC-SHA256); shown to its user, never put in a payload.
+    webhook_secret: Mapped[str | None] = mapped_column(String(64), default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

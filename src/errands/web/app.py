@@ -58,6 +58,7 @@ from errands.settings import Settings
 from errands.store import Database
 from errands.store import events as event_log
 from errands.store.models import utcnow
+from errands.web import notifications as notification_routes
 from errands.web.deps import DbDep, SettingsDep, in_session
 from errands.web.errors import error_responses, json_error
 from errands.web.guard import LOOPBACK_NAMES, BrowserGuard
@@ -132,6 +133,7 @@ def create_app(
     _routes(app)
     app.include_router(github_routes.router)
     app.include_router(accounts_api.router)
+    app.include_router(notification_routes.router)
     install_ui(app)  # pages and static assets; wraps the handlers above for browsers
     install_openapi(app)  # every route's error statuses, documented
     check_routes(app)  # every route declares who may call it, or the app does not start
@@ -326,9 +328,9 @@ def _routes(app: FastAPI) -> None:
             ],
         )
 
-    @app.post("/api/tasks/{task_id}/comments", status_code=201, dependencies=[ACT])
+    @app.post("/api/tasks/{task_id}/comments", status_code=201)
     def comment(
-        task_id: Id, body: CommentCreate, db: DbDep, settings: SettingsDep
+        task_id: Id, body: CommentCreate, db: DbDep, settings: SettingsDep, who: Actor
     ) -> CommentPublic:
         return in_session(
             db,
@@ -345,6 +347,7 @@ def _routes(app: FastAPI) -> None:
                     end_line=body.end_line,
                     subtask=body.subtask,
                     parent_id=body.parent_id,
+                    author_id=who.user_id,
                 )
             ),
         )

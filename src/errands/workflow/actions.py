@@ -467,6 +467,7 @@ def add_comment(
     end_line: int | None = None,
     subtask: int | None = None,
     parent_id: int | None = None,
+    author_id: int | None = None,
 ) -> ReviewComment:
     task = get_task(session, task_id)
     _require_review(task)
@@ -506,6 +507,7 @@ def add_comment(
         body=body,
         kind=kind,
         commit_sha=subtask_row.commit_sha if subtask_row else None,
+        author_id=author_id,
     )
     session.add(comment)
     session.flush()
@@ -515,7 +517,14 @@ def add_comment(
         f"{kind} comment on {path}:{line}: {body[:120]}",
         task_id=task.id,
         project_id=task.project_id,
-        data={"comment_id": comment.id, "path": path, "line": line, "kind": kind},
+        data={
+            "comment_id": comment.id,
+            "path": path,
+            "line": line,
+            "kind": kind,
+            "parent_id": comment.parent_id,
+            "author_id": author_id,
+        },
     )
     from errands.forges.registry import forge_for
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from errands.accounts import api, audit, cost, github_login, service, vault
 from errands.accounts.access import (
@@ -23,7 +24,9 @@ from errands.accounts.access import (
 )
 from errands.errors import ErrandsError, InvalidInput
 from errands.limits import Id
+from errands.notifications import prefs
 from errands.store import Organization, User
+from errands.web import notifications as notification_routes
 from errands.web.deps import DbDep, SettingsDep, in_session
 from errands.web.ui.render import page
 
@@ -222,6 +225,7 @@ def _account(
     request: Request,
     *,
     new_token: str | None = None,
+    new_secret: str | None = None,
     error: str | None = None,
     notice: str | None = None,
     status: int = 200,
@@ -233,6 +237,7 @@ def _account(
         return {
             "me": api.me(s, who),
             "tokens": service.list_tokens(s, who) if who.org_id is not None else [],
+            "notify": prefs.load(s, who.user_id) if who.user_id is not None else None,
         }
 
     return _page(
@@ -240,10 +245,37 @@ def _account(
         "account.html",
         status=status,
         new_token=new_token,
+        new_secret=new_secret,
         error=error,
         notice=notice,
+        channels=prefs.CHANNELS,
+        events=[(str(e), prefs.EVENT_WORDS[e]) for e in prefs.EVENTS],
         **in_session(db, work),
     )
+
+
+@router.post("/account/notifications", response_model=None, dependencies=[USER])
+async def save_notifications(request: Request, db: DbDep) -> Response:
+    who = principal_of(request)
+    form = await request.form()
+
+    def picked(channel: str) -> list[str]:
+        return [str(v) for v in form.getlist(channel)]
+
+    body = notification_routes.NotificationSettingsSet(
+        email=picked("email"),
+        webhook=picked("webhook"),
+        browser=picked("browser"),
+        webhook_url=str(form.get("webhook_url") or ""),
+        new_secret=form.get("new_secret") == "1",
+    )
+
+    def run() -> Response:
+        user_id = notification_routes.user_of(who)
+        saved = in_session(db, lambda s: notification_routes.save(s, user_id, body))
+        return _account(request, new_secret=saved.webhook_secret, notice="Notifications saved.")
+
+    return await run_in_threadpool(_attempt, request, run, back=_account)
 
 
 @router.get("/account", response_model=None, dependencies=[USER])

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from errands.accounts.access import ACT, READ, Permit
+from errands.accounts.access import ACT, READ, Permit, principal_of
 from errands.errors import ErrandsError, InvalidInput, NotFound
 from errands.git import Diff
 from errands.limits import Count, Id
@@ -404,6 +404,7 @@ def add_comment(
             end_line=last if last and number and last > number else None,
             subtask=optional_int(subtask, "The subtask"),
             parent_id=parent,
+            author_id=principal_of(request).user_id,
         )
         return comment.id
 

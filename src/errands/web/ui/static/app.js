@@ -54,4 +54,51 @@
     });
     check();
   }
+
+  // Notifications while the app is open: new ones are polled for, shown on the page and,
+  // with the browser's permission, as system notifications. Only those that arrive after
+  // the tab opened (the newest id seen is kept per tab).
+  var notices = document.getElementById("notices");
+  if (notices) {
+    var cursor = null;
+    var allow = document.getElementById("browser-permission");
+    if (allow && "Notification" in window && Notification.permission === "default") {
+      allow.hidden = false;
+      allow.addEventListener("click", function () {
+        Notification.requestPermission().then(function () { allow.hidden = true; });
+      });
+    }
+    var show = function (n) {
+      // The same page on whichever address this tab reached Errands at.
+      var target = new URL(n.url, window.location.href);
+      var here = target.pathname + target.search + target.hash;
+      var item = document.createElement("a");
+      item.className = "notice";
+      item.href = here;
+      item.dataset.id = n.id;
+      var title = document.createElement("strong");
+      title.textContent = n.title;
+      item.appendChild(title);
+      notices.appendChild(item);
+      setTimeout(function () { item.remove(); }, 30000);
+      if ("Notification" in window && Notification.permission === "granted") {
+        var system = new Notification(n.title, { tag: "errands-" + n.id });
+        system.onclick = function () { window.focus(); window.location.href = here; };
+      }
+    };
+    var poll = function () {
+      fetch("/api/notifications?after=" + (cursor === null ? 0 : cursor), {
+        headers: { Accept: "application/json" },
+      })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (feed) {
+          if (!feed) return;
+          if (cursor !== null) feed.items.forEach(show);
+          cursor = feed.latest;
+        })
+        .catch(function () {});
+    };
+    poll();
+    setInterval(poll, parseInt(notices.dataset.poll, 10) || 10000);
+  }
 })();
