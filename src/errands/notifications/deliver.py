@@ -10,10 +10,10 @@ recognise it.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 
 from errands.accounts import mail
 from errands.errors import ErrandsError
@@ -54,32 +54,27 @@ def payload(row: Notification, task: Task) -> dict[str, object]:
     }
 
 
-def _claim(db: Database, settings: Settings) -> list[int]:
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Due and unclaimed, or claimed by a worker that did not finish in time (it died)."""
+    return or_(
+        (Notification.state == "pending") & (Notification.next_attempt_at <= now),
+        (Notification.state == "sending") & (Notification.claimed_until < now),
+    )
+
+
+def _claim_next(db: Database, settings: Settings) -> int | None:
+    """Claim one due notification (one at a time: a claim must not run out while the ones
+    before it are sent)."""
     now = utcnow()
     with db.session() as session:
         candidates = session.scalars(
-            select(Notification.id)
-            .where(
-                or_(
-                    (Notification.state == "pending") & (Notification.next_attempt_at <= now),
-                    (Notification.state == "sending") & (Notification.claimed_until < now),
-                )
-            )
-            .order_by(Notification.id)
-            .limit(BATCH)
+            select(Notification.id).where(_claimable(now)).order_by(Notification.id).limit(10)
         ).all()
-    claimed: list[int] = []
     for notification_id in candidates:
         with db.session() as session:
             result = session.execute(
                 update(Notification)
-                .where(
-                    Notification.id == notification_id,
-                    or_(
-                        (Notification.state == "pending") & (Notification.next_attempt_at <= now),
-                        (Notification.state == "sending") & (Notification.claimed_until < now),
-                    ),
-                )
+                .where(Notification.id == notification_id, _claimable(now))
                 .values(
                     state="sending",
                     attempts=Notification.attempts + 1,
@@ -88,8 +83,8 @@ def _claim(db: Database, settings: Settings) -> list[int]:
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount == 1:  # type: ignore[attr-defined]
-                claimed.append(notification_id)
-    return claimed
+                return notification_id
+    return None
 
 
 def _send(db: Database, settings: Settings, notification_id: int) -> None:
@@ -151,7 +146,10 @@ def _settle(
 def deliver_due(db: Database, settings: Settings) -> int:
     """Send what is due; the number sent."""
     sent = 0
-    for notification_id in _claim(db, settings):
+    for _ in range(BATCH):
+        notification_id = _claim_next(db, settings)
+        if notification_id is None:
+            break
         crash_point("notify.claimed")
         error: ErrandsError | None = None
         try:
