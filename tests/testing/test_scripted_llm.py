@@ -383,3 +383,30 @@ def test_start_stop_from_many_threads_is_quiet(capfd: pytest.CaptureFixture[str]
     assert errors == []
     assert len(llm.requests) == 8
     assert capfd.readouterr().err == ""
+
+
+def test_gemini_stream_generate_content_answers_one_server_sent_event() -> None:
+    """What Gemini CLI calls (``:streamGenerateContent?alt=sse``), through google-genai."""
+    from google import genai
+    from google.genai import types
+
+    def script(req: ChatRequest) -> Reply:
+        if req.n_assistant == 0:
+            return Reply.call("write_file", file_path="a.txt", content="hi")
+        return Reply.say("done")
+
+    with ScriptedLLM(script) as llm:
+        client = genai.Client(
+            api_key="placeholder", http_options=types.HttpOptions(base_url=llm.gemini_base_url)
+        )
+        chunks = list(
+            client.models.generate_content_stream(model="gemini-2.5-flash", contents="write a.txt")
+        )
+
+    assert len(chunks) == 1
+    call = chunks[0].function_calls[0]  # type: ignore[index]
+    assert (call.name, call.args) == ("write_file", {"file_path": "a.txt", "content": "hi"})
+    assert chunks[0].usage_metadata is not None
+    assert chunks[0].usage_metadata.prompt_token_count
+    assert llm.requests[0].model == "gemini-2.5-flash"
+    assert llm.requests[0].user == "write a.txt"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
-from errands.sandbox.policy import SandboxPolicy
+from errands.sandbox.policy import Limits, SandboxPolicy
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,21 @@ class CommandResult:
         return f"exit code {self.exit_code}"
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How to start one long-running command of a sandbox (an ACP agent, an MCP server) as
+    a child with pipes, rather than ``run`` it to completion: what to execute, with which
+    host environment, where, under which limits (see ``errands.sandbox.spawn``)."""
+
+    command: str
+    argv: list[str]
+    env: dict[str, str]  # the environment of the process started on the host (bwrap: none)
+    cwd: Path
+    limits: Limits
+    helper_tasks: int = 0  # processes of the wrapper itself, granted on top of the limit
+    cleanup: tuple[Path, ...] = field(default=())  # directories to remove when it ends
+
+
 class Sandbox(Protocol):
     """Runs commands under one policy (one workspace). ``network=True`` is for the project's
     declared setup commands only; the agent's commands never get it."""
@@ -49,3 +65,8 @@ class Sandbox(Protocol):
         on_output: Callable[[str], None] | None = None,
         on_line: Callable[[str], None] | None = None,
     ) -> CommandResult: ...
+
+    def launch(self, command: str) -> Launch:
+        """How to start ``command`` as a long-running process of this sandbox (never with
+        the network, whatever the policy)."""
+        ...

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from errands.errors import CommandError, ConfigError
-from errands.sandbox.base import CommandResult
+from errands.sandbox.base import CommandResult, Launch
 from errands.sandbox.policy import SandboxPolicy, home_secrets
 from errands.sandbox.process import run_process
 
@@ -141,6 +141,19 @@ class BubblewrapSandbox:
             helper_tasks=_BWRAP_HELPERS + (64 if self.policy.egress is not None else 0),
             on_output=on_output,
             on_line=on_line,
+        )
+
+    def launch(self, command: str) -> Launch:
+        workspace = self.policy.workspace
+        if not workspace.is_dir():
+            raise CommandError(f"Cannot start {command!r} in {workspace}: no such directory")
+        return Launch(
+            command=command,
+            argv=self.argv(command),
+            env={},  # as in run: bwrap's own environment shows inside as /proc/1/environ
+            cwd=workspace,
+            limits=self.policy.limits,
+            helper_tasks=_BWRAP_HELPERS + (64 if self.policy.egress is not None else 0),
         )
 
     def environment(self, *, network: bool = False) -> dict[str, str]:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from errands.errors import CommandError, ConfigError
-from errands.sandbox.base import CommandResult
+from errands.sandbox.base import CommandResult, Launch
 from errands.sandbox.policy import SandboxPolicy
 from errands.sandbox.process import run_process
 
@@ -43,16 +44,7 @@ class PlainSandbox:
     ) -> CommandResult:
         del network  # there is nothing to turn off
         with tempfile.TemporaryDirectory(prefix="errands-home-") as home:
-            env = {
-                **self.policy.env,
-                # A throwaway HOME keeps tools from reading the user's dotfiles and
-                # credentials, and keeps their caches out of the workspace (and the commit).
-                "HOME": home,
-                "TMPDIR": home,
-                "PYTHONDONTWRITEBYTECODE": "1",
-                "GIT_TERMINAL_PROMPT": "0",
-                "CI": "true",
-            }
+            env = self.environment(home)
             workspace = self.policy.workspace
             if not workspace.is_dir():
                 raise CommandError(f"Cannot start {command!r} in {workspace}: no such directory")
@@ -68,3 +60,29 @@ class PlainSandbox:
                 on_line=on_line,
             )
         return result
+
+    def launch(self, command: str) -> Launch:
+        workspace = self.policy.workspace
+        if not workspace.is_dir():
+            raise CommandError(f"Cannot start {command!r} in {workspace}: no such directory")
+        home = tempfile.mkdtemp(prefix="errands-home-")
+        return Launch(
+            command=command,
+            argv=["bash", "-c", command],
+            env=self.environment(home),
+            cwd=workspace,
+            limits=self.policy.limits,
+            cleanup=(Path(home),),
+        )
+
+    def environment(self, home: str) -> dict[str, str]:
+        return {
+            **self.policy.env,
+            # A throwaway HOME keeps tools from reading the user's dotfiles and credentials,
+            # and keeps their caches out of the workspace (and the commit).
+            "HOME": home,
+            "TMPDIR": home,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+            "CI": "true",
+        }

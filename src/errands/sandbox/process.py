@@ -212,7 +212,7 @@ def _exited(pid: int) -> bool:
 def _kill_tree(process: subprocess.Popen[bytes], cgroup: PidsCgroup | None) -> None:
     # Children that moved to a session of their own (bwrap's pid-namespace init does) are
     # not in the group; remember them while the leader still has them.
-    detached = _children(process.pid)
+    detached = children_of(process.pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -230,7 +230,7 @@ def _kill_tree(process: subprocess.Popen[bytes], cgroup: PidsCgroup | None) -> N
         time.sleep(0.01)
 
 
-def _children(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     except OSError:

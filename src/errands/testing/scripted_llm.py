@@ -794,12 +794,13 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         self._log_received(raw)
         path = self.path.split("?", 1)[0].rstrip("/")
+        gemini_method = path.rsplit(":", 1)[-1] if "/models/" in path else ""
         api: Api
         if path in ("/v1/chat/completions", "/chat/completions"):
             api = "chat"
         elif path in ("/v1/responses", "/responses"):
             api = "responses"
-        elif path.endswith(":generateContent") and "/models/" in path:
+        elif gemini_method in ("generateContent", "streamGenerateContent"):
             api = "gemini"
         elif path in ("/v1/messages", "/messages"):
             api = "anthropic"
@@ -819,7 +820,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         original = body
         if gemini:
-            model = path.rsplit("/models/", 1)[1].removesuffix(":generateContent")
+            model = path.rsplit("/models/", 1)[1].removesuffix(f":{gemini_method}")
             body = _gemini_as_chat(body, model)
         elif api == "responses":
             body = responses_as_chat(body)
@@ -878,6 +879,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         completion = llm.completion(request, reply, len(raw))
+        if gemini_method == "streamGenerateContent":
+            # One server-sent event carrying the whole answer (what `?alt=sse` streams).
+            event = f"data: {json.dumps(_chat_as_gemini(completion))}\r\n\r\n"
+            self._send(200, event, content_type="text/event-stream", headers=reply.headers)
+            return
         if gemini:
             self._send_json(200, _chat_as_gemini(completion), reply.headers)
             return
