@@ -160,11 +160,9 @@ class BM25:
         doc = self.doc_ids.pop(key, None)
         if doc is None:
             return
-        if doc < len(self._doc_ptr) - 1:
-            lo, hi = self._doc_ptr[doc], self._doc_ptr[doc + 1]
-            term_ids: Sequence[int] = self._doc_terms[lo:hi].tolist()
-        else:
-            term_ids = self._extra_terms.pop(doc, ())
+        term_ids = self._terms_of(doc)
+        if doc in self._extra_terms:
+            del self._extra_terms[doc]
             for tid in term_ids:
                 plist = self._extra.get(tid)
                 if plist is not None:
@@ -262,15 +260,17 @@ class BM25:
         names = {tid: term for term, tid in self.vocab.items()}
         out: dict[str, dict[str, int]] = {}
         for doc, key in enumerate(self.doc_keys):
-            if key is None:
-                continue
-            if doc < len(self._doc_ptr) - 1:
-                lo, hi = self._doc_ptr[doc], self._doc_ptr[doc + 1]
-                tids: Sequence[int] = self._doc_terms[lo:hi].tolist()
-            else:
-                tids = self._extra_terms.get(doc, ())
-            out[key] = {names[t]: self._tf(t, doc) for t in tids}
+            if key is not None:
+                out[key] = {names[t]: self._tf(t, doc) for t in self._terms_of(doc)}
         return out
+
+    def _terms_of(self, doc: int) -> Sequence[int]:
+        """A document's term ids, wherever it is (the base or the overlay)."""
+        if doc < len(self._doc_ptr) - 1:
+            lo, hi = self._doc_ptr[doc], self._doc_ptr[doc + 1]
+            ids: list[int] = self._doc_terms[lo:hi].tolist()
+            return ids
+        return self._extra_terms.get(doc, ())
 
     def _tf(self, tid: int, doc: int) -> int:
         if doc in self._extra.get(tid, {}):

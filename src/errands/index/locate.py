@@ -34,19 +34,37 @@ from errands.index.symbols import LANGUAGE_BY_EXT
 if TYPE_CHECKING:
     from errands.index.core import CodeIndex
 
-# Signal weights (one scale for every repository).
-W_TRACEBACK = 3.0
-W_TRACEBACK_LAST = 1.5
-W_PATH = 3.0
-W_MODULE = 2.0
-W_DEFINES = 2.0
-W_BM25_FILE = 2.0
-W_BM25_SYMBOL = 1.0
-W_PATH_WORD = 0.6
-W_HISTORY = 0.15
-TEST_FACTOR = 0.3
-DOC_FACTOR = 0.3
-NON_CODE_FACTOR = 0.6
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """How much each signal counts (one scale for every repository), and how much of its
+    score a file keeps by kind. A file's score is its kind's factor times the weighted sum
+    of its signals, so the benchmark can weigh signals afresh without locating again."""
+
+    traceback: float = 3.0
+    traceback_last: float = 1.5
+    path: float = 3.0
+    module: float = 2.0
+    defines: float = 2.0
+    bm25_file: float = 2.0
+    bm25_symbol: float = 1.0
+    path_word: float = 0.6
+    history: float = 0.15
+    test: float = 0.3  # factors by kind; source code keeps 1
+    doc: float = 0.3
+    non_code: float = 0.6
+
+    def factor(self, kind: str) -> float:
+        return 1.0 if kind == "code" else float(getattr(self, kind))
+
+
+SIGNALS = (
+    "traceback", "traceback_last", "path", "module", "defines", "bm25_file", "bm25_symbol",
+    "path_word", "history",
+)  # fmt: skip
+KINDS = ("code", "test", "doc", "non_code")
+WEIGHTS = Weights()
 
 _FRAME = re.compile(r'File "([^"\n]+)", line (\d+)')
 _PATHLIKE = re.compile(r"(?<![\w/.-])((?:[\w.-]+[/\\])*[\w-]+\.([A-Za-z0-9]{1,6}))\b")
@@ -83,15 +101,23 @@ _CODE_EXTS = frozenset(e.lstrip(".") for e in LANGUAGE_BY_EXT) | {
 
 
 @dataclass(slots=True)
-class _Score:
-    total: float = 0.0
-    reasons: list[tuple[float, str]] = field(default_factory=list)
+class Evidence:
+    """What points at one file: each signal's value before weighting, the reasons (with
+    their signal and value) and the symbols the text pointed at."""
+
+    kind: str = "code"
+    raw: dict[str, float] = field(default_factory=dict)
+    reasons: list[tuple[str, float, str]] = field(default_factory=list)
     symbols: dict[Symbol, float] = field(default_factory=dict)
 
-    def add(self, value: float, reason: str) -> None:
+    def add(self, signal: str, value: float, reason: str) -> None:
         if value > 0:
-            self.total += value
-            self.reasons.append((value, reason))
+            self.raw[signal] = self.raw.get(signal, 0.0) + value
+            self.reasons.append((signal, value, reason))
+
+    def total(self, weights: Weights) -> float:
+        weighted = sum(float(getattr(weights, s)) * v for s, v in self.raw.items())
+        return weights.factor(self.kind) * weighted
 
     def symbol(self, sym: Symbol, value: float) -> None:
         self.symbols[sym] = max(self.symbols.get(sym, 0.0), value)
@@ -159,10 +185,29 @@ def _match_path(index: CodeIndex, mentioned: str) -> tuple[list[str], int]:
     return best, best_len
 
 
-def locate(index: CodeIndex, text: str, *, limit: int = 10) -> list[Located]:
+def locate(
+    index: CodeIndex, text: str, *, limit: int = 10, weights: Weights = WEIGHTS
+) -> list[Located]:
+    """Files ranked for ``text``, best first, each with its reasons and symbols."""
+    located: list[Located] = []
+    for path, ev in evidence(index, text).items():
+        total = ev.total(weights)
+        if total <= 0:
+            continue
+        ranked = sorted(ev.reasons, key=lambda r: -getattr(weights, r[0]) * r[1])
+        syms = [s for s, _v in sorted(ev.symbols.items(), key=lambda x: -x[1])][:5]
+        reasons = [r for _s, _v, r in ranked][:6]
+        located.append(Located(path=path, score=round(total, 4), reasons=reasons, symbols=syms))
+    located.sort(key=lambda loc: (-loc.score, loc.path))
+    return located[:limit]
+
+
+def evidence(index: CodeIndex, text: str) -> dict[str, Evidence]:
+    """Every file something in ``text`` points at, with the evidence (unweighted)."""
+    w = WEIGHTS  # symbols within a file are ordered on the default scale
     parsed = _parse_text(text)
     derived = index.derived()
-    scores: dict[str, _Score] = defaultdict(_Score)
+    scores: dict[str, Evidence] = defaultdict(Evidence)
     n_files = max(index.files, 1)
 
     # 1. Traceback frames: every in-repository frame, the deepest the most.
@@ -172,17 +217,18 @@ def locate(index: CodeIndex, text: str, *, limit: int = 10) -> list[Located]:
         if files and (depth >= 2 or len(files) == 1):
             frame_hits.extend(files[:1] if len(files) == 1 else files[:3])
     for i, path in enumerate(dict.fromkeys(reversed(frame_hits))):
-        value = W_TRACEBACK + (W_TRACEBACK_LAST if i == 0 else 0.0)
-        scores[path].add(value / (1 + 0.25 * i), "traceback names this file")
+        scores[path].add("traceback", 1 / (1 + 0.25 * i), "traceback names this file")
+        if i == 0:
+            scores[path].add("traceback_last", 1.0, "the traceback ends in this file")
 
     # 2. Paths written in the text.
     for mentioned in dict.fromkeys(parsed.paths):
         files, depth = _match_path(index, mentioned)
         if not files:
             continue
-        share = W_PATH / len(files) if depth < 2 else W_PATH
+        share = 1 / len(files) if depth < 2 else 1.0
         for path in files[:5]:
-            scores[path].add(share, f"text names `{mentioned}`")
+            scores[path].add("path", share, f"text names `{mentioned}`")
 
     # 3. Dotted module names → the module file, and the symbol named after it.
     for dotted in dict.fromkeys(parsed.dotted):
@@ -192,11 +238,11 @@ def locate(index: CodeIndex, text: str, *, limit: int = 10) -> list[Located]:
             if module_path is None:
                 continue
             module_score = scores[module_path]
-            module_score.add(W_MODULE, f"module `{'.'.join(parts[:k])}` named in the text")
+            module_score.add("module", 1.0, f"module `{'.'.join(parts[:k])}` named in the text")
             if k < len(parts):
                 for sym in index.symbols(module_path):
                     if sym.name == parts[k]:
-                        module_score.symbol(sym, W_MODULE)
+                        module_score.symbol(sym, w.module)
             break
 
     # 4. Identifiers the text names that files define. A name defined in one file points
@@ -224,13 +270,13 @@ def locate(index: CodeIndex, text: str, *, limit: int = 10) -> list[Located]:
                 def_names[path].append(name)
     for path, total in def_sums.items():
         names = ", ".join(f"`{n}`" for n in def_names[path][:3])
-        scores[path].add(W_DEFINES * math.log2(1.0 + total), f"defines {names} named in the text")
+        scores[path].add("defines", math.log2(1.0 + total), f"defines {names} named in the text")
 
     # 5. BM25 over files and over symbol chunks.
     query = _query_terms(parsed)
     if query:
         file_scores = index.file_bm25.scores(query)
-        _add_bm25(scores, file_scores, index.file_bm25, W_BM25_FILE)
+        _add_bm25(scores, file_scores, index.file_bm25)
         sym_scores = index.sym_bm25.scores(query)
         best_per_file: dict[str, tuple[float, Symbol]] = {}
         chunks = index.sym_bm25.best(sym_scores, 200)
@@ -241,9 +287,9 @@ def locate(index: CodeIndex, text: str, *, limit: int = 10) -> list[Located]:
                 best_per_file[chunk_sym.path] = (s, chunk_sym)
         if best_per_file:
             for path, (s, sym) in best_per_file.items():
-                value = W_BM25_SYMBOL * (s / top) ** 2
-                scores[path].add(value, f"BM25 match on `{sym.name}`")
-                scores[path].symbol(sym, value)
+                value = (s / top) ** 2
+                scores[path].add("bm25_symbol", value, f"BM25 match on `{sym.name}`")
+                scores[path].symbol(sym, w.bm25_symbol * value)
 
     # 6. Words naming directories or files.
     for word, _count in parsed.words.items():
@@ -252,35 +298,29 @@ def locate(index: CodeIndex, text: str, *, limit: int = 10) -> list[Located]:
         paths = derived.path_tokens.get(word)
         if not paths or len(paths) > max(20, n_files // 20):
             continue
-        value = W_PATH_WORD / math.sqrt(len(paths))
+        value = 1 / math.sqrt(len(paths))
         for path in paths:
-            scores[path].add(value, f"path matches `{word}`")
+            scores[path].add("path_word", value, f"path matches `{word}`")
 
-    # 7. History prior and the test/doc discount, on files with some evidence.
+    # 7. History prior, on files with some evidence, and each file's kind.
     max_churn = max((index.churn(p) for p in scores), default=0)
-    located: list[Located] = []
     for path, sc in scores.items():
         churn = index.churn(path)
         if churn and max_churn:
             age = index.age(path)
             recency = 1.0 / (1.0 + (age or 0) / 50.0) if age is not None else 0.0
-            value = W_HISTORY * (math.log1p(churn) / math.log1p(max_churn)) * (0.5 + 0.5 * recency)
-            sc.add(value, f"changed in {churn} recent commits")
-        factor = 1.0
-        if is_test(path):
-            factor = TEST_FACTOR
-        elif is_doc(path):
-            factor = DOC_FACTOR
-        elif ext_of(path) not in _CODE_EXTS:
-            factor = NON_CODE_FACTOR
-        total = sc.total * factor
-        if total <= 0:
-            continue
-        reasons = [r for _v, r in sorted(sc.reasons, key=lambda x: -x[0])]
-        syms = [s for s, _v in sorted(sc.symbols.items(), key=lambda x: -x[1])][:5]
-        located.append(Located(path=path, score=round(total, 4), reasons=reasons[:6], symbols=syms))
-    located.sort(key=lambda loc: (-loc.score, loc.path))
-    return located[:limit]
+            value = (math.log1p(churn) / math.log1p(max_churn)) * (0.5 + 0.5 * recency)
+            sc.add("history", value, f"changed in {churn} recent commits")
+        sc.kind = _kind(path)
+    return dict(scores)
+
+
+def _kind(path: str) -> str:
+    if is_test(path):
+        return "test"
+    if is_doc(path):
+        return "doc"
+    return "code" if ext_of(path) in _CODE_EXTS else "non_code"
 
 
 def _is_shaped(name: str) -> bool:
@@ -302,13 +342,12 @@ def _query_terms(parsed: _Text) -> dict[str, float]:
 
 
 def _add_bm25(
-    scores: dict[str, _Score],
+    scores: dict[str, Evidence],
     values: npt.NDArray[np.float64],
     bm25: BM25,
-    weight: float,
 ) -> None:
     """The best files' BM25 scores, relative to the best and squared, so only files close
     to the top get much."""
     ranked = bm25.best(values, 100)
     for key, s in ranked:
-        scores[key].add(weight * (s / ranked[0][1]) ** 2, "BM25 match on the text")
+        scores[key].add("bm25_file", (s / ranked[0][1]) ** 2, "BM25 match on the text")

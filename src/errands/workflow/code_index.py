@@ -3,6 +3,7 @@ files that changed since the last build), read by research and by `errands locat
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,13 +19,55 @@ def index_path(settings: Settings, project_id: int) -> Path:
     return settings.home / "index" / f"project-{project_id}.idx"
 
 
-def load_index(settings: Settings, project_id: int) -> CodeIndex | None:
-    path = index_path(settings, project_id)
-    if not path.exists():
-        return None
+# Indexes this process has read, by file and its identity on disk: the server and a worker
+# answer `locate` and `search_code` from memory after the first time, and a file replaced
+# by a newer index (a new inode and mtime: `save` renames a fresh file over it) is read again.
+_Key = tuple[int, int, int]
+_loaded: dict[Path, tuple[_Key, CodeIndex]] = {}
+_loaded_lock = threading.Lock()
+_KEEP = 8  # indexes kept at most (each is tens of MB for a large repository)
+
+
+def _identity(path: Path) -> _Key | None:
     try:
-        return CodeIndex.load(path)
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def load_index(settings: Settings, project_id: int) -> CodeIndex | None:
+    """The project's saved index, shared by every reader in this process: never change it
+    (:func:`refresh_index` works on its own copy)."""
+    path = index_path(settings, project_id)
+    key = _identity(path)
+    if key is None:
+        return None
+    with _loaded_lock:
+        cached = _loaded.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+    try:
+        index = CodeIndex.load(path)
     except InvalidInput:  # written by another version of Errands: the next index rebuilds it
+        return None
+    _remember(path, key, index)
+    return index
+
+
+def _remember(path: Path, key: _Key, index: CodeIndex) -> None:
+    with _loaded_lock:
+        _loaded.pop(path, None)
+        while len(_loaded) >= _KEEP:
+            del _loaded[next(iter(_loaded))]
+        _loaded[path] = (key, index)
+
+
+def _load_own(path: Path) -> CodeIndex | None:
+    """A copy of the saved index for this caller alone (to update)."""
+    try:
+        return CodeIndex.load(path) if path.exists() else None
+    except InvalidInput:
         return None
 
 
@@ -37,9 +80,12 @@ def refresh_index(
     progress: Progress | None = None,
 ) -> tuple[CodeIndex, list[str] | None]:
     """(index at ``commit``, the paths re-indexed — None for a cold build)."""
-    index = load_index(settings, project_id)
-    if index is not None and index.commit == commit:
-        return index, []
+    current = load_index(settings, project_id)
+    if current is not None and current.commit == commit:
+        return current, []
+    path = index_path(settings, project_id)
+    # Updated in place, so never the shared copy another thread may be reading.
+    index = _load_own(path) if current is not None else None
     changed: list[str] | None = None
     if index is not None:
         try:
@@ -48,7 +94,6 @@ def refresh_index(
             index = None
     if index is None:
         index = CodeIndex.build(mirror.path, commit, progress=progress)
-    path = index_path(settings, project_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    index.save(path)
+    index.save(path)  # the next load_index reads it (another process may replace it first)
     return index, changed
