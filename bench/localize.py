@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -49,7 +50,7 @@ import numpy as np  # noqa: E402
 
 from errands.index import CodeIndex, gitio  # noqa: E402
 from errands.index import locate as locating  # noqa: E402
-from errands.index.build import _workers  # noqa: E402
+from errands.index.build import _workers, reap_workers  # noqa: E402
 from errands.index.paths import is_test, skip_path, too_big  # noqa: E402
 from errands.index.symbols import grammar, language_of  # noqa: E402
 
@@ -59,6 +60,7 @@ DEFAULT_DATA = Path("/work/shared/data/localization-dev.jsonl")
 @dataclass
 class RepoStats:
     cold_seconds: float = 0.0
+    cold_cpu: float = 0.0  # CPU seconds of the build: this process, its workers and git
     cold_save_seconds: float = 0.0  # saving the fresh index
     cold_files: int = 0
     cold_commit: str = ""
@@ -147,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="at most N instances (0: all)")
     ap.add_argument("--only", action="append", default=[], help="only these OWNER/NAME")
     ap.add_argument("--misses", action="store_true", help="print instances missed at top 5")
+    ap.add_argument(
+        "--scale", type=int, default=0, metavar="N",
+        help="instead: index a generated repository of N files (e.g. 50000)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
+    if args.scale:
+        return scale(args.scale)
 
     mapping: dict[str, Path] = {}
     for spec in args.repo:
@@ -184,9 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         for row in sorted(items, key=lambda r: r["created_at"]):
             base = row["base_commit"]
             if index is None:
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), _cpu()
                 index = CodeIndex.build(git_dir, base)
                 st.cold_seconds = time.perf_counter() - t0
+                time.sleep(0.2)  # the workers exit after sending all; then they are reaped
+                reap_workers()
+                st.cold_cpu = _cpu() - cpu0
                 t0 = time.perf_counter()
                 index.save(tmp / "cold.idx")
                 st.cold_save_seconds = time.perf_counter() - t0
@@ -249,7 +260,23 @@ def main(argv: list[str] | None = None) -> int:
 
     _report(stats, skipped_repos, no_source_gold, args)
     _generalization(cases)
-    _parse_floor(stats, mapping)
+    bound = _parse_floor(stats, mapping)
+    files = sum(st.cold_files for st in stats.values())
+    secs = sum(st.cold_seconds for st in stats.values())
+    if bound and secs:
+        cpu = sum(st.cold_cpu for st in stats.values())
+        parse_cpu = files / bound * _workers()
+        print(
+            f"  cold throughput / parse bound: {files / secs:.0f} / {bound:.0f} files/s = "
+            f"{files / secs / bound:.2f} by wall time (target 0.5); by CPU time, parsing "
+            f"{parse_cpu:.2f} s of the builds' {cpu:.2f} s = {parse_cpu / cpu:.2f} (the steadier "
+            "figure on a busy machine: the bound is CPU time, a build's wall time waits for CPUs)"
+        )
+    if stats:
+        biggest = max(stats, key=lambda r: stats[r].cold_files)
+        queries = [r["problem_statement"] for r in by_repo[biggest]]
+        _latency(biggest, mapping[biggest], tmp / f"{biggest.replace('/', '+')}.idx", queries)
+    _peak_memory()
     if misses:
         print("\nMissed at top 5:")
         print("\n".join(misses))
@@ -381,7 +408,7 @@ def _workers_note() -> str:
     return f"{n} process{'es' if n > 1 else ''} on {os.cpu_count()} CPUs"
 
 
-def _parse_floor(stats: dict[str, RepoStats], mapping: dict[str, Path]) -> None:
+def _parse_floor(stats: dict[str, RepoStats], mapping: dict[str, Path]) -> float:
     """How fast tree-sitter alone parses the cold builds' source files on this machine, in
     one process: the part of a build we found no way to make cheaper, so the bound it puts on
     throughput, and how fast this machine is today (it varies a lot between sessions)."""
@@ -407,13 +434,215 @@ def _parse_floor(stats: dict[str, RepoStats], mapping: dict[str, Path]) -> None:
             parsed_bytes += len(data)
     files = sum(st.cold_files for st in stats.values())
     if not cpu:
-        return
+        return 0.0
     procs = _workers()
     print(
         f"  tree-sitter parse alone: {sources} source files, {parsed_bytes / 1e6:.1f} MB in "
         f"{cpu:.2f} CPU-s ({parsed_bytes / 1e6 / cpu:.1f} MB/s, one process); spread perfectly "
         f"over {procs} process{'es' if procs > 1 else ''} it would allow at most "
         f"{files / (cpu / procs):.0f} files/s with nothing else done"
+    )
+    return files / (cpu / procs)
+
+
+def _latency(repo: str, git_dir: Path, index_file: Path, queries: list[str]) -> None:
+    """locate in this process (the index read once, as the server and workers keep it) and
+    through `errands locate` (a fresh process each time: read the project from the store,
+    the index from disk, rank, print), on the largest repository's saved index."""
+    from errands.settings import Settings
+    from errands.store import Database, Project
+    from errands.workflow.code_index import index_path, load_index
+
+    with tempfile.TemporaryDirectory(prefix="errands-bench-cli-") as tmp:
+        home = Path(tmp) / "home"
+        settings = Settings(home=home)
+        db = Database(settings.resolved_database_url)
+        db.migrate()
+        with db.session() as session:
+            project = Project(name="bench", origin=str(git_dir), base_branch="main")
+            session.add(project)
+            session.commit()
+            project_id = project.id
+        db.dispose()
+        target = index_path(settings, project_id)
+        target.parent.mkdir(parents=True)
+        target.write_bytes(index_file.read_bytes())
+        t0 = time.perf_counter()
+        index = load_index(settings, project_id)
+        load_ms = (time.perf_counter() - t0) * 1000
+        assert index is not None
+        timings = []
+        for query in queries:
+            t0 = time.perf_counter()
+            load_index(settings, project_id)  # from memory after the first
+            index.locate(query)
+            timings.append((time.perf_counter() - t0) * 1000)
+        print()
+        print(f"Locate latency ({repo}, {index.files} files, {len(queries)} queries)")
+        print(
+            f"  in-process: read the index {load_ms:.0f} ms; first locate {timings[0]:.0f} ms; "
+            f"then median {statistics.median(timings[1:] or [0]):.0f} ms, "
+            f"p90 {sorted(timings)[int(len(timings) * 0.9)]:.0f} ms, max {max(timings):.0f} ms"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ERRANDS_")}
+        env["ERRANDS_HOME"] = str(home)
+        paths = [str(ROOT / "src"), env.get("PYTHONPATH")]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+        runs = []
+        for query in queries[:8]:
+            argv = [sys.executable, "-m", "errands.cli", "locate", "bench", query[:2000]]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, timeout=120)
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            runs.append((wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime))
+        baseline = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            baseline.append(time.perf_counter() - t0)
+        print(
+            f"  CLI `errands locate` (a new process each time, SQLite store): first "
+            f"{runs[0][0]:.2f} s wall; then median {statistics.median(r[0] for r in runs[1:]):.2f} "
+            f"s wall, {statistics.median(r[1] for r in runs[1:]):.2f} s CPU "
+            f"(`python -c pass`: {statistics.median(baseline):.2f} s wall)"
+        )
+
+
+# ---- scale: a generated repository ---------------------------------------------------------
+
+_WORDS = [
+    "account", "alpha", "batch", "cache", "client", "config", "cursor", "data", "delta",
+    "event", "frame", "graph", "handler", "index", "job", "key", "layer", "model", "node",
+    "order", "packet", "parser", "queue", "record", "render", "request", "schema", "session",
+    "signal", "source", "stream", "table", "token", "user", "value",
+]  # fmt: skip
+
+
+def _module(rng: Any, n: int) -> bytes:
+    """A Python module of a few classes and functions, ~1-8 KB, names from a word list."""
+    lines = [f'"""Module {n}: {" ".join(rng.sample(_WORDS, 6))}."""', "", "import os", ""]
+    for _ in range(rng.randint(1, 6)):
+        a, b = rng.sample(_WORDS, 2)
+        lines += [f"class {a.title()}{b.title()}{n}:", f'    """The {a} of a {b}."""', ""]
+        for _ in range(rng.randint(1, 5)):
+            c, d = rng.sample(_WORDS, 2)
+            lines += [f"    def {c}_{d}(self, {a}, {b}=None):", f"        if {b} is None:"]
+            lines += [
+                f"            {b} = os.environ.get('{c.upper()}')",
+                f"        return {a}, {b}",
+                "",
+            ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def generate(git_dir: Path, n_files: int, extra_commits: int = 30) -> tuple[str, list[str]]:
+    """A bare repository of ``n_files`` Python modules in nested directories (one commit
+    through git fast-import), then ``extra_commits`` commits changing a few files each; the
+    last commit and the paths."""
+    import random
+
+    rng = random.Random(7)
+    subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)
+    paths = [f"pkg{i % 50}/sub{(i // 50) % 40}/{rng.choice(_WORDS)}_{i}.py" for i in range(n_files)]
+    proc = subprocess.Popen(
+        ["git", f"--git-dir={git_dir}", "fast-import", "--quiet"], stdin=subprocess.PIPE
+    )
+    assert proc.stdin is not None
+    out = proc.stdin
+
+    def commit(mark: int, files: dict[str, bytes], parent: int | None) -> None:
+        for i, data in enumerate(files.values()):
+            out.write(b"blob\nmark :%d\ndata %d\n%s\n" % (mark * 1_000_000 + i, len(data), data))
+        msg = b"bench"
+        out.write(b"commit refs/heads/main\nmark :%d\n" % mark)
+        out.write(b"committer bench <bench@localhost> %d +0000\n" % (1_700_000_000 + mark))
+        out.write(b"data %d\n%s\n" % (len(msg), msg))
+        if parent is not None:
+            out.write(b"from :%d\n" % parent)
+        for i, path in enumerate(files):
+            out.write(b"M 100644 :%d %s\n" % (mark * 1_000_000 + i, path.encode()))
+        out.write(b"\n")
+
+    commit(1, {p: _module(rng, i) for i, p in enumerate(paths)}, None)
+    for c in range(2, 2 + extra_commits):
+        chosen = rng.sample(range(n_files), 3)
+        commit(c, {paths[i]: _module(rng, i + c) for i in chosen}, c - 1)
+    out.close()
+    if proc.wait() != 0:
+        raise RuntimeError("git fast-import failed")
+    head = _git(git_dir, "rev-parse", "refs/heads/main")
+    _git(git_dir, "symbolic-ref", "HEAD", "refs/heads/main")
+    return head, paths
+
+
+def scale(n_files: int) -> int:
+    """Index a generated repository of ``n_files`` files cold, with a progress bar; print
+    the time, the peak memory, and one-file re-index times."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    tmp = Path(tempfile.mkdtemp(prefix="errands-bench-scale-"))
+    git_dir = tmp / "repo.git"
+    t0 = time.perf_counter()
+    head, _paths = generate(git_dir, n_files)
+    print(f"Scale: generated {n_files} files in {time.perf_counter() - t0:.1f} s ({git_dir})")
+    print(f"  load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ) as bar:  # fmt: skip
+        job = bar.add_task("Indexing", total=None)
+        t0 = time.perf_counter()
+        index = CodeIndex.build(
+            git_dir, head, progress=lambda done, total: bar.update(job, completed=done, total=total)
+        )
+        cold = time.perf_counter() - t0
+    print(
+        f"  cold build: {index.files} files, {index.symbol_count} symbols in {cold:.1f} s "
+        f"({index.files / cold:.0f} files/s; {_workers_note()})"
+    )
+    saved = tmp / "scale.idx"
+    t0 = time.perf_counter()
+    index.save(saved)
+    print(f"  save {time.perf_counter() - t0:.1f} s, {saved.stat().st_size / 1e6:.0f} MB")
+    t0 = time.perf_counter()
+    CodeIndex.load(saved)
+    print(f"  load {time.perf_counter() - t0:.2f} s")
+    _peak_memory()
+    ms = []
+    for which in range(6):
+        scratch, commit, _path = one_file_commit(git_dir, head, tmp / "scratch", "median")
+        probe = CodeIndex.load(saved)
+        t0 = time.perf_counter()
+        probe.update(scratch, commit)
+        ms.append((time.perf_counter() - t0) * 1000)
+        del which
+    print(
+        f"  one-file re-index (a median-sized file): median {statistics.median(ms[1:]):.1f} ms "
+        f"over {len(ms) - 1} runs after a warm-up"
+    )
+    t0 = time.perf_counter()
+    probe.locate("parser token schema render frame")
+    print(f"  locate: {(time.perf_counter() - t0) * 1000:.0f} ms (first, after the update)")
+    return 0
+
+
+def _cpu() -> float:
+    """CPU seconds used so far by this process and its finished children."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _peak_memory() -> None:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(
+        f"  peak memory: this process {own:.0f} MB; the largest child (build workers, git, "
+        f"CLI runs) {children:.0f} MB"
     )
 
 

@@ -387,11 +387,15 @@ def locate(
     as_json: JsonOpt = False,
 ) -> None:
     """Where would this change go? Rank files and symbols, with reasons (no LLM)."""
-    from errands.workflow import actions
-    from errands.workflow.code_index import load_index
+    from errands.workflow.code_index import load_index, quick_project_id
 
     query = sys.stdin.read() if text == "-" else text
-    settings, project_id = _run(lambda s, st: (st, actions.get_project(s, project).id))
+    settings = _settings()
+    project_id = quick_project_id(settings, project)
+    if project_id is None:  # not SQLite, or no such project: the store says which
+        from errands.workflow import actions
+
+        project_id = _run(lambda s, st: actions.get_project(s, project).id)
     index = load_index(settings, project_id)
     if index is None:
         raise InvalidInput(

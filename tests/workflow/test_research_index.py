@@ -101,6 +101,26 @@ def test_index_and_locate_from_the_cli(home: Path, sample_repo: Path, tmp_path: 
     assert ranked[0]["symbols"][0]["name"] == "add"
     table = errands("locate", "calc", "multiply in calc")
     assert "calc.py" in table
+    # A SQLite store is read without SQLAlchemy (whose import costs most of a locate).
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "errands.cli",
+            "locate",
+            "1",
+            "multiply in calc",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "calc.py" in imported.stdout
+    assert "sqlalchemy" not in imported.stderr
 
 
 def test_a_moved_base_is_reindexed_incrementally_before_research(

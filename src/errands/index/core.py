@@ -21,7 +21,7 @@ from errands.index.lexical import tokens
 from errands.index.model import Located, Symbol
 from errands.index.paths import skip_path, too_big
 
-FORMAT_VERSION = 4  # 4: the history window (3: files' contents no longer kept)
+FORMAT_VERSION = 4  # 4: the history window, lookup tables (3: no files' contents)
 HISTORY_COMMITS = 500
 # An update re-indexing more than this share of the files costs about as much as a cold
 # build (adding documents one by one costs several times a bulk build's per-file work), so
@@ -129,7 +129,7 @@ class CodeIndex:
             )
             self.__dict__.update(fresh.__dict__)
             return [c.path for c in changes]
-        window = self._window.moved_to(git_dir, sha, max_commits=self.history_commits)
+        window = self._window.moving_to(git_dir, self.commit, sha, max_commits=self.history_commits)
         for change in changes:
             self._remove_file(change.path)
         entries = [
@@ -139,7 +139,7 @@ class CodeIndex:
         ]
         # Oversized files are left out by `analyse`, on their contents' length, as in a build.
         self._add(analyse_entries(git_dir, entries, progress))
-        self._set_window(window)
+        self._set_window(window.result())
         self.commit = sha
         self._derived = None
         return [c.path for c in changes]
@@ -165,6 +165,8 @@ class CodeIndex:
             "sym_bm25": sym_bm25,
             "window": self._window,
             "history_commits": self.history_commits,
+            # The lookup tables too, so a fresh process's first query need not build them.
+            "derived": self.derived(),
         }
         try:
             with os.fdopen(handle, "wb") as fh:
@@ -190,6 +192,7 @@ class CodeIndex:
         index._file_bm25 = state["file_bm25"]
         index._sym_bm25 = state["sym_bm25"]
         index._set_window(state["window"])
+        index._derived = state["derived"]
         return index
 
     # ---- facts ----------------------------------------------------------------------------

@@ -213,20 +213,10 @@ class Window:
             changed[sha] = tuple(n for n in names.split("\n") if n)
         return cls(tuple(commits), changed)
 
-    def moved_to(self, git_dir: Path, rev: str, *, max_commits: int) -> Window:
-        """The window of ``rev``: the commit list from ``git rev-list`` (the same walk as
-        git log's, without diffs), the files of commits not in this window from one
-        ``git log --no-walk`` over just those."""
-        listed = _git(git_dir, "rev-list", f"-n{max_commits}", rev).decode().split()
-        missing = [c for c in listed if c not in self.changed]
-        changed = {c: self.changed[c] for c in listed if c in self.changed}
-        if missing:
-            out = _git(
-                git_dir, "log", "--no-walk=unsorted", "--stdin", *_LOG_ARGS,
-                input="".join(f"{c}\n" for c in missing).encode(),
-            )  # fmt: skip
-            changed.update(Window.parse(out).changed)
-        return Window(tuple(listed), changed)
+    def moving_to(self, git_dir: Path, old: str, rev: str, *, max_commits: int) -> MovingWindow:
+        """Start reading the window of ``rev`` (an index at ``old`` moving there) in the
+        background; :meth:`MovingWindow.result` waits for it."""
+        return MovingWindow(self, git_dir, old, rev, max_commits)
 
     def signals(self) -> tuple[Counter[str], dict[str, int]]:
         """Commits per file, and each file's age in commits (0 = the newest commit)."""
@@ -237,3 +227,43 @@ class Window:
                 counts[path] += 1
                 age.setdefault(path, commit_no)
         return counts, age
+
+
+class MovingWindow:
+    """A window being moved: ``git rev-list`` lists the new window (the same walk as git
+    log's, without diffs) while ``git log old..rev`` reads the files of the commits the old
+    window cannot have; both run while the caller analyses files. Any other commit of the
+    new window the old one lacks (a merge's side, a window that moved back) is read after."""
+
+    def __init__(self, window: Window, git_dir: Path, old: str, rev: str, max_commits: int) -> None:
+        self._window, self._git_dir = window, git_dir
+        base = ["git", f"--git-dir={git_dir}", "-c", "core.quotepath=off"]
+        try:
+            self._listing = subprocess.Popen(
+                [*base, "rev-list", f"-n{max_commits}", rev],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+            )  # fmt: skip
+            self._new = subprocess.Popen(
+                [*base, "log", f"-n{max_commits}", *_LOG_ARGS, f"{old}..{rev}"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_env(),
+            )  # fmt: skip
+        except OSError as exc:
+            raise GitError(f"cannot run git: {exc}") from exc
+
+    def result(self) -> Window:
+        listed_out, err = self._listing.communicate()
+        new_out, _ = self._new.communicate()
+        if self._listing.returncode != 0:
+            raise GitError(f"git rev-list failed: {err.decode('utf-8', 'replace')[:500]}")
+        known = dict(self._window.changed)
+        if self._new.returncode == 0:
+            known.update(Window.parse(new_out).changed)
+        listed = listed_out.decode().split()
+        missing = [c for c in listed if c not in known]
+        if missing:
+            out = _git(
+                self._git_dir, "log", "--no-walk=unsorted", "--stdin", *_LOG_ARGS,
+                input="".join(f"{c}\n" for c in missing).encode(),
+            )  # fmt: skip
+            known.update(Window.parse(out).changed)
+        return Window(tuple(listed), {c: known[c] for c in listed if c in known})

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from errands.index.core import CodeIndex
 
 
-
 @dataclass(frozen=True, slots=True)
 class Weights:
     """How much each signal counts (one scale for every repository), and how much of its

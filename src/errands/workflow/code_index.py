@@ -3,14 +3,19 @@ files that changed since the last build), read by research and by `errands locat
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from errands.errors import GitError, InvalidInput
-from errands.git import Mirror
 from errands.index import CodeIndex
+from errands.limits import id_in
 from errands.settings import Settings
+
+if TYPE_CHECKING:
+    from errands.git import Mirror
 
 Progress = Callable[[int, int], None]
 
@@ -97,3 +102,32 @@ def refresh_index(
     path.parent.mkdir(parents=True, exist_ok=True)
     index.save(path)  # the next load_index reads it (another process may replace it first)
     return index, changed
+
+
+def quick_project_id(settings: Settings, ref: str) -> int | None:
+    """The id of the project ``ref`` names (its id or its name, as the store's
+    ``get_project`` reads it) straight from a SQLite store, without loading the store's ORM
+    (importing it costs more than the rest of `errands locate`); None when the store is not
+    SQLite, or not there yet, or names no such project — the caller then asks the store."""
+    url = settings.resolved_database_url
+    if not url.startswith("sqlite:///"):
+        return None
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+    try:
+        number = id_in(ref)
+        row = None
+        if number is not None:
+            row = conn.execute("SELECT id FROM projects WHERE id = ?", (number,)).fetchone()
+        if row is None:
+            row = conn.execute("SELECT id FROM projects WHERE name = ?", (ref,)).fetchone()
+    except sqlite3.Error:  # an old or locked store: the store itself will say
+        return None
+    finally:
+        conn.close()
+    return int(row[0]) if row is not None else None
