@@ -42,8 +42,27 @@ app = typer.Typer(
 )
 project_app = typer.Typer(help="Repositories Errands works on.", no_args_is_help=True)
 task_app = typer.Typer(help="Tasks: create, list, show.", no_args_is_help=True)
+
+
+class _DefaultRun(typer.core.TyperGroup):
+    """``errands eval DATASET …`` is ``errands eval run DATASET …``; ``errands eval compare``
+    stays a command of its own."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(
+    cls=_DefaultRun,
+    help="Measure the whole workflow on SWE-bench-style instances: errands eval DATASET, "
+    "errands eval compare A B.",
+    no_args_is_help=True,
+)
 app.add_typer(project_app, name="project")
 app.add_typer(task_app, name="task")
+app.add_typer(eval_app, name="eval")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -555,6 +574,103 @@ def task_show(task_id: TaskArg, as_json: JsonOpt = False) -> None:
     )
     if t.handoff and t.state in (TaskState.IN_REVIEW, TaskState.MERGED):
         out.print(Markdown(t.handoff))
+
+
+# -- evaluation -------------------------------------------------------------------------------
+
+
+@eval_app.command("run")
+def eval_run(
+    dataset: Annotated[
+        Path, typer.Argument(help="SWE-bench-style instances: a JSONL or Parquet file.")
+    ],
+    executor: Annotated[str, typer.Option(help="Who does the work: native.")] = "native",
+    model: Annotated[
+        str | None, typer.Option(help="provider:name for every phase (else ERRANDS_MODEL).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N instances.")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Instances run at once.")] = 1,
+    budget: Annotated[
+        float | None,
+        typer.Option(min=0, help="US dollars the run may spend; no model call starts past it."),
+    ] = None,
+    price: Annotated[
+        tuple[float, float] | None,
+        typer.Option(help="The model's price, $ per million input and output tokens."),
+    ] = None,
+    environments: Annotated[
+        Path | None,
+        typer.Option(help="TOML (or JSON) with setup and test commands per repository."),
+    ] = None,
+    repos: Annotated[
+        Path | None,
+        typer.Option(help="Directory of local clones (owner__name, owner/name or name)."),
+    ] = None,
+    repo_url: Annotated[
+        str, typer.Option(help="Where to clone a repository missing from --repos.")
+    ] = "https://github.com/{repo}.git",
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds an instance may take to reach review.")
+    ] = 3600.0,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Results directory (default errands-eval/DATASET-EXECUTOR-MODEL)."
+        ),
+    ] = None,
+) -> None:
+    """Run each instance through the real workflow and score it with its hidden tests.
+    Resumable: instances already in the results are skipped."""
+    from errands.evaluation import harness
+    from errands.evaluation.results import RESULTS_FILE, SUMMARY_FILE, InstanceResult
+    from errands.evaluation.summary import REASON_WORDS, money
+
+    target = out_dir or harness.default_out(dataset, executor, model)
+
+    def finished(r: InstanceResult) -> None:
+        mark = "[green]resolved[/]" if r.resolved else f"[red]{REASON_WORDS[r.reason]}[/]"
+        why = f": {r.detail[:200]}" if r.detail and not r.resolved else ""
+        out.print(
+            f"{r.instance_id}: {mark}{why} ({r.wall_seconds:.1f} s, {money(r.usage.cost_usd)})",
+            highlight=False,
+        )
+
+    report = harness.run(
+        harness.RunOptions(
+            dataset=dataset,
+            out=target,
+            executor=executor,
+            model=model,
+            limit=limit,
+            jobs=jobs,
+            budget_usd=budget,
+            price=price,
+            environments=environments,
+            mirrors=repos,
+            url_template=repo_url,
+            timeout=timeout,
+        ),
+        finished,
+    )
+    resolved = sum(r.resolved for r in report.results)
+    out.print(
+        f"{report.ran} instance(s) run, {report.skipped} already done; "
+        f"{resolved} of {len(report.results)} resolved."
+    )
+    if report.stopped_by_budget:
+        out.print(f"[yellow]Budget reached:[/] {report.not_run} instance(s) not run.")
+    out.print(f"Results: {target / RESULTS_FILE}; summary: {target / SUMMARY_FILE}", highlight=False)
+
+
+@eval_app.command("compare")
+def eval_compare(
+    a: Annotated[Path, typer.Argument(help="A results directory or results.jsonl.")],
+    b: Annotated[Path, typer.Argument(help="Another one.")],
+) -> None:
+    """Two runs side by side: a table per executor (Markdown)."""
+    from errands.evaluation.compare import compare
+
+    sys.stdout.write(compare(a, b))
 
 
 # -- a remote server ----------------------------------------------------------------------

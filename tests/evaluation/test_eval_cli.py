@@ -1,0 +1,221 @@
+"""`errands eval` end to end through the CLI, with the scripted model: a synthetic dataset
+(tests/evaluation/synthetic.py) of one instance the agent resolves, one it does not, and one
+whose environment cannot be built; a crash mid-run resumes without redoing what is done; the
+summary agrees with the JSONL; --budget stops the run before a call past it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from errands.sandbox import bwrap_problem
+from errands.testing.scripted_llm import ChatRequest, Reply, ScriptedLLM
+from tests.evaluation.synthetic import build
+from tests.support import final, phase_of, wait_for
+
+ERRANDS = [sys.executable, "-m", "errands.cli"]
+CALC_MARK, WORDS_MARK = "sub(5, 3)", "count('two words')"
+
+
+class EvalScript:
+    """calc: research asks one question (recommending option 2), then a correct fix.
+    words: no question, a wrong fix. The first words request can be held back, so the test
+    can kill the run while words is in flight."""
+
+    def __init__(self, *, hold_words: threading.Event | None = None) -> None:
+        self.hold_words = hold_words
+        self.requests: list[tuple[str, str]] = []  # (instance, phase)
+        self.lock = threading.Lock()
+
+    def __call__(self, req: ChatRequest) -> Reply:
+        phase = phase_of(req)
+        which = "calc" if CALC_MARK in req.user else "words" if WORDS_MARK in req.user else "?"
+        with self.lock:
+            self.requests.append((which, phase))
+        if which == "words" and self.hold_words is not None:
+            self.hold_words.wait(60)  # until the test has killed the run
+        step = req.n_assistant
+        if phase == "research":
+            questions = []
+            if which == "calc":
+                questions = [
+                    {
+                        "question": "Should sub also accept strings?",
+                        "reasoning": "Decides the scope of the fix.",
+                        "options": [
+                            {"label": "Yes", "requirement": "sub handles strings"},
+                            {"label": "No", "requirement": "sub is for numbers only"},
+                        ],
+                        "recommended": 2,
+                    }
+                ]
+            return [
+                Reply.call("read_file", path="calc.py" if which == "calc" else "words.py"),
+                final(
+                    overview=f"{which} is a one-module library.",
+                    requirements=["Fix the bug the issue reports"],
+                    relevant_files=[{"path": f"{which}.py", "reason": "the function"}],
+                    risks=[],
+                    questions=questions,
+                ),
+            ][min(step, 1)]
+        if phase == "plan":
+            return final(subtasks=[{"title": "Fix it", "steps": ["Edit the function"]}],
+                         out_of_scope=[])  # fmt: skip
+        if phase == "execute" and which == "calc":
+            return [
+                Reply.call("edit_file", path="calc.py",
+                           old_text="def sub(a, b):\n    return a + b\n",
+                           new_text="def sub(a, b):\n    return a - b\n"),
+                final(summary="sub subtracts.", decisions=[]),
+            ][min(step, 1)]  # fmt: skip
+        if phase == "execute" and which == "words":
+            return [
+                Reply.call("edit_file", path="words.py", old_text="    return len(s)\n",
+                           new_text="    return len(s.split(','))\n"),
+                final(summary="count splits the sentence.", decisions=[]),
+            ][min(step, 1)]  # fmt: skip
+        raise AssertionError(f"unexpected request: {which} {phase}")
+
+    def count(self, which: str, phase: str | None = None) -> int:
+        with self.lock:
+            return sum(w == which and (phase is None or p == phase) for w, p in self.requests)
+
+
+def env_for(llm: ScriptedLLM, home: Path) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ERRANDS_", "OPENAI_"))},
+        # The run keeps its own store under --out; this home must stay untouched.
+        "ERRANDS_HOME": str(home),
+        "ERRANDS_MODEL": "openai:scripted-model",
+        "OPENAI_BASE_URL": llm.base_url,
+        "OPENAI_API_KEY": "sk-eval-secret-456789",
+        "ERRANDS_WORKER_POLL_INTERVAL": "0.05",
+        "ERRANDS_SANDBOX": "auto" if bwrap_problem() is None else "none",
+    }
+
+
+def eval_args(root: Path, dataset: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        *ERRANDS, "eval", str(dataset), "--repos", str(root / "repos"),
+        "--environments", str(root / "environments.toml"), "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def results_of(out: Path) -> dict[str, dict[str, Any]]:
+    lines = (out / "results.jsonl").read_text().splitlines()
+    return {r["instance_id"]: r for r in map(json.loads, lines)}
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    return build(tmp_path / "data")
+
+
+def test_a_run_resolves_fails_and_reports_environments_and_resumes_after_a_crash(
+    dataset: Path, tmp_path: Path
+) -> None:
+    root, out, home = dataset.parent, tmp_path / "out", tmp_path / "home"
+    hold = threading.Event()
+    script = EvalScript(hold_words=hold)
+    with ScriptedLLM(script) as llm:
+        env = env_for(llm, home)
+        log = (tmp_path / "first.log").open("w")
+        first = subprocess.Popen(
+            eval_args(root, dataset, out, "--timeout", "120"),
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            # calc is done and words is in flight (its research waits on the model): crash.
+            wait_for(lambda: script.count("words") > 0, timeout=120, what="words in flight")
+            assert len(results_of(out)) == 1
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(30)
+        finally:
+            hold.set()
+            if first.poll() is None:
+                os.killpg(first.pid, signal.SIGKILL)
+        calc_requests = script.count("calc")
+        script.hold_words = None
+
+        done = subprocess.run(
+            eval_args(root, dataset, out, "--timeout", "120"),
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "2 instance(s) run, 1 already done" in done.stdout
+        # calc was not redone: no model request about it since the crash.
+        assert script.count("calc") == calc_requests
+        assert not llm.script_errors
+
+    results = results_of(out)
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
+    calc, words, broken = (results[f"acme__{n}-1"] for n in ("calc", "words", "broken"))
+
+    assert calc["resolved"] is True and calc["reason"] == "resolved"
+    assert calc["fail_to_pass"] == {"passed": 1, "total": 1}
+    assert calc["pass_to_pass"] == {"passed": 1, "total": 1}
+    assert calc["changed_files"] == ["calc.py"] and calc["gold_files"] == ["calc.py"]
+    assert calc["localized"] is True
+    [question] = calc["questions"]
+    assert question["picked"] == 2 and question["recommended"] == 2
+    assert question["picked_label"] == "No"
+    assert len(calc["subtasks"]) == 1 and calc["subtasks"][0]["state"] == "committed"
+    assert calc["phases"]["research"]["requests"] == 2
+    assert calc["phases"]["research"]["input_tokens"] > 0
+    assert calc["phases"]["execute"]["requests"] == 3  # plan + edit + final answer
+    assert calc["wall_seconds"] > 0
+
+    assert words["resolved"] is False and words["reason"] == "tests_fail"
+    assert words["fail_to_pass"] == {"passed": 0, "total": 1}
+    assert words["pass_to_pass"] == {"passed": 1, "total": 1}
+    assert words["failing_tests"] == ["tests/test_count.py::test_count"]
+    assert words["localized"] is True and words["questions"] == []
+    assert words["attempt"] == 2  # the crashed attempt's project was left behind
+
+    assert broken["reason"] == "environment"
+    assert "rustc: command not found" in broken["detail"]
+    assert broken["task_id"] is None and broken["usage"]["requests"] == 0
+    assert broken["localized"] is None
+
+    # The summary's figures are the JSONL's.
+    summary = (out / "summary.md").read_text()
+    section = summary.split("## Totals")[1].split("## ")[0]
+    row = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|$", section, re.MULTILINE))
+    assert row["instances"] == "3"
+    assert row["environment failures (not counted against the agent)"] == "1"
+    assert row["resolved"] == "1 of 2 (50.0%)"
+    assert row["questions asked (answered with the agent's pick)"] == "1"
+    assert row["subtasks"] == str(sum(len(r["subtasks"]) for r in results.values()))
+    requests = sum(r["usage"]["requests"] for r in results.values())
+    assert row["model requests"] == str(requests)
+    tokens_in = sum(r["usage"]["input_tokens"] for r in results.values())
+    tokens_out = sum(r["usage"]["output_tokens"] for r in results.values())
+    assert row["input / output tokens"] == f"{tokens_in:,} / {tokens_out:,}"
+    assert row["localized (changed files include the gold files)"].startswith("2 of 2")
+    assert re.search(r"^\| acme__words-1 \| no \| tests fail: FAIL_TO_PASS 0/1", summary, re.M)
+    assert re.search(r"^\| environment failed \| 1 \|$", summary, re.M)
+
+    # Everything done: a third run does nothing; compare reads two runs.
+    again = subprocess.run(
+        eval_args(root, dataset, out), env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert "0 instance(s) run, 3 already done" in again.stdout, again.stderr
+    compared = subprocess.run(
+        [*ERRANDS, "eval", "compare", str(out), str(out / "results.jsonl")],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "## Executor: native" in compared
+    assert "| resolved | 1 (50.0%) | 1 (50.0%) |" in compared
+    assert not (home / "errands.db").exists()  # the user's own store was never touched
