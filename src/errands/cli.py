@@ -48,7 +48,7 @@ class _DefaultRun(typer.core.TyperGroup):
     """``errands eval DATASET …`` is ``errands eval run DATASET …``; ``errands eval compare``
     stays a command of its own."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's own click Context
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = ["run", *args]
         return super().parse_args(ctx, args)
@@ -584,7 +584,10 @@ def eval_run(
     dataset: Annotated[
         Path, typer.Argument(help="SWE-bench-style instances: a JSONL or Parquet file.")
     ],
-    executor: Annotated[str, typer.Option(help="Who does the work: native.")] = "native",
+    executor: Annotated[
+        str,
+        typer.Option(help="Who types each subtask: native, or another registered executor."),
+    ] = "native",
     model: Annotated[
         str | None, typer.Option(help="provider:name for every phase (else ERRANDS_MODEL).")
     ] = None,
@@ -659,7 +662,9 @@ def eval_run(
     )
     if report.stopped_by_budget:
         out.print(f"[yellow]Budget reached:[/] {report.not_run} instance(s) not run.")
-    out.print(f"Results: {target / RESULTS_FILE}; summary: {target / SUMMARY_FILE}", highlight=False)
+    out.print(
+        f"Results: {target / RESULTS_FILE}; summary: {target / SUMMARY_FILE}", highlight=False
+    )
 
 
 @eval_app.command("compare")

@@ -81,8 +81,7 @@ SPECS = [
         },
         fix={"lib.py": "def one():\n    return 1\n"},
         hidden_tests={
-            "tests/test_one.py": "from lib import one\n\n\ndef test_one():\n"
-            "    assert one() == 1\n"
+            "tests/test_one.py": "from lib import one\n\n\ndef test_one():\n    assert one() == 1\n"
         },
         problem="one() returns 2\n\nIt should return 1.",
         fail_to_pass=["tests/test_one.py::test_one"],

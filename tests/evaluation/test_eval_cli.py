@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +218,45 @@ def test_a_run_resolves_fails_and_reports_environments_and_resumes_after_a_crash
     assert "## Executor: native" in compared
     assert "| resolved | 1 (50.0%) | 1 (50.0%) |" in compared
     assert not (home / "errands.db").exists()  # the user's own store was never touched
+
+
+def test_budget_stops_the_run_before_a_call_past_it(tmp_path: Path) -> None:
+    dataset = build(tmp_path / "data", names=["calc", "words"])
+    root, out, home = dataset.parent, tmp_path / "out", tmp_path / "home"
+    script = EvalScript()
+    price = 1000.0  # $ per million tokens, in and out: a tenth of a cent a token
+    budget = 3.0
+    with ScriptedLLM(script) as llm:
+        env = env_for(llm, home)
+        unpriced = subprocess.run(
+            eval_args(root, dataset, out, "--budget", str(budget)),
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert unpriced.returncode == 1
+        assert "no price for scripted-model" in unpriced.stderr, unpriced.stderr
+        assert not script.requests
+        done = subprocess.run(
+            eval_args(root, dataset, out, "--budget", str(budget), "--price", "1000", "1000",
+                      "--timeout", "120"),
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "Budget reached: 1 instance(s) not run." in done.stdout
+    [calc] = results_of(out).values()
+    assert calc["instance_id"] == "acme__calc-1"
+    assert calc["reason"] == "budget" and calc["detail"].startswith("Budget reached")
+    assert script.count("words") == 0  # the second instance never started
+    # Every call the run made started while it had spent less than the budget; the one that
+    # reached it was the last.
+    logs = subprocess.run(
+        [*ERRANDS, "logs", str(calc["task_id"]), "--json"],
+        env={**env, "ERRANDS_HOME": str(out / "home")},
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    calls = [e["data"] for e in map(json.loads, logs.splitlines()) if e["kind"] == "agent.response"]
+    costs = [(c["input_tokens"] + c["output_tokens"]) * price / 1e6 for c in calls]
+    assert len(calls) == len(script.requests) >= 2
+    spent_before = [sum(costs[:n]) for n in range(len(costs))]
+    assert all(spent < budget for spent in spent_before)
+    assert sum(costs) >= budget
+    assert calc["usage"]["cost_usd"] == pytest.approx(sum(costs), abs=1e-5)

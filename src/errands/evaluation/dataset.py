@@ -96,7 +96,9 @@ def load_environments(path: Path | None) -> dict[str, Environment]:
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidInput(f"{path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from exc
+        raise InvalidInput(
+            f"{path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}"
+        ) from exc
     repos = data.get("repos", {})
     if not isinstance(repos, dict):
         raise InvalidInput(f"{path}: 'repos' must be a table of repositories.")
@@ -172,8 +174,11 @@ def _instance(
     if not text["problem_statement"].strip():
         raise InvalidInput(f"{where}: the problem statement is empty.")
     repo = text["repo"].strip()
+    if not re.fullmatch(r"[\w-][\w.-]*/[\w-][\w.-]*", repo) or ".." in repo:
+        raise InvalidInput(f"{where}: repo {repo!r} is not owner/name.")
     instance_id = str(row.get("instance_id") or f"{repo.replace('/', '__')}-{number}")
-    if not re.fullmatch(r"[\w.@+-]{1,150}", instance_id.replace("/", "__")):
+    # It names the instance's project and origin directory: no path separators, no "..".
+    if not re.fullmatch(r"[\w@+-][\w.@+-]{0,149}", instance_id) or ".." in instance_id:
         raise InvalidInput(f"{where}: instance_id {instance_id!r} is not a plain name.")
     environment = environments.get(repo) or environments.get("*") or Environment()
     overrides = {key: row.get(column) for column, key in ENV_COLUMNS.items()}

@@ -32,12 +32,12 @@ from errands.evaluation.dataset import Instance, load_dataset, load_environments
 from errands.evaluation.repos import Repositories
 from errands.evaluation.results import RESULTS_FILE, SUMMARY_FILE, InstanceResult, ResultsFile
 from errands.evaluation.runner import Harness, run_instance
+from errands.executors import create_executor
 from errands.settings import Phase, Settings
 from errands.store import Database, Job, Organization, Task
 from errands.workflow import actions
 
 ORG_NAME = "errands eval"
-EXECUTORS = ("native",)
 META_FILE = "run.json"
 PHASES: tuple[Phase, ...] = ("research", "execute")
 
@@ -74,11 +74,9 @@ def default_out(dataset: Path, executor: str, model: str | None) -> Path:
 
 
 def run(options: RunOptions, on_result: Callable[[InstanceResult], None]) -> RunReport:
-    if options.executor not in EXECUTORS:
-        raise InvalidInput(
-            f"Executor {options.executor!r} is not available to `errands eval` yet; "
-            f"available: {', '.join(EXECUTORS)}."
-        )
+    # The selection every project uses (errands.executors): an unknown name, or an executor
+    # that cannot run here (its CLI missing), is refused before anything starts.
+    create_executor(options.executor)
     if options.jobs < 1:
         raise InvalidInput("--jobs must be at least 1.")
     instances = load_dataset(options.dataset, load_environments(options.environments))
@@ -93,7 +91,9 @@ def run(options: RunOptions, on_result: Callable[[InstanceResult], None]) -> Run
     report.results = [done[i.instance_id] for i in instances if i.instance_id in done]
     notes = _notes(options, model)
     if not todo:
-        summary.write(options.out / SUMMARY_FILE, report.results, title=_title(options), notes=notes)
+        summary.write(
+            options.out / SUMMARY_FILE, report.results, title=_title(options), notes=notes
+        )
         return report
     settings.require_llm()
     db = runtime.open_database(settings)
@@ -236,7 +236,8 @@ def _check_priced(session: Session, settings: Settings, org_id: int) -> None:
         model = settings.model_for(phase)
         if cost.price_for(session, org_id, model) is None:
             raise InvalidInput(
-                f"Errands knows no price for {model}, so --budget cannot be kept: give its "
+                f"Errands knows no price for {cost.model_key(model)}, so --budget cannot be "
+                "kept: give its "
                 "price with --price INPUT OUTPUT (US dollars per million tokens)."
             )
 

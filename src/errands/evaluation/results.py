@@ -13,9 +13,7 @@ from typing import Any, Literal, get_args
 
 from errands.errors import InvalidInput
 
-Reason = Literal[
-    "resolved", "no_change", "tests_fail", "timeout", "budget", "error", "environment"
-]
+Reason = Literal["resolved", "no_change", "tests_fail", "timeout", "budget", "error", "environment"]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.md"
@@ -167,12 +165,14 @@ class Totals:
 
 
 def totals(results: list[InstanceResult]) -> Totals:
-    usage, phases = Usage(), {}
+    usage, phases = Usage(), dict[str, Usage]()
     for r in results:
         usage.add(r.usage)
         for phase, u in r.phases.items():
             phases.setdefault(phase, Usage()).add(u)
-    reasons = {reason: sum(r.reason == reason for r in results) for reason in REASONS}
+    reasons: dict[str, int] = {
+        reason: sum(r.reason == reason for r in results) for reason in REASONS
+    }
     walls = [r.wall_seconds for r in results]
     return Totals(
         instances=len(results),

@@ -95,6 +95,9 @@ def _run(harness: Harness, instance: Instance, result: InstanceResult) -> _Outco
             base_branch=BASE_BRANCH,
             verify_commands=list(env.verify) if env.verify is not None else None,
         )
+        # The executor types every subtask and revise round (research and planning are
+        # Errands' own loop, on --model, whichever executor is chosen).
+        actions.update_project(session, project.id, executor=h.executor, revise_executor=h.executor)
         if env.setup:
             actions.update_project(
                 session, project.id, setup_commands=list(env.setup), setup_network=env.network
@@ -103,8 +106,9 @@ def _run(harness: Harness, instance: Instance, result: InstanceResult) -> _Outco
     # The environment first: an instance whose setup fails costs no model call.
     took = scoring.check_environment(h.settings, h.db, project_id, instance.base_commit)
     result.phases["environment"] = Usage(seconds=round(took, 3))
-    if _over_budget(h.db, project_id):
-        return _Outcome("budget", "the run's budget was spent before this instance started")
+    over = _over_budget(h.db, project_id)
+    if over is not None:
+        return _Outcome("budget", over)
     title = instance.problem_statement.strip().splitlines()[0].lstrip("# ").strip()
     with h.db.session() as session:
         task = actions.create_task(
@@ -118,7 +122,14 @@ def _run(harness: Harness, instance: Instance, result: InstanceResult) -> _Outco
     result.task_state = state
     tip = resolve(mirror_path(h.settings, project_id), f"refs/heads/{branch}") if branch else None
     if tip and base:
-        changed = git("diff", "--name-only", "--no-renames", base, tip, cwd=mirror_path(h.settings, project_id))
+        changed = git(
+            "diff",
+            "--name-only",
+            "--no-renames",
+            base,
+            tip,
+            cwd=mirror_path(h.settings, project_id),
+        )
         result.changed_files = sorted(line for line in changed.splitlines() if line)
     if timed_out:
         return _Outcome("timeout", f"not in review within {h.timeout:.0f} s (was {state})")
@@ -130,7 +141,7 @@ def _run(harness: Harness, instance: Instance, result: InstanceResult) -> _Outco
             return _Outcome("environment", failure)
         return _Outcome("error", failure)
     if state == TaskState.READY:  # answered, but not executed: the run's budget is spent
-        return _Outcome("budget", "the budget was spent before execution")
+        return _Outcome("budget", _over_budget(h.db, project_id) or "Budget reached")
     if state != TaskState.IN_REVIEW:
         return _Outcome("error", f"the task ended {state}")
     if not result.changed_files or tip is None:
@@ -165,9 +176,10 @@ def _project_name(db: Database, instance_id: str) -> tuple[int, str]:
     return attempt, name
 
 
-def _over_budget(db: Database, project_id: int) -> bool:
+def _over_budget(db: Database, project_id: int) -> str | None:
+    """Why the run may not spend more ("Budget reached: …"), or None."""
     with db.session() as session:
-        return budget.project_over_budget(session, session.get_one(Project, project_id)) is not None
+        return budget.project_over_budget(session, session.get_one(Project, project_id))
 
 
 def _drive(h: Harness, task_id: int, result: InstanceResult) -> bool:

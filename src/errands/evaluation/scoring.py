@@ -61,9 +61,7 @@ def check_environment(settings: Settings, db: Database, project_id: int, commit:
         return _setup(scene)
 
 
-def score(
-    settings: Settings, db: Database, project_id: int, tip: str, instance: Instance
-) -> Score:
+def score(settings: Settings, db: Database, project_id: int, tip: str, instance: Instance) -> Score:
     with _scene(settings, db, project_id, tip, "score") as scene:
         applied = _apply(scene, instance.test_patch)
         if not applied.ok:

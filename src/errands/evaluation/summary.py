@@ -38,9 +38,11 @@ def totals_rows(t: Totals) -> list[tuple[str, str]]:
     return [
         ("instances", str(t.instances)),
         ("environment failures (not counted against the agent)", str(t.environment_failures)),
-        ("resolved", f"{t.resolved} of {t.agent_instances} ({percent(t.resolved, t.agent_instances)})"),
+        ("resolved",
+         f"{t.resolved} of {t.agent_instances} ({percent(t.resolved, t.agent_instances)})"),
         ("localized (changed files include the gold files)",
-         f"{t.localized} of {t.with_changes} with changes ({percent(t.localized, t.with_changes)})"),
+         f"{t.localized} of {t.with_changes} with changes "
+         f"({percent(t.localized, t.with_changes)})"),
         ("questions asked (answered with the agent's pick)", str(t.questions)),
         ("subtasks", str(t.subtasks)),
         ("model requests", str(u.requests)),
