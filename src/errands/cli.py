@@ -559,6 +559,8 @@ def task_show(task_id: TaskArg, as_json: JsonOpt = False) -> None:
             out.print(f"  {st.position}. [{st.state}] {st.title} {sha} ({verdict[st.verified]})")
             if st.no_change_reason:
                 out.print(f"     no change: {st.no_change_reason}", highlight=False, markup=False)
+            if st.progress:
+                out.print(f"     progress: {st.progress}", highlight=False, markup=False)
         if t.no_change:
             out.print(
                 "[yellow]Nothing to merge:[/] no subtask changed anything, so approve is "

@@ -116,6 +116,11 @@ class SubtaskPublic(_Public):
     verification: list[dict[str, Any]]
     verify_attempts: int
     verified: bool | None
+    progress: str | None = Field(
+        default=None,
+        description="The written update once it was done: what is done, how it was verified, "
+        "what is next.",
+    )
     no_change_reason: str | None = Field(
         default=None, description="For a subtask that changed nothing: why (the agent's words)."
     )

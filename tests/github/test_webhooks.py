@@ -16,8 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
-from errands.store import Database, Task
+from errands.store import Database, Subtask, Task
 from errands.testing.fake_github import FakeGitHub
 from errands.testing.scripted_llm import ScriptedLLM
 from tests.github.conftest import (
@@ -254,6 +255,39 @@ def test_an_issue_runs_through_to_a_merged_pull_request(
         assert f"Closes #{issue['number']}" in pull["body"]
         assert "Add multiply to calc" in pull["body"] and "Test multiply" in pull["body"]
         assert len(fake.repos[REPO].pulls) == 1
+
+        # Each subtask's progress note is edited into one status comment on the issue.
+        marker = f"<!-- errands:status:{task_id} -->"
+
+        def status_comments() -> list[dict[str, Any]]:
+            found = fake.repos[REPO].issue_comments[issue["number"]]
+            return [c for c in found if marker in c["body"]]
+
+        wait_for(
+            lambda: "Subtask 2 of 2" in "".join(c["body"] for c in status_comments()),
+            timeout=30,
+            what="both progress notes on the issue",
+        )
+        [status] = status_comments()
+        assert "Subtask 1 of 2, Add multiply to calc, is done" in status["body"]
+        assert "Next: subtask 2, Test multiply." in status["body"]
+        assert "Next: the hand-off, then the branch goes to review." in status["body"]
+        # A later note (as a revise round writes) edits the same comment, never a new one.
+        with Database(db_url).session() as session:
+            first = session.scalars(
+                select(Subtask).where(Subtask.task_id == task_id, Subtask.position == 1)
+            ).one()
+            first.progress = "A later note."
+        chatter = fake.add_issue_comment(REPO, issue["number"], "Looks good", "reader")
+        deliver(  # any delivery runs the project's sync
+            client,
+            "issue_comment",
+            envelope(fake, "reader", action="created", issue=issue, comment=chatter),
+        )
+        wait_for(
+            lambda: "A later note." in status_comments()[0]["body"], timeout=30, what="the edit"
+        )
+        assert len(status_comments()) == 1 and fake.comment_edits[status["id"]] >= 1
 
         # main moves on GitHub: the task knows it needs a rebase.
         main_before = _git(github_remote, "rev-parse", "main")

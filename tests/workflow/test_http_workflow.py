@@ -56,6 +56,17 @@ def test_full_workflow_over_http(sample_repo: Path, home: Path) -> None:
         assert all(s["verified"] is True for s in subtasks)
         assert subtasks[0]["verification"][0]["command"] == "python3 -m pytest -q"
         assert "2 passed" in subtasks[1]["verification"][0]["output"]
+        # A written progress note after each subtask: done, verified, next.
+        first_note, second_note = (s["progress"] for s in subtasks)
+        assert first_note.startswith("Subtask 1 of 2, Add multiply to calc, is done (")
+        assert "Verified: `python3 -m pytest -q` passed." in first_note
+        assert first_note.endswith("Next: subtask 2, Test multiply.")
+        assert second_note.endswith("Next: the hand-off, then the branch goes to review.")
+        events = events_of(client, task_id)
+        noted = [e["message"] for e in events if e["kind"] == "subtask.progress"]
+        assert noted == [first_note, second_note]
+        page = client.get(f"/tasks/{task_id}").text
+        assert 'data-progress="1"' in page and "Next: subtask 2, Test multiply." in page
         assert "multiply works for ints and floats" in task["requirements"]
         assert "Add multiply to calc" in task["handoff"]
         assert "Should multiply accept floats?" in task["handoff"]

@@ -51,6 +51,12 @@ class RepoAPI:
         )
         return data
 
+    def edit_issue_comment(self, comment_id: int, body: str) -> Json:
+        data: Json = self.client.json(
+            "PATCH", f"{self._base}/issues/comments/{comment_id}", json={"body": body}
+        )
+        return data
+
     def permission(self, login: str) -> str:
         """``admin``, ``maintain``, ``write``, ``triage``, ``read`` or ``none`` (cached per
         instance: one sync pass asks once per person)."""

@@ -15,6 +15,7 @@ SQLite has one writer, and it must not wait on GitHub.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,10 +36,10 @@ from errands.github.markers import find_marker, with_marker
 from errands.github.pulls import pull_body, pull_title
 from errands.github.rest import RepoAPI
 from errands.github.sanitize import sanitize
-from errands.store import GitHubDelivery, Project, ReviewComment, Task
+from errands.store import GitHubDelivery, Project, ReviewComment, Subtask, Task
 from errands.store import events as event_log
 from errands.store.models import utcnow
-from errands.workflow import actions
+from errands.workflow import actions, progress
 from errands.workflow.context import JobContext
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ def run(ctx: JobContext) -> None:
             sync.import_open_issues()
         retry = sync.process_deliveries()
         sync.post_questions()
+        sync.post_status()
         sync.open_pull_requests()
         sync.post_review_comments()
     if retry and ctx.lease.last_attempt:
@@ -623,6 +625,52 @@ class Sync:
                 self._note(
                     session, task, "github.questions_posted", f"Questions posted on #{issue}"
                 )
+
+    def post_status(self) -> None:
+        """Edit the task's progress notes into its one status comment on the issue (made
+        the first time, found again by its marker if an attempt died before recording it)."""
+        with self.ctx.db.session() as session:
+            candidates = [
+                (t.id, t.github_issue, t.github_status_comment, t.github_status_digest)
+                for t in session.scalars(
+                    select(Task)
+                    .join(Subtask, Subtask.task_id == Task.id)
+                    .where(
+                        Task.project_id == self.project_id,
+                        Task.github_issue.is_not(None),
+                        Subtask.progress.is_not(None),
+                    )
+                    .distinct()
+                )
+            ]
+        for task_id, issue, recorded, digest in candidates:
+            with self.ctx.db.session() as session:
+                body = with_marker(
+                    progress.status_comment(session.get_one(Task, task_id)), "status", task_id
+                )
+            wanted = hashlib.sha256(body.encode()).hexdigest()
+            if wanted == digest:
+                continue
+            comment_id = recorded
+            if comment_id is None:
+                comment_id = next(
+                    (
+                        int(c["id"])
+                        for c in self.api.issue_comments(int(issue or 0))
+                        if find_marker(c.get("body")) == ("status", task_id)
+                    ),
+                    None,
+                )
+            self.ctx.check_cancelled()  # a job that lost its lease posts nothing more
+            if comment_id is None:
+                comment_id = int(self.api.comment_on_issue(int(issue or 0), body)["id"])
+                crash_point("github.status_posted")  # posted, not recorded
+            else:
+                self.api.edit_issue_comment(comment_id, body)
+            with self.ctx.db.session() as session:
+                task = session.get_one(Task, task_id)
+                task.github_status_comment, task.github_status_digest = comment_id, wanted
+                self._note(session, task, "github.status_updated", f"Progress noted on #{issue}")
 
     def open_pull_requests(self) -> None:
         waiting = self._task_ids(

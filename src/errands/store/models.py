@@ -96,6 +96,10 @@ class Task(Base):
     github_pr_url: Mapped[str | None] = mapped_column(Text, default=None)
     github_questions_comment: Mapped[int | None] = mapped_column(BigInteger, default=None)
     base_moved_to: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The one status comment on the issue that progress notes are edited into, and the
+    # digest of the body last written there (so an unchanged body is not written again).
+    github_status_comment: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    github_status_digest: Mapped[str | None] = mapped_column(String(64), default=None)
     # Spending cap of the task in millionths of a US dollar (None = no cap of its own).
     budget_micros: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
@@ -149,6 +153,8 @@ class Subtask(Base):
     verification: Mapped[list[Any]] = mapped_column(default=list)
     verify_attempts: Mapped[int] = mapped_column(default=0)
     verified: Mapped[bool | None] = mapped_column(default=None)
+    # The written update once it is done: what is done, how it was verified, what is next.
+    progress: Mapped[str | None] = mapped_column(Text, default=None)
 
     task: Mapped[Task] = relationship(back_populates="subtasks")
 

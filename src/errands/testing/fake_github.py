@@ -20,6 +20,7 @@ import secrets
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -121,6 +122,7 @@ class FakeGitHub:
         self.holds: list[Hold] = []
         self.requests: list[tuple[str, str]] = []
         self.token_requests: list[Json] = []
+        self.comment_edits: Counter[int] = Counter()  # issue comment id -> times edited
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
         # OAuth (sign in with GitHub): registered OAuth Apps, the person who "signs in" at
@@ -620,6 +622,23 @@ class FakeGitHub:
                     repo, number, body["body"], fake.user("errands[bot]", bot=True)
                 )
             return JSONResponse(created, status_code=201)
+
+        @app.patch("/repos/{owner}/{name}/issues/comments/{comment_id}")
+        async def edit_comment(
+            owner: str, name: str, comment_id: int, request: Request
+        ) -> Response:
+            body = await request.json()
+            repo = fake.repos[f"{owner}/{name}"]
+            if not isinstance(body.get("body"), str) or not body["body"]:
+                return _invalid("body", "missing_field")
+            with fake._lock:
+                for listed in repo.issue_comments.values():
+                    for found in listed:
+                        if found["id"] == comment_id:
+                            found["body"], found["updated_at"] = body["body"], _now_iso()
+                            fake.comment_edits[comment_id] += 1
+                            return JSONResponse(found)
+            return JSONResponse({"message": "Not Found"}, status_code=404)
 
     # -- routes: pull requests ------------------------------------------------------------
 

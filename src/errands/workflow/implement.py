@@ -11,9 +11,10 @@ from errands.domain import SubtaskState
 from errands.errors import BranchMoved, ConfigError, GitError, VerificationFailed
 from errands.executors import Assignment, ExecutorPhase, ExecutorReport, Workbench, create_executor
 from errands.faults import crash_point
+from errands.forges.registry import forge_for
 from errands.git import Mirror
 from errands.store import Subtask
-from errands.workflow import trailers
+from errands.workflow import progress, trailers
 from errands.workflow.context import JobContext
 from errands.workflow.project_config import EffectiveConfig
 from errands.workflow.verify import failure_report, run_verification
@@ -145,6 +146,10 @@ def implement_subtask(
         subtask.state = SubtaskState.COMMITTED if sha else SubtaskState.EMPTY
         if not verify_commands or not sha:
             subtask.verified = None
+        # The written update, with the record it describes (see errands.workflow.progress).
+        subtask.progress = progress.note(subtask.task, subtask)
+        ctx.record(session, "subtask.progress", subtask.progress, position=position)
+        forge_for(ctx.settings, subtask.task.project).nudge(session, subtask.task.project)
     if sha:
         ctx.emit("subtask.committed", f"Subtask {position} committed as {sha[:10]}", sha=sha)
     else:
