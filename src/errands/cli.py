@@ -269,7 +269,11 @@ def project_show(project: str, as_json: JsonOpt = False) -> None:
     assert p.effective is not None
     e = p.effective
     out.print(f"Verify commands: {'; '.join(e.verify_commands) or '-'}")
-    network = " (with network)" if e.setup_network else ""
+    network = {
+        "off": "",
+        "allowlist": f" (network: {', '.join(e.setup_hosts) or 'no host'})",
+        "host": " (network: the host's, all of it)",
+    }.get(e.setup_egress, "")
     out.print(f"Setup commands{network}: {'; '.join(e.setup_commands) or '-'}")
     out.print(f"Sandbox: {e.sandbox}; command timeout: {e.command_timeout:.0f}s")
     out.print(f"Jobs running at once: at most {e.max_concurrent_jobs}")

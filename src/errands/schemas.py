@@ -66,6 +66,8 @@ class ProjectPublic(_Public):
             verify_commands=config.verify_commands,
             setup_commands=config.setup_commands,
             setup_network=config.setup_network,
+            setup_egress=config.setup_egress,
+            setup_hosts=list(config.setup_hosts),
             sandbox=config.backend,
             command_timeout=config.command_timeout,
             max_concurrent_jobs=project.max_concurrent_jobs or settings.project_max_jobs,
@@ -84,6 +86,11 @@ class EffectivePublic(BaseModel):
     verify_commands: list[str]
     setup_commands: list[str]
     setup_network: bool
+    setup_egress: str = Field(
+        description="How setup commands reach the network: off, allowlist (through the egress "
+        "proxy, to setup_hosts only) or host (the host's whole network, asked for explicitly)."
+    )
+    setup_hosts: list[str] = Field(description="host:port pairs setup commands may reach.")
     sandbox: str
     command_timeout: float
     max_concurrent_jobs: int

@@ -17,10 +17,18 @@ import re
 import socket
 from dataclasses import dataclass
 
-from errands.errors import InvalidInput
-from errands.settings import DEFAULT_SETUP_HOSTS
+from errands.errors import ConfigError, InvalidInput
+from errands.settings import DEFAULT_SETUP_HOSTS, Settings
 
-__all__ = ["DEFAULT_SETUP_HOSTS", "HostPort", "Unreachable", "parse_host", "parse_hosts", "resolve"]
+__all__ = [
+    "DEFAULT_SETUP_HOSTS",
+    "HostPort",
+    "Unreachable",
+    "parse_host",
+    "parse_hosts",
+    "private_hosts",
+    "resolve",
+]
 
 
 _NAME = re.compile(
@@ -59,6 +67,14 @@ def parse_host(text: str, *, default_port: int | None = None) -> HostPort:
 
 def parse_hosts(values: list[str] | tuple[str, ...]) -> tuple[HostPort, ...]:
     return tuple(sorted({parse_host(value) for value in values}))
+
+
+def private_hosts(settings: Settings) -> tuple[HostPort, ...]:
+    """The operator's ERRANDS_EGRESS_PRIVATE_HOSTS."""
+    try:
+        return parse_hosts(settings.egress_private_hosts)
+    except InvalidInput as exc:
+        raise ConfigError(f"ERRANDS_EGRESS_PRIVATE_HOSTS: {exc.message}") from exc
 
 
 def _is_ip(host: str) -> bool:

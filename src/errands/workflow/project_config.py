@@ -7,7 +7,9 @@ commands = ["pytest -q", "ruff check ."]
 
 [setup]                       # dependency installs, run before the agent works
 commands = ["pip install -e .[dev]"]
-network = true                # setup may reach the network; nothing else ever does
+network = true                # through the egress proxy, to `hosts` only; "host": the whole
+                              # network of the host (explicit opt-out); nothing else ever has it
+hosts = ["pypi.org:443", "files.pythonhosted.org:443"]  # default: ERRANDS_EGRESS_SETUP_HOSTS
 
 [sandbox]
 backend = "bubblewrap"        # or "none" (no isolation; explicit opt-out)
@@ -32,8 +34,9 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from errands.egress.hosts import parse_hosts
 from errands.errors import ConfigError, InvalidInput
 from errands.executors import ExecutorPhase, check_executor_name
 from errands.sandbox import Limits
@@ -42,6 +45,9 @@ from errands.store import Project
 
 CONFIG_FILE = ".errands.toml"
 Backend = Literal["auto", "bubblewrap", "none"]
+# How setup commands reach the network: not at all, through the egress proxy to an allowlist of
+# hosts, or the host's whole network (an explicit opt-out in .errands.toml).
+SetupNetwork = Literal["off", "allowlist", "host"]
 
 
 class _Section(BaseModel):
@@ -54,7 +60,18 @@ class VerifyConfig(_Section):
 
 class SetupConfig(_Section):
     commands: list[str] = Field(default_factory=list)
-    network: bool = False
+    network: bool | Literal["host"] = False
+    hosts: list[str] | None = None
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        try:
+            return [str(host) for host in parse_hosts(value)]
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from exc
 
 
 class SandboxConfig(_Section):
@@ -113,10 +130,12 @@ def _validate(text: str) -> RepoConfig:
 class EffectiveConfig:
     verify_commands: list[str]
     setup_commands: list[str]
-    setup_network: bool
+    setup_network: bool  # setup reaches the network at all (setup_egress says how)
     backend: Backend
     command_timeout: float
     limits: Limits
+    setup_egress: SetupNetwork = "off"
+    setup_hosts: tuple[str, ...] = ()  # host:port pairs, for "allowlist"
     # The executor of each coding phase.
     executors: dict[ExecutorPhase, str] = field(
         default_factory=lambda: {"execute": "native", "revise": "native"}
@@ -135,7 +154,14 @@ def effective_config(project: Project, settings: Settings) -> EffectiveConfig:
         else project.detected_commands
     )
     setup = project.setup_commands if project.setup_commands is not None else repo.setup.commands
-    network = project.setup_network if project.setup_network is not None else repo.setup.network
+    # The project's on/off setting wins; "on" is the allowlist unless the file asks for the
+    # host's network.
+    asked = repo.setup.network if project.setup_network is not False else False
+    if project.setup_network is True and asked is False:
+        asked = True
+    egress: SetupNetwork = (
+        "off" if not setup or asked is False else "host" if asked == "host" else "allowlist"
+    )
     backend: Backend = (
         project.sandbox_backend or repo.sandbox.backend or settings.sandbox  # type: ignore[assignment]
     )
@@ -158,9 +184,20 @@ def effective_config(project: Project, settings: Settings) -> EffectiveConfig:
     return EffectiveConfig(
         verify_commands=list(verify),
         setup_commands=list(setup),
-        setup_network=bool(setup and network),
+        setup_network=egress != "off",
+        setup_egress=egress,
+        setup_hosts=_setup_hosts(repo.setup.hosts, settings),
         backend=backend,
         command_timeout=lim.command_timeout or settings.command_timeout,
         limits=limits,
         executors={"execute": execute, "revise": revise},
     )
+
+
+def _setup_hosts(declared: list[str] | None, settings: Settings) -> tuple[str, ...]:
+    if declared is not None:
+        return tuple(declared)
+    try:
+        return tuple(str(host) for host in parse_hosts(settings.egress_setup_hosts))
+    except InvalidInput as exc:
+        raise ConfigError(f"ERRANDS_EGRESS_SETUP_HOSTS: {exc.message}") from exc

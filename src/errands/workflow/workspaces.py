@@ -2,9 +2,10 @@
 run in, and the project's setup commands already run.
 
 Two sandboxes share the workspace: the setup sandbox may write the project's package caches
-(and reach the network when the project allows it); the work sandbox, used for the agent's
-commands and verification, sees those caches read-only and never has network. So only the
-commands the project declared can change what later tasks install from.
+(and, when the project allows it, reach its allowlist of hosts — package registries — through
+the egress proxy); the work sandbox, used for the agent's commands and verification, sees
+those caches read-only and never has network. So only the commands the project declared can
+change what later tasks install from.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from sqlalchemy import select
 
 from errands.agent.tools import CodeSearch, WorkspaceTools
 from errands.domain import JobState
+from errands.egress import EgressConfig, egress_proxy, parse_hosts
+from errands.egress.hosts import private_hosts
 from errands.errors import CommandError
 from errands.git import Mirror, Workspace, WorkspacePool
 from errands.index import CodeIndex
@@ -26,6 +29,7 @@ from errands.settings import Settings, sandbox_env
 from errands.store import Database, Job, Project
 from errands.workflow.code_index import load_index
 from errands.workflow.context import JobContext, workspace_name
+from errands.workflow.metering import JobMeter
 from errands.workflow.mirrors import mirror_path, open_mirror
 from errands.workflow.project_config import EffectiveConfig
 from errands.workflow.verify import report_output
@@ -122,7 +126,9 @@ def policies(
         # The mirror's worktrees/ holds every other job's private git directory; this job's own
         # (writable, deeper) still shows through.
         hidden=(settings.home, home, mirror.path / "worktrees"),
-        network=config.setup_network,
+        # Only a project that asked for the host's whole network gets it; an allowlist goes
+        # through the egress proxy, in a network namespace of its own (see _setup).
+        network=config.setup_egress == "host",
         limits=config.limits,
     )
     work = replace(setup, writable=(workspace.git_dir,), readable=(*readable, cache), network=False)
@@ -169,7 +175,7 @@ def job_workspace(
                 "WARNING: this project runs commands without isolation (sandbox 'none')",
             )
         if commands and config.setup_commands:
-            _setup(ctx, create_sandbox(config.backend, setup_policy), config)
+            _setup(ctx, setup_policy, config)
         tools = WorkspaceTools(
             workspace.path,
             sandbox,
@@ -215,13 +221,37 @@ def sweep_machine(settings: Settings, db: Database) -> int:
     return cleaned
 
 
-def _setup(ctx: JobContext, sandbox: Sandbox, config: EffectiveConfig) -> None:
+def _setup(ctx: JobContext, policy: SandboxPolicy, config: EffectiveConfig) -> None:
+    if config.setup_egress != "allowlist" or config.backend == "none":
+        _run_setup(ctx, create_sandbox(config.backend, policy), config)
+        return
+    egress = EgressConfig(
+        hosts=parse_hosts(config.setup_hosts),
+        private_hosts=private_hosts(ctx.settings),
+    )
+    # No model routes: setup commands reach package registries, never a model with a key.
+    with egress_proxy(egress, JobMeter(ctx)) as proxy:
+        _run_setup(ctx, create_sandbox(config.backend, replace(policy, egress=proxy.grant)), config)
+
+
+def _network_words(config: EffectiveConfig) -> str:
+    if config.setup_egress == "off":
+        return "no network"
+    if config.setup_egress == "host" or config.backend == "none":
+        return "with the host's whole network"
+    return f"network through the egress proxy to {', '.join(config.setup_hosts) or 'no host'}"
+
+
+def _run_setup(ctx: JobContext, sandbox: Sandbox, config: EffectiveConfig) -> None:
+    network = _network_words(config)
     for command in config.setup_commands:
         ctx.check_cancelled()
-        network = "with network" if config.setup_network else "no network"
         ctx.emit("setup.started", f"setup ({network}): {command}", command=command)
         result = sandbox.run(
-            command, timeout=config.command_timeout, cancel=ctx.cancel, network=config.setup_network
+            command,
+            timeout=config.command_timeout,
+            cancel=ctx.cancel,
+            network=config.setup_egress == "host",
         )
         ctx.check_cancelled()
         ctx.emit(
