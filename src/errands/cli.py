@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from errands.domain import TaskState
-from errands.errors import ErrandsError, InvalidInput
+from errands.errors import ConfigError, ErrandsError, InvalidInput
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -719,6 +719,28 @@ def whoami(as_json: JsonOpt = False) -> None:
     typer.echo(
         f"{me.get('email')} — {org.get('name')} ({org.get('role')}) on {remote.load(settings).url}"
     )
+
+
+@app.command("mcp")
+def mcp_command(
+    use_remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote", help="Work against the server `errands login` stored a token for."
+        ),
+    ] = False,
+) -> None:
+    """Serve Errands as an MCP server over stdio (for Claude Code, Cursor, any MCP client):
+    create_task, list_tasks, show_task, answer_questions, review_state."""
+    try:
+        from errands import mcp_server
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("mcp"):
+            raise
+        raise ConfigError(
+            "errands mcp needs the MCP SDK: pip install -e '.[mcp]' (or pip install mcp)."
+        ) from exc
+    mcp_server.serve(_settings(), remote=use_remote)
 
 
 @app.command()

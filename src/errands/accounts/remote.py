@@ -78,11 +78,16 @@ def call(remote: Remote, method: str, api_path: str, **kwargs: Any) -> Any:
     if response.status_code == 401:
         raise Unauthenticated(f"{remote.url} refused the token (revoked, or another server).")
     if response.status_code >= 400:
+        code = None
         try:
-            message = response.json()["error"]["message"]
+            error = response.json()["error"]
+            message, code = str(error["message"]), str(error["code"])
         except (ValueError, KeyError, TypeError):
             message = response.text[:300]
-        raise RemoteError(f"{remote.url} answered {response.status_code}: {message}")
+        failed = RemoteError(f"{remote.url} answered {response.status_code}: {message}")
+        if code is not None:
+            failed.code = code  # the server's own (not_found, conflict, …), for callers
+        raise failed
     return response.json()
 
 
