@@ -20,11 +20,13 @@ from errands.egress import EgressConfig, EgressProxy, Meter, Route, egress_proxy
 
 ANTHROPIC_KEY = "sk-ant-real-key-0123456789"
 OPENAI_KEY = "sk-openai-real-key-9876543210"
+GOOGLE_KEY = "AIza-google-real-key-5555555"
 
 # (input, output) tokens each fake answer reports. Anthropic's input counts cache reads.
 ANTHROPIC_USAGE = {"input_tokens": 120, "cache_read_input_tokens": 30, "output_tokens": 42}
 CHAT_USAGE = {"prompt_tokens": 200, "completion_tokens": 17, "total_tokens": 217}
 RESPONSES_USAGE = {"input_tokens": 300, "output_tokens": 60, "total_tokens": 360}
+GEMINI_USAGE = {"promptTokenCount": 400, "candidatesTokenCount": 70, "thoughtsTokenCount": 5}
 
 
 @dataclass
@@ -46,8 +48,17 @@ class Edge:
     hold: threading.Event | None = None
 
 
+def _gemini(path: str, done: bool) -> dict[str, Any]:
+    model = path.rpartition("/")[2].partition(":")[0]
+    usage = GEMINI_USAGE if done else {"promptTokenCount": GEMINI_USAGE["promptTokenCount"]}
+    part = {"content": {"parts": [{"text": "hi"}], "role": "model"}}
+    return {"candidates": [part], "modelVersion": model, "usageMetadata": usage}
+
+
 def _events(path: str, request: dict[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
     model = request.get("model", "")
+    if ":" in path:
+        return [(None, _gemini(path, False)), (None, _gemini(path, True))]
     if path.endswith("/messages"):
         return [
             (
@@ -101,8 +112,12 @@ def _events(path: str, request: dict[str, Any]) -> list[tuple[str | None, dict[s
     ]
 
 
-def _body(path: str, request: dict[str, Any]) -> dict[str, Any]:
+def _body(path: str, request: dict[str, Any]) -> Any:
     model = request.get("model", "")
+    if path.endswith(":streamGenerateContent"):  # without alt=sse: one JSON array
+        return [_gemini(path, False), _gemini(path, True)]
+    if ":" in path:
+        return _gemini(path, True)
     if path.endswith("/messages"):
         return {"id": "msg_1", "type": "message", "model": model, "usage": ANTHROPIC_USAGE}
     if path.endswith("/chat/completions"):
@@ -127,9 +142,10 @@ def edge() -> Iterator[Edge]:
             path = self.path.partition("?")[0]
             state.seen.append(Seen(self.command, self.path, dict(self.headers.items()), body))
             request = json.loads(body) if body else {}
-            if not path.endswith(("/messages", "/chat/completions", "/responses")):
+            calls = ("/messages", "/chat/completions", "/responses", "Content")
+            if not path.endswith(calls):
                 self._send(200, "application/json", b'{"data": []}')
-            elif request.get("stream"):
+            elif request.get("stream") or "alt=sse" in self.path:
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("transfer-encoding", "chunked")
@@ -177,6 +193,7 @@ def model_routes_to(edge: Edge) -> tuple[Route, ...]:
     return (
         Route("anthropic", edge.url, ANTHROPIC_KEY),
         Route("openai", f"{edge.url}/v1", OPENAI_KEY),
+        Route("google", edge.url, GOOGLE_KEY),
     )
 
 

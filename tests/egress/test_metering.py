@@ -6,6 +6,7 @@ refuses stops the call before the upstream sees it."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 from typing import Any
@@ -13,11 +14,21 @@ from typing import Any
 import pytest
 
 from errands.accounts.errors import BudgetReached
-from errands.egress import PLACEHOLDER_KEY, ModelCall, Refusal, Usage
+from errands.egress import (
+    PLACEHOLDER_KEY,
+    EgressConfig,
+    ModelCall,
+    Refusal,
+    Route,
+    Usage,
+    egress_proxy,
+)
 from tests.egress.conftest import (
     ANTHROPIC_KEY,
     ANTHROPIC_USAGE,
     CHAT_USAGE,
+    GEMINI_USAGE,
+    GOOGLE_KEY,
     OPENAI_KEY,
     RESPONSES_USAGE,
     Edge,
@@ -73,6 +84,16 @@ CASES = [
         "authorization",
         f"Bearer {OPENAI_KEY}",
     ),
+    (
+        "/google/v1beta/models/gemini-2.5-pro:{method}?key=" + PLACEHOLDER_KEY,
+        {"model": "gemini-2.5-pro", "contents": []},
+        (
+            GEMINI_USAGE["promptTokenCount"],
+            GEMINI_USAGE["candidatesTokenCount"] + GEMINI_USAGE["thoughtsTokenCount"],
+        ),
+        "x-goog-api-key",
+        GOOGLE_KEY,
+    ),
 ]
 
 
@@ -87,13 +108,21 @@ def test_each_protocol_is_metered_from_the_providers_usage(
     header: str,
     key: str,
 ) -> None:
+    expected_model = body["model"]
     meter = Ledger()
+    if "{method}" in path:  # Gemini: the path says whether to stream, and which model
+        path = path.format(method="streamGenerateContent" if stream else "generateContent")
+        path += "&alt=sse" if stream else ""
+        body = {"contents": []}
+    else:
+        body = {**body, "stream": stream}
     with start_proxy(edge, meter) as proxy, client_for(proxy) as client:
         answer = client.post(
             path,
-            json={**body, "stream": stream},
+            json=body,
             headers={
                 "x-api-key": PLACEHOLDER_KEY,
+                "x-goog-api-key": PLACEHOLDER_KEY,
                 "authorization": f"Bearer {PLACEHOLDER_KEY}",
             },
         )
@@ -104,12 +133,12 @@ def test_each_protocol_is_metered_from_the_providers_usage(
 
     (seen,) = edge.seen
     assert seen.headers[header] == key  # the real key, put there by the proxy
-    assert PLACEHOLDER_KEY not in json.dumps(seen.headers)
-    other = "authorization" if header == "x-api-key" else "x-api-key"
-    assert other not in {name.lower() for name in seen.headers}
+    assert PLACEHOLDER_KEY not in json.dumps(seen.headers) + seen.path
+    others = {"authorization", "x-api-key", "x-goog-api-key"} - {header}
+    assert not others & {name.lower() for name in seen.headers}
     ((call, usage),) = meter.recorded
     assert meter.checked == [call]
-    assert call.model == body["model"] and call.stream is stream
+    assert call.model == expected_model and call.stream is stream
     assert usage is not None
     assert (usage.input_tokens, usage.output_tokens) == tokens
 
@@ -122,6 +151,18 @@ def test_a_streamed_chat_completion_is_asked_for_its_usage(edge: Edge) -> None:
             json={"model": "gpt-4.1", "stream": True, "stream_options": {"x": 1}},
         )
     assert edge.seen[0].json()["stream_options"] == {"x": 1, "include_usage": True}
+
+
+def test_a_gemini_stream_as_one_json_array_is_metered(edge: Edge) -> None:
+    """streamGenerateContent without alt=sse answers a JSON array of chunks."""
+    meter = Ledger()
+    with start_proxy(edge, meter) as proxy, client_for(proxy) as client:
+        path = "/google/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+        answer = client.post(path, json={"contents": []})
+    assert isinstance(answer.json(), list)
+    ((call, usage),) = meter.recorded
+    assert call.model == "gemini-2.5-flash" and call.stream
+    assert usage is not None and usage.input_tokens == GEMINI_USAGE["promptTokenCount"]
 
 
 def test_a_stream_is_relayed_as_it_arrives(edge: Edge) -> None:
@@ -169,6 +210,10 @@ def test_a_refusing_meter_stops_the_call_before_the_upstream(edge: Edge) -> None
         ("GET", "/openai/responses"),
         ("POST", "/statsig/v1/initialize"),
         ("POST", "/sentry/api/1/envelope/"),
+        ("POST", "/google/v1beta/models/gemini-2.5-pro:predict"),
+        ("POST", "/google/v1beta/files"),
+        ("POST", "/google/v1beta/cachedContents"),
+        ("POST", "/google/upload/v1beta/files"),
         ("GET", "/"),
     ],
 )
@@ -190,6 +235,7 @@ def test_everything_but_the_model_calls_is_refused(edge: Edge, method: str, path
         "/openai/models/..",
         "/openai/chat%2Fcompletions",
         "/openai/chat/completions/../../files",
+        "/google/v1beta/models/../files:generateContent",
         "http://127.0.0.1:1/openai/responses",
         "evil.example:443",
     ],
@@ -217,8 +263,16 @@ def test_unmetered_reads_pass_with_the_key(edge: Edge) -> None:
     with start_proxy(edge, meter) as proxy, client_for(proxy) as client:
         assert client.get("/openai/models").status_code == 200
         assert client.get("/anthropic/v1/models").status_code == 200
-    assert [s.path for s in edge.seen] == ["/v1/models", "/v1/models"]
+        assert client.get("/google/v1beta/models?key=x&pageSize=5").status_code == 200
+        # A CLI's connectivity check of its base URL is answered by the proxy itself.
+        head = client.head("/anthropic")
+        assert head.status_code == 200 and head.content == b""
+        refused = client.head("/anthropic/api/hello")
+        assert refused.status_code == 403 and refused.content == b""
+    paths = ["/v1/models", "/v1/models", "/v1beta/models?pageSize=5"]
+    assert [s.path for s in edge.seen] == paths
     assert edge.seen[0].headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    assert edge.seen[2].headers["x-goog-api-key"] == GOOGLE_KEY
     assert meter.checked == [] and meter.recorded == []
 
 
@@ -228,3 +282,24 @@ def test_the_socket_directory_is_private_and_removed(edge: Edge) -> None:
         assert directory.stat().st_mode & 0o777 == 0o700
         assert proxy.socket.exists()
     assert not directory.exists()
+
+
+def test_no_real_key_reaches_a_log(edge: Edge, caplog: pytest.LogCaptureFixture) -> None:
+    """Calls that pass, are refused, or fail upstream, logged at every level: no key."""
+    caplog.set_level(logging.DEBUG)
+    dead = Route("anthropic", "http://127.0.0.1:9", ANTHROPIC_KEY)  # nothing listens there
+    with start_proxy(edge) as proxy, client_for(proxy) as client:
+        client.post("/anthropic/v1/messages", json={"model": "claude-sonnet-4-5", "stream": True})
+        client.post("/openai/responses", json={"model": "gpt-5", "input": "x"})
+        client.post("/google/v1beta/models/g:generateContent?key=x", json={})
+        client.post("/anthropic/api/event_logging/batch", json={})
+    with (
+        egress_proxy(EgressConfig(routes=(dead,))) as proxy,
+        client_for(proxy) as client,
+    ):
+        failed = client.post("/anthropic/v1/messages", json={"model": "claude-sonnet-4-5"})
+    assert failed.status_code == 502 and failed.json()["error"]["code"] == "upstream_failed"
+    assert ANTHROPIC_KEY not in failed.text
+    assert caplog.records  # something was logged
+    for secret in (ANTHROPIC_KEY, OPENAI_KEY, GOOGLE_KEY):
+        assert secret not in caplog.text

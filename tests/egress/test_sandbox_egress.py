@@ -16,7 +16,7 @@ import pytest
 from errands.egress import PLACEHOLDER_KEY, EgressProxy, parse_host
 from errands.sandbox import BubblewrapSandbox, CommandResult, SandboxPolicy
 from errands.sandbox.bubblewrap import bwrap_problem
-from tests.egress.conftest import ANTHROPIC_KEY, OPENAI_KEY, Edge, start_proxy
+from tests.egress.conftest import ANTHROPIC_KEY, GOOGLE_KEY, OPENAI_KEY, Edge, start_proxy
 
 PROBLEM = bwrap_problem()
 pytestmark = pytest.mark.skipif(PROBLEM is not None, reason=f"bubblewrap: {PROBLEM}")
@@ -56,9 +56,11 @@ def test_a_model_call_from_inside_carries_the_real_key_only_outside(
     assert result.ok, result.output
     assert f"ANTHROPIC_API_KEY={PLACEHOLDER_KEY}" in result.output
     assert f"OPENAI_API_KEY={PLACEHOLDER_KEY}" in result.output
+    assert f"GEMINI_API_KEY={PLACEHOLDER_KEY}" in result.output
+    assert "GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:" in result.output
     assert "ANTHROPIC_BASE_URL=http://127.0.0.1:" in result.output
     assert '"usage"' in result.output  # both answers came back
-    for secret in (ANTHROPIC_KEY, OPENAI_KEY):
+    for secret in (ANTHROPIC_KEY, OPENAI_KEY, GOOGLE_KEY):
         assert secret not in result.output
     anthropic, openai = edge.seen
     assert anthropic.path == "/v1/messages" and anthropic.headers["x-api-key"] == ANTHROPIC_KEY

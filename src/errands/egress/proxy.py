@@ -204,7 +204,7 @@ class EgressProxy:
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 answer = _refuse(400, "bad_request", "?", f"Not an HTTP/1.1 request: {exc}")
                 with contextlib.suppress(Exception):
-                    await self._answer(conn, writer, answer)
+                    await self._answer(conn, writer, answer, "")
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:
@@ -227,11 +227,13 @@ class EgressProxy:
         asked = f"{method} {target}"[:300]
         if method == "CONNECT":
             return await self._connect(conn, target, asked, reader, writer)
+        if conn.they_are_waiting_for_100_continue:  # curl, for a body over 1 MB
+            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+            await writer.drain()
         body = await _body(conn, reader)
         if body is None:
-            await self._answer(
-                conn, writer, _refuse(413, "too_large", asked, "The request body is too large.")
-            )
+            answer = _refuse(413, "too_large", asked, "The request body is too large.")
+            await self._answer(conn, writer, answer, method)
             return False
         if target.startswith(("http://", "https://")):
             parts = urlsplit(target)
@@ -260,10 +262,15 @@ class EgressProxy:
         path, _, query = target.partition("?")
         name, _, rest = path.lstrip("/").partition("/")
         route = self._routes.get(name)
-        call = route.match(method, rest) if route is not None else None
-        if route is None or call is None:
-            await self._answer(conn, writer, self._not_allowed(asked))
+        if route is not None and method == "HEAD" and rest == "":
+            # A CLI's connectivity check of its base URL: answered here, nothing leaves.
+            await self._ok(conn, writer)
             return
+        matched = route.match(method, rest) if route is not None else None
+        if route is None or matched is None:
+            await self._answer(conn, writer, self._not_allowed(asked), method)
+            return
+        call = matched.call
         headers = _forwarded_headers(request.headers)
         headers.update(route.auth_headers())
         model_call = None
@@ -273,9 +280,9 @@ class EgressProxy:
                 answer = _refuse(
                     400, "bad_request", asked, "A model call's body must be a JSON object."
                 )
-                await self._answer(conn, writer, answer)
+                await self._answer(conn, writer, answer, method)
                 return
-            stream = parsed.get("stream") is True
+            stream = call.stream or parsed.get("stream") is True
             if call.protocol == "openai-chat" and stream:
                 # The usage of a streamed chat completion comes only when asked for.
                 options = parsed.get("stream_options")
@@ -284,7 +291,7 @@ class EgressProxy:
                     "include_usage": True,
                 }
                 body = json.dumps(parsed).encode()
-            model = parsed.get("model")
+            model = matched.model or parsed.get("model")
             model_call = ModelCall(
                 route=route.name,
                 protocol=call.protocol,
@@ -294,14 +301,15 @@ class EgressProxy:
             try:
                 await asyncio.to_thread(self.meter.check_before, model_call)
             except ErrandsError as exc:
-                await self._answer(conn, writer, _refuse(403, exc.code, asked, exc.message))
+                answer = _refuse(403, exc.code, asked, exc.message)
+                await self._answer(conn, writer, answer, method)
                 return
             except Exception:
                 log.exception("egress proxy: the meter failed before a call")
                 answer = _refuse(
                     403, "meter_failed", asked, "The call could not be checked against budgets."
                 )
-                await self._answer(conn, writer, answer)
+                await self._answer(conn, writer, answer, method)
                 return
         url = route.upstream(rest, query)
         reader: UsageReader | None = None
@@ -316,7 +324,7 @@ class EgressProxy:
         try:
             async with self._upstream(method, url, headers, body) as response:
                 if isinstance(response, _Answer):
-                    await self._answer(conn, writer, response)
+                    await self._answer(conn, writer, response, method)
                     return
                 if call.protocol is not None:
                     reader = UsageReader(call.protocol, response.headers.get("content-type", ""))
@@ -350,15 +358,16 @@ class EgressProxy:
         try:
             host = parse_host(f"{parts.hostname}:{parts.port or 80}")
         except (InvalidInput, ValueError):
-            await self._answer(conn, writer, self._not_allowed(asked))
+            await self._answer(conn, writer, self._not_allowed(asked), method)
             return
         if parts.scheme != "http" or host not in self.config.hosts:
-            await self._answer(conn, writer, self._not_allowed(asked))
+            await self._answer(conn, writer, self._not_allowed(asked), method)
             return
         try:
             address = await self._resolve(host)
         except Unreachable as exc:
-            await self._answer(conn, writer, self._refused(502, "unreachable", asked, str(exc)))
+            answer = _refuse(502, "unreachable", asked, str(exc))
+            await self._answer(conn, writer, answer, method)
             return
         # To the address that was checked, with the name in the Host header.
         netloc = f"[{address}]" if ":" in address else address
@@ -369,7 +378,7 @@ class EgressProxy:
         headers["host"] = parts.netloc
         async with self._upstream(method, url, headers, body) as response:
             if isinstance(response, _Answer):
-                await self._answer(conn, writer, response)
+                await self._answer(conn, writer, response, method)
             else:
                 await self._relay(conn, writer, response, None)
 
@@ -387,7 +396,7 @@ class EgressProxy:
         except InvalidInput:
             host = None
         if host is None or host not in self.config.hosts:
-            await self._answer(conn, writer, self._not_allowed(asked))
+            await self._answer(conn, writer, self._not_allowed(asked), "CONNECT")
             return False
         try:
             address = await self._resolve(host)
@@ -396,7 +405,8 @@ class EgressProxy:
             )
         except (Unreachable, OSError, TimeoutError) as exc:
             reason = str(exc) or f"{host} did not answer"
-            await self._answer(conn, writer, self._refused(502, "unreachable", asked, reason))
+            answer = _refuse(502, "unreachable", asked, reason)
+            await self._answer(conn, writer, answer, "CONNECT")
             return False
         writer.write(conn.send(h11.Response(status_code=200, headers=[])) or b"")
         await writer.drain()
@@ -460,7 +470,7 @@ class EgressProxy:
 
     def _not_allowed(self, asked: str) -> _Answer:
         allowed = [f"/{name}/…" for name in self._routes] + [str(h) for h in self.config.hosts]
-        return self._refused(
+        return _refuse(
             403,
             "not_allowed",
             asked,
@@ -468,11 +478,13 @@ class EgressProxy:
             f"(allowed: {', '.join(allowed) or 'nothing'}).",
         )
 
-    def _refused(self, status: int, code: str, asked: str, message: str) -> _Answer:
-        return _refuse(status, code, asked, message)
+    async def _ok(self, conn: h11.Connection, writer: asyncio.StreamWriter) -> None:
+        writer.write(conn.send(h11.Response(status_code=200, headers=[("content-length", "0")])))
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        await writer.drain()
 
     async def _answer(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, answer: _Answer
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, answer: _Answer, method: str
     ) -> None:
         self.refusals.append(answer.refusal)
         log.info("egress proxy refused %s: %s", answer.refusal.target, answer.refusal.code)
@@ -487,7 +499,8 @@ class EgressProxy:
             *answer.headers,
         ]
         writer.write(conn.send(h11.Response(status_code=answer.status, headers=headers)) or b"")
-        writer.write(conn.send(h11.Data(data=body)) or b"")
+        if method != "HEAD":  # an answer to HEAD has the headers of a body, and no body
+            writer.write(conn.send(h11.Data(data=body)) or b"")
         writer.write(conn.send(h11.EndOfMessage()) or b"")
         await writer.drain()
 

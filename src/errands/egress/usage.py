@@ -10,6 +10,9 @@ server-sent event stream, one line at a time. The usage fields:
   chunk's ``usage`` (the proxy asks for it with ``stream_options.include_usage``).
 - OpenAI Responses: ``usage.input_tokens``/``output_tokens``; streaming, the ``response`` of
   ``response.completed`` (or ``.incomplete``/``.failed``).
+- Gemini: ``usageMetadata.promptTokenCount`` (+ ``toolUsePromptTokenCount``) in,
+  ``candidatesTokenCount`` + ``thoughtsTokenCount`` out; streamed (server-sent events, or one
+  JSON array without ``alt=sse``), every chunk carries the totals so far.
 """
 
 from __future__ import annotations
@@ -60,7 +63,9 @@ class UsageReader:
         if self.stream:
             self._line(bytes(self.buffer))
         elif not self.overflow:
-            self._event(_json(bytes(self.buffer)))
+            body = _json(bytes(self.buffer))
+            for event in body if isinstance(body, list) else [body]:
+                self._event(event)
         if self.input_tokens is None and self.output_tokens is None:
             return None
         return Usage(self.input_tokens or 0, self.output_tokens or 0, self.model)
@@ -92,16 +97,23 @@ class UsageReader:
                 usage = body.get("usage")
                 if isinstance(usage, dict):
                     self._set(usage.get("input_tokens"), usage.get("output_tokens"))
+            case "gemini":
+                version = event.get("modelVersion")
+                self._model({"model": version})
+                usage = event.get("usageMetadata")
+                if isinstance(usage, dict):
+                    self._set(
+                        _sum(usage, "promptTokenCount", "toolUsePromptTokenCount"),
+                        _sum(usage, "candidatesTokenCount", "thoughtsTokenCount"),
+                    )
 
     def _anthropic(self, usage: Any) -> None:
         if not isinstance(usage, dict):
             return
-        counts = [
-            usage.get(name)
-            for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-        ]
-        numbers = [count for count in counts if _count(count) is not None]
-        self._set(sum(numbers) if numbers else None, usage.get("output_tokens"))
+        self._set(
+            _sum(usage, "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"),
+            usage.get("output_tokens"),
+        )
 
     def _set(self, input_tokens: Any, output_tokens: Any) -> None:
         # Streams report cumulative counts: the latest wins, and never goes back down.
@@ -114,6 +126,12 @@ class UsageReader:
         model = body.get("model")
         if isinstance(model, str) and model and self.model is None:
             self.model = model[:200]
+
+
+def _sum(usage: dict[str, Any], *names: str) -> int | None:
+    """The sum of the counts present, or None when none is."""
+    counts = [found for name in names if (found := _count(usage.get(name))) is not None]
+    return sum(counts) if counts else None
 
 
 def _count(value: Any) -> int | None:
