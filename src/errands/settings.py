@@ -130,6 +130,17 @@ class Settings(BaseSettings):
         default=None,
         description="The executor for revise rounds, when it differs; default: ERRANDS_EXECUTOR.",
     )
+    acp_command: str | None = Field(
+        default=None,
+        description="The acp executor's agent: a command speaking the Agent Client Protocol on "
+        "stdio, run inside the sandbox (e.g. 'gemini --acp'); a project's .errands.toml [acp] "
+        "command wins.",
+    )
+    acp_provider: Literal["anthropic", "openai", "google"] | None = Field(
+        default=None,
+        description="The model endpoint the acp executor's agent calls through the egress "
+        "proxy (anthropic, openai or google); a project's [acp] provider wins.",
+    )
     llm_max_retries: int = Field(
         default=3, ge=0, description="Retries (with backoff) of an LLM request on 429/5xx."
     )

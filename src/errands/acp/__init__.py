@@ -8,7 +8,8 @@ built on it is ``errands.executors.acp``.
 
 from errands.acp.client import ErrandsClient, Event, PermissionPolicy
 from errands.acp.files import FileMissing, FileRefused, WorkspaceFiles
-from errands.acp.session import AcpAgentError, AcpSession, McpServer, PromptOutcome
+from errands.acp.session import AcpAgentError, AcpSession, PromptOutcome
+from errands.mcp import McpServer
 
 __all__ = [
     "AcpAgentError",

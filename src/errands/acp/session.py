@@ -26,6 +26,7 @@ from errands.acp.client import ErrandsClient, Event, PermissionPolicy
 from errands.acp.files import WorkspaceFiles
 from errands.acp.terminals import Terminals
 from errands.errors import ErrandsError
+from errands.mcp import McpServer
 from errands.sandbox import Sandbox
 from errands.sandbox.spawn import SpawnedProcess, spawn
 
@@ -42,16 +43,6 @@ class AcpAgentError(ErrandsError):
 
     code = "acp_agent_error"
     status = 502
-
-
-@dataclass(frozen=True)
-class McpServer:
-    """An MCP server the agent should start (inside its own sandbox) for the session."""
-
-    name: str
-    command: str
-    args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

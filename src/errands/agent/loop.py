@@ -32,6 +32,7 @@ from pydantic_ai.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
+from pydantic_ai.toolsets import AbstractToolset
 from pydantic_ai.usage import UsageLimits
 
 from errands.agent.context import OVERFLOW_RETRIES, ContextKeeper, is_context_overflow
@@ -81,10 +82,22 @@ def run_agent(
     tools: Sequence[ToolFunction],
     recorder: Recorder,
     message_history: Sequence[ModelMessage] | None = None,
+    toolsets: Sequence[AbstractToolset[None]] = (),
 ) -> AgentResult[OutputT]:
-    """Synchronous entry for worker threads (which have no event loop of their own)."""
+    """Synchronous entry for worker threads (which have no event loop of their own).
+    ``toolsets``: more tools, e.g. the project's MCP servers (errands.mcp.native_toolsets)."""
     return asyncio.run(
-        _run(config, name, instructions, prompt, output_type, tools, recorder, message_history)
+        _run(
+            config,
+            name,
+            instructions,
+            prompt,
+            output_type,
+            tools,
+            recorder,
+            message_history,
+            toolsets,
+        )
     )
 
 
@@ -97,6 +110,7 @@ async def _run(
     tools: Sequence[ToolFunction],
     recorder: Recorder,
     message_history: Sequence[ModelMessage] | None,
+    toolsets: Sequence[AbstractToolset[None]],
 ) -> AgentResult[OutputT]:
     handle = config.model()
 
@@ -125,6 +139,7 @@ async def _run(
         # one response at once, in threads, so two edits of one file could each overwrite the
         # other, or a test run could see half of a change.
         tools=[Tool(tool, sequential=True) for tool in tools],
+        toolsets=list(toolsets),
         retries=config.output_retries,
     )
     run = None

@@ -21,9 +21,12 @@ from typing import Literal, Protocol
 
 from errands.agent.loop import AgentConfig, Recorder
 from errands.agent.tools import WorkspaceTools
+from errands.mcp import McpServer
 from errands.sandbox import Backend, Sandbox
 
 ExecutorPhase = Literal["execute", "revise"]
+# A model endpoint an agent inside the sandbox calls through the egress proxy.
+Provider = Literal["anthropic", "openai", "google"]
 EXECUTOR_PHASES: tuple[ExecutorPhase, ...] = ("execute", "revise")
 
 
@@ -92,6 +95,11 @@ class Workbench:
     model: str | None  # the execute phase's provider:name, if any is configured
     # Builds the egress endpoint for this job, or raises ConfigError when none can be had.
     egress: Callable[[], EgressEndpoint] | None = None
+    # The project's MCP servers (each executor that takes them starts them in the sandbox).
+    mcp_servers: tuple[McpServer, ...] = ()
+    # The acp executor's agent command and the model endpoint it calls.
+    acp_command: str | None = None
+    acp_provider: Provider | None = None
 
 
 class ExecutorSession(Protocol):

@@ -8,6 +8,7 @@ from pydantic_ai.messages import ModelMessage
 from errands.agent.loop import run_agent
 from errands.agent.schemas import SubtaskReport
 from errands.executors.base import Assignment, ExecutorReport, Usage, Workbench
+from errands.mcp import native_toolsets
 
 
 class NativeSession:
@@ -26,6 +27,8 @@ class NativeSession:
             tools=self.bench.tools.read_write(),
             recorder=self.bench.recorder,
             message_history=self.history,
+            # The project's MCP servers, each started inside the work sandbox for the run.
+            toolsets=native_toolsets(self.bench.mcp_servers, self.bench.sandbox),
         )
         self.history = result.messages
         report = result.output

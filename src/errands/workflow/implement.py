@@ -182,6 +182,9 @@ def workbench(
         command_timeout=config.command_timeout,
         state_dir=ctx.settings.home / "executors" / f"task-{ctx.task_id}",
         model=model,
+        mcp_servers=config.mcp_servers,
+        acp_command=config.acp_command,
+        acp_provider=config.acp_provider,
     )
 
 

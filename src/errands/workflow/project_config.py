@@ -18,6 +18,15 @@ backend = "bubblewrap"        # or "none" (no isolation; explicit opt-out)
 execute = "claude-code"       # native (default), claude-code
 revise = "native"             # default: the same as execute
 
+[acp]                         # the acp executor: any agent speaking ACP on stdio
+command = "gemini --acp"      # run inside the sandbox
+provider = "google"           # its model endpoint, through the egress proxy
+
+[mcp_servers.files]           # MCP servers handed to the executors, run inside the sandbox
+command = "mcp-server-filesystem"
+args = ["."]
+env = { LOG_LEVEL = "info" }  # no secrets: this file is in the repository
+
 [limits]
 command_timeout = 600         # seconds of wall-clock time per command
 cpu_seconds = 900             # CPU seconds per process
@@ -39,6 +48,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from errands.egress.hosts import parse_hosts
 from errands.errors import ConfigError, InvalidInput
 from errands.executors import ExecutorPhase, check_executor_name
+from errands.mcp import NAME as MCP_NAME
+from errands.mcp import McpServer, parse_env
 from errands.sandbox import Limits
 from errands.settings import Settings
 from errands.store import Project
@@ -94,12 +105,35 @@ class LimitsConfig(_Section):
     output_chars: int | None = Field(default=None, ge=1000)
 
 
+class AcpConfig(_Section):
+    command: str | None = Field(default=None, min_length=1, max_length=2000)
+    provider: Literal["anthropic", "openai", "google"] | None = None
+
+
+class McpServerConfig(_Section):
+    command: str = Field(min_length=1, max_length=1000)
+    args: list[str] = Field(default_factory=list, max_length=100)
+    env: dict[str, str] = Field(default_factory=dict, max_length=100)
+
+
 class RepoConfig(_Section):
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     setup: SetupConfig = Field(default_factory=SetupConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    acp: AcpConfig = Field(default_factory=AcpConfig)
+    mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict, max_length=20)
+
+    def servers(self) -> tuple[McpServer, ...]:
+        """The declared MCP servers, checked (a ValueError names the problem)."""
+        found = []
+        for name, server in sorted(self.mcp_servers.items()):
+            if not MCP_NAME.fullmatch(name):
+                raise ValueError(f"mcp_servers.{name}: a name is letters, digits, - and _")
+            env = parse_env(server.env, f"mcp_servers.{name}.env")
+            found.append(McpServer(name, server.command, tuple(server.args), env))
+        return tuple(found)
 
 
 def parse_repo_config(text: str) -> RepoConfig:
@@ -111,6 +145,10 @@ def parse_repo_config(text: str) -> RepoConfig:
                 check_executor_name(name)
         except ConfigError as exc:
             raise InvalidInput(f"{CONFIG_FILE} is invalid: executor.{phase}: {exc}") from exc
+    try:
+        config.servers()
+    except ValueError as exc:
+        raise InvalidInput(f"{CONFIG_FILE} is invalid: {exc}") from exc
     return config
 
 
@@ -140,6 +178,10 @@ class EffectiveConfig:
     executors: dict[ExecutorPhase, str] = field(
         default_factory=lambda: {"execute": "native", "revise": "native"}
     )
+    # The acp executor's agent command and the model endpoint it calls (None: not set).
+    acp_command: str | None = None
+    acp_provider: Literal["anthropic", "openai", "google"] | None = None
+    mcp_servers: tuple[McpServer, ...] = ()
 
 
 def effective_config(project: Project, settings: Settings) -> EffectiveConfig:
@@ -191,6 +233,9 @@ def effective_config(project: Project, settings: Settings) -> EffectiveConfig:
         command_timeout=lim.command_timeout or settings.command_timeout,
         limits=limits,
         executors={"execute": execute, "revise": revise},
+        acp_command=repo.acp.command or settings.acp_command,
+        acp_provider=repo.acp.provider or settings.acp_provider,
+        mcp_servers=_servers(repo),
     )
 
 
@@ -201,3 +246,11 @@ def _setup_hosts(declared: list[str] | None, settings: Settings) -> tuple[str, .
         return tuple(str(host) for host in parse_hosts(settings.egress_setup_hosts))
     except InvalidInput as exc:
         raise ConfigError(f"ERRANDS_EGRESS_SETUP_HOSTS: {exc.message}") from exc
+
+
+def _servers(repo: RepoConfig) -> tuple[McpServer, ...]:
+    # Checked when the file was read (parse_repo_config), so a stored copy passes.
+    try:
+        return repo.servers()
+    except ValueError as exc:
+        raise ConfigError(f"{CONFIG_FILE} is invalid: {exc}") from exc
