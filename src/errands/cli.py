@@ -644,23 +644,29 @@ def eval_run(
             highlight=False,
         )
 
-    report = harness.run(
-        harness.RunOptions(
-            dataset=dataset,
-            out=target,
-            executor=executor,
-            model=model,
-            limit=limit,
-            jobs=jobs,
-            budget_usd=budget,
-            price=price,
-            environments=environments,
-            mirrors=repos,
-            url_template=repo_url,
-            timeout=timeout,
-        ),
-        finished,
+    options = harness.RunOptions(
+        dataset=dataset,
+        out=target,
+        executor=executor,
+        model=model,
+        limit=limit,
+        jobs=jobs,
+        budget_usd=budget,
+        price=price,
+        environments=environments,
+        mirrors=repos,
+        url_template=repo_url,
+        timeout=timeout,
     )
+    try:
+        report = harness.run(options, finished)
+    except KeyboardInterrupt:
+        err.print(
+            f"Interrupted. Finished instances are kept in {target / RESULTS_FILE}; run the "
+            "same command to go on.",
+            highlight=False,
+        )
+        sys.exit(130)
     resolved = sum(r.resolved for r in report.results)
     out.print(
         f"{report.ran} instance(s) run, {report.skipped} already done; "

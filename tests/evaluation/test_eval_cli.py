@@ -111,6 +111,19 @@ def eval_args(root: Path, dataset: Path, out: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def start_run(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
+    with (tmp_path / "run.log").open("w") as log:
+        return subprocess.Popen(
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+
+
 def results_of(out: Path) -> dict[str, dict[str, Any]]:
     lines = (out / "results.jsonl").read_text().splitlines()
     return {r["instance_id"]: r for r in map(json.loads, lines)}
@@ -125,35 +138,44 @@ def test_a_run_resolves_fails_and_reports_environments_and_resumes_after_a_crash
     dataset: Path, tmp_path: Path
 ) -> None:
     root, out, home = dataset.parent, tmp_path / "out", tmp_path / "home"
-    hold = threading.Event()
-    script = EvalScript(hold_words=hold)
+    script = EvalScript()
     with ScriptedLLM(script) as llm:
         env = env_for(llm, home)
-        log = (tmp_path / "first.log").open("w")
-        first = subprocess.Popen(
-            eval_args(root, dataset, out, "--timeout", "120"),
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        # Ctrl-C while words is in flight: calc is kept, words has no result.
+        script.hold_words = threading.Event()
+        interrupted = start_run(eval_args(root, dataset, out, "--timeout", "120"), env, tmp_path)
         try:
-            # calc is done and words is in flight (its research waits on the model): crash.
             wait_for(lambda: script.count("words") > 0, timeout=120, what="words in flight")
-            assert len(results_of(out)) == 1
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait(30)
+            interrupted.send_signal(signal.SIGINT)
+            script.hold_words.set()
+            assert interrupted.wait(120) == 130
         finally:
-            hold.set()
-            if first.poll() is None:
-                os.killpg(first.pid, signal.SIGKILL)
+            stop(interrupted)
+        assert list(results_of(out)) == ["acme__calc-1"]
+        assert "Interrupted. Finished instances are kept" in (tmp_path / "run.log").read_text()
+
+        # A crash (SIGKILL) while words is in flight again.
+        script.hold_words = threading.Event()
+        words_before = script.count("words")
+        crashed = start_run(eval_args(root, dataset, out, "--timeout", "120"), env, tmp_path)
+        try:
+            wait_for(lambda: script.count("words") > words_before, timeout=120, what="words")
+            os.killpg(crashed.pid, signal.SIGKILL)
+            crashed.wait(30)
+        finally:
+            script.hold_words.set()
+            stop(crashed)
+        assert list(results_of(out)) == ["acme__calc-1"]
         calc_requests = script.count("calc")
         script.hold_words = None
 
         done = subprocess.run(
-            eval_args(root, dataset, out, "--timeout", "120"),
+            eval_args(root, dataset, out, "--timeout", "120", "--jobs", "2"),
             env=env, capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
         assert "2 instance(s) run, 1 already done" in done.stdout
-        # calc was not redone: no model request about it since the crash.
+        # calc was not redone: no model request about it since it finished.
         assert script.count("calc") == calc_requests
         assert not llm.script_errors
 
@@ -180,7 +202,7 @@ def test_a_run_resolves_fails_and_reports_environments_and_resumes_after_a_crash
     assert words["pass_to_pass"] == {"passed": 1, "total": 1}
     assert words["failing_tests"] == ["tests/test_count.py::test_count"]
     assert words["localized"] is True and words["questions"] == []
-    assert words["attempt"] == 2  # the crashed attempt's project was left behind
+    assert words["attempt"] == 3  # the interrupted and the crashed attempts' projects stay
 
     assert broken["reason"] == "environment"
     assert "rustc: command not found" in broken["detail"]
@@ -204,6 +226,7 @@ def test_a_run_resolves_fails_and_reports_environments_and_resumes_after_a_crash
     assert row["localized (changed files include the gold files)"].startswith("2 of 2")
     assert re.search(r"^\| acme__words-1 \| no \| tests fail: FAIL_TO_PASS 0/1", summary, re.M)
     assert re.search(r"^\| environment failed \| 1 \|$", summary, re.M)
+    assert "no price for scripted-model (give --price)" in summary
 
     # Everything done: a third run does nothing; compare reads two runs.
     again = subprocess.run(

@@ -99,6 +99,12 @@ def run(options: RunOptions, on_result: Callable[[InstanceResult], None]) -> Run
     db = runtime.open_database(settings)
     try:
         org_id = _prepare_store(db, settings, options)
+        unpriced = _unpriced(db, settings, org_id)
+        if unpriced:
+            notes.append(
+                f"cost: Errands knows no price for {', '.join(unpriced)} (give --price): its "
+                "$0 here means unknown, not free; the tokens are counted"
+            )
         harness = Harness(
             settings=settings,
             db=db,
@@ -159,7 +165,14 @@ def _run_all(
                 running.add(pool.submit(run_instance, harness, queue.pop()))
             if not running:
                 break
-            done, running = wait(running, return_when=FIRST_COMPLETED)
+            try:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                # Instances in flight cancel their task and commands at their next look
+                # (well under a second) and leave no result: the next run does them again.
+                harness.stopping.set()
+                wait(running)
+                raise
             for future in done:
                 finished(future.result())
 
@@ -229,6 +242,12 @@ def _prepare_store(db: Database, settings: Settings, options: RunOptions) -> int
         with contextlib.suppress(Conflict), db.session() as session:
             actions.cancel(session, task_id)
     return org_id
+
+
+def _unpriced(db: Database, settings: Settings, org_id: int) -> list[str]:
+    with db.session() as session:
+        models = {cost.model_key(settings.model_for(phase)) for phase in PHASES}
+        return sorted(m for m in models if cost.price_for(session, org_id, m) is None)
 
 
 def _check_priced(session: Session, settings: Settings, org_id: int) -> None:

@@ -9,8 +9,9 @@ jobs on the worker; then, once the task is in review, the hidden tests in the sa
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
@@ -49,6 +50,13 @@ class Harness:
     model: str
     timeout: float
     poll: float = 0.5
+    # Set when the run is stopping (Ctrl-C): instances in flight cancel their task and
+    # commands and are not recorded, so the next run does them again.
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+class Interrupted(Exception):
+    """The run stopped while this instance was in flight: it has no result."""
 
 
 @dataclass
@@ -73,6 +81,8 @@ def run_instance(harness: Harness, instance: Instance) -> InstanceResult:
         outcome = _Outcome("environment", exc.message)
     except ErrandsError as exc:
         outcome = _Outcome("error", exc.message)
+    if harness.stopping.is_set():  # whatever it ended with, the stop caused it
+        raise Interrupted(instance.instance_id)
     result.reason, result.detail = outcome.reason, outcome.detail
     result.wall_seconds = round(time.monotonic() - started, 3)
     return result
@@ -104,8 +114,9 @@ def _run(harness: Harness, instance: Instance, result: InstanceResult) -> _Outco
             )
         project_id = project.id
     # The environment first: an instance whose setup fails costs no model call.
-    took = scoring.check_environment(h.settings, h.db, project_id, instance.base_commit)
-    result.phases["environment"] = Usage(seconds=round(took, 3))
+    checked_at = time.monotonic()
+    scoring.check_environment(h.settings, h.db, project_id, instance.base_commit, h.stopping)
+    result.phases["environment"] = Usage(seconds=round(time.monotonic() - checked_at, 3))
     over = _over_budget(h.db, project_id)
     if over is not None:
         return _Outcome("budget", over)
@@ -148,7 +159,7 @@ def _run(harness: Harness, instance: Instance, result: InstanceResult) -> _Outco
         reasons = [s["no_change_reason"] for s in result.subtasks if s.get("no_change_reason")]
         return _Outcome("no_change", "; ".join(reasons))
     scored_at = time.monotonic()
-    score = scoring.score(h.settings, h.db, project_id, tip, instance)
+    score = scoring.score(h.settings, h.db, project_id, tip, instance, h.stopping)
     result.phases["scoring"] = Usage(seconds=round(time.monotonic() - scored_at, 3))
     result.output_tail = score.output_tail
     f2p, p2p = score.passed(instance.fail_to_pass), score.passed(instance.pass_to_pass)
@@ -196,7 +207,7 @@ def _drive(h: Harness, task_id: int, result: InstanceResult) -> bool:
                 return False
             if state == TaskState.READY and budget.project_over_budget(session, task.project):
                 return False
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or h.stopping.is_set():
             with h.db.session() as session:
                 actions.cancel(session, task_id)
             return True

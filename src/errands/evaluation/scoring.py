@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shlex
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -53,16 +54,26 @@ class _Scene:
     setup: Sandbox
     work: Sandbox
     config: EffectiveConfig
+    cancel: threading.Event  # the run is stopping: commands are killed
 
 
-def check_environment(settings: Settings, db: Database, project_id: int, commit: str) -> float:
-    """Run the setup commands at ``commit``; seconds taken, or EnvironmentFailure."""
-    with _scene(settings, db, project_id, commit, "env") as scene:
-        return _setup(scene)
+def check_environment(
+    settings: Settings, db: Database, project_id: int, commit: str, cancel: threading.Event
+) -> None:
+    """Run the setup commands at ``commit`` (EnvironmentFailure when one fails)."""
+    with _scene(settings, db, project_id, commit, "env", cancel) as scene:
+        _setup(scene)
 
 
-def score(settings: Settings, db: Database, project_id: int, tip: str, instance: Instance) -> Score:
-    with _scene(settings, db, project_id, tip, "score") as scene:
+def score(
+    settings: Settings,
+    db: Database,
+    project_id: int,
+    tip: str,
+    instance: Instance,
+    cancel: threading.Event,
+) -> Score:
+    with _scene(settings, db, project_id, tip, "score", cancel) as scene:
         applied = _apply(scene, instance.test_patch)
         if not applied.ok:
             return Score(
@@ -76,7 +87,12 @@ def score(settings: Settings, db: Database, project_id: int, tip: str, instance:
 
 @contextmanager
 def _scene(
-    settings: Settings, db: Database, project_id: int, commit: str, purpose: str
+    settings: Settings,
+    db: Database,
+    project_id: int,
+    commit: str,
+    purpose: str,
+    cancel: threading.Event,
 ) -> Iterator[_Scene]:
     with db.session() as session:
         project = session.get_one(Project, project_id)
@@ -98,25 +114,26 @@ def _scene(
             create_sandbox(config.backend, setup_policy),
             create_sandbox(config.backend, work_policy),
             config,
+            cancel,
         )
     finally:
         pool.release(workspace)
         git("branch", "-D", "--quiet", f"errands-eval/{name}", cwd=mirror.path, check=False)
 
 
-def _setup(scene: _Scene) -> float:
-    took = 0.0
+def _setup(scene: _Scene) -> None:
     for command in scene.config.setup_commands:
         result = scene.setup.run(
-            command, timeout=scene.config.command_timeout, network=scene.config.setup_network
+            command,
+            timeout=scene.config.command_timeout,
+            network=scene.config.setup_network,
+            cancel=scene.cancel,
         )
-        took += result.duration
         if not result.ok:
             raise EnvironmentFailure(
                 f"The setup command {command!r} failed ({result.describe()}): "
                 f"{result.output[-OUTPUT_TAIL:]}"
             )
-    return took
 
 
 class _Applied:
@@ -141,6 +158,7 @@ def _apply(scene: _Scene, patch: str) -> _Applied:
     result = scene.work.run(
         f"git apply --whitespace=nowarn {quoted}; status=$?; rm -f {quoted}; exit $status",
         timeout=scene.config.command_timeout,
+        cancel=scene.cancel,
     )
     return _Applied(result.ok, result.output)
 
@@ -152,7 +170,7 @@ def _run_tests(scene: _Scene, instance: Instance) -> Score:
         return Score(applied=True, detail="the instance names no tests")
     if "{tests}" in template:
         command = template.replace("{tests}", " ".join(shlex.quote(n) for n in names))
-        result = scene.work.run(command, timeout=scene.config.command_timeout)
+        result = scene.work.run(command, timeout=scene.config.command_timeout, cancel=scene.cancel)
         seen: dict[str, bool] = {}
         for outcome, test in _RESULT_LINE.findall(result.output):
             # A test listed twice (a rerun) passes only if every run passed.
@@ -163,7 +181,9 @@ def _run_tests(scene: _Scene, instance: Instance) -> Score:
     tests, tails = {}, []
     for test in names:
         result = scene.work.run(
-            template.replace("{test}", shlex.quote(test)), timeout=scene.config.command_timeout
+            template.replace("{test}", shlex.quote(test)),
+            timeout=scene.config.command_timeout,
+            cancel=scene.cancel,
         )
         tests[test] = result.ok
         if not result.ok:

@@ -73,7 +73,7 @@ def render(results: list[InstanceResult], *, title: str, notes: Sequence[str] = 
     parts = [f"# {title}", ""]
     parts += [f"- {note}" for note in notes]
     parts += ["", "## Totals", "", table(["", "value"], totals_rows(t)), ""]
-    parts += ["## Why not resolved", ""]
+    parts += ["## Outcomes (why not resolved)", ""]
     parts.append(
         table(
             ["reason", "instances"],
