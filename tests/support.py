@@ -214,6 +214,22 @@ def to_review(client: httpx.Client, repo: Any, **project: Any) -> tuple[int, dic
     return task_id, wait_for_state(client, task_id, "in_review")
 
 
+def comment_on_multiply(client: httpx.Client, task_id: int, body: str) -> None:
+    """A blocking review comment on the line of subtask 1 that defines multiply."""
+    diff = client.get(f"/api/tasks/{task_id}/diff", params={"subtask": 1}).json()
+    line = next(
+        ln["new_no"]
+        for hunk in diff["files"][0]["hunks"]
+        for ln in hunk["lines"]
+        if ln["kind"] == "added" and "def multiply" in ln["text"]
+    )
+    added = client.post(
+        f"/api/tasks/{task_id}/comments",
+        json={"path": "calc.py", "line": line, "body": body, "kind": "blocking"},
+    )
+    assert added.status_code == 201, added.text
+
+
 def wait_for_event(client: httpx.Client, task_id: int, kind: str, timeout: float = 60) -> Any:
     return wait_for(
         lambda: next((e for e in events_of(client, task_id) if e["kind"] == kind), None),

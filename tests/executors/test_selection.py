@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from errands.errors import InvalidInput
-from errands.executors import EXECUTORS, ExecutorPhase
+from errands.errors import ConfigError, InvalidInput
+from errands.executors import EXECUTORS, ExecutorPhase, create_executor
 from errands.settings import Settings
 from errands.store import Project
 from errands.workflow.actions import _executor_name
@@ -62,3 +62,11 @@ def test_unknown_executor_names_are_refused_with_the_choices() -> None:
     with pytest.raises(InvalidInput, match="Unknown executor 'aider'"):
         _executor_name("aider")
     assert _executor_name("") is None  # clears the project's choice
+
+
+def test_a_missing_cli_is_a_clear_error_naming_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ConfigError, match="npm install -g @anthropic-ai/claude-code"):
+        create_executor("claude-code")

@@ -80,6 +80,9 @@ def test_bad_forms_say_what_is_wrong(server: str, sample_repo: Path) -> None:
     edit = client.post("/projects/calc", data={"sandbox_backend": "docker"}, headers=HTML)
     assert edit.status_code == 422
     assert "sandbox must be one of" in edit.text
+    edit = client.post("/projects/calc", data={"executor": "aider"}, headers=HTML)
+    assert edit.status_code == 422
+    assert "Unknown executor" in edit.text and "aider" in edit.text
 
     page = client.post("/tasks/999/answer", data={"question": "1", "option": "1"}, headers=HTML)
     assert page.status_code == 404
@@ -97,10 +100,14 @@ def test_projects_are_edited_through_their_form(server: str, sample_repo: Path) 
             "setup_network": "on",
             "sandbox_backend": "none",
             "base_branch": "main",
+            "executor": "claude-code",
+            "revise_executor": "native",
         },
     )
     assert saved.status_code == 303
     project = client.get("/api/projects/calc").json()
+    assert (project["executor"], project["revise_executor"]) == ("claude-code", "native")
+    assert project["effective"]["executor"] == "claude-code"
     assert project["verify_commands"] == ["pytest -q", "ruff check ."]
     assert project["setup_commands"] == ["pip install -e ."]
     assert project["setup_network"] is True
@@ -109,9 +116,11 @@ def test_projects_are_edited_through_their_form(server: str, sample_repo: Path) 
     page = client.get("/projects/calc", headers=HTML)
     assert "ruff check ." in page.text
     assert "openai:scripted-model" in page.text  # the model of each phase
+    assert '<option value="claude-code" selected>' in page.text  # the executor select
     # Emptying a list hands it back to the repository's file and detection.
     client.post("/projects/calc", data={"auto_execute": "1"})
     assert client.get("/api/projects/calc").json()["verify_commands"] is None
+    assert client.get("/api/projects/calc").json()["effective"]["executor"] == "native"
     assert client.post("/projects/calc/reindex").status_code == 303
     # JSON clients of the page URLs get data.
     assert client.get("/projects", headers=JSON).json()[0]["name"] == "calc"

@@ -104,6 +104,11 @@ def test_full_workflow_from_the_cli(cli: Cli, sample_repo: Path, tmp_path: Path)
     assert "added" in cli("project", "add", str(sample_repo))
     projects = cli.json("project", "list")
     assert projects[0]["name"] == "calc"
+    assert "Unknown executor 'aider'" in cli(
+        "project", "set", "calc", "--executor", "aider", ok=False
+    )
+    cli("project", "set", "calc", "--executor", "native", "--revise-executor", "native")
+    assert "Executors: execute native; revise native" in cli("project", "show", "calc")
 
     spec = tmp_path / "task.md"
     spec.write_text("Add multiply\n\nWe need a*b in calc.\n")

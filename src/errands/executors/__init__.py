@@ -19,9 +19,11 @@ from errands.executors.base import (
     ExecutorPhase,
     ExecutorReport,
     ExecutorSession,
+    Provider,
     Usage,
     Workbench,
 )
+from errands.executors.claude_code import ClaudeCodeExecutor
 from errands.executors.native import NativeExecutor
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "ExecutorPhase",
     "ExecutorReport",
     "ExecutorSession",
+    "Provider",
     "Usage",
     "Workbench",
     "check_executor_name",
@@ -42,7 +45,10 @@ __all__ = [
 
 ExecutorFactory = Callable[[], Executor]
 
-EXECUTORS: dict[str, ExecutorFactory] = {"native": NativeExecutor}
+EXECUTORS: dict[str, ExecutorFactory] = {
+    "native": NativeExecutor,
+    "claude-code": ClaudeCodeExecutor,
+}
 
 
 def register(name: str, factory: ExecutorFactory) -> None:

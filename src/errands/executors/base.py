@@ -62,15 +62,17 @@ class Assignment:
 
 @dataclass(frozen=True)
 class EgressEndpoint:
-    """How an executor inside the sandbox reaches its model: only through the egress proxy.
+    """How an agent inside the sandbox reaches its model: only through the egress proxy.
 
-    ``base_url`` is an address inside the sandbox's own network namespace (the proxy's
-    forwarder); ``placeholder_key`` is what the agent sends as its key (the proxy swaps in
-    the real one, which never enters the sandbox)."""
+    ``sandbox`` is the work sandbox whose policy also holds the proxy's grant
+    (``SandboxPolicy.egress``): its only network is the proxy's forwarder, at ``base_url``
+    inside the sandbox (the proxy's grant also puts ``<PROVIDER>_BASE_URL`` and the
+    placeholder ``<PROVIDER>_API_KEY`` in every command's environment). Build a variant with
+    ``create_sandbox(bench.backend, replace(endpoint.sandbox.policy, …))``. The proxy
+    injects the real key, meters every call under the job and checks budgets before it."""
 
     base_url: str
     placeholder_key: str
-    # The sandbox (same policy as bench.sandbox) that can reach base_url and nothing else.
     sandbox: Sandbox
 
 
@@ -93,8 +95,10 @@ class Workbench:
     # an external agent's session state. Never holds a secret; may be bound into the sandbox.
     state_dir: Path
     model: str | None  # the execute phase's provider:name, if any is configured
-    # Builds the egress endpoint for this job, or raises ConfigError when none can be had.
-    egress: Callable[[], EgressEndpoint] | None = None
+    # The way out to a provider's model for an agent inside the sandbox: the proxy is opened
+    # on the first call and closed when the subtask ends; raises ConfigError when the
+    # provider has no endpoint configured. None where no proxy can be had.
+    egress: Callable[[Provider], EgressEndpoint] | None = None
     # The project's MCP servers (each executor that takes them starts them in the sandbox).
     mcp_servers: tuple[McpServer, ...] = ()
     # The acp executor's agent command and the model endpoint it calls.

@@ -6,6 +6,8 @@ saved after every step so a resumed job continues where the last attempt stopped
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 from errands.agent import prompts
 from errands.domain import SubtaskState
 from errands.errors import BranchMoved, ConfigError, GitError, VerificationFailed
@@ -15,6 +17,7 @@ from errands.forges.registry import forge_for
 from errands.git import Mirror
 from errands.store import Subtask
 from errands.workflow import progress, trailers
+from errands.workflow.agent_egress import AgentEgress
 from errands.workflow.context import JobContext
 from errands.workflow.project_config import EffectiveConfig
 from errands.workflow.verify import failure_report, run_verification
@@ -76,55 +79,68 @@ def implement_subtask(
     workspace.discard_changes()
     ctx.emit("subtask.started", f"Subtask {position}: {title}", position=position, title=title)
 
-    # Chosen before any work: an executor that cannot run here (its CLI missing) fails the
-    # job with how to fix it, before the subtask is touched.
-    executor = create_executor(config.executors[phase])
-    agent = executor.start(
-        workbench(ctx, work, config, phase), Assignment(f"subtask-{position}", instructions, prompt)
-    )
-    report: ExecutorReport | None = None
-    results: list[dict[str, object]] = []
-    asked = False  # why nothing changed
-    attempts = ctx.settings.verify_attempts
-    for attempt in range(1, attempts + 1):
-        report = agent.turn(prompt)
-        ctx.check_cancelled()
-        if not workspace.changed_files() and report.no_change_reason is None and not asked:
-            # Nothing changed and not a word why: a deliberate "no change needed" or a
-            # forgotten edit? Ask once rather than let an empty subtask pass unexplained.
-            asked = True
-            ctx.emit("subtask.nothing_changed", f"Subtask {position}: no file changed; asking why")
-            report = agent.turn(prompts.nothing_changed(executor.report_hint))
-            ctx.check_cancelled()
-        if not workspace.changed_files():
-            ctx.emit("verify.skipped", f"Subtask {position} changed nothing: nothing to verify")
-            break
-        if not verify_commands:
-            ctx.emit("verify.skipped", "No verify commands are configured for this project")
-            break
-        _set_state(ctx, subtask_id, SubtaskState.VERIFYING)
+    with ExitStack() as stack:
+        # Chosen before any work: an executor that cannot run here (its CLI missing) fails the
+        # job with how to fix it, before the subtask is touched.
+        executor = create_executor(config.executors[phase])
         assert work.sandbox is not None  # job_workspace(commands=True)
-        results = run_verification(ctx, work.sandbox, verify_commands, config.command_timeout)
-        passed = all(r["ok"] for r in results)
-        _record_verification(ctx, subtask_id, results, attempt, passed)
-        if passed:
-            break
-        if attempt == attempts:
-            _set_state(ctx, subtask_id, SubtaskState.FAILED)
-            failing = ", ".join(str(r["command"]) for r in results if not r["ok"])
-            raise VerificationFailed(
-                f"Subtask {position} ({title}): verification still fails after {attempts} "
-                f"attempt(s): {failing}"
+        # The egress proxy, for an agent inside the sandbox, lives as long as this subtask.
+        egress = AgentEgress(ctx, config.backend, work.sandbox.policy, stack)
+        agent = executor.start(
+            workbench(ctx, work, config, phase, egress),
+            Assignment(f"subtask-{position}", instructions, prompt),
+        )
+
+        def turn(text: str) -> ExecutorReport:
+            try:
+                return agent.turn(text)
+            finally:
+                egress.check()  # a call refused for a spent budget: BudgetReached, whatever else
+
+        report: ExecutorReport | None = None
+        results: list[dict[str, object]] = []
+        asked = False  # why nothing changed
+        attempts = ctx.settings.verify_attempts
+        for attempt in range(1, attempts + 1):
+            report = turn(prompt)
+            ctx.check_cancelled()
+            if not workspace.changed_files() and report.no_change_reason is None and not asked:
+                # Nothing changed and not a word why: a deliberate "no change needed" or a
+                # forgotten edit? Ask once rather than let an empty subtask pass unexplained.
+                asked = True
+                ctx.emit(
+                    "subtask.nothing_changed", f"Subtask {position}: no file changed; asking why"
+                )
+                report = turn(prompts.nothing_changed(executor.report_hint))
+                ctx.check_cancelled()
+            if not workspace.changed_files():
+                ctx.emit("verify.skipped", f"Subtask {position} changed nothing: nothing to verify")
+                break
+            if not verify_commands:
+                ctx.emit("verify.skipped", "No verify commands are configured for this project")
+                break
+            _set_state(ctx, subtask_id, SubtaskState.VERIFYING)
+            results = run_verification(ctx, work.sandbox, verify_commands, config.command_timeout)
+            passed = all(r["ok"] for r in results)
+            _record_verification(ctx, subtask_id, results, attempt, passed)
+            if passed:
+                break
+            if attempt == attempts:
+                _set_state(ctx, subtask_id, SubtaskState.FAILED)
+                failing = ", ".join(str(r["command"]) for r in results if not r["ok"])
+                raise VerificationFailed(
+                    f"Subtask {position} ({title}): verification still fails after {attempts} "
+                    f"attempt(s): {failing}"
+                )
+            _set_state(ctx, subtask_id, SubtaskState.EDITING)
+            prompt = (
+                "The project's verify commands fail after your change. Fix the code so they pass "
+                f"(do not weaken or delete tests), then {executor.report_hint} again.\n\n"
+                + failure_report(results)
             )
-        _set_state(ctx, subtask_id, SubtaskState.EDITING)
-        prompt = (
-            "The project's verify commands fail after your change. Fix the code so they pass "
-            f"(do not weaken or delete tests), then {executor.report_hint} again.\n\n"
-            + failure_report(results)
-        )
-        ctx.emit(
-            "subtask.fixing", f"Subtask {position}: verification failed, attempt {attempt + 1}"
-        )
+            ctx.emit(
+                "subtask.fixing", f"Subtask {position}: verification failed, attempt {attempt + 1}"
+            )
 
     assert report is not None
     ctx.check_cancelled()
@@ -161,7 +177,11 @@ def implement_subtask(
 
 
 def workbench(
-    ctx: JobContext, work: JobWorkspace, config: EffectiveConfig, phase: ExecutorPhase
+    ctx: JobContext,
+    work: JobWorkspace,
+    config: EffectiveConfig,
+    phase: ExecutorPhase,
+    egress: AgentEgress,
 ) -> Workbench:
     assert work.sandbox is not None  # job_workspace(commands=True)
     try:
@@ -185,6 +205,7 @@ def workbench(
         mcp_servers=config.mcp_servers,
         acp_command=config.acp_command,
         acp_provider=config.acp_provider,
+        egress=egress,
     )
 
 
