@@ -9,6 +9,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from errands.egress import (
     Usage,
     egress_proxy,
 )
+from errands.egress import proxy as proxy_module
 from tests.egress.conftest import (
     ANTHROPIC_KEY,
     ANTHROPIC_USAGE,
@@ -303,3 +305,29 @@ def test_no_real_key_reaches_a_log(edge: Edge, caplog: pytest.LogCaptureFixture)
     assert caplog.records  # something was logged
     for secret in (ANTHROPIC_KEY, OPENAI_KEY, GOOGLE_KEY):
         assert secret not in caplog.text
+
+
+def test_a_sandbox_cannot_hold_connections_without_end(
+    edge: Edge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(proxy_module, "MAX_CONNECTIONS", 4)
+    with start_proxy(edge) as proxy:
+
+        def connect() -> socket.socket:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(10)
+            sock.connect(str(proxy.socket))
+            return sock
+
+        def asks(sock: socket.socket) -> bytes:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            return sock.recv(100)
+
+        held = [connect() for _ in range(4)]
+        assert asks(held[0]).startswith(b"HTTP/1.1 403")  # all four are being served
+        assert asks(connect()).startswith(b"HTTP/1.1 503")  # a fifth is refused at once
+        held.pop().close()
+        time.sleep(0.2)
+        assert asks(connect()).startswith(b"HTTP/1.1 403")  # room again
+        for sock in held:
+            sock.close()

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,6 +45,8 @@ from errands.sandbox.policy import EgressGrant
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
+MAX_CONNECTIONS = 256  # open at once from one sandbox; more are closed at once
+IDLE_SECONDS = 900.0  # a connection silent this long between requests is closed
 _READ = 65536
 # Headers that describe one hop, not the message: never passed on.
 _HOP = frozenset(
@@ -96,6 +98,27 @@ class _Answer:
         ).encode()
 
 
+@dataclass(frozen=True)
+class _Exchange:
+    """One request on a connection, and where its answer goes."""
+
+    conn: h11.Connection
+    writer: asyncio.StreamWriter
+    method: str
+    target: str
+    asked: str  # "METHOD target", as refusals name it
+    headers: list[tuple[bytes, bytes]]
+
+    @classmethod
+    def of(
+        cls, conn: h11.Connection, request: h11.Request, writer: asyncio.StreamWriter
+    ) -> _Exchange:
+        method = request.method.decode("ascii", "replace").upper()
+        target = request.target.decode("ascii", "replace")
+        headers = [(name, value) for name, value in request.headers]
+        return cls(conn, writer, method, target, f"{method} {target}"[:300], headers)
+
+
 class EgressProxy:
     """Serve ``config`` on a Unix socket until ``close``. Use ``egress_proxy`` instead."""
 
@@ -116,6 +139,7 @@ class EgressProxy:
         self.socket = self.directory / "egress.sock"
         self.port = port or random.randint(20000, 40000)  # a port, not a secret
         self._routes: dict[str, Route] = {route.name: route for route in config.routes}
+        self._open = 0  # connections being served
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._failure: BaseException | None = None
@@ -176,8 +200,13 @@ class EgressProxy:
             self._loop.run_forever()
         finally:
             self._server.close()
-            for task in asyncio.all_tasks(self._loop):
+            # Connections still open end here (a CLI's idle keep-alive, a stream whose
+            # client is gone): their tasks end as done, not cancelled (see _serve).
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
                 task.cancel()
+            with contextlib.suppress(BaseException):
+                self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             with contextlib.suppress(BaseException):
                 self._loop.run_until_complete(self._client.aclose())
             # A meter call already running in a thread (recording a finished call) ends
@@ -189,98 +218,95 @@ class EgressProxy:
     # -- one connection -------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= MAX_CONNECTIONS:  # a sandbox opening sockets without end
+            refusal = _refuse(503, "too_many_connections", "", "Too many connections at once.")
+            body = refusal.body()
+            head = (
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n"
+            )
+            with contextlib.suppress(Exception):
+                writer.write(head.encode() + body)
+                await writer.drain()
+                writer.close()
+            return
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=256 * 1024)
+        self._open += 1
         try:
             while True:
                 event = await _next(conn, reader)
                 if not isinstance(event, h11.Request):
                     break
-                if not await self._exchange(conn, event, reader, writer):
+                if not await self._exchange(_Exchange.of(conn, event, writer), reader):
                     break
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     break
                 conn.start_next_cycle()
         except h11.RemoteProtocolError as exc:
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                bad = _Exchange(conn, writer, "", "", "?", [])
                 answer = _refuse(400, "bad_request", "?", f"Not an HTTP/1.1 request: {exc}")
                 with contextlib.suppress(Exception):
-                    await self._answer(conn, writer, answer, "")
-        except (ConnectionError, asyncio.IncompleteReadError):
+                    await self._answer(bad, answer)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            # The proxy is closing. Ending as done rather than cancelled: Python 3.11's
+            # stream server asks a finished handler for its exception, which raises when
+            # it was cancelled and is logged as an error.
             pass
         except Exception:
             log.exception("egress proxy: a connection failed")
         finally:
+            self._open -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _exchange(
-        self,
-        conn: h11.Connection,
-        request: h11.Request,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> bool:
+    async def _exchange(self, ex: _Exchange, reader: asyncio.StreamReader) -> bool:
         """Answer one request; False when the connection must end afterwards."""
-        method = request.method.decode("ascii", "replace").upper()
-        target = request.target.decode("ascii", "replace")
-        asked = f"{method} {target}"[:300]
-        if method == "CONNECT":
-            return await self._connect(conn, target, asked, reader, writer)
-        if conn.they_are_waiting_for_100_continue:  # curl, for a body over 1 MB
-            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
-            await writer.drain()
-        body = await _body(conn, reader)
+        if ex.method == "CONNECT":
+            return await self._connect(ex, reader)
+        if ex.conn.they_are_waiting_for_100_continue:  # curl, for a body over 1 MB
+            continue_ = h11.InformationalResponse(status_code=100, headers=[])
+            ex.writer.write(ex.conn.send(continue_) or b"")
+            await ex.writer.drain()
+        body = await _body(ex.conn, reader)
         if body is None:
-            answer = _refuse(413, "too_large", asked, "The request body is too large.")
-            await self._answer(conn, writer, answer, method)
+            await self._answer(ex, _refuse(413, "too_large", ex.asked, "The body is too large."))
             return False
-        if target.startswith(("http://", "https://")):
-            parts = urlsplit(target)
-            if (
-                parts.scheme == "http"
-                and parts.hostname in ("127.0.0.1", "localhost")
-                and (parts.port == self.port)
-            ):
-                target = parts.path + (f"?{parts.query}" if parts.query else "")
-            else:
-                await self._plain(conn, request, method, target, asked, body, writer)
+        if ex.target.startswith(("http://", "https://")):
+            parts = urlsplit(ex.target)
+            ours = parts.hostname in ("127.0.0.1", "localhost") and parts.port == self.port
+            if not (parts.scheme == "http" and ours):
+                await self._plain(ex, body)
                 return True
-        await self._route(conn, request, method, target, asked, body, writer)
+            # A client that sends everything to its HTTP_PROXY, the forwarder's base URLs too.
+            ex = replace(ex, target=parts.path + (f"?{parts.query}" if parts.query else ""))
+        await self._route(ex, body)
         return True
 
-    async def _route(
-        self,
-        conn: h11.Connection,
-        request: h11.Request,
-        method: str,
-        target: str,
-        asked: str,
-        body: bytes,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        path, _, query = target.partition("?")
+    async def _route(self, ex: _Exchange, body: bytes) -> None:
+        path, _, query = ex.target.partition("?")
         name, _, rest = path.lstrip("/").partition("/")
         route = self._routes.get(name)
-        if route is not None and method == "HEAD" and rest == "":
+        if route is not None and ex.method == "HEAD" and rest == "":
             # A CLI's connectivity check of its base URL: answered here, nothing leaves.
-            await self._ok(conn, writer)
+            await self._ok(ex)
             return
-        matched = route.match(method, rest) if route is not None else None
+        matched = route.match(ex.method, rest) if route is not None else None
         if route is None or matched is None:
-            await self._answer(conn, writer, self._not_allowed(asked), method)
+            await self._answer(ex, self._not_allowed(ex.asked))
             return
         call = matched.call
-        headers = _forwarded_headers(request.headers)
+        headers = _forwarded_headers(ex.headers)
         headers.update(route.auth_headers())
         model_call = None
         if call.protocol is not None:
             parsed = _model_request(body)
             if parsed is None:
-                answer = _refuse(
-                    400, "bad_request", asked, "A model call's body must be a JSON object."
-                )
-                await self._answer(conn, writer, answer, method)
+                message = "A model call's body must be a JSON object."
+                await self._answer(ex, _refuse(400, "bad_request", ex.asked, message))
                 return
             stream = call.stream or parsed.get("stream") is True
             if call.protocol == "openai-chat" and stream:
@@ -298,20 +324,10 @@ class EgressProxy:
                 model=model[:200] if isinstance(model, str) else "",
                 stream=stream,
             )
-            try:
-                await asyncio.to_thread(self.meter.check_before, model_call)
-            except ErrandsError as exc:
-                answer = _refuse(403, exc.code, asked, exc.message)
-                await self._answer(conn, writer, answer, method)
+            refusal = await self._check(model_call, ex.asked)
+            if refusal is not None:
+                await self._answer(ex, refusal)
                 return
-            except Exception:
-                log.exception("egress proxy: the meter failed before a call")
-                answer = _refuse(
-                    403, "meter_failed", asked, "The call could not be checked against budgets."
-                )
-                await self._answer(conn, writer, answer, method)
-                return
-        url = route.upstream(rest, query)
         reader: UsageReader | None = None
         recorded = False
 
@@ -322,19 +338,31 @@ class EgressProxy:
                 await self._record(model_call, reader.finish())
 
         try:
-            async with self._upstream(method, url, headers, body) as response:
-                if isinstance(response, _Answer):
-                    await self._answer(conn, writer, response, method)
+            async with self._upstream(ex.method, route.upstream(rest, query), headers, body) as up:
+                if isinstance(up, _Answer):
+                    await self._answer(ex, up)
                     return
                 if call.protocol is not None:
-                    reader = UsageReader(call.protocol, response.headers.get("content-type", ""))
+                    reader = UsageReader(call.protocol, up.headers.get("content-type", ""))
                 # Recorded before the answer's end reaches the client: once a CLI has its
                 # answer, the job's usage already counts it.
-                await self._relay(conn, writer, response, reader, before_end=record)
+                await self._relay(ex, up, reader, before_end=record)
         finally:
             # And whatever became of the relay: a client that went away mid-stream was still
             # billed for what the provider sent.
             await record()
+
+    async def _check(self, call: ModelCall, asked: str) -> _Answer | None:
+        """The meter's refusal of ``call``, if it refuses it."""
+        try:
+            await asyncio.to_thread(self.meter.check_before, call)
+        except ErrandsError as exc:
+            return _refuse(403, exc.code, asked, exc.message)
+        except Exception:
+            log.exception("egress proxy: the meter failed before a call")
+            message = "The call could not be checked against budgets."
+            return _refuse(403, "meter_failed", asked, message)
+        return None
 
     async def _record(self, call: ModelCall, usage: Usage | None) -> None:
         self.calls.append((call, usage))
@@ -343,60 +371,42 @@ class EgressProxy:
         except Exception:
             log.exception("egress proxy: could not record a call's usage")
 
-    async def _plain(
-        self,
-        conn: h11.Connection,
-        request: h11.Request,
-        method: str,
-        target: str,
-        asked: str,
-        body: bytes,
-        writer: asyncio.StreamWriter,
-    ) -> None:
+    async def _plain(self, ex: _Exchange, body: bytes) -> None:
         """A plain-HTTP request in absolute form, to an allowed host: forwarded as it is."""
-        parts = urlsplit(target)
+        parts = urlsplit(ex.target)
         try:
             host = parse_host(f"{parts.hostname}:{parts.port or 80}")
         except (InvalidInput, ValueError):
-            await self._answer(conn, writer, self._not_allowed(asked), method)
-            return
-        if parts.scheme != "http" or host not in self.config.hosts:
-            await self._answer(conn, writer, self._not_allowed(asked), method)
+            host = None
+        if host is None or parts.scheme != "http" or host not in self.config.hosts:
+            await self._answer(ex, self._not_allowed(ex.asked))
             return
         try:
             address = await self._resolve(host)
         except Unreachable as exc:
-            answer = _refuse(502, "unreachable", asked, str(exc))
-            await self._answer(conn, writer, answer, method)
+            await self._answer(ex, _refuse(502, "unreachable", ex.asked, str(exc)))
             return
         # To the address that was checked, with the name in the Host header.
         netloc = f"[{address}]" if ":" in address else address
         url = f"http://{netloc}:{host.port}{parts.path or '/'}" + (
             f"?{parts.query}" if parts.query else ""
         )
-        headers = _forwarded_headers(request.headers, keep_auth=True)
+        headers = _forwarded_headers(ex.headers, keep_auth=True)
         headers["host"] = parts.netloc
-        async with self._upstream(method, url, headers, body) as response:
-            if isinstance(response, _Answer):
-                await self._answer(conn, writer, response, method)
+        async with self._upstream(ex.method, url, headers, body) as up:
+            if isinstance(up, _Answer):
+                await self._answer(ex, up)
             else:
-                await self._relay(conn, writer, response, None)
+                await self._relay(ex, up, None)
 
-    async def _connect(
-        self,
-        conn: h11.Connection,
-        target: str,
-        asked: str,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> bool:
-        await _body(conn, reader)
+    async def _connect(self, ex: _Exchange, reader: asyncio.StreamReader) -> bool:
+        await _body(ex.conn, reader)
         try:
-            host = parse_host(target)
+            host = parse_host(ex.target)
         except InvalidInput:
             host = None
         if host is None or host not in self.config.hosts:
-            await self._answer(conn, writer, self._not_allowed(asked), "CONNECT")
+            await self._answer(ex, self._not_allowed(ex.asked))
             return False
         try:
             address = await self._resolve(host)
@@ -405,15 +415,14 @@ class EgressProxy:
             )
         except (Unreachable, OSError, TimeoutError) as exc:
             reason = str(exc) or f"{host} did not answer"
-            answer = _refuse(502, "unreachable", asked, reason)
-            await self._answer(conn, writer, answer, "CONNECT")
+            await self._answer(ex, _refuse(502, "unreachable", ex.asked, reason))
             return False
-        writer.write(conn.send(h11.Response(status_code=200, headers=[])) or b"")
-        await writer.drain()
-        early, _ = conn.trailing_data
+        ex.writer.write(ex.conn.send(h11.Response(status_code=200, headers=[])) or b"")
+        await ex.writer.drain()
+        early, _ = ex.conn.trailing_data
         if early:
             up_writer.write(early)
-        await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, writer))
+        await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, ex.writer))
         return False
 
     async def _resolve(self, host: HostPort) -> str:
@@ -442,13 +451,13 @@ class EgressProxy:
 
     async def _relay(
         self,
-        conn: h11.Connection,
-        writer: asyncio.StreamWriter,
+        ex: _Exchange,
         response: httpx.Response,
         reader: UsageReader | None,
         *,
         before_end: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        conn, writer = ex.conn, ex.writer
         headers = [
             (name, value)
             for name, value in response.headers.multi_items()
@@ -478,14 +487,14 @@ class EgressProxy:
             f"(allowed: {', '.join(allowed) or 'nothing'}).",
         )
 
-    async def _ok(self, conn: h11.Connection, writer: asyncio.StreamWriter) -> None:
-        writer.write(conn.send(h11.Response(status_code=200, headers=[("content-length", "0")])))
-        writer.write(conn.send(h11.EndOfMessage()) or b"")
-        await writer.drain()
+    async def _ok(self, ex: _Exchange) -> None:
+        empty = h11.Response(status_code=200, headers=[("content-length", "0")])
+        ex.writer.write(ex.conn.send(empty) or b"")
+        ex.writer.write(ex.conn.send(h11.EndOfMessage()) or b"")
+        await ex.writer.drain()
 
-    async def _answer(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, answer: _Answer, method: str
-    ) -> None:
+    async def _answer(self, ex: _Exchange, answer: _Answer) -> None:
+        conn, writer = ex.conn, ex.writer
         self.refusals.append(answer.refusal)
         log.info("egress proxy refused %s: %s", answer.refusal.target, answer.refusal.code)
         try:
@@ -499,7 +508,7 @@ class EgressProxy:
             *answer.headers,
         ]
         writer.write(conn.send(h11.Response(status_code=answer.status, headers=headers)) or b"")
-        if method != "HEAD":  # an answer to HEAD has the headers of a body, and no body
+        if ex.method != "HEAD":  # an answer to HEAD has the headers of a body, and no body
             writer.write(conn.send(h11.Data(data=body)) or b"")
         writer.write(conn.send(h11.EndOfMessage()) or b"")
         await writer.drain()
@@ -514,7 +523,7 @@ async def _next(conn: h11.Connection, reader: asyncio.StreamReader) -> Any:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        conn.receive_data(await reader.read(_READ))
+        conn.receive_data(await asyncio.wait_for(reader.read(_READ), IDLE_SECONDS))
 
 
 async def _body(conn: h11.Connection, reader: asyncio.StreamReader) -> bytes | None:
@@ -545,7 +554,7 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 def _forwarded_headers(
-    headers: list[tuple[bytes, bytes]] | Any, *, keep_auth: bool = False
+    headers: list[tuple[bytes, bytes]], *, keep_auth: bool = False
 ) -> dict[str, str]:
     found: dict[str, str] = {}
     for raw_name, raw_value in headers:

@@ -28,6 +28,37 @@ _LINE_CAP = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class _Fields:
+    envelope: str | None  # the field of a stream's event holding the message or response
+    model: str
+    usage: str
+    inputs: tuple[str, ...]  # counts that add up to the input tokens
+    outputs: tuple[str, ...]
+
+
+_FIELDS: dict[Protocol, _Fields] = {
+    "anthropic-messages": _Fields(
+        "message",
+        "model",
+        "usage",
+        ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"),
+        ("output_tokens",),
+    ),
+    "openai-chat": _Fields(None, "model", "usage", ("prompt_tokens",), ("completion_tokens",)),
+    "openai-responses": _Fields(
+        "response", "model", "usage", ("input_tokens",), ("output_tokens",)
+    ),
+    "gemini": _Fields(
+        None,
+        "modelVersion",
+        "usageMetadata",
+        ("promptTokenCount", "toolUsePromptTokenCount"),
+        ("candidatesTokenCount", "thoughtsTokenCount"),
+    ),
+}
+
+
+@dataclass(frozen=True)
 class Usage:
     input_tokens: int
     output_tokens: int
@@ -77,43 +108,17 @@ class UsageReader:
     def _event(self, event: Any) -> None:
         if not isinstance(event, dict):
             return
-        match self.protocol:
-            case "anthropic-messages":
-                message = event.get("message")
-                body = message if isinstance(message, dict) else event
-                self._model(body)
-                self._anthropic(body.get("usage"))  # message_start's, or the body's
-                if body is not event:
-                    self._anthropic(event.get("usage"))
-            case "openai-chat":
-                self._model(event)
-                usage = event.get("usage")
-                if isinstance(usage, dict):
-                    self._set(usage.get("prompt_tokens"), usage.get("completion_tokens"))
-            case "openai-responses":
-                response = event.get("response")
-                body = response if isinstance(response, dict) else event
-                self._model(body)
-                usage = body.get("usage")
-                if isinstance(usage, dict):
-                    self._set(usage.get("input_tokens"), usage.get("output_tokens"))
-            case "gemini":
-                version = event.get("modelVersion")
-                self._model({"model": version})
-                usage = event.get("usageMetadata")
-                if isinstance(usage, dict):
-                    self._set(
-                        _sum(usage, "promptTokenCount", "toolUsePromptTokenCount"),
-                        _sum(usage, "candidatesTokenCount", "thoughtsTokenCount"),
-                    )
-
-    def _anthropic(self, usage: Any) -> None:
-        if not isinstance(usage, dict):
-            return
-        self._set(
-            _sum(usage, "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"),
-            usage.get("output_tokens"),
-        )
+        fields = _FIELDS[self.protocol]
+        inner = event.get(fields.envelope) if fields.envelope else None
+        # A stream's event may carry usage in its envelope (message_start's message,
+        # response.completed's response) or beside it (message_delta's).
+        for body in (inner, event) if isinstance(inner, dict) else (event,):
+            model = body.get(fields.model)
+            if isinstance(model, str) and model and self.model is None:
+                self.model = model[:200]
+            usage = body.get(fields.usage)
+            if isinstance(usage, dict):
+                self._set(_sum(usage, *fields.inputs), _sum(usage, *fields.outputs))
 
     def _set(self, input_tokens: Any, output_tokens: Any) -> None:
         # Streams report cumulative counts: the latest wins, and never goes back down.
@@ -121,11 +126,6 @@ class UsageReader:
             self.input_tokens = max(found, self.input_tokens or 0)
         if (found := _count(output_tokens)) is not None:
             self.output_tokens = max(found, self.output_tokens or 0)
-
-    def _model(self, body: dict[str, Any]) -> None:
-        model = body.get("model")
-        if isinstance(model, str) and model and self.model is None:
-            self.model = model[:200]
 
 
 def _sum(usage: dict[str, Any], *names: str) -> int | None:
