@@ -67,10 +67,12 @@ class ClaudeScript(CalcScript):
 
     ``probe``: subtask 1 also runs a Bash probe of the sandbox (its key, its way out);
     ``fail_once``: subtask 2's test first expects a wrong product, so verification fails and
-    the fix goes back to the session. Without both, it is the calc script's task."""
+    the fix goes back to the session; ``mcp``: subtask 1 calls the project's MCP server
+    ``probe`` (``MCP_SERVER``). Without them, it is the calc script's task."""
 
-    def __init__(self, *, probe: bool = True, fail_once: bool = True) -> None:
+    def __init__(self, *, probe: bool = True, fail_once: bool = True, mcp: bool = False) -> None:
         super().__init__()
+        self.mcp = mcp
         self.probe = probe
         self.fail_once = fail_once
         self.port = 0
@@ -99,21 +101,19 @@ class ClaudeScript(CalcScript):
 
         if "subtask 1 of 2" in prompt:
             probe = PROBE.format(real=REAL_KEY, port=self.port)
-            return [
+            bash = {"command": f"python3 - <<'EOF'\n{probe}\nEOF", "description": "probe"}
+            steps = [
                 read("calc.py"),
+                *([Reply.call("mcp__probe__where")] if self.mcp else []),
                 edit(
                     "calc.py",
                     "    return a + b\n",
                     "    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n",
                 ),
-                Reply.calls(
-                    ToolCall(
-                        "Bash",
-                        {"command": f"python3 - <<'EOF'\n{probe}\nEOF", "description": "probe"},
-                    )
-                ),
+                *([Reply.calls(ToolCall("Bash", bash))] if self.probe else []),
                 report("Added multiply(a, b).", "Kept it a plain product."),
-            ][min(step, 3)]
+            ]
+            return steps[min(step, len(steps) - 1)]
         if "verify commands fail" in prompt:
             return [
                 read("tests/test_multiply.py"),
@@ -138,3 +138,28 @@ class ClaudeScript(CalcScript):
                 report("Documented multiply.", "Docstring as asked."),
             ][min(step, 2)]
         raise AssertionError(f"unexpected Claude Code prompt: {prompt[:300]}")
+
+
+# A project's MCP server, committed in the repository and declared in its .errands.toml: a
+# minimal stdio server (JSON-RPC lines) whose one tool says where it runs.
+MCP_SERVER = """
+import json, os, socket, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    if "id" not in msg:
+        continue
+    method = msg.get("method")
+    if method == "initialize":
+        result = {"protocolVersion": msg["params"]["protocolVersion"],
+                  "capabilities": {"tools": {}}, "serverInfo": {"name": "probe", "version": "1"}}
+    elif method == "tools/list":
+        result = {"tools": [{"name": "where", "description": "Where this server runs.",
+                             "inputSchema": {"type": "object", "properties": {}}}]}
+    elif method == "tools/call":
+        text = f"MCP host={socket.gethostname()} uid={os.getuid()} cwd={os.getcwd()}"
+        result = {"content": [{"type": "text", "text": text}]}
+    else:
+        result = {}
+    print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}), flush=True)
+"""
+MCP_CONFIG = '[mcp_servers.probe]\ncommand = "python3"\nargs = ["tools/mcp_probe.py"]\n'

@@ -19,6 +19,8 @@ from errands.testing.scripted_llm import ScriptedLLM
 from tests.conftest import run_git
 from tests.executors.claude_support import (
     CLAUDE,
+    MCP_CONFIG,
+    MCP_SERVER,
     REAL_KEY,
     ClaudeScript,
     claude_problem,
@@ -45,7 +47,12 @@ def claude_and_bubblewrap() -> None:
 def test_claude_code_does_a_task_inside_the_sandbox_through_the_egress_proxy(
     sample_repo: Path, home: Path
 ) -> None:
-    script = ClaudeScript()
+    (sample_repo / "tools").mkdir()
+    (sample_repo / "tools" / "mcp_probe.py").write_text(MCP_SERVER)
+    (sample_repo / ".errands.toml").write_text(MCP_CONFIG)
+    run_git(sample_repo, "add", "-A")
+    run_git(sample_repo, "commit", "-qm", "An MCP server for the agent")
+    script = ClaudeScript(mcp=True)
     with ScriptedLLM(script) as llm:
         script.port = llm.port
         settings = settings_for(
@@ -84,6 +91,15 @@ def test_claude_code_does_a_task_inside_the_sandbox_through_the_egress_proxy(
             fix = next(r for r in script.claude if "verify commands fail" in turn_of(r)[0])
             assert any("subtask 1 of 2" in str(m.get("content")) for m in fix.messages)
             assert "1 failed" in turn_of(fix)[0]
+
+            # The project's MCP server, started by Claude Code inside the sandbox.
+            where = next(
+                str(m["content"])
+                for r in script.claude
+                for m in r.messages
+                if "MCP host=" in str(m.get("content"))
+            )
+            assert "MCP host=sandbox uid=1000" in where
 
             # Inside the sandbox: a placeholder key, the proxy's endpoint, and no way out.
             probe = next(

@@ -108,7 +108,9 @@ class Workbench:
 
 class ExecutorSession(Protocol):
     """One subtask's conversation with an executor. Each ``turn`` continues it: the first
-    with the assignment's prompt, later ones with "nothing changed, why?" or a verify failure."""
+    with the assignment's prompt, later ones with "nothing changed, why?" or a verify failure.
+    A session that holds a process may also have ``close()``: called when the subtask ends,
+    however it ends."""
 
     def turn(self, prompt: str) -> ExecutorReport: ...
 

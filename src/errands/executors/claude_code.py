@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from errands.agent.schemas import SubtaskReport
 from errands.errors import AgentOutputError, ConfigError, LLMError, LLMUnavailable
 from errands.executors.base import Assignment, ExecutorReport, Usage, Workbench
+from errands.mcp import claude_mcp_config
 from errands.sandbox import create_sandbox
 
 INSTALL = "npm install -g @anthropic-ai/claude-code"
@@ -101,6 +102,10 @@ class ClaudeCodeSession:
         prompt_file.write_text(prompt, encoding="utf-8")
         system_file = self.inbox / "system.txt"
         system_file.write_text(f"{self.assignment.instructions}\n\n{TOOLS_NOTE}", encoding="utf-8")
+        # The project's MCP servers, and only those (not a .mcp.json the repository carries):
+        # Claude Code starts them as its children, inside the sandbox.
+        mcp_file = self.inbox / "mcp.json"
+        mcp_file.write_text(json.dumps(claude_mcp_config(bench.mcp_servers)), encoding="utf-8")
         endpoint = self.egress("anthropic")
         policy = endpoint.sandbox.policy  # the work sandbox's, with the egress grant
         env = {
@@ -124,7 +129,7 @@ class ClaudeCodeSession:
         )
         stream = StreamReader(bench, self.assignment.name)
         result = sandbox.run(
-            self._command(prompt_file, system_file),
+            self._command(prompt_file, system_file, mcp_file),
             timeout=bench.command_timeout,
             cancel=bench.cancel,
             on_line=stream.line,
@@ -155,7 +160,7 @@ class ClaudeCodeSession:
         )
         return report
 
-    def _command(self, prompt_file: Path, system_file: Path) -> str:
+    def _command(self, prompt_file: Path, system_file: Path, mcp_file: Path) -> str:
         args = [
             self.claude,
             "-p",
@@ -169,6 +174,9 @@ class ClaudeCodeSession:
             ",".join(DISALLOWED_TOOLS),
             "--json-schema",
             _report_schema(),
+            "--mcp-config",
+            str(mcp_file),
+            "--strict-mcp-config",
         ]
         if self.model:
             args += ["--model", self.model]

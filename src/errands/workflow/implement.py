@@ -79,17 +79,20 @@ def implement_subtask(
     workspace.discard_changes()
     ctx.emit("subtask.started", f"Subtask {position}: {title}", position=position, title=title)
 
-    with ExitStack() as stack:
+    # Both live as long as this subtask; the agent's session ends first, then its proxy.
+    with ExitStack() as proxies, ExitStack() as sessions:
         # Chosen before any work: an executor that cannot run here (its CLI missing) fails the
         # job with how to fix it, before the subtask is touched.
         executor = create_executor(config.executors[phase])
         assert work.sandbox is not None  # job_workspace(commands=True)
-        # The egress proxy, for an agent inside the sandbox, lives as long as this subtask.
-        egress = AgentEgress(ctx, config.backend, work.sandbox.policy, stack)
+        # The egress proxy, for an agent inside the sandbox, opened when it first asks.
+        egress = AgentEgress(ctx, config.backend, work.sandbox.policy, proxies)
         agent = executor.start(
             workbench(ctx, work, config, phase, egress),
             Assignment(f"subtask-{position}", instructions, prompt),
         )
+        # A session holding a process (an ACP agent) stops it in close().
+        sessions.callback(getattr(agent, "close", lambda: None))
 
         def turn(text: str) -> ExecutorReport:
             try:
