@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
-from pydantic_ai import Agent, Tool, ToolOutput
+from pydantic_ai import Agent, ModelRequestNode, Tool, ToolOutput
 from pydantic_ai.exceptions import (
     AgentRunError,
     ModelAPIError,
@@ -35,7 +35,13 @@ from pydantic_ai.messages import (
 from pydantic_ai.toolsets import AbstractToolset
 from pydantic_ai.usage import UsageLimits
 
-from errands.agent.context import OVERFLOW_RETRIES, ContextKeeper, is_context_overflow
+from errands.agent.context import (
+    CHARS_PER_TOKEN,
+    OVERFLOW_RETRIES,
+    ContextKeeper,
+    history_chars,
+    is_context_overflow,
+)
 from errands.agent.providers import ModelHandle
 from errands.agent.tools import ToolFunction
 from errands.errors import AgentOutputError, LLMError, LLMUnavailable
@@ -53,10 +59,12 @@ class Recorder(Protocol):
 @runtime_checkable
 class BudgetGuard(Protocol):
     """A recorder that also guards spending: asked before every model request, with the
-    tokens this run has used so far (not yet reported through ``usage``), and raises to
-    stop the run before the request is sent."""
+    tokens this run has used so far (not yet reported through ``usage``) and an estimate of
+    the request itself, and raises to stop the run before the request is sent."""
 
-    def check_budget(self, input_tokens: int, output_tokens: int) -> None: ...
+    def check_budget(
+        self, input_tokens: int, output_tokens: int, *, next_input: int = 0, next_output: int = 0
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,8 @@ async def _run(
         retries=config.output_retries,
     )
     run = None
+    largest_answer = 0  # output tokens of the run's longest response: the next one's estimate
+    fixed_chars = _fixed_chars(instructions, tools, output_type)
     try:
         async with agent.iter(
             prompt,
@@ -154,11 +164,19 @@ async def _run(
                 if Agent.is_model_request_node(node):
                     # The node is the request about to be sent: refusing here spends nothing.
                     if isinstance(recorder, BudgetGuard):
-                        recorder.check_budget(run.usage.input_tokens, run.usage.output_tokens)
+                        recorder.check_budget(
+                            run.usage.input_tokens,
+                            run.usage.output_tokens,
+                            next_input=_request_estimate(run.all_messages(), node, fixed_chars),
+                            next_output=largest_answer,
+                        )
                     crash_point("agent.step")
                     _record_request(recorder, name, node.request)
                 elif Agent.is_call_tools_node(node):
                     _record_response(recorder, name, node.model_response)
+                    largest_answer = max(
+                        largest_answer, node.model_response.usage.output_tokens or 0
+                    )
             result = run.result
             assert result is not None
             return AgentResult(result.output, list(result.all_messages()))
@@ -196,6 +214,33 @@ async def _run(
             usage = run.usage
             recorder.usage(usage.requests, usage.input_tokens, usage.output_tokens)
         await handle.aclose()
+
+
+def _fixed_chars(
+    instructions: str, tools: Sequence[ToolFunction], output_type: type[BaseModel]
+) -> int:
+    """Characters every request of a run sends besides the conversation: the instructions and
+    the tool definitions (MCP servers' tools, listed only once the run starts, not counted)."""
+    definitions = [Tool(tool).tool_def for tool in tools]
+    return (
+        len(instructions)
+        + sum(
+            len(d.name) + len(d.description or "") + len(json.dumps(d.parameters_json_schema))
+            for d in definitions
+        )
+        + len(json.dumps(output_type.model_json_schema()))
+    )
+
+
+def _request_estimate(
+    history: Sequence[ModelMessage], node: ModelRequestNode[Any, Any], fixed_chars: int
+) -> int:
+    """Input tokens of the request about to be sent, estimated from its characters: the
+    conversation with the new request, and what every request sends (``_fixed_chars``)."""
+    messages = list(history)
+    if not messages or messages[-1] is not node.request:
+        messages.append(node.request)
+    return (history_chars(messages) + fixed_chars) // CHARS_PER_TOKEN
 
 
 def _short(value: object, limit: int = 500) -> str:

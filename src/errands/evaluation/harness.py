@@ -157,7 +157,8 @@ def _run_all(
         running: set[Future[InstanceResult]] = set()
         while queue or running:
             while queue and len(running) < jobs:
-                if _org_over_budget(harness.db, org_id):
+                # Once the budget stopped an instance (or is spent), no new one starts.
+                if report.stopped_by_budget or _org_over_budget(harness.db, org_id):
                     report.stopped_by_budget = True
                     report.not_run = len(queue)
                     queue.clear()
@@ -174,7 +175,9 @@ def _run_all(
                 wait(running)
                 raise
             for future in done:
-                finished(future.result())
+                result = future.result()
+                finished(result)
+                report.stopped_by_budget |= result.reason == "budget"
 
 
 def _settings(options: RunOptions) -> Settings:

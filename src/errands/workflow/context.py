@@ -140,9 +140,12 @@ class JobContext:
             self.services.db, self.lease.job_id, self._model(), input_tokens, output_tokens
         )
 
-    def check_budget(self, input_tokens: int, output_tokens: int) -> None:
+    def check_budget(
+        self, input_tokens: int, output_tokens: int, *, next_input: int = 0, next_output: int = 0
+    ) -> None:
         """Before each model call: stop (BudgetReached) once the task's or the organization's
-        cap is spent, counting the run's usage so far."""
+        cap is spent, counting the run's usage so far, or when the call (estimated at
+        ``next_input``/``next_output`` tokens) would pass it."""
         budget.check(
             self.db,
             task_id=self.lease.task_id,
@@ -150,6 +153,8 @@ class JobContext:
             model=self._model(),
             pending_input=input_tokens,
             pending_output=output_tokens,
+            next_input=next_input,
+            next_output=next_output,
         )
 
     def _model(self) -> str:
