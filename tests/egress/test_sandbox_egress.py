@@ -77,6 +77,8 @@ def test_nothing_else_leaves_the_sandbox(tmp_path: Path, edge: Edge) -> None:
         "statsig": '"${ANTHROPIC_BASE_URL%/anthropic}/statsig/v1/initialize" -d "{}"',
         "absolute": f"-x {proxy_url} http://127.0.0.1:{edge_port}/v1/messages -d '{{}}'",
         "connect": f"-p -x {proxy_url} https://statsig.anthropic.com/",
+        "chatgpt": f"-p -x {proxy_url} https://ab.chatgpt.com/",
+        "sentry": f"-p -x {proxy_url} https://o1.ingest.sentry.io/",
         "connect_edge": f"-p -x {proxy_url} http://127.0.0.1:{edge_port}/",
         # nothing answers at all
         "host_loopback": f"http://127.0.0.1:{edge_port}/v1/messages -d '{{}}'",
@@ -94,7 +96,7 @@ def test_nothing_else_leaves_the_sandbox(tmp_path: Path, edge: Edge) -> None:
     output = result.output
     for name in ("telemetry", "statsig", "absolute"):
         assert f"{name}=403000" in output, output
-    for name in ("connect", "connect_edge"):
+    for name in ("connect", "chatgpt", "sentry", "connect_edge"):
         assert f"{name}=000403" in output, output
     for name in ("host_loopback", "direct_ip", "by_name"):
         assert f"{name}=000000" in output, output

@@ -389,7 +389,7 @@ class EgressProxy:
             await self._answer(ex, self._not_allowed(ex.asked))
             return
         try:
-            address = await self._resolve(host)
+            address = (await self._addresses(host))[0]
         except Unreachable as exc:
             await self._answer(ex, _refuse(502, "unreachable", ex.asked, str(exc)))
             return
@@ -416,10 +416,7 @@ class EgressProxy:
             await self._answer(ex, self._not_allowed(ex.asked))
             return False
         try:
-            address = await self._resolve(host)
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(address, host.port), 30
-            )
+            up_reader, up_writer = await self._dial(host)
         except (Unreachable, OSError, TimeoutError) as exc:
             reason = str(exc) or f"{host} did not answer"
             await self._answer(ex, _refuse(502, "unreachable", ex.asked, reason))
@@ -432,10 +429,21 @@ class EgressProxy:
         await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, ex.writer))
         return False
 
-    async def _resolve(self, host: HostPort) -> str:
+    async def _addresses(self, host: HostPort) -> list[str]:
+        """The addresses of ``host``, checked (see errands.egress.hosts)."""
         private_ok = host in self.config.private_hosts
         found = await asyncio.to_thread(resolve, host, private_ok=private_ok)
-        return found[0][1]
+        return list(dict.fromkeys(address for _, address in found))
+
+    async def _dial(self, host: HostPort) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to one of the checked addresses of ``host``, tried in order."""
+        failure: Exception = Unreachable(f"{host} did not answer")
+        for address in await self._addresses(host):
+            try:
+                return await asyncio.wait_for(asyncio.open_connection(address, host.port), 30)
+            except (OSError, TimeoutError) as exc:
+                failure = exc
+        raise failure
 
     # -- upstream and answers -------------------------------------------------------------
 
