@@ -163,3 +163,34 @@ def test_a_cancelled_job_makes_no_more_calls(db: Database, edge: Edge, tmp_path:
         answer = client.post("/anthropic/v1/messages", json=MESSAGE)
     assert answer.status_code == 403 and answer.json()["error"]["code"] == "cancelled"
     assert edge.seen == []
+
+
+def test_a_call_that_would_pass_the_cap_is_refused_before_it_is_made(
+    db: Database, edge: Edge, tmp_path: Path
+) -> None:
+    """As in the native loop: the call is estimated (its request's characters at three a
+    token, its answer as long as the longest so far) and refused when it would pass the cap,
+    even though the cap is not spent yet."""
+    answer_micros = round(ANTHROPIC_USAGE["output_tokens"] * SONNET_OUT)
+    # Room for the first call and for the next one's prompt, not for an answer as long.
+    ctx = job_context(db, edge, tmp_path, budget=CALL_MICROS + answer_micros - 1)
+    big = {**MESSAGE, "messages": [{"role": "user", "content": "x" * 3000}]}
+    with metered_client(ctx) as client:
+        with ctx.db.session() as session:
+            task = session.get(Task, ctx.task_id)
+            assert task is not None
+            task.budget_micros = 2000  # the big request alone is estimated at ~3,000 micros
+        too_big = client.post("/anthropic/v1/messages", json=big)
+        with ctx.db.session() as session:
+            task = session.get(Task, ctx.task_id)
+            assert task is not None
+            task.budget_micros = CALL_MICROS + answer_micros - 1
+        first = client.post("/anthropic/v1/messages", json=MESSAGE)
+        second = client.post("/anthropic/v1/messages", json=MESSAGE)
+    assert too_big.status_code == 403
+    assert "would pass it" in too_big.json()["error"]["message"]
+    assert first.status_code == 200
+    assert second.status_code == 403  # not spent (1,080 of 1,709), but the answer would pass
+    assert "would pass it" in second.json()["error"]["message"]
+    assert len(edge.seen) == 1
+    assert the_job(db, ctx).cost_micros == CALL_MICROS < CALL_MICROS + answer_micros - 1

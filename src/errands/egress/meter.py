@@ -16,6 +16,7 @@ class ModelCall:
     protocol: CallProtocol
     model: str  # as the request named it ("" when it named none)
     stream: bool
+    request_chars: int = 0  # the size of the request's body: what the call will read
 
 
 @dataclass(frozen=True)

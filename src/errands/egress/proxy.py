@@ -330,6 +330,7 @@ class EgressProxy:
                 protocol=call.protocol,
                 model=model[:200] if isinstance(model, str) else "",
                 stream=stream,
+                request_chars=len(body),
             )
             refusal = await self._check(model_call, ex.asked)
             if refusal is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from errands.accounts import budget, cost
+from errands.agent.context import CHARS_PER_TOKEN
 from errands.egress import ModelCall, Refusal, Usage
 from errands.jobs import ledger
 from errands.workflow.context import JobContext
@@ -17,16 +18,23 @@ log = logging.getLogger(__name__)
 class JobMeter:
     def __init__(self, ctx: JobContext) -> None:
         self.ctx = ctx
+        # Output tokens of the longest answer so far: the next answer's estimate, as the
+        # native loop estimates it.
+        self.largest_answer = 0
 
     def check_before(self, call: ModelCall) -> None:
-        """Before the call leaves: a cancelled job, a spent task or organization cap, or a
-        model without a price while a cap applies, refuse it (the upstream never sees it)."""
+        """Before the call leaves: a cancelled job, a spent task or organization cap, a cap
+        the call would pass (estimated as the native loop does: its request's characters at
+        CHARS_PER_TOKEN, the longest answer so far), or a model without a price while a cap
+        applies, refuse it (the upstream never sees it)."""
         self.ctx.check_cancelled()
         budget.check(
             self.ctx.db,
             task_id=self.ctx.lease.task_id,
             project_id=self.ctx.lease.project_id,
             model=call.model,
+            next_input=call.request_chars // CHARS_PER_TOKEN,
+            next_output=self.largest_answer,
             unpriced_refused=True,
         )
 
@@ -36,6 +44,7 @@ class JobMeter:
         model = call.model or (usage.model if usage is not None else None) or ""
         tokens_in = usage.input_tokens if usage is not None else 0
         tokens_out = usage.output_tokens if usage is not None else 0
+        self.largest_answer = max(self.largest_answer, tokens_out)
         # Not fenced, like JobContext.usage: a stale attempt's calls cost money all the same.
         ledger.add_usage(
             ctx.services.db,
