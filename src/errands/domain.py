@@ -107,11 +107,13 @@ TERMINAL_STATES = frozenset({TaskState.MERGED, TaskState.CANCELLED})
 _FORWARD: dict[TaskState, frozenset[TaskState]] = {
     TaskState.CREATED: frozenset({TaskState.RESEARCHING}),
     TaskState.RESEARCHING: frozenset({TaskState.AWAITING_ANSWERS, TaskState.READY}),
-    TaskState.AWAITING_ANSWERS: frozenset({TaskState.READY}),
+    TaskState.AWAITING_ANSWERS: frozenset({TaskState.READY, TaskState.REVISING}),
     TaskState.READY: frozenset({TaskState.EXECUTING}),
-    TaskState.EXECUTING: frozenset({TaskState.IN_REVIEW}),
+    # The executing or revising agent may stop to ask (errands.workflow.asking); an answer
+    # to a revise round's question resumes the revision.
+    TaskState.EXECUTING: frozenset({TaskState.IN_REVIEW, TaskState.AWAITING_ANSWERS}),
     TaskState.IN_REVIEW: frozenset({TaskState.REVISING, TaskState.MERGED}),
-    TaskState.REVISING: frozenset({TaskState.IN_REVIEW}),
+    TaskState.REVISING: frozenset({TaskState.IN_REVIEW, TaskState.AWAITING_ANSWERS}),
     # A retry resumes the stage that failed.
     TaskState.FAILED: frozenset(
         {TaskState.RESEARCHING, TaskState.EXECUTING, TaskState.REVISING, TaskState.IN_REVIEW}

@@ -9,6 +9,11 @@ report them the same way.
 from __future__ import annotations
 
 
+class Paused(Exception):
+    """A stage stopped on purpose, its task waiting for people (questions asked during
+    execution): the job ends successfully, with nothing to retry."""
+
+
 class ErrandsError(Exception):
     """Base of every error Errands raises on purpose."""
 

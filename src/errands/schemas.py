@@ -109,6 +109,13 @@ class QuestionPublic(_Public):
     answer_option: int | None
     answer_text: str | None
     answered_at: UtcDateTime | None
+    phase: str = Field(
+        default="research",
+        description="Who asked: research, or the agent while executing or revising.",
+    )
+    subtask_position: int | None = Field(
+        default=None, description="The subtask that was under way when the agent asked."
+    )
 
 
 class SubtaskPublic(_Public):

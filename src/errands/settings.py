@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     verify_attempts: int = Field(
         default=3, ge=1, description="Tries per subtask to make its verify commands pass."
     )
+    execution_questions: int = Field(
+        default=3,
+        ge=0,
+        description="Questions the executing and revising agent may ask per task; past it, "
+        "it goes on with the option it leans towards (recorded as the answer).",
+    )
     command_timeout: float = Field(
         default=600.0, gt=0, description="Wall-clock seconds for one command in a workspace."
     )

@@ -32,15 +32,17 @@ HAPPY_PATH = [
     S.MERGED,
 ]
 
-# The workflow as DESIGN.md tells it, written out independently of domain.py.
+# The workflow as DESIGN.md tells it, written out independently of domain.py — plus the
+# agent asking while it executes or revises (issue 18.1): the answer to a revise round's
+# question resumes the revision.
 EXPECTED: dict[TaskState, set[TaskState]] = {
     S.CREATED: {S.RESEARCHING},
     S.RESEARCHING: {S.AWAITING_ANSWERS, S.READY},
-    S.AWAITING_ANSWERS: {S.READY},
+    S.AWAITING_ANSWERS: {S.READY, S.REVISING},
     S.READY: {S.EXECUTING},
-    S.EXECUTING: {S.IN_REVIEW},
+    S.EXECUTING: {S.IN_REVIEW, S.AWAITING_ANSWERS},
     S.IN_REVIEW: {S.REVISING, S.MERGED},
-    S.REVISING: {S.IN_REVIEW},
+    S.REVISING: {S.IN_REVIEW, S.AWAITING_ANSWERS},
     S.FAILED: {S.RESEARCHING, S.EXECUTING, S.REVISING, S.IN_REVIEW, S.CANCELLED},
     S.MERGED: set(),
     S.CANCELLED: set(),

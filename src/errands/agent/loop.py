@@ -43,6 +43,7 @@ from errands.agent.context import (
     is_context_overflow,
 )
 from errands.agent.providers import ModelHandle
+from errands.agent.schemas import ClarifyingQuestion
 from errands.agent.tools import ToolFunction
 from errands.errors import AgentOutputError, LLMError, LLMUnavailable
 from errands.faults import crash_point
@@ -65,6 +66,24 @@ class BudgetGuard(Protocol):
     def check_budget(
         self, input_tokens: int, output_tokens: int, *, next_input: int = 0, next_output: int = 0
     ) -> None: ...
+
+
+class QuestionAsked(Exception):
+    """The agent stopped to ask the human (the ``ask_human`` tool, in a run that offers it):
+    the question, and the conversation so far, so the run can go on once it is answered."""
+
+    def __init__(self, question: ClarifyingQuestion, messages: list[ModelMessage]) -> None:
+        super().__init__(question.question)
+        self.question = question
+        self.messages = messages
+
+
+ASK_HUMAN = (
+    "Ask the human a question instead of guessing, when the work cannot go on without a "
+    "decision only they can make (two reasonable ways that produce different results). Give "
+    "the context (what you found), 2-4 options each with the requirement it implies, and the "
+    "option you lean towards. Your work stops until they answer; what you have committed stays."
+)
 
 
 @dataclass(frozen=True)
@@ -91,9 +110,11 @@ def run_agent(
     recorder: Recorder,
     message_history: Sequence[ModelMessage] | None = None,
     toolsets: Sequence[AbstractToolset[None]] = (),
+    ask: bool = False,
 ) -> AgentResult[OutputT]:
     """Synchronous entry for worker threads (which have no event loop of their own).
-    ``toolsets``: more tools, e.g. the project's MCP servers (errands.mcp.native_toolsets)."""
+    ``toolsets``: more tools, e.g. the project's MCP servers (errands.mcp.native_toolsets).
+    ``ask``: the agent may also end its run with ``ask_human`` (raises ``QuestionAsked``)."""
     return asyncio.run(
         _run(
             config,
@@ -105,6 +126,7 @@ def run_agent(
             recorder,
             message_history,
             toolsets,
+            ask,
         )
     )
 
@@ -119,6 +141,7 @@ async def _run(
     recorder: Recorder,
     message_history: Sequence[ModelMessage] | None,
     toolsets: Sequence[AbstractToolset[None]],
+    ask: bool,
 ) -> AgentResult[OutputT]:
     handle = config.model()
 
@@ -138,11 +161,23 @@ async def _run(
         tool_output_limit=handle.tool_output_limit,
         on_overflow=overflowed,
     )
-    agent: Agent[None, OutputT] = Agent(
+    outputs: list[ToolOutput[Any]] = [
+        ToolOutput(output_type, name="final_result", max_retries=config.output_retries)
+    ]
+    if ask:
+        outputs.append(
+            ToolOutput(
+                ClarifyingQuestion,
+                name="ask_human",
+                description=ASK_HUMAN,
+                max_retries=config.output_retries,
+            )
+        )
+    agent: Agent[None, Any] = Agent(
         model,
         name=name,
         instructions=instructions,
-        output_type=ToolOutput(output_type, name="final_result", max_retries=config.output_retries),
+        output_type=outputs if ask else outputs[0],
         # One at a time, in the order the model asked: pydantic-ai otherwise runs the calls of
         # one response at once, in threads, so two edits of one file could each overwrite the
         # other, or a test run could see half of a change.
@@ -179,6 +214,8 @@ async def _run(
                     )
             result = run.result
             assert result is not None
+            if isinstance(result.output, ClarifyingQuestion):
+                raise QuestionAsked(result.output, list(result.all_messages()))
             return AgentResult(result.output, list(result.all_messages()))
     except ModelHTTPError as exc:
         if is_context_overflow(exc):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic_ai.messages import ModelMessage
 
-from errands.agent.loop import run_agent
+from errands.agent.loop import QuestionAsked, run_agent
 from errands.agent.schemas import SubtaskReport
 from errands.executors.base import Assignment, ExecutorReport, Usage, Workbench
 from errands.mcp import native_toolsets
@@ -18,18 +18,24 @@ class NativeSession:
         self.history: list[ModelMessage] | None = None
 
     def turn(self, prompt: str) -> ExecutorReport:
-        result = run_agent(
-            self.bench.agent,
-            name=self.assignment.name,
-            instructions=self.assignment.instructions,
-            prompt=prompt,
-            output_type=SubtaskReport,
-            tools=self.bench.tools.read_write(),
-            recorder=self.bench.recorder,
-            message_history=self.history,
-            # The project's MCP servers, each started inside the work sandbox for the run.
-            toolsets=native_toolsets(self.bench.mcp_servers, self.bench.sandbox),
-        )
+        try:
+            result = run_agent(
+                self.bench.agent,
+                name=self.assignment.name,
+                instructions=self.assignment.instructions,
+                prompt=prompt,
+                output_type=SubtaskReport,
+                tools=self.bench.tools.read_write(),
+                recorder=self.bench.recorder,
+                message_history=self.history,
+                # The project's MCP servers, each started inside the work sandbox for the run.
+                toolsets=native_toolsets(self.bench.mcp_servers, self.bench.sandbox),
+                ask=True,  # the ask_human tool: it stops the turn with QuestionAsked
+            )
+        except QuestionAsked as asked:
+            # Kept, so a turn told to go on with its own leaning continues this conversation.
+            self.history = asked.messages
+            raise
         self.history = result.messages
         report = result.output
         # The loop reports its usage to the recorder itself (also when a run fails).

@@ -128,6 +128,9 @@ class Question(Base):
     answer_option: Mapped[int | None] = mapped_column(default=None)
     answer_text: Mapped[str | None] = mapped_column(Text, default=None)
     answered_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Who asked: research, or the executing / revising agent in the middle of a subtask.
+    phase: Mapped[str] = mapped_column(String(16), default="research", server_default="research")
+    subtask_position: Mapped[int | None] = mapped_column(default=None)
 
     task: Mapped[Task] = relationship(back_populates="questions")
 

@@ -351,9 +351,23 @@ def answer(
         data={"question": question, "option": option, "text": text},
     )
     if all(q.answered for q in task.questions):
-        task.requirements = [*task.requirements, *(_answer_text(q) for q in task.questions)]
-        _set_state(session, task, TaskState.READY, "All questions answered")
-        start_execution_if_auto(session, settings, task)
+        # Each answer becomes a requirement once (a later round adds only its own).
+        answers = [_answer_text(q) for q in task.questions]
+        task.requirements = [
+            *task.requirements,
+            *(a for a in dict.fromkeys(answers) if a not in task.requirements),
+        ]
+        asked_by = task.questions[-1].phase  # the newest question is the round just answered
+        if asked_by == "revise":
+            _set_state(session, task, TaskState.REVISING, "All questions answered; revising on")
+            _enqueue(session, settings, JobKind.REVISE, task)
+        elif asked_by == "execute":
+            # The work was under way: it goes on whatever auto_execute says.
+            _set_state(session, task, TaskState.READY, "All questions answered")
+            execute(session, settings, task.id)
+        else:
+            _set_state(session, task, TaskState.READY, "All questions answered")
+            start_execution_if_auto(session, settings, task)
     return task
 
 

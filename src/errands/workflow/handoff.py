@@ -42,7 +42,8 @@ def render(task: Task) -> str:
     if task.questions:
         lines += ["## Questions and answers", ""]
         for q in task.questions:
-            lines.append(f"**Q{q.position}. {q.text}**")
+            asked = f" (asked during subtask {q.subtask_position})" if q.subtask_position else ""
+            lines.append(f"**Q{q.position}. {q.text}**{asked}")
             lines.append(f"A: {_answer(q.options, q.answer_option, q.answer_text)}")
             lines.append("")
     if task.out_of_scope:

@@ -9,14 +9,21 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 from errands.agent import prompts
+from errands.agent.loop import QuestionAsked
 from errands.domain import SubtaskState
-from errands.errors import BranchMoved, ConfigError, GitError, VerificationFailed
+from errands.errors import (
+    AgentOutputError,
+    BranchMoved,
+    ConfigError,
+    GitError,
+    VerificationFailed,
+)
 from errands.executors import Assignment, ExecutorPhase, ExecutorReport, Workbench, create_executor
 from errands.faults import crash_point
 from errands.forges.registry import forge_for
 from errands.git import Mirror
 from errands.store import Subtask
-from errands.workflow import progress, trailers
+from errands.workflow import asking, progress, trailers
 from errands.workflow.agent_egress import AgentEgress
 from errands.workflow.context import JobContext
 from errands.workflow.project_config import EffectiveConfig
@@ -95,10 +102,21 @@ def implement_subtask(
         sessions.callback(getattr(agent, "close", lambda: None))
 
         def turn(text: str) -> ExecutorReport:
-            try:
-                return agent.turn(text)
-            finally:
-                egress.check()  # a call refused for a spent budget: BudgetReached, whatever else
+            # The agent may stop to ask: within the bound the task pauses here (Paused),
+            # past it the agent is told to go on with its leaning.
+            for _ in range(asking.MAX_LEANINGS + 1):
+                try:
+                    return agent.turn(text)
+                except QuestionAsked as asked:
+                    text = asking.ask_or_lean(
+                        ctx, subtask_id, phase, asked.question, executor.report_hint
+                    )
+                finally:
+                    egress.check()  # a call refused for a spent budget: BudgetReached
+            raise AgentOutputError(
+                f"Subtask {position}: the agent kept asking after being told to go on with "
+                f"its own leaning ({asking.MAX_LEANINGS} times)."
+            )
 
         report: ExecutorReport | None = None
         results: list[dict[str, object]] = []

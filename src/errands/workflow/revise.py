@@ -66,9 +66,19 @@ def run(ctx: JobContext) -> None:
             for c in comments:
                 c.addressed_by_subtask_id = subtask.id
         subtask_id, steps = subtask.id, list(subtask.steps)
+        answered = [
+            f"- {q.text} → {q.answer_text or q.options[(q.answer_option or 1) - 1]['label']}"
+            for q in task.questions
+            if q.phase == "revise" and q.answered
+        ]
         prompt = (
             f"{prompts.task_block(task.title, task.body)}\n\n"
             f"{prompts.frame('review', prompts.bullet(steps))}"
+            + (
+                "\n\n" + prompts.frame("research", "Answered questions:\n" + "\n".join(answered))
+                if answered
+                else ""
+            )
         )
     mirror = ctx.mirror(origin)
     mirror.fetch()

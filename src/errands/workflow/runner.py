@@ -16,6 +16,7 @@ from errands.errors import (
     LeaseLost,
     MergeConflict,
     NothingToMerge,
+    Paused,
 )
 from errands.forges.registry import stages as forge_stages
 from errands.jobs import ledger
@@ -71,6 +72,9 @@ class Dispatcher:
             self.stages[lease.kind](ctx)
         except LeaseLost:
             raise
+        except Paused:
+            # The stage settled its job with the task waiting for answers.
+            return Outcome(JobState.SUCCEEDED)
         except Cancelled:
             if not self._cancel_requested(lease.job_id):
                 # Worker shutdown, or this worker could not renew the lease: resume elsewhere.
