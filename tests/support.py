@@ -132,6 +132,15 @@ PLAN_OUTPUT = {
 }
 
 
+# Subtask 1 of the calc plan: the one edit that adds multiply.
+ADD_MULTIPLY = Reply.call(
+    "edit_file",
+    path="calc.py",
+    old_text="    return a + b\n",
+    new_text="    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n",
+)
+
+
 class CalcScript:
     """Research asks one question; the plan has two subtasks; revise adds a docstring."""
 
@@ -152,12 +161,7 @@ class CalcScript:
             return final(**PLAN_OUTPUT)
         if phase == "execute" and "subtask 1 of 2" in req.user:
             return [
-                Reply.call(
-                    "edit_file",
-                    path="calc.py",
-                    old_text="    return a + b\n",
-                    new_text="    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n",
-                ),
+                ADD_MULTIPLY,
                 final(summary="Added multiply(a, b).", decisions=["Kept it a plain product."]),
             ][min(step, 1)]
         if phase == "execute" and "subtask 2 of 2" in req.user:

@@ -16,7 +16,15 @@ from errands.testing.scripted_llm import ChatRequest, Reply, ScriptedLLM
 from errands.testing.workload import Fleet, worker_env
 from errands.workflow import actions
 from tests.conftest import run_git
-from tests.support import PLAN_OUTPUT, final, phase_of, running_server, settings_for, wait_for
+from tests.support import (
+    ADD_MULTIPLY,
+    PLAN_OUTPUT,
+    final,
+    phase_of,
+    running_server,
+    settings_for,
+    wait_for,
+)
 
 QUESTION = {
     "question": "Must multiply handle floats in the tests?",
@@ -46,15 +54,7 @@ class AskingScript:
         if phase == "plan":
             return final(**PLAN_OUTPUT)
         if phase == "execute" and "subtask 1 of 2" in req.user:
-            return [
-                Reply.call(
-                    "edit_file",
-                    path="calc.py",
-                    old_text="    return a + b\n",
-                    new_text="    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n",
-                ),
-                final(summary="Added multiply(a, b)."),
-            ][min(step, 1)]
+            return [ADD_MULTIPLY, final(summary="Added multiply(a, b).")][min(step, 1)]
         if phase == "execute" and "subtask 2 of 2" in req.user:
             if ANSWERED not in req.user and "You may not ask more questions" not in req.user:
                 self.asked += 1
