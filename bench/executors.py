@@ -43,6 +43,7 @@ import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from tests.executors.claude_support import REAL_KEY, ClaudeScript  # noqa: E402
+from tests.executors.codex_support import CodexCalcScript  # noqa: E402
 from tests.support import (  # noqa: E402
     CalcScript,
     add_project,
@@ -80,6 +81,8 @@ ROWS: list[Row] = [
         },
         needs="claude",
     ),
+    # The execute model is settings_for's openai:scripted-model: Codex asks for scripted-model.
+    Row("codex", lambda: CodexCalcScript(probe=False), {"executor": "codex"}, needs="codex"),
 ]
 
 

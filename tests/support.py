@@ -265,3 +265,28 @@ def parked_are_clean(home: Any) -> bool:
         if status:
             return False
     return True
+
+
+def owner_client(url: str) -> httpx.Client:
+    """A client of the running server ``url`` signed up as its first user (the owner of the
+    first organization), authenticated with an API token."""
+    signup = httpx.post(
+        f"{url}/api/auth/signup",
+        json={"email": "owner@example.test", "password": "correct horse battery"},
+    )
+    assert signup.status_code == 201, signup.text
+    token = httpx.post(
+        f"{url}/api/tokens",
+        json={"name": "test"},
+        cookies=signup.cookies,
+        headers={"X-CSRF-Token": signup.json()["csrf_token"]},
+    ).json()["token"]
+    return httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"})
+
+
+def price_every_call(client: httpx.Client, model: str = "scripted-model") -> None:
+    """A dollar per thousand tokens of ``model``: every call of the scripted model costs."""
+    price = client.put(
+        "/api/prices", json={"model": model, "input_per_mtok": 1000, "output_per_mtok": 1000}
+    )
+    assert price.status_code == 200, price.text

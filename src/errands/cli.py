@@ -318,7 +318,7 @@ def project_set(
     ] = None,
     executor: Annotated[
         str | None,
-        typer.Option(help='What types the code: native, claude-code ("" = .errands.toml).'),
+        typer.Option(help='What types the code: native, claude-code, codex ("" = .errands.toml).'),
     ] = None,
     revise_executor: Annotated[
         str | None, typer.Option(help='The executor of revise rounds ("" = as --executor).')

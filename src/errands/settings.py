@@ -123,8 +123,9 @@ class Settings(BaseSettings):
     executor: str = Field(
         default="native",
         description="What types the code of each subtask (execute and revise): native (Errands' "
-        "own loop with ERRANDS_EXECUTE_MODEL), claude-code (the Claude Code CLI inside the "
-        "sandbox). A project may choose its own (.errands.toml, the project page, the CLI).",
+        "own loop with ERRANDS_EXECUTE_MODEL), claude-code or codex (the Claude Code or Codex "
+        "CLI inside the sandbox). A project may choose its own (.errands.toml, the project "
+        "page, the CLI).",
     )
     revise_executor: str | None = Field(
         default=None,

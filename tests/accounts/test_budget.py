@@ -13,6 +13,8 @@ from errands.testing.scripted_llm import ChatRequest, Reply, ScriptedLLM
 from tests.support import (
     CalcScript,
     events_of,
+    owner_client,
+    price_every_call,
     running_server,
     settings_for,
     wait_for_state,
@@ -46,28 +48,9 @@ def test_a_task_stops_at_its_cap_keeps_its_commits_and_resumes(
         ScriptedLLM(script) as llm,
         running_server(settings_for(home, llm.base_url, local_origins=[sample_repo.parent])) as url,
     ):
-        signup = httpx.post(
-            f"{url}/api/auth/signup",
-            json={"email": "owner@example.test", "password": "correct horse battery"},
-        )
-        assert signup.status_code == 201, signup.text
-        csrf = signup.json()["csrf_token"]
-        token = httpx.post(
-            f"{url}/api/tokens",
-            json={"name": "test"},
-            cookies=signup.cookies,
-            headers={"X-CSRF-Token": csrf},
-        ).json()["token"]
-        client = httpx.Client(
-            base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}
-        )
+        client = owner_client(url)
         script.client = client
-        # A dollar per thousand tokens: every call of the scripted model costs something.
-        price = client.put(
-            "/api/prices",
-            json={"model": "scripted-model", "input_per_mtok": 1000, "output_per_mtok": 1000},
-        )
-        assert price.status_code == 200, price.text
+        price_every_call(client)
 
         project = client.post("/api/projects", json={"origin": str(sample_repo)}).json()
         task_id = client.post(

@@ -8,10 +8,12 @@ import json
 import os
 import shutil
 
+import httpx
 import pytest
 
 from errands.executors.codex_cli import CODEX_INSTALL
 from errands.testing import ChatRequest, Reply
+from tests.support import CalcScript
 
 
 def codex_or_skip() -> str:
@@ -46,3 +48,84 @@ def last_turn_results(request: ChatRequest) -> list[str]:
         elif message.get("role") == "tool":
             results.append(str(message.get("content")))
     return results
+
+
+def codex_phase(request: ChatRequest) -> str:
+    """The Errands phase Codex is in: the last one named, whether by the session's developer
+    instructions or, in a resumed session, at the head of a later turn's prompt."""
+    phase = "unknown"
+    for message in request.messages:
+        if message.get("role") in ("system", "developer", "user"):
+            for line in str(message.get("content")).splitlines():
+                if line.startswith("Errands phase: "):
+                    phase = line.removeprefix("Errands phase: ").rstrip(".")
+    return phase
+
+
+# -- the calc task, typed by Codex ------------------------------------------------------
+
+ADD_MULTIPLY = (
+    "python3 -c \"import pathlib; p = pathlib.Path('calc.py'); "
+    "p.write_text(p.read_text() + '\\n\\ndef multiply(a, b):\\n    return a * b\\n')\""
+)
+WRITE_TEST = (
+    "mkdir -p tests && printf 'from calc import multiply\\n\\n\\ndef test_multiply():\\n"
+    "    assert multiply(3, 4) == 12\\n' > tests/test_multiply.py && python3 -m pytest -q"
+)
+DOCUMENT = (
+    "python3 -c \"import pathlib; p = pathlib.Path('calc.py'); "
+    "p.write_text(p.read_text().replace('def multiply(a, b):\\n', "
+    '\'def multiply(a, b):\\n    \\"\\"\\"Return the product of a and b.\\"\\"\\"\\n\'))"'
+)
+
+
+class CodexCalcScript(CalcScript):
+    """The calc task: research and plan natively (CalcScript), each subtask and the revise
+    round by Codex (Responses API) with shell commands. Subtask 1 also looks around the
+    sandbox: its environment, and whether anything but the proxy's model route answers."""
+
+    def __init__(self, *, probe: bool = True) -> None:
+        super().__init__()
+        self.probe = probe  # look around the sandbox in subtask 1 (the bench does not)
+        self.upstream_port = 0  # the scripted server's own port on the host's loopback
+        self.client: httpx.Client | None = None
+        self.cap_task = 0  # lower this task's cap when Codex first asks for it
+
+    def __call__(self, req: ChatRequest) -> Reply:
+        if req.api != "responses":
+            return super().__call__(req)
+        phase = codex_phase(req)
+        self.phases.append(f"codex-{phase}")
+        prompt = req.last_user or ""
+        done = last_turn_results(req)
+        if "Add multiply again" in prompt and self.client is not None:
+            if not done:  # lowered below what the task has spent: the next call must not go
+                lowered = self.client.put(f"/api/tasks/{self.cap_task}/budget", json={"usd": 1e-6})
+                assert lowered.status_code == 200, lowered.text
+                return shell("echo working")
+            return report("should never be asked")
+        if phase == "execute" and "subtask 1 of 2" in prompt:
+            probes = [
+                shell("env | sort"),
+                # Another host, the scripted server itself on the host's loopback, and a path
+                # of the proxy that is not a model call.
+                shell(
+                    "curl -sS --max-time 5 https://example.com/ ; echo curl-exit=$? ; "
+                    f"curl -sS --max-time 5 http://127.0.0.1:{self.upstream_port}/v1/models ; "
+                    "echo loopback-exit=$? ; "
+                    'curl -sS --max-time 5 "$OPENAI_BASE_URL/../elsewhere" ; echo proxy-exit=$?'
+                ),
+            ]
+            steps = [
+                shell(ADD_MULTIPLY),
+                *(probes if self.probe else []),
+                report("Added multiply(a, b).", "Kept it a plain product."),
+            ]
+            return steps[min(len(done), len(steps) - 1)]
+        if phase == "execute" and "subtask 2 of 2" in prompt:
+            return [shell(WRITE_TEST), report("Tested multiply.")][min(len(done), 1)]
+        if phase == "revise":
+            return [shell(DOCUMENT), report("Documented multiply.", "Docstring as asked.")][
+                min(len(done), 1)
+            ]
+        raise AssertionError(f"unexpected Codex request in phase {phase}: {prompt[:300]!r}")

@@ -1,8 +1,5 @@
-"""Driving the real Codex CLI inside bubblewrap against the scripted Responses server.
-
-Until a sandbox has the egress proxy's forwarder, these tests give the sandbox the host's
-network (a setup command's grant) so Codex can reach the scripted model on loopback; the
-executor tests run it through the proxy."""
+"""Driving the real Codex CLI inside bubblewrap, its only way out the egress proxy (with the
+real key, outside), to the scripted Responses server on loopback."""
 
 from __future__ import annotations
 
@@ -11,7 +8,8 @@ import os
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from errands.accounts.errors import BudgetReached
+from errands.egress import EgressConfig, ModelCall, Refusal, Route, Usage, egress_proxy
 from errands.errors import Cancelled, ConfigError
+from errands.executors import create_executor
+from errands.executors.codex import codex_model
 from errands.executors.codex_cli import (
     CodexEndpoint,
     CodexError,
@@ -31,42 +33,70 @@ from errands.executors.codex_cli import (
     parse_report,
     toml_value,
 )
-from errands.sandbox import BubblewrapSandbox, CommandResult, SandboxPolicy
+from errands.sandbox import BubblewrapSandbox, SandboxPolicy
 from errands.settings import sandbox_env
 from errands.testing import ChatRequest, Reply, ScriptedLLM
-from tests.executors.codex_support import codex_or_skip, last_turn_results, report, shell
+from tests.executors.codex_support import (
+    codex_or_skip,
+    codex_phase,
+    last_turn_results,
+    report,
+    shell,
+)
 from tests.sandbox.conftest import requires_bwrap
 
 REAL_KEY = "sk-real-key-never-in-the-sandbox-4242"
-PLACEHOLDER = "errands-placeholder-key"
+REVISE = "Errands phase: revise."
 
 
-class NetworkedSandbox(BubblewrapSandbox):
-    """Our bubblewrap sandbox with the host's network on, as for a setup command: the
-    stand-in for the egress forwarder these driver tests do without."""
+class Ledger:
+    """The proxy's meter: what a job would record, and a cap on the number of calls."""
 
-    def run(self, command: str, **options: Any) -> CommandResult:
-        return super().run(command, **{**options, "network": True})
+    def __init__(self, allowed_calls: int = 1000) -> None:
+        self.allowed_calls = allowed_calls
+        self.calls: list[tuple[ModelCall, Usage | None]] = []
+        self.refusals: list[Refusal] = []
+
+    def check_before(self, call: ModelCall) -> None:
+        if len(self.calls) >= self.allowed_calls:
+            raise BudgetReached(f"Budget reached: {self.allowed_calls} calls are all it has")
+
+    def record(self, call: ModelCall, usage: Usage | None) -> None:
+        self.calls.append((call, usage))
+
+    def refused(self, refusal: Refusal) -> None:
+        self.refusals.append(refusal)
 
 
 Events = list[tuple[str, str, dict[str, Any]]]
 
 
-def session(
-    llm: ScriptedLLM, workspace: Path, state: Path, events: Events, **options: Any
-) -> CodexSession:
-    policy = SandboxPolicy(workspace=workspace, env=dict(sandbox_env()), network=True)
-    return CodexSession(
-        sandbox=NetworkedSandbox(codex_policy(policy, state)),
-        workspace=workspace,
-        state_dir=state,
-        endpoint=CodexEndpoint(llm.base_url, PLACEHOLDER, "scripted"),
-        instructions="Errands phase: execute.",
-        timeout=120,
-        on_event=lambda kind, message, data: events.append((kind, message, data)),
-        binary=codex_or_skip(),
-        **options,
-    )
+@contextmanager
+def codex_session(
+    llm: ScriptedLLM,
+    workspace: Path,
+    state: Path,
+    events: Events,
+    ledger: Ledger | None = None,
+    **options: Any,
+) -> Iterator[CodexSession]:
+    """A Codex session in bubblewrap whose model calls go through a running egress proxy."""
+    route = Route("openai", llm.base_url, REAL_KEY)
+    with egress_proxy(EgressConfig(routes=(route,)), ledger or Ledger()) as proxy:
+        policy = SandboxPolicy(workspace=workspace, env=sandbox_env(), egress=proxy.grant)
+        options.setdefault("instructions", "Errands phase: execute.")
+        yield CodexSession(
+            sandbox=BubblewrapSandbox(codex_policy(policy, state)),
+            workspace=workspace,
+            state_dir=state,
+            endpoint=CodexEndpoint(
+                proxy.grant.env["OPENAI_BASE_URL"], proxy.grant.env["OPENAI_API_KEY"], "scripted"
+            ),
+            timeout=120,
+            on_event=lambda kind, message, data: events.append((kind, message, data)),
+            binary=codex_or_skip(),
+            **options,
+        )
 
 
 @pytest.fixture
@@ -81,10 +111,10 @@ def workspace(tmp_path: Path) -> Path:
 
 
 @requires_bwrap
-def test_turns_run_inside_bubblewrap_resume_the_session_and_hold_no_key(
+def test_turns_run_inside_bubblewrap_through_the_proxy_and_resume_the_session(
     workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", REAL_KEY)  # the worker's own key: must stay outside
+    monkeypatch.setenv("OPENAI_API_KEY", REAL_KEY)  # the worker's own: must stay outside
 
     def script(req: ChatRequest) -> Reply:
         done = last_turn_results(req)
@@ -93,45 +123,82 @@ def test_turns_run_inside_bubblewrap_resume_the_session_and_hold_no_key(
                 report("nothing more", no_change_reason="already done") if done else shell("id -u")
             )
         if not done:
-            return shell("printf 'x = 1\\n' > new.py && env && id -u && cat new.py")
+            return shell(
+                "printf 'x = 1\\n' > new.py && env && id -u && cat new.py; "
+                "curl -sS --max-time 5 https://example.com/; echo other-host=$?; "
+                f"curl -sS --max-time 5 http://127.0.0.1:{llm.port}/v1/models; echo loopback=$?"
+            )
         return report("added new.py", "x is 1")
 
     events: Events = []
+    ledger = Ledger()
+    state = tmp_path / "state"
     with ScriptedLLM(script) as llm:
-        codex = session(llm, workspace, tmp_path / "state", events)
-        first = codex.turn("first turn: add new.py")
-        second = codex.turn("second turn: anything left?")
+        with codex_session(llm, workspace, state, events, ledger) as codex:
+            first = codex.turn("first turn: add new.py")
+            second = codex.turn("second turn: anything left?")
+        # The next assignment (a revise round) resumes the session with its own instructions.
+        with codex_session(llm, workspace, state, events, instructions=REVISE) as revise:
+            third = revise.turn("second turn again")
 
     assert llm.script_errors == []
     assert (workspace / "new.py").read_text() == "x = 1\n"
     assert first.report.summary == "added new.py"
     assert first.report.decisions == ["x is 1"]
     assert second.report.no_change_reason == "already done"
-    # One session: the second turn resumed it, with the first turn's history.
-    assert second.thread_id == first.thread_id
-    last = llm.requests[-1]
-    assert last.n_assistant >= 3
-    assert any("x = 1" in result for _, result in last.tool_results)
-    assert first.input_tokens > 0 and second.input_tokens > 0
-    # Codex's commands ran inside the sandbox: our uid there, our scrubbed environment.
-    [output, *_] = [r for r in last_turn_results(llm.requests[1])]
+    # One session: each later turn resumed it, with the history before it.
+    assert first.thread_id == second.thread_id == third.thread_id
+    assert llm.requests[-1].n_assistant >= 4
+    assert any("x = 1" in result for _, result in llm.requests[-1].tool_results)
+    assert (llm.requests[-1].last_user or "").startswith(REVISE)
+    assert codex_phase(llm.requests[-1]) == "revise"
+    assert codex_phase(llm.requests[2]) == "execute"
+    # Codex's commands ran inside the sandbox: our uid, our environment (a placeholder key,
+    # the forwarder's address), and no way out but the model route.
+    [output] = last_turn_results(llm.requests[1])
     assert "\n1000\n" in output
-    assert "CODEX_HOME=" in output
     assert REAL_KEY not in output
-    assert f"ERRANDS_MODEL_KEY={PLACEHOLDER}" in output
-    # Every request carried the placeholder, none the real key; only the model was called.
-    assert llm.sightings(REAL_KEY) == []
-    assert {r.headers["authorization"] for r in llm.received} == {f"Bearer {PLACEHOLDER}"}
+    assert "OPENAI_API_KEY=errands-placeholder" in output
+    assert "other-host=0" not in output and "loopback=0" not in output
+    assert "other-host=" in output and "loopback=" in output
+    # The real key went on outside: in every request's header, never in a body.
+    assert {r.headers["authorization"] for r in llm.received} == {f"Bearer {REAL_KEY}"}
+    assert all(REAL_KEY not in r.body for r in llm.received)
     assert {(r.method, r.path) for r in llm.received} == {("POST", "/v1/responses")}
-    # Telemetry is off (Codex says so in each request's metadata).
+    # Every call was metered, with the usage the server reported.
+    assert len(ledger.calls) == 4
+    assert all(usage is not None and usage.input_tokens > 0 for _, usage in ledger.calls)
+    assert first.input_tokens + second.input_tokens == sum(
+        usage.input_tokens for _, usage in ledger.calls if usage is not None
+    )
+    # Codex asked the proxy for nothing else (no telemetry, update check, model list), and
+    # says its analytics are off in each request's metadata.
+    assert ledger.refusals == []
     assert all(
         '"analytics_enabled":false' in r.headers["x-codex-turn-metadata"] for r in llm.received
     )
     kinds = [kind for kind, _, _ in events]
-    assert kinds.count("codex.session") == 2
+    assert kinds.count("codex.session") == 3
     assert "agent.tool_call" in kinds and "agent.tool_result" in kinds
     call = next(data for kind, _, data in events if kind == "agent.tool_call")
     assert "new.py" in call["args"]["command"]
+
+
+@requires_bwrap
+def test_a_spent_budget_stops_codex_before_the_next_call(workspace: Path, tmp_path: Path) -> None:
+    def script(req: ChatRequest) -> Reply:
+        return report("done") if last_turn_results(req) else shell("echo working")
+
+    ledger = Ledger(allowed_calls=1)
+    with (
+        ScriptedLLM(script) as llm,
+        codex_session(llm, workspace, tmp_path / "state", [], ledger) as codex,
+        pytest.raises(CodexError, match="Budget reached"),
+    ):
+        codex.turn("do it")
+
+    assert len(llm.requests) == 1  # the second call never left the proxy
+    assert {refusal.code for refusal in ledger.refusals} == {"budget_reached"}
 
 
 @requires_bwrap
@@ -141,8 +208,11 @@ def test_a_lost_session_starts_a_new_one(workspace: Path, tmp_path: Path) -> Non
     gone = "01a24999-3c07-76d2-a457-ae9fe33bd600"
     (state / "codex" / "session.json").write_text(json.dumps({"thread_id": gone}))
     events: Events = []
-    with ScriptedLLM(lambda req: report("fresh")) as llm:
-        turn = session(llm, workspace, state, events).turn("do it")
+    with (
+        ScriptedLLM(lambda req: report("fresh")) as llm,
+        codex_session(llm, workspace, state, events) as codex,
+    ):
+        turn = codex.turn("do it")
 
     assert turn.report.summary == "fresh"
     assert turn.thread_id != gone
@@ -151,18 +221,22 @@ def test_a_lost_session_starts_a_new_one(workspace: Path, tmp_path: Path) -> Non
 
 
 @requires_bwrap
-def test_a_refused_model_call_fails_the_turn_saying_why(workspace: Path, tmp_path: Path) -> None:
-    with ScriptedLLM(lambda req: Reply.error(403, "task budget reached")) as llm:
-        codex = session(llm, workspace, tmp_path / "state", [])
-        with pytest.raises(CodexError, match="task budget reached"):
-            codex.turn("do it")
+def test_an_error_answer_fails_the_turn_saying_why(workspace: Path, tmp_path: Path) -> None:
+    with (
+        ScriptedLLM(lambda req: Reply.error(400, "model scripted does not exist")) as llm,
+        codex_session(llm, workspace, tmp_path / "state", []) as codex,
+        pytest.raises(CodexError, match="model scripted does not exist"),
+    ):
+        codex.turn("do it")
 
 
 @requires_bwrap
 def test_cancel_stops_codex(workspace: Path, tmp_path: Path) -> None:
     cancel = threading.Event()
-    with ScriptedLLM(lambda req: report("late").with_delay(30)) as llm:
-        codex = session(llm, workspace, tmp_path / "state", [], cancel=cancel)
+    with (
+        ScriptedLLM(lambda req: report("late").with_delay(30)) as llm,
+        codex_session(llm, workspace, tmp_path / "state", [], cancel=cancel) as codex,
+    ):
         threading.Timer(1.0, cancel.set).start()
         started = time.monotonic()
         with pytest.raises(Cancelled):
@@ -179,6 +253,15 @@ def test_a_missing_cli_says_how_to_install_it(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ConfigError, match="npm install -g @openai/codex"):
         codex_binary()
+    with pytest.raises(ConfigError, match="npm install -g @openai/codex"):
+        create_executor("codex")
+
+
+def test_codex_asks_for_the_execute_phase_openai_model() -> None:
+    assert codex_model("openai:gpt-5.2-codex") == "gpt-5.2-codex"
+    for other in ("anthropic:claude-sonnet-4-5", None, "openai:"):
+        with pytest.raises(ConfigError, match="ERRANDS_EXECUTE_MODEL"):
+            codex_model(other)
 
 
 @given(st.text())

@@ -24,6 +24,7 @@ from errands.executors.base import (
     Workbench,
 )
 from errands.executors.claude_code import ClaudeCodeExecutor
+from errands.executors.codex import CodexExecutor
 from errands.executors.native import NativeExecutor
 
 __all__ = [
@@ -48,6 +49,7 @@ ExecutorFactory = Callable[[], Executor]
 EXECUTORS: dict[str, ExecutorFactory] = {
     "native": NativeExecutor,
     "claude-code": ClaudeCodeExecutor,
+    "codex": CodexExecutor,
 }
 
 

@@ -222,6 +222,7 @@ class CodexSession:
         self.agent = agent  # names the events, e.g. "subtask-2"
         self.home, self.inputs = _dirs(state_dir)
         self.session_file = state_dir / "codex" / "session.json"
+        self.turns = 0  # turns this assignment has had
         for directory in (self.home, self.inputs):
             directory.mkdir(parents=True, exist_ok=True)
 
@@ -264,7 +265,8 @@ class CodexSession:
             f"{provider}.base_url": self.endpoint.base_url,
             f"{provider}.env_key": KEY_VARIABLE,
             f"{provider}.wire_api": "responses",
-            # A refusal from the proxy (a budget, the allowlist) is final: do not retry it.
+            # One retry of a dropped call, no more: the proxy refuses a call past a budget or
+            # off its allowlist again, and the turn should fail saying so, not back off.
             f"{provider}.request_max_retries": 1,
             f"{provider}.stream_max_retries": 1,
             **_SETTINGS,
@@ -294,8 +296,8 @@ class CodexSession:
     def turn(self, prompt: str) -> CodexTurn:
         """Run one turn with ``prompt``; resumes the task's session when there is one."""
         thread_id, seen_in, seen_out = self._saved()
-        (self.inputs / "prompt.md").write_text(prompt)
         (self.inputs / "schema.json").write_text(json.dumps(REPORT_SCHEMA))
+        self._write_prompt(prompt, resumed=thread_id is not None)
         _remove(self.home, EVENTS_NAME)
         result, events = self._run(thread_id)
         if thread_id is not None and _unknown_thread(result, events):
@@ -303,9 +305,20 @@ class CodexSession:
             self._event("codex.session", "Codex session not found; starting a new one", {})
             thread_id, seen_in, seen_out = None, 0, 0
             self.forget()
+            self._write_prompt(prompt, resumed=False)
             _remove(self.home, EVENTS_NAME)
             result, events = self._run(None)
+        self.turns += 1
         return self._finish(result, events, thread_id, seen_in, seen_out)
+
+    def _write_prompt(self, prompt: str, *, resumed: bool) -> None:
+        """A resumed session keeps the developer instructions it started with (Codex applies
+        ``developer_instructions`` only to a new session): the first turn of an assignment in
+        a resumed session carries this assignment's instructions (a revise round's, say) at
+        the head of its prompt."""
+        if resumed and self.turns == 0:
+            prompt = f"{self.instructions}\n\n{CODEX_NOTE}\n\n{prompt}"
+        (self.inputs / "prompt.md").write_text(prompt)
 
     def _run(self, thread_id: str | None) -> tuple[CommandResult, list[dict[str, Any]]]:
         events: list[dict[str, Any]] = []
