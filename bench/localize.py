@@ -50,7 +50,8 @@ import numpy as np  # noqa: E402
 
 from errands.index import CodeIndex, gitio  # noqa: E402
 from errands.index import locate as locating  # noqa: E402
-from errands.index.build import _workers, reap_workers  # noqa: E402
+from errands.index.build import PARALLEL_MIN_FILES, _workers, reap_workers  # noqa: E402
+from errands.index.core import REBUILD_SHARE  # noqa: E402
 from errands.index.paths import is_test, skip_path, too_big  # noqa: E402
 from errands.index.symbols import grammar, language_of  # noqa: E402
 
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="at most N instances (0: all)")
     ap.add_argument("--only", action="append", default=[], help="only these OWNER/NAME")
     ap.add_argument("--misses", action="store_true", help="print instances missed at top 5")
+    ap.add_argument("--save-cases", type=Path, help="pickle each instance's evidence here")
     ap.add_argument(
         "--scale", type=int, default=0, metavar="N",
         help="instead: index a generated repository of N files (e.g. 50000)",
@@ -217,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             ranked = index.locate(row["problem_statement"], limit=10)
             st.locate_ms.append((time.perf_counter() - t0) * 1000)
-            cases.append(Case.of(repo, locating.evidence(index, row["problem_statement"]), gold))
+            found = locating.evidence(index, row["problem_statement"])
+            cases.append(Case.of(repo, found, gold, row["instance_id"]))
             paths = [loc.path for loc in ranked]
             st.instances += 1
             for k in (1, 5, 10):
@@ -260,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
 
     _report(stats, skipped_repos, no_source_gold, args)
     _generalization(cases)
+    if args.save_cases:
+        import pickle
+
+        args.save_cases.write_bytes(pickle.dumps(cases))
     bound = _parse_floor(stats, mapping)
     files = sum(st.cold_files for st in stats.values())
     secs = sum(st.cold_seconds for st in stats.values())
@@ -301,9 +308,12 @@ class Case:
     raw: Any  # a row per file, a column per signal
     gold: set[str]
     path_rank: Any  # files' order by path (locate breaks ties by path)
+    instance: str = ""
 
     @classmethod
-    def of(cls, repo: str, found: dict[str, locating.Evidence], gold: list[str]) -> Case:
+    def of(
+        cls, repo: str, found: dict[str, locating.Evidence], gold: list[str], instance: str
+    ) -> Case:
         paths = sorted(found)
         raw = np.zeros((len(paths), len(locating.SIGNALS)))
         col = {s: i for i, s in enumerate(locating.SIGNALS)}
@@ -311,7 +321,7 @@ class Case:
             for signal, value in found[path].raw.items():
                 raw[row, col[signal]] = value
         kinds = np.array([locating.KINDS.index(found[p].kind) for p in paths], dtype=np.int64)
-        return cls(repo, paths, kinds, raw, set(gold), np.arange(len(paths)))
+        return cls(repo, paths, kinds, raw, set(gold), np.arange(len(paths)), instance)
 
     def top(self, weights: locating.Weights, k: int = 10) -> list[str]:
         """The top k files under ``weights``, as ``locate`` would rank them."""
@@ -490,7 +500,7 @@ def _latency(repo: str, git_dir: Path, index_file: Path, queries: list[str]) -> 
         env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
         runs = []
         for query in queries[:8]:
-            argv = [sys.executable, "-m", "errands.cli", "locate", "bench", query[:2000]]
+            argv = [sys.executable, "-m", "errands.cli", "locate", "bench", "--", query[:2000]]
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, timeout=120)
@@ -717,6 +727,18 @@ def _report(
             f"{statistics.median(st.one_file_big_ms or [0]):>9.1f} {up:>27} "
             f"{st.size_bytes / 1e6:>8.1f} {st.load_s:>7.2f} {st.consistent!s:>5}"
         )
+    rebuilt = [
+        (u, st) for st in stats.values() for u in st.updates
+        if u[1] > max(PARALLEL_MIN_FILES, REBUILD_SHARE * st.cold_files)
+    ]  # fmt: skip
+    slower = sum(u[0] > st.cold_seconds for st in stats.values() for u in st.updates)
+    total_updates = sum(len(st.updates) for st in stats.values())
+    print(
+        f"  updates slower than their repository's first cold build: {slower} of "
+        f"{total_updates}; {len(rebuilt)} of them changed more than 1/8 of the files and were "
+        "cold builds (plus the diff that says so), so on a busy machine about half of those "
+        "come out slower by chance"
+    )
     files = sum(st.cold_files for st in stats.values())
     secs = sum(st.cold_seconds for st in stats.values())
     saved = secs + sum(st.cold_save_seconds for st in stats.values())

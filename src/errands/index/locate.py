@@ -49,6 +49,7 @@ class Weights:
     bm25_file: float = 2.0
     bm25_symbol: float = 1.0
     path_word: float = 0.6
+    stem: float = 1.0
     history: float = 0.15
     test: float = 0.3  # factors by kind; source code keeps 1
     doc: float = 0.3
@@ -60,7 +61,7 @@ class Weights:
 
 SIGNALS = (
     "traceback", "traceback_last", "path", "module", "defines", "bm25_file", "bm25_symbol",
-    "path_word", "history",
+    "path_word", "stem", "history",
 )  # fmt: skip
 KINDS = ("code", "test", "doc", "non_code")
 WEIGHTS = Weights()
@@ -290,16 +291,24 @@ def evidence(index: CodeIndex, text: str) -> dict[str, Evidence]:
                 scores[path].add("bm25_symbol", value, f"BM25 match on `{sym.name}`")
                 scores[path].symbol(sym, w.bm25_symbol * value)
 
-    # 6. Words naming directories or files.
-    for word, _count in parsed.words.items():
+    # 6. Words naming directories or files, and files named after a word or identifier of
+    # the text (`config` → config.py, `linted_file` → linted_file.py). Tests and fixtures
+    # named after a module do not make its name any less specific.
+    identifiers = {w.lower() for w in (*parsed.code_idents, *parsed.prose_idents)}
+    for word in sorted(set(parsed.words) | identifiers):
         if word in STOPWORDS:
             continue
         paths = derived.path_tokens.get(word)
         if not paths or len(paths) > max(20, n_files // 20):
             continue
-        value = 1 / math.sqrt(len(paths))
-        for path in paths:
-            scores[path].add("path_word", value, f"path matches `{word}`")
+        sources = [p for p in paths if not is_test(p)]
+        if word in parsed.words:
+            value = 1 / math.sqrt(len(sources) or len(paths))
+            for path in paths:
+                scores[path].add("path_word", value, f"path matches `{word}`")
+        named = [p for p in sources if _stem(p) == word]
+        for path in named:
+            scores[path].add("stem", 1 / len(named), f"the file is named `{word}`")
 
     # 7. History prior, on files with some evidence, and each file's kind.
     max_churn = max((index.churn(p) for p in scores), default=0)
@@ -312,6 +321,10 @@ def evidence(index: CodeIndex, text: str) -> dict[str, Evidence]:
             sc.add("history", value, f"changed in {churn} recent commits")
         sc.kind = _kind(path)
     return dict(scores)
+
+
+def _stem(path: str) -> str:
+    return path.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
 
 
 def _kind(path: str) -> str:
