@@ -268,3 +268,21 @@ def test_a_failure_in_a_worker_process_fails_the_build(
     monkeypatch.setattr(build, "analyse", failing)
     with pytest.raises(ValueError, match="in a worker"):
         CodeIndex.build(git_dir, index.commit)
+
+
+def test_a_file_named_after_a_word_of_the_text_ranks_first(repo: Path, commit: Commit) -> None:
+    """`rule L027` names rules/L027.py: its fixtures, named alike, do not dilute that, and
+    the file's own name counts more than a directory sharing the word."""
+    head = commit(
+        {
+            "lint/rules/L027.py": "def check(segment):\n    return segment\n",
+            "lint/rules/L028.py": "def check(segment):\n    return None\n",
+            "tests/fixtures/L027.yml": "rule: L027\ncases: []\n",
+            "tests/rules/test_L027.py": "def test_it():\n    pass\n",
+            "lint/l027/helpers.py": "def helper():\n    return 1\n",
+        }
+    )
+    index = CodeIndex.build(repo / ".git", head)
+    top = index.locate("Accessing struct elements evades rule L027")[0]
+    assert top.path == "lint/rules/L027.py"
+    assert "the file is named `l027`" in top.reasons

@@ -6,9 +6,8 @@ import os
 import pickle
 import re
 import tempfile
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from errands.errors import GitError, InvalidInput
@@ -20,6 +19,7 @@ from errands.index.build import PARALLEL_MIN_FILES, Analysis, analyse_entries, r
 from errands.index.lexical import tokens
 from errands.index.model import Located, Symbol
 from errands.index.paths import skip_path, too_big
+from errands.index.tables import Derived
 
 FORMAT_VERSION = 4  # 4: the history window, lookup tables (3: no files' contents)
 HISTORY_COMMITS = 500
@@ -28,16 +28,6 @@ HISTORY_COMMITS = 500
 # it is one.
 REBUILD_SHARE = 0.125
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
-
-
-@dataclass(slots=True)
-class Derived:
-    """Lookup tables computed from the files on first use after a change."""
-
-    defs: dict[str, list[Symbol]] = field(default_factory=dict)  # name → definitions
-    modules: dict[str, str] = field(default_factory=dict)  # dotted name → path
-    path_tokens: dict[str, list[str]] = field(default_factory=dict)  # dir/stem token → paths
-    basenames: dict[str, list[str]] = field(default_factory=dict)
 
 
 class CodeIndex:
@@ -98,16 +88,19 @@ class CodeIndex:
         names = list(analysis.vocab)
         for info in analysis.infos:
             self._files[info.path] = info
+            if self._derived is not None:
+                self._derived.add(info)
         for docs, bm25 in ((analysis.files, self._file_bm25), (analysis.chunks, self._sym_bm25)):
             if docs is not None:
                 for i, key in enumerate(docs.keys):
                     bm25.add(key, docs.counts(i, names))
-        self._derived = None
 
     def _remove_file(self, path: str) -> None:
         info = self._files.pop(path, None)
         if info is None:
             return
+        if self._derived is not None:
+            self._derived.remove(info)
         self._file_bm25.remove(path)
         for i in range(len(info.symbols)):
             self._sym_bm25.remove(f"{path}\0{i}")
@@ -141,7 +134,6 @@ class CodeIndex:
         self._add(analyse_entries(git_dir, entries, progress))
         self._set_window(window.result())
         self.commit = sha
-        self._derived = None
         return [c.path for c in changes]
 
     # ---- persistence ----------------------------------------------------------------------
@@ -209,6 +201,7 @@ class CodeIndex:
             "file_statistics": self._file_bm25.statistics(),
             "symbol_postings": self._sym_bm25.documents(),
             "symbol_statistics": self._sym_bm25.statistics(),
+            "tables": self.derived(),
             "window": self._window,
             "churn": dict(self._churn),
             "age": self._age,
@@ -263,7 +256,7 @@ class CodeIndex:
 
     def derived(self) -> Derived:
         if self._derived is None:
-            self._derived = _derive(self._files)
+            self._derived = Derived.of(self._files.values())
         return self._derived
 
     # ---- queries --------------------------------------------------------------------------
@@ -370,42 +363,3 @@ class CodeIndex:
             return None
         i = int(idx)
         return info.symbols[i] if i < len(info.symbols) else None
-
-
-_PATH_WORD = re.compile(r"[A-Za-z0-9]+")
-
-
-def _derive(files: dict[str, FileInfo]) -> Derived:
-    from errands.index.paths import module_names
-
-    derived = Derived()
-    defs: dict[str, list[Symbol]] = defaultdict(list)
-    path_tokens: dict[str, list[str]] = defaultdict(list)
-    basenames: dict[str, list[str]] = defaultdict(list)
-    # In path order, not the dict's (a build's listing order, then updates' appends), so
-    # the tables — and every tie they break — are the same however the index came about.
-    for path, info in sorted(files.items()):
-        for sym in info.symbols:
-            defs[sym.name].append(sym)
-        for name in module_names(path):
-            derived.modules.setdefault(name, path)
-        parts = path.split("/")
-        basenames[parts[-1]].append(path)
-        stem = parts[-1].rsplit(".", 1)[0]
-        seen: set[str] = set()
-        for comp in [*parts[:-1], stem]:
-            for tok in split_path_component(comp):
-                if tok not in seen:
-                    seen.add(tok)
-                    path_tokens[tok].append(path)
-    derived.defs = dict(defs)
-    derived.path_tokens = dict(path_tokens)
-    derived.basenames = dict(basenames)
-    return derived
-
-
-def split_path_component(comp: str) -> list[str]:
-    low = comp.lower()
-    out = [low]
-    out.extend(w.lower() for w in _PATH_WORD.findall(comp.replace("_", " ")) if w.lower() != low)
-    return [t for t in out if len(t) > 2 and t not in {"src", "lib", "init", "__init__", "main"}]

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 from errands.errors import GitError, NotAGitRepository
@@ -220,12 +221,12 @@ class Window:
 
     def signals(self) -> tuple[Counter[str], dict[str, int]]:
         """Commits per file, and each file's age in commits (0 = the newest commit)."""
-        counts: Counter[str] = Counter()
+        changed = [self.changed.get(sha, ()) for sha in self.commits]
+        # In C, not a Python step per path: a root commit in the window lists every file.
+        counts = Counter(chain.from_iterable(changed))
         age: dict[str, int] = {}
-        for commit_no, sha in enumerate(self.commits):
-            for path in self.changed.get(sha, ()):
-                counts[path] += 1
-                age.setdefault(path, commit_no)
+        for commit_no in range(len(changed) - 1, -1, -1):  # oldest first, newer overwrite
+            age.update(dict.fromkeys(changed[commit_no], commit_no))
         return counts, age
 
 

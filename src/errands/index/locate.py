@@ -234,9 +234,10 @@ def evidence(index: CodeIndex, text: str) -> dict[str, Evidence]:
     for dotted in dict.fromkeys(parsed.dotted):
         parts = dotted.split(".")
         for k in range(len(parts), 1, -1):
-            module_path = derived.modules.get(".".join(parts[:k]))
-            if module_path is None:
+            module_paths = derived.modules.get(".".join(parts[:k]))
+            if not module_paths:
                 continue
+            module_path = module_paths[0]
             module_score = scores[module_path]
             module_score.add("module", 1.0, f"module `{'.'.join(parts[:k])}` named in the text")
             if k < len(parts):

@@ -1,0 +1,99 @@
+"""The ranker's lookup tables, derived from the index's files: which files define a name,
+which file a dotted module name is, which files a path word or a basename names.
+
+Every list is in path order (a file's symbols in their order within it), whatever order the
+files came in, so a table patched file by file after an update equals one built afresh — and
+an update patches them rather than building them again (on a large repository that takes
+seconds)."""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from errands.index.analyse import FileInfo
+from errands.index.model import Symbol
+from errands.index.paths import module_names
+
+_PATH_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+@dataclass(slots=True)
+class Derived:
+    """Lookup tables computed from the files: each key's files (or symbols) in path order."""
+
+    defs: dict[str, list[Symbol]] = field(default_factory=dict)  # name → definitions
+    modules: dict[str, list[str]] = field(default_factory=dict)  # dotted name → paths
+    path_tokens: dict[str, list[str]] = field(default_factory=dict)  # dir/stem token → paths
+    basenames: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, files: Iterable[FileInfo]) -> Derived:
+        derived = cls()
+        for info in sorted(files, key=lambda f: f.path):  # appended in path order
+            for table, key in derived._keys(info):
+                table.setdefault(key, []).append(info.path)
+            for sym in info.symbols:
+                derived.defs.setdefault(sym.name, []).append(sym)
+        return derived
+
+    def add(self, info: FileInfo) -> None:
+        """Enter a file that is not in the tables, where path order puts it."""
+        path = info.path
+        for table, key in self._keys(info):
+            paths = table.setdefault(key, [])
+            paths.insert(bisect.bisect_left(paths, path), path)
+        by_name: dict[str, list[Symbol]] = {}
+        for sym in info.symbols:
+            by_name.setdefault(sym.name, []).append(sym)
+        for name, syms in by_name.items():
+            defs = self.defs.setdefault(name, [])
+            at = bisect.bisect_left(defs, path, key=lambda s: s.path)
+            defs[at:at] = syms
+
+    def remove(self, info: FileInfo) -> None:
+        """Take a file out of the tables (as it was entered: ``info`` is its old entry)."""
+        path = info.path
+        for table, key in self._keys(info):
+            _drop(table, key, lambda p: p == path)
+        for name in {sym.name for sym in info.symbols}:
+            _drop(self.defs, name, lambda s: s.path == path)
+
+    def _keys(self, info: FileInfo) -> Iterator[tuple[dict[str, list[str]], str]]:
+        """Each table and key under which ``info``'s path is listed."""
+        path = info.path
+        for name in module_names(path):
+            yield self.modules, name
+        parts = path.split("/")
+        yield self.basenames, parts[-1]
+        stem = parts[-1].rsplit(".", 1)[0]
+        seen: set[str] = set()
+        for comp in [*parts[:-1], stem]:
+            for tok in split_path_component(comp):
+                if tok not in seen:
+                    seen.add(tok)
+                    yield self.path_tokens, tok
+
+
+T = TypeVar("T")
+
+
+def _drop(table: dict[str, list[T]], key: str, match: Callable[[T], bool]) -> None:
+    items = table.get(key)
+    if items is None:
+        return
+    kept = [item for item in items if not match(item)]
+    if kept:
+        table[key] = kept
+    else:
+        del table[key]
+
+
+def split_path_component(comp: str) -> list[str]:
+    low = comp.lower()
+    out = [low]
+    out.extend(w.lower() for w in _PATH_WORD.findall(comp.replace("_", " ")) if w.lower() != low)
+    return [t for t in out if len(t) > 2 and t not in {"src", "lib", "init", "__init__", "main"}]
