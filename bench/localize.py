@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -287,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     if misses:
         print("\nMissed at top 5:")
         print("\n".join(misses))
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
@@ -635,6 +637,7 @@ def scale(n_files: int) -> int:
     t0 = time.perf_counter()
     probe.locate("parser token schema render frame")
     print(f"  locate: {(time.perf_counter() - t0) * 1000:.0f} ms (first, after the update)")
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -85,12 +85,17 @@ def refresh_index(
     progress: Progress | None = None,
 ) -> tuple[CodeIndex, list[str] | None]:
     """(index at ``commit``, the paths re-indexed — None for a cold build)."""
-    current = load_index(settings, project_id)
-    if current is not None and current.commit == commit:
-        return current, []
     path = index_path(settings, project_id)
-    # Updated in place, so never the shared copy another thread may be reading.
-    index = _load_own(path) if current is not None else None
+    key = _identity(path)
+    with _loaded_lock:
+        cached = _loaded.get(path)
+    if cached is not None and cached[0] == key and cached[1].commit == commit:
+        return cached[1], []
+    # Read once, and updated in place: never the shared copy another thread may be reading.
+    index = _load_own(path)
+    if index is not None and key is not None and index.commit == commit:
+        _remember(path, key, index)
+        return index, []
     changed: list[str] | None = None
     if index is not None:
         try:
