@@ -302,6 +302,17 @@ def project_set(
         bool | None,
         typer.Option("--setup-network/--no-setup-network", help="Let setup reach the network."),
     ] = None,
+    setup_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--setup-host",
+            help="host:port setup commands may reach through the egress proxy (repeatable; "
+            "replaces .errands.toml's list and the defaults).",
+        ),
+    ] = None,
+    clear_setup_hosts: Annotated[
+        bool, typer.Option(help="Forget the hosts override; use .errands.toml or the defaults.")
+    ] = False,
     sandbox: Annotated[str | None, typer.Option(help="auto, bubblewrap or none.")] = None,
     auto_execute: Annotated[bool | None, typer.Option("--auto-execute/--no-auto-execute")] = None,
     base_branch: Annotated[str | None, typer.Option()] = None,
@@ -336,6 +347,8 @@ def project_set(
             setup_commands=setup,
             clear_setup_commands=clear_setup,
             setup_network=setup_network,
+            setup_hosts=setup_host,
+            clear_setup_hosts=clear_setup_hosts,
             sandbox_backend=sandbox,
             auto_execute=auto_execute,
             base_branch=base_branch,

@@ -46,6 +46,7 @@ class ProjectPublic(_Public):
     verify_commands: list[str] | None
     setup_commands: list[str] | None
     setup_network: bool | None
+    setup_hosts: list[str] | None
     sandbox_backend: str | None
     repo_config: dict[str, Any]
     auto_execute: bool
@@ -253,6 +254,9 @@ class ProjectUpdate(BaseModel):
     setup_commands: list[str] | None = None
     clear_setup_commands: bool = False
     setup_network: bool | None = None
+    # host:port pairs setup commands may reach (replacing .errands.toml's and the defaults).
+    setup_hosts: list[str] | None = Field(default=None, max_length=100)
+    clear_setup_hosts: bool = False
     sandbox_backend: Literal["auto", "bubblewrap", "none"] | None = None
     auto_execute: bool | None = None
     base_branch: str | None = None

@@ -85,6 +85,10 @@ def test_setup_network_is_an_allowlist_by_default_and_the_host_only_when_asked()
     assert egress(file=False, setting=True) == "allowlist"
     assert egress(file="host", setting=True) == "host"
     assert egress(file=True, setup=[]) == "off"  # no setup commands, no network
+    # The project's own list (errands project set --setup-host) wins over the file's.
+    own = project(file=True, hosts=["pypi.org:443"])
+    own.setup_hosts = ["registry.npmjs.org:443"]
+    assert effective_config(own, settings).setup_hosts == ("registry.npmjs.org:443",)
 
 
 def test_a_bad_allowlist_is_a_clear_error() -> None:

@@ -98,6 +98,7 @@ def test_projects_are_edited_through_their_form(server: str, sample_repo: Path) 
             "verify_commands": "pytest -q\n\nruff check .\n",
             "setup_commands": "pip install -e .",
             "setup_network": "on",
+            "setup_hosts": "pypi.org:443\n\nMirror.LAN:8080\n",
             "sandbox_backend": "none",
             "base_branch": "main",
             "executor": "claude-code",
@@ -106,6 +107,11 @@ def test_projects_are_edited_through_their_form(server: str, sample_repo: Path) 
     )
     assert saved.status_code == 303
     project = client.get("/api/projects/calc").json()
+    assert project["setup_hosts"] == ["mirror.lan:8080", "pypi.org:443"]
+    assert project["effective"]["setup_hosts"] == ["mirror.lan:8080", "pypi.org:443"]
+    bad = client.patch("/api/projects/calc", json={"setup_hosts": ["pypi.org"]})
+    assert bad.status_code == 422 and "not host:port" in bad.text
+    assert client.get("/api/projects/calc").json()["setup_hosts"] == project["setup_hosts"]
     assert (project["executor"], project["revise_executor"]) == ("claude-code", "native")
     assert project["effective"]["executor"] == "claude-code"
     assert project["verify_commands"] == ["pytest -q", "ruff check ."]

@@ -35,6 +35,8 @@ class Project(Base):
     repo_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     setup_commands: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     setup_network: Mapped[bool | None] = mapped_column(default=None)
+    # host:port pairs setup commands may reach through the egress proxy (None: the file's).
+    setup_hosts: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     sandbox_backend: Mapped[str | None] = mapped_column(String(32), default=None)
     auto_execute: Mapped[bool] = mapped_column(default=True)
     # Jobs of this project running at once across all workers (None = the setting).

@@ -25,6 +25,7 @@ from errands.domain import (
     check_transition,
     state_words,
 )
+from errands.egress.hosts import parse_hosts
 from errands.errors import ConfigError, Conflict, GitError, InvalidInput, NotFound, NothingToMerge
 from errands.executors import check_executor_name
 from errands.git import Diff, git, run_git
@@ -191,6 +192,8 @@ def update_project(
     setup_commands: list[str] | None = None,
     clear_setup_commands: bool = False,
     setup_network: bool | None = None,
+    setup_hosts: list[str] | None = None,
+    clear_setup_hosts: bool = False,
     sandbox_backend: str | None = None,
     auto_execute: bool | None = None,
     base_branch: str | None = None,
@@ -213,6 +216,10 @@ def update_project(
         project.setup_commands = _commands(setup_commands)
     if setup_network is not None:
         project.setup_network = setup_network
+    if clear_setup_hosts:
+        project.setup_hosts = None
+    elif setup_hosts is not None:
+        project.setup_hosts = [str(host) for host in parse_hosts(_commands(setup_hosts))]
     if sandbox_backend is not None:
         if sandbox_backend not in SANDBOX_BACKENDS:
             raise InvalidInput(f"sandbox must be one of: {', '.join(SANDBOX_BACKENDS)}.")

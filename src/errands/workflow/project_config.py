@@ -228,7 +228,10 @@ def effective_config(project: Project, settings: Settings) -> EffectiveConfig:
         setup_commands=list(setup),
         setup_network=egress != "off",
         setup_egress=egress,
-        setup_hosts=_setup_hosts(repo.setup.hosts, settings),
+        setup_hosts=_setup_hosts(
+            project.setup_hosts if project.setup_hosts is not None else repo.setup.hosts,
+            settings,
+        ),
         backend=backend,
         command_timeout=lim.command_timeout or settings.command_timeout,
         limits=limits,

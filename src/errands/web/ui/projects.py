@@ -146,6 +146,7 @@ def edit_project(
     verify_commands: Annotated[str, Form()] = "",
     setup_commands: Annotated[str, Form()] = "",
     setup_network: Annotated[str, Form()] = "",
+    setup_hosts: Annotated[str, Form()] = "",
     sandbox_backend: Annotated[str, Form()] = "",
     base_branch: Annotated[str, Form()] = "",
     auto_execute: Annotated[str, Form()] = "",
@@ -155,7 +156,7 @@ def edit_project(
     revise_executor: Annotated[str, Form()] = "",
 ) -> Response:
     def work(s: Session) -> str:
-        verify, setup = _lines(verify_commands), _lines(setup_commands)
+        verify, setup, hosts = _lines(verify_commands), _lines(setup_commands), _lines(setup_hosts)
         project = actions.update_project(
             s,
             ref,
@@ -165,6 +166,8 @@ def edit_project(
             setup_commands=setup or None,
             clear_setup_commands=not setup,
             setup_network={"on": True, "off": False}.get(setup_network),
+            setup_hosts=hosts or None,
+            clear_setup_hosts=not hosts,
             sandbox_backend=sandbox_backend or None,
             auto_execute=bool(auto_execute),
             base_branch=base_branch.strip() or None,
