@@ -82,7 +82,12 @@ ROWS: list[Row] = [
         needs="claude",
     ),
     # The execute model is settings_for's openai:scripted-model: Codex asks for scripted-model.
-    Row("codex", lambda: CodexCalcScript(probe=False), {"executor": "codex"}, needs="codex"),
+    Row(
+        "codex",
+        lambda: CodexCalcScript(probe=False, fail_once=False),
+        {"executor": "codex"},
+        needs="codex",
+    ),
 ]
 
 

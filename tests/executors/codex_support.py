@@ -68,10 +68,16 @@ ADD_MULTIPLY = (
     "python3 -c \"import pathlib; p = pathlib.Path('calc.py'); "
     "p.write_text(p.read_text() + '\\n\\ndef multiply(a, b):\\n    return a * b\\n')\""
 )
-WRITE_TEST = (
-    "mkdir -p tests && printf 'from calc import multiply\\n\\n\\ndef test_multiply():\\n"
-    "    assert multiply(3, 4) == 12\\n' > tests/test_multiply.py && python3 -m pytest -q"
-)
+
+
+def write_test(product: int) -> str:
+    return (
+        "mkdir -p tests && printf 'from calc import multiply\\n\\n\\ndef test_multiply():\\n"
+        f"    assert multiply(3, 4) == {product}\\n' > tests/test_multiply.py"
+    )
+
+
+FIX_TEST = "sed -i 's/== 13/== 12/' tests/test_multiply.py && python3 -m pytest -q"
 DOCUMENT = (
     "python3 -c \"import pathlib; p = pathlib.Path('calc.py'); "
     "p.write_text(p.read_text().replace('def multiply(a, b):\\n', "
@@ -84,9 +90,10 @@ class CodexCalcScript(CalcScript):
     round by Codex (Responses API) with shell commands. Subtask 1 also looks around the
     sandbox: its environment, and whether anything but the proxy's model route answers."""
 
-    def __init__(self, *, probe: bool = True) -> None:
+    def __init__(self, *, probe: bool = True, fail_once: bool = True) -> None:
         super().__init__()
         self.probe = probe  # look around the sandbox in subtask 1 (the bench does not)
+        self.fail_once = fail_once  # subtask 2's test is wrong until verification fails
         self.upstream_port = 0  # the scripted server's own port on the host's loopback
         self.client: httpx.Client | None = None
         self.cap_task = 0  # lower this task's cap when Codex first asks for it
@@ -122,8 +129,13 @@ class CodexCalcScript(CalcScript):
                 report("Added multiply(a, b).", "Kept it a plain product."),
             ]
             return steps[min(len(done), len(steps) - 1)]
+        if phase == "execute" and "verify commands fail" in prompt:
+            # The fix turn, in the same session: the failure report is the prompt.
+            assert "assert 12 == 13" in prompt, prompt
+            return [shell(FIX_TEST), report("Fixed the expected product.")][min(len(done), 1)]
         if phase == "execute" and "subtask 2 of 2" in prompt:
-            return [shell(WRITE_TEST), report("Tested multiply.")][min(len(done), 1)]
+            product = 13 if self.fail_once else 12
+            return [shell(write_test(product)), report("Tested multiply.")][min(len(done), 1)]
         if phase == "revise":
             return [shell(DOCUMENT), report("Documented multiply.", "Docstring as asked.")][
                 min(len(done), 1)

@@ -51,6 +51,9 @@ def test_a_task_with_the_codex_executor_through_the_proxy(sample_repo: Path, hom
             subtasks = task["subtasks"]
             assert [s["state"] for s in subtasks] == ["committed", "committed"]
             assert all(s["verified"] is True for s in subtasks)
+            # Subtask 2 failed its verification once; the fix went back to Codex's session.
+            assert [s["verify_attempts"] for s in subtasks] == [1, 2]
+            assert subtasks[1]["summary"].startswith("Fixed the expected product.")
             assert subtasks[0]["summary"].startswith("Added multiply(a, b).")
             assert subtasks[0]["decisions"] == ["Kept it a plain product."]
             log = run_git(sample_repo, "log", "--format=%s", f"main..{task['branch']}")
@@ -94,6 +97,8 @@ def test_a_task_with_the_codex_executor_through_the_proxy(sample_repo: Path, hom
     # One Codex session for the task: the revise round resumed it (its history came along).
     revise = next(r for r in codex_calls if codex_phase(r) == "revise")
     assert "subtask 1 of 2" in revise.user and "subtask 2 of 2" in revise.user
+    fix = next(r for r in codex_calls if "verify commands fail" in (r.last_user or ""))
+    assert "subtask 2 of 2" in fix.user
     assert revise.n_assistant > 4
 
     # The real key: injected by the proxy into what reached the model's endpoint, never in
