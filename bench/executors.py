@@ -13,7 +13,7 @@ planning are native in every row; only the coding (execute, revise) changes hand
 
 Usage (from the repository root)::
 
-    python bench/executors.py [--tasks 2] [--only claude-code]
+    python bench/executors.py [--tasks 2] [--only claude-code] [--only "acp (Gemini CLI)"]
 
 Rows whose CLI is not installed are skipped with the reason. Timings are printed, never
 asserted.
@@ -44,6 +44,9 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from tests.executors.claude_support import REAL_KEY, ClaudeScript  # noqa: E402
 from tests.executors.codex_support import CodexCalcScript  # noqa: E402
+from tests.executors.gemini_support import COMMAND as GEMINI_COMMAND  # noqa: E402
+from tests.executors.gemini_support import REAL_KEY as GOOGLE_KEY  # noqa: E402
+from tests.executors.gemini_support import GeminiScript  # noqa: E402
 from tests.support import (  # noqa: E402
     CalcScript,
     add_project,
@@ -87,6 +90,18 @@ ROWS: list[Row] = [
         lambda: CodexCalcScript(probe=False, fail_once=False),
         {"executor": "codex"},
         needs="codex",
+    ),
+    Row(
+        "acp (Gemini CLI)",
+        lambda: GeminiScript(probe=False, fail_once=False),
+        {"executor": "acp"},
+        lambda llm: {
+            "google_api_key": GOOGLE_KEY,
+            "google_base_url": llm.gemini_base_url.rstrip("/"),
+            "acp_command": GEMINI_COMMAND,
+            "acp_provider": "google",
+        },
+        needs="gemini",
     ),
 ]
 
@@ -145,7 +160,7 @@ def run_row(row: Row, tasks: int, tmp: Path) -> Result:
         home.mkdir(parents=True)
         repo = calc_repo(tmp / f"{row.name}-{n}" / "calc")
         with ScriptedLLM(row.script()) as llm:
-            if isinstance(llm.script, ClaudeScript):
+            if isinstance(llm.script, ClaudeScript | GeminiScript):
                 llm.script.port = llm.port
             settings = settings_for(home, llm.base_url, **row.settings(llm))
             with running_server(settings) as url:
@@ -163,7 +178,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2, help="tasks per executor")
     parser.add_argument("--only", action="append", help="run only these rows (and native)")
     args = parser.parse_args()
-    for name in [n for n in os.environ if n.startswith(("ERRANDS_", "OPENAI_", "ANTHROPIC_"))]:
+    prefixes = ("ERRANDS_", "OPENAI_", "ANTHROPIC_", "GOOGLE_", "GEMINI_")
+    for name in [n for n in os.environ if n.startswith(prefixes)]:
         del os.environ[name]  # the settings come from this script only
     console = Console()
     problem = bwrap_problem()

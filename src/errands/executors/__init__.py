@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from errands.errors import ConfigError
+from errands.executors.acp import AcpExecutor
 from errands.executors.base import (
     EXECUTOR_PHASES,
     Assignment,
@@ -50,6 +51,7 @@ EXECUTORS: dict[str, ExecutorFactory] = {
     "native": NativeExecutor,
     "claude-code": ClaudeCodeExecutor,
     "codex": CodexExecutor,
+    "acp": AcpExecutor,
 }
 
 
