@@ -93,6 +93,10 @@ ENVIRONMENTS = """\
 [default]
 verify = ["python3 -m pytest -q -p no:cacheprovider"]
 
+[repos."acme/words"]
+# One run per test, its exit code read (the other way scoring reads results).
+test_command = "python3 -m pytest -q -p no:cacheprovider {test}"
+
 [repos."acme/broken"]
 # A toolchain the repository needs is missing: its environment cannot be built.
 setup = ["python3 -c \\"import sys; sys.exit('rustc: command not found')\\""]

@@ -288,3 +288,39 @@ def test_budget_stops_the_run_before_a_call_past_it(tmp_path: Path) -> None:
     assert len(calls) == len(script.requests) >= 1
     assert sum(costs) == pytest.approx(spent, abs=0.01) and sum(costs) < budget
     assert calc["usage"]["cost_usd"] == pytest.approx(sum(costs), abs=1e-5)
+
+
+class QuietScript:
+    """calc: the agent finds nothing to change. words: the model is too slow to answer."""
+
+    def __call__(self, req: ChatRequest) -> Reply:
+        phase = phase_of(req)
+        if WORDS_MARK in req.user:
+            return Reply.say("still thinking", delay=8)
+        if phase == "research":
+            return final(overview="calc.", requirements=[], relevant_files=[], risks=[],
+                         questions=[])  # fmt: skip
+        if phase == "plan":
+            return final(subtasks=[{"title": "Look", "steps": ["Read sub"]}], out_of_scope=[])
+        return final(summary="Nothing to do.", no_change_reason="sub already subtracts here")
+
+
+def test_no_change_and_timeout_are_reasons_of_their_own(tmp_path: Path) -> None:
+    dataset = build(tmp_path / "data", names=["calc", "words"])
+    root, out = dataset.parent, tmp_path / "out"
+    with ScriptedLLM(QuietScript()) as llm:
+        env = env_for(llm, tmp_path / "home")
+        for extra in (["--limit", "1"], ["--timeout", "3"]):
+            done = subprocess.run(
+                eval_args(root, dataset, out, *extra),
+                env=env, capture_output=True, text=True, timeout=300, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stdout + done.stderr
+    results = results_of(out)
+    calc, words = results["acme__calc-1"], results["acme__words-1"]
+    assert calc["reason"] == "no_change" and calc["task_state"] == "in_review"
+    assert calc["detail"] == "sub already subtracts here" and calc["changed_files"] == []
+    assert calc["localized"] is None and calc["fail_to_pass"] == {}
+    assert words["reason"] == "timeout"
+    assert words["detail"] == "not in review within 3 s (it was researching)"
+    assert words["task_state"] == "cancelled"

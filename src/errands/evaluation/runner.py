@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from errands.accounts import budget
-from errands.domain import TaskState
+from errands.domain import TaskState, state_words
 from errands.errors import ErrandsError
 from errands.evaluation import scoring
 from errands.evaluation.dataset import Instance
@@ -128,7 +128,7 @@ def _run(harness: Harness, instance: Instance, result: InstanceResult) -> _Outco
         )  # fmt: skip
         task_id = task.id
     result.task_id = task_id
-    timed_out = _drive(h, task_id, result)
+    timed_out = _drive(h, task_id, result)  # the state it was cancelled in, if it timed out
     state, failure, branch, base = _collect(h.db, task_id, result)
     result.task_state = state
     tip = resolve(mirror_path(h.settings, project_id), f"refs/heads/{branch}") if branch else None
@@ -142,8 +142,10 @@ def _run(harness: Harness, instance: Instance, result: InstanceResult) -> _Outco
             cwd=mirror_path(h.settings, project_id),
         )
         result.changed_files = sorted(line for line in changed.splitlines() if line)
-    if timed_out:
-        return _Outcome("timeout", f"not in review within {h.timeout:.0f} s (was {state})")
+    if timed_out is not None:
+        return _Outcome(
+            "timeout", f"not in review within {h.timeout:.0f} s (it was {state_words(timed_out)})"
+        )
     if state == TaskState.FAILED:
         failure = failure or "the task failed"
         if failure.startswith(BUDGET_PREFIX):
@@ -193,8 +195,9 @@ def _over_budget(db: Database, project_id: int) -> str | None:
         return budget.project_over_budget(session, session.get_one(Project, project_id))
 
 
-def _drive(h: Harness, task_id: int, result: InstanceResult) -> bool:
-    """Answer questions with the agent's own pick until the task rests; True on timeout."""
+def _drive(h: Harness, task_id: int, result: InstanceResult) -> TaskState | None:
+    """Answer questions with the agent's own pick until the task rests; on timeout (or when
+    the run stops) cancel it and return the state it was in."""
     deadline = time.monotonic() + h.timeout
     while True:
         with h.db.session() as session:
@@ -204,13 +207,13 @@ def _drive(h: Harness, task_id: int, result: InstanceResult) -> bool:
                 _answer(session, h.settings, task, result)
                 continue
             if state in WAITING:
-                return False
+                return None
             if state == TaskState.READY and budget.project_over_budget(session, task.project):
-                return False
+                return None
         if time.monotonic() > deadline or h.stopping.is_set():
             with h.db.session() as session:
                 actions.cancel(session, task_id)
-            return True
+            return state
         time.sleep(h.poll)
 
 
