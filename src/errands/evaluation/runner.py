@@ -128,7 +128,7 @@ def _run(harness: Harness, instance: Instance, result: InstanceResult) -> _Outco
         )  # fmt: skip
         task_id = task.id
     result.task_id = task_id
-    timed_out = _drive(h, task_id, result)  # the state it was cancelled in, if it timed out
+    timed_out = _drive(h, task_id)  # the state it was cancelled in, if it timed out
     state, failure, branch, base = _collect(h.db, task_id, result)
     result.task_state = state
     tip = resolve(mirror_path(h.settings, project_id), f"refs/heads/{branch}") if branch else None
@@ -195,7 +195,7 @@ def _over_budget(db: Database, project_id: int) -> str | None:
         return budget.project_over_budget(session, session.get_one(Project, project_id))
 
 
-def _drive(h: Harness, task_id: int, result: InstanceResult) -> TaskState | None:
+def _drive(h: Harness, task_id: int) -> TaskState | None:
     """Answer questions with the agent's own pick until the task rests; on timeout (or when
     the run stops) cancel it and return the state it was in."""
     deadline = time.monotonic() + h.timeout
@@ -204,7 +204,7 @@ def _drive(h: Harness, task_id: int, result: InstanceResult) -> TaskState | None
             task = session.get_one(Task, task_id)
             state = TaskState(task.state)
             if state == TaskState.AWAITING_ANSWERS:
-                _answer(session, h.settings, task, result)
+                _answer(session, h.settings, task)
                 continue
             if state in WAITING:
                 return None
@@ -217,21 +217,12 @@ def _drive(h: Harness, task_id: int, result: InstanceResult) -> TaskState | None
         time.sleep(h.poll)
 
 
-def _answer(session: Session, settings: Settings, task: Task, result: InstanceResult) -> None:
+def _answer(session: Session, settings: Settings, task: Task) -> None:
     for q in task.questions:
         if q.answered_at is not None:
             continue
         # The agent's recommendation; a question without one gets its first option.
         pick = q.recommended if q.recommended and 1 <= q.recommended <= len(q.options) else 1
-        result.questions.append(
-            {
-                "question": q.text,
-                "options": [str(o.get("label", "")) for o in q.options],
-                "recommended": q.recommended,
-                "picked": pick,
-                "picked_label": str(q.options[pick - 1].get("label", "")) if q.options else "",
-            }
-        )
         actions.answer(session, settings, task.id, q.position, option=pick)
 
 
@@ -240,6 +231,23 @@ def _collect(
 ) -> tuple[str, str | None, str | None, str | None]:
     with db.session() as session:
         task = session.get_one(Task, task_id)
+        # Research's questions and those asked during execution, each with the answer taken
+        # (the agent's own pick; past the execution-question bound, Errands records it).
+        result.questions = [
+            {
+                "question": q.text,
+                "phase": q.phase,
+                "options": [str(o.get("label", "")) for o in q.options],
+                "recommended": q.recommended,
+                "picked": q.answer_option,
+                "picked_label": (
+                    str(q.options[q.answer_option - 1].get("label", ""))
+                    if q.answer_option and q.answer_option <= len(q.options)
+                    else ""
+                ),
+            }
+            for q in sorted(task.questions, key=lambda q: q.position)
+        ]
         result.subtasks = [
             {
                 "title": s.title,

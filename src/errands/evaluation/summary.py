@@ -118,7 +118,9 @@ def render(results: list[InstanceResult], *, title: str, notes: Sequence[str] = 
     if answered:
         parts += ["", "## Questions and the answers taken (the agent's own pick)", ""]
         parts += [
-            f"- {iid}: {q['question']} → {q['picked']}. {q['picked_label']}" for iid, q in answered
+            f"- {iid} ({q.get('phase', 'research')}): {q['question']} → "
+            + (f"{q['picked']}. {q['picked_label']}" if q.get("picked") else "not answered")
+            for iid, q in answered
         ]
     return "\n".join(parts) + "\n"
 
