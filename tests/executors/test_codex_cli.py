@@ -33,9 +33,11 @@ from errands.executors.codex_cli import (
     parse_report,
     toml_value,
 )
+from errands.mcp import McpServer
 from errands.sandbox import BubblewrapSandbox, SandboxPolicy
 from errands.settings import sandbox_env
 from errands.testing import ChatRequest, Reply, ScriptedLLM
+from tests.executors.claude_support import MCP_SERVER
 from tests.executors.codex_support import (
     codex_or_skip,
     codex_phase,
@@ -185,6 +187,35 @@ def test_turns_run_inside_bubblewrap_through_the_proxy_and_resume_the_session(
 
 
 @requires_bwrap
+def test_the_project_mcp_servers_run_inside_the_sandbox(workspace: Path, tmp_path: Path) -> None:
+    (workspace / "tools").mkdir()
+    (workspace / "tools" / "mcp_probe.py").write_text(MCP_SERVER)
+    probe = McpServer("probe", "python3", ("tools/mcp_probe.py",), (("PROBE_MODE", "on"),))
+
+    def script(req: ChatRequest) -> Reply:
+        done = last_turn_results(req)
+        if not done:
+            assert "mcp__probe.where" in req.tools, req.tools
+            return Reply.call("mcp__probe.where")
+        return report(done[-1])
+
+    events: Events = []
+    with (
+        ScriptedLLM(script) as llm,
+        codex_session(llm, workspace, tmp_path / "state", events, mcp_servers=(probe,)) as codex,
+    ):
+        turn = codex.turn("where does the probe run?")
+
+    assert llm.script_errors == []
+    # Started by Codex inside the sandbox: its hostname, our uid there, the workspace.
+    assert f"MCP host=sandbox uid=1000 cwd={workspace}" in turn.report.summary
+    calls = [data for kind, _, data in events if kind == "agent.tool_call"]
+    results = [data for kind, _, data in events if kind == "agent.tool_result"]
+    assert calls[0]["tool"] == "probe.where"
+    assert "uid=1000" in results[0]["content"]
+
+
+@requires_bwrap
 def test_a_spent_budget_stops_codex_before_the_next_call(workspace: Path, tmp_path: Path) -> None:
     def script(req: ChatRequest) -> Reply:
         return report("done") if last_turn_results(req) else shell("echo working")
@@ -264,9 +295,12 @@ def test_codex_asks_for_the_execute_phase_openai_model() -> None:
             codex_model(other)
 
 
-@given(st.text())
-def test_settings_are_quoted_as_toml_whatever_they_hold(text: str) -> None:
-    assert tomllib.loads(f"value = {toml_value(text)}")["value"] == text
+@given(st.text(), st.lists(st.text(), max_size=3), st.dictionaries(st.text(), st.text()))
+def test_settings_are_quoted_as_toml_whatever_they_hold(
+    text: str, items: list[str], table: dict[str, str]
+) -> None:
+    value = {"text": text, "items": items, "table": table, "on": True, "retries": 1}
+    assert tomllib.loads(f"value = {toml_value(value)}")["value"] == value
 
 
 def test_the_report_is_read_from_the_final_message() -> None:

@@ -105,6 +105,11 @@ def test_codex_shaped_input_is_read_as_a_conversation() -> None:
             {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
             {"type": "custom", "name": "apply_patch", "format": {"type": "grammar"}},
             {"type": "web_search", "external_web_access": False},
+            {
+                "type": "namespace",
+                "name": "mcp__probe",
+                "tools": [{"type": "function", "name": "where", "parameters": {}}],
+            },
         ],
         "input": [
             message("developer", "input_text", "dev"),
@@ -123,6 +128,13 @@ def test_codex_shaped_input_is_read_as_a_conversation() -> None:
                 "name": "apply_patch",
                 "input": "*** Begin Patch",
             },
+            {
+                "type": "function_call",
+                "call_id": "c3",
+                "name": "where",
+                "namespace": "mcp__probe",
+                "arguments": "{}",
+            },
             {"type": "function_call_output", "call_id": "c1", "output": "README.md"},
             {
                 "type": "custom_tool_call_output",
@@ -131,7 +143,10 @@ def test_codex_shaped_input_is_read_as_a_conversation() -> None:
             },
         ],
     }
-    reply = Reply.calls(ToolCall("apply_patch", {"input": "*** Begin Patch\n*** End Patch"}))
+    reply = Reply.calls(
+        ToolCall("apply_patch", {"input": "*** Begin Patch\n*** End Patch"}),
+        ToolCall("mcp__probe.where"),
+    )
     with ScriptedLLM(lambda req: reply) as llm:
         streamed = httpx.post(llm.responses_url, json=body)
         plain = httpx.post(llm.responses_url, json={**body, "stream": False})
@@ -140,7 +155,13 @@ def test_codex_shaped_input_is_read_as_a_conversation() -> None:
     assert req.system == "dev"
     assert req.user == "task"
     assert req.n_assistant == 1
-    assert req.tools == ["exec_command", "apply_patch"]
+    assert req.tools == ["exec_command", "apply_patch", "mcp__probe.where"]
+    calls = req.messages[-3]["tool_calls"]
+    assert [c["function"]["name"] for c in calls] == [
+        "exec_command",
+        "apply_patch",
+        "mcp__probe.where",
+    ]
     assert req.tool_results == [("exec_command", "README.md"), ("apply_patch", "Done")]
     assert req.original["input"][1]["content"][0]["text"] == "task"
 
@@ -148,7 +169,9 @@ def test_codex_shaped_input_is_read_as_a_conversation() -> None:
     assert streamed.headers["content-type"].startswith("text/event-stream")
     names = [line[7:] for line in streamed.text.splitlines() if line.startswith("event: ")]
     assert "response.custom_tool_call_input.delta" in names
-    [item] = plain.json()["output"]
+    item, namespaced = plain.json()["output"]
+    # A tool inside a namespace is called by its own name, with the namespace beside it.
+    assert (namespaced["name"], namespaced["namespace"]) == ("where", "mcp__probe")
     assert item["type"] == "custom_tool_call"
     assert item["name"] == "apply_patch"
     assert item["input"] == "*** Begin Patch\n*** End Patch"

@@ -76,6 +76,7 @@ class CodexExecutorSession:
             on_event=bench.recorder.event,
             binary=self.binary,
             agent=self.assignment.name,
+            mcp_servers=bench.mcp_servers,
         )
 
     def turn(self, prompt: str) -> ExecutorReport:

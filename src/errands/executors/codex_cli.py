@@ -2,10 +2,12 @@
 
 Codex runs as one sandboxed command per turn: the whole CLI, and every command it starts,
 inside the bubblewrap sandbox the native loop's ``run_command`` uses. Its own sandbox
-(landlock/seccomp) is off (``sandbox_mode = "danger-full-access"``, approvals ``never``):
-it cannot nest inside ours, and ours is the confinement. It reaches its model only at the
-``base_url`` it is given (the egress proxy's forwarder inside the sandbox), sending a
-placeholder key; telemetry, update checks, web search and the hosted tools are off.
+(bubblewrap, landlock/seccomp) is off (``--dangerously-bypass-approvals-and-sandbox``,
+``sandbox_mode = "danger-full-access"``, approvals ``never``): it cannot nest inside ours,
+and ours is the confinement; the project's MCP servers are its children there too. It
+reaches its model only at the ``base_url`` it is given (the egress proxy's forwarder inside
+the sandbox), sending a placeholder key; telemetry, update checks, web search and the hosted
+tools are off.
 
 What lives where, per task (``state_dir`` on the host):
 
@@ -31,12 +33,13 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from errands.errors import Cancelled, ConfigError, LLMError
+from errands.mcp import McpServer
 from errands.sandbox import Sandbox, SandboxPolicy
 from errands.sandbox.base import CommandResult
 
@@ -170,7 +173,26 @@ def toml_value(value: object) -> str:
             else:
                 escaped.append(char)
         return '"' + "".join(escaped) + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        # Keys quoted too: an environment variable's name is not always a bare TOML key.
+        pairs = (f"{toml_value(str(key))} = {toml_value(item)}" for key, item in value.items())
+        return "{" + ", ".join(pairs) + "}"
     raise TypeError(f"no TOML literal for {type(value).__name__}")
+
+
+def mcp_settings(servers: Sequence[McpServer]) -> dict[str, object]:
+    """The project's MCP servers as Codex settings: each a stdio server Codex starts as its
+    own child, inside the sandbox."""
+    return {
+        f"mcp_servers.{server.name}": {
+            "command": server.command,
+            "args": list(server.args),
+            "env": dict(server.env),
+        }
+        for server in servers
+    }
 
 
 def codex_policy(base: SandboxPolicy, state_dir: Path) -> SandboxPolicy:
@@ -210,6 +232,7 @@ class CodexSession:
         on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
         binary: str = "codex",
         agent: str = "codex",
+        mcp_servers: Sequence[McpServer] = (),
     ) -> None:
         self.sandbox = sandbox
         self.workspace = workspace
@@ -220,6 +243,7 @@ class CodexSession:
         self.on_event = on_event
         self.binary = binary
         self.agent = agent  # names the events, e.g. "subtask-2"
+        self.mcp_servers = tuple(mcp_servers)
         self.home, self.inputs = _dirs(state_dir)
         self.session_file = state_dir / "codex" / "session.json"
         self.turns = 0  # turns this assignment has had
@@ -270,9 +294,13 @@ class CodexSession:
             f"{provider}.request_max_retries": 1,
             f"{provider}.stream_max_retries": 1,
             **_SETTINGS,
+            **mcp_settings(self.mcp_servers),
             "developer_instructions": f"{self.instructions}\n\n{CODEX_NOTE}",
         }
         argv = [self.binary, "exec", "--json", "--ignore-user-config", "--ignore-rules"]
+        # Codex's own name for "already sandboxed outside": no approvals asked of anyone (an
+        # MCP tool's call included), none of its own sandboxing.
+        argv += ["--dangerously-bypass-approvals-and-sandbox"]
         argv += ["--skip-git-repo-check", "--color", "never"]
         for key, value in settings.items():
             argv += ["-c", f"{key}={toml_value(value)}"]
@@ -487,6 +515,8 @@ def codex_event(
     if not isinstance(item, dict):
         return None
     item_type = item.get("type")
+    if item_type == "mcp_tool_call" and kind in ("item.started", "item.completed"):
+        return _mcp_event(kind, item, agent)
     if kind == "item.started" and item_type == "command_execution":
         command = _cut(str(item.get("command", "")), 2_000)
         return (
@@ -536,13 +566,38 @@ def codex_event(
     if item_type == "error":
         message = _cut(str(item.get("message") or ""), 2_000)
         return "codex.warning", f"{agent}: {message[:200]}", {"agent": agent, "content": message}
-    if item_type in ("mcp_tool_call", "web_search"):
+    if item_type == "web_search":
+        return "agent.tool_call", f"{agent}: web_search", {"agent": agent, "tool": "web_search"}
+    return None
+
+
+def _mcp_event(
+    kind: object, item: Mapping[str, Any], agent: str
+) -> tuple[str, str, dict[str, Any]]:
+    """A call of an MCP server's tool: started, then its result (or error)."""
+    tool = f"{item.get('server')}.{item.get('tool')}"
+    if kind == "item.started":
+        raw = item.get("arguments")
+        args: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        shown = json.dumps(args, default=str)
+        if len(shown) > 2_000:
+            args = {"truncated": _cut(shown, 2_000)}
         return (
             "agent.tool_call",
-            f"{agent}: {item_type}",
-            {"agent": agent, "tool": str(item_type), "args": {}},
+            f"{agent}: {tool}({shown[:160]})",
+            {"agent": agent, "tool": tool, "args": args},
         )
-    return None
+    raw_result = item.get("result")
+    result: dict[str, Any] = raw_result if isinstance(raw_result, dict) else {}
+    raw_parts = result.get("content")
+    parts: list[Any] = raw_parts if isinstance(raw_parts, list) else []
+    text = "\n".join(str(p.get("text")) for p in parts if isinstance(p, dict) and "text" in p)
+    text = _cut(text or _message(item.get("error")) or "")
+    return (
+        "agent.tool_result",
+        f"{agent}: {tool} returned {len(text)} characters",
+        {"agent": agent, "tool": tool, "content": text},
+    )
 
 
 # -- reading what the sandbox wrote --------------------------------------------------------

@@ -5,9 +5,11 @@ What is covered is what the Codex CLI (``codex exec``, ``wire_api = "responses"`
 pydantic-ai's ``OpenAIResponsesModel`` send and read: ``instructions`` and ``input`` items
 (messages of every role, ``function_call`` / ``function_call_output`` and the free-form
 ``custom_tool_call`` / ``custom_tool_call_output``; ``reasoning`` items are skipped), function
-and custom tools, and the answer as a ``response`` object or as the server-sent events that
-stream one (``response.created`` … ``response.output_item.added`` / ``…delta`` /
-``response.output_item.done`` … ``response.completed`` with ``usage``).
+and custom tools (those inside a ``namespace``, as Codex offers an MCP server's, named
+``<namespace>.<tool>`` for the script and called with their ``namespace``), and the answer
+as a ``response`` object or as the server-sent events that stream one (``response.created``
+… ``response.output_item.added`` / ``…delta`` / ``response.output_item.done`` …
+``response.completed`` with ``usage``).
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ def responses_as_chat(body: Mapping[str, Any]) -> dict[str, object]:
             message["content"] = (message["content"] or "") + _text(item.get("content"))
             continue
         if kind in ("function_call", "custom_tool_call"):
+            name = str(item.get("name"))
+            if isinstance(item.get("namespace"), str):
+                name = f"{item['namespace']}.{name}"
             if kind == "function_call":
                 arguments = str(item.get("arguments") or "{}")
             else:
@@ -89,7 +94,7 @@ def responses_as_chat(body: Mapping[str, Any]) -> dict[str, object]:
             call = {
                 "id": str(item.get("call_id") or item.get("id")),
                 "type": "function",
-                "function": {"name": str(item.get("name")), "arguments": arguments},
+                "function": {"name": name, "arguments": arguments},
             }
             assistant().setdefault("tool_calls", []).append(call)
             continue
@@ -107,18 +112,11 @@ def responses_as_chat(body: Mapping[str, Any]) -> dict[str, object]:
             role = role if role in ("system", "developer", "user") else "user"
             messages.append({"role": role, "content": _text(item.get("content"))})
     tools: list[dict[str, object]] = []
-    for tool in body.get("tools") or ():
-        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
-            continue  # web_search and other hosted tools: nothing a script calls
-        if tool.get("type") == "function":
-            parameters = tool.get("parameters")
-        elif tool.get("type") == "custom":
+    for name, tool in _offered(body):
+        parameters = tool.get("parameters")
+        if tool.get("type") == "custom":
             parameters = dict(_CUSTOM_PARAMETERS)
-        else:
-            continue
-        tools.append(
-            {"type": "function", "function": {"name": tool["name"], "parameters": parameters}}
-        )
+        tools.append({"type": "function", "function": {"name": name, "parameters": parameters}})
     return {
         "model": body.get("model"),
         "messages": messages,
@@ -127,12 +125,23 @@ def responses_as_chat(body: Mapping[str, Any]) -> dict[str, object]:
     }
 
 
+def _offered(body: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The function and custom tools a request offers, by the name a script calls them: a
+    tool inside a ``namespace`` (Codex puts each MCP server's tools in one) is
+    ``<namespace>.<tool>``. Hosted tools (web_search …) are nothing a script calls."""
+    for tool in body.get("tools") or ():
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            continue
+        if tool.get("type") in ("function", "custom"):
+            yield tool["name"], tool
+        elif tool.get("type") == "namespace":
+            for inner in tool.get("tools") or ():
+                if isinstance(inner, dict) and inner.get("type") in ("function", "custom"):
+                    yield f"{tool['name']}.{inner.get('name')}", inner
+
+
 def _custom_tools(body: Mapping[str, Any]) -> set[str]:
-    return {
-        str(tool.get("name"))
-        for tool in body.get("tools") or ()
-        if isinstance(tool, dict) and tool.get("type") == "custom"
-    }
+    return {name for name, tool in _offered(body) if tool.get("type") == "custom"}
 
 
 def chat_as_response(
@@ -153,6 +162,7 @@ def chat_as_response(
             }
         )
     custom = _custom_tools(body)
+    namespaced = {name for name, _ in _offered(body) if "." in name}
     for call in message.get("tool_calls") or ():
         name = call["function"]["name"]
         arguments: str = call["function"]["arguments"]
@@ -169,16 +179,18 @@ def chat_as_response(
                 }
             )
         else:
-            output.append(
-                {
-                    "type": "function_call",
-                    "id": f"fc_{uuid.uuid4().hex}",
-                    "status": "completed",
-                    "call_id": call["id"],
-                    "name": name,
-                    "arguments": arguments,
-                }
-            )
+            item: dict[str, Any] = {
+                "type": "function_call",
+                "id": f"fc_{uuid.uuid4().hex}",
+                "status": "completed",
+                "call_id": call["id"],
+                "name": name,
+                "arguments": arguments,
+            }
+            namespace, dot, inner = name.rpartition(".")
+            if dot and name in namespaced:
+                item.update(name=inner, namespace=namespace)
+            output.append(item)
     usage = completion["usage"]
     return {
         "id": f"resp_{uuid.uuid4().hex}",
