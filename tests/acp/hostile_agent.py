@@ -54,6 +54,17 @@ def main() -> None:
             mcp_servers[:] = servers
         elif method == "session/prompt":
             text = message["params"]["prompt"][0]["text"]
+            if text == "die":
+                sys.stderr.write("hostile agent: giving up\n")
+                sys.exit(3)
+            if text == "wait":
+                # Until Errands cancels the turn; then leave a mark and end it as cancelled.
+                while receive().get("method") != "session/cancel":
+                    pass
+                with open("cancelled.txt", "w") as mark:
+                    mark.write("cancelled")
+                send({"jsonrpc": "2.0", "id": message["id"], "result": {"stopReason": "cancelled"}})
+                continue
             if text == "env":
                 answers = {"env": dict(os.environ), "mcp": mcp_servers}
             else:

@@ -6,11 +6,13 @@ refusal is recorded, and nothing outside the workspace is read or written."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from errands.acp import FileRefused, WorkspaceFiles
+from errands.acp import AcpAgentError, FileRefused, WorkspaceFiles
+from errands.errors import Cancelled
 from tests.acp.conftest import Hostile, open_hostile
 from tests.sandbox.conftest import SSH_KEY, Host, requires_bwrap
 
@@ -240,3 +242,22 @@ def test_host_secrets_in_the_worker_environment_stay_out(
 
     assert "sk-real-key-never-inside" not in str(seen)
     assert host_env == b""  # bwrap itself (pid 1 inside) gets no environment at all
+
+
+def test_a_cancelled_job_cancels_the_turn(host: Host, hostile: Hostile) -> None:
+    started = time.monotonic()
+
+    def check() -> None:
+        if time.monotonic() - started > 0.5:
+            raise Cancelled("Task cancelled")
+
+    with pytest.raises(Cancelled):
+        hostile.session.prompt("wait", on_event=hostile.events.append, check=check, timeout=60)
+
+    assert (host.workspace / "cancelled.txt").read_text() == "cancelled"  # it got session/cancel
+    assert time.monotonic() - started < 10
+
+
+def test_an_agent_that_dies_fails_the_turn_with_its_last_words(hostile: Hostile) -> None:
+    with pytest.raises(AcpAgentError, match=r"(exited|broke the connection).*giving up"):
+        hostile.prompt("die")
