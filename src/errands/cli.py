@@ -321,6 +321,17 @@ def project_set(
         typer.Option(min=1, help="Jobs of this project running at once, across all workers."),
     ] = None,
     clear_max_jobs: Annotated[bool, typer.Option(help="Use ERRANDS_PROJECT_MAX_JOBS.")] = False,
+    lean_after: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Answer questions asked during execution with the agent's leaning after "
+            "this many hours.",
+        ),
+    ] = None,
+    clear_lean_after: Annotated[
+        bool, typer.Option(help="Wait for people however long it takes (the default).")
+    ] = False,
     research_model: Annotated[
         str | None, typer.Option(help='provider:name for research ("" = the server\'s).')
     ] = None,
@@ -354,6 +365,8 @@ def project_set(
             base_branch=base_branch,
             max_concurrent_jobs=max_jobs,
             clear_max_concurrent_jobs=clear_max_jobs,
+            lean_after_hours=lean_after,
+            clear_lean_after_hours=clear_lean_after,
             research_model=research_model,
             execute_model=execute_model,
             executor=executor,

@@ -24,6 +24,7 @@ _transports: weakref.WeakKeyDictionary[Database, Transport] = weakref.WeakKeyDic
 
 RECOVERY_SWEEP_SECONDS = 2.0
 WORKSPACE_SWEEP_SECONDS = 300.0
+LEANING_SWEEP_SECONDS = 5.0  # questions past their project's lean_after_hours
 
 
 def open_database(settings: Settings) -> Database:
@@ -57,6 +58,7 @@ def build_worker(services: Services, *, name: str | None = None) -> Worker:
     from errands.jobs.worker import Worker
     from errands.notifications import outbox
     from errands.sandbox import reap_orphaned_commands
+    from errands.workflow import asking
     from errands.workflow.runner import Dispatcher
     from errands.workflow.workspaces import sweep_machine
 
@@ -73,12 +75,18 @@ def build_worker(services: Services, *, name: str | None = None) -> Worker:
         if cleaned:
             log.info("reclaimed %d workspace(s) of dead jobs", cleaned)
 
+    def lean_overdue() -> None:
+        resumed = asking.lean_overdue(db, settings)
+        if resumed:
+            log.info("went on with the agent's leaning in %d task(s)", resumed)
+
     # Workspaces belong to a machine (and its data directory); the recovery sweep to all.
     machine = hashlib.sha256(f"{socket.gethostname()}:{settings.home}".encode()).hexdigest()
     duties = [
         Duty("recovery", RECOVERY_SWEEP_SECONDS, recover),
         Duty(f"workspaces@{machine[:16]}", WORKSPACE_SWEEP_SECONDS, sweep_machine_state),
         Duty("notifications", outbox.EVERY, lambda: outbox.run(db, settings)),
+        Duty("leanings", LEANING_SWEEP_SECONDS, lean_overdue),
     ]
     return Worker(
         db,

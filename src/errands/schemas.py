@@ -51,6 +51,11 @@ class ProjectPublic(_Public):
     repo_config: dict[str, Any]
     auto_execute: bool
     max_concurrent_jobs: int | None
+    lean_after_hours: float | None = Field(
+        default=None,
+        description="Questions asked during execution are answered with the agent's leaning "
+        "after this many hours (null: wait for people).",
+    )
     research_model: str | None
     execute_model: str | None
     executor: str | None
@@ -262,6 +267,8 @@ class ProjectUpdate(BaseModel):
     base_branch: str | None = None
     max_concurrent_jobs: int | None = Field(default=None, ge=1, le=1000)
     clear_max_concurrent_jobs: bool = False
+    lean_after_hours: float | None = Field(default=None, gt=0, le=8_760)
+    clear_lean_after_hours: bool = False
     # provider:name; "" goes back to the server's settings.
     research_model: str | None = Field(default=None, max_length=200)
     execute_model: str | None = Field(default=None, max_length=200)

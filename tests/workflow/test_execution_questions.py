@@ -161,3 +161,26 @@ def test_past_the_bound_the_agent_goes_on_with_its_leaning(sample_repo: Path, ho
     assert "the tests cover floats" in done["requirements"]
     assert "A: Floats too — the tests cover floats / (the agent's leaning" in done["handoff"]
     db.dispose()
+
+
+def test_a_project_may_go_on_with_the_leaning_after_a_while(sample_repo: Path, home: Path) -> None:
+    script = AskingScript()
+    with ScriptedLLM(script) as llm:
+        settings = settings_for(home, llm.base_url)
+        db = runtime.open_database(settings)
+        with db.session() as session:
+            project_id = actions.add_project(session, settings, str(sample_repo)).id
+            actions.update_project(session, project_id, lean_after_hours=2 / 3600)  # 2 s
+        with running_server(settings):
+            with db.session() as session:
+                task_id = actions.create_task(
+                    session, settings, project_id, "Add multiply", "We need a*b."
+                ).id
+            wait_for(lambda: _in(db, task_id, "awaiting_answers"), timeout=120, what="asking")
+            done = wait_for(lambda: _in(db, task_id, "in_review"), timeout=120, what="review")
+    assert script.asked == 1
+    assert "the tests cover floats (the agent's leaning: unanswered after" in " ".join(
+        done["requirements"]
+    )
+    assert "(the agent's leaning: unanswered after 0.000555556 hours)" in done["handoff"]
+    db.dispose()

@@ -3,7 +3,7 @@ model key on it."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 FrameName = Literal["task", "research", "subtask", "review", "chat"]
 
@@ -82,3 +82,14 @@ def task_block(title: str, body: str) -> str:
 
 def bullet(items: list[str]) -> str:
     return "\n".join(f"- {item}" for item in items) or "- (none)"
+
+
+def answer_words(options: list[Any], option: int | None, text: str | None) -> str:
+    """An answer as the agent reads it: the option's label, and the written words (both
+    when there are both: a note beside the option, say that it was the agent's leaning)."""
+    parts = []
+    if option is not None and 1 <= option <= len(options):
+        parts.append(str(options[option - 1]["label"]))
+    if text:
+        parts.append(text)
+    return " / ".join(parts) or "(unanswered)"

@@ -41,6 +41,9 @@ class Project(Base):
     auto_execute: Mapped[bool] = mapped_column(default=True)
     # Jobs of this project running at once across all workers (None = the setting).
     max_concurrent_jobs: Mapped[int | None] = mapped_column(default=None)
+    # Questions the agent asks while executing are answered with its own leaning once they
+    # have waited this long (None: the task waits for people however long it takes).
+    lean_after_hours: Mapped[float | None] = mapped_column(default=None)
     # provider:name per phase for this project's jobs (None = the server's settings).
     research_model: Mapped[str | None] = mapped_column(String(200), default=None)
     execute_model: Mapped[str | None] = mapped_column(String(200), default=None)

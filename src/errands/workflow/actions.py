@@ -199,6 +199,8 @@ def update_project(
     base_branch: str | None = None,
     max_concurrent_jobs: int | None = None,
     clear_max_concurrent_jobs: bool = False,
+    lean_after_hours: float | None = None,
+    clear_lean_after_hours: bool = False,
     research_model: str | None = None,
     execute_model: str | None = None,
     executor: str | None = None,
@@ -228,6 +230,12 @@ def update_project(
         project.auto_execute = auto_execute
     if base_branch is not None:
         project.base_branch = base_branch
+    if clear_lean_after_hours:
+        project.lean_after_hours = None
+    elif lean_after_hours is not None:
+        if not 0 < lean_after_hours <= 8_760:
+            raise InvalidInput("lean_after_hours must be more than 0 and at most 8,760 (a year).")
+        project.lean_after_hours = lean_after_hours
     if clear_max_concurrent_jobs:
         project.max_concurrent_jobs = None
     elif max_concurrent_jobs is not None:
@@ -358,24 +366,30 @@ def answer(
         data={"question": question, "option": option, "text": text},
     )
     if all(q.answered for q in task.questions):
-        # Each answer becomes a requirement once (a later round adds only its own).
-        answers = [_answer_text(q) for q in task.questions]
-        task.requirements = [
-            *task.requirements,
-            *(a for a in dict.fromkeys(answers) if a not in task.requirements),
-        ]
-        asked_by = task.questions[-1].phase  # the newest question is the round just answered
-        if asked_by == "revise":
-            _set_state(session, task, TaskState.REVISING, "All questions answered; revising on")
-            _enqueue(session, settings, JobKind.REVISE, task)
-        elif asked_by == "execute":
-            # The work was under way: it goes on whatever auto_execute says.
-            _set_state(session, task, TaskState.READY, "All questions answered")
-            execute(session, settings, task.id)
-        else:
-            _set_state(session, task, TaskState.READY, "All questions answered")
-            start_execution_if_auto(session, settings, task)
+        all_answered(session, settings, task)
     return task
+
+
+def all_answered(session: Session, settings: Settings, task: Task) -> None:
+    """Every question of the task has its answer: they become requirements and the task
+    goes on with the stage that asked."""
+    # Each answer becomes a requirement once (a later round adds only its own).
+    answers = [_answer_text(q) for q in task.questions]
+    task.requirements = [
+        *task.requirements,
+        *(a for a in dict.fromkeys(answers) if a not in task.requirements),
+    ]
+    asked_by = task.questions[-1].phase  # the newest question is the round just answered
+    if asked_by == "revise":
+        _set_state(session, task, TaskState.REVISING, "All questions answered; revising on")
+        _enqueue(session, settings, JobKind.REVISE, task)
+    elif asked_by == "execute":
+        # The work was under way: it goes on whatever auto_execute says.
+        _set_state(session, task, TaskState.READY, "All questions answered")
+        execute(session, settings, task.id)
+    else:
+        _set_state(session, task, TaskState.READY, "All questions answered")
+        start_execution_if_auto(session, settings, task)
 
 
 def _answer_text(q: Question) -> str:

@@ -10,13 +10,17 @@ recorded as the answer (so the hand-off shows it), and nobody waits.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
 
 from errands.agent.schemas import ClarifyingQuestion
 from errands.domain import SubtaskState, TaskState, check_transition
 from errands.errors import Paused
 from errands.executors import ExecutorPhase
-from errands.store import Question, Subtask, Task
+from errands.settings import Settings
+from errands.store import Database, Event, Project, Question, Subtask, Task
+from errands.store import events as event_log
 from errands.workflow.context import JobContext
 
 LEANING_NOTE = "(the agent's leaning: the task had used up its questions)"
@@ -86,3 +90,54 @@ def ask_or_lean(
         f"{ctx.settings.execution_questions} it may ask. Go on with the option you lean "
         f"towards ({chosen['label']}: {chosen['requirement']}), then {report_hint}."
     )
+
+
+def lean_overdue(db: Database, settings: Settings) -> int:
+    """Answer, with the agent's leaning, the questions asked during execution that have
+    waited longer than their project allows (``lean_after_hours``), and resume those tasks.
+    The number of tasks resumed."""
+    from errands.workflow import actions
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with db.session() as session:
+        candidates = session.scalars(
+            select(Task.id)
+            .join(Project, Project.id == Task.project_id)
+            .where(Task.state == TaskState.AWAITING_ANSWERS, Project.lean_after_hours.is_not(None))
+        ).all()
+    resumed = 0
+    for task_id in candidates:
+        with db.session() as session:
+            task = session.get_one(Task, task_id)
+            hours = task.project.lean_after_hours
+            open_questions = [q for q in task.questions if not q.answered]
+            if (
+                task.state != TaskState.AWAITING_ANSWERS
+                or hours is None
+                or not open_questions
+                or any(q.phase == "research" for q in open_questions)
+            ):
+                continue  # research's questions always wait for people
+            since = session.scalar(
+                select(func.max(Event.created_at)).where(
+                    Event.task_id == task_id, Event.kind == "task.state"
+                )
+            )
+            if since is None or now - since < timedelta(hours=hours):
+                continue
+            for q in open_questions:
+                q.answer_option = q.recommended or 1
+                q.answer_text = f"(the agent's leaning: unanswered after {hours:g} hours)"
+                q.answered_at = now
+                event_log.record(
+                    session,
+                    "question.leaning",
+                    f"Question {q.position} went unanswered for {hours:g} hours: going on with "
+                    f"the agent's leaning, {q.options[q.answer_option - 1]['label']}",
+                    task_id=task.id,
+                    project_id=task.project_id,
+                    data={"question": q.position, "option": q.answer_option},
+                )
+            actions.all_answered(session, settings, task)
+            resumed += 1
+    return resumed

@@ -21,7 +21,7 @@ from errands.workflow.workspaces import JobWorkspace, job_workspace
 
 def _task_context(task: Task) -> str:
     answers = [
-        f"- {q.text} → {q.answer_text or q.options[(q.answer_option or 1) - 1]['label']}"
+        f"- {q.text} → {prompts.answer_words(q.options, q.answer_option, q.answer_text)}"
         for q in task.questions
     ]
     # Requirements and answers hold people's words (answers, chat), the overview an agent's

@@ -67,7 +67,7 @@ def run(ctx: JobContext) -> None:
                 c.addressed_by_subtask_id = subtask.id
         subtask_id, steps = subtask.id, list(subtask.steps)
         answered = [
-            f"- {q.text} → {q.answer_text or q.options[(q.answer_option or 1) - 1]['label']}"
+            f"- {q.text} → {prompts.answer_words(q.options, q.answer_option, q.answer_text)}"
             for q in task.questions
             if q.phase == "revise" and q.answered
         ]
