@@ -124,6 +124,13 @@ class QuestionPublic(_Public):
     )
 
 
+class VersionPublic(_Public):
+    number: int = Field(description="1 for the commit execution made; one more per rewrite.")
+    commit_sha: str
+    round: int = Field(description="The review round it was made for (1: the first review).")
+    created_at: UtcDateTime
+
+
 class SubtaskPublic(_Public):
     position: int
     title: str
@@ -143,6 +150,9 @@ class SubtaskPublic(_Public):
     )
     no_change_reason: str | None = Field(
         default=None, description="For a subtask that changed nothing: why (the agent's words)."
+    )
+    versions: list[VersionPublic] = Field(
+        default_factory=list, description="Every commit it has had, oldest first."
     )
 
     @model_validator(mode="after")

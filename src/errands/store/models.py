@@ -165,6 +165,26 @@ class Subtask(Base):
     progress: Mapped[str | None] = mapped_column(Text, default=None)
 
     task: Mapped[Task] = relationship(back_populates="subtasks")
+    versions: Mapped[list[SubtaskVersion]] = relationship(
+        back_populates="subtask", order_by="SubtaskVersion.number", cascade="all, delete-orphan"
+    )
+
+
+class SubtaskVersion(Base):
+    """One commit a subtask has had, like a patch set: v1 from execution, v2 … from the
+    review rounds that rewrote it (a fixup restacked into it, a rebase)."""
+
+    __tablename__ = "subtask_versions"
+    __table_args__ = (Index("ux_subtask_versions_number", "subtask_id", "number", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subtask_id: Mapped[int] = mapped_column(ForeignKey("subtasks.id", ondelete="CASCADE"))
+    number: Mapped[int]  # 1-based
+    commit_sha: Mapped[str] = mapped_column(String(64))
+    round: Mapped[int]  # the review round it was made for: 1 is the first review
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    subtask: Mapped[Subtask] = relationship(back_populates="versions")
 
 
 class ReviewComment(Base):

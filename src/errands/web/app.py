@@ -36,7 +36,7 @@ from errands.accounts.access import (
 from errands.accounts.audit import AuditTrail
 from errands.accounts.service import dummy_hash
 from errands.domain import TaskState, state_words
-from errands.errors import Conflict, ErrandsError, NotFound
+from errands.errors import Conflict, ErrandsError, InvalidInput, NotFound
 from errands.git import Diff
 from errands.github import routes as github_routes
 from errands.jobs.worker import Worker
@@ -313,11 +313,46 @@ def _routes(app: FastAPI) -> None:
         db: DbDep,
         settings: SettingsDep,
         subtask: Annotated[Id | None, Query()] = None,
+        version: Annotated[
+            Id | None, Query(description="With subtask: its diff as this version made it.")
+        ] = None,
     ) -> dict[str, Any]:
         def work(s: Session) -> Diff:
+            if version is not None:
+                if subtask is None:
+                    raise InvalidInput("version needs subtask: which subtask's version?")
+                return actions.version_diff(s, settings, task_id, subtask, version)[1]
             return actions.diff(s, settings, task_id, subtask)[1]
 
         return in_session(db, work).to_dict()
+
+    @app.get("/api/tasks/{task_id}/interdiff", dependencies=[READ])
+    def interdiff(
+        task_id: Id,
+        db: DbDep,
+        settings: SettingsDep,
+        subtask: Annotated[
+            Id | None, Query(description="Compare two versions of this subtask (range-diff).")
+        ] = None,
+        old: Annotated[Id | None, Query()] = None,
+        new: Annotated[Id | None, Query()] = None,
+        since_round: Annotated[
+            Id | None, Query(description="Without subtask: the whole stack since this round.")
+        ] = None,
+    ) -> dict[str, Any]:
+        """What changed between two versions of a subtask (``subtask``, ``old``, ``new``:
+        ``git range-diff``'s diff of the two patches), or on the whole stack since a review
+        round (the previous one by default)."""
+
+        def work(s: Session) -> dict[str, Any]:
+            if subtask is None:
+                _, found, before, after = actions.interdiff(s, settings, task_id, since_round)
+                return {"old": before, "new": after, **found.to_dict()}
+            if old is None or new is None:
+                raise InvalidInput("Comparing versions of a subtask needs old and new.")
+            return actions.version_interdiff(s, settings, task_id, subtask, old, new).to_dict()
+
+        return in_session(db, work)
 
     @app.get("/api/tasks/{task_id}/comments", dependencies=[READ])
     def comments(task_id: Id, db: DbDep) -> list[CommentPublic]:

@@ -30,13 +30,24 @@ from errands.errors import ConfigError, Conflict, GitError, InvalidInput, NotFou
 from errands.executors import check_executor_name
 from errands.git import Diff, git, run_git
 from errands.git.lock import repo_lock
+from errands.git.rangediff import RangeDiff, range_diff
 from errands.git.repo import resolve
 from errands.git.runner import ERRANDS_IDENTITY
 from errands.jobs import ledger
 from errands.limits import MAX_INT, id_in
 from errands.settings import Settings, check_model_spec
-from errands.store import Event, Job, Project, Question, ReviewComment, Subtask, Task
+from errands.store import (
+    Event,
+    Job,
+    Project,
+    Question,
+    ReviewComment,
+    Subtask,
+    SubtaskVersion,
+    Task,
+)
 from errands.store import events as event_log
+from errands.workflow import versions
 from errands.workflow.mirrors import mirror_path, open_mirror
 from errands.workflow.origins import check_origin
 
@@ -481,9 +492,7 @@ def diff(
     if subtask is None:
         tip = mirror.resolve(f"refs/heads/{task.branch}") or task.base_commit
         return task, mirror.diff(task.base_commit, tip)
-    found = next((s for s in task.subtasks if s.position == subtask), None)
-    if found is None:
-        raise NotFound(f"Task {task_id} has no subtask {subtask} (it has {len(task.subtasks)}).")
+    found = _subtask(task, subtask)
     if found.commit_sha is None:
         raise Conflict(f"Subtask {subtask} of task {task_id} has no commit ({found.state}).")
     return task, mirror.diff(f"{found.commit_sha}^", found.commit_sha)
@@ -673,34 +682,67 @@ def recent_events(session: Session, task_id: int, limit: int = 500) -> list[Even
 
 
 def review_heads(session: Session, task_id: int) -> list[str]:
-    """The branch tip each time the task came back for review, oldest first.
-
-    Revisions only add commits on top, so the previous head is exactly what the reviewer
-    last reviewed; the diff from it to the newest head is "changes since my last review".
-    """
+    """The branch tip each time the task came back for review (round 1 first)."""
     get_task(session, task_id)
-    events = session.scalars(
-        select(Event).where(Event.task_id == task_id, Event.kind == "task.state").order_by(Event.id)
-    )
-    heads: list[str] = []
-    for event in events:
-        head = event.data.get("head")
-        is_review = event.data.get("state") == TaskState.IN_REVIEW and isinstance(head, str)
-        if is_review and (not heads or heads[-1] != head):
-            heads.append(str(head))
-    return heads
+    return versions.review_heads(session, task_id)
 
 
-def interdiff(session: Session, settings: Settings, task_id: int) -> tuple[Task, Diff, str, str]:
-    """What changed on the branch since the previous review round: (task, diff, old, new)."""
+def interdiff(
+    session: Session, settings: Settings, task_id: int, since_round: int | None = None
+) -> tuple[Task, Diff, str, str]:
+    """What changed on the whole stack since review round ``since_round`` (the one before
+    the last by default): (task, diff, old, new). The new side is the branch tip, not the
+    last round's head: an applied suggestion moves it too."""
     task = get_task(session, task_id)
-    heads = review_heads(session, task_id)
+    heads = versions.review_heads(session, task_id)
     if len(heads) < 2:
         raise Conflict(f"Task {task_id} has not been revised since its first review.")
+    since = len(heads) - 1 if since_round is None else since_round
+    if not 1 <= since <= len(heads):
+        raise NotFound(f"Task {task_id} has review rounds 1 to {len(heads)}, not {since}.")
     mirror = open_mirror(settings, task.project_id, task.project.origin)
-    # The branch tip, not the last review head: an applied suggestion moves it too.
     tip = (mirror.resolve(f"refs/heads/{task.branch}") if task.branch else None) or heads[-1]
-    return task, mirror.diff(heads[-2], tip), heads[-2], tip
+    return task, mirror.diff(heads[since - 1], tip), heads[since - 1], tip
+
+
+def _subtask(task: Task, position: int) -> Subtask:
+    found = next((s for s in task.subtasks if s.position == position), None)
+    if found is None:
+        raise NotFound(f"Task {task.id} has no subtask {position} (it has {len(task.subtasks)}).")
+    return found
+
+
+def subtask_version(task: Task, position: int, number: int) -> SubtaskVersion:
+    subtask = _subtask(task, position)
+    if not 1 <= number <= len(subtask.versions):
+        raise NotFound(
+            f"Subtask {position} of task {task.id} has versions 1 to {len(subtask.versions)}, "
+            f"not {number}."
+        )
+    return subtask.versions[number - 1]
+
+
+def version_diff(
+    session: Session, settings: Settings, task_id: int, position: int, number: int
+) -> tuple[Task, Diff]:
+    """Subtask ``position``'s diff as version ``number`` made it (against its parent then)."""
+    task = get_task(session, task_id)
+    sha = subtask_version(task, position, number).commit_sha
+    mirror = open_mirror(settings, task.project_id, task.project.origin)
+    return task, mirror.diff(f"{sha}^", sha)
+
+
+def version_interdiff(
+    session: Session, settings: Settings, task_id: int, position: int, old: int, new: int
+) -> RangeDiff:
+    """What subtask ``position`` does differently in version ``new`` than in ``old``,
+    computed as ``git range-diff`` does (the rest of the stack underneath left out)."""
+    task = get_task(session, task_id)
+    before = subtask_version(task, position, old).commit_sha
+    after = subtask_version(task, position, new).commit_sha
+    return range_diff(
+        open_mirror(settings, task.project_id, task.project.origin).path, before, after
+    )
 
 
 def commit_sizes(session: Session, settings: Settings, task_id: int) -> dict[str, tuple[int, int]]:
@@ -822,6 +864,7 @@ def apply_suggestion(
     )
     task.subtasks.append(subtask)
     session.flush()
+    versions.record_version(session, subtask, sha)
     comment.resolved = True
     comment.addressed_by_subtask_id = subtask.id
     event_log.record(

@@ -16,6 +16,7 @@ from errands.workflow.context import JobContext
 from errands.workflow.implement import implement_subtask, observe_branch, publish_branch
 from errands.workflow.mirrors import base_tip
 from errands.workflow.project_config import effective_config
+from errands.workflow.versions import forget_version
 from errands.workflow.workspaces import JobWorkspace, job_workspace
 
 
@@ -172,6 +173,7 @@ def _forget_lost_commits(ctx: JobContext, mirror: Mirror, tip: str | None) -> No
             if tip is not None and mirror.resolve(sha) and mirror.contains(tip, sha):
                 continue
             subtask.state, subtask.commit_sha = SubtaskState.PLANNED, None
+            forget_version(subtask, sha)
             ctx.record(
                 session,
                 "subtask.lost",

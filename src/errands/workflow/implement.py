@@ -28,6 +28,7 @@ from errands.workflow.agent_egress import AgentEgress
 from errands.workflow.context import JobContext
 from errands.workflow.project_config import EffectiveConfig
 from errands.workflow.verify import failure_report, run_verification
+from errands.workflow.versions import record_version
 from errands.workflow.workspaces import JobWorkspace
 
 NO_REASON = "The agent changed no file and did not say why."
@@ -76,6 +77,7 @@ def implement_subtask(
             publish_progress(ctx, mirror, workspace.branch, workspace.head())
             subtask.state = SubtaskState.COMMITTED
             subtask.commit_sha = existing
+            record_version(session, subtask, existing)
             ctx.record(
                 session, "subtask.recovered", f"Subtask {subtask.position} was already committed"
             )
@@ -180,6 +182,8 @@ def implement_subtask(
         subtask.summary = report.summary if sha else reason
         subtask.decisions = list(report.decisions)
         subtask.commit_sha = sha
+        if sha:
+            record_version(session, subtask, sha)
         subtask.state = SubtaskState.COMMITTED if sha else SubtaskState.EMPTY
         if not verify_commands or not sha:
             subtask.verified = None

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from errands.accounts.access import ACT, READ, Permit, principal_of
 from errands.errors import ErrandsError, InvalidInput, NotFound
 from errands.git import Diff
+from errands.git.rangediff import RangeDiff
 from errands.limits import Count, Id
 from errands.schemas import CommentPublic, SubtaskPublic, TaskPublic
 from errands.settings import Settings
@@ -27,7 +28,8 @@ router = APIRouter(include_in_schema=False)
 # Comments are looked up within their task (which the Permit scopes), never on their own.
 ACT_ON_COMMENT = Depends(Permit("act", handler_scoped=frozenset({"comment_id"})))
 
-View = Literal["subtask", "all", "since"]
+View = Literal["subtask", "all", "since", "versions"]
+VIEWS = ("subtask", "all", "since", "versions")
 
 
 @dataclass
@@ -44,15 +46,46 @@ class Thread:
 
 
 @dataclass(frozen=True)
+class Asked:
+    """What the reader asked to see, as the page's query parameters."""
+
+    view: str = "subtask"
+    subtask: Id | None = None
+    version: Id | None = None  # a subtask's diff at this version (default: its newest)
+    old: Id | None = None  # view=versions: compare these two versions of the subtask
+    new: Id | None = None
+    round: Id | None = None  # view=since: changes since this review round
+    layout: Literal["unified", "split"] = "unified"
+
+
+AskedDep = Annotated[Asked, Depends()]
+
+
+@dataclass(frozen=True)
 class Selection:
     view: View
     subtask: int | None
     split: bool
+    version: int | None = None
+    old: int | None = None
+    new: int | None = None
+    round: int | None = None
 
     def query(self, **change: Any) -> str:
-        values = {"view": self.view, "subtask": self.subtask, "layout": self.layout}
+        values: dict[str, Any] = {
+            "view": self.view,
+            "subtask": self.subtask,
+            "version": self.version,
+            "old": self.old,
+            "new": self.new,
+            "round": self.round,
+            "layout": self.layout,
+        }
+        if "view" in change or "subtask" in change:
+            # Another view or subtask: the versions and rounds chosen were this one's.
+            values.update(version=None, old=None, new=None, round=None)
         values.update(change)
-        if values["view"] != "subtask":
+        if values["view"] not in ("subtask", "versions"):
             values.pop("subtask")
         parts = [f"{k}={v}" for k, v in values.items() if v is not None]
         return "?" + "&".join(parts)
@@ -73,39 +106,64 @@ def _threads(task: TaskPublic) -> list[Thread]:
     return [t for t in roots.values() if t.root.parent_id is None]
 
 
-def _select(task: TaskPublic, view: str, subtask: int | None, layout: str) -> Selection:
-    split = layout == "split"
+def _select(task: TaskPublic, asked: Asked) -> Selection:
+    split = asked.layout == "split"
     committed = [s for s in task.subtasks if s.commit_sha]
-    if view not in ("subtask", "all", "since"):
-        raise InvalidInput(f"view must be subtask, all or since, not {view!r}.")
-    if view == "subtask" and subtask is None:
+    view, subtask = asked.view, asked.subtask
+    if view not in VIEWS:
+        raise InvalidInput(f"view must be one of {', '.join(VIEWS)}, not {view!r}.")
+    if view in ("subtask", "versions") and subtask is None:
         if not committed:
             return Selection("all", None, split)
         subtask = committed[0].position
-    return Selection(view, subtask if view == "subtask" else None, split)  # type: ignore[arg-type]
+    if view == "versions":
+        sub = next((s for s in task.subtasks if s.position == subtask), None)
+        count = len(sub.versions) if sub else 0
+        if count < 2 and (asked.old is None or asked.new is None):
+            raise InvalidInput(f"Subtask {subtask} has one version: there is nothing to compare.")
+        old, new = asked.old or count - 1, asked.new or count
+        return Selection("versions", subtask, split, old=old, new=new)
+    if view == "subtask":
+        return Selection("subtask", subtask, split, version=asked.version)
+    return Selection(view, None, split, round=asked.round if view == "since" else None)  # type: ignore[arg-type]
 
 
-def _load(
-    s: Session, settings: Settings, task_id: int, view: str, subtask: int | None, layout: str
-) -> dict[str, Any]:
+def _diff_of(s: Session, settings: Settings, task_id: int, selection: Selection) -> Diff:
+    if selection.view == "since":
+        return actions.interdiff(s, settings, task_id, selection.round)[1]
+    if selection.view == "subtask" and selection.version is not None:
+        assert selection.subtask is not None
+        return actions.version_diff(s, settings, task_id, selection.subtask, selection.version)[1]
+    return actions.diff(s, settings, task_id, selection.subtask)[1]
+
+
+def _load(s: Session, settings: Settings, task_id: int, asked: Asked) -> dict[str, Any]:
     task, jobs = actions.task_with_jobs(s, task_id)
     public = TaskPublic.of(task, jobs)
-    selection = _select(public, view, subtask, layout)
+    selection = _select(public, asked)
     heads = actions.review_heads(s, task_id)
     since_range: tuple[str, str] | None = None
-    diff: Diff
+    diff = Diff(files=[], additions=0, deletions=0)
+    range_diff: RangeDiff | None = None
     if selection.view == "since":
-        _, diff, old, new = actions.interdiff(s, settings, task_id)
+        _, diff, old, new = actions.interdiff(s, settings, task_id, selection.round)
         since_range = (old, new)
+    elif selection.view == "versions":
+        assert selection.subtask and selection.old and selection.new
+        range_diff = actions.version_interdiff(
+            s, settings, task_id, selection.subtask, selection.old, selection.new
+        )
     else:
-        diff = actions.diff(s, settings, task_id, selection.subtask)[1]
+        diff = _diff_of(s, settings, task_id, selection)
     sizes = actions.commit_sizes(s, settings, task_id)
     return {
         "task": public,
         "project": task.project,
         "selection": selection,
         "diff": diff,
+        "range_diff": range_diff,
         "since_range": since_range,
+        "rounds": len(heads),
         "can_interdiff": len(heads) >= 2,
         "sizes": sizes,
     }
@@ -128,18 +186,18 @@ def review_page(
     db: Database,
     settings: Settings,
     task_id: int,
+    asked: Asked | None = None,
     *,
-    view: str = "subtask",
-    subtask: int | None = None,
-    layout: str = "unified",
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    context = in_session(db, lambda s: _load(s, settings, task_id, view, subtask, layout))
+    asked = asked or Asked()
+    context = in_session(db, lambda s: _load(s, settings, task_id, asked))
     selection: Selection = context["selection"]
     diff: Diff = context["diff"]
     if wants_json(request):
-        return JSONResponse(diff.to_dict())
+        found = context["range_diff"]
+        return JSONResponse(found.to_dict() if found is not None else diff.to_dict())
     task: TaskPublic = context["task"]
     threads = _threads(task)
     files = diffview.build(diff, split=selection.split, highlight=diffview.HIGHLIGHT_BUDGET)
@@ -169,6 +227,9 @@ def review_page(
 
 def _rev_of(selection: Selection, sub: SubtaskPublic | None, context: dict[str, Any]) -> str:
     """The commit whose files the new side shows (to expand unchanged lines from)."""
+    version = selection.version if selection.view == "subtask" and sub is not None else None
+    if sub is not None and version is not None and 1 <= version <= len(sub.versions):
+        return sub.versions[version - 1].commit_sha
     if selection.view == "subtask" and sub is not None and sub.commit_sha:
         return sub.commit_sha
     if context["since_range"]:
@@ -192,11 +253,9 @@ def show_review(
     task_id: Id,
     db: DbDep,
     settings: SettingsDep,
-    view: str = "subtask",
-    subtask: Annotated[Id | None, Query()] = None,
-    layout: Literal["unified", "split"] = "unified",
+    asked: AskedDep,
 ) -> Response:
-    return review_page(request, db, settings, task_id, view=view, subtask=subtask, layout=layout)
+    return review_page(request, db, settings, task_id, asked)
 
 
 @router.get("/tasks/{task_id}/review/file", response_model=None, dependencies=[READ])
@@ -206,12 +265,10 @@ def file_fragment(
     db: DbDep,
     settings: SettingsDep,
     path: str,
-    view: str = "subtask",
-    subtask: Annotated[Id | None, Query()] = None,
-    layout: Literal["unified", "split"] = "unified",
+    asked: AskedDep,
 ) -> Response:
     """One large file's rows, asked for when the reader opens it."""
-    context = in_session(db, lambda s: _load(s, settings, task_id, view, subtask, layout))
+    context = in_session(db, lambda s: _load(s, settings, task_id, asked))
     selection: Selection = context["selection"]
     files = diffview.build(context["diff"], split=selection.split, only=path)
     found = next((f for f in files if f.file.path == path), None)
@@ -237,18 +294,14 @@ def highlight_files(
     db: DbDep,
     settings: SettingsDep,
     file: Annotated[list[Count], Query()],
-    view: str = "subtask",
-    subtask: Annotated[Id | None, Query()] = None,
+    asked: AskedDep,
 ) -> dict[str, Any]:
     """The highlighted lines of files the page printed uncoloured (past its highlighting
     budget), by their index in the diff: the page swaps them in where it shows them."""
 
     def work(s: Session) -> Diff:
         task, jobs = actions.task_with_jobs(s, task_id)
-        selection = _select(TaskPublic.of(task, jobs), view, subtask, "unified")
-        if selection.view == "since":
-            return actions.interdiff(s, settings, task_id)[1]
-        return actions.diff(s, settings, task_id, selection.subtask)[1]
+        return _diff_of(s, settings, task_id, _select(TaskPublic.of(task, jobs), asked))
 
     diff = in_session(db, work)
     out = []
@@ -329,6 +382,12 @@ def _back(task_id: int, back: str) -> str:
     return back if back.startswith(prefix) and "//" not in back else prefix
 
 
+def _number(text: str | None) -> int | None:
+    if text and text.isascii() and text.isdigit() and len(text) < 10:
+        return int(text) or None
+    return None
+
+
 def _review_form(
     request: Request,
     db: Database,
@@ -346,18 +405,19 @@ def _review_form(
         params = dict(request.query_params)
         query = dict(p.split("=", 1) for p in target.partition("?")[2].split("&") if "=" in p)
         params.update(query)
-        subtask = params.get("subtask", "")
-        return review_page(
-            request,
-            db,
-            settings,
-            task_id,
+        layout = params.get("layout", "unified")
+        asked = Asked(
             view=params.get("view", "subtask"),
-            # A back link's own subtask: shown again if it is a sane number, else the default.
-            subtask=int(subtask) if subtask.isascii() and subtask.isdigit() else None,
-            layout=params.get("layout", "unified"),
-            error=exc.message,
-            status=exc.status,
+            # A back link's own numbers: shown again if they are sane, else the defaults.
+            subtask=_number(params.get("subtask")),
+            version=_number(params.get("version")),
+            old=_number(params.get("old")),
+            new=_number(params.get("new")),
+            round=_number(params.get("round")),
+            layout="split" if layout == "split" else "unified",
+        )
+        return review_page(
+            request, db, settings, task_id, asked, error=exc.message, status=exc.status
         )
     suffix = anchor.format(result=result) if anchor else ""
     return RedirectResponse(target + suffix, status_code=303)

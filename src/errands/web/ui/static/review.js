@@ -126,8 +126,8 @@
 
   function loadFile(button) {
     var file = button.closest(".file");
-    var params = new URLSearchParams({ path: button.dataset.path, view: root.dataset.view, layout: root.dataset.layout });
-    if (root.dataset.subtask) params.set("subtask", root.dataset.subtask);
+    var params = new URLSearchParams(root.dataset.highlightQuery);  // the page's own view
+    params.set("path", button.dataset.path);
     button.disabled = true;
     button.textContent = "Loading…";
     fetch("/tasks/" + taskId + "/review/file?" + params, { headers: { Accept: "text/html" } })
