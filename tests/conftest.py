@@ -50,6 +50,13 @@ def run_git(repo: Path, *args: str) -> str:
     ).stdout
 
 
+def git_range_diff(repo: Path, old: str, new: str) -> str:
+    """The body of ``git range-diff`` comparing commit ``old`` with commit ``new`` (its
+    indented lines), as git itself prints it."""
+    out = run_git(repo, "range-diff", "--no-color", "--creation-factor=999", f"{old}^!", f"{new}^!")
+    return "".join(line + "\n" for line in out.splitlines() if line.startswith("    "))
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     path = tmp_path / "errands-home"

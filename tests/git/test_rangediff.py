@@ -3,11 +3,10 @@ what moved underneath it."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from errands.git.rangediff import range_diff
-from tests.conftest import run_git
+from tests.conftest import git_range_diff, run_git
 
 
 def _commit(repo: Path, files: dict[str, str], message: str) -> str:
@@ -35,21 +34,10 @@ def _stack(tmp_path: Path) -> tuple[Path, str, str, str]:
     return repo, sub1_v2, sub2_v1, sub2_v2
 
 
-def _git_range_diff(repo: Path, old: str, new: str) -> str:
-    out = subprocess.run(
-        ["git", "range-diff", "--no-color", "--creation-factor=999", f"{old}^!", f"{new}^!"],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return "".join(line + "\n" for line in out.splitlines() if line.startswith("    "))
-
-
 def test_the_interdiff_is_git_range_diffs(tmp_path: Path) -> None:
     repo, _, v1, v2 = _stack(tmp_path)
     found = range_diff(repo, v1, v2)
-    assert found.text() == _git_range_diff(repo, v1, v2)
+    assert found.text() == git_range_diff(repo, v1, v2)
     assert not found.same
     changed = {(line.outer, line.inner) for line in found.lines if line.kind == "line"}
     assert ("-", "+y") in changed and ("+", "+y2") in changed and ("+", "+z") in changed

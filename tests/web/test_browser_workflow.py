@@ -167,7 +167,9 @@ def test_whole_workflow_in_the_browser(
         expect(page).to_have_url(re.compile(r"/tasks/1(#plan)?$"))
         page.evaluate("window.__marked = true")
         expect(page.locator("#task-state")).to_have_text("in review", timeout=LIVE)
-        expect(page.locator('[data-position="3"] [data-subtask-state]')).to_have_text("committed")
+        # The fix went inside subtask 1 (where the comment was left): no third subtask.
+        expect(page.locator('[data-position="1"] [data-subtask-state]')).to_have_text("committed")
+        expect(page.locator('[data-position="3"]')).to_have_count(0)
         assert no_reload_since_marked(page)
 
         # Only what changed since the last review.

@@ -142,7 +142,8 @@ def test_full_workflow_from_the_cli(cli: Cli, sample_repo: Path, tmp_path: Path)
     assert "unresolved blocking" in cli("approve", str(task_id), ok=False)
     cli("request-changes", str(task_id))
     task = cli.wait(task_id, "in_review")
-    assert len(task["subtasks"]) == 3
+    assert len(task["subtasks"]) == 2  # fixed inside subtask 1, where the comment was
+    assert len(task["subtasks"][0]["versions"]) == 2
 
     cli("approve", str(task_id))
     task = cli.wait(task_id, "merged")

@@ -109,12 +109,13 @@ def test_full_workflow_over_http(sample_repo: Path, home: Path) -> None:
 
         assert client.post(f"/api/tasks/{task_id}/request-changes").status_code == 200
         task = wait_for_state(client, task_id, "in_review")
-        assert len(task["subtasks"]) == 3
-        revision = task["subtasks"][2]
-        assert revision["origin"] == "revise" and revision["commit_sha"]
-        assert "Please document multiply." in revision["steps"][0]
+        # The fix went into subtask 1, where the comment was left: still two subtasks.
+        assert len(task["subtasks"]) == 2
+        revision = task["subtasks"][0]
+        assert [v["round"] for v in revision["versions"]] == [1, 2]
+        assert revision["commit_sha"] == revision["versions"][1]["commit_sha"]
         assert all(c["resolved"] for c in task["comments"])
-        revised = client.get(f"/api/tasks/{task_id}/diff", params={"subtask": 3}).json()
+        revised = client.get(f"/api/tasks/{task_id}/diff", params={"subtask": 1}).json()
         assert any(
             "Return the product" in line["text"]
             for hunk in revised["files"][0]["hunks"]
@@ -155,7 +156,8 @@ def test_full_workflow_over_http(sample_repo: Path, home: Path) -> None:
         "subtask.committed",
         "review.comment",
         "revise.started",
-        "subtask.committed",
+        "restack.rebuilt",
+        "restack.rebuilt",
         "review.approved",
         "task.merged",
     ]

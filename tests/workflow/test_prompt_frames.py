@@ -137,7 +137,8 @@ def test_breakouts_stay_inside_their_frames(sample_repo: Path, home: Path) -> No
         assert reply.status_code == 201, reply.text
         assert client.post(f"/api/tasks/{task_id}/request-changes").status_code == 200
         task = wait_for_state(client, task_id, "in_review")
-        assert len(task["subtasks"]) == 3
+        assert len(task["subtasks"]) == 2  # the fix went inside subtask 1
+        assert len(task["subtasks"][0]["versions"]) == 2
 
     assert llm.script_errors == []
     by_phase: dict[str, list[ChatRequest]] = {}

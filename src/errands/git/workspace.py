@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from errands.errors import InvalidInput, NestedRepository
+from errands.git.repo import check_rev
 from errands.git.runner import ERRANDS_IDENTITY, error_for, git, run_git
 
 GITLINK = "160000"
+CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ", "|||||||")
 # State a command in the sandbox can leave in the private git directory that would make our
 # commit something else than "the work tree, on the task branch": a merge's second parent,
 # a cherry-pick's author, a sequencer's plan.
@@ -143,6 +145,42 @@ class Workspace:
             env=ERRANDS_IDENTITY,
         )
         return self.head()
+
+    def reset_to(self, commit: str) -> None:
+        """Move the task branch to ``commit`` and the work tree with it (restacking the
+        subtasks above it starts here)."""
+        self._on_branch()
+        self._git("reset", "--hard", "--quiet", check_rev(commit))
+        self._git("clean", "-ffd", "--quiet")
+
+    def apply_commit(self, commit: str) -> list[str]:
+        """Apply ``commit``'s change to the work tree, uncommitted; return the paths that
+        conflicted (their conflict markers left in the files for someone to resolve)."""
+        self._on_branch()
+        applied = run_git(
+            *self._scope, "cherry-pick", "--no-commit", check_rev(commit), cwd=self.path
+        )
+        conflicted = self._git("diff", "--name-only", "--diff-filter=U", "-z")
+        paths = sorted(p for p in conflicted.split("\0") if p)
+        if not applied.ok and not paths:
+            raise error_for(applied)
+        # The change stays in the work tree only: an index holding it would vouch for the
+        # files by their stat data, and an edit made in the same second at the same size
+        # (the agent's fix) could then look unchanged and be left out of the commit.
+        self._git("reset", "--quiet", "--mixed")
+        return paths
+
+    def conflict_markers(self, paths: list[str]) -> list[str]:
+        """Which of ``paths`` still hold a conflict marker line."""
+        marked = []
+        for path in paths:
+            file = self.path / path
+            if file.is_symlink() or not file.is_file():
+                continue  # deleted in the resolution (a link is never followed on the host)
+            text = file.read_text(errors="replace")
+            if any(line.startswith(CONFLICT_MARKERS) for line in text.splitlines()):
+                marked.append(path)
+        return marked
 
     def discard_changes(self) -> None:
         """Drop uncommitted work; ignored files (.venv, build caches) survive on purpose."""
