@@ -345,6 +345,9 @@ def project_set(
     revise_executor: Annotated[
         str | None, typer.Option(help='The executor of revise rounds ("" = as --executor).')
     ] = None,
+    required_approvals: Annotated[
+        int | None, typer.Option(help="Reviewers who must approve the same head to merge.")
+    ] = None,
 ) -> None:
     """Change a project's settings (they override .errands.toml and detection)."""
     from errands.workflow import actions
@@ -371,6 +374,7 @@ def project_set(
             execute_model=execute_model,
             executor=executor,
             revise_executor=revise_executor,
+            required_approvals=required_approvals,
         )
     )
     out.print("Updated.")

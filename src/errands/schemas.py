@@ -60,6 +60,7 @@ class ProjectPublic(_Public):
     execute_model: str | None
     executor: str | None
     revise_executor: str | None
+    required_approvals: int = 1
     indexed_at: UtcDateTime | None
     created_at: UtcDateTime
     effective: EffectivePublic | None = None
@@ -285,6 +286,9 @@ class ProjectUpdate(BaseModel):
     # An executor's name (native, claude-code, …); "" goes back to .errands.toml / settings.
     executor: str | None = Field(default=None, max_length=64)
     revise_executor: str | None = Field(default=None, max_length=64)
+    required_approvals: int | None = Field(
+        default=None, ge=1, le=20, description="Reviewers who must approve the same head."
+    )
 
 
 class TaskCreate(BaseModel):
@@ -308,6 +312,31 @@ class CommentCreate(BaseModel):
     end_line: Id | None = None
     subtask: Id | None = None
     parent_id: Id | None = None
+
+
+class ViewedMark(BaseModel):
+    subtask: Id = Field(description="The subtask's position in the stack.")
+    path: str = Field(min_length=1, max_length=4096)
+    viewed: bool = True
+
+
+class ViewedPublic(BaseModel):
+    subtask: int
+    viewed: list[str] = Field(description="Files marked viewed whose change is unchanged since.")
+
+
+class ReviewerPublic(BaseModel):
+    name: str
+    you: bool
+    verdict: Literal["approved", "changes_requested"] | None
+    current: bool = Field(description="The verdict was given on the branch as it is now.")
+    reviewed_head: str | None = Field(description="The branch tip this reviewer last reviewed.")
+
+
+class ReviewersPublic(BaseModel):
+    required_approvals: int
+    approvals: int = Field(description="Reviewers who approved the branch as it is now.")
+    reviewers: list[ReviewerPublic]
 
 
 class CommentResolve(BaseModel):

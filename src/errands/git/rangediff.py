@@ -85,3 +85,21 @@ def range_diff(repo: Path, old: str, new: str) -> RangeDiff:
     """Compare commit ``old`` with commit ``new`` (two versions of one subtask)."""
     output = git("range-diff", "--no-color", CREATION_FACTOR, f"{old}^!", f"{new}^!", cwd=repo)
     return parse_range_diff(old, new, output)
+
+
+def file_patch(repo: Path, commit: str, path: str) -> str:
+    """``commit``'s change to ``path`` without what depends on where the commit sits (blob
+    ids, hunk line numbers): the same text for a change that only moved onto a new base."""
+    out = git(
+        "--literal-pathspecs",
+        "diff-tree",
+        "-p",
+        "--no-color",
+        f"{commit}^",
+        commit,
+        "--",
+        path,
+        cwd=repo,
+    )
+    kept = ("@@" if line.startswith("@@") else line for line in out.splitlines())
+    return "\n".join(line for line in kept if not line.startswith("index "))

@@ -41,6 +41,7 @@ from errands.store import events as event_log
 from errands.store.models import utcnow
 from errands.workflow import actions, progress
 from errands.workflow.context import JobContext
+from errands.workflow.reviewers import Reviewer
 
 log = logging.getLogger(__name__)
 
@@ -502,11 +503,12 @@ class Sync:
             self._note(c.session, task, "github.review_ignored", f"@{login} lacks write access")
             return "reviewer lacks write access"
         self._note(c.session, task, "github.review", f"@{login} reviewed on GitHub: {verdict}")
+        who = Reviewer(f"github:{login}"[:64], f"@{login} (GitHub)")
         if verdict == "approved" and task.state == TaskState.IN_REVIEW:
-            actions.approve(c.session, self.ctx.settings, task.id)
-            return "approved: merge queued"
+            actions.approve(c.session, self.ctx.settings, task.id, who)
+            return "approved"
         if verdict == "changes_requested" and task.state == TaskState.IN_REVIEW:
-            actions.request_changes(c.session, self.ctx.settings, task.id)
+            actions.request_changes(c.session, self.ctx.settings, task.id, who)
             return "changes requested: revise queued"
         return f"review {verdict} noted"
 

@@ -50,6 +50,8 @@ class Project(Base):
     # The executor of execute and of revise rounds (None = .errands.toml, then the settings).
     executor: Mapped[str | None] = mapped_column(String(64), default=None)
     revise_executor: Mapped[str | None] = mapped_column(String(64), default=None)
+    # How many reviewers must approve the same head before it merges.
+    required_approvals: Mapped[int] = mapped_column(default=1, server_default="1")
     indexed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # A project connected to GitHub: its repository (owner/name), the App installation that
@@ -185,6 +187,38 @@ class SubtaskVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     subtask: Mapped[Subtask] = relationship(back_populates="versions")
+
+
+class ReviewMark(Base):
+    """A file a reviewer marked viewed in a subtask, at the version they looked at. It holds
+    for newer versions as long as the subtask's change to that file stays the same."""
+
+    __tablename__ = "review_marks"
+    __table_args__ = (Index("ux_review_marks", "subtask_id", "reviewer", "path", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subtask_id: Mapped[int] = mapped_column(ForeignKey("subtasks.id", ondelete="CASCADE"))
+    reviewer: Mapped[str] = mapped_column(String(64))  # "user:<id>", "local", "github:<login>"
+    path: Mapped[str] = mapped_column(Text)
+    version: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewerState(Base):
+    """One reviewer of one task: the branch tip they last reviewed (marked a file viewed at,
+    approved or asked changes of) and their verdict, which every reviewer sees."""
+
+    __tablename__ = "reviewer_states"
+    __table_args__ = (Index("ux_reviewer_states", "task_id", "reviewer", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    reviewer: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(320))  # shown to the other reviewers
+    reviewed_head: Mapped[str | None] = mapped_column(String(64), default=None)
+    verdict: Mapped[str | None] = mapped_column(String(20), default=None)  # approved | changes
+    verdict_head: Mapped[str | None] = mapped_column(String(64), default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class ReviewComment(Base):

@@ -50,25 +50,38 @@ from errands.schemas import (
     ProjectCreate,
     ProjectPublic,
     ProjectUpdate,
+    ReviewerPublic,
+    ReviewersPublic,
     TaskCreate,
     TaskPublic,
     TaskSummary,
+    ViewedMark,
+    ViewedPublic,
 )
 from errands.settings import Settings
 from errands.store import Database
 from errands.store import events as event_log
 from errands.store.models import utcnow
 from errands.web import notifications as notification_routes
-from errands.web.deps import DbDep, SettingsDep, in_session
+from errands.web.deps import DbDep, ReviewerDep, SettingsDep, in_session
 from errands.web.errors import error_responses, json_error
 from errands.web.guard import LOOPBACK_NAMES, BrowserGuard
 from errands.web.openapi import install as install_openapi
 from errands.web.ui import install as install_ui
-from errands.workflow import actions
+from errands.workflow import actions, reviewers
+from errands.workflow.reviewers import Reviewer
 
 T = TypeVar("T")
 STREAM_POLL_SECONDS = 0.3
 RESTING_STATES = {TaskState.MERGED, TaskState.CANCELLED, TaskState.FAILED}
+
+
+def _viewed(
+    session: Session, settings: Settings, task_id: int, subtask: int, reviewer: Reviewer
+) -> ViewedPublic:
+    task = actions.get_task(session, task_id)
+    seen = reviewers.viewed_files(session, settings, task, reviewer, subtask)
+    return ViewedPublic(subtask=subtask, viewed=sorted(seen))
 
 
 def create_app(
@@ -290,12 +303,68 @@ def _routes(app: FastAPI) -> None:
         return _act(task_id, db, lambda s: actions.execute(s, settings, task_id))
 
     @app.post("/api/tasks/{task_id}/request-changes", dependencies=[ACT])
-    def request_changes(task_id: Id, db: DbDep, settings: SettingsDep) -> TaskPublic:
-        return _act(task_id, db, lambda s: actions.request_changes(s, settings, task_id))
+    def request_changes(
+        task_id: Id, db: DbDep, settings: SettingsDep, reviewer: ReviewerDep
+    ) -> TaskPublic:
+        return _act(task_id, db, lambda s: actions.request_changes(s, settings, task_id, reviewer))
 
     @app.post("/api/tasks/{task_id}/approve", dependencies=[ACT])
-    def approve(task_id: Id, db: DbDep, settings: SettingsDep) -> TaskPublic:
-        return _act(task_id, db, lambda s: actions.approve(s, settings, task_id))
+    def approve(task_id: Id, db: DbDep, settings: SettingsDep, reviewer: ReviewerDep) -> TaskPublic:
+        """Approve as the caller; the merge is queued once the project's required number of
+        reviewers approved the same head (see GET /api/tasks/{id}/reviewers)."""
+        return _act(task_id, db, lambda s: actions.approve(s, settings, task_id, reviewer))
+
+    @app.get("/api/tasks/{task_id}/reviewers", dependencies=[READ])
+    def task_reviewers(
+        task_id: Id, db: DbDep, settings: SettingsDep, reviewer: ReviewerDep
+    ) -> ReviewersPublic:
+        """Every reviewer's verdict and what they last reviewed; ``you`` is the caller."""
+
+        def work(s: Session) -> ReviewersPublic:
+            task = actions.get_task(s, task_id)
+            needed, approvals, found = reviewers.standings(s, settings, task, reviewer)
+            return ReviewersPublic(
+                required_approvals=needed,
+                approvals=approvals,
+                reviewers=[
+                    ReviewerPublic(
+                        name=f.state.name,
+                        you=f.you,
+                        verdict=f.state.verdict,
+                        current=f.current,
+                        reviewed_head=f.state.reviewed_head,
+                    )
+                    for f in found
+                ],
+            )
+
+        return in_session(db, work)
+
+    @app.get("/api/tasks/{task_id}/viewed", dependencies=[READ])
+    def viewed(
+        task_id: Id,
+        subtask: Annotated[Id, Query()],
+        db: DbDep,
+        settings: SettingsDep,
+        reviewer: ReviewerDep,
+    ) -> ViewedPublic:
+        """The caller's files of the subtask marked viewed and unchanged since."""
+        return in_session(db, lambda s: _viewed(s, settings, task_id, subtask, reviewer))
+
+    @app.post("/api/tasks/{task_id}/viewed", dependencies=[ACT])
+    def mark_viewed(
+        task_id: Id, body: ViewedMark, db: DbDep, settings: SettingsDep, reviewer: ReviewerDep
+    ) -> ViewedPublic:
+        """Mark (``viewed: false``: unmark) a file of a subtask viewed, at its newest
+        version, for the caller on every device; it resets when the subtask's change to
+        that file changes in a newer version."""
+
+        def work(s: Session) -> ViewedPublic:
+            task = actions.get_task(s, task_id)
+            reviewers.mark_viewed(s, settings, task, reviewer, body.subtask, body.path, body.viewed)
+            return _viewed(s, settings, task_id, body.subtask, reviewer)
+
+        return in_session(db, work)
 
     @app.post("/api/tasks/{task_id}/cancel", dependencies=[ACT])
     def cancel(task_id: Id, db: DbDep) -> TaskPublic:
@@ -331,6 +400,7 @@ def _routes(app: FastAPI) -> None:
         task_id: Id,
         db: DbDep,
         settings: SettingsDep,
+        reviewer: ReviewerDep,
         subtask: Annotated[
             Id | None, Query(description="Compare two versions of this subtask (range-diff).")
         ] = None,
@@ -339,12 +409,19 @@ def _routes(app: FastAPI) -> None:
         since_round: Annotated[
             Id | None, Query(description="Without subtask: the whole stack since this round.")
         ] = None,
+        mine: Annotated[
+            bool, Query(description="The whole stack since the caller last reviewed it.")
+        ] = False,
     ) -> dict[str, Any]:
         """What changed between two versions of a subtask (``subtask``, ``old``, ``new``:
         ``git range-diff``'s diff of the two patches), or on the whole stack since a review
         round (the previous one by default)."""
 
         def work(s: Session) -> dict[str, Any]:
+            if mine:
+                task = actions.get_task(s, task_id)
+                found, before, after = reviewers.since_my_last_review(s, settings, task, reviewer)
+                return {"old": before, "new": after, **found.to_dict()}
             if subtask is None:
                 _, found, before, after = actions.interdiff(s, settings, task_id, since_round)
                 return {"old": before, "new": after, **found.to_dict()}

@@ -9,9 +9,11 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from errands.accounts.access import principal_of
 from errands.limits import parse_int
 from errands.settings import Settings
 from errands.store import Database
+from errands.workflow.reviewers import LOCAL, Reviewer
 
 T = TypeVar("T")
 
@@ -26,8 +28,18 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def get_reviewer(request: Request) -> Reviewer:
+    """Who reviews through this request: the signed-in user (or the token's), or the one
+    user of single-user mode. Read after the route's Permit has run."""
+    principal = principal_of(request)
+    if principal.user_id is None:
+        return LOCAL
+    return Reviewer(f"user:{principal.user_id}", principal.email or f"user {principal.user_id}")
+
+
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ReviewerDep = Annotated[Reviewer, Depends(get_reviewer)]
 
 
 def in_session(db: Database, work: Callable[[Session], T]) -> T:

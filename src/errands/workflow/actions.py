@@ -47,7 +47,7 @@ from errands.store import (
     Task,
 )
 from errands.store import events as event_log
-from errands.workflow import versions
+from errands.workflow import reviewers, versions
 from errands.workflow.mirrors import mirror_path, open_mirror
 from errands.workflow.origins import check_origin
 
@@ -194,6 +194,9 @@ def _commands(commands: list[str]) -> list[str]:
     return [c for c in (c.strip() for c in commands) if c]
 
 
+MAX_APPROVALS = 20
+
+
 def update_project(
     session: Session,
     ref: int | str,
@@ -216,6 +219,7 @@ def update_project(
     execute_model: str | None = None,
     executor: str | None = None,
     revise_executor: str | None = None,
+    required_approvals: int | None = None,
 ) -> Project:
     """Overrides set here win over the repository's .errands.toml and over detection."""
     project = get_project(session, ref)
@@ -263,6 +267,10 @@ def update_project(
         project.executor = _executor_name(executor)
     if revise_executor is not None:
         project.revise_executor = _executor_name(revise_executor)
+    if required_approvals is not None:
+        if not 1 <= required_approvals <= MAX_APPROVALS:
+            raise InvalidInput(f"required_approvals must be from 1 to {MAX_APPROVALS}.")
+        project.required_approvals = required_approvals
     event_log.record(session, "project.updated", "Project settings changed", project_id=project.id)
     return project
 
@@ -595,19 +603,32 @@ def resolve_comment(
     return comment
 
 
-def request_changes(session: Session, settings: Settings, task_id: int) -> Task:
+def request_changes(
+    session: Session,
+    settings: Settings,
+    task_id: int,
+    reviewer: reviewers.Reviewer = reviewers.LOCAL,
+) -> Task:
     task = get_task(session, task_id)
     _require_review(task)
     settings.require_llm()
     open_count = sum(1 for c in task.comments if c.parent_id is None and not c.resolved)
     if open_count == 0:
         raise Conflict(f"Task {task_id} has no open review comments; add one first.")
+    reviewers.record_verdict(session, settings, task, reviewer, reviewers.CHANGES)
     _set_state(session, task, TaskState.REVISING, f"Changes requested ({open_count} comment(s))")
     _enqueue(session, settings, JobKind.REVISE, task)
     return task
 
 
-def approve(session: Session, settings: Settings, task_id: int) -> Task:
+def approve(
+    session: Session,
+    settings: Settings,
+    task_id: int,
+    reviewer: reviewers.Reviewer = reviewers.LOCAL,
+) -> Task:
+    """This reviewer approves the branch as it is; the merge is queued once the project's
+    required number of reviewers approved this same tip."""
     task = get_task(session, task_id)
     _require_review(task)
     blocking = [
@@ -629,13 +650,20 @@ def approve(session: Session, settings: Settings, task_id: int) -> Task:
             "to change (the subtasks say why), cancel the task; otherwise hand off a new task "
             "that says what must change."
         )
+    approvals = reviewers.record_verdict(session, settings, task, reviewer, reviewers.APPROVED)
+    needed = task.project.required_approvals
     event_log.record(
         session,
         "review.approved",
-        "Approved; merge queued",
+        f"Approved by {reviewer.name}; merge queued"
+        if approvals >= needed
+        else f"Approved by {reviewer.name} ({approvals} of {needed} approvals)",
         task_id=task.id,
         project_id=task.project_id,
+        data={"reviewer": reviewer.name, "approvals": approvals, "needed": needed},
     )
+    if approvals < needed:
+        return task
     task.merge_error = None
     _enqueue(session, settings, JobKind.MERGE, task)
     return task

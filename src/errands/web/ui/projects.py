@@ -15,7 +15,7 @@ from errands.schemas import EventPublic, ProjectPublic
 from errands.settings import Settings
 from errands.store import Database
 from errands.store import events as event_log
-from errands.web.deps import DbDep, SettingsDep, in_session
+from errands.web.deps import DbDep, SettingsDep, in_session, optional_int
 from errands.web.ui.render import page, wants_json
 from errands.workflow import actions
 
@@ -154,6 +154,7 @@ def edit_project(
     execute_model: Annotated[str, Form()] = "",
     executor: Annotated[str, Form()] = "",
     revise_executor: Annotated[str, Form()] = "",
+    required_approvals: Annotated[str, Form()] = "",
 ) -> Response:
     def work(s: Session) -> str:
         verify, setup, hosts = _lines(verify_commands), _lines(setup_commands), _lines(setup_hosts)
@@ -175,6 +176,7 @@ def edit_project(
             execute_model=execute_model,
             executor=executor,  # "" clears: .errands.toml or the server's again
             revise_executor=revise_executor,
+            required_approvals=optional_int(required_approvals, "required_approvals"),
         )
         return project.name
 

@@ -15,14 +15,23 @@ from errands.accounts.access import ACT, READ, Permit, principal_of
 from errands.errors import ErrandsError, InvalidInput, NotFound
 from errands.git import Diff
 from errands.git.rangediff import RangeDiff
+from errands.jobs import ledger
 from errands.limits import Count, Id
 from errands.schemas import CommentPublic, SubtaskPublic, TaskPublic
 from errands.settings import Settings
 from errands.store import Database
-from errands.web.deps import DbDep, SettingsDep, in_session, optional_int
+from errands.web.deps import (
+    DbDep,
+    ReviewerDep,
+    SettingsDep,
+    get_reviewer,
+    in_session,
+    optional_int,
+)
 from errands.web.ui import diffview
 from errands.web.ui.render import page, wants_json
-from errands.workflow import actions
+from errands.workflow import actions, reviewers
+from errands.workflow.reviewers import Reviewer
 
 router = APIRouter(include_in_schema=False)
 # Comments are looked up within their task (which the Permit scopes), never on their own.
@@ -128,16 +137,30 @@ def _select(task: TaskPublic, asked: Asked) -> Selection:
     return Selection(view, None, split, round=asked.round if view == "since" else None)  # type: ignore[arg-type]
 
 
-def _diff_of(s: Session, settings: Settings, task_id: int, selection: Selection) -> Diff:
+def _diff_of(
+    s: Session, settings: Settings, task_id: int, selection: Selection, reviewer: Reviewer
+) -> Diff:
     if selection.view == "since":
-        return actions.interdiff(s, settings, task_id, selection.round)[1]
+        return _since(s, settings, task_id, selection, reviewer)[0]
     if selection.view == "subtask" and selection.version is not None:
         assert selection.subtask is not None
         return actions.version_diff(s, settings, task_id, selection.subtask, selection.version)[1]
     return actions.diff(s, settings, task_id, selection.subtask)[1]
 
 
-def _load(s: Session, settings: Settings, task_id: int, asked: Asked) -> dict[str, Any]:
+def _since(
+    s: Session, settings: Settings, task_id: int, selection: Selection, reviewer: Reviewer
+) -> tuple[Diff, str, str]:
+    """Since a review round when one is named, else since this reviewer's last review."""
+    if selection.round is not None:
+        return actions.interdiff(s, settings, task_id, selection.round)[1:]
+    task = actions.get_task(s, task_id)
+    return reviewers.since_my_last_review(s, settings, task, reviewer)
+
+
+def _load(
+    s: Session, settings: Settings, task_id: int, asked: Asked, reviewer: Reviewer
+) -> dict[str, Any]:
     task, jobs = actions.task_with_jobs(s, task_id)
     public = TaskPublic.of(task, jobs)
     selection = _select(public, asked)
@@ -145,8 +168,23 @@ def _load(s: Session, settings: Settings, task_id: int, asked: Asked) -> dict[st
     since_range: tuple[str, str] | None = None
     diff = Diff(files=[], additions=0, deletions=0)
     range_diff: RangeDiff | None = None
+    # The reviewer's marks are kept for a subtask's newest version (what they approve).
+    server_viewed = selection.view == "subtask" and selection.version is None
+    viewed: set[str] = set()
+    if server_viewed and selection.subtask is not None and public.subtasks:
+        current = next((x for x in public.subtasks if x.position == selection.subtask), None)
+        if current is not None and current.versions:
+            viewed = reviewers.viewed_files(s, settings, task, reviewer, selection.subtask)
+    standing: tuple[int, int, list[reviewers.Standing]] = (
+        task.project.required_approvals,
+        0,
+        [],
+    )
+    if task.branch and task.base_commit:
+        standing = reviewers.standings(s, settings, task, reviewer)
+    mine = next((x.state for x in standing[2] if x.you), None)
     if selection.view == "since":
-        _, diff, old, new = actions.interdiff(s, settings, task_id, selection.round)
+        diff, old, new = _since(s, settings, task_id, selection, reviewer)
         since_range = (old, new)
     elif selection.view == "versions":
         assert selection.subtask and selection.old and selection.new
@@ -154,7 +192,7 @@ def _load(s: Session, settings: Settings, task_id: int, asked: Asked) -> dict[st
             s, settings, task_id, selection.subtask, selection.old, selection.new
         )
     else:
-        diff = _diff_of(s, settings, task_id, selection)
+        diff = _diff_of(s, settings, task_id, selection, reviewer)
     sizes = actions.commit_sizes(s, settings, task_id)
     return {
         "task": public,
@@ -166,6 +204,12 @@ def _load(s: Session, settings: Settings, task_id: int, asked: Asked) -> dict[st
         "rounds": len(heads),
         "can_interdiff": len(heads) >= 2,
         "sizes": sizes,
+        "viewed": viewed,
+        "server_viewed": server_viewed,
+        "needed": standing[0],
+        "approvals": standing[1],
+        "standings": standing[2],
+        "reviewed_head": mine.reviewed_head if mine else None,
     }
 
 
@@ -192,7 +236,8 @@ def review_page(
     status: int = 200,
 ) -> Response:
     asked = asked or Asked()
-    context = in_session(db, lambda s: _load(s, settings, task_id, asked))
+    reviewer = get_reviewer(request)
+    context = in_session(db, lambda s: _load(s, settings, task_id, asked, reviewer))
     selection: Selection = context["selection"]
     diff: Diff = context["diff"]
     if wants_json(request):
@@ -266,9 +311,10 @@ def file_fragment(
     settings: SettingsDep,
     path: str,
     asked: AskedDep,
+    reviewer: ReviewerDep,
 ) -> Response:
     """One large file's rows, asked for when the reader opens it."""
-    context = in_session(db, lambda s: _load(s, settings, task_id, asked))
+    context = in_session(db, lambda s: _load(s, settings, task_id, asked, reviewer))
     selection: Selection = context["selection"]
     files = diffview.build(context["diff"], split=selection.split, only=path)
     found = next((f for f in files if f.file.path == path), None)
@@ -295,13 +341,15 @@ def highlight_files(
     settings: SettingsDep,
     file: Annotated[list[Count], Query()],
     asked: AskedDep,
+    reviewer: ReviewerDep,
 ) -> dict[str, Any]:
     """The highlighted lines of files the page printed uncoloured (past its highlighting
     budget), by their index in the diff: the page swaps them in where it shows them."""
 
     def work(s: Session) -> Diff:
         task, jobs = actions.task_with_jobs(s, task_id)
-        return _diff_of(s, settings, task_id, _select(TaskPublic.of(task, jobs), asked))
+        selection = _select(TaskPublic.of(task, jobs), asked)
+        return _diff_of(s, settings, task_id, selection, reviewer)
 
     diff = in_session(db, work)
     out = []
@@ -544,13 +592,19 @@ def approve(
 def _verdict(
     request: Request, db: Database, settings: Settings, task_id: int, back: str, verdict: str
 ) -> Response:
+    reviewer = get_reviewer(request)
+    queued: list[bool] = []
+
     def work(s: Session) -> object:
         if verdict == "approve":
-            return actions.approve(s, settings, task_id)
-        return actions.request_changes(s, settings, task_id)
+            task = actions.approve(s, settings, task_id, reviewer)
+            queued.append(ledger.active_job(s, task.id) is not None)
+            return task
+        queued.append(True)
+        return actions.request_changes(s, settings, task_id, reviewer)
 
     response = _review_form(request, db, settings, task_id, back, work)
-    if isinstance(response, RedirectResponse):
+    if isinstance(response, RedirectResponse) and queued == [True]:
         # The work now happens in a job: follow it live on the task page.
         return RedirectResponse(f"/tasks/{task_id}#plan", status_code=303)
     return response

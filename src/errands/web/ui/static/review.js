@@ -182,13 +182,30 @@
     var fold = file.querySelector(".fold");
     if (fold) fold.setAttribute("aria-expanded", String(!collapsed));
   }
+  // A subtask's newest version: the marks live on the server, per reviewer (every device sees
+  // them; one resets when the subtask's change to that file changes). Elsewhere (the whole
+  // branch, an old version) they stay in this browser.
+  var onServer = root.dataset.serverViewed === "1";
+  function saveViewed(file, box) {
+    var csrf = document.querySelector('input[name="csrf_token"]');
+    var headers = { "Content-Type": "application/json", Accept: "application/json" };
+    if (csrf) headers["X-CSRF-Token"] = csrf.value;
+    fetch("/api/tasks/" + taskId + "/viewed", {
+      method: "POST",
+      headers: headers,
+      body: JSON.stringify({ subtask: Number(root.dataset.subtask), path: file.dataset.path, viewed: box.checked }),
+    })
+      .then(function (r) { if (!r.ok) throw new Error(String(r.status)); file.dataset.viewedSaved = String(box.checked); })
+      .catch(function () { box.checked = !box.checked; setCollapsed(file, box.checked); });
+  }
   root.querySelectorAll(".file").forEach(function (file) {
     var box = file.querySelector(".viewed-box");
     if (!box) return;
-    box.checked = localStorage.getItem(viewedKey(file)) === "1";
+    if (!onServer) box.checked = localStorage.getItem(viewedKey(file)) === "1";
     if (box.checked) setCollapsed(file, true);
     box.addEventListener("change", function () {
-      if (box.checked) localStorage.setItem(viewedKey(file), "1");
+      if (onServer) saveViewed(file, box);
+      else if (box.checked) localStorage.setItem(viewedKey(file), "1");
       else localStorage.removeItem(viewedKey(file));
       setCollapsed(file, box.checked);
     });
