@@ -74,7 +74,8 @@ def module(n: int, lines: int) -> str:
     return "\n".join(body[:lines]) + "\n"
 
 
-def build_repo(root: Path) -> tuple[Path, str, list[str]]:
+def build_repo(root: Path, scale: int = 1) -> tuple[Path, str, list[str]]:
+    """A branch of 5 subtasks changing 600 lines each (``scale`` times as many new lines)."""
     repo = root / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -88,8 +89,8 @@ def build_repo(root: Path) -> tuple[Path, str, list[str]]:
     shas = []
     for n in range(1, SUBTASKS + 1):
         # 500 new lines in two modules, and 50 lines replaced in the middle of core.py.
-        (repo / f"pkg_{n}_a.py").write_text(module(n, 250))
-        (repo / f"pkg_{n}_b.py").write_text(module(n + 100, 250))
+        (repo / f"pkg_{n}_a.py").write_text(module(n, 250 * scale + 25 * (scale - 1)))
+        (repo / f"pkg_{n}_b.py").write_text(module(n + 100, 250 * scale + 25 * (scale - 1)))
         core = (repo / "core.py").read_text().split("\n")
         start = 300 * n
         core[start : start + 50] = [f"value_{n}_{i} = {i}" for i in range(50)]

@@ -110,9 +110,10 @@ def test_review_tools(
         data_file.get_by_role("button", name="Load diff").click()
         expect(data_file.locator("tr.added")).to_have_count(2000)
 
-        # Viewed: the file folds, and stays viewed after a reload.
+        # Viewed: the file folds, and stays viewed after a reload (kept on the server).
         data_file.get_by_label("Viewed").check()
         expect(data_file.locator(".file-body")).to_be_hidden()
+        expect(data_file).to_have_attribute("data-viewed-saved", "true")
         page.reload()
         expect(data_file.get_by_label("Viewed")).to_be_checked()
         expect(data_file.locator(".file-body")).to_be_hidden()

@@ -98,3 +98,25 @@ def test_past_the_budget_rows_wait_uncoloured_and_the_deferred_lines_match_a_ful
     again = diffview.build(diff, split=True, highlight=0)
     assert not any(v.pending for v in again) and diffview.batches(again) == []
     assert [r.html for r in again[1].rows] == [r.html for r in full]
+
+
+def test_past_the_first_screens_files_wait_to_be_scrolled_to_in_reading_order() -> None:
+    def added(path: str, lines: int) -> str:
+        body = "".join(f"+x{i} = {i}\n" for i in range(lines))
+        return (
+            f"diff --git a/{path} b/{path}\nnew file mode 100644\nindex 0000000..1111111\n"
+            f"--- /dev/null\n+++ b/{path}\n@@ -0,0 +1,{lines} @@\n{body}"
+        )
+
+    page = diffview.MAX_ROWS_PER_PAGE
+    text = added("a.py", page - 10) + added("b.py", 50) + added("c.py", 5)
+    views = diffview.build(parse_diff(text), split=False)
+    assert views[0].rows and not views[0].deferred
+    # b.py does not fit: it and every file after it (c.py would fit) wait to be scrolled to.
+    assert views[1].deferred and views[1].later and not views[1].rows
+    assert views[2].deferred and views[2].later and not views[2].rows
+    # One file too large to render on its own waits for a click, and takes no budget.
+    text = added("big.py", diffview.MAX_ROWS_PER_FILE + 1) + added("d.py", 5)
+    views = diffview.build(parse_diff(text), split=False)
+    assert views[0].deferred and not views[0].later
+    assert views[1].rows and not views[1].deferred

@@ -32,7 +32,9 @@ RowKind = Literal["context", "added", "removed", "gap"]
 # Past these sizes a file's rows are not rendered with the page: the reader asks for them
 # (one click), so one generated or vendored file never freezes the whole review.
 MAX_ROWS_PER_FILE = 1500
-MAX_ROWS_PER_PAGE = 6000
+# Rows a page renders with itself: a few screens. The files after them come as the reader
+# scrolls near them (or jumps to them), so a long stack's page is quick to open.
+MAX_ROWS_PER_PAGE = 600
 # Lines longer than this are not highlighted (minified code makes Pygments slow).
 MAX_HIGHLIGHT_LINE = 2000
 # Lines a page lexes while it renders (those not cached yet); the rest are coloured afterwards,
@@ -76,6 +78,8 @@ class FileView:
     rows: list[Row] = field(default_factory=list)
     split: list[SplitRow] = field(default_factory=list)
     deferred: bool = False
+    # Deferred only because the page's first screens were full: loaded as the reader nears it.
+    later: bool = False
     # Some rows are escaped but not highlighted yet: the page asks for them after loading.
     pending: bool = False
 
@@ -318,6 +322,9 @@ def build(
             continue
         if only is None and (view.size > MAX_ROWS_PER_FILE or view.size > budget):
             view.deferred = True
+            if view.size <= MAX_ROWS_PER_FILE:
+                view.later = True
+                budget = 0  # the files after it wait too: the page fills in reading order
             continue
         budget -= view.size
         view.rows, view.pending = _file_rows(file, lexing)

@@ -105,7 +105,9 @@ class Selection:
 
 
 def _threads(task: TaskPublic) -> list[Thread]:
-    by_sha = {s.commit_sha: s.position for s in task.subtasks if s.commit_sha}
+    # A thread made on any version of a subtask stays that subtask's.
+    by_sha = {v.commit_sha: s.position for s in task.subtasks for v in s.versions}
+    by_sha.update({s.commit_sha: s.position for s in task.subtasks if s.commit_sha})
     roots = {c.id: Thread(c, suggestion=actions.suggestion_of(c.body)) for c in task.comments}
     for c in task.comments:
         thread = roots[c.id]

@@ -124,17 +124,39 @@
       .catch(function () { button.disabled = false; button.textContent = "Could not load the lines; try again"; });
   }
 
+  // A file's rows fetched on demand; the same promise for every caller while it loads.
   function loadFile(button) {
+    if (button.loading) return button.loading;
     var file = button.closest(".file");
     var params = new URLSearchParams(root.dataset.highlightQuery);  // the page's own view
     params.set("path", button.dataset.path);
     button.disabled = true;
     button.textContent = "Loading…";
-    fetch("/tasks/" + taskId + "/review/file?" + params, { headers: { Accept: "text/html" } })
+    if (!button.dataset.auto) file.classList.remove("collapsed");
+    button.loading = fetch("/tasks/" + taskId + "/review/file?" + params, { headers: { Accept: "text/html" } })
       .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.text(); })
       .then(function (html) { button.closest(".note").outerHTML = html; })
-      .catch(function () { button.disabled = false; button.textContent = "Could not load; try again"; });
-    file.classList.remove("collapsed");
+      .catch(function () {
+        button.loading = null;
+        button.disabled = false;
+        button.textContent = "Could not load; try again";
+      });
+    return button.loading;
+  }
+  function ensureLoaded(file) {
+    var lazy = file && file.querySelector(".load-file[data-auto]");
+    return lazy ? loadFile(lazy) : Promise.resolve();
+  }
+  // Files past the page's first screens load as the reader nears them.
+  if ("IntersectionObserver" in window) {
+    var nearing = new IntersectionObserver(function (entries) {
+      entries.forEach(function (entry) {
+        if (!entry.isIntersecting) return;
+        nearing.unobserve(entry.target);
+        loadFile(entry.target);
+      });
+    }, { rootMargin: "800px 0px" });
+    root.querySelectorAll(".load-file[data-auto]").forEach(function (b) { nearing.observe(b); });
   }
 
   // Files past the page's highlighting budget came escaped but uncoloured: ask for their
@@ -219,6 +241,7 @@
     current = Math.max(0, Math.min(files.length - 1, index));
     files.forEach(function (f, i) { f.classList.toggle("focused", i === current); });
     files[current].scrollIntoView({ block: "start" });
+    ensureLoaded(files[current]);
     var head = files[current].querySelector(".fold");
     if (head) head.focus({ preventScroll: true });
   }
@@ -244,6 +267,13 @@
       case "c": {
         if (!file) return;
         setCollapsed(file, false);
+        if (file.querySelector(".load-file[data-auto]")) {
+          // Not loaded yet: load it, then comment as asked.
+          ensureLoaded(file).then(function () {
+            document.dispatchEvent(new KeyboardEvent("keydown", { key: "c" }));
+          });
+          break;
+        }
         // The first changed line, else any line (a selector list would take document order).
         var line = ["tr.added .ln", "tr.r-added .ln[data-side=new]", "tr.removed .ln", "tr.l-removed .ln", ".ln"]
           .map(function (selector) { return file.querySelector(selector); })
