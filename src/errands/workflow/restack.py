@@ -11,6 +11,7 @@ was, and the retried job starts again from it.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from errands.agent import prompts
@@ -18,6 +19,7 @@ from errands.domain import SubtaskState
 from errands.errors import VerificationFailed
 from errands.executors import Assignment, ExecutorSession, create_executor
 from errands.store import Subtask
+from errands.workflow.agent_egress import AgentEgress
 from errands.workflow.context import JobContext
 from errands.workflow.implement import commit_message, workbench
 from errands.workflow.project_config import EffectiveConfig
@@ -62,10 +64,14 @@ def rebuild(
     """Rebuild the stack from its lowest layer with fixes; return the rebuilt layers."""
     start = next(i for i, layer in enumerate(layers) if layer.fixes)
     work.workspace.reset_to(layers[start - 1].commit if start else base_commit)
-    return [
-        _rebuild_layer(ctx, work, layer, len(layers), task_prompt, config)
-        for layer in layers[start:]
-    ]
+    rebuilt = []
+    for layer in layers[start:]:
+        # The egress proxy of an agent in the sandbox lives as long as its layer's session.
+        with ExitStack() as stack:
+            rebuilt.append(
+                _rebuild_layer(ctx, work, layer, len(layers), task_prompt, config, stack)
+            )
+    return rebuilt
 
 
 def _rebuild_layer(
@@ -75,23 +81,30 @@ def _rebuild_layer(
     total: int,
     task_prompt: str,
     config: EffectiveConfig,
+    stack: ExitStack,
 ) -> Rebuilt:
     workspace, position = work.workspace, layer.position
     ctx.check_cancelled()
     conflicts = workspace.apply_commit(layer.commit)
     session: ExecutorSession | None = None
+    egress: AgentEgress | None = None
     executor = create_executor(config.executors["revise"])
     summary: str | None = None
     decisions: list[str] = []
 
     def turn(prompt: str) -> None:
-        nonlocal session, summary, decisions
-        if session is None:
+        nonlocal session, summary, decisions, egress
+        assert work.sandbox is not None  # job_workspace(commands=True)
+        if session is None or egress is None:
+            egress = AgentEgress(ctx, config.backend, work.sandbox.policy, stack)
             session = executor.start(
-                workbench(ctx, work, config, "revise"),
+                workbench(ctx, work, config, "revise", egress),
                 Assignment(f"revise-subtask-{position}", prompts.REVISE, prompt),
             )
-        report = session.turn(prompt)
+        try:
+            report = session.turn(prompt)
+        finally:
+            egress.check()  # a call refused for a spent budget: BudgetReached
         ctx.check_cancelled()
         summary = report.summary
         decisions = list(report.decisions)
