@@ -71,7 +71,7 @@ def measure(browser: Browser, url: str, ready: str, rounds: int) -> tuple[float,
             float(page.wait_for_function(ready, polling="raf", timeout=120_000).json_value())
         )
     context.close()
-    return first, statistics.median(repeats), size
+    return first, statistics.median(repeats) if repeats else first, size
 
 
 def main() -> None:
