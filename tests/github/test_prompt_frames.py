@@ -86,8 +86,11 @@ def test_github_text_stays_inside_its_frames(
                 what="the review comment in Errands",
             )
             assert client.post(f"/api/tasks/{task_id}/request-changes").status_code == 200
+            # The comment was made on the pull request's head, subtask 2: fixed inside it.
             wait_for(
-                lambda: len(client.get(f"/api/tasks/{task_id}").json()["subtasks"]) == 3,
+                lambda: (
+                    len(client.get(f"/api/tasks/{task_id}").json()["subtasks"][1]["versions"]) == 2
+                ),
                 what="the revision",
             )
             wait_for_state(client, task_id, "in_review")
