@@ -15,10 +15,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from errands.agent import prompts
+from errands.agent.loop import QuestionAsked
 from errands.domain import SubtaskState
-from errands.errors import VerificationFailed
+from errands.errors import AgentOutputError, VerificationFailed
 from errands.executors import Assignment, ExecutorSession, create_executor
 from errands.store import Subtask
+from errands.workflow import asking
 from errands.workflow.agent_egress import AgentEgress
 from errands.workflow.context import JobContext
 from errands.workflow.implement import commit_message, workbench
@@ -101,10 +103,24 @@ def _rebuild_layer(
                 workbench(ctx, work, config, "revise", egress),
                 Assignment(f"revise-subtask-{position}", prompts.REVISE, prompt),
             )
-        try:
-            report = session.turn(prompt)
-        finally:
-            egress.check()  # a call refused for a spent budget: BudgetReached
+        # The agent may stop to ask, as in any subtask: within the task's bound the task
+        # pauses (the round is redone from the reviewed stack once answered); past it the
+        # agent goes on with its leaning.
+        for _ in range(asking.MAX_LEANINGS + 1):
+            try:
+                report = session.turn(prompt)
+                break
+            except QuestionAsked as asked:
+                prompt = asking.ask_or_lean(
+                    ctx, layer.subtask_id, "revise", asked.question, executor.report_hint
+                )
+            finally:
+                egress.check()  # a call refused for a spent budget: BudgetReached
+        else:
+            raise AgentOutputError(
+                f"Subtask {position}: the agent kept asking after being told to go on with "
+                f"its own leaning ({asking.MAX_LEANINGS} times)."
+            )
         ctx.check_cancelled()
         summary = report.summary
         decisions = list(report.decisions)
