@@ -35,7 +35,7 @@ def _describe(comment: ReviewComment, replies: list[ReviewComment]) -> str:
 def _task_prompt(task: Task) -> str:
     """The task, and the answers to questions the agent asked during a revise round."""
     answered = [
-        f"- {q.text} → {q.answer_text or q.options[(q.answer_option or 1) - 1]['label']}"
+        f"- {q.text} → {prompts.answer_words(q.options, q.answer_option, q.answer_text)}"
         for q in task.questions
         if q.phase == "revise" and q.answered
     ]
