@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -65,6 +65,14 @@ def check_model_spec(spec: str) -> str:
             f"{', '.join(MODEL_PROVIDERS)}."
         )
     return spec
+
+
+class BillingPlan(BaseModel):
+    """A plan of the billing module: what its Stripe price is and what a paid invoice grants."""
+
+    price: str = Field(min_length=1)
+    monthly_credits_usd: float = Field(ge=0)
+    seats: int | None = Field(default=None, ge=1)
 
 
 class Settings(BaseSettings):
@@ -260,6 +268,26 @@ class Settings(BaseSettings):
     )
     github_webhook_secret: SecretStr | None = Field(
         default=None, description="Secret GitHub signs webhook deliveries with."
+    )
+    stripe_secret_key: SecretStr | None = Field(
+        default=None,
+        description="Billing (hosted installs, pip install 'errands[billing]'): Stripe's secret "
+        "API key. Billing is on only when this, ERRANDS_STRIPE_WEBHOOK_SECRET and "
+        "ERRANDS_BILLING_PLANS are all set; otherwise no billing route exists.",
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="The signing secret (whsec_…) of the Stripe webhook endpoint "
+        "/api/billing/stripe/webhook.",
+    )
+    stripe_api_base: str | None = Field(
+        default=None, description="Stripe API endpoint override (a proxy; tests' fake Stripe)."
+    )
+    billing_plans: dict[str, BillingPlan] = Field(
+        default_factory=dict,
+        description='Billing plans as JSON: {"team": {"price": "price_…", "monthly_credits_usd": '
+        '50, "seats": 5}}: the Stripe price id of each plan\'s subscription, the credits each '
+        "paid invoice grants, the seats it includes.",
     )
     github_token: SecretStr | None = Field(
         default=None,
@@ -466,9 +494,16 @@ class Settings(BaseSettings):
                 self.secret_key,
                 self.smtp_password,
                 self.github_oauth_client_secret,
+                self.stripe_secret_key,
+                self.stripe_webhook_secret,
             )
             if secret is not None and len(secret.get_secret_value()) >= 6
         ]
+
+    @property
+    def billing_enabled(self) -> bool:
+        """Billing is on only when Stripe's key, the webhook secret and plans are all set."""
+        return bool(self.stripe_secret_key and self.stripe_webhook_secret and self.billing_plans)
 
     def require_llm(self) -> None:
         """Fail early, before any work is accepted, when no model is configured."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from errands.accounts import cost
+from errands.accounts import cost, credits
 from errands.accounts.errors import BudgetReached
 from errands.accounts.service import project_org_id
 from errands.store import Database, Organization, Project, Task
@@ -38,7 +38,8 @@ def check(
         task = session.get(Task, task_id) if task_id is not None else None
         org = session.get(Organization, org_id) if org_id is not None else None
         capped = (task is not None and task.budget_micros is not None) or (
-            org is not None and org.monthly_budget_micros is not None
+            org is not None
+            and (org.monthly_budget_micros is not None or credits.billed(session, org.id))
         )
         if unpriced_refused and capped and price is None:
             raise BudgetReached(
@@ -63,8 +64,11 @@ def check(
 def org_over_budget(
     session: Session, org_id: int, pending: int = 0, upcoming: int = 0
 ) -> str | None:
-    """Why the organization may not spend more this month (``upcoming``: the estimated cost
-    of the call about to be made), or None."""
+    """Why the organization may not spend more: out of credits (billing), or over its
+    monthly cap (``upcoming``: the estimated cost of the call about to be made), or None."""
+    out = credits.out_of_credits(session, org_id, pending, upcoming)
+    if out is not None:
+        return out
     org = session.get(Organization, org_id)
     if org is None or org.monthly_budget_micros is None:
         return None

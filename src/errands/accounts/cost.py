@@ -130,6 +130,10 @@ def add_job_cost(
             session.execute(
                 update(Job).where(Job.id == job_id).values(cost_micros=Job.cost_micros + micros)
             )
+            if org_id is not None:
+                from errands.accounts import credits  # it imports this module
+
+                credits.record_spend(session, org_id, job_id, micros)
         return micros
 
 

@@ -585,3 +585,57 @@ class NotificationSettings(Base):
     # Signs each webhook body (HMAC-SHA256); shown to its user, never put in a payload.
     webhook_secret: Mapped[str | None] = mapped_column(String(64), default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# -- billing (errands.billing; rows exist only once billing is configured and used) ---------
+
+
+class BillingAccount(Base):
+    """An organization's Stripe customer, its subscription and plan. Its existence is what
+    makes the organization's execution depend on credits."""
+
+    __tablename__ = "billing_accounts"
+
+    org_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    stripe_customer_id: Mapped[str] = mapped_column(String(255), unique=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    plan: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Stripe's subscription status (active, past_due, canceled, …) and invoice state.
+    status: Mapped[str | None] = mapped_column(String(32), default=None)
+    payment_failed: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # The `created` time of the newest subscription event applied: an older one arriving
+    # late (Stripe does not order deliveries) changes nothing.
+    subscription_event_at: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CreditEntry(Base):
+    """One line of an organization's credits ledger, in millionths of a US dollar: a grant
+    (positive, from a paid invoice: at most one per invoice) or a spend (negative, a job's
+    priced model usage). The balance is the sum."""
+
+    __tablename__ = "credit_entries"
+    __table_args__ = (Index("ix_credit_entries_org", "org_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # grant | spend
+    micros: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), default=None
+    )
+    invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StripeEvent(Base):
+    """A Stripe webhook event applied, keyed by its id: a redelivery changes nothing."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,131 @@
+"""HTTP: Stripe's webhook endpoint, an organization's billing state, and the owner's ways
+to Stripe (Checkout for a plan, the customer portal). Mounted only when billing is on."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from errands.accounts import credits
+from errands.accounts.access import PUBLIC, Admin, Reader
+from errands.accounts.api import org_required
+from errands.accounts.cost import dollars
+from errands.billing import stripe_api, webhook
+from errands.billing.errors import MalformedStripeEvent
+from errands.errors import InvalidInput
+from errands.store import BillingAccount, Organization
+from errands.web.deps import get_db, get_settings
+from errands.web.errors import error_responses
+
+# Stripe's events are far smaller; anything bigger is not from Stripe.
+MAX_EVENT_BYTES = 1024 * 1024
+
+router = APIRouter(prefix="/api/billing", tags=["billing"])
+
+
+class PlanPublic(BaseModel):
+    name: str
+    monthly_credits_usd: float
+    seats: int | None
+
+
+class BillingPublic(BaseModel):
+    plan: str | None
+    status: str | None
+    payment_failed: bool
+    credits_usd: float
+    credits: str
+    plans: list[PlanPublic]
+
+
+class CheckoutCreate(BaseModel):
+    plan: str
+
+
+class StripeRedirect(BaseModel):
+    url: str
+
+
+class EventOutcome(BaseModel):
+    outcome: str
+
+
+@router.post("/stripe/webhook", dependencies=[PUBLIC], responses=error_responses(401))
+async def stripe_webhook(request: Request) -> EventOutcome:
+    """Verify Stripe's signature, then apply the event once (a redelivery changes nothing)."""
+    settings = get_settings(request)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_EVENT_BYTES:
+            raise MalformedStripeEvent("The event is over 1 MB; Stripe's are far smaller.")
+    event = webhook.verify(settings, body, request.headers.get("stripe-signature"))
+    return EventOutcome(outcome=webhook.apply(get_db(request), settings, event))
+
+
+@router.get("")
+def get_billing(request: Request, principal: Reader) -> BillingPublic:
+    org_id = org_required(principal)
+    plans = [
+        PlanPublic(name=n, monthly_credits_usd=p.monthly_credits_usd, seats=p.seats)
+        for n, p in get_settings(request).billing_plans.items()
+    ]
+    with get_db(request).session() as s:
+        account = s.get(BillingAccount, org_id)
+        left = credits.balance(s, org_id)
+        return BillingPublic(
+            plan=account.plan if account else None,
+            status=account.status if account else None,
+            payment_failed=bool(account and account.payment_failed),
+            credits_usd=left / 1_000_000,
+            credits=dollars(left),
+            plans=plans,
+        )
+
+
+@router.post("/checkout", responses=error_responses(502))
+def checkout(body: CheckoutCreate, request: Request, principal: Admin) -> StripeRedirect:
+    """A Stripe Checkout session for the plan's subscription (owners only)."""
+    settings = get_settings(request)
+    plan = settings.billing_plans.get(body.plan)
+    if plan is None:
+        raise InvalidInput(
+            f"Unknown plan {body.plan!r}; one of: {', '.join(settings.billing_plans)}."
+        )
+    org_id = org_required(principal)
+    customer = _customer(request, org_id)
+    back = f"{request.base_url}org"
+    return StripeRedirect(url=stripe_api.checkout_url(settings, customer, plan.price, org_id, back))
+
+
+@router.post("/portal", responses=error_responses(409, 502))
+def portal(request: Request, principal: Admin) -> StripeRedirect:
+    """A Stripe customer-portal session (owners only), once the organization subscribed."""
+    org_id = org_required(principal)
+    with get_db(request).session() as s:
+        account = s.get(BillingAccount, org_id)
+        customer = account.stripe_customer_id if account else None
+    if customer is None:
+        raise InvalidInput(
+            "The organization has no billing account yet: subscribe to a plan first."
+        )
+    return StripeRedirect(
+        url=stripe_api.portal_url(get_settings(request), customer, f"{request.base_url}org")
+    )
+
+
+def _customer(request: Request, org_id: int) -> str:
+    """The organization's Stripe customer, created (and the billing account with it) on its
+    first checkout: from then on its execution depends on credits."""
+    db = get_db(request)
+    with db.session() as s:
+        account = s.get(BillingAccount, org_id)
+        if account is not None:
+            return account.stripe_customer_id
+        name = s.get_one(Organization, org_id).name
+    customer = stripe_api.create_customer(get_settings(request), org_id, name)
+    with db.session() as s:
+        if s.get(BillingAccount, org_id) is None:
+            s.add(BillingAccount(org_id=org_id, stripe_customer_id=customer))
+            return customer
+        return s.get_one(BillingAccount, org_id).stripe_customer_id

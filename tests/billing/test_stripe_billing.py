@@ -1,0 +1,246 @@
+"""Billing against a fake Stripe API (the real stripe package pointed at it) and webhook
+events signed with Stripe's scheme: subscribe → credits granted → a task spends → credits
+run out → execution held → invoice paid → resumes; redelivered and out-of-order events
+change nothing twice; a bad signature is refused; with billing off no billing route exists."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from errands.testing.fake_stripe import FakeStripe, event, sign
+from errands.testing.scripted_llm import ScriptedLLM
+from tests.support import (
+    CalcScript,
+    owner_client,
+    price_every_call,
+    running_server,
+    settings_for,
+    wait_for_state,
+)
+
+WEBHOOK = "/api/billing/stripe/webhook"
+SECRET = "whsec_test_0123456789"
+# Calibrated on the scripted calc task at $1 per 1,000 tokens: its research fits in these
+# credits, its execution does not (the test asserts both).
+PLANS = {
+    "small": {"price": "price_small", "monthly_credits_usd": 5},
+    "team": {"price": "price_team", "monthly_credits_usd": 100, "seats": 5},
+}
+
+
+def billing_settings(home: Path, llm_url: str, stripe_url: str, **extra: Any) -> Any:
+    return settings_for(
+        home,
+        llm_url,
+        stripe_secret_key="sk_test_fake_key_123",
+        stripe_webhook_secret=SECRET,
+        stripe_api_base=stripe_url,
+        billing_plans=PLANS,
+        **extra,
+    )
+
+
+def deliver(client: httpx.Client, body: bytes, secret: str = SECRET) -> httpx.Response:
+    return client.post(
+        WEBHOOK, content=body, headers={"Stripe-Signature": sign(body, secret), "Authorization": ""}
+    )
+
+
+def subscription(sub: str, customer: str, status: str, price: str) -> dict[str, Any]:
+    return {
+        "id": sub,
+        "object": "subscription",
+        "customer": customer,
+        "status": status,
+        "items": {"data": [{"price": {"id": price}}]},
+    }
+
+
+def invoice(inv: str, customer: str, price: str) -> dict[str, Any]:
+    return {
+        "id": inv,
+        "object": "invoice",
+        "customer": customer,
+        "lines": {"data": [{"price": {"id": price}}]},
+    }
+
+
+@pytest.fixture
+def fake_stripe() -> Iterator[FakeStripe]:
+    with FakeStripe() as fake:
+        yield fake
+
+
+def test_subscribe_spend_run_out_held_paid_resumes(
+    sample_repo: Path, home: Path, fake_stripe: FakeStripe
+) -> None:
+    with (
+        ScriptedLLM(CalcScript()) as llm,
+        running_server(
+            billing_settings(
+                home, llm.base_url, fake_stripe.base_url, local_origins=[sample_repo.parent]
+            )
+        ) as url,
+    ):
+        client = owner_client(url)
+        price_every_call(client)
+        started = client.post("/api/billing/checkout", json={"plan": "small"})
+        assert started.status_code == 200, started.text
+        assert started.json()["url"].startswith("https://checkout.stripe.test/")
+        paths = [p for p, _, _ in fake_stripe.requests]
+        assert paths == ["/v1/customers", "/v1/checkout/sessions"]
+        form = fake_stripe.requests[1][1]
+        assert form["line_items[0][price]"] == ["price_small"] and form["mode"] == ["subscription"]
+        assert fake_stripe.requests[1][2] == "Bearer sk_test_fake_key_123"
+        customer = form["customer"][0]
+
+        # Stripe's events, the invoice before the subscription (Stripe does not order them).
+        assert (
+            deliver(
+                client,
+                event("evt_1", "invoice.paid", invoice("in_1", customer, "price_small"), 100),
+            ).status_code
+            == 200
+        )
+        sub = subscription("sub_1", customer, "active", "price_small")
+        assert (
+            deliver(client, event("evt_2", "customer.subscription.created", sub, 99)).status_code
+            == 200
+        )
+        done = {
+            "id": "cs_1",
+            "object": "checkout.session",
+            "customer": customer,
+            "subscription": "sub_1",
+        }
+        assert (
+            deliver(client, event("evt_3", "checkout.session.completed", done, 98)).status_code
+            == 200
+        )
+        billing = client.get("/api/billing").json()
+        assert billing["plan"] == "small" and billing["status"] == "active"
+        assert billing["credits_usd"] == pytest.approx(5)
+
+        project = client.post("/api/projects", json={"origin": str(sample_repo)}).json()
+        task_id = client.post(
+            "/api/tasks", json={"project": project["id"], "title": "Add multiply", "body": "a*b"}
+        ).json()["id"]
+        wait_for_state(client, task_id, "awaiting_answers")
+        spent = client.get(f"/api/tasks/{task_id}/cost").json()["cost_usd"]
+        assert spent > 0
+        left = client.get("/api/billing").json()["credits_usd"]
+        assert left == pytest.approx(5 - spent)  # a spend per job, from the job's cost
+
+        client.post(f"/api/tasks/{task_id}/answers", json={"question": 1, "option": 1})
+        held = wait_for_state(client, task_id, "failed")
+        assert held["failure_reason"].startswith("Out of credits"), held["failure_reason"]
+        assert "/org" in held["failure_reason"]
+        committed = [s["commit_sha"] for s in held["subtasks"] if s["state"] == "committed"]
+        assert client.get("/api/billing").json()["credits_usd"] >= 0
+
+        # The next month's invoice is paid: credits granted, the task resumes and finishes.
+        assert (
+            deliver(
+                client,
+                event("evt_4", "invoice.paid", invoice("in_2", customer, "price_small"), 200),
+            ).status_code
+            == 200
+        )
+        assert (
+            deliver(
+                client,
+                event(
+                    "evt_5",
+                    "customer.subscription.updated",
+                    subscription("sub_1", customer, "active", "price_team"),
+                    201,
+                ),
+            ).status_code
+            == 200
+        )
+        assert (
+            deliver(
+                client, event("evt_6", "invoice.paid", invoice("in_3", customer, "price_team"), 202)
+            ).status_code
+            == 200
+        )
+        assert client.post(f"/api/tasks/{task_id}/retry").status_code == 200
+        finished = wait_for_state(client, task_id, "in_review")
+        assert [s["state"] for s in finished["subtasks"]] == ["committed", "committed"]
+        assert [s["commit_sha"] for s in finished["subtasks"]][: len(committed)] == committed
+
+
+def test_redelivered_and_out_of_order_events_change_nothing_twice(
+    home: Path, fake_stripe: FakeStripe
+) -> None:
+    with running_server(
+        billing_settings(home, "http://127.0.0.1:9", fake_stripe.base_url), embedded_worker=False
+    ) as url:
+        client = owner_client(url)
+        client.post("/api/billing/checkout", json={"plan": "team"}).raise_for_status()
+        customer = fake_stripe.requests[1][1]["customer"][0]
+        paid = event("evt_a", "invoice.paid", invoice("in_a", customer, "price_team"), 10)
+        assert "granted" in deliver(client, paid).json()["outcome"]
+        assert "redelivery" in deliver(client, paid).json()["outcome"]
+        # The same invoice under another event id (Stripe retried with a new event): once.
+        again = event("evt_b", "invoice.paid", invoice("in_a", customer, "price_team"), 11)
+        assert "already granted" in deliver(client, again).json()["outcome"]
+        # A payment failure of the paid invoice, arriving late, changes nothing.
+        late = event("evt_c", "invoice.payment_failed", invoice("in_a", customer, "price_team"), 5)
+        assert "was paid" in deliver(client, late).json()["outcome"]
+        # A newer cancellation, then an older update arriving late: stays cancelled.
+        gone = subscription("sub_a", customer, "canceled", "price_team")
+        deliver(client, event("evt_d", "customer.subscription.deleted", gone, 50))
+        old = subscription("sub_a", customer, "active", "price_team")
+        assert (
+            "older"
+            in deliver(client, event("evt_e", "customer.subscription.updated", old, 40)).json()[
+                "outcome"
+            ]
+        )
+        billing = client.get("/api/billing").json()
+        assert billing["credits_usd"] == 100 and billing["status"] == "canceled"
+        assert billing["plan"] is None and billing["payment_failed"] is False
+        portal = client.post("/api/billing/portal")
+        assert portal.json()["url"].startswith("https://billing.stripe.test/")
+        assert fake_stripe.requests[-1][1]["customer"] == [customer]
+
+
+def test_bad_signature_refused_and_unknown_plan_is_an_error(
+    home: Path, fake_stripe: FakeStripe
+) -> None:
+    with running_server(
+        billing_settings(home, "http://127.0.0.1:9", fake_stripe.base_url), embedded_worker=False
+    ) as url:
+        client = owner_client(url)
+        body = event("evt_x", "invoice.paid", invoice("in_x", "cus_x", "price_team"), 1)
+        assert deliver(client, body, secret="whsec_wrong_secret").status_code == 401
+        assert client.post(WEBHOOK, content=body).status_code == 401  # unsigned
+        stale = sign(body, SECRET, timestamp=1)
+        assert (
+            client.post(WEBHOOK, content=body, headers={"Stripe-Signature": stale}).status_code
+            == 401
+        )
+        assert deliver(client, body).json()["outcome"].startswith("ignored")  # not our customer
+        wrong = client.post("/api/billing/checkout", json={"plan": "gold"})
+        assert wrong.status_code == 422 and "Unknown plan" in wrong.text
+
+
+def test_billing_off_no_billing_route(home: Path) -> None:
+    with running_server(settings_for(home, "http://127.0.0.1:9"), embedded_worker=False) as url:
+        client = owner_client(url)
+        body = event("evt_1", "invoice.paid", invoice("in_1", "cus_1", "p"), 1)
+        assert (
+            client.post(
+                WEBHOOK, content=body, headers={"Stripe-Signature": sign(body, SECRET)}
+            ).status_code
+            == 404
+        )
+        assert client.get("/api/billing").status_code == 404
+        assert client.post("/api/billing/checkout", json={"plan": "team"}).status_code == 404
+        assert not any("/billing" in p for p in client.get("/openapi.json").json()["paths"])
