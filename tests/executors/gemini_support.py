@@ -87,7 +87,7 @@ class GeminiScript(CalcScript):
             return super().__call__(req)
         self.gemini.append(req)
         context = "\n".join(str(m.get("content")) for m in req.messages if m.get("role") == "user")
-        found = re.search(r"Workspace Directories:\*\*\s*-\s*(\S+)", context)
+        found = re.search(r"Workspace Directories:\*\*\s*-\s*(.+?)\s*$", context, re.MULTILINE)
         assert found, "Gemini CLI names its workspace in its session context"
         here = found.group(1)
         prompt, step = turn_of(req)
