@@ -11,6 +11,7 @@ import pytest
 
 from errands.sandbox import Limits, PlainSandbox, SandboxPolicy
 from errands.sandbox.limits import pids_cgroup_available
+from errands.sandbox.process import LINE_CUT_MARKER, MAX_LINE_BYTES, MAX_QUEUED_BYTES
 from errands.settings import sandbox_env
 
 
@@ -246,3 +247,44 @@ def test_every_line_reaches_on_line_in_order_even_past_the_output_cap(tmp_path: 
     )
     assert result.ok and result.truncated  # the kept output is capped...
     assert lines == [f"line-{i}" for i in range(1, 2001)] + ["last"]  # ...the lines are not
+
+
+def test_a_line_without_end_is_cut_for_on_line(tmp_path: Path) -> None:
+    """A hostile command printing one endless line must not grow the worker's memory: the
+    line handed to on_line is cut at MAX_LINE_BYTES and says how much was dropped."""
+    sandbox = plain(tmp_path, output_chars=1000)
+    lines: list[str] = []
+    size = 3 * MAX_LINE_BYTES + 17
+    result = sandbox.run(
+        f"head -c {size} /dev/zero | tr '\\0' x; echo; echo after", timeout=60, on_line=lines.append
+    )
+    assert result.ok
+    cut, after = lines
+    assert cut == "x" * MAX_LINE_BYTES + LINE_CUT_MARKER.format(size - MAX_LINE_BYTES)
+    assert after == "after"
+
+
+def test_a_flood_of_lines_waits_for_a_slow_listener(tmp_path: Path) -> None:
+    """Lines come faster than the listener takes them: the command waits on its pipe rather
+    than the worker holding its whole output, and every line still arrives, in order."""
+    sandbox = plain(tmp_path, output_chars=1000)
+    width = 1000
+    count = 3 * MAX_QUEUED_BYTES // width  # far more than the pipe and the queue hold
+    lines: list[str] = []
+    finished_early: list[bool] = []
+
+    def slow(line: str) -> None:
+        lines.append(line)
+        if len(lines) == 100:
+            time.sleep(1)  # the command gets every chance to run ahead
+            # At most a batch, a full queue and a pipe's worth ahead of the listener.
+            finished_early.append((tmp_path / "finished").exists())
+
+    result = sandbox.run(
+        f"seq -w 1 {count} | sed 's/$/ {'x' * (width - 7)}/'; touch finished",
+        timeout=60,
+        on_line=slow,
+    )
+    assert result.ok
+    assert [int(line.split()[0]) for line in lines] == list(range(1, count + 1))
+    assert finished_early == [False]

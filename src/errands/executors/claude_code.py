@@ -225,7 +225,7 @@ class StreamReader:
             event = None
         if not isinstance(event, dict):
             if text.strip():
-                self.other = [*self.other[-40:], text]
+                self.other = [*self.other[-40:], text[:2000]]  # for the error message only
             return
         kind = event.get("type")
         if kind == "result":

@@ -25,6 +25,13 @@ from errands.sandbox.policy import Limits
 log = logging.getLogger(__name__)
 
 _CHUNK = 4096
+# What one line handed to ``on_line`` may hold, and how much may wait for the listener: the
+# command is hostile, so a line without end or a flood faster than the listener must not grow
+# the worker's memory. A longer line is cut (and says so); past MAX_QUEUED_BYTES the drain
+# waits, which stalls the command on its pipe until the listener catches up.
+MAX_LINE_BYTES = 4 << 20
+MAX_QUEUED_BYTES = 8 << 20
+LINE_CUT_MARKER = " … [line cut: {} more bytes]"
 OUTPUT_EVERY = 2.0  # seconds between progress reports of a running command's output
 OUTPUT_TAIL_CHARS = 2_000
 
@@ -45,8 +52,13 @@ class _CappedReader:
     def __init__(self, stream: IO[bytes], limit: int, *, lines: bool = False) -> None:
         # With ``lines``, every complete line of output (whatever the cap keeps) also goes to
         # ``self.lines``, for a caller that reads a protocol from the output (stream-json).
-        self.lines: queue.SimpleQueue[str] | None = queue.SimpleQueue() if lines else None
+        self.lines: queue.SimpleQueue[tuple[str, int]] | None = (
+            queue.SimpleQueue() if lines else None
+        )
+        self.queued = 0  # bytes of the lines in self.lines
+        self.room = threading.Condition()
         self.partial = bytearray()
+        self.partial_cut = 0  # bytes of the current line dropped past MAX_LINE_BYTES
         self.head = bytearray()
         self.tail: deque[bytes] = deque()
         self.tail_size = 0
@@ -80,25 +92,48 @@ class _CappedReader:
                     self.tail_size -= cut
                     self.dropped += cut
                     excess -= cut
-        if self.lines is not None and self.partial:
-            self.lines.put(self.partial.decode("utf-8", errors="replace"))
+        if self.lines is not None and (self.partial or self.partial_cut):
+            self._end_line()
         stream.close()
 
     def _split_lines(self, data: bytes) -> None:
+        # Only the new data is searched for line ends, so a long line costs linear time.
+        start = 0
+        while (end := data.find(b"\n", start)) != -1:
+            self._add_to_line(data[start:end])
+            self._end_line()
+            start = end + 1
+        self._add_to_line(data[start:])
+
+    def _add_to_line(self, data: bytes) -> None:
+        room = MAX_LINE_BYTES - len(self.partial)
+        self.partial += data[:room]
+        self.partial_cut += max(0, len(data) - room)
+
+    def _end_line(self) -> None:
         assert self.lines is not None
-        self.partial += data
-        *complete, rest = self.partial.split(b"\n")
-        for line in complete:
-            self.lines.put(line.decode("utf-8", errors="replace"))
-        self.partial = bytearray(rest)
+        line = self.partial.decode("utf-8", errors="replace")
+        if self.partial_cut:
+            line += LINE_CUT_MARKER.format(self.partial_cut)
+        size = len(self.partial)
+        self.partial, self.partial_cut = bytearray(), 0
+        with self.room:
+            while self.queued > MAX_QUEUED_BYTES:
+                self.room.wait()
+            self.queued += size
+        self.lines.put((line, size))
 
     def take_lines(self) -> list[str]:
         taken: list[str] = []
-        while self.lines is not None:
+        while self.lines is not None and len(taken) < 256:  # a batch, not the whole backlog
             try:
-                taken.append(self.lines.get_nowait())
+                line, size = self.lines.get_nowait()
             except queue.Empty:
                 break
+            taken.append(line)
+            with self.room:
+                self.queued -= size
+                self.room.notify()
         return taken
 
     def recent(self, chars: int) -> str:
@@ -181,9 +216,16 @@ def run_process(
         # Also after a normal exit: nothing the command started may outlive it (a server
         # left running with `&` would also hold the output pipe open).
         _kill_tree(process, cgroup)
-        output, truncated = reader.text()
         if on_line is not None:
-            _tell_lines(on_line, reader.take_lines())
+            # The drain may be waiting for room in the line queue: keep taking lines until
+            # it has read the pipe to its end (the tree is dead, so the end is near).
+            deadline = time.monotonic() + 5
+            while reader.thread.is_alive() and time.monotonic() < deadline:
+                _tell_lines(on_line, reader.take_lines())
+                reader.thread.join(0.01)
+        output, truncated = reader.text()
+        while on_line is not None and (lines := reader.take_lines()):
+            _tell_lines(on_line, lines)
     finally:
         if cgroup is not None:
             cgroup.remove()
