@@ -244,3 +244,33 @@ def test_billing_off_no_billing_route(home: Path) -> None:
         assert client.get("/api/billing").status_code == 404
         assert client.post("/api/billing/checkout", json={"plan": "team"}).status_code == 404
         assert not any("/billing" in p for p in client.get("/openapi.json").json()["paths"])
+
+
+def test_org_page_shows_credits_and_leads_owners_to_stripe(
+    home: Path, fake_stripe: FakeStripe
+) -> None:
+    with running_server(
+        billing_settings(home, "http://127.0.0.1:9", fake_stripe.base_url), embedded_worker=False
+    ) as url:
+        signup = httpx.post(
+            f"{url}/api/auth/signup",
+            json={"email": "owner@example.test", "password": "correct horse battery"},
+        )
+        browser = httpx.Client(base_url=url, cookies=signup.cookies, timeout=30)
+        csrf = signup.json()["csrf_token"]
+        page = browser.get("/org").text
+        assert 'id="credits-left">$0' in page and "Subscribe: team" in page
+        assert "Manage billing" not in page  # no billing account yet
+        go = browser.post("/org/billing/checkout", data={"plan": "team", "csrf_token": csrf})
+        assert go.status_code == 303, go.text
+        assert go.headers["location"].startswith("https://checkout.stripe.test/")
+        customer = fake_stripe.requests[1][1]["customer"][0]
+        body = event("evt_p", "invoice.paid", invoice("in_p", customer, "price_team"), 1)
+        browser.post(WEBHOOK, content=body, headers={"Stripe-Signature": sign(body, SECRET)})
+        page = browser.get("/org").text
+        assert 'id="credits-left">$100' in page and "Manage billing" in page
+        assert "$100" in browser.get("/usage").text
+        portal = browser.post("/org/billing/portal", data={"csrf_token": csrf})
+        assert portal.headers["location"].startswith("https://billing.stripe.test/")
+        wrong = browser.post("/org/billing/checkout", data={"plan": "gold", "csrf_token": csrf})
+        assert wrong.status_code == 422 and "Unknown plan" in wrong.text

@@ -6,12 +6,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from errands.accounts import credits
 from errands.accounts.access import PUBLIC, Admin, Reader
 from errands.accounts.api import org_required
-from errands.accounts.cost import dollars
 from errands.billing import stripe_api, webhook
 from errands.billing.errors import MalformedStripeEvent
+from errands.billing.state import BillingPublic, summary
 from errands.errors import InvalidInput
 from errands.store import BillingAccount, Organization
 from errands.web.deps import get_db, get_settings
@@ -21,21 +20,6 @@ from errands.web.errors import error_responses
 MAX_EVENT_BYTES = 1024 * 1024
 
 router = APIRouter(prefix="/api/billing", tags=["billing"])
-
-
-class PlanPublic(BaseModel):
-    name: str
-    monthly_credits_usd: float
-    seats: int | None
-
-
-class BillingPublic(BaseModel):
-    plan: str | None
-    status: str | None
-    payment_failed: bool
-    credits_usd: float
-    credits: str
-    plans: list[PlanPublic]
 
 
 class CheckoutCreate(BaseModel):
@@ -66,42 +50,35 @@ async def stripe_webhook(request: Request) -> EventOutcome:
 @router.get("")
 def get_billing(request: Request, principal: Reader) -> BillingPublic:
     org_id = org_required(principal)
-    plans = [
-        PlanPublic(name=n, monthly_credits_usd=p.monthly_credits_usd, seats=p.seats)
-        for n, p in get_settings(request).billing_plans.items()
-    ]
     with get_db(request).session() as s:
-        account = s.get(BillingAccount, org_id)
-        left = credits.balance(s, org_id)
-        return BillingPublic(
-            plan=account.plan if account else None,
-            status=account.status if account else None,
-            payment_failed=bool(account and account.payment_failed),
-            credits_usd=left / 1_000_000,
-            credits=dollars(left),
-            plans=plans,
-        )
+        return summary(s, get_settings(request), org_id)
 
 
 @router.post("/checkout", responses=error_responses(502))
 def checkout(body: CheckoutCreate, request: Request, principal: Admin) -> StripeRedirect:
     """A Stripe Checkout session for the plan's subscription (owners only)."""
-    settings = get_settings(request)
-    plan = settings.billing_plans.get(body.plan)
-    if plan is None:
-        raise InvalidInput(
-            f"Unknown plan {body.plan!r}; one of: {', '.join(settings.billing_plans)}."
-        )
-    org_id = org_required(principal)
-    customer = _customer(request, org_id)
-    back = f"{request.base_url}org"
-    return StripeRedirect(url=stripe_api.checkout_url(settings, customer, plan.price, org_id, back))
+    return StripeRedirect(url=checkout_url(request, org_required(principal), body.plan))
 
 
-@router.post("/portal", responses=error_responses(409, 502))
+@router.post("/portal", responses=error_responses(502))
 def portal(request: Request, principal: Admin) -> StripeRedirect:
     """A Stripe customer-portal session (owners only), once the organization subscribed."""
-    org_id = org_required(principal)
+    return StripeRedirect(url=portal_url(request, org_required(principal)))
+
+
+def checkout_url(request: Request, org_id: int, plan_name: str) -> str:
+    settings = get_settings(request)
+    plan = settings.billing_plans.get(plan_name)
+    if plan is None:
+        raise InvalidInput(
+            f"Unknown plan {plan_name!r}; one of: {', '.join(settings.billing_plans)}."
+        )
+    customer = _customer(request, org_id)
+    back = f"{request.base_url}org"
+    return stripe_api.checkout_url(settings, customer, plan.price, org_id, back)
+
+
+def portal_url(request: Request, org_id: int) -> str:
     with get_db(request).session() as s:
         account = s.get(BillingAccount, org_id)
         customer = account.stripe_customer_id if account else None
@@ -109,9 +86,7 @@ def portal(request: Request, principal: Admin) -> StripeRedirect:
         raise InvalidInput(
             "The organization has no billing account yet: subscribe to a plan first."
         )
-    return StripeRedirect(
-        url=stripe_api.portal_url(get_settings(request), customer, f"{request.base_url}org")
-    )
+    return stripe_api.portal_url(get_settings(request), customer, f"{request.base_url}org")
 
 
 def _customer(request: Request, org_id: int) -> str:

@@ -149,9 +149,11 @@ def create_app(
     app.include_router(notification_routes.router)
     if settings.billing_enabled:
         # Imported only when on: the stripe package is the optional billing extra.
+        from errands.billing import pages as billing_pages
         from errands.billing import routes as billing_routes
 
         app.include_router(billing_routes.router)
+        app.include_router(billing_pages.router)
     install_ui(app)  # pages and static assets; wraps the handlers above for browsers
     install_openapi(app)  # every route's error statuses, documented
     check_routes(app)  # every route declares who may call it, or the app does not start

@@ -22,9 +22,11 @@ from errands.accounts.access import (
     Permit,
     principal_of,
 )
+from errands.billing.state import BillingPublic, summary
 from errands.errors import ErrandsError, InvalidInput
 from errands.limits import Id
 from errands.notifications import prefs
+from errands.settings import Settings
 from errands.store import Organization, User
 from errands.web import notifications as notification_routes
 from errands.web.deps import DbDep, SettingsDep, in_session
@@ -365,12 +367,20 @@ def _org(
             "prices": cost.price_table(s, org_id),
             "secrets": vault.listing(s, org_id),
             "secret_names": vault.NAMES,
+            "billing": _billing(s, request.app.state.settings, org_id),
         }
 
     context = in_session(request.app.state.db, work)
     return _page(
         request, "org.html", status=status, error=error, notice=notice, link=link, **context
     )
+
+
+def _billing(s: Session, settings: Settings, org_id: int | None) -> BillingPublic | None:
+    """The organization's plan and credits when billing is on (errands.billing), else None."""
+    if not settings.billing_enabled or org_id is None:
+        return None
+    return summary(s, settings, org_id)
 
 
 @router.get("/org", response_model=None, dependencies=[ADMIN])
@@ -486,11 +496,15 @@ def task_budget(
 @router.get("/usage", response_model=None, dependencies=[READ])
 def usage(request: Request, db: DbDep, settings: SettingsDep) -> Response:
     who = principal_of(request)
-    found, unpriced = in_session(
+    found, unpriced, billing = in_session(
         db,
-        lambda s: (api.usage(s, who.org_id), cost.unpriced_models(s, who.org_id, settings)),
+        lambda s: (
+            api.usage(s, who.org_id),
+            cost.unpriced_models(s, who.org_id, settings),
+            _billing(s, settings, who.org_id),
+        ),
     )
-    return _page(request, "usage.html", usage=found, unpriced=unpriced)
+    return _page(request, "usage.html", usage=found, unpriced=unpriced, billing=billing)
 
 
 @router.get("/audit", response_model=None, dependencies=[ADMIN])
