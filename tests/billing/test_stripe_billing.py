@@ -6,6 +6,7 @@ change nothing twice; a bad signature is refused; with billing off no billing ro
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,14 @@ def invoice(inv: str, customer: str, price: str) -> dict[str, Any]:
         "customer": customer,
         "lines": {"data": [{"price": {"id": price}}]},
     }
+
+
+@contextmanager
+def billed_server(home: Path, fake: FakeStripe) -> Iterator[str]:
+    """A server with billing on and no worker (no job runs): for the webhook and the pages."""
+    settings = billing_settings(home, "http://127.0.0.1:9", fake.base_url)
+    with running_server(settings, embedded_worker=False) as url:
+        yield url
 
 
 @pytest.fixture
@@ -178,9 +187,7 @@ def test_subscribe_spend_run_out_held_paid_resumes(
 def test_redelivered_and_out_of_order_events_change_nothing_twice(
     home: Path, fake_stripe: FakeStripe
 ) -> None:
-    with running_server(
-        billing_settings(home, "http://127.0.0.1:9", fake_stripe.base_url), embedded_worker=False
-    ) as url:
+    with billed_server(home, fake_stripe) as url:
         client = owner_client(url)
         client.post("/api/billing/checkout", json={"plan": "team"}).raise_for_status()
         customer = fake_stripe.requests[1][1]["customer"][0]
@@ -214,9 +221,7 @@ def test_redelivered_and_out_of_order_events_change_nothing_twice(
 def test_bad_signature_refused_and_unknown_plan_is_an_error(
     home: Path, fake_stripe: FakeStripe
 ) -> None:
-    with running_server(
-        billing_settings(home, "http://127.0.0.1:9", fake_stripe.base_url), embedded_worker=False
-    ) as url:
+    with billed_server(home, fake_stripe) as url:
         client = owner_client(url)
         body = event("evt_x", "invoice.paid", invoice("in_x", "cus_x", "price_team"), 1)
         assert deliver(client, body, secret="whsec_wrong_secret").status_code == 401
@@ -249,9 +254,7 @@ def test_billing_off_no_billing_route(home: Path) -> None:
 def test_org_page_shows_credits_and_leads_owners_to_stripe(
     home: Path, fake_stripe: FakeStripe
 ) -> None:
-    with running_server(
-        billing_settings(home, "http://127.0.0.1:9", fake_stripe.base_url), embedded_worker=False
-    ) as url:
+    with billed_server(home, fake_stripe) as url:
         signup = httpx.post(
             f"{url}/api/auth/signup",
             json={"email": "owner@example.test", "password": "correct horse battery"},
