@@ -93,7 +93,13 @@ def test_github_text_stays_inside_its_frames(
                 ),
                 what="the revision",
             )
-            wait_for_state(client, task_id, "in_review")
+            task = wait_for_state(client, task_id, "in_review")
+            # The pull request's description is written again from the restacked stack.
+            top = task["subtasks"][1]["commit_sha"]
+            wait_for(
+                lambda: f"`{top[:10]}`" in fake.repos[REPO].pulls[pr]["body"],
+                what="the pull request's description naming the new commit",
+            )
 
     assert llm.script_errors == []
     by_phase: dict[str, list[ChatRequest]] = {}

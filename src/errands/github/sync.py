@@ -94,6 +94,7 @@ def run(ctx: JobContext) -> None:
         sync.post_questions()
         sync.post_status()
         sync.open_pull_requests()
+        sync.describe_pull_requests()
         sync.post_review_comments()
     if retry and ctx.lease.last_attempt:
         # This job is out of attempts; a fresh one takes the deliveries left over (each has
@@ -701,6 +702,31 @@ class Sync:
                     task,
                     "github.pr_opened",
                     f"Pull request #{pull['number']} for {branch}: {pull.get('html_url')}",
+                )
+
+    def describe_pull_requests(self) -> None:
+        """After a review round rewrote the stack, write the pull request's description again
+        from it. Only then: the description names the top subtask's commit, and one that
+        already names the current one (a person's edit since included) is left alone."""
+        waiting = self._task_ids(Task.github_pr.is_not(None), Task.state == TaskState.IN_REVIEW)
+        for task_id in waiting:
+            with self.ctx.db.session() as session:
+                task = session.get_one(Task, task_id)
+                number, body = int(task.github_pr or 0), pull_body(task)
+                top = next((s.commit_sha for s in reversed(task.subtasks) if s.commit_sha), None)
+            if top is None:
+                continue
+            pull = self.api.pull(number)
+            if pull.get("state") != "open" or f"`{top[:10]}`" in str(pull.get("body") or ""):
+                continue
+            self.ctx.check_cancelled()  # a job that lost its lease edits nothing more
+            self.api.update_pull(number, body=body)
+            with self.ctx.db.session() as session:
+                self._note(
+                    session,
+                    session.get_one(Task, task_id),
+                    "github.pr_described",
+                    f"Pull request #{number}'s description rewritten from the stack",
                 )
 
     def _create_pull(self, *, title: str, body: str, head: str, base: str) -> dict[str, Any]:
