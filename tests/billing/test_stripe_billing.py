@@ -29,7 +29,7 @@ SECRET = "whsec_test_0123456789"
 # Calibrated on the scripted calc task at $1 per 1,000 tokens: its research fits in these
 # credits, its execution does not (the test asserts both).
 PLANS = {
-    "small": {"price": "price_small", "monthly_credits_usd": 5},
+    "small": {"price": "price_small", "monthly_credits_usd": 5, "seats": 2},
     "team": {"price": "price_team", "monthly_credits_usd": 100, "seats": 5},
 }
 
@@ -277,3 +277,22 @@ def test_org_page_shows_credits_and_leads_owners_to_stripe(
         assert portal.headers["location"].startswith("https://billing.stripe.test/")
         wrong = browser.post("/org/billing/checkout", data={"plan": "gold", "csrf_token": csrf})
         assert wrong.status_code == 422 and "Unknown plan" in wrong.text
+
+
+def test_invitations_stop_at_the_plans_seats(home: Path, fake_stripe: FakeStripe) -> None:
+    with billed_server(home, fake_stripe) as url:
+        client = owner_client(url)
+        client.post("/api/billing/checkout", json={"plan": "small"}).raise_for_status()
+        customer = fake_stripe.requests[1][1]["customer"][0]
+        invite = {"email": "a@example.test", "role": "member"}
+        assert client.post("/api/invitations", json=invite).status_code == 201  # no plan yet
+        sub = subscription("sub_s", customer, "active", "price_small")  # 2 seats
+        deliver(client, event("evt_s", "customer.subscription.created", sub, 1))
+        refused = client.post(
+            "/api/invitations", json={"email": "b@example.test", "role": "member"}
+        )
+        assert refused.status_code == 409 and "2 seats" in refused.text
+        bigger = subscription("sub_s", customer, "active", "price_team")  # 5 seats
+        deliver(client, event("evt_t", "customer.subscription.updated", bigger, 2))
+        second = {"email": "b@example.test", "role": "member"}
+        assert client.post("/api/invitations", json=second).status_code == 201

@@ -398,6 +398,10 @@ def send_invitation(
     org_id = org_required(principal)
 
     def work(s: Session) -> tuple[str, str]:
+        if settings.billing_enabled:
+            from errands.billing.state import check_seats  # billing's module depends on ours
+
+            check_seats(s, settings, org_id)
         code = service.invite(s, principal, email, role)
         return code, s.get_one(Organization, org_id).name
 

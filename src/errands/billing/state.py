@@ -6,8 +6,9 @@ from __future__ import annotations
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from errands.accounts import credits
+from errands.accounts import credits, service
 from errands.accounts.cost import dollars
+from errands.errors import Conflict
 from errands.settings import Settings
 from errands.store import BillingAccount
 
@@ -43,3 +44,22 @@ def summary(session: Session, settings: Settings, org_id: int) -> BillingPublic:
             for n, p in settings.billing_plans.items()
         ],
     )
+
+
+def check_seats(session: Session, settings: Settings, org_id: int) -> None:
+    """Refuse (Conflict) one more invitation when the members and the pending invitations
+    already fill the seats the organization's plan includes. A plan without seats, or an
+    organization without a plan, has no limit."""
+    account = session.get(BillingAccount, org_id)
+    plan = settings.billing_plans.get(account.plan) if account and account.plan else None
+    if plan is None or plan.seats is None:
+        return
+    taken = len(service.members(session, org_id)) + len(
+        service.pending_invitations(session, org_id)
+    )
+    if taken >= plan.seats:
+        raise Conflict(
+            f"The {account.plan if account else ''} plan includes {plan.seats} seats, and "
+            f"{taken} are taken (members and pending invitations). An owner can change the "
+            "plan with Manage billing on the organization page."
+        )
