@@ -3,7 +3,6 @@ after (its report: the JSON object the agent ends its last message with)."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 from typing import Any, cast
@@ -80,8 +79,9 @@ def test_an_agent_that_cannot_run_fails_saying_what_to_set(
         AcpExecutor().start(bench(**fields), ASSIGNMENT)
 
 
-def test_a_missing_known_agent_names_its_npm_package() -> None:
-    if shutil.which("gemini"):
-        pytest.skip("gemini is installed here")
+def test_a_missing_known_agent_names_its_npm_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine where gemini is not installed
     with pytest.raises(ConfigError, match="npm install -g @google/gemini-cli"):
         AcpExecutor().start(bench(), ASSIGNMENT)
