@@ -17,6 +17,7 @@ from errands.git import Diff
 from errands.git.rangediff import file_patch
 from errands.settings import Settings
 from errands.store import ReviewerState, ReviewMark, Subtask, Task
+from errands.workflow import versions
 from errands.workflow.mirrors import open_mirror
 
 APPROVED = "approved"
@@ -32,9 +33,16 @@ class Reviewer:
 LOCAL = Reviewer("local", "you")
 
 
-def _tip(settings: Settings, task: Task) -> str:
+def _tip(session: Session, settings: Settings, task: Task) -> str:
+    """The branch as the reviewer sees it: this machine's copy (which an applied suggestion
+    moves), else the head the task last came back for review with — where the workers run
+    on other machines, with data directories of their own, this machine's mirror may never
+    have held the branch."""
     mirror = open_mirror(settings, task.project_id, task.project.origin)
     tip = mirror.resolve(f"refs/heads/{task.branch}") if task.branch else None
+    if tip is None and task.branch:
+        heads = versions.review_heads(session, task.id)
+        tip = heads[-1] if heads else None
     if tip is None:
         raise Conflict(f"Task {task.id} has no branch to review.")
     return tip
@@ -94,7 +102,7 @@ def mark_viewed(
         mark.version = subtask.versions[-1].number
     elif mark is not None:
         session.delete(mark)
-    state_of(session, task, reviewer).reviewed_head = _tip(settings, task)
+    state_of(session, task, reviewer).reviewed_head = _tip(session, settings, task)
 
 
 def viewed_files(
@@ -138,7 +146,7 @@ def since_my_last_review(
     if old is None:
         raise Conflict(f"Task {task.id} has no changes yet.")
     mirror = open_mirror(settings, task.project_id, task.project.origin)
-    tip = _tip(settings, task)
+    tip = _tip(session, settings, task)
     return mirror.diff(old, tip), old, tip
 
 
@@ -147,7 +155,7 @@ def record_verdict(
 ) -> int:
     """This reviewer's verdict on the branch as it is now; returns how many reviewers have
     approved this same tip."""
-    tip = _tip(settings, task)
+    tip = _tip(session, settings, task)
     state = state_of(session, task, reviewer)
     state.verdict, state.verdict_head, state.reviewed_head = verdict, tip, tip
     session.flush()
@@ -172,7 +180,7 @@ def standings(
     session: Session, settings: Settings, task: Task, reviewer: Reviewer
 ) -> tuple[int, int, list[Standing]]:
     """(approvals needed, approvals of the tip, every reviewer)."""
-    tip = _tip(settings, task) if task.branch else None
+    tip = _tip(session, settings, task) if task.branch else None
     found = [
         Standing(s, s.reviewer == reviewer.key, s.verdict_head == tip and tip is not None)
         for s in reviewers(session, task.id)
