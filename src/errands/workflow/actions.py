@@ -25,9 +25,7 @@ from errands.domain import (
     check_transition,
     state_words,
 )
-from errands.egress.hosts import parse_hosts
 from errands.errors import ConfigError, Conflict, GitError, InvalidInput, NotFound, NothingToMerge
-from errands.executors import check_executor_name
 from errands.git import Diff, git, run_git
 from errands.git.lock import repo_lock
 from errands.git.rangediff import RangeDiff, range_diff
@@ -236,6 +234,8 @@ def update_project(
     if clear_setup_hosts:
         project.setup_hosts = None
     elif setup_hosts is not None:
+        from errands.egress.hosts import parse_hosts  # the proxy (httpx): only when needed
+
         project.setup_hosts = [str(host) for host in parse_hosts(_commands(setup_hosts))]
     if sandbox_backend is not None:
         if sandbox_backend not in SANDBOX_BACKENDS:
@@ -292,6 +292,10 @@ def _model_spec(spec: str) -> str | None:
 
 
 def _executor_name(name: str) -> str | None:
+    # The executors (pydantic-ai, the agents' drivers) load only when one is chosen: every
+    # CLI command imports this module.
+    from errands.executors import check_executor_name
+
     return _choice(name, check_executor_name)
 
 

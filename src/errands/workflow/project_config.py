@@ -41,18 +41,23 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from errands.egress.hosts import parse_hosts
 from errands.errors import ConfigError, InvalidInput
-from errands.executors import ExecutorPhase, check_executor_name
 from errands.mcp import NAME as MCP_NAME
 from errands.mcp import McpServer, parse_env
 from errands.sandbox import Limits
 from errands.settings import Settings
 from errands.store import Project
+
+if TYPE_CHECKING:
+    from errands.executors import ExecutorPhase
+
+# The egress proxy and the executors (httpx, pydantic-ai, the agents' drivers) are imported
+# where a configuration is checked or resolved, not with this module: the schemas import it,
+# and so does every CLI command (`errands task list` must not pay a second for them).
 
 CONFIG_FILE = ".errands.toml"
 Backend = Literal["auto", "bubblewrap", "none"]
@@ -79,6 +84,8 @@ class SetupConfig(_Section):
     def _hosts(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
+        from errands.egress.hosts import parse_hosts
+
         try:
             return [str(host) for host in parse_hosts(value)]
         except InvalidInput as exc:
@@ -137,6 +144,8 @@ class RepoConfig(_Section):
 
 
 def parse_repo_config(text: str) -> RepoConfig:
+    from errands.executors import check_executor_name
+
     config = _validate(text)
     for phase in ("execute", "revise"):
         name = getattr(config.executor, phase)
@@ -243,6 +252,8 @@ def effective_config(project: Project, settings: Settings) -> EffectiveConfig:
 
 
 def _setup_hosts(declared: list[str] | None, settings: Settings) -> tuple[str, ...]:
+    from errands.egress.hosts import parse_hosts
+
     if declared is not None:
         return tuple(declared)
     try:
