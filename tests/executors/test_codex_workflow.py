@@ -59,10 +59,13 @@ def test_a_task_with_the_codex_executor_through_the_proxy(sample_repo: Path, hom
             log = run_git(sample_repo, "log", "--format=%s", f"main..{task['branch']}")
             assert log.split("\n")[:2] == ["Test multiply", "Add multiply to calc"]
 
+            # On the whole branch (no subtask): the revise round adds a subtask, in the
+            # session the task's subtasks were done in. (A comment on a subtask's diff is
+            # fixed inside that subtask: tests/workflow/test_restack.py.)
             comment = client.post(
                 f"/api/tasks/{task_id}/comments",
                 json={"path": "calc.py", "line": 5, "body": "Please document multiply.",
-                      "kind": "blocking", "subtask": 1},
+                      "kind": "blocking"},
             )  # fmt: skip
             assert comment.status_code == 201, comment.text
             assert client.post(f"/api/tasks/{task_id}/request-changes").status_code == 200
