@@ -13,6 +13,7 @@ import shutil
 import pytest
 
 from errands.testing.scripted_llm import ChatRequest, Reply
+from tests.executors.claude_support import turn_of
 from tests.support import CalcScript
 
 REAL_KEY = "AIza-real-google-key-never-in-the-sandbox-0001"
@@ -33,20 +34,6 @@ def require_gemini() -> None:
     if os.environ.get("ERRANDS_TEST_SERVICES") == "require":
         pytest.fail(problem)
     pytest.skip(problem)
-
-
-MARKERS = ("You are doing subtask", "verify commands fail", "<review>", "You changed no file")
-
-
-def turn_of(req: ChatRequest) -> tuple[str, int]:
-    """The prompt Errands sent last in this session, and how many model answers followed."""
-    for index in range(len(req.messages) - 1, -1, -1):
-        message = req.messages[index]
-        text = str(message.get("content") or "")
-        if message.get("role") == "user" and any(m in text for m in MARKERS):
-            after = req.messages[index + 1 :]
-            return text, sum(1 for m in after if m.get("role") == "assistant")
-    raise AssertionError(f"no Errands prompt in {req!r}")
 
 
 PROBE = """

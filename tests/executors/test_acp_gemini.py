@@ -14,13 +14,13 @@ import pytest
 from errands.sandbox import bwrap_problem
 from errands.testing.scripted_llm import ScriptedLLM
 from tests.conftest import run_git
+from tests.executors.claude_support import turn_of
 from tests.executors.gemini_support import (
     COMMAND,
     GEMINI,
     REAL_KEY,
     GeminiScript,
     require_gemini,
-    turn_of,
 )
 from tests.support import (
     add_project,
