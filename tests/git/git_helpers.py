@@ -7,11 +7,11 @@ import subprocess
 from pathlib import Path
 
 
-def sh(cwd: Path, *args: str, input: bytes | None = None) -> str:
+def sh(cwd: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
     """Run git directly (not through errands.git) to build and inspect fixtures."""
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+    full_env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C", **(env or {})}
     proc = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, input=input, capture_output=True, check=False
+        ["git", *args], cwd=cwd, env=full_env, input=input, capture_output=True, check=False
     )
     assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr.decode()}"
     return proc.stdout.decode(errors="replace")

@@ -12,6 +12,7 @@ import pytest
 from errands.errors import GitError, InvalidInput
 from errands.git import Mirror, Workspace, WorkspacePool
 from errands.git.pool import IDLE_PREFIX
+from errands.git.worktrees import private_index
 from tests.git.git_helpers import commit_files, sh
 
 BASE = "refs/remotes/origin/main"
@@ -281,7 +282,9 @@ def test_a_tampered_dot_git_is_restored_on_release(pool: WorkspacePool, tmp_path
 
 def test_a_tree_that_cannot_be_cleaned_is_removed_not_parked(pool: WorkspacePool) -> None:
     ws = pool.acquire("job-1", "errands/1-a", BASE)
-    locked = ws.git_dir / "index.lock"  # a git command of the dead job never finished
+    # A git command of the dead job never finished (Errands' index: the one it writes).
+    index = private_index(ws.git_dir)
+    locked = index.with_name(f"{index.name}.lock")
     locked.write_text("")
     pool.release(ws)
     assert not ws.path.exists()

@@ -232,8 +232,10 @@ def test_verification_failures_go_back_to_the_agent_a_bounded_number_of_times(
         assert "verification still fails after 2 attempt(s)" in task["failure_reason"]
         assert "python3 -m pytest -q" in task["failure_reason"]
         sub = task["subtasks"][0]
-        # The task's log on failure: this assertion once failed in CI with subtask 1 'empty'
-        # (not reproduced in isolation); the log says which subtask failed verification.
+        # This once failed in CI with subtask 1 'empty': the verify command's pytest
+        # (pytest-benchmark) ran git in the sandbox, whose index rewrite hid the same-size
+        # edit from Errands (tests/git/test_workspace_index.py). The log says which subtask
+        # failed verification, should it ever fail again.
         log = "\n".join(str(e.get("message")) for e in events_of(client, task_id))
         assert sub["state"] == "failed" and sub["verified"] is False, log
         assert sub["verification"][0]["exit_code"] == 1

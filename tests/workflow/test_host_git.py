@@ -2,9 +2,10 @@
 runs on the host (status, add, commit, diff, scrub, the review diff) run a program of its
 choosing: a nested repository with an fsmonitor, hooks, a pager, an ssh command, an external
 diff and filter drivers in its config; the same in the workspace's private git directory
-(config.worktree, info/attributes, hooks, an include); a gitlink staged by hand. Nothing may
-run on the host; the agent is told that nested repositories are refused, removes them, and
-the task reaches review without a gitlink in its history."""
+(config.worktree, info/attributes, hooks, an include); a gitlink staged by hand in the index
+the sandbox writes (which Errands never reads). Nothing may run on the host; the agent is told
+that nested repositories are refused, removes them, and the task reaches review without a
+gitlink in its history."""
 
 from __future__ import annotations
 
@@ -129,9 +130,11 @@ def test_nothing_the_agent_plants_runs_on_the_host(
         if e["kind"] == "agent.tool_result" and e["data"]["tool"] == "run_command"
     ]
     assert "planted" in results[0], results[0]
-    # The agent heard at once that its nested repository and gitlink are refused.
+    # The agent heard at once that its nested repository is refused. Its gitlink staged by
+    # hand is in the index the sandbox writes, which Errands never reads (see
+    # errands.git.worktrees.private_index): no concern of the commit, nothing to refuse.
     assert results[0].startswith("Error:")
-    assert REFUSED in results[0] and "sub" in results[0] and "gl" in results[0]
+    assert REFUSED in results[0] and "sub" in results[0]
     assert [s["state"] for s in task["subtasks"]] == ["committed", "committed"]
     assert diff.status_code == 200
     # Nothing ran on the host, and no gitlink reached the task's history.

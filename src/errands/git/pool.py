@@ -31,7 +31,16 @@ from errands.git.mirror import Mirror
 from errands.git.repo import check_branch_name, check_rev, resolve
 from errands.git.runner import git, run_git
 from errands.git.workspace import Workspace
-from errands.git.worktrees import admin_dirs, clear_branch, list_worktrees, remove_worktree
+from errands.git.worktrees import (
+    admin_dirs,
+    clear_branch,
+    fresh_index,
+    index_env,
+    list_worktrees,
+    remove_worktree,
+    share_index,
+    tree_git,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,7 @@ class WorkspacePool:
             with contextlib.suppress(GitError, OSError):
                 self._park_or_remove(path)
             raise
+        share_index(git_dir)
         return Workspace(path=path, branch=branch, git_dir=git_dir)
 
     def release(self, workspace: Workspace) -> None:
@@ -116,9 +126,10 @@ class WorkspacePool:
                 cwd=self.mirror.path,
             )  # fmt: skip
             git_dir = admin_dirs(self.mirror.path)[warming.resolve()]
+            fresh_index(git_dir)
         try:
             # The slow part, outside the lock: write every file.
-            _tree_git(warming, git_dir, "reset", "--hard", "--quiet")
+            tree_git(warming, git_dir, "reset", "--hard", "--quiet")
             with repo_lock(self.mirror.path):
                 self._move(warming, self._idle_name(), git_dir)
         except BaseException:
@@ -226,10 +237,10 @@ class WorkspacePool:
         mirror = self.mirror.path
         # The expensive part runs outside the lock: only this tree's own HEAD and index
         # change. --force writes just the files that differ from the parked commit.
-        _tree_git(path, git_dir, "checkout", "--quiet", "--force", "--detach", target)
+        tree_git(path, git_dir, "checkout", "--quiet", "--force", "--detach", target)
         # -x and -ff: ignored files (.venv, build caches) and nested repositories go too.
         # Nothing a previous task left behind may leak into this one, whatever it was.
-        _tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
+        tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
         with repo_lock(mirror):
             here = path.resolve()
             trees = list_worktrees(mirror)[1:]
@@ -243,9 +254,9 @@ class WorkspacePool:
                 git("update-ref", f"refs/heads/{branch}", target, "", cwd=mirror)
             elif tip != target:
                 # The branch moved since acquire looked (not supposed to happen): be exact.
-                _tree_git(path, git_dir, "checkout", "--quiet", "--force", branch)
-                _tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
-            _tree_git(path, git_dir, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
+                tree_git(path, git_dir, "checkout", "--quiet", "--force", branch)
+                tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
+            tree_git(path, git_dir, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
 
     def _park_or_remove(self, path: Path) -> None:
         """Scrub the work tree at ``path`` and park it; remove it if that fails."""
@@ -276,19 +287,14 @@ class WorkspacePool:
             self.mirror.remove_workspace(path)
 
 
-def _tree_git(path: Path, git_dir: Path, *args: str) -> str:
-    # --git-dir explicitly, never path/.git: see Workspace.
-    return git(f"--git-dir={git_dir}", f"--work-tree={path}", *args, cwd=path)
-
-
 def _scrub(path: Path, git_dir: Path) -> None:
     """Back to the last commit exactly, detached, so the task branch is free elsewhere."""
     _restore_gitfile(path, git_dir)
     # Detach where it is (plumbing: same commit, nothing to compare): the branch is free.
-    _tree_git(path, git_dir, "update-ref", "--no-deref", "HEAD", "HEAD")
-    _tree_git(path, git_dir, "reset", "--hard", "--quiet")
+    tree_git(path, git_dir, "update-ref", "--no-deref", "HEAD", "HEAD")
+    tree_git(path, git_dir, "reset", "--hard", "--quiet")
     # -x: ignored files too; -ff: nested repositories too. See WorkspacePool._switch.
-    _tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
+    tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
     # git clean only warns about what it could not delete (a directory the job made
     # unreadable): a tree that is not spotless is never parked.
     status = run_git(
@@ -299,6 +305,7 @@ def _scrub(path: Path, git_dir: Path) -> None:
         "--ignored",
         "--untracked-files=all",
         cwd=path,
+        env=index_env(git_dir),
     )
     if not status.ok or status.stdout.strip():
         raise GitError(f"{path} could not be cleaned: {status.stdout.strip()[:500]}")

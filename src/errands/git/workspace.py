@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from errands.errors import InvalidInput, NestedRepository
 from errands.git.repo import check_rev
-from errands.git.runner import ERRANDS_IDENTITY, error_for, git, run_git
+from errands.git.runner import ERRANDS_IDENTITY, GitResult, error_for, git, run_git
+from errands.git.worktrees import ensure_index, index_env, share_index
 
 GITLINK = "160000"
 CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ", "|||||||")
@@ -37,6 +39,8 @@ class Workspace:
     explicitly rather than letting git follow ``path/.git``: the agent can write anything
     under ``path``, and a ``.git`` file pointing at a config of its own (``core.fsmonitor``,
     ``core.hooksPath``) would make Errands run the agent's commands outside the sandbox.
+    And every command uses Errands' own index, never ``git_dir/index``, which the sandbox
+    can write (see :func:`errands.git.worktrees.private_index`).
     """
 
     path: Path
@@ -46,7 +50,7 @@ class Workspace:
     def read(self, *args: str, ok: tuple[int, ...] = (0,), timeout: float = 60) -> str:
         """Run a read-only git command in the work tree (for the agent's tools); its stdout.
         Raises GitError when it exits with a code not in ``ok``."""
-        result = run_git(*self._scope, *args, cwd=self.path, timeout=timeout)
+        result = self._run(*args, timeout=timeout)
         if result.returncode not in ok:
             raise error_for(result)
         return result.stdout
@@ -61,7 +65,7 @@ class Workspace:
         # plain directory is listed by its files.
         others = self._git("ls-files", "--others", "--exclude-standard", "-z")
         found.update(entry[:-1] for entry in others.split("\0") if entry.endswith("/"))
-        head = run_git(*self._scope, "ls-tree", "-r", "-z", "--full-tree", "HEAD", cwd=self.path)
+        head = self._run("ls-tree", "-r", "-z", "--full-tree", "HEAD")
         committed = {
             name: meta.split()[2]
             for meta, _, name in (e.partition("\t") for e in head.stdout.split("\0") if e)
@@ -92,14 +96,29 @@ class Workspace:
             elif os.path.lexists(state):
                 state.unlink()
         ref = f"refs/heads/{self.branch}"
-        head = run_git(*self._scope, "symbolic-ref", "--quiet", "HEAD", cwd=self.path)
+        head = self._run("symbolic-ref", "--quiet", "HEAD")
         if head.ok and head.stdout.strip() == ref:
             return
         self._git("symbolic-ref", "HEAD", ref)
         self._git("reset", "--quiet", "--mixed")
 
-    def _git(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        return git(*self._scope, *args, cwd=self.path, input=input, check=check)
+    def _git(
+        self, *args: str, input: str | None = None, env: Mapping[str, str] | None = None
+    ) -> str:
+        ensure_index(self.path, self.git_dir)
+        return git(
+            *self._scope,
+            *args,
+            cwd=self.path,
+            input=input,
+            env={**index_env(self.git_dir), **(env or {})},
+        )
+
+    def _run(self, *args: str, timeout: float | None = None) -> GitResult:
+        ensure_index(self.path, self.git_dir)
+        return run_git(
+            *self._scope, *args, cwd=self.path, env=index_env(self.git_dir), timeout=timeout
+        )
 
     @property
     def _scope(self) -> tuple[str, str]:
@@ -122,13 +141,12 @@ class Workspace:
         self._check_nested()
         self._git("add", "--all")
         self._check_nested()  # whatever `add` would have made of something missed above
-        staged = run_git(*self._scope, "diff", "--cached", "--quiet", cwd=self.path)
+        staged = self._run("diff", "--cached", "--quiet")
         if staged.returncode == 0:
             return None
         if staged.returncode != 1:
             raise error_for(staged)
-        git(
-            *self._scope,
+        self._git(
             "-c",
             "commit.gpgsign=false",
             "commit",
@@ -140,10 +158,10 @@ class Workspace:
             # Not the default "strip": that would delete message lines starting with "#".
             "--cleanup=whitespace",
             "--file=-",
-            cwd=self.path,
             input=message,
             env=ERRANDS_IDENTITY,
         )
+        share_index(self.git_dir)
         return self.head()
 
     def reset_to(self, commit: str) -> None:
@@ -152,22 +170,21 @@ class Workspace:
         self._on_branch()
         self._git("reset", "--hard", "--quiet", check_rev(commit))
         self._git("clean", "-ffd", "--quiet")
+        share_index(self.git_dir)
 
     def apply_commit(self, commit: str) -> list[str]:
         """Apply ``commit``'s change to the work tree, uncommitted; return the paths that
         conflicted (their conflict markers left in the files for someone to resolve)."""
         self._on_branch()
-        applied = run_git(
-            *self._scope, "cherry-pick", "--no-commit", check_rev(commit), cwd=self.path
-        )
+        applied = self._run("cherry-pick", "--no-commit", check_rev(commit))
         conflicted = self._git("diff", "--name-only", "--diff-filter=U", "-z")
         paths = sorted(p for p in conflicted.split("\0") if p)
         if not applied.ok and not paths:
             raise error_for(applied)
-        # The change stays in the work tree only: an index holding it would vouch for the
-        # files by their stat data, and an edit made in the same second at the same size
-        # (the agent's fix) could then look unchanged and be left out of the commit.
+        # Unstaged, like every edit of the agent's: what the agent then sees in `git diff`
+        # is the whole change it is to finish, and the commit takes the work tree as it is.
         self._git("reset", "--quiet", "--mixed")
+        share_index(self.git_dir)
         return paths
 
     def conflict_markers(self, paths: list[str]) -> list[str]:
@@ -188,3 +205,4 @@ class Workspace:
         self._git("reset", "--hard", "--quiet")
         # -ff: nested repositories too (never committed; see nested_repositories).
         self._git("clean", "-ffd", "--quiet")
+        share_index(self.git_dir)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from errands.errors import GitError
 from errands.git.repo import check_branch_name, check_rev, resolve
 from errands.git.runner import git, run_git
+
+# Errands' own index of each linked work tree, one file per admin dir, in the mirror (see
+# private_index); the sandbox sees neither the directory nor what is in it.
+INDEX_DIR = "errands-index"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +66,102 @@ def add_worktree(repo: Path, path: Path, branch: str, start_point: str) -> tuple
     _clear_leftover(repo, path)
     clear_branch(repo, branch)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # --no-checkout: the files are written below, with Errands' own index (what `worktree
+    # add` does itself, with the index the sandbox can write).
     if resolve(repo, f"refs/heads/{branch}") is not None:
-        git("worktree", "add", "--quiet", str(path), branch, cwd=repo)
+        git("worktree", "add", "--quiet", "--no-checkout", str(path), branch, cwd=repo)
     else:
         start = resolve(repo, check_rev(start_point))
         if start is None:
             raise GitError(f"cannot start branch {branch}: {start_point} does not name a commit")
         # --no-track: an upstream pointing at the base would only invite `git pull` there.
-        git("worktree", "add", "--quiet", "--no-track", "-b", branch, str(path), start, cwd=repo)
-    return path, admin_dir(repo, path)
+        git(
+            "worktree", "add", "--quiet", "--no-checkout", "--no-track", "-b", branch,
+            str(path), start, cwd=repo,
+        )  # fmt: skip
+    git_dir = admin_dir(repo, path)
+    fresh_index(git_dir)
+    tree_git(path, git_dir, "reset", "--hard", "--quiet")
+    share_index(git_dir)
+    return path, git_dir
+
+
+def private_index(git_dir: Path) -> Path:
+    """Errands' index for the work tree whose admin dir is ``git_dir``.
+
+    Not ``git_dir/index``: the sandbox can write ``git_dir`` (so the agent and the project's
+    tools can run git), and an index vouches for files. An assume-unchanged or skip-worktree
+    bit, or stat data matching an edited file, and status and ``add --all`` pass over an
+    edit: a subtask comes back empty though its edit is on disk, or its commit lacks a change
+    its verification ran with. Even a harmless ``git status`` there (pytest-benchmark runs
+    ``git describe --dirty``) rewrites the index seeing the files under another uid, which
+    defeats git's racy-timestamp check: a same-size edit in the second of the checkout then
+    looked unchanged. Only Errands writes this one, so git's own checks hold.
+
+    Kept in the mirror (``<mirror>/errands-index/<admin dir's name>``), which the sandbox
+    reads but cannot write, and hidden there too (see workflow.workspaces.policies).
+    """
+    return git_dir.parent.parent / INDEX_DIR / git_dir.name
+
+
+def index_env(git_dir: Path) -> dict[str, str]:
+    """The environment for a git command on the work tree of ``git_dir``, with our index.
+
+    Optional locks on: status may then write the stat data it refreshed into this index,
+    which is ours alone (the runner turns them off for the user's repositories)."""
+    return {"GIT_INDEX_FILE": str(private_index(git_dir)), "GIT_OPTIONAL_LOCKS": "1"}
+
+
+def tree_git(path: Path, git_dir: Path, *args: str) -> str:
+    """Run git on the work tree ``path`` with Errands' index; its stdout.
+
+    ``--git-dir`` explicitly, never ``path/.git``: whoever edits the work tree can point
+    that file at a repository whose config runs a program of their choosing."""
+    ensure_index(path, git_dir)
+    return git(
+        f"--git-dir={git_dir}", f"--work-tree={path}", *args, cwd=path, env=index_env(git_dir)
+    )
+
+
+def ensure_index(path: Path, git_dir: Path) -> None:
+    """Make Errands' index of a tree from before Errands kept its own: HEAD's, without stat
+    data, so git compares each file's content once (status then records the stat data)."""
+    index = private_index(git_dir)
+    if index.exists():
+        return
+    index.parent.mkdir(exist_ok=True)
+    git(
+        f"--git-dir={git_dir}", f"--work-tree={path}", "read-tree", "HEAD", cwd=path,
+        env=index_env(git_dir),
+    )  # fmt: skip
+
+
+def share_index(git_dir: Path) -> None:
+    """Copy Errands' index to ``git_dir/index``, for git in the sandbox.
+
+    Only a courtesy: the agent's ``git status`` and ``git diff`` then show what it changed
+    since the last commit, not every file as deleted. Nothing reads it back. The copy keeps
+    the original's mtime, so git's racy-timestamp check holds there too; it lands by rename,
+    so a link the sandbox left at ``git_dir/index`` is replaced, never followed."""
+    index = private_index(git_dir)
+    if not index.exists():
+        return
+    handle, temporary = tempfile.mkstemp(dir=git_dir, prefix="errands-index-")
+    os.close(handle)
+    try:
+        shutil.copy2(index, temporary)
+        os.replace(temporary, git_dir / "index")
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def fresh_index(git_dir: Path) -> None:
+    """Forget any index kept for an earlier work tree whose admin dir had this name (git
+    reuses names); the next command starts an empty one."""
+    index = private_index(git_dir)
+    index.parent.mkdir(exist_ok=True)
+    index.unlink(missing_ok=True)
 
 
 def clear_branch(repo: Path, branch: str, *, keep: Path | None = None) -> None:
@@ -122,6 +215,18 @@ def remove_worktree(repo: Path, path: Path) -> None:
     path = path.absolute()
     _clear_leftover(repo, path)
     git("worktree", "prune", cwd=repo)
+    _sweep_indexes(repo)
+
+
+def _sweep_indexes(repo: Path) -> None:
+    """Delete the indexes kept for admin dirs git has pruned."""
+    common = _common_dir(repo)
+    indexes = common / INDEX_DIR
+    if not indexes.is_dir():
+        return
+    for index in indexes.iterdir():
+        if not (common / "worktrees" / index.name.removesuffix(".lock")).is_dir():
+            index.unlink(missing_ok=True)
 
 
 def _clear_leftover(repo: Path, path: Path) -> None:
