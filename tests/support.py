@@ -188,6 +188,18 @@ class CalcScript:
         raise AssertionError(f"unexpected request in phase {phase}: {req!r}")
 
 
+class Override(CalcScript):
+    """CalcScript, except where ``hook`` returns a reply (None: fall through)."""
+
+    def __init__(self, hook: Callable[[ChatRequest, str], Reply | None]) -> None:
+        super().__init__()
+        self.hook = hook
+
+    def __call__(self, req: ChatRequest) -> Reply:
+        reply = self.hook(req, phase_of(req))
+        return reply if reply is not None else super().__call__(req)
+
+
 def events_of(client: httpx.Client, task_id: int) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = client.get(f"/api/tasks/{task_id}/events").json()
     return events

@@ -14,9 +14,10 @@ import httpx
 import pytest
 
 from errands.testing.fake_stripe import FakeStripe, event, sign
-from errands.testing.scripted_llm import ScriptedLLM
+from errands.testing.scripted_llm import FAST_RETRY_HEADERS, ChatRequest, Reply, ScriptedLLM
 from tests.support import (
     CalcScript,
+    Override,
     owner_client,
     price_every_call,
     running_server,
@@ -69,6 +70,13 @@ def invoice(inv: str, customer: str, price: str) -> dict[str, Any]:
         "customer": customer,
         "lines": {"data": [{"price": {"id": price}}]},
     }
+
+
+def join(url: str, email: str, link: str) -> httpx.Response:
+    """Sign up with the invitation ``link`` an owner was handed (no mail server here)."""
+    code = link.rsplit("code=", 1)[1]
+    body = {"email": email, "password": "correct horse battery", "invite_code": code}
+    return httpx.post(f"{url}/api/auth/signup", json=body)
 
 
 @contextmanager
@@ -285,7 +293,8 @@ def test_invitations_stop_at_the_plans_seats(home: Path, fake_stripe: FakeStripe
         client.post("/api/billing/checkout", json={"plan": "small"}).raise_for_status()
         customer = fake_stripe.requests[1][1]["customer"][0]
         invite = {"email": "a@example.test", "role": "member"}
-        assert client.post("/api/invitations", json=invite).status_code == 201  # no plan yet
+        sent_a = client.post("/api/invitations", json=invite)
+        assert sent_a.status_code == 201  # no plan yet
         sub = subscription("sub_s", customer, "active", "price_small")  # 2 seats
         deliver(client, event("evt_s", "customer.subscription.created", sub, 1))
         refused = client.post(
@@ -295,4 +304,80 @@ def test_invitations_stop_at_the_plans_seats(home: Path, fake_stripe: FakeStripe
         bigger = subscription("sub_s", customer, "active", "price_team")  # 5 seats
         deliver(client, event("evt_t", "customer.subscription.updated", bigger, 2))
         second = {"email": "b@example.test", "role": "member"}
-        assert client.post("/api/invitations", json=second).status_code == 201
+        sent_b = client.post("/api/invitations", json=second)
+        assert sent_b.status_code == 201
+        # Downgraded with both invitations out: the first to join takes the last seat, the
+        # second is refused, and its invitation still works after an upgrade.
+        smaller = subscription("sub_s", customer, "active", "price_small")
+        deliver(client, event("evt_u", "customer.subscription.updated", smaller, 3))
+        assert join(url, "a@example.test", sent_a.json()["link"]).status_code == 201
+        refused = join(url, "b@example.test", sent_b.json()["link"])
+        assert refused.status_code == 409 and "2 seats" in refused.text, refused.text
+        deliver(client, event("evt_v", "customer.subscription.updated", bigger, 4))
+        assert join(url, "b@example.test", sent_b.json()["link"]).status_code == 201
+        assert len(client.get("/api/members").json()) == 3
+
+
+def test_no_plan_is_held_and_a_job_failing_through_no_fault_of_the_work_is_refunded(
+    sample_repo: Path, home: Path, fake_stripe: FakeStripe
+) -> None:
+    state = {"down": False}
+
+    def hook(req: ChatRequest, phase: str) -> Reply | None:
+        # The model endpoint stays overloaded from subtask 2's second call: past the retries,
+        # the execute job fails through no fault of the work.
+        if state["down"] and "subtask 2 of 2" in req.user and req.n_assistant == 1:
+            return Reply.error(503, "overloaded", headers=FAST_RETRY_HEADERS)
+        return None
+
+    with (
+        ScriptedLLM(Override(hook)) as llm,
+        running_server(
+            billing_settings(
+                home,
+                llm.base_url,
+                fake_stripe.base_url,
+                local_origins=[sample_repo.parent],
+                llm_max_retries=1,
+                job_max_attempts=1,
+            )
+        ) as url,
+    ):
+        client = owner_client(url)
+        price_every_call(client)
+        project = client.post("/api/projects", json={"origin": str(sample_repo)}).json()
+        task_id = client.post(
+            "/api/tasks", json={"project": project["id"], "title": "Add multiply", "body": "a*b"}
+        ).json()["id"]
+        # Never subscribed: on a billed install that is no credits, and nothing is spent.
+        held = wait_for_state(client, task_id, "failed")
+        assert "no plan yet" in held["failure_reason"] and "/org" in held["failure_reason"]
+        assert llm.requests == [] and client.get("/api/billing").json()["ledger"] == []
+
+        client.post("/api/billing/checkout", json={"plan": "team"}).raise_for_status()
+        customer = fake_stripe.requests[1][1]["customer"][0]
+        paid = invoice("in_1", customer, "price_team")
+        assert deliver(client, event("evt_1", "invoice.paid", paid, 1)).status_code == 200
+        assert client.post(f"/api/tasks/{task_id}/retry").status_code == 200
+        wait_for_state(client, task_id, "awaiting_answers")
+        state["down"] = True
+        client.post(f"/api/tasks/{task_id}/answers", json={"question": 1, "option": 1})
+        failed = wait_for_state(client, task_id, "failed")
+        assert "503" in failed["failure_reason"] and "gave up" in failed["failure_reason"]
+
+        billing = client.get("/api/billing").json()
+        spends: dict[int, float] = {}
+        for line in billing["ledger"]:
+            if line["kind"] == "spend":
+                spends[line["job_id"]] = spends.get(line["job_id"], 0) + line["usd"]
+        research, execute = sorted(spends)
+        refunds = [line for line in billing["ledger"] if line["kind"] == "refund"]
+        # The execute job's spends come back, once; the research job succeeded: no refund.
+        assert [(r["job_id"], r["task_id"]) for r in refunds] == [(execute, task_id)]
+        assert refunds[0]["usd"] == pytest.approx(-spends[execute])
+        assert billing["credits_usd"] == pytest.approx(100 + spends[research])
+        kinds = [e["kind"] for e in client.get(f"/api/tasks/{task_id}/events").json()]
+        assert kinds.count("credits.refunded") == 1
+        usage = client.get("/usage").text
+        assert 'id="ledger"' in usage and "Refunded (failed job)" in usage
+        assert "invoice in_1" in usage

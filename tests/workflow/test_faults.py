@@ -3,7 +3,6 @@ or conflicts, a dirty checkout, a cancelled job. Each ends clearly and loses not
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +12,13 @@ from errands.testing.scripted_llm import FAST_RETRY_HEADERS, ChatRequest, Reply,
 from tests.conftest import run_git
 from tests.support import (
     CalcScript,
+    Override,
     add_project,
     add_task,
     events_of,
     final,
     live_workspaces,
     parked_are_clean,
-    phase_of,
     running_server,
     settings_for,
     to_review,
@@ -27,18 +26,6 @@ from tests.support import (
     wait_for_event,
     wait_for_state,
 )
-
-
-class Override(CalcScript):
-    """CalcScript, except where ``hook`` returns a reply (None: fall through)."""
-
-    def __init__(self, hook: Callable[[ChatRequest, str], Reply | None]) -> None:
-        super().__init__()
-        self.hook = hook
-
-    def __call__(self, req: ChatRequest) -> Reply:
-        reply = self.hook(req, phase_of(req))
-        return reply if reply is not None else super().__call__(req)
 
 
 def serve(home: Path, script: Any, **settings: Any) -> tuple[ScriptedLLM, Any]:

@@ -173,6 +173,8 @@ def signup(body: SignUp, request: Request, response: Response, _: PublicPrincipa
             org_name=body.org_name,
             invite_code=body.invite_code,
         )
+        if body.invite_code:
+            _check_seats_on_join(request, s, org_id)
         return me(s, sign_in(request, response, s, user, org_id))
 
     return _work(request, work)
@@ -318,6 +320,7 @@ def accept_invitation(body: CodeOnly, request: Request, principal: UserPrincipal
 
     def work(s: Session) -> MePublic:
         org_id = service.accept_invite(s, user_id, body.code)
+        _check_seats_on_join(request, s, org_id)
         role = service.role_in(s, user_id, org_id) or "viewer"
         audit.record(s, principal, "accept_invitation", str(org_id), org_id=org_id)
         return me(s, Principal(**{**principal.__dict__, "org_id": org_id, "role": role}))
@@ -389,6 +392,15 @@ def change_role(
 def remove_member(user_id: Id, request: Request, principal: MemberAdmin) -> None:
     org_id = org_required(principal)
     _work(request, lambda s: service.remove_member(s, org_id, user_id))
+
+
+def _check_seats_on_join(request: Request, s: Session, org_id: int) -> None:
+    settings = get_settings(request)
+    if settings.billing_enabled:
+        from errands.billing.state import check_seats_on_join  # billing depends on ours
+
+        s.flush()  # the new member counts
+        check_seats_on_join(s, settings, org_id)
 
 
 def send_invitation(

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from errands.accounts import credits, service
 from errands.accounts.cost import dollars
+from errands.accounts.credits import CreditLine
 from errands.errors import Conflict
 from errands.settings import Settings
 from errands.store import BillingAccount
@@ -27,6 +28,8 @@ class BillingPublic(BaseModel):
     credits_usd: float
     credits: str
     plans: list[PlanPublic]
+    # The newest lines of the ledger (grants, spends, refunds), newest first.
+    ledger: list[CreditLine]
 
 
 def summary(session: Session, settings: Settings, org_id: int) -> BillingPublic:
@@ -43,6 +46,7 @@ def summary(session: Session, settings: Settings, org_id: int) -> BillingPublic:
             PlanPublic(name=n, monthly_credits_usd=p.monthly_credits_usd, seats=p.seats)
             for n, p in settings.billing_plans.items()
         ],
+        ledger=credits.lines(session, org_id),
     )
 
 
@@ -62,4 +66,22 @@ def check_seats(session: Session, settings: Settings, org_id: int) -> None:
             f"The {account.plan if account else ''} plan includes {plan.seats} seats, and "
             f"{taken} are taken (members and pending invitations). An owner can change the "
             "plan with Manage billing on the organization page."
+        )
+
+
+def check_seats_on_join(session: Session, settings: Settings, org_id: int) -> None:
+    """Refuse (Conflict) a member joining past the seats of the organization's plan: an
+    invitation sent before a downgrade. Called in the joining transaction, after the member
+    is added, so the refusal leaves the invitation unused for after an upgrade."""
+    account = session.get(BillingAccount, org_id)
+    plan = settings.billing_plans.get(account.plan) if account and account.plan else None
+    if plan is None or plan.seats is None:
+        return
+    members = len(service.members(session, org_id))
+    if members > plan.seats:
+        raise Conflict(
+            f"The organization's {account.plan if account else ''} plan includes {plan.seats} "
+            "seats, and all are taken, so this invitation cannot be accepted now. An owner can "
+            "change the plan with Manage billing on the organization page; the invitation "
+            "stays valid until it expires."
         )

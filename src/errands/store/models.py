@@ -611,17 +611,28 @@ class BillingAccount(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class InstallFlag(Base):
+    """A fact about the whole install every process must agree on, whatever its own settings
+    say: ``billing`` (the server records at start-up whether it bills its organizations)."""
+
+    __tablename__ = "install_flags"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enabled: Mapped[bool] = mapped_column()
+
+
 class CreditEntry(Base):
     """One line of an organization's credits ledger, in millionths of a US dollar: a grant
-    (positive, from a paid invoice: at most one per invoice) or a spend (negative, a job's
-    priced model usage). The balance is the sum."""
+    (positive, from a paid invoice: at most one per invoice), a spend (negative, a job's
+    priced model usage) or a refund (positive, a failed job's spends given back, see
+    errands.accounts.credits). The balance is the sum."""
 
     __tablename__ = "credit_entries"
     __table_args__ = (Index("ix_credit_entries_org", "org_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))  # grant | spend
+    kind: Mapped[str] = mapped_column(String(16))  # grant | spend | refund
     micros: Mapped[int] = mapped_column(BigInteger)
     job_id: Mapped[int | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), default=None

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 import errands
 from errands import runtime
 from errands.accounts import api as accounts_api
+from errands.accounts import credits
 from errands.accounts.access import (
     ACT,
     PUBLIC,
@@ -99,6 +100,9 @@ def create_app(
         db = runtime.open_database(settings)
         services = runtime.build_services(settings, db)
         dummy_hash()  # now, so that no sign-in (not even the first) takes longer than others
+        # In the database, for the workers too (they need no Stripe settings): whether this
+        # install's organizations need credits to execute (errands.accounts.credits).
+        credits.record_install(db, settings.billing_enabled)
         app.state.db = db
         app.state.settings = settings
         worker: Worker | None = None

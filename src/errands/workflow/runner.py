@@ -6,14 +6,19 @@ import logging
 import threading
 from collections.abc import Callable
 
+from errands.accounts import credits
+from errands.accounts.cost import dollars
 from errands.accounts.errors import BudgetReached
+from errands.accounts.service import project_org_id
 from errands.domain import ACTIVE_STATES, JobKind, JobState, TaskState
 from errands.errors import (
+    AgentOutputError,
     BaseMoved,
     Cancelled,
     DirtyWorkingTree,
     ErrandsError,
     LeaseLost,
+    LLMError,
     MergeConflict,
     NothingToMerge,
     Paused,
@@ -96,12 +101,12 @@ class Dispatcher:
             message = exc.message
             if exc.retryable:
                 message += f" (gave up after {lease.attempt} attempts)"
-            self._fail(ctx, message, exc.code)
+            self._fail(ctx, message, exc.code, refund=_platforms_fault(exc))
             return Outcome(JobState.FAILED, message)
         except Exception as exc:
             log.exception("job %s (%s) crashed", lease.job_id, lease.kind)
             message = f"Internal error in the {lease.kind} stage: {type(exc).__name__}: {exc}"
-            self._fail(ctx, message, "internal_error")
+            self._fail(ctx, message, "internal_error", refund=True)
             return Outcome(JobState.FAILED, message)
         if not ctx.settled:  # a stage that moves no task on (index, GitHub sync)
             ctx.emit("job.succeeded", f"{lease.kind} job finished", job_kind=lease.kind)
@@ -116,6 +121,7 @@ class Dispatcher:
             f"The {lease.kind} job was interrupted {lease.attempt} time(s) (its worker stopped "
             "responding); giving up.",
             "worker_lost",
+            refund=True,
         )
 
     # -- helpers --------------------------------------------------------------------------
@@ -146,7 +152,9 @@ class Dispatcher:
             job = session.get(Job, job_id)
             return bool(job and job.cancel_requested)
 
-    def _fail(self, ctx: JobContext, reason: str, code: str) -> None:
+    def _fail(self, ctx: JobContext, reason: str, code: str, *, refund: bool = False) -> None:
+        """Fail the job and its task; with ``refund``, the platform's fault: on a billed
+        install the job's spends are given back (errands.accounts.credits' rule)."""
         with ctx.db.session() as session:
             if ctx.lease.task_id is None:
                 ctx.record(session, "job.failed", reason, job_kind=ctx.lease.kind, code=code)
@@ -155,6 +163,18 @@ class Dispatcher:
             if task is None:
                 return
             ctx.record(session, "job.failed", reason, job_kind=ctx.lease.kind, code=code)
+            org_id = project_org_id(session, task.project)
+            refunded = 0
+            if refund and org_id is not None:
+                refunded = credits.refund_job(session, org_id, ctx.lease.job_id)
+            if refunded:
+                ctx.record(
+                    session,
+                    "credits.refunded",
+                    f"The {ctx.lease.kind} job failed through no fault of the work: its "
+                    f"{dollars(refunded)} of credits are given back",
+                    micros=refunded,
+                )
             if TaskState(task.state) in ACTIVE_STATES:
                 task.failed_in = task.state
                 task.state = TaskState.FAILED
@@ -173,3 +193,10 @@ class Dispatcher:
             task = session.get_one(Task, ctx.task_id)
             task.merge_error = exc.message
             ctx.record(session, "merge.failed", exc.message, code=exc.code, files=files)
+
+
+def _platforms_fault(exc: ErrandsError) -> bool:
+    """Whether a job failing with ``exc`` is refunded (errands.accounts.credits' rule): a
+    temporary problem that outlasted the retries, or the model endpoint failing — not the
+    model's unusable output, which is the work's own outcome."""
+    return exc.retryable or (isinstance(exc, LLMError) and not isinstance(exc, AgentOutputError))
