@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from pydantic_ai.toolsets import AbstractToolset
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# Errands' own server, handed to every external agent (errands.executors.asking).
+RESERVED_NAME = "errands"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # Set by the sandbox itself: a server may not move them.
 RESERVED_ENV = frozenset({"HOME", "TMPDIR", "PATH"})

@@ -61,6 +61,16 @@ for url in ("http://127.0.0.1:{port}/v1/models", "http://example.com/",
 """
 
 
+# What subtask 1 asks with ``ask``, and the option the test answers.
+ASKED = {"label": "Round", "requirement": "multiply rounds its result to 6 places (ASKED)"}
+QUESTION = {
+    "question": "Should multiply round floating-point results?",
+    "reasoning": "0.1 * 3 is 0.30000000000000004; callers may want 0.3.",
+    "options": [ASKED, {"label": "Exact", "requirement": "multiply returns the raw product"}],
+    "recommended": 2,
+}
+
+
 class ClaudeScript(CalcScript):
     """Research and planning (native) as in the calc script; Claude Code's requests (its
     user agent) edit with its own tools: Read, Edit, Write, Bash, StructuredOutput.
@@ -68,11 +78,16 @@ class ClaudeScript(CalcScript):
     ``probe``: subtask 1 also runs a Bash probe of the sandbox (its key, its way out);
     ``fail_once``: subtask 2's test first expects a wrong product, so verification fails and
     the fix goes back to the session; ``mcp``: subtask 1 calls the project's MCP server
-    ``probe`` (``MCP_SERVER``). Without them, it is the calc script's task."""
+    ``probe`` (``MCP_SERVER``); ``ask``: subtask 1 first asks the human with Errands'
+    ``ask_human`` MCP tool, and goes on once its prompt holds the answer (``ASKED``).
+    Without them, it is the calc script's task."""
 
-    def __init__(self, *, probe: bool = True, fail_once: bool = True, mcp: bool = False) -> None:
+    def __init__(
+        self, *, probe: bool = True, fail_once: bool = True, mcp: bool = False, ask: bool = False
+    ) -> None:
         super().__init__()
         self.mcp = mcp
+        self.ask = ask
         self.probe = probe
         self.fail_once = fail_once
         self.port = 0
@@ -99,6 +114,10 @@ class ClaudeScript(CalcScript):
         def report(summary: str, *decisions: str) -> Reply:
             return Reply.call("StructuredOutput", summary=summary, decisions=list(decisions))
 
+        if "subtask 1 of 2" in prompt and self.ask and ASKED["requirement"] not in prompt:
+            return [Reply.call("mcp__errands__ask_human", **QUESTION), report("Asked.")][
+                min(step, 1)
+            ]
         if "subtask 1 of 2" in prompt:
             probe = PROBE.format(real=REAL_KEY, port=self.port)
             bash = {"command": f"python3 - <<'EOF'\n{probe}\nEOF", "description": "probe"}

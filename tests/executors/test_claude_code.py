@@ -18,9 +18,11 @@ from errands.sandbox import bwrap_problem
 from errands.testing.scripted_llm import ScriptedLLM
 from tests.conftest import run_git
 from tests.executors.claude_support import (
+    ASKED,
     CLAUDE,
     MCP_CONFIG,
     MCP_SERVER,
+    QUESTION,
     REAL_KEY,
     ClaudeScript,
     claude_problem,
@@ -52,7 +54,7 @@ def test_claude_code_does_a_task_inside_the_sandbox_through_the_egress_proxy(
     (sample_repo / ".errands.toml").write_text(MCP_CONFIG)
     run_git(sample_repo, "add", "-A")
     run_git(sample_repo, "commit", "-qm", "An MCP server for the agent")
-    script = ClaudeScript(mcp=True)
+    script = ClaudeScript(mcp=True, ask=True)
     with ScriptedLLM(script) as llm:
         script.port = llm.port
         settings = settings_for(
@@ -74,7 +76,16 @@ def test_claude_code_does_a_task_inside_the_sandbox_through_the_egress_proxy(
             task_id = add_task(client, project_id)
             wait_for_state(client, task_id, "awaiting_answers")
             client.post(f"/api/tasks/{task_id}/answers", json={"question": 1, "option": 1})
+            # Subtask 1 stops to ask, through Errands' ask_human MCP server in the sandbox.
+            asked = wait_for_state(client, task_id, "awaiting_answers", timeout=240)
+            second_question = asked["questions"][1]
+            assert second_question["text"] == QUESTION["question"]
+            assert second_question["recommended"] == 2
+            assert second_question["subtask_position"] == 1
+            client.post(f"/api/tasks/{task_id}/answers", json={"question": 2, "option": 1})
             task = wait_for_state(client, task_id, "in_review", timeout=240)
+            redone = [r for r in script.claude if ASKED["requirement"] in turn_of(r)[0]]
+            assert redone, "subtask 1 is redone with the answer in its prompt"
 
             first, second = task["subtasks"]
             assert [first["state"], second["state"]] == ["committed", "committed"]
@@ -123,12 +134,14 @@ def test_claude_code_does_a_task_inside_the_sandbox_through_the_egress_proxy(
             assert not any("errands-placeholder" in str(r.headers) for r in from_claude)
             assert {r.path.split("?")[0] for r in from_claude} == {"/v1/messages"}
 
-            # Usage and cost per job, metered by the proxy.
-            execute_job = next(j for j in task["jobs"] if j["kind"] == "execute")
-            assert execute_job["model_requests"] >= len(from_claude)
-            assert execute_job["input_tokens"] > 0
+            # Usage and cost per job, metered by the proxy (two execute jobs: the one that
+            # asked, and the one resumed with the answer).
+            execute_jobs = [j for j in task["jobs"] if j["kind"] == "execute"]
+            assert len(execute_jobs) == 2
+            assert sum(j["model_requests"] for j in execute_jobs) >= len(from_claude)
+            assert all(j["input_tokens"] > 0 for j in execute_jobs)
             calls = [e for e in events_of(client, task_id) if e["kind"] == "egress.call"]
-            assert calls and {e["job_id"] for e in calls} == {execute_job["id"]}
+            assert calls and {e["job_id"] for e in calls} == {j["id"] for j in execute_jobs}
             assert all(e["data"]["cost_micros"] > 0 for e in calls)
 
             # Revise, with a cap already spent: stopped before Claude Code's first call.

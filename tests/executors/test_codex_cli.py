@@ -10,6 +10,7 @@ import time
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from errands.accounts.errors import BudgetReached
 from errands.egress import EgressConfig, ModelCall, Refusal, Route, Usage, egress_proxy
 from errands.errors import Cancelled, ConfigError
 from errands.executors import create_executor
+from errands.executors.asking import ask_dir, ask_server, take_question
 from errands.executors.codex import codex_model
 from errands.executors.codex_cli import (
     CodexEndpoint,
@@ -37,7 +39,7 @@ from errands.mcp import McpServer
 from errands.sandbox import BubblewrapSandbox, SandboxPolicy
 from errands.settings import sandbox_env
 from errands.testing import ChatRequest, Reply, ScriptedLLM
-from tests.executors.claude_support import MCP_SERVER
+from tests.executors.claude_support import MCP_SERVER, QUESTION
 from tests.executors.codex_support import (
     codex_or_skip,
     codex_phase,
@@ -87,8 +89,11 @@ def codex_session(
     with egress_proxy(EgressConfig(routes=(route,)), ledger or Ledger()) as proxy:
         policy = SandboxPolicy(workspace=workspace, env=sandbox_env(), egress=proxy.grant)
         options.setdefault("instructions", "Errands phase: execute.")
+        with_codex = codex_policy(policy, state)
+        # As the codex executor adds it: where Errands' ask_human server writes a question.
+        writable = (*with_codex.writable, ask_dir(state))
         yield CodexSession(
-            sandbox=BubblewrapSandbox(codex_policy(policy, state)),
+            sandbox=BubblewrapSandbox(replace(with_codex, writable=writable)),
             workspace=workspace,
             state_dir=state,
             endpoint=CodexEndpoint(
@@ -213,6 +218,30 @@ def test_the_project_mcp_servers_run_inside_the_sandbox(workspace: Path, tmp_pat
     results = [data for kind, _, data in events if kind == "agent.tool_result"]
     assert calls[0]["tool"] == "probe.where"
     assert "uid=1000" in results[0]["content"]
+
+
+@requires_bwrap
+def test_codex_asks_the_human_with_errands_ask_human_server(
+    workspace: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+
+    def script(req: ChatRequest) -> Reply:
+        if not last_turn_results(req):
+            assert "mcp__errands.ask_human" in req.tools, req.tools
+            return Reply.call("mcp__errands.ask_human", **QUESTION)
+        return report("Asked; ending the turn.")
+
+    with (
+        ScriptedLLM(script) as llm,
+        codex_session(llm, workspace, state, [], mcp_servers=(ask_server(state),)) as codex,
+    ):
+        codex.turn("the task leaves a choice open: ask")
+
+    assert llm.script_errors == []
+    asked = take_question(state)
+    assert asked is not None and asked.question == QUESTION["question"]
+    assert [o.label for o in asked.options] == ["Round", "Exact"]
 
 
 @requires_bwrap

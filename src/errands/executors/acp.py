@@ -20,7 +20,9 @@ import shutil
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from errands.agent.loop import QuestionAsked
 from errands.errors import ConfigError
+from errands.executors.asking import ask_dir, ask_server, take_question
 from errands.executors.base import Assignment, ExecutorReport, Usage, Workbench
 from errands.sandbox import create_sandbox
 
@@ -104,7 +106,12 @@ class AcpExecutorSession:
         bench = self.bench
         policy = self.endpoint.sandbox.policy
         agent_sandbox = create_sandbox(
-            bench.backend, replace(policy, env={**policy.env, "NODE_OPTIONS": NODE_OPTIONS})
+            bench.backend,
+            replace(
+                policy,
+                env={**policy.env, "NODE_OPTIONS": NODE_OPTIONS},
+                writable=(*policy.writable, ask_dir(bench.state_dir)),
+            ),
         )
         session = AcpSession(
             name=self.assignment.name,
@@ -113,7 +120,7 @@ class AcpExecutorSession:
             agent_sandbox=agent_sandbox,
             work_sandbox=bench.sandbox,
             command_timeout=bench.command_timeout,
-            mcp_servers=bench.mcp_servers,
+            mcp_servers=(*bench.mcp_servers, ask_server(bench.state_dir)),
         )
         session.start()
         info = session.agent_info
@@ -144,6 +151,9 @@ class AcpExecutorSession:
             check=recorder.check_cancelled,
             timeout=TURN_TIMEOUT,
         )
+        asked = take_question(self.bench.state_dir)
+        if asked is not None:
+            raise QuestionAsked(asked, [])  # told to go on, the same ACP session continues
         report = parse_report(outcome.text)
         return ExecutorReport(
             summary=str(report.get("summary") or _fallback_summary(outcome.text)),

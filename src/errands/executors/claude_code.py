@@ -29,8 +29,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from errands.agent.loop import QuestionAsked
 from errands.agent.schemas import SubtaskReport
 from errands.errors import AgentOutputError, ConfigError, LLMError, LLMUnavailable
+from errands.executors.asking import ask_dir, ask_server, take_question
 from errands.executors.base import Assignment, ExecutorReport, Usage, Workbench
 from errands.mcp import claude_mcp_config
 from errands.sandbox import create_sandbox
@@ -102,10 +104,11 @@ class ClaudeCodeSession:
         prompt_file.write_text(prompt, encoding="utf-8")
         system_file = self.inbox / "system.txt"
         system_file.write_text(f"{self.assignment.instructions}\n\n{TOOLS_NOTE}", encoding="utf-8")
-        # The project's MCP servers, and only those (not a .mcp.json the repository carries):
-        # Claude Code starts them as its children, inside the sandbox.
+        # The project's MCP servers and Errands' ask_human, and only those (not a .mcp.json
+        # the repository carries): Claude Code starts them as its children, in the sandbox.
+        servers = (*bench.mcp_servers, ask_server(bench.state_dir))
         mcp_file = self.inbox / "mcp.json"
-        mcp_file.write_text(json.dumps(claude_mcp_config(bench.mcp_servers)), encoding="utf-8")
+        mcp_file.write_text(json.dumps(claude_mcp_config(servers)), encoding="utf-8")
         endpoint = self.egress("anthropic")
         policy = endpoint.sandbox.policy  # the work sandbox's, with the egress grant
         env = {
@@ -123,7 +126,7 @@ class ClaudeCodeSession:
             replace(
                 policy,
                 env=env,
-                writable=(*policy.writable, self.home),
+                writable=(*policy.writable, self.home, ask_dir(bench.state_dir)),
                 readable=(*policy.readable, self.inbox),
             ),
         )
@@ -136,11 +139,15 @@ class ClaudeCodeSession:
         )
         bench.recorder.check_cancelled()
         final = stream.result
-        if final is None or final.get("is_error") or not result.ok:
-            raise _failure(final, result.describe(), stream.other)
-        session_id = final.get("session_id")
+        session_id = final.get("session_id") if final else None
         if isinstance(session_id, str) and _UUID.fullmatch(session_id):
             self.session_file.write_text(session_id)
+        asked = take_question(bench.state_dir)
+        if asked is not None:
+            # Before any failure: told to go on with its leaning, the session resumes.
+            raise QuestionAsked(asked, [])
+        if final is None or final.get("is_error") or not result.ok:
+            raise _failure(final, result.describe(), stream.other)
         report = _report(final)
         usage = report.usage
         # As Claude Code counts them; what is charged is the proxy's metering (egress.call).
@@ -197,10 +204,13 @@ class ClaudeCodeSession:
             return f"set -- --session-id {fresh}"
         here = re.sub(r"[^A-Za-z0-9]", "-", str(self.bench.path.resolve()))
         projects = '"$CLAUDE_CONFIG_DIR/projects"'
+        # The newest copy: every job that resumed the session left one under its own
+        # workspace's name, and only the last one's holds the whole conversation.
+        mine = f"{projects}/{here}/{known}.jsonl"
         return (
-            f"found=$(ls {projects}/*/{known}.jsonl 2>/dev/null | head -n 1)\n"
+            f"found=$(ls -t {projects}/*/{known}.jsonl 2>/dev/null | head -n 1)\n"
             f'if [ -n "$found" ]; then mkdir -p {projects}/{here} && '
-            f'{{ [ -e {projects}/{here}/{known}.jsonl ] || cp "$found" {projects}/{here}/; }}; '
+            f'{{ [ "$found" = {mine} ] || cp "$found" {projects}/{here}/; }}; '
             f"set -- --resume {known}; else set -- --session-id {fresh}; fi"
         )
 

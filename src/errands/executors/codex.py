@@ -10,7 +10,11 @@ OpenAI one (``openai:<model>``): Codex speaks the Responses API.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from errands.agent.loop import QuestionAsked
 from errands.errors import ConfigError
+from errands.executors.asking import ask_dir, ask_server, take_question
 from errands.executors.base import Assignment, ExecutorReport, Usage, Workbench
 from errands.executors.codex_cli import (
     CodexEndpoint,
@@ -63,9 +67,11 @@ class CodexExecutorSession:
         subtask), in the work sandbox plus Codex's own directories."""
         bench = self.bench
         endpoint = self.egress("openai")
+        policy = codex_policy(endpoint.sandbox.policy, bench.state_dir)
         return CodexSession(
             sandbox=create_sandbox(
-                bench.backend, codex_policy(endpoint.sandbox.policy, bench.state_dir)
+                bench.backend,
+                replace(policy, writable=(*policy.writable, ask_dir(bench.state_dir))),
             ),
             workspace=bench.path,
             state_dir=bench.state_dir,
@@ -76,7 +82,7 @@ class CodexExecutorSession:
             on_event=bench.recorder.event,
             binary=self.binary,
             agent=self.assignment.name,
-            mcp_servers=bench.mcp_servers,
+            mcp_servers=(*bench.mcp_servers, ask_server(bench.state_dir)),
         )
 
     def turn(self, prompt: str) -> ExecutorReport:
@@ -87,6 +93,9 @@ class CodexExecutorSession:
         recorder.event("agent.prompt", f"{name}: prompt", {"agent": name, "content": prompt})
         turn = self.codex.turn(prompt)
         recorder.check_cancelled()
+        asked = take_question(self.bench.state_dir)
+        if asked is not None:
+            raise QuestionAsked(asked, [])  # told to go on, the thread continues
         # As Codex counts them; what is charged is the proxy's metering of every call.
         recorder.event(
             "executor.turn",

@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from errands.errors import ConfigError, InvalidInput
 from errands.mcp import NAME as MCP_NAME
+from errands.mcp import RESERVED_NAME as RESERVED_MCP_NAME
 from errands.mcp import McpServer, parse_env
 from errands.sandbox import Limits
 from errands.settings import Settings
@@ -138,6 +139,10 @@ class RepoConfig(_Section):
         for name, server in sorted(self.mcp_servers.items()):
             if not MCP_NAME.fullmatch(name):
                 raise ValueError(f"mcp_servers.{name}: a name is letters, digits, - and _")
+            if name == RESERVED_MCP_NAME:
+                raise ValueError(
+                    f"mcp_servers.{name}: the name is Errands' own (its ask_human server)"
+                )
             env = parse_env(server.env, f"mcp_servers.{name}.env")
             found.append(McpServer(name, server.command, tuple(server.args), env))
         return tuple(found)
