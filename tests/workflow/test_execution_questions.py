@@ -39,12 +39,18 @@ ANSWERED = "Must multiply handle floats in the tests? → Floats too"
 FLOAT_TEST = "    assert multiply(0.5, 4) == 2.0\n"
 
 
-class AskingScript:
-    """No research questions; subtask 1 adds multiply; subtask 2 asks first, and writes a
-    float test only when its prompt holds the answer."""
+NOTES = "Floats: 0.5 * 4 is exact in binary; no rounding needed.\n"
 
-    def __init__(self) -> None:
+
+class AskingScript:
+    """No research questions; subtask 1 adds multiply; subtask 2 asks first (with
+    ``start_first``, after writing notes it keeps), and writes a float test only when its
+    prompt holds the answer."""
+
+    def __init__(self, *, start_first: bool = False) -> None:
         self.asked = 0
+        self.start_first = start_first
+        self.answered_prompts: list[str] = []
 
     def __call__(self, req: ChatRequest) -> Reply:
         phase = phase_of(req)
@@ -57,8 +63,12 @@ class AskingScript:
             return [ADD_MULTIPLY, final(summary="Added multiply(a, b).")][min(step, 1)]
         if phase == "execute" and "subtask 2 of 2" in req.user:
             if ANSWERED not in req.user and "You may not ask more questions" not in req.user:
+                if self.start_first and step == 0:
+                    return Reply.call("write_file", path="tests/floats.md", content=NOTES)
                 self.asked += 1
                 return Reply.call("ask_human", **QUESTION)
+            if ANSWERED in req.user:
+                self.answered_prompts.append(req.user)
             body = "from calc import multiply\n\n\ndef test_multiply():\n"
             body += "    assert multiply(3, 4) == 12\n" + FLOAT_TEST
             return [
@@ -90,7 +100,7 @@ def _in(db: Database, task_id: int, state: str) -> dict[str, Any] | None:
 def test_a_question_after_subtask_1_waits_survives_a_worker_kill_and_resumes_with_the_answer(
     sample_repo: Path, home: Path, tmp_path: Path
 ) -> None:
-    script = AskingScript()
+    script = AskingScript(start_first=True)
     with ScriptedLLM(script) as llm:
         settings = settings_for(home, llm.base_url, job_lease_seconds=3.0)
         db = runtime.open_database(settings)
@@ -136,6 +146,11 @@ def test_a_question_after_subtask_1_waits_survives_a_worker_kill_and_resumes_wit
     assert "the tests cover floats" in done["requirements"]
     branch_name = run_git(sample_repo, "branch", "--list", "errands/*").strip(" *\n")
     assert FLOAT_TEST in run_git(sample_repo, "show", f"{branch_name}:tests/test_multiply.py")
+    # What subtask 2 had written before it asked was kept while the task waited (its worker
+    # killed meanwhile) and is in its commit, though the resumed agent never wrote it again.
+    assert run_git(sample_repo, "show", f"{branch_name}:tests/floats.md") == NOTES
+    assert "You already started this subtask" in script.answered_prompts[0]
+    assert "tests/floats.md" in script.answered_prompts[0]
     handoff = done["handoff"]
     assert "**Q1. Must multiply handle floats in the tests?** (asked during subtask 2)" in handoff
     assert "A: Floats too — the tests cover floats" in handoff

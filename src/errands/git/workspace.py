@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,35 @@ class Workspace:
         )
         share_index(self.git_dir)
         return self.head()
+
+    def uncommitted_patch(self, limit: int) -> bytes | None:
+        """Every uncommitted change, new files included, as a binary patch against HEAD
+        (for :meth:`apply_patch`); None when there is none or it is over ``limit`` bytes.
+        Raises NestedRepository as a commit would: such work could not be kept either."""
+        self._on_branch()
+        self._check_nested()
+        self._git("add", "--all")
+        try:
+            with tempfile.TemporaryDirectory(prefix="errands-wip-") as scratch:
+                out = Path(scratch) / "wip.patch"
+                self._git("diff", "--cached", "--binary", f"--output={out}", "HEAD")
+                if out.stat().st_size > limit:
+                    return None
+                patch = out.read_bytes()
+        finally:
+            self._git("reset", "--quiet", "--mixed")  # the index again says HEAD
+        return patch or None
+
+    def apply_patch(self, patch: bytes) -> None:
+        """Put :meth:`uncommitted_patch`'s changes back in the work tree, uncommitted.
+        Raises GitError (changing nothing) when they no longer apply."""
+        self._on_branch()
+        with tempfile.TemporaryDirectory(prefix="errands-wip-") as scratch:
+            file = Path(scratch) / "wip.patch"
+            file.write_bytes(patch)
+            # Not --index: like every edit of the agent's, the changes stay unstaged.
+            self._git("apply", "--binary", "--whitespace=nowarn", str(file))
+        share_index(self.git_dir)
 
     def reset_to(self, commit: str) -> None:
         """Move the task branch to ``commit`` and the work tree with it (restacking the

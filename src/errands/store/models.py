@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -165,6 +165,9 @@ class Subtask(Base):
     verified: Mapped[bool | None] = mapped_column(default=None)
     # The written update once it is done: what is done, how it was verified, what is next.
     progress: Mapped[str | None] = mapped_column(Text, default=None)
+    # Its uncommitted work (a binary git diff) when its agent stopped to ask: restored when
+    # it resumes with the answer, dropped once it commits (errands.workflow.asking).
+    wip_patch: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
 
     task: Mapped[Task] = relationship(back_populates="subtasks")
     versions: Mapped[list[SubtaskVersion]] = relationship(

@@ -16,14 +16,16 @@ from sqlalchemy import func, select
 
 from errands.agent.schemas import ClarifyingQuestion
 from errands.domain import SubtaskState, TaskState, check_transition
-from errands.errors import Paused
+from errands.errors import GitError, NestedRepository, Paused
 from errands.executors import ExecutorPhase
+from errands.git import Workspace
 from errands.settings import Settings
 from errands.store import Database, Event, Project, Question, Subtask, Task
 from errands.store import events as event_log
 from errands.workflow.context import JobContext
 
 LEANING_NOTE = "(the agent's leaning: the task had used up its questions)"
+MAX_WIP_BYTES = 4 * 2**20  # a subtask's uncommitted work kept while its question waits
 MAX_LEANINGS = 3  # questions in one turn answered with the leaning before the subtask fails
 
 
@@ -33,9 +35,12 @@ def ask_or_lean(
     phase: ExecutorPhase,
     asked: ClarifyingQuestion,
     report_hint: str,
+    *,
+    wip: bytes | None = None,
 ) -> str:
-    """Pause the task on ``asked`` (raises ``Paused``), or, past the bound, return the
-    prompt that tells the agent to go on with its leaning."""
+    """Pause the task on ``asked`` (raises ``Paused``), keeping ``wip`` (the subtask's
+    uncommitted work, see :func:`keep_wip`) for its resumption; or, past the bound, return
+    the prompt that tells the agent to go on with its leaning."""
     options = [o.model_dump() for o in asked.options]
     with ctx.db.session() as session:
         task = session.get_one(Task, ctx.task_id)
@@ -53,8 +58,9 @@ def ask_or_lean(
         task.questions.append(question)
         where = f"subtask {subtask.position} ({subtask.title})"
         if so_far < ctx.settings.execution_questions:
-            # Redone whole once answered: its uncommitted edits are not kept.
+            # Resumed once answered, from its start with its work so far restored.
             subtask.state = SubtaskState.PLANNED
+            subtask.wip_patch = wip
             task.state = check_transition(TaskState(task.state), TaskState.AWAITING_ANSWERS)
             ctx.record(
                 session,
@@ -89,6 +95,51 @@ def ask_or_lean(
         f"You may not ask more questions: this task has used the "
         f"{ctx.settings.execution_questions} it may ask. Go on with the option you lean "
         f"towards ({chosen['label']}: {chosen['requirement']}), then {report_hint}."
+    )
+
+
+def keep_wip(ctx: JobContext, workspace: Workspace, position: int) -> bytes | None:
+    """The asking subtask's uncommitted work as a patch, to keep while the task waits (in
+    the database: the answer may resume it on another machine). None when there is none, or
+    it cannot be kept (said in an event: the subtask then starts over)."""
+    try:
+        patch = workspace.uncommitted_patch(MAX_WIP_BYTES)
+    except (GitError, NestedRepository) as exc:
+        ctx.emit("subtask.wip_lost", f"Subtask {position}: its work so far cannot be kept: {exc}")
+        return None
+    if patch is None and workspace.changed_files():
+        ctx.emit(
+            "subtask.wip_lost",
+            f"Subtask {position}: its work so far is over {MAX_WIP_BYTES // 2**20} MiB as a "
+            "patch and is not kept; it starts over once answered",
+        )
+    return patch
+
+
+def restore_wip(ctx: JobContext, workspace: Workspace, position: int, wip: bytes | None) -> str:
+    """Put back the work a subtask had done when it stopped to ask; what to tell its agent
+    (appended to its prompt), or "" when there was nothing to restore."""
+    if not wip:
+        return ""
+    try:
+        workspace.apply_patch(wip)
+    except GitError as exc:
+        ctx.emit(
+            "subtask.wip_lost",
+            f"Subtask {position}: its work from before the question no longer applies; it "
+            f"starts over: {exc}",
+        )
+        return ""
+    files = workspace.changed_files()
+    ctx.emit(
+        "subtask.wip_restored",
+        f"Subtask {position}: its work from before the question is back ({len(files)} file(s))",
+        files=files,
+    )
+    return (
+        "\n\nYou already started this subtask before you asked your question; those changes "
+        f"are in the work tree as you left them ({', '.join(files[:20])}"
+        f"{', …' if len(files) > 20 else ''}). Go on from there, with the answer."
     )
 
 

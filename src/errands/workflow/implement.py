@@ -84,9 +84,12 @@ def implement_subtask(
             return
         subtask.state = SubtaskState.EDITING
         position, title = subtask.position, subtask.title
-    # Whatever a dead attempt left uncommitted is discarded: the subtask is redone whole.
+        wip = subtask.wip_patch
+    # Whatever a dead attempt left uncommitted is discarded: the subtask is redone whole,
+    # except the work its agent had done when it stopped to ask (asking.restore_wip).
     workspace.discard_changes()
     ctx.emit("subtask.started", f"Subtask {position}: {title}", position=position, title=title)
+    prompt += asking.restore_wip(ctx, workspace, position, wip)
 
     # Both live as long as this subtask; the agent's session ends first, then its proxy.
     with ExitStack() as proxies, ExitStack() as sessions:
@@ -111,7 +114,12 @@ def implement_subtask(
                     return agent.turn(text)
                 except QuestionAsked as asked:
                     text = asking.ask_or_lean(
-                        ctx, subtask_id, phase, asked.question, executor.report_hint
+                        ctx,
+                        subtask_id,
+                        phase,
+                        asked.question,
+                        executor.report_hint,
+                        wip=asking.keep_wip(ctx, workspace, position),
                     )
                 finally:
                     egress.check()  # a call refused for a spent budget: BudgetReached
@@ -185,6 +193,7 @@ def implement_subtask(
         if sha:
             record_version(session, subtask, sha)
         subtask.state = SubtaskState.COMMITTED if sha else SubtaskState.EMPTY
+        subtask.wip_patch = None  # done with: its work is in the commit
         if not verify_commands or not sha:
             subtask.verified = None
         # The written update, with the record it describes (see errands.workflow.progress).
