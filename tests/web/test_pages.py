@@ -103,10 +103,12 @@ def test_projects_are_edited_through_their_form(server: str, sample_repo: Path) 
             "base_branch": "main",
             "executor": "claude-code",
             "revise_executor": "native",
+            "lean_after_hours": "2.5",
         },
     )
     assert saved.status_code == 303
     project = client.get("/api/projects/calc").json()
+    assert project["lean_after_hours"] == 2.5
     assert project["setup_hosts"] == ["mirror.lan:8080", "pypi.org:443"]
     assert project["effective"]["setup_hosts"] == ["mirror.lan:8080", "pypi.org:443"]
     bad = client.patch("/api/projects/calc", json={"setup_hosts": ["pypi.org"]})
@@ -123,10 +125,16 @@ def test_projects_are_edited_through_their_form(server: str, sample_repo: Path) 
     assert "ruff check ." in page.text
     assert "openai:scripted-model" in page.text  # the model of each phase
     assert '<option value="claude-code" selected>' in page.text  # the executor select
+    assert 'name="lean_after_hours" type="number"' in page.text and 'value="2.5"' in page.text
+    for wrong in ("soon", "0", "nan"):
+        refused = client.post("/projects/calc", data={"lean_after_hours": wrong}, headers=HTML)
+        assert refused.status_code == 422 and "hours" in refused.text, (wrong, refused.text)
+    assert client.get("/api/projects/calc").json()["lean_after_hours"] == 2.5
     # Emptying a list hands it back to the repository's file and detection.
     client.post("/projects/calc", data={"auto_execute": "1"})
     assert client.get("/api/projects/calc").json()["verify_commands"] is None
     assert client.get("/api/projects/calc").json()["effective"]["executor"] == "native"
+    assert client.get("/api/projects/calc").json()["lean_after_hours"] is None  # field empty
     assert client.post("/projects/calc/reindex").status_code == 303
     # JSON clients of the page URLs get data.
     assert client.get("/projects", headers=JSON).json()[0]["name"] == "calc"

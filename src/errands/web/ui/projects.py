@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -9,7 +10,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from errands.accounts.access import ACT, READ, principal_of, visible
-from errands.errors import ErrandsError
+from errands.errors import ErrandsError, InvalidInput
 from errands.executors import EXECUTORS
 from errands.schemas import EventPublic, ProjectPublic
 from errands.settings import Settings
@@ -155,9 +156,11 @@ def edit_project(
     executor: Annotated[str, Form()] = "",
     revise_executor: Annotated[str, Form()] = "",
     required_approvals: Annotated[str, Form()] = "",
+    lean_after_hours: Annotated[str, Form()] = "",
 ) -> Response:
     def work(s: Session) -> str:
         verify, setup, hosts = _lines(verify_commands), _lines(setup_commands), _lines(setup_hosts)
+        lean_after = _hours(lean_after_hours)
         project = actions.update_project(
             s,
             ref,
@@ -177,6 +180,9 @@ def edit_project(
             executor=executor,  # "" clears: .errands.toml or the server's again
             revise_executor=revise_executor,
             required_approvals=optional_int(required_approvals, "required_approvals"),
+            # Empty: questions asked while executing wait for people, however long.
+            lean_after_hours=lean_after,
+            clear_lean_after_hours=lean_after is None,
         )
         return project.name
 
@@ -194,3 +200,17 @@ def reindex(request: Request, ref: str, db: DbDep, settings: SettingsDep) -> Res
     except ErrandsError as exc:
         return project_page(request, db, settings, ref, error=exc.message, status=exc.status)
     return RedirectResponse(f"/projects/{name}?reindexing=1", status_code=303)
+
+
+def _hours(value: str) -> float | None:
+    """The "go on with the agent's leaning after" field: hours, or nothing."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        hours = float(value)
+    except ValueError:
+        raise InvalidInput(f"Go on after: {value[:40]!r} is not a number of hours.") from None
+    if not math.isfinite(hours):
+        raise InvalidInput("Go on after: give a number of hours, more than 0.")
+    return hours  # its range is update_project's to check
