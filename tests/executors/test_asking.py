@@ -20,16 +20,7 @@ from errands.executors.asking import (
     take_question,
 )
 from errands.workflow.project_config import RepoConfig
-
-QUESTION = {
-    "question": "Round float results?",
-    "reasoning": "0.1 * 3 prints oddly.",
-    "options": [
-        {"label": "Round", "requirement": "multiply rounds to 6 places"},
-        {"label": "Exact", "requirement": "multiply returns the raw product"},
-    ],
-    "recommended": 2,
-}
+from tests.executors.claude_support import QUESTION
 
 
 def rpc(server: list[str], *messages: dict[str, object]) -> list[dict[str, object]]:
@@ -63,7 +54,7 @@ def test_the_server_speaks_mcp_and_hands_the_question_back(tmp_path: Path) -> No
     assert replies[3]["error"]["code"] == -32601  # type: ignore[index]
 
     asked = take_question(tmp_path)
-    assert asked is not None and asked.question == "Round float results?"
+    assert asked is not None and asked.question == QUESTION["question"]
     assert asked.recommended == 2 and asked.options[0].label == "Round"
     assert take_question(tmp_path) is None  # taken once
 
