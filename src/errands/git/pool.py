@@ -130,6 +130,7 @@ class WorkspacePool:
         try:
             # The slow part, outside the lock: write every file.
             tree_git(warming, git_dir, "reset", "--hard", "--quiet")
+            share_index(git_dir)  # a parked tree is clean in every view of it
             with repo_lock(self.mirror.path):
                 self._move(warming, self._idle_name(), git_dir)
         except BaseException:
@@ -309,6 +310,7 @@ def _scrub(path: Path, git_dir: Path) -> None:
     )
     if not status.ok or status.stdout.strip():
         raise GitError(f"{path} could not be cleaned: {status.stdout.strip()[:500]}")
+    share_index(git_dir)  # a parked tree is clean in every view of it
 
 
 def _restore_gitfile(path: Path, git_dir: Path) -> None:
