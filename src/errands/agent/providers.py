@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -38,6 +40,17 @@ class ModelHandle:
     tool_output_limit: int = 40_000  # characters of one tool result
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for the clients of this process, as the SDKs would build each (the
+    CA bundle, SSL_CERT_FILE and SSL_CERT_DIR honoured): building one reads the bundle,
+    about 20 ms, and every agent run builds a client. A context is safe to share across
+    threads and event loops; the clients themselves are not shared (see ModelHandle)."""
+    import httpx
+
+    return httpx.create_ssl_context()
+
+
 def build_model(settings: Settings, phase: Phase) -> ModelHandle:
     spec = settings.model_for(phase)
     try:
@@ -59,7 +72,7 @@ def build_model(settings: Settings, phase: Phase) -> ModelHandle:
 
 
 def _openai(settings: Settings, name: str) -> ModelHandle:
-    from openai import AsyncOpenAI
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
@@ -75,6 +88,7 @@ def _openai(settings: Settings, name: str) -> ModelHandle:
         api_key=key or "not-needed",
         max_retries=settings.llm_max_retries,
         timeout=settings.llm_timeout,
+        http_client=DefaultAsyncHttpxClient(verify=_tls()),
     )
     return ModelHandle(
         OpenAIChatModel(name, provider=OpenAIProvider(openai_client=openai_client)),
@@ -85,7 +99,7 @@ def _openai(settings: Settings, name: str) -> ModelHandle:
 
 def _anthropic(settings: Settings, name: str) -> ModelHandle:
     # Imported here: the Anthropic SDK alone takes a second to import.
-    from anthropic import AsyncAnthropic
+    from anthropic import AsyncAnthropic, DefaultAsyncHttpxClient
     from pydantic_ai.models.anthropic import AnthropicModel
     from pydantic_ai.providers.anthropic import AnthropicProvider
 
@@ -96,6 +110,7 @@ def _anthropic(settings: Settings, name: str) -> ModelHandle:
         base_url=settings.anthropic_base_url,
         max_retries=settings.llm_max_retries,
         timeout=settings.llm_timeout,
+        http_client=DefaultAsyncHttpxClient(verify=_tls()),
     )
     return ModelHandle(
         AnthropicModel(name, provider=AnthropicProvider(anthropic_client=anthropic_client)),
