@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
 import logging
 import socket
+import threading
 import weakref
 from typing import TYPE_CHECKING
 
+from errands.errors import ConfigError
 from errands.jobs.transport import Transport, attach, open_transport
 from errands.settings import Settings
 from errands.store import Database
@@ -52,6 +56,39 @@ def build_services(settings: Settings, db: Database) -> Services:
     return Services(db=db, settings=settings, model_factory=build_model)
 
 
+# What building the first model of each provider imports: a second or more of CPU.
+_PROVIDER_MODULES = {
+    "openai": ("openai", "pydantic_ai.models.openai", "pydantic_ai.providers.openai"),
+    "anthropic": ("anthropic", "pydantic_ai.models.anthropic", "pydantic_ai.providers.anthropic"),
+    "google": ("google.genai", "pydantic_ai.models.google", "pydantic_ai.providers.google"),
+}
+
+
+def warm_up(settings: Settings) -> threading.Thread:
+    """Import, in the background, the model SDKs the server's phases use, so that the first
+    task after a start does not wait for them (the OpenAI SDK and pydantic-ai's model take
+    about 1.5 s of CPU, eagerly built: see errands.agent.providers). Never fails: a job that
+    needs a module imports it anyway (Python's import lock makes it wait for this import
+    rather than repeat it), and one that is missing is reported by that job."""
+
+    def run() -> None:
+        providers = set()
+        for phase in ("research", "execute"):
+            with contextlib.suppress(ConfigError):
+                providers.add(settings.model_for(phase).partition(":")[0])
+        for module in ("errands.agent.providers", "errands.agent.loop"):
+            with contextlib.suppress(Exception):
+                importlib.import_module(module)
+        for provider in sorted(providers):
+            for module in _PROVIDER_MODULES.get(provider, ()):
+                with contextlib.suppress(Exception):
+                    importlib.import_module(module)
+
+    thread = threading.Thread(target=run, name="errands-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def build_worker(services: Services, *, name: str | None = None) -> Worker:
     from errands.jobs import ledger
     from errands.jobs.schedule import Duty
@@ -64,6 +101,7 @@ def build_worker(services: Services, *, name: str | None = None) -> Worker:
 
     dispatcher = Dispatcher(services)
     settings, db = services.settings, services.db
+    warm_up(settings)  # while the worker waits for its first job
 
     def recover() -> None:
         for lease in ledger.exhausted(db):
