@@ -110,7 +110,12 @@ class BubblewrapSandbox:
             )
         self.bwrap = path
         self.policy = policy
+        # Computed once per sandbox (one job's), not per command: the system directories and
+        # /etc are read-only to every command, so no command can change what they hold.
+        # Only the host can (a package installed mid-job); the next job's sandbox sees it.
         self.etc_masks = etc_masks()
+        self._system = _system_mounts(self.etc_masks)
+        self._system_shown = [Path(os.path.realpath(name)) for name in (*_SYSTEM_DIRS, "/etc")]
 
     def run(
         self,
@@ -185,21 +190,9 @@ class BubblewrapSandbox:
         for name, value in self.environment(network=network).items():
             args += ["--setenv", name, value]
         args += ["--proc", "/proc", "--dev", "/dev", "--size", tmp_size, "--tmpfs", "/dev/shm"]
-        read_only_tmpfs = ["/dev"]
-
-        for name in _SYSTEM_DIRS:
-            path = Path(name)
-            if path.is_symlink():  # /bin -> usr/bin on merged-/usr systems
-                args += ["--symlink", os.readlink(path), name]
-            elif path.is_dir():
-                args += ["--ro-bind", name, name]
-        args += ["--ro-bind", "/etc", "/etc"]
-        for masked, is_dir in self.etc_masks:
-            if is_dir:
-                args += ["--size", "4096", "--tmpfs", masked]
-                read_only_tmpfs.append(masked)
-            else:
-                args += ["--ro-bind", "/dev/null", masked]
+        system_args, read_only_tmpfs = self._system
+        args += system_args
+        read_only_tmpfs = ["/dev", *read_only_tmpfs]
         if network:
             args += _resolver_args()
         egress = None if network else policy.egress
@@ -208,7 +201,7 @@ class BubblewrapSandbox:
             args += ["--ro-bind", str(egress.forwarder), _EGRESS_FORWARDER]
         args += ["--size", tmp_size, "--tmpfs", "/tmp", "--dir", HOME]
 
-        shown = [Path(os.path.realpath(name)) for name in (*_SYSTEM_DIRS, "/etc")]
+        shown = list(self._system_shown)
         grants = [(0, "--ro-bind", _real(path)) for path in policy.readable]
         grants += [(1, "--bind", _real(path)) for path in (*policy.writable, policy.workspace)]
         grants = [grant for grant in grants if grant[2].exists()]
@@ -216,10 +209,14 @@ class BubblewrapSandbox:
         shown += [path for _, _, path in grants]
         # The worker's well-known credential files are hidden under every policy, so no grant
         # (a toolchain's directory in the home) can show one.
+        # Looked up for every command: a command may have made a credential file appear
+        # (or a toolchain may have written one) since the last.
         hidden = (*policy.hidden, *home_secrets(Path.home()))
-        for path in map(_real, hidden):
+        for path in map(_real, filter(os.path.lexists, hidden)):
             # Only what is visible needs covering; anything else is absent already, and a
-            # mount point made for it would only show its name.
+            # mount point made for it would only show its name. (A name that does not exist
+            # even as a dangling link cannot exist under its real path either: skipped
+            # before resolving it, the costly part.)
             if path.exists() and any(path == root or root in path.parents for root in shown):
                 grants.append((2, "hide", path))
         # Outer paths first, so a deeper path always lands on top: a readable toolchain inside
@@ -244,6 +241,27 @@ class BubblewrapSandbox:
         if egress is not None:
             return [*args, _EGRESS_WRAPPER.format(port=egress.port), "errands-egress", command]
         return [*args, command]
+
+
+def _system_mounts(masks: tuple[tuple[str, bool], ...]) -> tuple[list[str], list[str]]:
+    """The system directories and /etc read-only, with /etc's secrets masked: (bwrap
+    arguments, tmpfs masks to remount read-only)."""
+    args: list[str] = []
+    read_only_tmpfs: list[str] = []
+    for name in _SYSTEM_DIRS:
+        path = Path(name)
+        if path.is_symlink():  # /bin -> usr/bin on merged-/usr systems
+            args += ["--symlink", os.readlink(path), name]
+        elif path.is_dir():
+            args += ["--ro-bind", name, name]
+    args += ["--ro-bind", "/etc", "/etc"]
+    for masked, is_dir in masks:
+        if is_dir:
+            args += ["--size", "4096", "--tmpfs", masked]
+            read_only_tmpfs.append(masked)
+        else:
+            args += ["--ro-bind", "/dev/null", masked]
+    return args, read_only_tmpfs
 
 
 def _git_pointers(grants: list[tuple[int, str, Path]]) -> list[Path]:

@@ -17,7 +17,7 @@ from collections import deque
 
 from errands.errors import CommandError
 from errands.sandbox.base import Launch
-from errands.sandbox.limits import PidsCgroup, child_setup, warn_if_process_limit_does_not_hold
+from errands.sandbox.limits import LimitedStart, PidsCgroup, warn_if_process_limit_does_not_hold
 from errands.sandbox.process import children_of
 
 # A JSON-RPC line may carry a whole file: asyncio's 64 KiB default line limit is too small.
@@ -93,9 +93,10 @@ async def spawn(launch: Launch) -> SpawnedProcess:
     cgroup = PidsCgroup.create(launch.limits.processes + launch.helper_tasks)
     if cgroup is None:
         warn_if_process_limit_does_not_hold()
+    start = LimitedStart(launch.argv, launch.limits, cgroup, extra_tasks=launch.helper_tasks)
     try:
         process = await asyncio.create_subprocess_exec(
-            *launch.argv,
+            *start.argv,
             cwd=launch.cwd,
             env=dict(launch.env),
             stdin=asyncio.subprocess.PIPE,
@@ -103,13 +104,26 @@ async def spawn(launch: Launch) -> SpawnedProcess:
             stderr=asyncio.subprocess.PIPE,
             limit=STREAM_LIMIT,
             start_new_session=True,  # its own process group, so we can kill the tree
-            # Only system calls in the child (see child_setup): safe in a threaded worker.
-            preexec_fn=child_setup(launch.limits, cgroup, extra_tasks=launch.helper_tasks),
+            pass_fds=start.pass_fds,
+            # Only where LimitedStart has no programs to start it with; it only makes system
+            # calls in the child (see child_setup): safe in a threaded worker.
+            preexec_fn=start.preexec_fn,
         )
     except (OSError, ValueError) as exc:
-        if cgroup is not None:
-            cgroup.remove()
-        for path in launch.cleanup:
-            shutil.rmtree(path, ignore_errors=True)
+        start.close()
+        _discard(launch, cgroup)
         raise CommandError(f"Cannot start {launch.command!r} in {launch.cwd}: {exc}") from exc
-    return SpawnedProcess(launch, process, cgroup)
+    spawned = SpawnedProcess(launch, process, cgroup)
+    try:
+        start.release(process.pid)
+    except OSError as exc:
+        await spawned.stop(grace=0)
+        raise CommandError(f"Cannot confine {launch.command!r}: {exc}") from exc
+    return spawned
+
+
+def _discard(launch: Launch, cgroup: PidsCgroup | None) -> None:
+    if cgroup is not None:
+        cgroup.remove()
+    for path in launch.cleanup:
+        shutil.rmtree(path, ignore_errors=True)
