@@ -95,6 +95,13 @@ def test_no_secret_from_the_worker_environment_reaches_the_command(
     assert 0 < len(pids) < 10
 
 
+def test_bwrap_itself_shows_no_environment_inside(host: Host) -> None:
+    """bwrap is the pid namespace's init, so the command can read its environment: it gets
+    none, not even what the shell that starts it under its limits would add (PWD, SHLVL)."""
+    result = run(host, "tr '\\0' '\\n' < /proc/1/environ; echo END")
+    assert result.output == "END\n"
+
+
 def test_writes_outside_the_workspace_fail(host: Host) -> None:
     targets = [
         host.outside / "file",  # in no policy

@@ -102,17 +102,22 @@ def _libc_prctl() -> Callable[..., int] | None:
         return None
 
 
-# The first thing the command's first process runs, before the command: it waits (running
-# nothing of the command's) until the parent has put it in the cgroup and lowered its rlimits,
-# then becomes the command. Only bash builtins: no Python runs in a forked child. $1 is the
-# pipe it waits on; a parent that died or gave up closes the pipe without "go", and then
-# nothing of the command runs at all.
-_HOLD = 'fd=$1; shift; read -r -u "$fd" go && [ "$go" = go ] || exit 125; exec {fd}<&-; exec "$@"'
+# The first thing the command's first process runs, before the command: it joins the cgroup
+# ($2, when there is one), then waits, running nothing of the command's, until the parent has
+# lowered its rlimits, then becomes the command. Only bash builtins: no Python runs in a
+# forked child. $1 is the pipe it waits on; a parent that died or gave up closes the pipe
+# without "go", and a join that fails ends it: either way nothing of the command runs. With
+# $3 set the command gets an empty environment, without the PWD, SHLVL and _ bash adds.
+_HOLD = (
+    'fd=$1 join=$2 clear=$3; shift 3; { [ -z "$join" ] || echo 0 > "$join"; } && '
+    'read -r -u "$fd" go && [ "$go" = go ] || exit 125; exec {fd}<&-; '
+    'if [ -n "$clear" ]; then exec -c "$@"; else exec "$@"; fi'
+)
 _HOLD_NAME = "errands-start"  # $0 of the waiting bash, as ps shows it
 
 
 @functools.cache
-def _hold_programs() -> tuple[str, str] | None:
+def hold_programs() -> tuple[str, str] | None:
     """(setpriv, bash) from the system's directories when this setpriv sets a parent-death
     signal (util-linux 2.33+); None sends every start through ``child_setup`` instead."""
     setpriv = shutil.which("setpriv", path=os.defpath)
@@ -139,12 +144,14 @@ class LimitedStart:
     A ``preexec_fn`` (``child_setup``) does it in the child, but makes Python fork() the worker:
     copying the page tables of a worker of a few hundred MB cost 5-60 ms per command. Here the
     child is started with vfork and exec only: ``setpriv`` sets the parent-death signal (kept
-    across the execs that follow), then ``_HOLD`` waits on a pipe while ``release`` — in the
-    parent — writes its pid into the cgroup and lowers its rlimits with prlimit(2), and only
-    then execs ``argv``. Everything ``argv`` forks inherits the cgroup and the rlimits.
+    across the execs that follow), then ``_HOLD`` moves itself into the cgroup
+    (``PidsCgroup.join_file``) and waits on a pipe while ``release`` — in the parent — lowers
+    its rlimits with prlimit(2), and only then execs ``argv``. Everything ``argv`` forks
+    inherits the cgroup and the rlimits.
 
-    Use: start the process with ``argv``, ``pass_fds`` and ``preexec_fn``, then ``release``
-    it with its pid (or ``close`` when it could not be started)."""
+    Use: start the process with ``argv``, ``pass_fds`` and ``preexec_fn`` (and ``env``:
+    ``empty_env`` says it is empty, so ``argv`` gets nothing of bash's either), then
+    ``release`` it with its pid (or ``close`` when it could not be started)."""
 
     def __init__(
         self,
@@ -153,10 +160,11 @@ class LimitedStart:
         cgroup: PidsCgroup | None,
         *,
         extra_tasks: int = 0,
+        empty_env: bool = False,
     ) -> None:
         self.rlimits = rlimits_for(limits, extra_tasks=extra_tasks)
         self.cgroup = cgroup
-        programs = _hold_programs()
+        programs = hold_programs()
         self._pipe: tuple[int, int] | None = None
         self.preexec_fn: Callable[[], None] | None = None
         if programs is None:
@@ -168,9 +176,10 @@ class LimitedStart:
         read_end, write_end = os.pipe()
         self._pipe = (read_end, write_end)
         self.pass_fds = (read_end,)
+        join = str(cgroup.join_file) if cgroup is not None else ""
         self.argv = [
             *(setpriv, "--pdeathsig", "KILL", "--"),
-            *(bash, "-c", _HOLD, _HOLD_NAME, str(read_end)),
+            *(bash, "-c", _HOLD, _HOLD_NAME, str(read_end), join, "clear" if empty_env else ""),
             *argv,
         ]
 
@@ -183,8 +192,6 @@ class LimitedStart:
         self._pipe = None
         os.close(read_end)
         try:
-            if self.cgroup is not None:
-                self.cgroup.add(pid)
             for which, values in self.rlimits:
                 resource.prlimit(pid, which, values)
             os.write(write_end, b"go\n")
@@ -207,17 +214,17 @@ def child_setup(
     Everything is computed in the parent; the function itself only makes system calls (no
     imports, no locks), which is what keeps ``preexec_fn`` safe in a threaded worker."""
     prctl = _libc_prctl()
-    procs = str(cgroup.path / "cgroup.procs") if cgroup is not None else None
+    join = str(cgroup.join_file) if cgroup is not None else None
 
     def setup() -> None:
         # The command's first process dies with the worker thread that started it; what it
         # forked is still in the cgroup, which the next sweep empties (``_sweep``).
         if prctl is not None:
             prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if procs is not None:
-            fd = os.open(procs, os.O_WRONLY)
+        if join is not None:
+            fd = os.open(join, os.O_WRONLY)
             try:
-                os.write(fd, str(os.getpid()).encode())
+                os.write(fd, b"0")  # this process (its only thread: a fork has one)
             finally:
                 os.close(fd)
         for which, values in rlimits:
@@ -233,6 +240,12 @@ class PidsCgroup:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # How a process moves itself in: writing "0" to cgroup v1's ``tasks`` moves the
+        # writing thread without the global lock a move of another process takes (a kernel
+        # RCU grace period: 5-20 ms per command here); a command's first process is single-
+        # threaded, so that is the whole process. cgroup v2 has only ``cgroup.procs``.
+        tasks = path / "tasks"
+        self.join_file = tasks if tasks.exists() else path / "cgroup.procs"
 
     @classmethod
     def create(cls, max_tasks: int) -> PidsCgroup | None:
@@ -254,13 +267,6 @@ class PidsCgroup:
             cgroup.remove()
             return None
         return cgroup
-
-    def add(self, pid: int) -> None:
-        fd = os.open(self.path / "cgroup.procs", os.O_WRONLY)
-        try:
-            os.write(fd, str(pid).encode())
-        finally:
-            os.close(fd)
 
     def members(self) -> list[int]:
         try:

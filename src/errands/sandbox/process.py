@@ -180,7 +180,7 @@ def run_process(
     if cgroup is None:
         warn_if_process_limit_does_not_hold()
     try:
-        start = LimitedStart(argv, limits, cgroup, extra_tasks=helper_tasks)
+        start = LimitedStart(argv, limits, cgroup, extra_tasks=helper_tasks, empty_env=not env)
         try:
             process = subprocess.Popen(
                 start.argv,

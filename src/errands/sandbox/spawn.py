@@ -93,7 +93,13 @@ async def spawn(launch: Launch) -> SpawnedProcess:
     cgroup = PidsCgroup.create(launch.limits.processes + launch.helper_tasks)
     if cgroup is None:
         warn_if_process_limit_does_not_hold()
-    start = LimitedStart(launch.argv, launch.limits, cgroup, extra_tasks=launch.helper_tasks)
+    start = LimitedStart(
+        launch.argv,
+        launch.limits,
+        cgroup,
+        extra_tasks=launch.helper_tasks,
+        empty_env=not launch.env,
+    )
     try:
         process = await asyncio.create_subprocess_exec(
             *start.argv,
