@@ -102,22 +102,30 @@ def _libc_prctl() -> Callable[..., int] | None:
         return None
 
 
-# The first thing the command's first process runs, before the command: it joins the cgroup
-# ($2, when there is one), then waits, running nothing of the command's, until the parent has
-# lowered its rlimits, then becomes the command. Only bash builtins: no Python runs in a
-# forked child. $1 is the pipe it waits on; a parent that died or gave up closes the pipe
-# without "go", and a join that fails ends it: either way nothing of the command runs. With
-# $3 set the command gets an empty environment, without the PWD, SHLVL and _ bash adds.
-_HOLD = (
-    'fd=$1 join=$2 clear=$3; shift 3; { [ -z "$join" ] || echo 0 > "$join"; } && '
-    'read -r -u "$fd" go && [ "$go" = go ] || exit 125; exec {fd}<&-; '
+# The first thing the command's first process runs, before anything of the command: it moves
+# itself into the cgroup ($1, when there is one), lowers its own rlimits (the ``ulimit``s
+# spliced in), then becomes the command. Bash builtins only, so no Python runs in a forked
+# child; ``bash -p`` reads no BASH_ENV and imports no functions or shell options from the
+# environment it is given, and ``set +o posix`` keeps ``ulimit -f`` in KiB whatever that
+# environment holds. Any step that fails ends it (125) with nothing of the command run. With
+# $2 set the command gets an empty environment, without the PWD, SHLVL and _ bash adds.
+_CONFINE = (
+    'set +o posix; join=$1 clear=$2; shift 2; { [ -z "$join" ] || echo 0 > "$join"; } && '
+    "ULIMITS || exit 125; "
     'if [ -n "$clear" ]; then exec -c "$@"; else exec "$@"; fi'
 )
-_HOLD_NAME = "errands-start"  # $0 of the waiting bash, as ps shows it
+_CONFINE_NAME = "errands-start"  # $0 of that bash, as ps and its error messages show it
+# Bash's ulimit flag for each rlimit, and its unit in bytes (ulimit -v and -f count KiB).
+_ULIMIT_FLAGS = {
+    resource.RLIMIT_CPU: ("t", 1),
+    resource.RLIMIT_AS: ("v", 1024),
+    resource.RLIMIT_FSIZE: ("f", 1024),
+    resource.RLIMIT_NPROC: ("u", 1),
+}
 
 
 @functools.cache
-def hold_programs() -> tuple[str, str] | None:
+def confine_programs() -> tuple[str, str] | None:
     """(setpriv, bash) from the system's directories when this setpriv sets a parent-death
     signal (util-linux 2.33+); None sends every start through ``child_setup`` instead."""
     setpriv = shutil.which("setpriv", path=os.defpath)
@@ -126,7 +134,7 @@ def hold_programs() -> tuple[str, str] | None:
         return None
     try:
         probe = subprocess.run(
-            [setpriv, "--pdeathsig", "KILL", "--", bash, "-c", "exit 0"],
+            [setpriv, "--pdeathsig", "KILL", "--", bash, "-p", "-c", "ulimit -S -t 100000"],
             env={},
             capture_output=True,
             timeout=30,
@@ -144,14 +152,12 @@ class LimitedStart:
     A ``preexec_fn`` (``child_setup``) does it in the child, but makes Python fork() the worker:
     copying the page tables of a worker of a few hundred MB cost 5-60 ms per command. Here the
     child is started with vfork and exec only: ``setpriv`` sets the parent-death signal (kept
-    across the execs that follow), then ``_HOLD`` moves itself into the cgroup
-    (``PidsCgroup.join_file``) and waits on a pipe while ``release`` — in the parent — lowers
-    its rlimits with prlimit(2), and only then execs ``argv``. Everything ``argv`` forks
-    inherits the cgroup and the rlimits.
+    across the execs that follow), then a bash running ``_CONFINE`` moves itself into the
+    cgroup (``PidsCgroup.join_file``) and lowers its rlimits, and execs ``argv``. Everything
+    ``argv`` forks inherits the cgroup and the rlimits.
 
-    Use: start the process with ``argv``, ``pass_fds`` and ``preexec_fn`` (and ``env``:
-    ``empty_env`` says it is empty, so ``argv`` gets nothing of bash's either), then
-    ``release`` it with its pid (or ``close`` when it could not be started)."""
+    Start the process with ``argv`` and ``preexec_fn`` (and ``env``: ``empty_env`` says it is
+    empty, so ``argv`` gets nothing of bash's either)."""
 
     def __init__(
         self,
@@ -162,47 +168,32 @@ class LimitedStart:
         extra_tasks: int = 0,
         empty_env: bool = False,
     ) -> None:
-        self.rlimits = rlimits_for(limits, extra_tasks=extra_tasks)
-        self.cgroup = cgroup
-        programs = hold_programs()
-        self._pipe: tuple[int, int] | None = None
+        rlimits = rlimits_for(limits, extra_tasks=extra_tasks)
+        programs = confine_programs()
         self.preexec_fn: Callable[[], None] | None = None
         if programs is None:
             self.argv = list(argv)
-            self.pass_fds: tuple[int, ...] = ()
-            self.preexec_fn = child_setup(self.rlimits, cgroup)
+            self.preexec_fn = child_setup(rlimits, cgroup)
             return
         setpriv, bash = programs
-        read_end, write_end = os.pipe()
-        self._pipe = (read_end, write_end)
-        self.pass_fds = (read_end,)
+        script = _CONFINE.replace("ULIMITS", " && ".join(_ulimits(rlimits)))
         join = str(cgroup.join_file) if cgroup is not None else ""
         self.argv = [
             *(setpriv, "--pdeathsig", "KILL", "--"),
-            *(bash, "-c", _HOLD, _HOLD_NAME, str(read_end), join, "clear" if empty_env else ""),
+            *(bash, "-p", "-c", script, _CONFINE_NAME, join, "clear" if empty_env else ""),
             *argv,
         ]
 
-    def release(self, pid: int) -> None:
-        """Confine the started process ``pid`` and let it exec the command. OSError when it
-        cannot be confined: then it exits without running anything of the command."""
-        if self._pipe is None:
-            return
-        read_end, write_end = self._pipe
-        self._pipe = None
-        os.close(read_end)
-        try:
-            for which, values in self.rlimits:
-                resource.prlimit(pid, which, values)
-            os.write(write_end, b"go\n")
-        finally:
-            os.close(write_end)
 
-    def close(self) -> None:
-        if self._pipe is not None:
-            for fd in self._pipe:
-                os.close(fd)
-            self._pipe = None
+def _ulimits(rlimits: list[tuple[int, tuple[int, int]]]) -> list[str]:
+    """``ulimit`` commands setting ``rlimits``: the soft limit first, so that the hard one is
+    never below it; a limit that is not a whole unit is rounded down, never up."""
+    commands = []
+    for which, values in rlimits:
+        flag, unit = _ULIMIT_FLAGS[which]
+        soft, hard = ("unlimited" if value == _INFINITY else str(value // unit) for value in values)
+        commands += [f"ulimit -S -{flag} {soft}", f"ulimit -H -{flag} {hard}"]
+    return commands
 
 
 def child_setup(

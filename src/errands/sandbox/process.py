@@ -190,22 +190,14 @@ def run_process(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so we can kill the tree
-                pass_fds=start.pass_fds,
                 # Only where LimitedStart has no programs to start it with. Safe in our
                 # threaded worker: it only makes system calls (see child_setup).
                 preexec_fn=start.preexec_fn,  # noqa: PLW1509
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            start.close()
             raise CommandError(f"Cannot start {command!r} in {cwd}: {exc}") from exc
         assert process.stdout is not None
         reader = _CappedReader(process.stdout, limits.output_chars, lines=on_line is not None)
-        try:
-            start.release(process.pid)
-        except OSError as exc:
-            _kill_tree(process, cgroup)
-            reader.text()
-            raise CommandError(f"Cannot confine {command!r}: {exc}") from exc
         crash_point("command.running")
         timed_out = cancelled = False
         reported, next_report = 0, time.monotonic() + OUTPUT_EVERY

@@ -93,14 +93,14 @@ async def spawn(launch: Launch) -> SpawnedProcess:
     cgroup = PidsCgroup.create(launch.limits.processes + launch.helper_tasks)
     if cgroup is None:
         warn_if_process_limit_does_not_hold()
-    start = LimitedStart(
-        launch.argv,
-        launch.limits,
-        cgroup,
-        extra_tasks=launch.helper_tasks,
-        empty_env=not launch.env,
-    )
     try:
+        start = LimitedStart(
+            launch.argv,
+            launch.limits,
+            cgroup,
+            extra_tasks=launch.helper_tasks,
+            empty_env=not launch.env,
+        )
         process = await asyncio.create_subprocess_exec(
             *start.argv,
             cwd=launch.cwd,
@@ -110,26 +110,14 @@ async def spawn(launch: Launch) -> SpawnedProcess:
             stderr=asyncio.subprocess.PIPE,
             limit=STREAM_LIMIT,
             start_new_session=True,  # its own process group, so we can kill the tree
-            pass_fds=start.pass_fds,
             # Only where LimitedStart has no programs to start it with; it only makes system
             # calls in the child (see child_setup): safe in a threaded worker.
             preexec_fn=start.preexec_fn,
         )
     except (OSError, ValueError) as exc:
-        start.close()
-        _discard(launch, cgroup)
+        if cgroup is not None:
+            cgroup.remove()
+        for path in launch.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
         raise CommandError(f"Cannot start {launch.command!r} in {launch.cwd}: {exc}") from exc
-    spawned = SpawnedProcess(launch, process, cgroup)
-    try:
-        start.release(process.pid)
-    except OSError as exc:
-        await spawned.stop(grace=0)
-        raise CommandError(f"Cannot confine {launch.command!r}: {exc}") from exc
-    return spawned
-
-
-def _discard(launch: Launch, cgroup: PidsCgroup | None) -> None:
-    if cgroup is not None:
-        cgroup.remove()
-    for path in launch.cleanup:
-        shutil.rmtree(path, ignore_errors=True)
+    return SpawnedProcess(launch, process, cgroup)
