@@ -299,22 +299,27 @@ def etc_masks() -> tuple[tuple[str, bool], ...]:
     for name in _ETC_SECRETS:
         if os.path.lexists(name) and not os.path.islink(name):
             found[name] = os.path.isdir(name)
-    for root, dirs, files in os.walk("/etc"):
-        for name in list(dirs):
-            path = os.path.join(root, name)
-            mode = os.lstat(path).st_mode
-            if stat.S_ISDIR(mode) and (mode & 0o005) != 0o005:
-                found[path] = True
-            if path in found:
-                dirs.remove(name)  # its contents are masked with it
-        for name in files:
-            path = os.path.join(root, name)
-            try:
-                mode = os.lstat(path).st_mode
-            except OSError:
-                continue
-            if not stat.S_ISLNK(mode) and not mode & 0o004:
-                found[path] = False
+    # scandir with the entries' own lstat: half the time of os.walk plus an lstat per name.
+    pending = ["/etc"]
+    while pending:
+        try:
+            entries = os.scandir(pending.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                except OSError:
+                    continue
+                path = entry.path
+                if stat.S_ISDIR(mode):
+                    if (mode & 0o005) != 0o005:
+                        found[path] = True
+                    if path not in found:  # a masked directory's contents go with it
+                        pending.append(path)
+                elif not stat.S_ISLNK(mode) and not mode & 0o004:
+                    found[path] = False
     return tuple(
         (path, is_dir)
         for path, is_dir in sorted(found.items())
