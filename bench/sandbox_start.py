@@ -252,10 +252,13 @@ def breakdown(sandbox: BubblewrapSandbox, make_policy: Callable[[], object]) -> 
         mark = "*" if held == label.startswith("itself") else " "
         print(f" {mark}process moves {label:22}{ms(took)}  (the kernel's part)")
     join = joins["itself, 0 to tasks (v1)" if held and len(joins) > 1 else "by pid, cgroup.procs"]
-    starts = {"fork + preexec_fn": median_of(calls, lambda: _forked(["true"]))}
-    starts["vfork, bare"] = median_of(calls, lambda: _quiet(["true"], {}))
+    ways: dict[str, Callable[[], object]] = {
+        "vfork, bare": lambda: _quiet(["true"], {}),
+        "fork + preexec_fn": lambda: _forked(["true"]),
+    }
     if held:
-        starts["vfork, setpriv, bash ulimit"] = median_of(calls, lambda: _held(["true"]))
+        ways["vfork, setpriv, bash ulimit"] = lambda: _held(["true"])
+    starts = interleaved(calls, ways)
     for label, took in starts.items():
         mark = " " if label.endswith("bare") else "*" if held == label.startswith("vfork") else " "
         print(f" {mark}start: {label:28}{ms(took)}  (with exec and exit of `true`)")
@@ -271,6 +274,17 @@ def breakdown(sandbox: BubblewrapSandbox, make_policy: Callable[[], object]) -> 
     print(f"  sandbox.run('true'), all of it      {ms(run)}")
     rest = run - bwrap - argv - rlimits - group - join
     print(f"  the rest: start, wait, kill, output {ms(rest)}  (* above, polling, the tree's end)")
+
+
+def interleaved(calls: int, ways: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """The median of each way, the ways taking turns (so that load hits them alike)."""
+    times: dict[str, list[float]] = {label: [] for label in ways}
+    for _ in range(calls):
+        for label, call in ways.items():
+            started = time.perf_counter()
+            call()
+            times[label].append(time.perf_counter() - started)
+    return {label: statistics.median(taken) for label, taken in times.items()}
 
 
 def join_time(file: str, value: str) -> float:
