@@ -35,7 +35,7 @@ def open_database(settings: Settings) -> Database:
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
     db.migrate()
-    transport = open_transport(settings.redis_url, settings.queue_name)
+    transport = open_transport(settings.redis_url, settings.queue_name, db.sqlite_path)
     attach(transport, db)
     _transports[db] = transport
     return db

@@ -214,7 +214,11 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `errands serve` listens on.")
     port: int = Field(default=8765, description="Port `errands serve` listens on.")
-    worker_concurrency: int = Field(default=2, ge=1, description="Jobs one worker runs at once.")
+    worker_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Jobs one worker runs at once (most of a job is waiting for the model).",
+    )
     worker_poll_interval: float = Field(
         default=0.5, gt=0, description="Seconds between looks for queued jobs."
     )

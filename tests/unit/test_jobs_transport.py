@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -96,3 +98,68 @@ def test_an_unreachable_redis_is_a_clear_error_and_never_loses_a_job(tmp_path: P
     transport.wait(0.2)  # falls back to sleeping, not spinning or raising
     assert time.monotonic() - began >= 0.15
     transport.close()
+
+
+def test_the_sqlite_doorbell_wakes_a_worker_in_another_process(tmp_path: Path) -> None:
+    """The CLI, the API and every worker are separate processes on one SQLite ledger: a job
+    committed in one wakes a waiter in another (a real process here), and a commit that
+    queues nothing does not."""
+    db = database(tmp_path)
+    bell = tmp_path / "t.db.doorbell"
+    ringer = LocalTransport(bell)
+    attach(ringer, db)
+    waiter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from errands.jobs.transport import LocalTransport\n"
+            "t = LocalTransport(Path(sys.argv[1]))\n"
+            "t.wait(0)\n"  # its pipe exists from its first wait on
+            "print('ready', flush=True)\n"
+            "while True:\n"
+            "    began = time.monotonic()\n"
+            "    t.wait(30)\n"
+            "    print('woke' if time.monotonic() - began < 25 else 'timeout', flush=True)\n",
+            str(bell),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert waiter.stdout is not None
+        assert waiter.stdout.readline().strip() == "ready"
+        add_project(db, "other")  # rings nobody: the waiter goes on sleeping
+        queue_a_job(db)
+        assert waiter.stdout.readline().strip() == "woke"
+        assert [p.name.endswith(".fifo") for p in bell.iterdir()] == [True]
+    finally:
+        waiter.kill()
+        waiter.wait()
+    # Its process gone, its pipe is left behind; the next ring removes it.
+    queue_a_job(db)
+    assert list(bell.iterdir()) == []
+
+
+def test_the_doorbell_writes_only_to_pipes(tmp_path: Path) -> None:
+    """Whatever else sits in the doorbell's directory under a pipe's name (a file, a link to
+    one) is never written to."""
+    bell = tmp_path / "bell"
+    bell.mkdir()
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    (bell / "1-file.fifo").write_text("keep me too")
+    (bell / "2-link.fifo").symlink_to(precious)
+    LocalTransport(bell).announce()
+    assert precious.read_text() == "keep me"
+    assert (bell / "1-file.fifo").read_text() == "keep me too"
+
+
+def test_a_doorbell_that_cannot_be_made_falls_back_to_polling(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("")  # a file where the directory should be
+    transport = LocalTransport(tmp_path / "taken")
+    began = time.monotonic()
+    transport.wait(0.2)  # sleeps out its timeout: the caller then looks at the ledger
+    assert time.monotonic() - began >= 0.15
+    transport.announce()  # rings nobody, raises nothing

@@ -4,9 +4,11 @@ The ledger is the truth; the transport only makes waiting short. Losing a messag
 (workers also look at the ledger every ``worker_poll_interval``), and so is a message for a
 job someone else already took (the claim simply finds nothing).
 
-- ``LocalTransport`` (the embedded default): a condition variable, so the worker inside
-  ``errands serve`` starts a job the moment the API commits it; other processes on the
-  machine poll the SQLite ledger.
+- ``LocalTransport`` (the embedded default): on a SQLite ledger, a doorbell of named pipes next
+  to the database file (:mod:`errands.jobs.doorbell`), so every worker process on the machine
+  (``errands serve``'s embedded one and each ``errands worker``) wakes the moment any process
+  (the API, the CLI, a worker) commits a job; without a database file, a condition variable
+  for the workers of this process only.
 - ``RedisTransport`` (``ERRANDS_REDIS_URL``): a Huey Redis queue. Every ``errands worker``,
   on any machine, blocks on it and wakes within milliseconds of a commit anywhere.
 """
@@ -15,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy.orm import Session
 
 from errands.errors import ConfigError
+from errands.jobs.doorbell import Doorbell
 from errands.jobs.ledger import QUEUED_IN_SESSION
 from errands.store import Database
 
@@ -53,25 +57,39 @@ def attach(transport: Transport, db: Database) -> None:
 
 
 class LocalTransport:
-    def __init__(self) -> None:
+    """``doorbell``: the directory of the machine's doorbell pipes (next to a SQLite
+    ledger); without it, rings reach this process's waiters only."""
+
+    def __init__(self, doorbell: Path | None = None) -> None:
+        self._doorbell = Doorbell(doorbell) if doorbell is not None else None
         self._condition = threading.Condition()
         self._rings = 0
 
     def announce(self) -> None:
+        if self._doorbell is not None:
+            self._doorbell.ring()
+            return
         with self._condition:
             self._rings += 1
             self._condition.notify_all()
 
     def wait(self, timeout: float) -> None:
+        if self._doorbell is not None:
+            self._doorbell.wait(timeout)
+            return
         with self._condition:
             seen = self._rings
             self._condition.wait_for(lambda: self._rings != seen, timeout)
 
     def ping(self) -> None:
-        pass  # in-process: always there
+        pass  # on this machine: always there
 
     def close(self) -> None:
-        self.announce()  # let waiting slots see that the worker is stopping
+        # Let the waiter see that the worker is stopping.
+        if self._doorbell is not None:
+            self._doorbell.close()
+        else:
+            self.announce()
 
 
 class RedisTransport:
@@ -116,5 +134,9 @@ class RedisTransport:
         self._storage.pool.disconnect()
 
 
-def open_transport(redis_url: str | None, queue: str) -> LocalTransport | RedisTransport:
-    return RedisTransport(redis_url, queue) if redis_url else LocalTransport()
+def open_transport(
+    redis_url: str | None, queue: str, sqlite_path: str | None = None
+) -> LocalTransport | RedisTransport:
+    if redis_url:
+        return RedisTransport(redis_url, queue)
+    return LocalTransport(Path(f"{sqlite_path}.doorbell") if sqlite_path else None)

@@ -1,5 +1,13 @@
-"""A worker: N threads that lease jobs from the ledger and run them, one heartbeat thread, and
-one scheduler thread for periodic duties.
+"""A worker: N threads (slots) that lease jobs from the ledger and run them, one thread that
+waits on the transport for them, one heartbeat thread, and one scheduler thread for periodic
+duties.
+
+Idle slots do not each poll the ledger: one doorbell thread waits on the transport (a ring,
+or ``poll_interval`` without one) and then gives one idle slot a turn to claim. A slot that
+claims a job gives the next idle slot a turn before running it (a burst of jobs is taken up
+one after another, however few rings got through), and a slot that finishes a job looks for
+the next one at once. So an idle worker costs one claim per ``poll_interval`` whatever its
+number of slots, and a ring wakes one slot per worker, not a herd racing for one job.
 
 The worker knows nothing about what a job does: the entry point hands it a ``JobHandler``
 (the workflow's dispatcher). ``errands worker`` runs one in the foreground; ``errands serve``
@@ -88,6 +96,10 @@ class Worker:
         self._running: dict[Lease, _Running] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        # Slots waiting for a turn, and turns given but not yet taken (never more than idle).
+        self._turns = threading.Condition()
+        self._idle = 0
+        self._given = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -96,6 +108,9 @@ class Worker:
             threading.Thread(target=self._slot, name=f"errands-worker-{i}", daemon=True)
             for i in range(self.concurrency)
         ]
+        self._threads.append(
+            threading.Thread(target=self._doorbell, name="errands-doorbell", daemon=True)
+        )
         self._threads.append(
             threading.Thread(target=self._heartbeats, name="errands-heartbeat", daemon=True)
         )
@@ -115,6 +130,8 @@ class Worker:
         """Stop taking jobs; ask running jobs to stop and wait for them."""
         self.stopping.set()
         self.transport.close()
+        with self._turns:
+            self._turns.notify_all()
         with self._lock:
             for running in self._running.values():
                 running.cancel.set()
@@ -130,8 +147,43 @@ class Worker:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _slot(self) -> None:
+    def _doorbell(self) -> None:
+        """Wait for a ring (or the poll interval) only while some slot is idle, so a worker
+        whose slots are all busy leaves a Redis ring to a worker that can take the job."""
         while not self.stopping.is_set():
+            with self._turns:
+                self._turns.wait_for(
+                    lambda: self._idle > self._given or self.stopping.is_set(), timeout=1.0
+                )
+                if self._idle <= self._given:
+                    continue
+            self.transport.wait(self.poll_interval)
+            self._give_turn()
+
+    def _give_turn(self) -> None:
+        with self._turns:
+            if self._given < self._idle:
+                self._given += 1
+                self._turns.notify_all()
+
+    def _await_turn(self) -> bool:
+        """Block until this idle slot may look for a job; False when the worker stops."""
+        with self._turns:
+            self._idle += 1
+            self._turns.notify_all()  # the doorbell thread waits for an idle slot
+            try:
+                self._turns.wait_for(lambda: self._given > 0 or self.stopping.is_set())
+                if self._given > 0:
+                    self._given -= 1
+            finally:
+                self._idle -= 1
+        return not self.stopping.is_set()
+
+    def _slot(self) -> None:
+        look_now = True  # at start, and after each job: what freed this slot may be runnable
+        while not self.stopping.is_set():
+            if not look_now and not self._await_turn():
+                return
             lease: Lease | None = None
             try:
                 lease = ledger.claim(
@@ -139,9 +191,10 @@ class Worker:
                 )
             except Exception:
                 log.exception("could not claim a job")
+            look_now = lease is not None
             if lease is None:
-                self.transport.wait(self.poll_interval)
                 continue
+            self._give_turn()  # there may be more: the next idle slot looks too
             self._run(lease)
 
     def _run(self, lease: Lease) -> None:
