@@ -91,3 +91,32 @@ def test_a_failing_duty_is_recorded_and_the_others_still_run(db: Database) -> No
         assert session.get_one(Schedule, "broken").last_error == "RuntimeError: disk full"
         assert session.get_one(Schedule, "fine").last_error is None
     assert not scheduler.run_due(scheduler.duties[1])  # its period has not passed
+
+
+def test_a_tick_offers_only_the_duties_whose_period_passed(db: Database) -> None:
+    """One read tells the scheduler which duties are due (and their last error), so a tick
+    with nothing due writes nothing; a duty's outcome is recorded when it changes."""
+    fail = [True]
+
+    def flaky() -> None:
+        if fail[0]:
+            raise RuntimeError("disk full")
+
+    scheduler = Scheduler(
+        db, [Duty("flaky", 3600, flaky), Duty("fine", 3600, lambda: None)], "w", threading.Event()
+    )
+    assert scheduler.due() == {"flaky": None, "fine": None}  # never ran: no row yet
+    for duty in scheduler.duties:
+        assert scheduler.run_due(duty, on_record=scheduler.due()[duty.name])
+    assert scheduler.due() == {}
+    with db.session() as session:
+        session.execute(
+            update(Schedule)
+            .where(Schedule.name == "flaky")
+            .values(next_run_at=utcnow() - timedelta(seconds=1))
+        )
+    assert scheduler.due() == {"flaky": ("RuntimeError: disk full",)}
+    fail[0] = False
+    assert scheduler.run_due(scheduler.duties[0], on_record=scheduler.due()["flaky"])
+    with db.session() as session:
+        assert session.get_one(Schedule, "flaky").last_error is None  # the recovery recorded

@@ -14,11 +14,12 @@ takes the project's row lock before counting (see ``_lock_project``).
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from errands.domain import JobKind, JobState
@@ -83,7 +84,7 @@ def active_job(session: Session, task_id: int) -> Job | None:
     ).first()
 
 
-def _runnable(now: datetime) -> ColumnElement[bool]:
+def _runnable(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     return or_(
         (Job.state == JobState.QUEUED) & (Job.run_after <= now),
         (Job.state == JobState.RUNNING) & (Job.lease_expires_at < now),
@@ -108,6 +109,19 @@ def _running_now(now: datetime) -> ColumnElement[bool]:
     return (Job.state == JobState.RUNNING) & (Job.lease_expires_at >= now)
 
 
+@functools.cache
+def _oldest_runnable() -> Select[int, int]:
+    """Each project's oldest runnable job, as of the ``now`` parameter. Built once: every
+    idle look at the ledger runs it, and building the statement (and its cache key) cost
+    more than running it."""
+    now = bindparam("now", type_=Job.run_after.type)
+    return (
+        select(Job.project_id, func.min(Job.id))
+        .where(_runnable(now), Job.attempts < Job.max_attempts, ~_sync_busy())
+        .group_by(Job.project_id)
+    )
+
+
 def claim(
     db: Database,
     owner: str,
@@ -125,13 +139,9 @@ def claim(
     with db.session() as session:
         # Each project's oldest runnable job: however long one project's queue, the others'
         # jobs are always among the candidates.
-        oldest = dict(
-            session.execute(
-                select(Job.project_id, func.min(Job.id))
-                .where(_runnable(now), Job.attempts < Job.max_attempts, ~_sync_busy())
-                .group_by(Job.project_id)
-            ).all()
-        )
+        oldest: dict[int, int] = {
+            project: job for project, job in session.execute(_oldest_runnable(), {"now": now})
+        }
         if not oldest:
             return None
         running = dict(
