@@ -19,7 +19,17 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, bindparam, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Update,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
 from errands.domain import JobKind, JobState
@@ -105,7 +115,7 @@ def _sync_busy() -> ColumnElement[bool]:
     )
 
 
-def _running_now(now: datetime) -> ColumnElement[bool]:
+def _running_now(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     return (Job.state == JobState.RUNNING) & (Job.lease_expires_at >= now)
 
 
@@ -168,44 +178,72 @@ def claim(
     return None
 
 
+@functools.cache
+def _claim_statements() -> tuple[Select[int], Update, Select[str, int | None, int, int, int, int]]:
+    """The claim's count, compare-and-swap and read-back, built once with parameters (the
+    claim runs for every job, often twice: building them cost more than running them)."""
+    now = bindparam("b_now", type_=Job.run_after.type)
+    running = select(func.count()).where(
+        _running_now(now), Job.project_id == bindparam("b_project")
+    )
+    take = (
+        update(Job)
+        .where(
+            Job.id == bindparam("b_job"),
+            _runnable(now),
+            Job.attempts < Job.max_attempts,
+            ~_sync_busy(),
+        )
+        .values(
+            state=JobState.RUNNING,
+            lease_owner=bindparam("b_owner"),
+            lease_expires_at=bindparam("b_expires", type_=Job.lease_expires_at.type),
+            heartbeat_at=now,
+            started_at=now,
+            attempts=Job.attempts + 1,
+            lease_epoch=Job.lease_epoch + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    taken = select(
+        Job.kind, Job.task_id, Job.project_id, Job.attempts, Job.max_attempts, Job.lease_epoch
+    ).where(Job.id == bindparam("b_job"))
+    return running, take, taken
+
+
 def _try_claim(
     db: Database, job_id: int, project_id: int, limit: int, owner: str, lease_seconds: float
 ) -> Lease | None:
+    running_in_project, take, taken = _claim_statements()
     with db.session() as session:
         _lock_project(session, project_id)
         now = utcnow()
-        running = session.scalar(
-            select(func.count()).where(_running_now(now), Job.project_id == project_id)
-        )
+        running = session.scalar(running_in_project, {"b_now": now, "b_project": project_id})
         if (running or 0) >= limit:
             return None
         result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, _runnable(now), Job.attempts < Job.max_attempts, ~_sync_busy())
-            .values(
-                state=JobState.RUNNING,
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                heartbeat_at=now,
-                started_at=now,
-                attempts=Job.attempts + 1,
-                lease_epoch=Job.lease_epoch + 1,
-            )
-            .execution_options(synchronize_session=False)
+            take,
+            {
+                "b_now": now,
+                "b_job": job_id,
+                "b_owner": owner,
+                "b_expires": now + timedelta(seconds=lease_seconds),
+            },
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return None
-        job = session.get_one(Job, job_id)
-        session.refresh(job)
+        kind, task_id, project, attempts, max_attempts, epoch = session.execute(
+            taken, {"b_job": job_id}
+        ).one()
         return Lease(
-            job_id=job.id,
-            kind=JobKind(job.kind),
-            task_id=job.task_id,
-            project_id=job.project_id,
-            attempt=job.attempts,
-            max_attempts=job.max_attempts,
+            job_id=job_id,
+            kind=JobKind(kind),
+            task_id=task_id,
+            project_id=project,
+            attempt=attempts,
+            max_attempts=max_attempts,
             owner=owner,
-            epoch=job.lease_epoch,
+            epoch=epoch,
         )
 
 
