@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -109,6 +111,98 @@ def test_nothing_of_the_previous_job_survives(
     assert not (second.path / "vendor").exists()
     assert not (second.path / "only-on-1.txt").exists()
     assert second.changed_files() == []
+
+
+def test_a_parked_tree_moves_to_the_next_commit_by_what_differs(
+    pool: WorkspacePool, mirror: Mirror, user_repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every kind of change between the parked commit and the job's, written without a
+    walk over the tree (no full checkout): the tree ends up exactly at the new commit."""
+    commit_files(
+        user_repo,
+        {
+            "gone/only.txt": "the only file of its directory\n",
+            "tool.sh": "echo hi\n",
+            "link": "a file, later a link\n",
+            "was-a-file": "later a directory\n",
+            "*": "a file named like a glob\n",
+            ":(glob)x": "a file named like pathspec magic\n",
+            "keep.txt": "untouched\n",
+        },
+        "before",
+    )
+    mirror.fetch()
+    ws = pool.acquire("job-1", "errands/1-a", BASE)
+    (ws.path / "build").mkdir()  # an empty directory the job leaves
+    kept = (ws.path / "keep.txt").stat().st_ino
+    pool.release(ws)
+    assert not (_idle(pool)[0] / "build").exists()
+
+    (user_repo / "link").unlink()
+    os.symlink("keep.txt", user_repo / "link")
+    (user_repo / "tool.sh").chmod(0o755)
+    commit_files(
+        user_repo,
+        {
+            "gone/only.txt": None,
+            "was-a-file": None,
+            "*": "changed\n",
+            ":(glob)x": None,
+            "new/deep/file.txt": "added\n",
+        },
+        "after, part 1",
+    )
+    commit_files(user_repo, {"was-a-file/inside.txt": "now a directory\n"}, "after")
+    mirror.fetch()
+    base = mirror.resolve(BASE)
+    assert base is not None
+    with caplog.at_level(logging.INFO, logger="errands.git.pool"):
+        again = pool.acquire("job-2", "errands/2-b", BASE)
+    assert "in full" not in caplog.text
+    assert again.git_dir == ws.git_dir
+    _assert_exactly_at(again, base)
+    assert not (again.path / "gone").exists()
+    assert os.readlink(again.path / "link") == "keep.txt"
+    assert os.access(again.path / "tool.sh", os.X_OK)
+    assert (again.path / "keep.txt").stat().st_ino == kept
+    assert again.changed_files() == []
+
+
+def test_a_head_the_job_moved_is_where_the_tree_is_parked(
+    pool: WorkspacePool, mirror: Mirror, user_repo: Path
+) -> None:
+    """The sandbox can point HEAD anywhere; the scrub goes back to it exactly, records it,
+    and the next job's commit is reached from there."""
+    first = mirror.resolve(BASE)
+    assert first is not None
+    commit_files(user_repo, {"README.md": "second\n", "added.txt": "x\n"}, "second")
+    mirror.fetch()
+    ws = pool.acquire("job-1", "errands/1-a", BASE)
+    # What `git checkout --detach <first>` in the sandbox does, with the sandbox's index.
+    sh(ws.path, "checkout", "--quiet", "--detach", first)
+    (ws.path / "README.md").write_text("edited after\n")
+    pool.release(ws)
+    assert _idle(pool)[0].name.endswith(f"-{first}")
+    again = pool.acquire("job-2", "errands/2-b", BASE)
+    second = mirror.resolve(BASE)
+    assert second is not None
+    _assert_exactly_at(again, second)
+
+
+def test_a_tree_parked_without_its_commit_is_checked_out_in_full(
+    pool: WorkspacePool, mirror: Mirror
+) -> None:
+    ws = pool.acquire("job-1", "errands/1-a", BASE)
+    pool.release(ws)
+    parked = _idle(pool)[0]
+    old_style = parked.with_name(parked.name.rpartition("-")[0])  # as an older Errands named it
+    parked.rename(old_style)
+    sh(mirror.path, "worktree", "repair", str(old_style))
+    (old_style / "left.txt").write_text("not ours to trust\n")
+    again = pool.acquire("job-2", "errands/2-b", BASE)
+    base = mirror.resolve(BASE)
+    assert base is not None
+    _assert_exactly_at(again, base)
 
 
 def test_an_existing_task_branch_is_checked_out_as_it_is(

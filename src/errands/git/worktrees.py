@@ -112,14 +112,19 @@ def index_env(git_dir: Path) -> dict[str, str]:
     return {"GIT_INDEX_FILE": str(private_index(git_dir)), "GIT_OPTIONAL_LOCKS": "1"}
 
 
-def tree_git(path: Path, git_dir: Path, *args: str) -> str:
+def tree_git(path: Path, git_dir: Path, *args: str, input: str | None = None) -> str:
     """Run git on the work tree ``path`` with Errands' index; its stdout.
 
     ``--git-dir`` explicitly, never ``path/.git``: whoever edits the work tree can point
     that file at a repository whose config runs a program of their choosing."""
     ensure_index(path, git_dir)
     return git(
-        f"--git-dir={git_dir}", f"--work-tree={path}", *args, cwd=path, env=index_env(git_dir)
+        f"--git-dir={git_dir}",
+        f"--work-tree={path}",
+        *args,
+        cwd=path,
+        input=input,
+        env=index_env(git_dir),
     )
 
 
