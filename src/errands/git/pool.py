@@ -275,8 +275,9 @@ class WorkspacePool:
             trees = list_worktrees(mirror)[1:]
             if any(t.branch == branch and t.path.resolve() != here for t in trees):
                 clear_branch(mirror, branch, keep=path)  # a dead job's, elsewhere
-            # HEAD is already at the commit wanted and the tree clean: attaching HEAD to the
-            # branch is all that is left, and plumbing does it without touching a file.
+            # The tree and the index are already at the commit wanted, and clean: attaching
+            # HEAD to the branch is all that is left, and plumbing does it without touching a
+            # file.
             tip = resolve(mirror, f"refs/heads/{branch}")
             if tip is None:
                 # Empty old value: create it, fail if it exists.
@@ -382,8 +383,8 @@ def _survey(path: Path, git_dir: Path) -> tuple[str, list[str], list[str]]:
 
 def _move_clean_tree(path: Path, git_dir: Path, parked_at: str, target: str) -> None:
     """Move a known-clean tree (and Errands' index) from ``parked_at`` to ``target``, writing
-    only what differs between the two commits: no walk over the tree, no clean. Its HEAD is
-    set to ``target``, detached."""
+    only what differs between the two commits: no walk over the tree, no clean. HEAD is left
+    for the caller to attach to the task branch (the full checkout sets it, detached)."""
     paths: list[str] = []
     if parked_at != target:
         listed = tree_git(
@@ -402,7 +403,6 @@ def _move_clean_tree(path: Path, git_dir: Path, parked_at: str, target: str) -> 
             f"--source={target}", "--staged", "--worktree", "--pathspec-from-file=-",
             "--pathspec-file-nul", input="\0".join(paths),
         )  # fmt: skip
-    tree_git(path, git_dir, "update-ref", "--no-deref", "HEAD", target)
 
 
 def _parked_at(path: Path) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -210,7 +211,10 @@ def admin_dirs(repo: Path) -> dict[Path, Path]:
     return found
 
 
+@functools.lru_cache(maxsize=256)
 def _common_dir(repo: Path) -> Path:
+    # Cached: a repository's common dir does not move, and acquiring a workspace asks for
+    # it on every claim (one git process less on the job's path).
     out = git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=repo)
     return Path(out.strip()).resolve()
 
