@@ -36,10 +36,18 @@ def test_research_prompt_holds_the_ranking_and_search_code_works(
     home: Path, sample_repo: Path
 ) -> None:
     with ScriptedLLM(SearchingScript()) as llm:
-        with running_server(settings_for(home, llm.base_url)) as url:
+        settings = settings_for(home, llm.base_url)
+        with running_server(settings) as url:
             client = httpx.Client(base_url=url, timeout=30)
             project_id = add_project(client, sample_repo)
             wait_for(lambda: client.get(f"/api/projects/{project_id}").json()["indexed_at"])
+            # Adding the project parked a checkout for its first job (the index job's
+            # prewarm), named after the base commit it holds.
+            base = subprocess.check_output(
+                ["git", "rev-parse", "HEAD"], cwd=sample_repo, text=True
+            ).strip()
+            pool = settings.workspaces_dir / f"project-{project_id}"
+            assert [p.name.rpartition("-")[2] for p in pool.glob(".idle-*")] == [base]
             task_id = add_task(client, project_id, title="Add multiply next to add in calc")
             task = wait_for_state(client, task_id, "awaiting_answers")
             events = events_of(client, task_id)
