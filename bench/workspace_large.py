@@ -362,6 +362,8 @@ def report(copies: list[Copy], clones: list[float], clone_rss: list[float], p95:
     row("Mirror.create (+ first fetch)", [f"{c.setup('create'):.3f}" for c in copies])
     row("Mirror.fetch, up to date", [f"{c.setup('fetch'):.3f}" for c in copies])
     row("prewarm (full checkout, parked)", [f"{c.setup('prewarm'):.3f}" for c in copies])
+    each = [" ".join(f"{s['prewarm']:.1f}" for s in c.setups) for c in copies]
+    row("  each prewarm, in turn", each)
     total = [c.setup("create") + c.setup("fetch") + c.setup("prewarm") for c in copies]
     row("total", [f"{t:.3f}" for t in total])
     highest = [{k: max(s[k] for s in c.setups) for k in ("rss_self", "rss_git")} for c in copies]
