@@ -263,7 +263,7 @@ class WorkspacePool:
         try:
             if parked_at is None:
                 raise GitError("parked without a record of its commit (by an older Errands)")
-            _move_clean_tree(path, git_dir, parked_at, target)
+            _move_clean_tree(mirror, path, git_dir, parked_at, target)
         except GitError as exc:
             log.info("checking %s out in full: %s", path, exc)
             # --force writes just the files that differ, comparing each file to the index;
@@ -381,15 +381,17 @@ def _survey(path: Path, git_dir: Path) -> tuple[str, list[str], list[str]]:
     return commit, tracked, untracked
 
 
-def _move_clean_tree(path: Path, git_dir: Path, parked_at: str, target: str) -> None:
+def _move_clean_tree(mirror: Path, path: Path, git_dir: Path, parked_at: str, target: str) -> None:
     """Move a known-clean tree (and Errands' index) from ``parked_at`` to ``target``, writing
     only what differs between the two commits: no walk over the tree, no clean. HEAD is left
     for the caller to attach to the task branch (the full checkout sets it, detached)."""
     paths: list[str] = []
     if parked_at != target:
-        listed = tree_git(
-            path, git_dir, "diff-tree", "-r", "-z", "--name-only", "--no-renames", parked_at,
-            target,
+        # In the mirror, without the work tree: diff-tree reads the index (for attributes),
+        # and the work tree's holds every path of a large repository.
+        listed = git(
+            "diff-tree", "-r", "-z", "--name-only", "--no-renames", parked_at, target,
+            cwd=mirror,
         )  # fmt: skip
         paths = [p for p in listed.split("\0") if p]
         if len(paths) > MAX_PATHS_RESTORED:
