@@ -124,7 +124,6 @@ def test_a_parked_tree_moves_to_the_next_commit_by_what_differs(
             "gone/only.txt": "the only file of its directory\n",
             "tool.sh": "echo hi\n",
             "link": "a file, later a link\n",
-            "was-a-file": "later a directory\n",
             "*": "a file named like a glob\n",
             ":(glob)x": "a file named like pathspec magic\n",
             "keep.txt": "untouched\n",
@@ -145,14 +144,12 @@ def test_a_parked_tree_moves_to_the_next_commit_by_what_differs(
         user_repo,
         {
             "gone/only.txt": None,
-            "was-a-file": None,
             "*": "changed\n",
             ":(glob)x": None,
             "new/deep/file.txt": "added\n",
         },
-        "after, part 1",
+        "after",
     )
-    commit_files(user_repo, {"was-a-file/inside.txt": "now a directory\n"}, "after")
     mirror.fetch()
     base = mirror.resolve(BASE)
     assert base is not None
@@ -166,6 +163,22 @@ def test_a_parked_tree_moves_to_the_next_commit_by_what_differs(
     assert os.access(again.path / "tool.sh", os.X_OK)
     assert (again.path / "keep.txt").stat().st_ino == kept
     assert again.changed_files() == []
+
+
+def test_a_file_that_became_a_directory_and_back(
+    pool: WorkspacePool, mirror: Mirror, user_repo: Path
+) -> None:
+    commit_files(user_repo, {"was-a-file": "file\n", "was-a-dir/inside.txt": "dir\n"}, "before")
+    mirror.fetch()
+    pool.release(pool.acquire("job-1", "errands/1-a", BASE))
+    commit_files(user_repo, {"was-a-file": None, "was-a-dir/inside.txt": None}, "neither")
+    (user_repo / "was-a-dir").rmdir()
+    commit_files(user_repo, {"was-a-file/inside.txt": "dir\n", "was-a-dir": "file\n"}, "after")
+    mirror.fetch()
+    again = pool.acquire("job-2", "errands/2-b", BASE)
+    base = mirror.resolve(BASE)
+    assert base is not None
+    _assert_exactly_at(again, base)
 
 
 def test_a_head_the_job_moved_is_where_the_tree_is_parked(

@@ -394,7 +394,10 @@ def _move_clean_tree(mirror: Path, path: Path, git_dir: Path, parked_at: str, ta
             cwd=mirror,
         )  # fmt: skip
         paths = [p for p in listed.split("\0") if p]
-        if len(paths) > MAX_PATHS_RESTORED:
+        # A file that becomes a directory or the other way round: restore matches its
+        # paths against the index once the new entries are in, and the old ones are gone.
+        directories = {p[:i] for p in paths for i, c in enumerate(p) if c == "/"}
+        if len(paths) > MAX_PATHS_RESTORED or directories.intersection(paths):
             tree_git(path, git_dir, "checkout", "--quiet", "--force", "--detach", target)
             return
     if paths:
