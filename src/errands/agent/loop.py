@@ -8,6 +8,7 @@ translated into ours here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -173,21 +174,22 @@ async def _run(
                 max_retries=config.output_retries,
             )
         )
+    # One at a time, in the order the model asked: pydantic-ai otherwise runs the calls of
+    # one response at once, in threads, so two edits of one file could each overwrite the
+    # other, or a test run could see half of a change.
+    agent_tools = [Tool(tool, sequential=True) for tool in tools]
     agent: Agent[None, Any] = Agent(
         model,
         name=name,
         instructions=instructions,
         output_type=outputs if ask else outputs[0],
-        # One at a time, in the order the model asked: pydantic-ai otherwise runs the calls of
-        # one response at once, in threads, so two edits of one file could each overwrite the
-        # other, or a test run could see half of a change.
-        tools=[Tool(tool, sequential=True) for tool in tools],
+        tools=agent_tools,
         toolsets=list(toolsets),
         retries=config.output_retries,
     )
     run = None
     largest_answer = 0  # output tokens of the run's longest response: the next one's estimate
-    fixed_chars = _fixed_chars(instructions, tools, output_type)
+    fixed_chars = _fixed_chars(instructions, agent_tools, output_type)
     try:
         async with agent.iter(
             prompt,
@@ -254,19 +256,26 @@ async def _run(
 
 
 def _fixed_chars(
-    instructions: str, tools: Sequence[ToolFunction], output_type: type[BaseModel]
+    instructions: str, tools: Sequence[Tool[None]], output_type: type[BaseModel]
 ) -> int:
     """Characters every request of a run sends besides the conversation: the instructions and
-    the tool definitions (MCP servers' tools, listed only once the run starts, not counted)."""
-    definitions = [Tool(tool).tool_def for tool in tools]
+    the tool definitions (MCP servers' tools, listed only once the run starts, not counted).
+    From the agent's own tools: building a definition again (pydantic's function schema)
+    cost a few milliseconds per tool, per run."""
+    definitions = [tool.tool_def for tool in tools]
     return (
         len(instructions)
         + sum(
             len(d.name) + len(d.description or "") + len(json.dumps(d.parameters_json_schema))
             for d in definitions
         )
-        + len(json.dumps(output_type.model_json_schema()))
+        + _schema_chars(output_type)
     )
+
+
+@functools.cache
+def _schema_chars(output_type: type[BaseModel]) -> int:
+    return len(json.dumps(output_type.model_json_schema()))
 
 
 def _request_estimate(
