@@ -113,6 +113,32 @@ def test_nothing_of_the_previous_job_survives(
     assert second.changed_files() == []
 
 
+def test_a_git_dir_planted_inside_a_tracked_directory_does_not_reach_the_next_job(
+    pool: WorkspacePool, mirror: Mirror, user_repo: Path
+) -> None:
+    """Git's own walks (clean, status) never list an entry named .git, so a repository the
+    agent planted as ``src/.git`` (a tracked directory) survived the scrub: the next task's
+    git under src/ would have been that repository, with that agent's fsmonitor and hooks."""
+    first = pool.acquire("job-1", "errands/1-a", BASE)
+    planted = first.path / "src" / ".git"
+    sh(first.path / "src", "init", "--quiet")
+    (planted / "config").write_text("[core]\n\tfsmonitor = /tmp/evil\n")
+    (first.path / "docs" / "deep").mkdir(parents=True)
+    (first.path / "docs" / "deep" / ".git").write_text("gitdir: /tmp/elsewhere\n")
+    (first.path / "src" / "link").mkdir()
+    (first.path / "src" / "link" / ".git").symlink_to(planted)
+    pool.release(first)
+    (parked,) = _idle(pool)
+    assert _dot_gits(parked) == [Path(".git")]
+    second = pool.acquire("job-2", "errands/2-b", BASE)
+    assert _dot_gits(second.path) == [Path(".git")]
+    assert second.changed_files() == []
+
+
+def _dot_gits(tree: Path) -> list[Path]:
+    return sorted(p.relative_to(tree) for p in tree.rglob(".git"))
+
+
 def test_a_parked_tree_moves_to_the_next_commit_by_what_differs(
     pool: WorkspacePool, mirror: Mirror, user_repo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

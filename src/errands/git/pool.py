@@ -270,6 +270,7 @@ class WorkspacePool:
             # -x and -ff: ignored files (.venv, build caches) and nested repositories go too.
             tree_git(path, git_dir, "checkout", "--quiet", "--force", "--detach", target)
             tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
+            _remove_nested_git(path)  # parked by an older Errands' scrub, which left them
         with repo_lock(mirror):
             here = path.resolve()
             trees = list_worktrees(mirror)[1:]
@@ -335,6 +336,7 @@ def _scrub(path: Path, git_dir: Path) -> str:
     # -x: ignored files too; -ff: nested repositories too; -d: empty directories, which
     # the survey below does not list. See WorkspacePool._switch.
     tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
+    _remove_nested_git(path)
     commit, tracked, untracked = _survey(path, git_dir)
     if tracked and not untracked:
         tree_git(path, git_dir, "reset", "--hard", "--quiet")
@@ -346,6 +348,35 @@ def _scrub(path: Path, git_dir: Path) -> str:
         raise GitError(f"{path} could not be cleaned: {', '.join((tracked + untracked)[:20])}")
     share_index(git_dir)  # a parked tree is clean in every view of it
     return commit
+
+
+def _remove_nested_git(path: Path) -> None:
+    """Delete every entry named ``.git`` below the top of the work tree.
+
+    Git's walks never list one (``clean -ffdx`` removes a nested repository only where a
+    directory is untracked), so a repository the job planted inside a *tracked* directory,
+    ``src/.git`` with its own fsmonitor and hooks, would otherwise survive the scrub and be
+    what the next task's git under ``src/`` works in. One walk more per release, never
+    following a link (a link named ``.git`` is removed, not entered); GitError when one
+    cannot be removed."""
+    pending = [path]
+    while pending:
+        directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue  # unreadable: the survey that follows refuses to park the tree
+        for entry in entries:
+            if entry.name == ".git" and directory != path:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+                except OSError as exc:  # never parked with it: the tree is removed instead
+                    raise GitError(f"{path} could not be cleaned: {entry.path}: {exc}") from exc
+            elif entry.is_dir(follow_symlinks=False) and entry.name != ".git":
+                pending.append(Path(entry.path))
 
 
 def _survey(path: Path, git_dir: Path) -> tuple[str, list[str], list[str]]:
