@@ -3,7 +3,7 @@ pipes (FIFOs) next to the database file, one per process that waits for jobs.
 
 Why FIFOs: a commit in any process (the CLI, the API, a worker) reaches every waiting worker
 within a millisecond, and an idle worker costs nothing while it waits (it sleeps in
-``select``), where polling the ledger more often to answer as fast would run a claim query
+``poll``), where polling the ledger more often to answer as fast would run a claim query
 several times a second per worker. Unlike ``PRAGMA data_version``, which changes on every
 commit (heartbeats, events), a ring means a job was queued, so workers wake only for that.
 Unlike Unix sockets, a FIFO's path has no 108-byte limit. A lost ring is harmless: workers
@@ -26,6 +26,7 @@ import logging
 import os
 import select
 import stat
+import time
 import uuid
 from pathlib import Path
 
@@ -71,10 +72,13 @@ class Doorbell:
         """Return when rung (or after ``timeout`` seconds); rings before the call count."""
         fd = self._open()
         if fd is None:
-            select.select([], [], [], timeout)
+            time.sleep(timeout)
             return
-        readable, _, _ = select.select([fd], [], [], timeout)
-        if readable:
+        # poll, not select: select cannot watch a descriptor numbered 1024 or more, and a
+        # busy server process may well have that many open.
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if poller.poll(max(timeout, 0) * 1000):
             with contextlib.suppress(BlockingIOError):
                 os.read(fd, 4096)  # one wake for every ring so far
 
@@ -86,7 +90,7 @@ class Doorbell:
             name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
             pending = self.directory / f"{name}.new"
             os.mkfifo(pending, 0o600)
-            # Read-write: the pipe always has a writer (us), so select never sees an EOF,
+            # Read-write: the pipe always has a writer (us), so poll never sees an EOF,
             # and it has its reader before ringers can find it by its name.
             fd = os.open(pending, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
             path = self.directory / f"{name}{SUFFIX}"
@@ -100,7 +104,7 @@ class Doorbell:
 
     def close(self) -> None:
         """Wake this process's waiter (it is stopping) and take its pipe away. The pipe's
-        descriptor stays open: the waiter may still be in ``select`` on it."""
+        descriptor stays open: the waiter may still be in ``poll`` on it."""
         if self._fd is None:
             return
         with contextlib.suppress(OSError):
