@@ -50,6 +50,17 @@ GENERATED_ARTEFACTS = (
 )
 
 
+def _config(repo: Path) -> dict[str, list[str]]:
+    """The repository's own config (not the user's: see the runner), key → its values."""
+    out = run_git("config", "--local", "--list", "-z", cwd=repo)
+    found: dict[str, list[str]] = {}
+    for entry in out.stdout.split("\0"):
+        if entry:
+            key, _, value = entry.partition("\n")
+            found.setdefault(key, []).append(value)
+    return found
+
+
 def _write_excludes(path: Path) -> None:
     exclude = path / "info" / "exclude"
     exclude.parent.mkdir(exist_ok=True)
@@ -57,6 +68,12 @@ def _write_excludes(path: Path) -> None:
         "# Written by Errands: build and test caches are never part of a subtask.\n"
         + "".join(f"{pattern}\n" for pattern in GENERATED_ARTEFACTS)
     )
+
+
+# The mirrors this process has made or checked, by (path, origin as given). Every job opens
+# its project's mirror, and checking it again (about ten git processes) would find what it
+# found: only Errands writes a mirror's config, and a changed origin is another key.
+_READY: set[tuple[Path, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -90,15 +107,17 @@ class Mirror:
         every stage fetches before it reads anyway, and a second fetch of a large remote
         repository is not free.
         """
-        local = local_repository(origin)
-        if local is not None:
-            origin = str(local)
         path = path.absolute()
-        path.mkdir(parents=True, exist_ok=True)
         mirror = cls(path, auth_env=dict(auth_env or {}), network_timeout=network_timeout)
+        ready = (path, origin)
+        if ready in _READY and (path / "HEAD").is_file():
+            return mirror
+        local = local_repository(origin)
+        path.mkdir(parents=True, exist_ok=True)
         with repo_lock(path):
-            if mirror._init(origin):
+            if mirror._init(str(local) if local is not None else origin):
                 mirror._fetch()
+        _READY.add(ready)
         return mirror
 
     def _init(self, origin: str) -> bool:
@@ -111,16 +130,24 @@ class Mirror:
                 raise GitError(f"{self.path} exists and is not an Errands mirror")
             # No template: hooks from the host's init.templateDir have no place in a cache.
             git("init", "--bare", "--quiet", "--template=", cwd=self.path)
-        previous = run_git("config", f"remote.{ORIGIN}.url", cwd=self.path).stdout.strip()
+        # Read once, written only where it differs: every job opens its project's mirror,
+        # and a git process per key cost five of them per job for nothing.
+        config = _config(self.path)
+        previous = (config.get(f"remote.{ORIGIN}.url") or [""])[-1]
+        wanted = {
+            f"remote.{ORIGIN}.url": origin,
+            f"remote.{ORIGIN}.fetch": _FETCH_REFSPEC,
+            # land() fetches the (unreferenced) squash commit from here into a local origin.
+            "uploadpack.allowanysha1inwant": "true",
+            # Work trees' indexes (made new per tree) in version 4: paths prefix-compressed, a
+            # third smaller on a large repository, so each command reading and rewriting one
+            # spends less on it. Errands' own indexes and the copies the sandbox gets alike.
+            "index.version": "4",
+        }
         # Set one key at a time, so re-running after a crash half-way finishes the job.
-        git("config", f"remote.{ORIGIN}.url", origin, cwd=self.path)
-        git("config", "--replace-all", f"remote.{ORIGIN}.fetch", _FETCH_REFSPEC, cwd=self.path)
-        # land() fetches the (unreferenced) squash commit from here into a local origin.
-        git("config", "uploadpack.allowAnySHA1InWant", "true", cwd=self.path)
-        # Work trees' indexes (made new per tree) in version 4: paths prefix-compressed, a
-        # third smaller on a large repository, so each command reading and rewriting one
-        # spends less on it. Errands' own indexes and the copies the sandbox gets alike.
-        git("config", "index.version", "4", cwd=self.path)
+        for key, value in wanted.items():
+            if config.get(key) != [value]:
+                git("config", "--replace-all", key, value, cwd=self.path)
         _write_excludes(self.path)
         has_refs = git("for-each-ref", "--count=1", f"refs/remotes/{ORIGIN}/", cwd=self.path)
         return previous != origin or not has_refs.strip()
