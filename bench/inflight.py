@@ -61,28 +61,16 @@ from errands.domain import TaskState
 from errands.settings import Settings
 from errands.store import Database, Job
 from errands.testing.scripted_llm import ChatRequest, Reply, ScriptedLLM
-from errands.testing.workload import Driver, ModuleScript, make_origin, worker_env
+from errands.testing.workload import (
+    Driver,
+    ModuleScript,
+    make_origin,
+    percentile,
+    pickup_delays,
+    scratch_postgres,
+    worker_env,
+)
 from errands.workflow import actions
-
-
-@contextmanager
-def scratch_postgres(admin_url: str) -> Iterator[str]:
-    import psycopg
-
-    name = f"errands_bench_{uuid.uuid4().hex[:10]}"
-    plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
 
 TICKS = os.sysconf("SC_CLK_TCK")
 IDLE_WINDOW = 10.0  # seconds over which idle CPU is measured
@@ -192,27 +180,6 @@ def run_tasks(driver: Driver, project_id: int, numbers: range, logs: Path) -> fl
         time.sleep(0.05)
 
 
-def idle_pickups(db: Database, settings: Settings, project_id: int, samples: int) -> list[float]:
-    """Queued→started of a lone research job while every slot is idle."""
-    delays = []
-    for n in range(samples):
-        settle(db)
-        time.sleep(0.5)  # every slot back in its wait
-        with db.session() as session:
-            task_id = actions.create_task(
-                session, settings, project_id, f"Add module {900 + n}", ""
-            ).id
-        while True:
-            with db.session() as session:
-                job = session.scalars(select(Job).where(Job.task_id == task_id)).first()
-                if job is not None and job.started_at is not None:
-                    delays.append((job.started_at - job.created_at).total_seconds())
-                    actions.cancel(session, task_id)
-                    break
-            time.sleep(0.01)
-    return delays
-
-
 def run_backend(
     args: argparse.Namespace, llm_url: str, root: Path, database_url: str | None, redis: str | None
 ) -> Figures:
@@ -257,7 +224,12 @@ def run_backend(
         cpu = cpu_seconds(pids) - before
         python = cpu_seconds(pids, children=False) - python_before
         ids = list(driver.task_ids)
-        pickups = idle_pickups(db, settings, project_id, args.samples)
+
+        def back_in_their_wait() -> None:
+            settle(db)
+            time.sleep(0.5)  # every slot back in its wait
+
+        pickups = pickup_delays(db, settings, project_id, args.samples, before=back_in_their_wait)
     with db.session() as session:
         rows = session.execute(
             select(Job.created_at, Job.started_at).where(Job.task_id.in_(ids))

@@ -30,8 +30,6 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import select
@@ -39,32 +37,21 @@ from sqlalchemy import select
 from errands import runtime
 from errands.domain import TaskState
 from errands.settings import Settings
-from errands.store import Database, Job
+from errands.store import Job
 from errands.testing.scripted_llm import ScriptedLLM
-from errands.testing.workload import Driver, Fleet, ModuleScript, make_origin, worker_env
+from errands.testing.workload import (
+    Driver,
+    Fleet,
+    ModuleScript,
+    make_origin,
+    percentile,
+    pickup_delays,
+    scratch_postgres,
+    worker_env,
+)
 from errands.workflow import actions
 
-
-@contextmanager
-def scratch_postgres(admin_url: str) -> Iterator[str]:
-    import psycopg
-
-    name = f"errands_bench_{uuid.uuid4().hex[:10]}"
-    plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 PICKUP_SAMPLES = 10
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run_once(
@@ -119,7 +106,7 @@ def run_once(
                 raise SystemExit(f"tasks failed: {failed} (logs in {root / 'logs'})")
             time.sleep(0.05)
         elapsed = time.monotonic() - began
-        pickups = idle_pickups(db, settings, project_id, PICKUP_SAMPLES)
+        pickups = pickup_delays(db, settings, project_id, PICKUP_SAMPLES)
     finally:
         fleet.stop()
     with db.session() as session:
@@ -129,26 +116,6 @@ def run_once(
     db.dispose()
     delays = [(started - created).total_seconds() for created, started in rows if started]
     return tasks / elapsed * 60, delays, pickups
-
-
-def idle_pickups(db: Database, settings: Settings, project_id: int, samples: int) -> list[float]:
-    """Queued→started of a lone job while every worker is idle: the transport's latency
-    (polling vs a wake-up), apart from waiting for a free slot."""
-    delays = []
-    for n in range(samples):
-        time.sleep(0.3)  # workers back in their wait
-        with db.session() as session:
-            task = actions.create_task(session, settings, project_id, f"Add module {900 + n}", "")
-            task_id = task.id
-        while True:
-            with db.session() as session:
-                job = session.scalars(select(Job).where(Job.task_id == task_id)).first()
-                if job is not None and job.started_at is not None:
-                    delays.append((job.started_at - job.created_at).total_seconds())
-                    actions.cancel(session, task_id)
-                    break
-            time.sleep(0.01)
-    return delays
 
 
 def main() -> None:

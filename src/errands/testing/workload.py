@@ -1,4 +1,4 @@
-"""A many-task workload for the chaos test and the throughput benchmark.
+"""A many-task workload for the chaos test and the throughput benchmarks.
 
 Each task "Add module N" researches (one question), plans two subtasks, writes
 ``modules/mod_N.py`` and its test, and merges: tasks never touch each other's files, so
@@ -13,7 +13,10 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from sqlalchemy import select
 from errands.domain import TaskState
 from errands.errors import Conflict
 from errands.settings import Settings
-from errands.store import Database, Task
+from errands.store import Database, Job, Task
 from errands.testing.scripted_llm import ChatRequest, Reply
 from errands.workflow import actions
 
@@ -267,3 +270,54 @@ class Driver:
         from errands.jobs import ledger
 
         return ledger.active_job(session, task_id) is not None
+
+
+# -- for the benchmarks ---------------------------------------------------------------------
+
+
+@contextmanager
+def scratch_postgres(admin_url: str) -> Iterator[str]:
+    """A database of its own on the PostgreSQL server of ``admin_url``, dropped after."""
+    import psycopg
+
+    name = f"errands_bench_{uuid.uuid4().hex[:10]}"
+    plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def pickup_delays(
+    db: Database,
+    settings: Settings,
+    project_id: int,
+    samples: int,
+    *,
+    before: Callable[[], None] = lambda: time.sleep(0.3),
+) -> list[float]:
+    """Queued→started of a lone job while every worker is idle (``before`` each sample lets
+    them get back to their wait): the transport's latency, apart from waiting for a slot."""
+    delays = []
+    for n in range(samples):
+        before()
+        with db.session() as session:
+            task_id = actions.create_task(
+                session, settings, project_id, f"Add module {900 + n}", ""
+            ).id
+        while True:
+            with db.session() as session:
+                job = session.scalars(select(Job).where(Job.task_id == task_id)).first()
+                if job is not None and job.started_at is not None:
+                    delays.append((job.started_at - job.created_at).total_seconds())
+                    actions.cancel(session, task_id)
+                    break
+            time.sleep(0.01)
+    return delays
