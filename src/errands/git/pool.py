@@ -37,16 +37,16 @@ from errands.errors import GitError, InvalidInput
 from errands.git.lock import repo_lock
 from errands.git.mirror import Mirror
 from errands.git.repo import check_branch_name, check_rev, resolve
-from errands.git.runner import git, run_git
+from errands.git.runner import git
 from errands.git.workspace import Workspace
 from errands.git.worktrees import (
     admin_dirs,
     clear_branch,
     fresh_index,
-    index_env,
     list_worktrees,
     private_index,
     remove_worktree,
+    run_tree_git,
     share_index,
     tree_git,
 )
@@ -382,9 +382,9 @@ def _remove_nested_git(path: Path) -> None:
 def _survey(path: Path, git_dir: Path) -> tuple[str, list[str], list[str]]:
     """(HEAD's commit, tracked paths that differ from it, untracked and ignored paths), by
     one ``git status`` against Errands' index. Anything it cannot read counts as dirty."""
-    status = run_git(
-        f"--git-dir={git_dir}",
-        f"--work-tree={path}",
+    status = run_tree_git(
+        path,
+        git_dir,
         "status",
         "--porcelain=v2",
         "-z",
@@ -392,8 +392,6 @@ def _survey(path: Path, git_dir: Path) -> tuple[str, list[str], list[str]]:
         "--ignored",
         "--untracked-files=all",
         "--no-renames",
-        cwd=path,
-        env=index_env(git_dir),
     )
     if not status.ok:
         raise GitError(f"{path} could not be cleaned: {status.stderr.strip()[:500]}")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from errands.errors import InvalidInput, NestedRepository
 from errands.git.repo import check_rev
-from errands.git.runner import ERRANDS_IDENTITY, GitResult, error_for, git, run_git
-from errands.git.worktrees import ensure_index, index_env, share_index
+from errands.git.runner import ERRANDS_IDENTITY, GitResult, error_for
+from errands.git.worktrees import run_tree_git, share_index, tree_git
 
 GITLINK = "160000"
 CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ", "|||||||")
@@ -106,24 +106,10 @@ class Workspace:
     def _git(
         self, *args: str, input: str | None = None, env: Mapping[str, str] | None = None
     ) -> str:
-        ensure_index(self.path, self.git_dir)
-        return git(
-            *self._scope,
-            *args,
-            cwd=self.path,
-            input=input,
-            env={**index_env(self.git_dir), **(env or {})},
-        )
+        return tree_git(self.path, self.git_dir, *args, input=input, env=env)
 
     def _run(self, *args: str, timeout: float | None = None) -> GitResult:
-        ensure_index(self.path, self.git_dir)
-        return run_git(
-            *self._scope, *args, cwd=self.path, env=index_env(self.git_dir), timeout=timeout
-        )
-
-    @property
-    def _scope(self) -> tuple[str, str]:
-        return (f"--git-dir={self.git_dir}", f"--work-tree={self.path}")
+        return run_tree_git(self.path, self.git_dir, *args, timeout=timeout)
 
     def head(self) -> str:
         return self._git("rev-parse", "HEAD").strip()

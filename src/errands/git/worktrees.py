@@ -6,12 +6,13 @@ import functools
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from errands.errors import GitError
 from errands.git.repo import check_branch_name, check_rev, resolve
-from errands.git.runner import git, run_git
+from errands.git.runner import GitResult, error_for, git, run_git
 
 # Errands' own index of each linked work tree, one file per admin dir, in the mirror (see
 # private_index); the sandbox sees neither the directory nor what is in it.
@@ -113,19 +114,43 @@ def index_env(git_dir: Path) -> dict[str, str]:
     return {"GIT_INDEX_FILE": str(private_index(git_dir)), "GIT_OPTIONAL_LOCKS": "1"}
 
 
-def tree_git(path: Path, git_dir: Path, *args: str, input: str | None = None) -> str:
-    """Run git on the work tree ``path`` with Errands' index; its stdout.
+def tree_git(
+    path: Path,
+    git_dir: Path,
+    *args: str,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run git on the work tree ``path`` with Errands' index; its stdout (GitError when it
+    fails). ``env`` adds to the environment (an identity for a commit)."""
+    result = run_tree_git(path, git_dir, *args, input=input, env=env)
+    if not result.ok:
+        raise error_for(result)
+    return result.stdout
+
+
+def run_tree_git(
+    path: Path,
+    git_dir: Path,
+    *args: str,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> GitResult:
+    """Run git on the work tree ``path`` with Errands' index, whatever its exit status: the
+    one place that builds such a command.
 
     ``--git-dir`` explicitly, never ``path/.git``: whoever edits the work tree can point
     that file at a repository whose config runs a program of their choosing."""
     ensure_index(path, git_dir)
-    return git(
+    return run_git(
         f"--git-dir={git_dir}",
         f"--work-tree={path}",
         *args,
         cwd=path,
         input=input,
-        env=index_env(git_dir),
+        env={**index_env(git_dir), **(env or {})},
+        timeout=timeout,
     )
 
 
