@@ -32,6 +32,7 @@ class JobKind(StrEnum):
     EXECUTE = "execute"
     REVISE = "revise"
     MERGE = "merge"
+    REBASE = "rebase"  # restack a task under review onto its base branch's new tip
     GITHUB = "github"  # process webhook deliveries and push state to GitHub, per project
 
 

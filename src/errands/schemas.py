@@ -212,6 +212,12 @@ class TaskPublic(TaskSummary):
     body: str
     base_branch: str
     base_commit: str | None
+    base_moved_to: str | None = Field(
+        default=None,
+        description="The base branch moved here and the stack is not rebased onto it yet "
+        "(a rebase is queued, running, or failed: see the task.rebased / task.rebase_failed "
+        "events).",
+    )
     research: dict[str, Any] | None
     requirements: list[str]
     out_of_scope: list[str]

@@ -574,16 +574,22 @@ class Sync:
         moved = 0
         for task in c.session.scalars(select(Task).where(Task.project_id == self.project_id)):
             if TaskState(task.state) in BASED and task.base_commit and task.base_commit != after:
-                task.base_moved_to = after
                 moved += 1
-                self._note(
-                    c.session,
-                    task,
-                    "github.base_moved",
-                    f"{c.project.base_branch} moved to {after[:10]} on GitHub (the task is "
-                    f"based on {task.base_commit[:10]}): it needs a rebase",
-                )
+                self._base_moved(c, task, after)
         return f"{moved} task(s) need a rebase"
+
+    def _base_moved(self, c: Context, task: Task, after: str) -> None:
+        """The task's base moved on GitHub: flagged, and restacked onto it (at once when in
+        review, else when its running job brings it to review)."""
+        queued = actions.base_moved(c.session, self.ctx.settings, task, after)
+        self._note(
+            c.session,
+            task,
+            "github.base_moved",
+            f"{c.project.base_branch} moved to {after[:10]} on GitHub (the task is based on "
+            f"{str(task.base_commit)[:10]}): "
+            + ("rebasing onto it" if queued else "it is rebased once back in review"),
+        )
 
     # -- out ------------------------------------------------------------------------------
 

@@ -319,6 +319,12 @@ def _routes(app: FastAPI) -> None:
     ) -> TaskPublic:
         return _act(task_id, db, lambda s: actions.request_changes(s, settings, task_id, reviewer))
 
+    @app.post("/api/tasks/{task_id}/rebase", dependencies=[ACT])
+    def rebase(task_id: Id, db: DbDep, settings: SettingsDep) -> TaskPublic:
+        """Restack a task in review onto its base branch's tip now, each subtask verified
+        again (GitHub projects are rebased on their own when a push moves the base)."""
+        return _act(task_id, db, lambda s: actions.rebase(s, settings, task_id))
+
     @app.post("/api/tasks/{task_id}/approve", dependencies=[ACT])
     def approve(task_id: Id, db: DbDep, settings: SettingsDep, reviewer: ReviewerDep) -> TaskPublic:
         """Approve as the caller; the merge is queued once the project's required number of

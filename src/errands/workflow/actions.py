@@ -405,7 +405,10 @@ def all_answered(session: Session, settings: Settings, task: Task) -> None:
     asked_by = task.questions[-1].phase  # the newest question is the round just answered
     if asked_by == "revise":
         _set_state(session, task, TaskState.REVISING, "All questions answered; revising on")
-        _enqueue(session, settings, JobKind.REVISE, task)
+        # A rebase onto a moved base asks as a revise round does; with no review comments
+        # open, it is the rebase that goes on.
+        rebasing = task.base_moved_to and not _open_comment_count(task)
+        _enqueue(session, settings, JobKind.REBASE if rebasing else JobKind.REVISE, task)
     elif asked_by == "execute":
         # The work was under way: it goes on whatever auto_execute says.
         _set_state(session, task, TaskState.READY, "All questions answered")
@@ -477,6 +480,8 @@ def retry(session: Session, settings: Settings, task_id: int) -> Task:
     if stage is None:
         raise Conflict(f"Task {task_id} failed while {task.failed_in}; there is nothing to retry.")
     target, kind = stage
+    if kind is JobKind.REVISE and task.base_moved_to and not _open_comment_count(task):
+        kind = JobKind.REBASE  # what failed was the rebase onto a moved base
     if kind is JobKind.EXECUTE:
         settings.require_llm()
     task.failure_reason = None
@@ -622,6 +627,48 @@ def request_changes(
     reviewers.record_verdict(session, settings, task, reviewer, reviewers.CHANGES)
     _set_state(session, task, TaskState.REVISING, f"Changes requested ({open_count} comment(s))")
     _enqueue(session, settings, JobKind.REVISE, task)
+    return task
+
+
+def _open_comment_count(task: Task) -> int:
+    return sum(1 for c in task.comments if c.parent_id is None and not c.resolved)
+
+
+def base_moved(session: Session, settings: Settings, task: Task, tip: str) -> bool:
+    """The task's base branch moved to ``tip`` (a push its forge told of): flag it, and
+    when the task is in review with no job, queue the rebase at once. A task with a job
+    running is rebased when that job brings it back to review (see rebase_if_moved).
+    Returns whether a rebase was queued."""
+    task.base_moved_to = tip
+    return rebase_if_moved(session, settings, task)
+
+
+def rebase_if_moved(session: Session, settings: Settings, task: Task) -> bool:
+    """Queue the rebase of a task in review whose base moved, unless a job of it runs."""
+    if (
+        task.base_moved_to is None
+        or task.base_moved_to == task.base_commit
+        or task.state != TaskState.IN_REVIEW
+        or ledger.active_job(session, task.id) is not None
+    ):
+        return False
+    _set_state(
+        session,
+        task,
+        TaskState.REVISING,
+        f"{task.base_branch} moved to {task.base_moved_to[:10]}: rebasing the stack onto it",
+    )
+    _enqueue(session, settings, JobKind.REBASE, task)
+    return True
+
+
+def rebase(session: Session, settings: Settings, task_id: int) -> Task:
+    """Rebase a task in review onto its base branch's tip now (for a forge that sends no
+    push notifications, or to try a failed rebase again)."""
+    task = get_task(session, task_id)
+    _require_review(task)
+    _set_state(session, task, TaskState.REVISING, f"Rebasing onto {task.base_branch}'s tip")
+    _enqueue(session, settings, JobKind.REBASE, task)
     return task
 
 

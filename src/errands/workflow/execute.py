@@ -11,7 +11,7 @@ from errands.faults import crash_point
 from errands.forges.registry import forge_for
 from errands.git import Mirror, task_branch
 from errands.store import Subtask, Task
-from errands.workflow import handoff, trailers
+from errands.workflow import actions, handoff, trailers
 from errands.workflow.context import JobContext
 from errands.workflow.implement import implement_subtask, observe_branch, publish_branch
 from errands.workflow.mirrors import base_tip
@@ -159,6 +159,8 @@ def finish_review_round(ctx: JobContext, mirror: Mirror, branch: str, head: str)
             no_change=unchanged,
         )
         ctx.settle(session)
+        # The base moved while this job ran (a push its forge told of): rebase now.
+        actions.rebase_if_moved(session, ctx.settings, task)
         forge_for(ctx.settings, task.project).nudge(session, task.project)  # open/update a PR
 
 

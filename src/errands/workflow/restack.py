@@ -52,6 +52,7 @@ class Rebuilt:
     verification: list[dict[str, object]]
     verified: bool | None
     attempts: int
+    conflicts: list[str] = field(default_factory=list)  # paths the agent had to resolve
 
 
 def rebuild(
@@ -62,17 +63,22 @@ def rebuild(
     layers: list[Layer],
     task_prompt: str,
     config: EffectiveConfig,
+    whole: bool = False,
 ) -> list[Rebuilt]:
-    """Rebuild the stack from its lowest layer with fixes; return the rebuilt layers."""
-    start = next(i for i, layer in enumerate(layers) if layer.fixes)
+    """Rebuild the stack from its lowest layer with fixes (``whole``: every layer, onto
+    ``base_commit``, the base branch's new tip when a moved base is rebased); return the
+    rebuilt layers."""
+    start = 0 if whole else next(i for i, layer in enumerate(layers) if layer.fixes)
     work.workspace.reset_to(layers[start - 1].commit if start else base_commit)
+    below = "the moved base branch" if whole else "the revised subtasks below it"
     rebuilt = []
     for layer in layers[start:]:
         # The egress proxy of an agent in the sandbox lives as long as its layer's session.
         with ExitStack() as stack:
             rebuilt.append(
-                _rebuild_layer(ctx, work, layer, len(layers), task_prompt, config, stack)
+                _rebuild_layer(ctx, work, layer, len(layers), task_prompt, config, stack, below)
             )
+            below = "the restacked subtasks below it"
     return rebuilt
 
 
@@ -84,6 +90,7 @@ def _rebuild_layer(
     task_prompt: str,
     config: EffectiveConfig,
     stack: ExitStack,
+    below: str,
 ) -> Rebuilt:
     workspace, position = work.workspace, layer.position
     ctx.check_cancelled()
@@ -134,13 +141,13 @@ def _rebuild_layer(
     if conflicts:
         ctx.emit(
             "restack.conflict",
-            f"Subtask {position} conflicts with the revised subtasks below it in "
+            f"Subtask {position} conflicts with {below} in "
             f"{', '.join(conflicts)}; the agent resolves it",
             position=position,
             paths=conflicts,
         )
         turn(
-            f"{task_prompt}\n\n{where} Applying it again onto the revised subtasks below it "
+            f"{task_prompt}\n\n{where} Applying it again onto {below} "
             "conflicted in the files listed in the next subtask block:\n"
             + prompts.frame("subtask", "\n".join(conflicts))
             + "\nThe files hold git's conflict markers. "
@@ -216,6 +223,7 @@ def _rebuild_layer(
         results,
         verified,
         attempts,
+        conflicts,
     )
 
 

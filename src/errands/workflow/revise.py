@@ -32,7 +32,7 @@ def _describe(comment: ReviewComment, replies: list[ReviewComment]) -> str:
     return f"[{comment.kind}] {where}{side}: {comment.body}{thread}"
 
 
-def _task_prompt(task: Task) -> str:
+def task_prompt_of(task: Task) -> str:
     """The task, and the answers to questions the agent asked during a revise round."""
     answered = [
         f"- {q.text} → {prompts.answer_words(q.options, q.answer_option, q.answer_text)}"
@@ -100,7 +100,7 @@ def run(ctx: JobContext) -> None:
             if s.commit_sha
         ]
         key = trailers.key_line(task)
-        task_prompt = _task_prompt(task)
+        task_prompt = task_prompt_of(task)
         by_id = {s.id: s.position for s in task.subtasks}
         routes = [
             {"comment": cid, "into": by_id[sid], "why": "left on this subtask's diff"}
@@ -206,7 +206,7 @@ def _new_work(
             for c in session.scalars(select(ReviewComment).where(ReviewComment.id.in_(on_top))):
                 c.addressed_by_subtask_id = subtask.id
         subtask_id, steps = subtask.id, list(subtask.steps)
-        prompt = f"{_task_prompt(task)}\n\n{prompts.frame('review', prompts.bullet(steps))}"
+        prompt = f"{task_prompt_of(task)}\n\n{prompts.frame('review', prompts.bullet(steps))}"
     implement_subtask(
         ctx,
         mirror=mirror,

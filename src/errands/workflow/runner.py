@@ -28,7 +28,7 @@ from errands.jobs import ledger
 from errands.jobs.ledger import Lease
 from errands.jobs.worker import Outcome
 from errands.store import Job, Task
-from errands.workflow import execute, index, merge, research, revise
+from errands.workflow import execute, index, merge, rebase, research, revise
 from errands.workflow.context import JobContext, Services
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ STAGES: dict[JobKind, Callable[[JobContext], None]] = {
     JobKind.EXECUTE: execute.run,
     JobKind.REVISE: revise.run,
     JobKind.MERGE: merge.run,
+    JobKind.REBASE: rebase.run,
 }
 
 # Landing problems leave the task in review: the user can fix their checkout, or revise.
