@@ -61,6 +61,11 @@ class ProjectPublic(_Public):
     executor: str | None
     revise_executor: str | None
     required_approvals: int = 1
+    stacked_pulls: bool = Field(
+        default=False,
+        description="GitHub projects: one pull request per subtask, linked as a GitHub stack "
+        "and landed bottom-up through GitHub's stack merge (off: one pull request per task).",
+    )
     indexed_at: UtcDateTime | None
     created_at: UtcDateTime
     effective: EffectivePublic | None = None
@@ -294,6 +299,11 @@ class ProjectUpdate(BaseModel):
     revise_executor: str | None = Field(default=None, max_length=64)
     required_approvals: int | None = Field(
         default=None, ge=1, le=20, description="Reviewers who must approve the same head."
+    )
+    stacked_pulls: bool | None = Field(
+        default=None,
+        description="GitHub projects: publish each task as stacked pull requests, one per "
+        "subtask (tasks already with a pull request keep theirs).",
     )
 
 

@@ -132,7 +132,11 @@ def push_delivery(client: httpx.Client, fake: FakeGitHub, before: str, after: st
     assert answer.status_code in (200, 202), answer.text
 
 
-def task_in_review(client: httpx.Client, fake: FakeGitHub) -> tuple[dict[str, Any], int]:
+def task_in_review(
+    client: httpx.Client, fake: FakeGitHub, **project: Any
+) -> tuple[dict[str, Any], int]:
+    """A GitHub project (with the ``project`` settings) and a task of it in review with its
+    pull request."""
     deliver(
         client,
         "installation",
@@ -145,6 +149,9 @@ def task_in_review(client: httpx.Client, fake: FakeGitHub) -> tuple[dict[str, An
     )
     created = client.post("/api/github/projects", json={"repository": REPO})
     assert created.status_code == 201, created.text
+    if project:
+        changed = client.patch(f"/api/projects/{created.json()['id']}", json=project)
+        assert changed.status_code == 200, changed.text
     made = client.post(
         "/api/tasks", json={"project": created.json()["id"], "title": "Multiply", "body": "a*b"}
     )

@@ -73,7 +73,8 @@ class GitHubForge:
         project = task.project
         if project.github_repo is None or task.github_pr is None:
             return None
-        return PullRequestMerge(
+        merge = StackMerge if task.github_stack is not None else PullRequestMerge
+        return merge(
             settings=self.settings,
             task_id=task.id,
             full_name=project.github_repo,
@@ -136,6 +137,47 @@ class PullRequestMerge:
             commit,
             f"Squash-merged pull request #{self.number} on GitHub as {commit[:10]}",
             {"base_branch": self.base_branch, "pull_request": self.number},
+        )
+
+
+@dataclass(frozen=True)
+class StackMerge(PullRequestMerge):
+    """Land a task published as stacked pull requests: its pull request is the top of the
+    stack, and GitHub's stack merge (the asynchronous merge API; the only one that merges a
+    stack) lands every pull request of the stack, bottom-up, each squashed, atomically. The
+    merge names the reviewed head; the base branch then holds one commit per subtask."""
+
+    def perform(self, mirror: Mirror, emit: Emit) -> Merged:
+        from errands.github.errors import GitHubError, PullNotMergeable
+        from errands.github.forge import repo_access
+        from errands.github.stacks import merge_stack, stack_of
+
+        head = mirror.resolve(f"refs/heads/{self.branch}") if self.branch else None
+        if head is None:
+            raise GitHubError(f"Task {self.task_id} has no branch to merge.")
+        with repo_access(self.settings, self.full_name, self.installation) as access:
+            pull = access.api.pull(self.number)
+            stack = stack_of(access.api, self.number)
+            pulls = [int(p["number"]) for p in (stack or {}).get("pull_requests", [])]
+            if pull.get("merged"):
+                commit = str(pull["merge_commit_sha"])  # merged before a crash, or on GitHub
+            elif pull.get("state") != "open":
+                raise PullNotMergeable(
+                    f"Pull request #{self.number} was closed on GitHub.", files=[]
+                )
+            else:
+                commit = merge_stack(
+                    access.api, self.number, sha=head, title=self.title, message=self.message
+                )
+        try:
+            mirror.fetch()
+        except GitError as exc:
+            emit("github.fetch_failed", f"Merged, but fetching the new base failed: {exc}")
+        return Merged(
+            commit,
+            f"Landed the stack of pull requests {', '.join(f'#{n}' for n in pulls)} on GitHub, "
+            f"bottom-up through GitHub's stack merge; {self.base_branch} is at {commit[:10]}",
+            {"base_branch": self.base_branch, "pull_request": self.number, "stack": pulls},
         )
 
 

@@ -28,7 +28,7 @@ from errands.domain import TaskState, state_words
 from errands.errors import Cancelled, ErrandsError, LeaseLost
 from errands.faults import crash_point
 from errands.github import issues as text
-from errands.github import payloads
+from errands.github import payloads, stacks
 from errands.github.errors import GitHubError, MalformedWebhook
 from errands.github.forge import RepoAccess, repo_access
 from errands.github.intake import request_sync
@@ -94,6 +94,7 @@ def run(ctx: JobContext) -> None:
         sync.post_questions()
         sync.post_status()
         sync.open_pull_requests()
+        sync.publish_stacks()
         sync.describe_pull_requests()
         sync.post_review_comments()
     if retry and ctx.lease.last_attempt:
@@ -686,6 +687,7 @@ class Sync:
             Task.github_pr.is_(None),
             Task.branch.is_not(None),
             Task.state == TaskState.IN_REVIEW,
+            ~Task.project.has(Project.stacked_pulls.is_(True)),  # see publish_stacks
         )
         for task_id in waiting:
             with self.ctx.db.session() as session:
@@ -709,6 +711,18 @@ class Sync:
                     "github.pr_opened",
                     f"Pull request #{pull['number']} for {branch}: {pull.get('html_url')}",
                 )
+
+    def publish_stacks(self) -> None:
+        """Tasks of a project with stacked pull requests: one per subtask, linked as a GitHub
+        stack (errands.github.stacks)."""
+        waiting = self._task_ids(
+            Task.branch.is_not(None),
+            Task.state == TaskState.IN_REVIEW,
+            Task.project.has(Project.stacked_pulls.is_(True)),
+        )
+        mirror = None
+        for task_id in waiting:
+            mirror = stacks.publish(self.ctx, self.api, mirror, task_id)
 
     def describe_pull_requests(self) -> None:
         """After a review round rewrote the stack, write the pull request's description again

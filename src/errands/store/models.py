@@ -59,6 +59,9 @@ class Project(Base):
     github_repo: Mapped[str | None] = mapped_column(String(200), default=None, index=True)
     github_installation_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     github_imported_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Publish a task as one pull request per subtask, linked as a GitHub stack (the Stacks
+    # API) and landed bottom-up through GitHub's stack merge; off: one pull request per task.
+    stacked_pulls: Mapped[bool] = mapped_column(default=False, server_default="0")
     # The organization owning the project; None until the first account exists (single-user
     # local mode), and for a project the local CLI adds later: those belong to the first
     # organization (see errands.accounts.orgs.project_org_id).
@@ -100,6 +103,7 @@ class Task(Base):
     # task started (so the task knows it needs a rebase).
     github_issue: Mapped[int | None] = mapped_column(default=None)
     github_pr: Mapped[int | None] = mapped_column(default=None)
+    github_stack: Mapped[int | None] = mapped_column(default=None)  # its GitHub stack's number
     github_pr_url: Mapped[str | None] = mapped_column(Text, default=None)
     github_questions_comment: Mapped[int | None] = mapped_column(BigInteger, default=None)
     base_moved_to: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -168,6 +172,8 @@ class Subtask(Base):
     # Its uncommitted work (a binary git diff) when its agent stopped to ask: restored when
     # it resumes with the answer, dropped once it commits (errands.workflow.asking).
     wip_patch: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
+    # Its own pull request, in a project that publishes stacked pull requests.
+    github_pr: Mapped[int | None] = mapped_column(default=None)
 
     task: Mapped[Task] = relationship(back_populates="subtasks")
     versions: Mapped[list[SubtaskVersion]] = relationship(

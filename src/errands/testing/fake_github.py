@@ -106,6 +106,8 @@ class FakeRepo:
     pulls: dict[int, Json] = field(default_factory=dict)
     review_comments: dict[int, list[Json]] = field(default_factory=dict)
     permissions: dict[str, str] = field(default_factory=dict)
+    stacks: dict[int, Json] = field(default_factory=dict)  # stacked pull requests, by number
+    merge_requests: dict[str, Json] = field(default_factory=dict)  # merge-async, by uuid
 
 
 class FakeGitHub:
@@ -378,6 +380,10 @@ class FakeGitHub:
         self._oauth_routes(app)
         self._issue_routes(app)
         self._pull_routes(app)
+        # GitHub's stacked pull requests (the Stacks API and the asynchronous merge).
+        from errands.testing.fake_github_stacks import stack_routes
+
+        stack_routes(self, app)
         return app
 
     def _authorize(self, request: Request) -> str | None:
@@ -650,6 +656,13 @@ class FakeGitHub:
         head_ref = pull["head"]["ref"]
         if pull["state"] == "open":
             pull["head"]["sha"] = self._head_sha(repo, head_ref) or pull["head"]["sha"]
+        from errands.testing.fake_github_stacks import stack_summary
+
+        summary = stack_summary(repo, pull["number"])
+        if summary is not None:
+            pull["stack"] = summary
+        else:
+            pull.pop("stack", None)
         return pull
 
     def _review_comment(
@@ -775,6 +788,9 @@ class FakeGitHub:
             repo = fake.repos[f"{owner}/{name}"]
             with fake._lock:
                 pull = repo.pulls[number]
+                if "base" in body and "stack" in fake._pull_json(repo, pull):
+                    # GitHub refuses any base in a PATCH of a stacked pull request.
+                    return _invalid("base", "invalid")
                 for key in ("title", "body", "state"):
                     if key in body:
                         pull[key] = body[key]
@@ -847,6 +863,12 @@ class FakeGitHub:
                 if pull["merged"] or pull["state"] != "open":
                     return JSONResponse(
                         {"message": "Pull Request is not mergeable"}, status_code=405
+                    )
+                if "stack" in fake._pull_json(repo, pull):
+                    # GitHub: a stack merges only through the asynchronous merge API.
+                    return JSONResponse(
+                        {"message": "Stacked pull requests must be merged with merge-async."},
+                        status_code=405,
                     )
                 return fake._squash(repo, pull, body)
 

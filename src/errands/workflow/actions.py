@@ -218,6 +218,7 @@ def update_project(
     executor: str | None = None,
     revise_executor: str | None = None,
     required_approvals: int | None = None,
+    stacked_pulls: bool | None = None,
 ) -> Project:
     """Overrides set here win over the repository's .errands.toml and over detection."""
     project = get_project(session, ref)
@@ -271,6 +272,8 @@ def update_project(
         if not 1 <= required_approvals <= MAX_APPROVALS:
             raise InvalidInput(f"required_approvals must be from 1 to {MAX_APPROVALS}.")
         project.required_approvals = required_approvals
+    if stacked_pulls is not None:
+        project.stacked_pulls = stacked_pulls
     event_log.record(session, "project.updated", "Project settings changed", project_id=project.id)
     return project
 
