@@ -348,6 +348,13 @@ def project_set(
     required_approvals: Annotated[
         int | None, typer.Option(help="Reviewers who must approve the same head to merge.")
     ] = None,
+    stacked_pulls: Annotated[
+        bool | None,
+        typer.Option(
+            "--stacked-pulls/--single-pull",
+            help="GitHub projects: one pull request per subtask, as a GitHub stack.",
+        ),
+    ] = None,
 ) -> None:
     """Change a project's settings (they override .errands.toml and detection)."""
     from errands.workflow import actions
@@ -375,6 +382,7 @@ def project_set(
             executor=executor,
             revise_executor=revise_executor,
             required_approvals=required_approvals,
+            stacked_pulls=stacked_pulls,
         )
     )
     out.print("Updated.")

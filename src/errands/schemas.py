@@ -61,6 +61,9 @@ class ProjectPublic(_Public):
     executor: str | None
     revise_executor: str | None
     required_approvals: int = 1
+    github_repo: str | None = Field(
+        default=None, description="owner/name of a project connected to GitHub."
+    )
     stacked_pulls: bool = Field(
         default=False,
         description="GitHub projects: one pull request per subtask, linked as a GitHub stack "

@@ -157,6 +157,7 @@ def edit_project(
     revise_executor: Annotated[str, Form()] = "",
     required_approvals: Annotated[str, Form()] = "",
     lean_after_hours: Annotated[str, Form()] = "",
+    stacked_pulls: Annotated[str, Form()] = "",
 ) -> Response:
     def work(s: Session) -> str:
         verify, setup, hosts = _lines(verify_commands), _lines(setup_commands), _lines(setup_hosts)
@@ -180,6 +181,7 @@ def edit_project(
             executor=executor,  # "" clears: .errands.toml or the server's again
             revise_executor=revise_executor,
             required_approvals=optional_int(required_approvals, "required_approvals"),
+            stacked_pulls=bool(stacked_pulls),
             # Empty: questions asked while executing wait for people, however long.
             lean_after_hours=lean_after,
             clear_lean_after_hours=lean_after is None,
