@@ -88,9 +88,10 @@ def build_repo(root: Path, scale: int = 1) -> tuple[Path, str, list[str]]:
     git(repo, "checkout", "-q", "-b", BRANCH)
     shas = []
     for n in range(1, SUBTASKS + 1):
-        # 500 new lines in two modules, and 50 lines replaced in the middle of core.py.
-        (repo / f"pkg_{n}_a.py").write_text(module(n, 250 * scale + 25 * (scale - 1)))
-        (repo / f"pkg_{n}_b.py").write_text(module(n + 100, 250 * scale + 25 * (scale - 1)))
+        # 500 new lines in two modules (scale 10: 5,900), and 50 lines replaced in the middle
+        # of core.py (100 changed): 600 changed lines a subtask (scale 10: 6,000).
+        (repo / f"pkg_{n}_a.py").write_text(module(n, 300 * scale - 50))
+        (repo / f"pkg_{n}_b.py").write_text(module(n + 100, 300 * scale - 50))
         core = (repo / "core.py").read_text().split("\n")
         start = 300 * n
         core[start : start + 50] = [f"value_{n}_{i} = {i}" for i in range(50)]

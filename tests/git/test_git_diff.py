@@ -3,7 +3,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from errands.git import Diff, FileDiff, Mirror, parse_diff
+from errands.git import Detail, Diff, FileDiff, Mirror, parse_diff
+from errands.git.diff import DEFAULT_MAX_LINES_PER_FILE
+from errands.git.mirror import DEFAULT_MAX_DIFF_BYTES
 from tests.git.git_helpers import commit_files, sh
 
 
@@ -12,12 +14,17 @@ def _file(diff: Diff, path: str) -> FileDiff:
 
 
 def _diff_after(
-    tmp_path: Path, repo: Path, files: dict[str, str | bytes | None], **kwargs: int
+    tmp_path: Path,
+    repo: Path,
+    files: dict[str, str | bytes | None],
+    *,
+    max_lines_per_file: int = DEFAULT_MAX_LINES_PER_FILE,
+    max_bytes: int = DEFAULT_MAX_DIFF_BYTES,
 ) -> Diff:
     before = sh(repo, "rev-parse", "HEAD").strip()
     after = commit_files(repo, files, "change")
     mirror = Mirror.create(tmp_path / "mirror.git", str(repo))
-    return mirror.diff(before, after, **kwargs)
+    return mirror.diff(before, after, max_lines_per_file=max_lines_per_file, max_bytes=max_bytes)
 
 
 def test_added_deleted_modified_and_renamed(tmp_path: Path, user_repo: Path) -> None:
@@ -149,3 +156,46 @@ def test_parse_cuts_a_hunk_midway_and_keeps_no_newline_markers() -> None:
 
 def test_parse_empty() -> None:
     assert parse_diff("") == Diff(files=[], additions=0, deletions=0)
+
+
+def test_detail_parses_the_files_picked_and_counts_the_others(
+    tmp_path: Path, user_repo: Path
+) -> None:
+    body = "".join(f"line {i}\n" for i in range(20))
+    commit_files(user_repo, {"old_name.txt": body, "img.bin": b"\x89PNG\x00"}, "setup")
+    sh(user_repo, "mv", "old_name.txt", "new name.txt")
+    files: dict[str, str | bytes | None] = {
+        "new name.txt": body.replace("line 3\n", "line three\n"),
+        "img.bin": b"\x89PNG\x00\x01",
+        "a.txt": "one\ntwo\n",
+        "z.txt": "".join(f"{i}\n" for i in range(40)),
+    }
+    before = sh(user_repo, "rev-parse", "HEAD").strip()
+    after = commit_files(user_repo, files, "change")
+    mirror = Mirror.create(tmp_path / "mirror.git", str(user_repo))
+    full = mirror.diff(before, after, max_lines_per_file=30)
+    # Nothing picked: every file's paths, status and counts, no hunks.
+    summary = mirror.diff(before, after, max_lines_per_file=30, detail=Detail())
+    strip = {"hunks": [], "unparsed_lines": 0}
+    for whole, counted in zip(full.files, summary.files, strict=True):
+        assert counted.hunks == [] and counted.unparsed_lines == sum(
+            len(h.lines) for h in whole.hunks
+        )
+        assert counted.to_dict() | strip == whole.to_dict() | strip
+    assert (summary.additions, summary.deletions) == (full.additions, full.deletions)
+    # The first 3 lines' worth (a.txt), skipping the files over 25 lines, plus one by path.
+    picked = mirror.diff(
+        before,
+        after,
+        max_lines_per_file=30,
+        detail=Detail(lines=3, largest=25, paths=frozenset({"new name.txt"})),
+    )
+    parsed = {f.path for f in picked.files if f.hunks}
+    assert parsed == {"a.txt", "new name.txt"}
+    for whole, got in zip(full.files, picked.files, strict=True):
+        if got.path in parsed:
+            assert got == whole
+    by_index = parse_diff(
+        sh(user_repo, "diff", before, after), detail=Detail(indexes=frozenset({3}))
+    )
+    assert [bool(f.hunks) for f in by_index.files] == [False, False, False, True]

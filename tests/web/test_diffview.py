@@ -111,12 +111,43 @@ def test_past_the_first_screens_files_wait_to_be_scrolled_to_in_reading_order() 
     page = diffview.MAX_ROWS_PER_PAGE
     text = added("a.py", page - 10) + added("b.py", 50) + added("c.py", 5)
     views = diffview.build(parse_diff(text), split=False)
-    assert views[0].rows and not views[0].deferred
-    # b.py does not fit: it and every file after it (c.py would fit) wait to be scrolled to.
-    assert views[1].deferred and views[1].later and not views[1].rows
+    assert views[0].rows and not views[0].deferred and not views[0].more
+    # b.py does not fit: its first 10 rows end the page, the rest of it and every file after
+    # it (c.py would fit) wait to be scrolled to.
+    assert [r.new_no for r in views[1].rows] == list(range(1, 11))
+    assert (views[1].shown, views[1].more, views[1].deferred) == (10, 40, False)
     assert views[2].deferred and views[2].later and not views[2].rows
+    # The rest of b.py, asked for from its row 10: the same rows a whole file has there.
+    rest = diffview.build(parse_diff(text), split=True, only="b.py", start=10)[1]
+    whole = diffview.file_rows(parse_diff(text).files[1])
+    assert rest.rows == whole[10:] and [r.right for r in rest.split] == whole[10:]
+    # Lexed up to the cut only, the rows above it are coloured as in the whole file.
+    assert views[1].rows == whole[:10]
     # One file too large to render on its own waits for a click, and takes no budget.
     text = added("big.py", diffview.MAX_ROWS_PER_FILE + 1) + added("d.py", 5)
     views = diffview.build(parse_diff(text), split=False)
     assert views[0].deferred and not views[0].later
     assert views[1].rows and not views[1].deferred
+
+
+def test_a_page_parses_only_the_files_it_prints() -> None:
+    def added(path: str, lines: int) -> str:
+        body = "".join(f'+x{i} = "{i}"\n' for i in range(lines))
+        return (
+            f"diff --git a/{path} b/{path}\nnew file mode 100644\nindex 0000000..1111111\n"
+            f"--- /dev/null\n+++ b/{path}\n@@ -0,0 +1,{lines} @@\n{body}"
+        )
+
+    page = diffview.MAX_ROWS_PER_PAGE
+    text = added("a.py", page - 10) + added("b.py", 50) + added("c.py", 5)
+    diff = parse_diff(text, detail=diffview.PAGE_DETAIL)
+    assert [bool(f.hunks) for f in diff.files] == [True, True, False]
+    views = diffview.build(diff, split=False)
+    assert views[1].more == 40 and views[2].later and views[2].size == 5
+
+    # What it prints is what it would from the whole parse.
+    def printed(v: diffview.FileView) -> tuple[object, ...]:
+        return (v.rows, v.shown, v.more, v.deferred, v.later, v.pending, v.size)
+
+    whole = diffview.build(parse_diff(text), split=False)
+    assert [printed(v) for v in views] == [printed(v) for v in whole]

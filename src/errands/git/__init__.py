@@ -4,7 +4,7 @@ Everything runs the ``git`` CLI (see :mod:`errands.git.runner`); failures surfac
 :class:`errands.errors.GitError` and its subclasses.
 """
 
-from errands.git.diff import Diff, FileDiff, Hunk, Line, parse_diff
+from errands.git.diff import Detail, Diff, FileDiff, Hunk, Line, parse_diff
 from errands.git.history import CommitInfo
 from errands.git.mirror import Mirror
 from errands.git.pool import WorkspacePool
@@ -21,6 +21,7 @@ from errands.git.workspace import Workspace
 __all__ = [
     "TASK_BRANCH_PREFIX",
     "CommitInfo",
+    "Detail",
     "Diff",
     "FileDiff",
     "GitResult",

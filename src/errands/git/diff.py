@@ -61,6 +61,9 @@ class FileDiff:
     hunks: list[Hunk]
     # Some hunks or lines were left out because the file exceeded the line budget.
     truncated: bool
+    # Hunk lines not parsed on this request (``Detail``): the counts above cover them, and a
+    # page asks for the file's hunks when the reader gets to it. 0: ``hunks`` is all there is.
+    unparsed_lines: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,14 +81,32 @@ class Diff:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """Which files' hunks to parse; the others keep their paths and counts only (a page's
+    first screen needs the hunks of its first files, and parsing is most of a long diff's
+    cost).
+
+    Parsed: files named by path or by index, and the files in diff order while fewer than
+    ``lines`` hunk lines have been parsed, leaving out those over ``largest`` lines (a page
+    loads them on request only).
+    """
+
+    lines: int = 0
+    largest: int | None = None
+    paths: frozenset[str] = frozenset()
+    indexes: frozenset[int] = frozenset()
+
+
 def parse_diff(
     text: str,
     *,
     max_lines_per_file: int = DEFAULT_MAX_LINES_PER_FILE,
     max_total_lines: int = DEFAULT_MAX_TOTAL_LINES,
     truncated: bool = False,
+    detail: Detail | None = None,
 ) -> Diff:
-    """Parse ``git diff`` output.
+    """Parse ``git diff`` output (every file's hunks, or those ``detail`` picks).
 
     ``truncated`` says the text itself was cut short; the file cut in the middle is dropped.
     """
@@ -94,9 +115,22 @@ def parse_diff(
         chunks.pop()
     files: list[FileDiff] = []
     budget = max_total_lines
-    for chunk in chunks:
-        file_diff = _parse_file(chunk, min(max_lines_per_file, budget))
-        budget -= sum(len(h.lines) for h in file_diff.hunks)
+    wanted = detail.lines if detail is not None else 0
+    for index, chunk in enumerate(chunks):
+        limit = min(max_lines_per_file, budget)
+        if detail is None:
+            file_diff = _parse_file(chunk, limit)
+        else:
+            summary = _summarise(chunk, limit)
+            lines = summary.unparsed_lines
+            named = index in detail.indexes or summary.path in detail.paths
+            small = detail.largest is None or lines <= detail.largest
+            if named or (wanted > 0 and small):
+                file_diff = _parse_file(chunk, limit)
+                wanted -= 0 if named else lines
+            else:
+                file_diff = summary
+        budget -= sum(len(h.lines) for h in file_diff.hunks) + file_diff.unparsed_lines
         files.append(file_diff)
     return Diff(
         files=files,
@@ -225,6 +259,34 @@ def _parse_file(chunk: list[str], budget: int) -> FileDiff:
         deletions=bounded.deletions,
         hunks=hunks,
         truncated=bounded.truncated,
+    )
+
+
+def _summarise(chunk: list[str], budget: int) -> FileDiff:
+    """The file's paths, status and counts without its hunks (their lines only counted)."""
+    body = next((i for i, line in enumerate(chunk) if line.startswith("@@")), len(chunk))
+    head = _parse_file(chunk[:body], 0)
+    additions = deletions = context = 0
+    for line in chunk[body:]:
+        # Inside hunks every line starts with one of these (or "@@", or "\\ No newline").
+        first = line[:1]
+        if first == "+":
+            additions += 1
+        elif first == "-":
+            deletions += 1
+        elif first == " ":
+            context += 1
+    lines = additions + deletions + context
+    return FileDiff(
+        path=head.path,
+        old_path=head.old_path,
+        status=head.status,
+        is_binary=head.is_binary,
+        additions=additions,
+        deletions=deletions,
+        hunks=[],
+        truncated=lines > budget,
+        unparsed_lines=min(lines, budget),
     )
 
 

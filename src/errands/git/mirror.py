@@ -9,7 +9,7 @@ from pathlib import Path
 
 from errands.errors import BranchMoved, GitError
 from errands.git import land as landing
-from errands.git.diff import DEFAULT_MAX_LINES_PER_FILE, Diff, parse_diff
+from errands.git.diff import DEFAULT_MAX_LINES_PER_FILE, Detail, Diff, parse_diff
 from errands.git.history import CommitInfo, list_commits
 from errands.git.lock import LOCK_NAME, repo_lock
 from errands.git.repo import check_rev, local_repository, require_task_branch, resolve
@@ -223,8 +223,10 @@ class Mirror:
         *,
         max_lines_per_file: int = DEFAULT_MAX_LINES_PER_FILE,
         max_bytes: int = DEFAULT_MAX_DIFF_BYTES,
+        detail: Detail | None = None,
     ) -> Diff:
-        """What changed from ``old`` (None: the empty tree, for a root commit) to ``new``."""
+        """What changed from ``old`` (None: the empty tree, for a root commit) to ``new``
+        (every file's hunks, or only those ``detail`` picks)."""
         old_rev = check_rev(old) if old is not None else self._empty_tree()
         result = run_git(
             "diff",
@@ -246,7 +248,10 @@ class Mirror:
         if not result.ok:
             raise error_for(result)
         return parse_diff(
-            result.stdout, max_lines_per_file=max_lines_per_file, truncated=result.truncated
+            result.stdout,
+            max_lines_per_file=max_lines_per_file,
+            truncated=result.truncated,
+            detail=detail,
         )
 
     def _empty_tree(self) -> str:

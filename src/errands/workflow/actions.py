@@ -26,7 +26,7 @@ from errands.domain import (
     state_words,
 )
 from errands.errors import ConfigError, Conflict, GitError, InvalidInput, NotFound, NothingToMerge
-from errands.git import Diff, git, run_git
+from errands.git import Detail, Diff, git, run_git
 from errands.git.lock import repo_lock
 from errands.git.rangediff import RangeDiff, range_diff
 from errands.git.repo import resolve
@@ -502,20 +502,26 @@ def _require_review(task: Task) -> None:
 
 
 def diff(
-    session: Session, settings: Settings, task_id: int, subtask: int | None = None
+    session: Session,
+    settings: Settings,
+    task_id: int,
+    subtask: int | None = None,
+    *,
+    detail: Detail | None = None,
 ) -> tuple[Task, Diff]:
-    """The whole branch against its base, or one subtask's commit against its parent."""
+    """The whole branch against its base, or one subtask's commit against its parent
+    (``detail``: only some files' hunks parsed, see ``Detail``)."""
     task = get_task(session, task_id)
     if task.branch is None or task.base_commit is None:
         raise Conflict(f"Task {task_id} has no changes yet (it is {state_words(task.state)}).")
     mirror = open_mirror(settings, task.project_id, task.project.origin)
     if subtask is None:
         tip = mirror.resolve(f"refs/heads/{task.branch}") or task.base_commit
-        return task, mirror.diff(task.base_commit, tip)
+        return task, mirror.diff(task.base_commit, tip, detail=detail)
     found = _subtask(task, subtask)
     if found.commit_sha is None:
         raise Conflict(f"Subtask {subtask} of task {task_id} has no commit ({found.state}).")
-    return task, mirror.diff(f"{found.commit_sha}^", found.commit_sha)
+    return task, mirror.diff(f"{found.commit_sha}^", found.commit_sha, detail=detail)
 
 
 def add_comment(

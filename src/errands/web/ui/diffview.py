@@ -2,12 +2,17 @@
 side-by-side, with the unchanged stretches between hunks as expandable gaps.
 
 Highlighting runs server-side (Pygments) over each hunk's old and new text as a whole, so
-strings and comments spanning lines colour correctly, then is cut back into lines.
+strings and comments spanning lines colour correctly, then is cut back into lines. (A hunk is
+lexed from its own first line, not from the file's: a string opened above a hunk and closed in
+it is coloured as code.)
 
-Lexing is most of a page's server time, so a page lexes only its first lines, within a budget
-(in page order); the rest are printed escaped but uncoloured, and the page asks for their
-colours afterwards (``highlighted_lines``), upgrading them in place. What is already in the
-cache costs nothing and is always printed coloured.
+A page renders its first screens only (``MAX_ROWS_PER_PAGE`` rows; a file may be cut in the
+middle) and the reader's browser asks for the rest of a file as it comes near. Lexing is most
+of a page's server time, so a page lexes only the rows it prints (a hunk cut short is lexed up
+to the cut: the lines above a cut colour as in the whole hunk, as a lexer reads forward), within
+a budget; the rest are printed escaped but uncoloured, and the page asks for their colours
+afterwards (``highlighted_lines``), upgrading them in place. What is already in the cache costs
+nothing and is always printed coloured.
 """
 
 from __future__ import annotations
@@ -25,21 +30,25 @@ from pygments.lexer import Lexer
 from pygments.lexers import TextLexer, get_lexer_for_filename
 from pygments.util import ClassNotFound
 
-from errands.git import Diff, FileDiff, Hunk
+from errands.git import Detail, Diff, FileDiff, Hunk
 
 RowKind = Literal["context", "added", "removed", "gap"]
 
 # Past these sizes a file's rows are not rendered with the page: the reader asks for them
 # (one click), so one generated or vendored file never freezes the whole review.
 MAX_ROWS_PER_FILE = 1500
-# Rows a page renders with itself: a few screens. The files after them come as the reader
-# scrolls near them (or jumps to them), so a long stack's page is quick to open.
-MAX_ROWS_PER_PAGE = 600
+# Rows a page renders with itself: about three screens. The rest of a file cut there, and the
+# files after it, come as the reader scrolls near them (or jumps to them), so a long stack's
+# page is quick to open: the browser lays out few rows, the server parses and lexes few lines.
+MAX_ROWS_PER_PAGE = 150
 # Lines longer than this are not highlighted (minified code makes Pygments slow).
 MAX_HIGHLIGHT_LINE = 2000
 # Lines a page lexes while it renders (those not cached yet); the rest are coloured afterwards,
 # in batches of about as many lines a request.
 HIGHLIGHT_BUDGET = 600
+
+# What a page parses of its diff: the files it renders (the others are counted only).
+PAGE_DETAIL = Detail(lines=MAX_ROWS_PER_PAGE, largest=MAX_ROWS_PER_FILE)
 
 _FORMATTER = HtmlFormatter(nowrap=True)
 
@@ -82,6 +91,10 @@ class FileView:
     later: bool = False
     # Some rows are escaped but not highlighted yet: the page asks for them after loading.
     pending: bool = False
+    # Cut at the page's last row: ``shown`` rows printed (in the unified layout's count, what
+    # the page asks for the rest from), ``more`` hunk lines after them.
+    shown: int = 0
+    more: int = 0
 
     @property
     def anchor(self) -> str:
@@ -89,7 +102,7 @@ class FileView:
 
     @property
     def size(self) -> int:
-        return sum(len(h.lines) for h in self.file.hunks)
+        return sum(len(h.lines) for h in self.file.hunks) + self.file.unparsed_lines
 
 
 @lru_cache(maxsize=256)
@@ -208,13 +221,17 @@ class _Budget:
         return old_html or _plain(old), new_html or _plain(new), True
 
 
-def _hunk_rows(path: str, hunk: Hunk, budget: _Budget) -> tuple[list[Row], bool]:
-    old_side = [line.text for line in hunk.lines if line.kind != "added"]
-    new_side = [line.text for line in hunk.lines if line.kind != "removed"]
+def _hunk_rows(
+    path: str, hunk: Hunk, budget: _Budget, limit: int | None = None
+) -> tuple[list[Row], bool]:
+    """The hunk's rows (its first ``limit`` only: the lines after them are not lexed)."""
+    lines = hunk.lines if limit is None else hunk.lines[:limit]
+    old_side = [line.text for line in lines if line.kind != "added"]
+    new_side = [line.text for line in lines if line.kind != "removed"]
     old_list, new_list, plain = budget.sides(path, old_side, new_side)
     old_html, new_html = iter(old_list), iter(new_list)
     rows: list[Row] = []
-    for line in hunk.lines:
+    for line in lines:
         if line.kind == "removed":
             html = next(old_html)
         elif line.kind == "added":
@@ -237,7 +254,9 @@ def file_rows(file: FileDiff) -> list[Row]:
     return _file_rows(file, _Budget(None))[0]
 
 
-def _file_rows(file: FileDiff, budget: _Budget) -> tuple[list[Row], bool]:
+def _file_rows(file: FileDiff, budget: _Budget, limit: int | None = None) -> tuple[list[Row], bool]:
+    """The file's rows (its first ``limit`` only, gaps counted), and whether any is left
+    uncoloured."""
     rows: list[Row] = []
     pending = False
     # A whole added or deleted file has no unchanged lines to show.
@@ -250,9 +269,14 @@ def _file_rows(file: FileDiff, budget: _Budget) -> tuple[list[Row], bool]:
             gap = _gap(next_new, hunk.new_start - 1, offset)
             if gap is not None:
                 rows.append(gap)
-        hunk_rows, plain = _hunk_rows(file.path, hunk, budget)
+        room = None if limit is None else limit - len(rows)
+        if room is not None and room <= 0:
+            return rows[:limit], pending
+        hunk_rows, plain = _hunk_rows(file.path, hunk, budget, room)
         rows.extend(hunk_rows)
         pending = pending or plain
+        if room is not None and room <= len(hunk_rows) and hunk.lines[room:]:
+            return rows, pending
         next_new = hunk.new_start + hunk.new_lines
         offset = (hunk.old_start + hunk.old_lines) - next_new
     # git shows 3 lines of context: a last hunk ending in fewer stopped at the end of file.
@@ -304,11 +328,18 @@ def pair(rows: list[Row]) -> list[SplitRow]:
 
 
 def build(
-    diff: Diff, *, split: bool, only: str | None = None, highlight: int | None = None
+    diff: Diff,
+    *,
+    split: bool,
+    only: str | None = None,
+    start: int = 0,
+    highlight: int | None = None,
 ) -> list[FileView]:
-    """Views of every file; the rows of the large ones (or of all past the page budget) are
-    left for the reader to load. ``only`` renders that one path in full, whatever its size.
-    ``highlight``: how many lines may be lexed (None: all); past it rows are left ``pending``.
+    """Views of every file; the page's first ``MAX_ROWS_PER_PAGE`` rows are rendered (the
+    file they end in is cut there), and the rest (and the large files) are left for the reader
+    to load. ``only`` renders that one path in full, whatever its size, from its unified row
+    ``start`` on. ``highlight``: how many lines may be lexed (None: all); past it rows are left
+    ``pending``.
     """
     views: list[FileView] = []
     budget = MAX_ROWS_PER_PAGE
@@ -318,16 +349,24 @@ def build(
         views.append(view)
         if only is not None and file.path != only:
             continue
-        if file.is_binary or not file.hunks:
+        if file.is_binary or not view.size:
             continue
-        if only is None and (view.size > MAX_ROWS_PER_FILE or view.size > budget):
-            view.deferred = True
-            if view.size <= MAX_ROWS_PER_FILE:
-                view.later = True
-                budget = 0  # the files after it wait too: the page fills in reading order
+        if only is not None:
+            view.rows, view.pending = _file_rows(file, lexing)
+            view.rows = view.rows[start:]
+        elif view.size > MAX_ROWS_PER_FILE:
+            view.deferred = True  # a click loads it; it takes none of the page's rows
             continue
-        budget -= view.size
-        view.rows, view.pending = _file_rows(file, lexing)
+        elif budget <= 0 or file.unparsed_lines:
+            # The files after the first screens wait: the page fills in reading order.
+            view.deferred = view.later = True
+            budget = 0
+            continue
+        else:
+            view.rows, view.pending = _file_rows(file, lexing, budget)
+            view.shown = len(view.rows)
+            view.more = view.size - sum(1 for r in view.rows if r.kind != "gap")
+            budget -= view.shown if view.more else view.size
         if split:
             view.split = pair(view.rows)
     return views

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from errands.accounts.access import ACT, READ, Permit, principal_of
 from errands.errors import ErrandsError, InvalidInput, NotFound
-from errands.git import Diff
+from errands.git import Detail, Diff
 from errands.git.rangediff import RangeDiff
 from errands.jobs import ledger
 from errands.limits import Count, Id
@@ -140,14 +140,21 @@ def _select(task: TaskPublic, asked: Asked) -> Selection:
 
 
 def _diff_of(
-    s: Session, settings: Settings, task_id: int, selection: Selection, reviewer: Reviewer
+    s: Session,
+    settings: Settings,
+    task_id: int,
+    selection: Selection,
+    reviewer: Reviewer,
+    detail: Detail | None = None,
 ) -> Diff:
+    """What the selection shows (``detail``: of a subtask's newest version or the whole
+    branch, only some files' hunks parsed; other views parse all)."""
     if selection.view == "since":
         return _since(s, settings, task_id, selection, reviewer)[0]
     if selection.view == "subtask" and selection.version is not None:
         assert selection.subtask is not None
         return actions.version_diff(s, settings, task_id, selection.subtask, selection.version)[1]
-    return actions.diff(s, settings, task_id, selection.subtask)[1]
+    return actions.diff(s, settings, task_id, selection.subtask, detail=detail)[1]
 
 
 def _since(
@@ -161,7 +168,12 @@ def _since(
 
 
 def _load(
-    s: Session, settings: Settings, task_id: int, asked: Asked, reviewer: Reviewer
+    s: Session,
+    settings: Settings,
+    task_id: int,
+    asked: Asked,
+    reviewer: Reviewer,
+    detail: Detail | None = None,
 ) -> dict[str, Any]:
     task, jobs = actions.task_with_jobs(s, task_id)
     public = TaskPublic.of(task, jobs)
@@ -194,7 +206,7 @@ def _load(
             s, settings, task_id, selection.subtask, selection.old, selection.new
         )
     else:
-        diff = _diff_of(s, settings, task_id, selection, reviewer)
+        diff = _diff_of(s, settings, task_id, selection, reviewer, detail)
     sizes = actions.commit_sizes(s, settings, task_id)
     return {
         "task": public,
@@ -239,7 +251,9 @@ def review_page(
 ) -> Response:
     asked = asked or Asked()
     reviewer = get_reviewer(request)
-    context = in_session(db, lambda s: _load(s, settings, task_id, asked, reviewer))
+    # A page parses the files it prints; the JSON answer is the whole diff.
+    detail = None if wants_json(request) else diffview.PAGE_DETAIL
+    context = in_session(db, lambda s: _load(s, settings, task_id, asked, reviewer, detail))
     selection: Selection = context["selection"]
     diff: Diff = context["diff"]
     if wants_json(request):
@@ -314,11 +328,15 @@ def file_fragment(
     path: str,
     asked: AskedDep,
     reviewer: ReviewerDep,
+    row: Annotated[Count, Query()] = 0,
 ) -> Response:
-    """One large file's rows, asked for when the reader opens it."""
-    context = in_session(db, lambda s: _load(s, settings, task_id, asked, reviewer))
+    """One file's rows, from its unified row ``row`` on: a large file when the reader opens
+    it, a file after the page's first screens (or the rest of one cut there) as they near it.
+    """
+    detail = Detail(paths=frozenset({path}))
+    context = in_session(db, lambda s: _load(s, settings, task_id, asked, reviewer, detail))
     selection: Selection = context["selection"]
-    files = diffview.build(context["diff"], split=selection.split, only=path)
+    files = diffview.build(context["diff"], split=selection.split, only=path, start=row)
     found = next((f for f in files if f.file.path == path), None)
     if found is None:
         raise InvalidInput(f"{path} is not in this diff.")
@@ -351,7 +369,8 @@ def highlight_files(
     def work(s: Session) -> Diff:
         task, jobs = actions.task_with_jobs(s, task_id)
         selection = _select(TaskPublic.of(task, jobs), asked)
-        return _diff_of(s, settings, task_id, selection, reviewer)
+        detail = Detail(indexes=frozenset(file))
+        return _diff_of(s, settings, task_id, selection, reviewer, detail)
 
     diff = in_session(db, work)
     out = []

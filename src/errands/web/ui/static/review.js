@@ -124,18 +124,28 @@
       .catch(function () { button.disabled = false; button.textContent = "Could not load the lines; try again"; });
   }
 
-  // A file's rows fetched on demand; the same promise for every caller while it loads.
+  // A file's rows fetched on demand (a whole file, or the rest of one the page cut short:
+  // those rows go under the ones shown); the same promise for every caller while it loads.
   function loadFile(button) {
     if (button.loading) return button.loading;
     var file = button.closest(".file");
     var params = new URLSearchParams(root.dataset.highlightQuery);  // the page's own view
     params.set("path", button.dataset.path);
+    if (button.dataset.row) params.set("row", button.dataset.row);
     button.disabled = true;
     button.textContent = "Loading…";
     if (!button.dataset.auto) file.classList.remove("collapsed");
     button.loading = fetch("/tasks/" + taskId + "/review/file?" + params, { headers: { Accept: "text/html" } })
       .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.text(); })
-      .then(function (html) { button.closest(".note").outerHTML = html; })
+      .then(function (html) {
+        var shown = button.dataset.row && file.querySelector("table.diff > tbody");
+        if (!shown) { button.closest(".note").outerHTML = html; return; }
+        var holder = document.createElement("template");
+        holder.innerHTML = html;
+        var rest = holder.content.querySelector("table.diff > tbody");
+        if (rest) shown.append.apply(shown, Array.prototype.slice.call(rest.children));
+        button.closest(".note").remove();
+      })
       .catch(function () {
         button.loading = null;
         button.disabled = false;
