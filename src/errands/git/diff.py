@@ -119,14 +119,14 @@ def parse_diff(
     for index, chunk in enumerate(chunks):
         limit = min(max_lines_per_file, budget)
         if detail is None:
-            file_diff = _parse_file(chunk, limit)
+            file_diff = _parse_file(_lines(chunk), limit)
         else:
             summary = _summarise(chunk, limit)
             lines = summary.unparsed_lines
             named = index in detail.indexes or summary.path in detail.paths
             small = detail.largest is None or lines <= detail.largest
             if named or (wanted > 0 and small):
-                file_diff = _parse_file(chunk, limit)
+                file_diff = _parse_file(_lines(chunk), limit)
                 wanted -= 0 if named else lines
             else:
                 file_diff = summary
@@ -140,23 +140,27 @@ def parse_diff(
     )
 
 
-def _file_chunks(text: str) -> Iterator[list[str]]:
-    """Split git's output into one list of lines per file.
+def _file_chunks(text: str) -> Iterator[str]:
+    """Split git's output into one text per file.
 
     Hunk lines always start with a space, ``+``, ``-`` or ``\\``, so a line starting with
-    ``diff --git`` can only be the start of the next file.
+    ``diff --git`` can only be the start of the next file. (Cut as text, not as lines: a file
+    that is only counted is never split into lines.)
     """
-    chunk: list[str] = []
+    start = 0
+    while start < len(text):
+        found = text.find("\ndiff --git ", start)
+        end = len(text) if found < 0 else found + 1
+        yield text[start:end]
+        start = end
+
+
+def _lines(chunk: str) -> list[str]:
     # Split on "\n" only: str.splitlines() would also break on \r, \f, \x1c… inside content.
-    for line in text.split("\n"):
-        if line.startswith("diff --git ") and chunk:
-            yield chunk
-            chunk = []
-        chunk.append(line + "\n")
-    if chunk and chunk[-1] == "\n":
-        chunk.pop()
-    if chunk:
-        yield chunk
+    pieces = chunk.split("\n")
+    if pieces[-1] == "":
+        pieces.pop()
+    return [piece + "\n" for piece in pieces]
 
 
 @dataclass(slots=True)
@@ -262,21 +266,14 @@ def _parse_file(chunk: list[str], budget: int) -> FileDiff:
     )
 
 
-def _summarise(chunk: list[str], budget: int) -> FileDiff:
+def _summarise(chunk: str, budget: int) -> FileDiff:
     """The file's paths, status and counts without its hunks (their lines only counted)."""
-    body = next((i for i, line in enumerate(chunk) if line.startswith("@@")), len(chunk))
-    head = _parse_file(chunk[:body], 0)
-    additions = deletions = context = 0
-    for line in chunk[body:]:
-        # Inside hunks every line starts with one of these (or "@@", or "\\ No newline").
-        first = line[:1]
-        if first == "+":
-            additions += 1
-        elif first == "-":
-            deletions += 1
-        elif first == " ":
-            context += 1
-    lines = additions + deletions + context
+    at = chunk.find("\n@@")
+    head = _parse_file(_lines(chunk if at < 0 else chunk[: at + 1]), 0)
+    body = "" if at < 0 else chunk[at:]
+    # Inside hunks every line starts with " ", "+" or "-" (or is "@@…" or "\\ No newline").
+    additions, deletions = body.count("\n+"), body.count("\n-")
+    lines = additions + deletions + body.count("\n ")
     return FileDiff(
         path=head.path,
         old_path=head.old_path,

@@ -37,10 +37,10 @@ RowKind = Literal["context", "added", "removed", "gap"]
 # Past these sizes a file's rows are not rendered with the page: the reader asks for them
 # (one click), so one generated or vendored file never freezes the whole review.
 MAX_ROWS_PER_FILE = 1500
-# Rows a page renders with itself: about three screens. The rest of a file cut there, and the
+# Rows a page renders with itself: about two screens. The rest of a file cut there, and the
 # files after it, come as the reader scrolls near them (or jumps to them), so a long stack's
 # page is quick to open: the browser lays out few rows, the server parses and lexes few lines.
-MAX_ROWS_PER_PAGE = 150
+MAX_ROWS_PER_PAGE = 100
 # Lines longer than this are not highlighted (minified code makes Pygments slow).
 MAX_HIGHLIGHT_LINE = 2000
 # Lines a page lexes while it renders (those not cached yet); the rest are coloured afterwards,
