@@ -340,6 +340,8 @@ def file_fragment(
     found = next((f for f in files if f.file.path == path), None)
     if found is None:
         raise InvalidInput(f"{path} is not in this diff.")
+    if found.file.is_binary:
+        raise InvalidInput(f"{path} is a binary file: it is not shown.")
     threads = _threads(context["task"])
     return page(
         request,
