@@ -448,16 +448,23 @@ def locate(
     as_json: JsonOpt = False,
 ) -> None:
     """Where would this change go? Rank files and symbols, with reasons (no LLM)."""
-    from errands.workflow.code_index import load_index, quick_project_id
+    from errands.store_location import store_location
+    from errands.workflow.code_index import index_file, load_index_file, quick_project_id
 
     query = sys.stdin.read() if text == "-" else text
-    settings = _settings()
-    project_id = quick_project_id(settings, project)
+    # Without Settings (pydantic) when the store's place is plain to see: a fresh process
+    # then spends its time on the index, not on importing.
+    location = store_location()
+    if location is None:
+        settings = _settings()
+        location = settings.home, settings.resolved_database_url
+    home, url = location
+    project_id = quick_project_id(url, project)
     if project_id is None:  # not SQLite, or no such project: the store says which
         from errands.workflow import actions
 
         project_id = _run(lambda s, st: actions.get_project(s, project).id)
-    index = load_index(settings, project_id)
+    index = load_index_file(index_file(home, project_id))
     if index is None:
         raise InvalidInput(
             f"Project {project!r} has no code index yet: run `errands index {project}`."

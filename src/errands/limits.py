@@ -15,8 +15,8 @@ from typing import Annotated
 from pydantic import Field
 
 from errands.errors import InvalidInput
+from errands.ids import MAX_INT
 
-MAX_INT = 2**63 - 1
 MAX_BUDGET_USD = 1_000_000.0
 MAX_PRICE_PER_MTOK = 10_000.0
 
@@ -27,15 +27,6 @@ Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 # US dollars: a budget cap, or a price per million tokens.
 BudgetUsd = Annotated[float, Field(ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False)]
 PricePerMTok = Annotated[float, Field(ge=0, le=MAX_PRICE_PER_MTOK, allow_inf_nan=False)]
-
-
-def id_in(value: str) -> int | None:
-    """The id a string of digits names, or None when it names none any store can hold (too
-    large, or digits ``int()`` does not read: ``"²".isdigit()`` is true)."""
-    if not (value.isascii() and value.isdigit()):
-        return None
-    number = int(value)
-    return number if number <= MAX_INT else None
 
 
 def parse_int(value: str, what: str, *, minimum: int = 1) -> int | None:

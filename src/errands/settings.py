@@ -1,4 +1,6 @@
-"""One typed settings object. Nothing else in Errands reads ``os.environ``.
+"""One typed settings object. Nothing else in Errands reads ``os.environ``, but for
+:mod:`errands.store_location`, which finds the store as this does without importing pydantic
+(for `errands locate`; a test holds the two to the same answers).
 
 Values come from (highest first): keyword arguments, environment variables, a TOML file at
 ``$ERRANDS_HOME/config.toml``, then the defaults declared here. Every field is documented in

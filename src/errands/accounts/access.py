@@ -30,7 +30,7 @@ from errands.accounts.errors import Forbidden, Unauthenticated
 from errands.accounts.roles import Level, allows
 from errands.accounts.service import ANONYMOUS, LOCAL, Principal
 from errands.errors import ErrandsError, NotFound
-from errands.limits import id_in
+from errands.ids import id_in
 from errands.store import Database, Project, Task
 
 SESSION_COOKIE = "errands_session"

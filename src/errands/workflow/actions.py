@@ -31,8 +31,8 @@ from errands.git.lock import repo_lock
 from errands.git.rangediff import RangeDiff, range_diff
 from errands.git.repo import resolve
 from errands.git.runner import ERRANDS_IDENTITY
+from errands.ids import MAX_INT, id_in
 from errands.jobs import ledger
-from errands.limits import MAX_INT, id_in
 from errands.settings import Settings, check_model_spec
 from errands.store import (
     Event,

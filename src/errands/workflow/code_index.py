@@ -10,18 +10,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from errands.errors import GitError, InvalidInput
+from errands.ids import id_in
 from errands.index import CodeIndex
-from errands.limits import id_in
-from errands.settings import Settings
 
 if TYPE_CHECKING:
     from errands.git import Mirror
+    from errands.settings import Settings
 
 Progress = Callable[[int, int], None]
 
 
 def index_path(settings: Settings, project_id: int) -> Path:
-    return settings.home / "index" / f"project-{project_id}.idx"
+    return index_file(settings.home, project_id)
+
+
+def index_file(home: Path, project_id: int) -> Path:
+    """Where a project's index is kept in the data directory ``home``."""
+    return home / "index" / f"project-{project_id}.idx"
 
 
 # Indexes this process has read, by file and its identity on disk: the server and a worker
@@ -44,7 +49,11 @@ def _identity(path: Path) -> _Key | None:
 def load_index(settings: Settings, project_id: int) -> CodeIndex | None:
     """The project's saved index, shared by every reader in this process: never change it
     (:func:`refresh_index` works on its own copy)."""
-    path = index_path(settings, project_id)
+    return load_index_file(index_path(settings, project_id))
+
+
+def load_index_file(path: Path) -> CodeIndex | None:
+    """:func:`load_index` by the index's file (`errands locate` finds it without Settings)."""
     key = _identity(path)
     if key is None:
         return None
@@ -109,12 +118,12 @@ def refresh_index(
     return index, changed
 
 
-def quick_project_id(settings: Settings, ref: str) -> int | None:
+def quick_project_id(url: str, ref: str) -> int | None:
     """The id of the project ``ref`` names (its id or its name, as the store's
-    ``get_project`` reads it) straight from a SQLite store, without loading the store's ORM
-    (importing it costs more than the rest of `errands locate`); None when the store is not
-    SQLite, or not there yet, or names no such project — the caller then asks the store."""
-    url = settings.resolved_database_url
+    ``get_project`` reads it) straight from the SQLite store at ``url``, without loading the
+    store's ORM (importing it costs more than the rest of `errands locate`); None when the
+    store is not SQLite, or not there yet, or names no such project — the caller then asks
+    the store."""
     if not url.startswith("sqlite:///"):
         return None
     path = Path(url.removeprefix("sqlite:///"))
