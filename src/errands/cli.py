@@ -449,7 +449,12 @@ def locate(
 ) -> None:
     """Where would this change go? Rank files and symbols, with reasons (no LLM)."""
     from errands.store_location import store_location
-    from errands.workflow.code_index import index_file, load_index_file, quick_project_id
+    from errands.workflow.code_index import (
+        index_file,
+        load_index_file,
+        open_query_file,
+        quick_project_id,
+    )
 
     query = sys.stdin.read() if text == "-" else text
     # Without Settings (pydantic) when the store's place is plain to see: a fresh process
@@ -464,7 +469,8 @@ def locate(
         from errands.workflow import actions
 
         project_id = _run(lambda s, st: actions.get_project(s, project).id)
-    index = load_index_file(index_file(home, project_id))
+    # The query file reads only what this query needs; the whole index, only without one.
+    index = open_query_file(home, project_id) or load_index_file(index_file(home, project_id))
     if index is None:
         raise InvalidInput(
             f"Project {project!r} has no code index yet: run `errands index {project}`."

@@ -4,6 +4,7 @@ sequences of commits on a real git repository)."""
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from errands.index import CodeIndex
 from errands.index.core import REBUILD_SHARE
+from errands.index.stored import StoredIndex
 from tests.index.conftest import git
 
 DIRS = ["", "pkg/", "pkg/sub/", "lib/", "docs/"]
@@ -86,6 +88,14 @@ def _commit(data: st.DataObject, repo: Path, files: dict[str, bytes]) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
+def _rows(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
 def assert_same(updated: CodeIndex, fresh: CodeIndex) -> None:
     """Field by field, so a failure names the field that differs."""
     a, b = updated.state(), fresh.state()
@@ -118,6 +128,13 @@ def test_an_index_updated_through_any_commits_equals_a_fresh_build(data: st.Data
             assert_same(index, fresh)
             query = " ".join(data.draw(st.lists(st.sampled_from(WORDS), min_size=1)))
             assert index.locate(query) == fresh.locate(query)
+            # The query file too: the same rows, and the same answers as the index.
+            index.save_query_file(repo / "updated.q")
+            fresh.save_query_file(repo / "fresh.q")
+            assert _rows(repo / "updated.q") == _rows(repo / "fresh.q")
+            stored = StoredIndex(repo / "updated.q")
+            assert stored.locate(query) == index.locate(query)
+            stored.close()
         index.save(repo / "saved.idx")
         assert_same(CodeIndex.load(repo / "saved.idx"), index)
 

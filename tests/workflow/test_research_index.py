@@ -131,6 +131,11 @@ def test_index_and_locate_from_the_cli(home: Path, sample_repo: Path, tmp_path: 
     assert "calc.py" in imported.stdout
     assert "sqlalchemy" not in imported.stderr
     assert "pydantic_settings" not in imported.stderr
+    # It answers from the query file, reading only what the query needs, not the index.
+    pickled = home / "index" / "project-1.idx"
+    assert pickled.is_file() and (home / "index" / "project-1.query").is_file()
+    pickled.unlink()
+    assert json.loads(errands("locate", "calc", traceback, "--json")) == ranked
 
 
 def test_a_moved_base_is_reindexed_incrementally_before_research(

@@ -11,7 +11,8 @@ stays a matter of microseconds. Scores are the same whichever way a document cam
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -28,11 +29,62 @@ def _narrow(values: npt.NDArray[np.integer], bound: int) -> Small:
     return values.astype(np.uint16) if bound <= 1 << 16 else values.astype(np.int32)
 
 
+K1 = 1.2
+B = 0.75
+
+
+def idf(live: int, df: int) -> float:
+    return math.log(1.0 + (live - df + 0.5) / (df + 0.5))
+
+
+def length_norm(lengths: Floats, total_len: int, live: int) -> Floats:
+    """Each document's ``k1 * (1 - b + b * length / average length)``."""
+    avgdl = max(total_len / live, 1.0)
+    norm: Floats = K1 * (1.0 - B + B * lengths / avgdl)
+    return norm
+
+
+def add_term(out: Floats, norm: Floats, weight: float, docs: Small, tfs: Floats) -> None:
+    """Add one query term's part (``weight`` already times its idf) for its postings."""
+    out[docs] += weight * tfs * (K1 + 1.0) / (tfs + norm[docs])
+
+
+def best_of(
+    scores: Floats, limit: int, key_of: Callable[[list[int]], list[str | None]]
+) -> list[tuple[str, float]]:
+    """The ``limit`` documents scoring most (above 0) as (key, score), ties in key order:
+    which documents come out depends on their scores and keys only, never on their ids
+    (an updated index numbers documents differently from a fresh one)."""
+    pos = np.flatnonzero(scores > 0)
+    if limit <= 0 or not len(pos):
+        return []
+    if len(pos) > limit:
+        # Everything scoring at least the limit-th best, so ties at the cut are all in.
+        cut = np.partition(scores[pos], len(pos) - limit)[len(pos) - limit]
+        pos = pos[scores[pos] >= cut]
+    ids = pos.tolist()
+    pairs = [(k, float(scores[i])) for k, i in zip(key_of(ids), ids, strict=True)]
+    ranked = sorted(((k, v) for k, v in pairs if k is not None), key=lambda p: (-p[1], p[0]))
+    return ranked[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """An index's postings in a canonical numbering (see :meth:`BM25.export`): term
+    ``terms[t]``'s documents are ``docs[ptr[t]:ptr[t + 1]]`` (ascending), with ``tfs``."""
+
+    terms: list[str]
+    ptr: npt.NDArray[np.int64]
+    docs: Ints
+    tfs: Ints
+    lengths: Ints
+
+
 class BM25:
     """Documents keyed by string, scored with BM25 (k1=1.2, b=0.75)."""
 
-    k1 = 1.2
-    b = 0.75
+    k1 = K1
+    b = B
 
     def __init__(self) -> None:
         self.vocab: dict[str, int] = {}  # term → id
@@ -132,6 +184,36 @@ class BM25:
             keys, self.vocab, ptr.astype(np.int64), terms[order], tfs[order].astype(np.int32)
         )
 
+    def export(self, keys: Sequence[str]) -> Exported:
+        """The live documents renumbered in the order of ``keys`` (every live key once),
+        terms in sorted order (those no live document holds left out): the same arrays for
+        every index of the same documents, however it came about (for the query file)."""
+        base = self.compact() if self._extra or self.live < len(self.doc_keys) else self
+        position = {key: i for i, key in enumerate(keys)}
+        if len(position) != base.live or len(keys) != base.live:
+            raise ValueError("export needs every live document's key exactly once")
+        new_id = np.fromiter(
+            (position[k] for k in base.doc_keys if k is not None), np.int64, base.live
+        )
+        names = sorted(t for t, tid in base.vocab.items() if base.df[tid])
+        rank = np.full(len(base._ptr) - 1, -1, dtype=np.int64)
+        rank[np.fromiter((base.vocab[t] for t in names), np.int64, len(names))] = np.arange(
+            len(names)
+        )
+        terms = rank[np.repeat(np.arange(len(base._ptr) - 1), np.diff(base._ptr))]
+        docs = new_id[base._docs.astype(np.int64)]
+        order = np.lexsort((docs, terms))
+        ptr = np.searchsorted(terms[order], np.arange(len(names) + 1))
+        lengths = np.zeros(base.live, dtype=np.int32)
+        lengths[new_id] = base.doc_len
+        return Exported(
+            names,
+            ptr.astype(np.int64),
+            docs[order].astype(np.int32),
+            base._tfs[order].astype(np.int32),
+            lengths,
+        )
+
     def add(self, key: str, counts: Mapping[str, int]) -> None:
         if key in self.doc_ids:
             self.remove(key)
@@ -185,8 +267,7 @@ class BM25:
         return 0 if tid is None else self.df[tid]
 
     def idf(self, term: str) -> float:
-        n = self.df_of(term)
-        return math.log(1.0 + (self.live - n + 0.5) / (n + 0.5))
+        return idf(self.live, self.df_of(term))
 
     def postings(self, term: str) -> dict[int, int]:
         """Live documents holding ``term`` and its frequency in each (for tests and tools)."""
@@ -221,17 +302,14 @@ class BM25:
         out = np.zeros(len(self.doc_keys), dtype=np.float64)
         if not self.live:
             return out
-        avgdl = max(self.total_len / self.live, 1.0)
-        lens = np.asarray(self.doc_len, dtype=np.float64)
-        norm = self.k1 * (1.0 - self.b + self.b * lens / avgdl)
-        k1 = self.k1 + 1.0
+        norm = length_norm(np.asarray(self.doc_len, dtype=np.float64), self.total_len, self.live)
         for term, weight in query.items():
             tid = self.vocab.get(term)
             if tid is None or not self.df[tid]:
                 continue
-            idf = self.idf(term)
+            scaled = weight * idf(self.live, self.df[tid])
             for docs, tfs in self._parts(tid):
-                out[docs] += weight * idf * tfs * k1 / (tfs + norm[docs])
+                add_term(out, norm, scaled, docs, tfs)
         if self.live < len(out):
             out[~self._alive] = 0.0  # a removed document keeps its base postings
         return out
@@ -240,20 +318,9 @@ class BM25:
         return self.best(self.scores(query), limit)
 
     def best(self, scores: Floats, limit: int) -> list[tuple[str, float]]:
-        """The ``limit`` documents scoring most (above 0) as (key, score), ties in key order:
-        which documents come out depends on their scores and keys only, never on their ids
-        (an updated index numbers documents differently from a fresh one)."""
-        pos = np.flatnonzero(scores > 0)
-        if limit <= 0 or not len(pos):
-            return []
-        if len(pos) > limit:
-            # Everything scoring at least the limit-th best, so ties at the cut are all in.
-            cut = np.partition(scores[pos], len(pos) - limit)[len(pos) - limit]
-            pos = pos[scores[pos] >= cut]
+        """See :func:`best_of`."""
         keys = self.doc_keys
-        pairs = [(keys[i], float(scores[i])) for i in pos.tolist()]
-        ranked = sorted(((k, v) for k, v in pairs if k is not None), key=lambda p: (-p[1], p[0]))
-        return ranked[:limit]
+        return best_of(scores, limit, lambda ids: [keys[i] for i in ids])
 
     def documents(self) -> dict[str, dict[str, int]]:
         """Every live document as term → count (to compare indexes; not for queries)."""

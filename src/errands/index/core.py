@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from errands.errors import GitError, InvalidInput
-from errands.index import gitio
+from errands.index import gitio, stored
 from errands.index import locate as _locate
 from errands.index.analyse import FileInfo
 from errands.index.bm25 import BM25
@@ -167,6 +167,25 @@ class CodeIndex:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+    def save_query_file(self, path: Path) -> None:
+        """Write the index as a query file (see :mod:`errands.index.stored`): what a fresh
+        process reads to answer `locate` without loading the whole index."""
+        derived = self.derived()
+        stored.write(
+            path,
+            commit=self.commit,
+            files=self._files,
+            file_bm25=self._file_bm25,
+            sym_bm25=self._sym_bm25,
+            tables={
+                "modules": derived.modules,
+                "basenames": derived.basenames,
+                "path_tokens": derived.path_tokens,
+            },
+            churn=self._churn,
+            age=self._age,
+        )
 
     @classmethod
     def load(cls, path: Path) -> CodeIndex:

@@ -19,20 +19,58 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from errands.index.bm25 import BM25
 from errands.index.lexical import STOPWORDS, split_identifier
 from errands.index.model import Located, Symbol
 from errands.index.paths import ext_of, is_doc, is_test
 from errands.index.symbols import LANGUAGE_BY_EXT
 
-if TYPE_CHECKING:
-    from errands.index.core import CodeIndex
+T = TypeVar("T")
+
+
+class _Lookup(Protocol[T]):
+    def get(self, key: str, /) -> list[T] | None: ...
+
+
+class _Tables(Protocol):
+    """The ranker's lookup tables (:class:`~errands.index.tables.Derived`)."""
+
+    @property
+    def defs(self) -> _Lookup[Symbol]: ...
+    @property
+    def modules(self) -> _Lookup[str]: ...
+    @property
+    def path_tokens(self) -> _Lookup[str]: ...
+    @property
+    def basenames(self) -> _Lookup[str]: ...
+
+
+class _Scorer(Protocol):
+    def scores(self, query: Mapping[str, float], /) -> npt.NDArray[np.float64]: ...
+    def best(self, scores: npt.NDArray[np.float64], limit: int, /) -> list[tuple[str, float]]: ...
+
+
+class Ranked(Protocol):
+    """What ranking reads of an index: a :class:`~errands.index.core.CodeIndex` in memory,
+    or a query file (:class:`~errands.index.stored.StoredIndex`)."""
+
+    @property
+    def files(self) -> int: ...
+    @property
+    def file_bm25(self) -> _Scorer: ...
+    @property
+    def sym_bm25(self) -> _Scorer: ...
+    def derived(self) -> _Tables: ...
+    def symbols(self, path: str) -> tuple[Symbol, ...]: ...
+    def symbol_at(self, key: str) -> Symbol | None: ...
+    def churn(self, path: str) -> int: ...
+    def age(self, path: str) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +202,13 @@ def _parse_text(text: str) -> _Text:
     return _Text(text, code, frames, paths, dotted, code_idents, prose_idents, words)
 
 
-def _match_path(index: CodeIndex, mentioned: str) -> tuple[list[str], int]:
+def _match_path(index: Ranked, mentioned: str) -> tuple[list[str], int]:
     """Repository files whose path ends with the longest tail of ``mentioned``."""
     norm = mentioned.replace("\\", "/").strip().lstrip("./")
     parts = [p for p in norm.split("/") if p and p != "."]
     if not parts:
         return [], 0
-    candidates = index.derived().basenames.get(parts[-1], [])
+    candidates = index.derived().basenames.get(parts[-1]) or []
     best: list[str] = []
     best_len = 0
     for cand in candidates:
@@ -186,7 +224,7 @@ def _match_path(index: CodeIndex, mentioned: str) -> tuple[list[str], int]:
 
 
 def locate(
-    index: CodeIndex, text: str, *, limit: int = 10, weights: Weights = WEIGHTS
+    index: Ranked, text: str, *, limit: int = 10, weights: Weights = WEIGHTS
 ) -> list[Located]:
     """Files ranked for ``text``, best first, each with its reasons and symbols."""
     located: list[Located] = []
@@ -202,7 +240,7 @@ def locate(
     return located[:limit]
 
 
-def evidence(index: CodeIndex, text: str) -> dict[str, Evidence]:
+def evidence(index: Ranked, text: str) -> dict[str, Evidence]:
     """Every file something in ``text`` points at, with the evidence (unweighted)."""
     w = WEIGHTS  # symbols within a file are ordered on the default scale
     parsed = _parse_text(text)
@@ -357,7 +395,7 @@ def _query_terms(parsed: _Text) -> dict[str, float]:
 def _add_bm25(
     scores: dict[str, Evidence],
     values: npt.NDArray[np.float64],
-    bm25: BM25,
+    bm25: _Scorer,
 ) -> None:
     """The best files' BM25 scores, relative to the best and squared, so only files close
     to the top get much."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from errands.errors import GitError, InvalidInput
 from errands.ids import id_in
 from errands.index import CodeIndex
+from errands.index.stored import StoredIndex
 
 if TYPE_CHECKING:
     from errands.git import Mirror
@@ -27,6 +28,41 @@ def index_path(settings: Settings, project_id: int) -> Path:
 def index_file(home: Path, project_id: int) -> Path:
     """Where a project's index is kept in the data directory ``home``."""
     return home / "index" / f"project-{project_id}.idx"
+
+
+def query_file(home: Path, project_id: int) -> Path:
+    """Where the project's query file is (see :mod:`errands.index.stored`): the same index,
+    for a fresh process to answer from without loading it whole."""
+    return home / "index" / f"project-{project_id}.query"
+
+
+def open_query_file(home: Path, project_id: int) -> StoredIndex | None:
+    """The project's query file, or None when there is none (yet) or it is unreadable (an
+    older version wrote it): the caller then loads the index."""
+    path = query_file(home, project_id)
+    if not path.is_file():
+        return None
+    try:
+        return StoredIndex(path)
+    except InvalidInput:
+        return None
+
+
+def _save(index: CodeIndex, settings: Settings, project_id: int) -> None:
+    """The query file first, then the index: a crash between the two leaves an index older
+    than its query file, which the next refresh finds out of date and writes both again."""
+    index.save_query_file(query_file(settings.home, project_id))
+    index.save(index_path(settings, project_id))
+
+
+def _query_file_current(settings: Settings, project_id: int, commit: str) -> bool:
+    stored = open_query_file(settings.home, project_id)
+    if stored is None:
+        return False
+    try:
+        return stored.commit == commit
+    finally:
+        stored.close()
 
 
 # Indexes this process has read, by file and its identity on disk: the server and a worker
@@ -98,11 +134,18 @@ def refresh_index(
     key = _identity(path)
     with _loaded_lock:
         cached = _loaded.get(path)
-    if cached is not None and cached[0] == key and cached[1].commit == commit:
+    if (
+        cached is not None
+        and cached[0] == key
+        and cached[1].commit == commit
+        and _query_file_current(settings, project_id, commit)
+    ):
         return cached[1], []
     # Read once, and updated in place: never the shared copy another thread may be reading.
     index = _load_own(path)
     if index is not None and key is not None and index.commit == commit:
+        if not _query_file_current(settings, project_id, commit):  # an older Errands' index
+            index.save_query_file(query_file(settings.home, project_id))
         _remember(path, key, index)
         return index, []
     changed: list[str] | None = None
@@ -113,8 +156,7 @@ def refresh_index(
             index = None
     if index is None:
         index = CodeIndex.build(mirror.path, commit, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    index.save(path)  # the next load_index reads it (another process may replace it first)
+    _save(index, settings, project_id)  # the next load_index reads it (or another's)
     return index, changed
 
 
