@@ -51,6 +51,12 @@ def test_a_stacked_project_publishes_one_pull_request_per_subtask_and_lands_the_
             task_id, branch = task["id"], task["branch"]
             commits = [s["commit_sha"] for s in task["subtasks"]]
             stack = wait_for(lambda: repo.stacks.get(1), timeout=60, what="the stack")
+            # The descriptions name each other once every number is known.
+            wait_for(
+                lambda: all("(opening)" not in repo.pulls[n]["body"] for n in stack["numbers"]),
+                timeout=60,
+                what="the descriptions linking the stack",
+            )
 
             # One pull request per subtask, each based on the one below; the task's is the top.
             pulls = [repo.pulls[n] for n in stack["numbers"]]
@@ -67,6 +73,26 @@ def test_a_stacked_project_publishes_one_pull_request_per_subtask_and_lands_the_
                 summary = fake._pull_json(repo, pull)["stack"]
                 assert (summary["position"], summary["size"]) == (k, 3)
             assert len(repo.pulls) == 3
+
+            # A comment made in Errands on subtask 1 goes to subtask 1's own pull request.
+            made = client.post(
+                f"/api/tasks/{task_id}/comments",
+                json={
+                    "path": "ops_a.py",
+                    "line": 2,
+                    "body": "Why 1?",
+                    "kind": "suggestion",
+                    "subtask": 1,
+                },
+            )
+            assert made.status_code == 201, made.text
+            posted = wait_for(
+                lambda: repo.review_comments.get(pulls[0]["number"]),
+                timeout=60,
+                what="the comment on pull request 1",
+            )
+            assert posted[0]["body"].startswith("Why 1?") and posted[0]["path"] == "ops_a.py"
+            assert not repo.review_comments.get(top)
 
             # main moves: the task is rebased and every layer's branch follows.
             old_base = task["base_commit"]

@@ -20,12 +20,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from errands.errors import GitError
 from errands.git import Mirror
 from errands.github.errors import GitHubError, PullNotMergeable
 from errands.github.pulls import pull_body, pull_title
 from errands.github.rest import RepoAPI
-from errands.store import Task
+from errands.store import ReviewComment, Task
 from errands.store import events as event_log
 from errands.workflow.context import JobContext
 
@@ -96,6 +98,18 @@ def merge_stack(
 
 
 # -- publishing ---------------------------------------------------------------------------
+
+
+def pull_for_comment(session: Session, task: Task, comment: ReviewComment) -> int:
+    """The pull request a review comment made in Errands goes to: in a stack, the own pull
+    request of the subtask its thread was left on (whose diff holds its lines), else the
+    task's."""
+    root = session.get(ReviewComment, comment.parent_id) if comment.parent_id else comment
+    where = root.subtask_id if root is not None else None
+    subtask = next((s for s in task.subtasks if s.id == where), None)
+    if subtask is not None and subtask.github_pr is not None:
+        return subtask.github_pr
+    return int(task.github_pr or 0)
 
 
 @dataclass(frozen=True)

@@ -782,7 +782,7 @@ class Sync:
             with self.ctx.db.session() as session:
                 task = session.get_one(Task, task_id)
                 comment = session.get_one(ReviewComment, comment_id)
-                pr, branch = int(task.github_pr or 0), task.branch
+                pr, branch = stacks.pull_for_comment(session, task, comment), task.branch
                 parent_github = (
                     session.get_one(ReviewComment, comment.parent_id).github_id
                     if comment.parent_id
