@@ -942,7 +942,11 @@ def resolve(
     """Resolve (or reopen) a review comment thread."""
     from errands.workflow import actions
 
-    _run(lambda s, _: actions.resolve_comment(s, task_id, comment_id, not reopen))
+    _run(
+        lambda s, settings: actions.resolve_comment(
+            s, task_id, comment_id, not reopen, settings=settings
+        )
+    )
     out.print("Reopened." if reopen else "Resolved.")
 
 

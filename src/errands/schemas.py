@@ -184,6 +184,8 @@ class CommentPublic(_Public):
     resolved: bool
     commit_sha: str | None
     created_at: UtcDateTime
+    edited_at: UtcDateTime | None = None
+    github_author: str | None = None
 
 
 class UsagePublic(BaseModel):
@@ -356,6 +358,10 @@ class ReviewersPublic(BaseModel):
     required_approvals: int
     approvals: int = Field(description="Reviewers who approved the branch as it is now.")
     reviewers: list[ReviewerPublic]
+
+
+class CommentEdit(BaseModel):
+    body: str = Field(min_length=1, max_length=65_536)
 
 
 class CommentResolve(BaseModel):

@@ -149,6 +149,25 @@ class GitHubClient:
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
 
+    def graphql(self, query: str, variables: dict[str, Any]) -> Any:
+        """A GraphQL call (what REST does not offer, such as resolving a review thread);
+        GitHub answers 200 with ``errors`` when it refuses, which is raised here."""
+        # github.com serves it at /graphql, an Enterprise Server at /api/graphql (its REST
+        # API being /api/v3).
+        path = (
+            self.base_url[: -len("/v3")] + "/graphql"
+            if self.base_url.endswith("/api/v3")
+            else "/graphql"
+        )
+        body = self.json("POST", path, json={"query": query, "variables": variables})
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if errors or not isinstance(body, dict):
+            detail = "; ".join(
+                str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors or []
+            )
+            raise GitHubError(f"GitHub refused a GraphQL call: {detail or 'no data'}"[:500])
+        return body.get("data")
+
     def paginate(self, path: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
         """Every item of a list endpoint, page by page (``per_page=100``), following the
         ``Link: <…>; rel="next"`` header GitHub sends instead of page counts."""

@@ -30,8 +30,9 @@ HANDLED: dict[str, frozenset[str] | None] = {
     "issues": frozenset({"opened", "edited", "closed", "labeled"}),
     "issue_comment": frozenset({"created"}),
     "pull_request": frozenset({"closed"}),
-    "pull_request_review": frozenset({"submitted"}),
-    "pull_request_review_comment": frozenset({"created"}),
+    "pull_request_review": frozenset({"submitted", "edited", "dismissed"}),
+    "pull_request_review_comment": frozenset({"created", "edited", "deleted"}),
+    "pull_request_review_thread": frozenset({"resolved", "unresolved"}),
     "push": None,  # push has no action
 }
 INSTALLATION_EVENTS = frozenset({"installation", "installation_repositories"})

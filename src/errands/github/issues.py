@@ -64,9 +64,15 @@ def parse_answers(text: str, options_per_question: dict[int, int]) -> list[Answe
     return [answers[n] for n in sorted(answers)]
 
 
-def questions_comment(questions: list[Any]) -> str:
-    """The clarifying questions, as posted on the issue, with how to answer them."""
-    lines = ["Errands researched this issue and has questions before it starts coding:", ""]
+def questions_comment(questions: list[Any], *, again: bool = False) -> str:
+    """The clarifying questions, as posted on the issue, with how to answer them; ``again``
+    for a later round (research run again, or the agent asking while it works)."""
+    opening = (
+        "Errands has new questions about this issue:"
+        if again
+        else "Errands researched this issue and has questions before it starts coding:"
+    )
+    lines = [opening, ""]
     for q in questions:
         lines.append(f"**{q.position}. {q.text}**")
         for number, option in enumerate(q.options, start=1):

@@ -74,6 +74,7 @@ class PullRequest(Model):
 
 
 class Review(Model):
+    id: Id | None = None
     state: Name
     body: str | None = None
     user: User
@@ -90,6 +91,16 @@ class ReviewComment(Model):
     side: str | None = None
     commit_id: str | None = None
     in_reply_to_id: Id | None = None
+    # ISO 8601, as GitHub writes it: when the comment was last edited (the newer edit wins).
+    updated_at: Annotated[str, Field(max_length=40)] | None = None
+
+
+class Thread(Model):
+    """A review thread (``pull_request_review_thread``): its GraphQL id and its comments,
+    the first of which opened it."""
+
+    node_id: Annotated[str, Field(max_length=200)]
+    comments: list[ReviewComment] = []
 
 
 class RepoEvent(Model):
@@ -117,11 +128,20 @@ class PullRequestEvent(RepoEvent):
 class PullRequestReviewEvent(RepoEvent):
     pull_request: PullRequest
     review: Review
+    sender: User | None = None
 
 
 class PullRequestReviewCommentEvent(RepoEvent):
     pull_request: PullRequest
     comment: ReviewComment
+    # Who did it: for an edit or a deletion, not necessarily the comment's author.
+    sender: User | None = None
+
+
+class PullRequestReviewThreadEvent(RepoEvent):
+    pull_request: PullRequest
+    thread: Thread
+    sender: User | None = None
 
 
 class PushEvent(RepoEvent):
@@ -153,6 +173,7 @@ Event = (
     | PullRequestEvent
     | PullRequestReviewEvent
     | PullRequestReviewCommentEvent
+    | PullRequestReviewThreadEvent
     | PushEvent
 )
 
@@ -162,6 +183,7 @@ REPO_EVENTS: dict[str, type[Event]] = {
     "pull_request": PullRequestEvent,
     "pull_request_review": PullRequestReviewEvent,
     "pull_request_review_comment": PullRequestReviewCommentEvent,
+    "pull_request_review_thread": PullRequestReviewThreadEvent,
     "push": PushEvent,
 }
 

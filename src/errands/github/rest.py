@@ -12,6 +12,29 @@ from errands.github.errors import GitHubError, PullNotMergeable
 Json = dict[str, Any]
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 
+REVIEW_THREADS = """
+query($owner: String!, $name: String!, $number: Int!, $after: String) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      reviewThreads(first: 100, after: $after) {
+        nodes { id isResolved comments(first: 1) { nodes { databaseId } } }
+        pageInfo { hasNextPage endCursor }
+      }
+    }
+  }
+}
+"""
+RESOLVE_THREAD = """
+mutation($threadId: ID!) {
+  resolveReviewThread(input: {threadId: $threadId}) { thread { id isResolved } }
+}
+"""
+UNRESOLVE_THREAD = """
+mutation($threadId: ID!) {
+  unresolveReviewThread(input: {threadId: $threadId}) { thread { id isResolved } }
+}
+"""
+
 
 class RepoAPI:
     def __init__(self, client: GitHubClient, full_name: str) -> None:
@@ -137,6 +160,66 @@ class RepoAPI:
             "POST",
             f"{self._base}/pulls/{number}/comments/{comment_id}/replies",
             json={"body": body},
+        )
+        return data
+
+    # -- review sync (edits, deletions, thread resolutions, verdicts) ----------------------
+
+    def edit_review_comment(self, comment_id: int, body: str) -> Json | None:
+        """The comment as edited; None when it is gone from GitHub."""
+        response = self.client.request(
+            "PATCH",
+            f"{self._base}/pulls/comments/{comment_id}",
+            json={"body": body},
+            allow=(404,),
+        )
+        if response.status_code == 404:
+            return None
+        data: Json = response.json()
+        return data
+
+    def delete_review_comment(self, comment_id: int) -> bool:
+        """Delete a review comment; False when it was gone already."""
+        response = self.client.request(
+            "DELETE", f"{self._base}/pulls/comments/{comment_id}", allow=(404,)
+        )
+        return response.status_code != 404
+
+    def review_threads(self, number: int) -> dict[int, tuple[str, bool]]:
+        """The pull request's review threads: the REST id of each thread's first comment ->
+        (the thread's GraphQL id, whether it is resolved). REST has no threads."""
+        found: dict[int, tuple[str, bool]] = {}
+        after: str | None = None
+        while True:
+            data = self.client.graphql(
+                REVIEW_THREADS,
+                {"owner": self.owner, "name": self.name, "number": number, "after": after},
+            )
+            threads = data["repository"]["pullRequest"]["reviewThreads"]
+            for node in threads["nodes"]:
+                first = node["comments"]["nodes"]
+                if first and first[0].get("databaseId") is not None:
+                    found[int(first[0]["databaseId"])] = (str(node["id"]), bool(node["isResolved"]))
+            page = threads["pageInfo"]
+            if not page["hasNextPage"]:
+                return found
+            after = str(page["endCursor"])
+
+    def resolve_thread(self, thread_id: str, resolved: bool) -> bool:
+        """Resolve (or unresolve) a review thread; whether it now is resolved."""
+        mutation = RESOLVE_THREAD if resolved else UNRESOLVE_THREAD
+        data = self.client.graphql(mutation, {"threadId": thread_id})
+        key = "resolveReviewThread" if resolved else "unresolveReviewThread"
+        return bool(data[key]["thread"]["isResolved"])
+
+    def reviews(self, number: int) -> Iterator[Json]:
+        yield from self.client.paginate(f"{self._base}/pulls/{number}/reviews")
+
+    def create_review(self, number: int, *, body: str, event: str, commit_id: str) -> Json:
+        data: Json = self.client.json(
+            "POST",
+            f"{self._base}/pulls/{number}/reviews",
+            json={"body": body, "event": event, "commit_id": commit_id},
         )
         return data
 

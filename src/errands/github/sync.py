@@ -28,7 +28,7 @@ from errands.domain import TaskState, state_words
 from errands.errors import Cancelled, ErrandsError, LeaseLost
 from errands.faults import crash_point
 from errands.github import issues as text
-from errands.github import payloads, stacks
+from errands.github import payloads, reviewsync, stacks
 from errands.github.errors import GitHubError, MalformedWebhook
 from errands.github.forge import RepoAccess, repo_access
 from errands.github.intake import request_sync
@@ -36,7 +36,16 @@ from errands.github.markers import find_marker, with_marker
 from errands.github.pulls import pull_body, pull_title
 from errands.github.rest import RepoAPI
 from errands.github.sanitize import sanitize
-from errands.store import GitHubDelivery, Project, ReviewComment, Subtask, Task
+from errands.store import (
+    GitHubDelivery,
+    GitHubOutbox,
+    Project,
+    Question,
+    ReviewComment,
+    ReviewerState,
+    Subtask,
+    Task,
+)
 from errands.store import events as event_log
 from errands.store.models import utcnow
 from errands.workflow import actions, progress
@@ -62,7 +71,9 @@ BASED = frozenset(
 )
 LIVE = BASED | {TaskState.CREATED, TaskState.RESEARCHING}
 # A review comment GitHub would not take (e.g. its line is not in the diff): not retried.
-NOT_SYNCED = 0
+NOT_SYNCED = reviewsync.NOT_SYNCED
+# GitHub's longest comment; anything longer from a webhook is cut to it.
+MAX_COMMENT = 65_536
 
 
 # A delivery whose handling crashes (a bug, or GitHub failing mid-way) is tried again by later
@@ -97,6 +108,10 @@ def run(ctx: JobContext) -> None:
         sync.publish_stacks()
         sync.describe_pull_requests()
         sync.post_review_comments()
+        sync.push_comment_edits()
+        sync.push_deletions()
+        sync.push_resolutions()
+        sync.post_verdicts()
     if retry and ctx.lease.last_attempt:
         # This job is out of attempts; a fresh one takes the deliveries left over (each has
         # a bounded number of attempts of its own, so this ends).
@@ -332,10 +347,20 @@ class Sync:
     def _sender_can_write(self, event: payloads.Event) -> bool:
         if isinstance(event, payloads.IssuesEvent):
             return self.api.can_write(event.sender.login)
-        if isinstance(event, payloads.IssueCommentEvent | payloads.PullRequestReviewCommentEvent):
+        if isinstance(event, payloads.IssueCommentEvent):
             return self.api.can_write(event.comment.user.login)
+        if isinstance(event, payloads.PullRequestReviewCommentEvent):
+            # A new comment counts by its author; an edit by whoever made it (a deletion
+            # counts whoever made it: it is gone from GitHub either way).
+            if event.action == "deleted":
+                return False
+            editor = event.sender if event.action == "edited" and event.sender else None
+            return self.api.can_write((editor or event.comment.user).login)
         if isinstance(event, payloads.PullRequestReviewEvent):
-            return self.api.can_write(event.review.user.login)
+            acting = event.sender if event.action == "dismissed" and event.sender else None
+            return self.api.can_write((acting or event.review.user).login)
+        if isinstance(event, payloads.PullRequestReviewThreadEvent):
+            return event.sender is not None and self.api.can_write(event.sender.login)
         return False  # push and pull_request: acted on whoever sent them
 
     def _apply(self, event: payloads.Event, c: Context) -> str:
@@ -349,7 +374,21 @@ class Sync:
             return self._review(event, c)
         if isinstance(event, payloads.PullRequestReviewCommentEvent):
             return self._review_comment(event, c)
+        if isinstance(event, payloads.PullRequestReviewThreadEvent):
+            return self._review_thread(event, c)
         return self._push(event, c)
+
+    def _noter(self, session: Session) -> reviewsync.Note:
+        return lambda task, kind, message: self._note(session, task, kind, message)
+
+    def _review_thread(self, event: payloads.PullRequestReviewThreadEvent, c: Context) -> str:
+        pull = event.pull_request
+        task = self._task_for_pull(c.session, pull.number, pull.head.ref)
+        if task is None:
+            return "no task for the pull request"
+        return reviewsync.thread_resolution(
+            c.session, task, event, c.can_write, self._noter(c.session)
+        )
 
     def _issue_event(self, event: payloads.IssuesEvent, c: Context) -> str:
         issue, action = event.issue, event.action
@@ -499,6 +538,10 @@ class Sync:
         if task is None:
             return "no task for the pull request"
         login, verdict = review.user.login, review.state.lower()
+        if event.action in ("edited", "dismissed"):
+            return reviewsync.review_changed(
+                c.session, task, event, c.can_write, self._noter(c.session)
+            )
         if find_marker(review.body) is not None:
             return "our own review"
         if not c.can_write:
@@ -519,10 +562,20 @@ class Sync:
         task = self._task_for_pull(c.session, pull.number, pull.head.ref)
         if task is None:
             return "no task for the pull request"
+        if event.action == "edited":
+            return reviewsync.comment_edited(
+                c.session, task, event, c.can_write, self._noter(c.session)
+            )
+        if event.action == "deleted":
+            return reviewsync.comment_deleted(c.session, task, event, self._noter(c.session))
+        # Lookups stay within the task: a delivery about another repository (another
+        # organization's) never reaches this project's comments.
         if (
             find_marker(comment.body) is not None
             or c.session.scalars(
-                select(ReviewComment.id).where(ReviewComment.github_id == comment.id)
+                select(ReviewComment.id).where(
+                    ReviewComment.task_id == task.id, ReviewComment.github_id == comment.id
+                )
             ).first()
         ):
             return "our own comment"
@@ -535,7 +588,10 @@ class Sync:
         parent = None
         if comment.in_reply_to_id:
             parent = c.session.scalars(
-                select(ReviewComment).where(ReviewComment.github_id == comment.in_reply_to_id)
+                select(ReviewComment).where(
+                    ReviewComment.task_id == task.id,
+                    ReviewComment.github_id == comment.in_reply_to_id,
+                )
             ).first()
         line = comment.line or comment.original_line or 1
         start = comment.start_line
@@ -551,11 +607,13 @@ class Sync:
             line=start if start else line,
             end_line=line if start else None,
             side="old" if comment.side == "LEFT" else "new",
-            body=sanitize(comment.body) or "(empty)",
+            body=sanitize(comment.body)[:MAX_COMMENT] or "(empty)",
             kind="blocking",
             commit_sha=comment.commit_id,
             github_id=comment.id,
             github_author=login,
+            github_digest=reviewsync.digest(comment.body),
+            github_resolved=False,
         )
         c.session.add(row)
         c.session.flush()
@@ -602,17 +660,27 @@ class Sync:
             return list(session.scalars(query))
 
     def post_questions(self) -> None:
+        """Each round of questions onto the issue, once: a round is known by its newest
+        question (a retried research asks anew, with new questions; so does an agent that
+        stops to ask while it works), and found again by that marker if an attempt died
+        between posting and recording it."""
         waiting = self._task_ids(
-            Task.github_issue.is_not(None),
-            Task.state == TaskState.AWAITING_ANSWERS,
-            Task.github_questions_comment.is_(None),
+            Task.github_issue.is_not(None), Task.state == TaskState.AWAITING_ANSWERS
         )
         for task_id in waiting:
             with self.ctx.db.session() as session:
                 task = session.get_one(Task, task_id)
+                asked: list[Question] = [q for q in task.questions if not q.answered]
+                if not asked:
+                    continue
+                round_id = max(q.id for q in asked)
+                if task.github_questions_round == round_id:
+                    continue  # this round is on the issue already
                 issue = int(task.github_issue or 0)
-                asked = text.questions_comment(list(task.questions))
-                body = with_marker(asked, "questions", task_id)
+                again = task.github_questions_round is not None
+                body = with_marker(
+                    text.questions_comment(asked, again=again), "questions", round_id
+                )
             # An earlier attempt may have posted it and died before recording it: the marker
             # finds that comment. (Only one sync of a project runs at a time, so no other job
             # is between this lookup and the post.)
@@ -620,7 +688,7 @@ class Sync:
                 (
                     c
                     for c in self.api.issue_comments(issue)
-                    if find_marker(c.get("body")) == ("questions", task_id)
+                    if find_marker(c.get("body")) == ("questions", round_id)
                 ),
                 None,
             )
@@ -632,8 +700,12 @@ class Sync:
             with self.ctx.db.session() as session:
                 task = session.get_one(Task, task_id)
                 task.github_questions_comment = int(posted["id"])
+                task.github_questions_round = round_id
                 self._note(
-                    session, task, "github.questions_posted", f"Questions posted on #{issue}"
+                    session,
+                    task,
+                    "github.questions_posted",
+                    f"{'New q' if again else 'Q'}uestions posted on #{issue}",
                 )
 
     def post_status(self) -> None:
@@ -788,7 +860,7 @@ class Sync:
                     if comment.parent_id
                     else None
                 )
-                body = with_marker(comment.body, "comment", comment_id)
+                body, sent = reviewsync.outgoing_body(comment), comment.body
                 path, line, end, side = comment.path, comment.line, comment.end_line, comment.side
                 commit = comment.commit_sha
             if pr not in on_github:
@@ -829,4 +901,178 @@ class Sync:
                         f"GitHub would not take comment {comment_id} on {branch}: {exc.message}",
                     )
             with self.ctx.db.session() as session:
-                session.get_one(ReviewComment, comment_id).github_id = github_id
+                row = session.get(ReviewComment, comment_id)
+                if row is not None:  # (deleted meanwhile: the outbox would not know of it)
+                    row.github_id, row.github_digest = github_id, reviewsync.digest(body)
+                    row.github_resolved = False if github_id else None
+                    # Edited while it was being posted: the edit goes out next.
+                    row.github_edit_pending = bool(github_id) and row.body != sent
+                elif github_id:
+                    self.api.delete_review_comment(github_id)
+
+    # -- out: edits, deletions, resolutions, verdicts (see errands.github.reviewsync) -----
+
+    def push_comment_edits(self) -> None:
+        """Errands comments edited here whose copy is on the pull request: edit it there."""
+        with self.ctx.db.session() as session:
+            pending = list(
+                session.scalars(
+                    select(ReviewComment.id)
+                    .join(Task, Task.id == ReviewComment.task_id)
+                    .where(
+                        Task.project_id == self.project_id,
+                        ReviewComment.github_edit_pending.is_(True),
+                        ReviewComment.github_id.is_not(None),
+                        ReviewComment.github_id != NOT_SYNCED,
+                    )
+                    .order_by(ReviewComment.id)
+                )
+            )
+        for comment_id in pending:
+            with self.ctx.db.session() as session:
+                found = session.get_one(ReviewComment, comment_id)
+                github_id, text_sent = int(found.github_id or 0), found.body
+                body = reviewsync.outgoing_body(found)
+            self.ctx.check_cancelled()  # a job that lost its lease edits nothing more
+            edited = self.api.edit_review_comment(github_id, body)
+            with self.ctx.db.session() as session:
+                row = session.get(ReviewComment, comment_id)
+                if row is None:
+                    continue  # deleted meanwhile: the outbox deletes it on GitHub
+                if edited is None:
+                    row.github_id, row.github_edit_pending = NOT_SYNCED, False
+                    self._note(
+                        session,
+                        row.task,
+                        "github.comment_not_synced",
+                        f"Comment {comment_id} is gone from the pull request; kept here only",
+                    )
+                    continue
+                row.github_digest = reviewsync.digest(body)
+                # From now on the edit is GitHub's, at GitHub's time (see reviewsync).
+                row.edited_at = reviewsync.github_time(edited.get("updated_at")) or row.edited_at
+                row.github_edit_pending = row.body != text_sent  # edited again meanwhile
+
+    def push_deletions(self) -> None:
+        with self.ctx.db.session() as session:
+            waiting = [
+                (o.id, o.github_id, o.task_id)
+                for o in session.scalars(
+                    select(GitHubOutbox)
+                    .where(GitHubOutbox.project_id == self.project_id)
+                    .order_by(GitHubOutbox.id)
+                )
+            ]
+        for outbox_id, github_id, task_id in waiting:
+            self.ctx.check_cancelled()
+            if github_id != NOT_SYNCED:
+                self.api.delete_review_comment(github_id)  # gone already is as good
+            with self.ctx.db.session() as session:
+                row = session.get(GitHubOutbox, outbox_id)
+                if row is not None:
+                    session.delete(row)
+                task = session.get(Task, task_id) if task_id else None
+                self._note(
+                    session,
+                    task,
+                    "github.comment_deleted",
+                    f"Review comment {github_id} deleted from the pull request",
+                )
+
+    def push_resolutions(self) -> None:
+        """Threads resolved or reopened here: the same on the pull request (GraphQL: REST has
+        no review threads)."""
+        with self.ctx.db.session() as session:
+            pending = [
+                (c.id, int(c.github_id or 0), int(t.github_pr or 0), c.resolved)
+                for c, t in session.execute(
+                    select(ReviewComment, Task)
+                    .join(Task, Task.id == ReviewComment.task_id)
+                    .where(
+                        Task.project_id == self.project_id,
+                        Task.github_pr.is_not(None),
+                        ReviewComment.parent_id.is_(None),
+                        ReviewComment.github_id.is_not(None),
+                        ReviewComment.github_id != NOT_SYNCED,
+                    )
+                    .order_by(ReviewComment.id)
+                ).tuples()
+                if c.resolved != bool(c.github_resolved)
+            ]
+        threads: dict[int, dict[int, tuple[str, bool]]] = {}
+        for comment_id, github_id, pr, resolved in pending:
+            if pr not in threads:
+                threads[pr] = self.api.review_threads(pr)
+            found = threads[pr].get(github_id)
+            now = found[1] if found else None
+            if found is not None and found[1] != resolved:
+                self.ctx.check_cancelled()
+                now = self.api.resolve_thread(found[0], resolved)
+            with self.ctx.db.session() as session:
+                row = session.get(ReviewComment, comment_id)
+                if row is None:
+                    continue
+                if now is None:  # no such thread on GitHub (any more): stop trying
+                    row.github_id = NOT_SYNCED
+                    continue
+                row.github_resolved = now
+                word = "resolved" if now else "reopened"
+                self._note(
+                    session,
+                    row.task,
+                    "github.thread_synced",
+                    f"Thread {comment_id} {word} on #{pr}",
+                )
+
+    def post_verdicts(self) -> None:
+        """Verdicts given in Errands, each posted once on the pull request as a review."""
+        with self.ctx.db.session() as session:
+            pending = [
+                (state.id, int(task.github_pr or 0))
+                for state, task in session.execute(
+                    select(ReviewerState, Task)
+                    .join(Task, Task.id == ReviewerState.task_id)
+                    .where(
+                        Task.project_id == self.project_id,
+                        Task.github_pr.is_not(None),
+                        ReviewerState.verdict.is_not(None),
+                        ReviewerState.verdict_head.is_not(None),
+                        ReviewerState.reviewer.not_like("github:%"),
+                    )
+                ).tuples()
+                if state.github_posted != reviewsync.posted_key(state)
+            ]
+        for state_id, pr in pending:
+            with self.ctx.db.session() as session:
+                state = session.get_one(ReviewerState, state_id)
+                key, head = reviewsync.posted_key(state), str(state.verdict_head)
+                body = reviewsync.verdict_body(state, head)
+                reviews = list(self.api.reviews(pr))
+                posted = reviewsync.is_posted(reviews, state)
+            if not posted:
+                self.ctx.check_cancelled()  # a job that lost its lease posts nothing more
+                try:
+                    self.api.create_review(pr, body=body, event="COMMENT", commit_id=head)
+                except GitHubError as exc:
+                    if exc.http_status != 422:
+                        raise
+                    # The commit is no longer the pull request's (a newer round): say so once.
+                    with self.ctx.db.session() as session:
+                        state = session.get_one(ReviewerState, state_id)
+                        state.github_posted = key
+                        self._note(
+                            session,
+                            session.get(Task, state.task_id),
+                            "github.verdict_not_synced",
+                            f"GitHub would not take {state.name}'s verdict: {exc.message}",
+                        )
+                    continue
+            with self.ctx.db.session() as session:
+                state = session.get_one(ReviewerState, state_id)
+                state.github_posted = key
+                self._note(
+                    session,
+                    session.get(Task, state.task_id),
+                    "github.verdict_posted",
+                    f"{state.name}'s verdict posted on #{pr}",
+                )

@@ -111,6 +111,9 @@ class Task(Base):
     # digest of the body last written there (so an unchanged body is not written again).
     github_status_comment: Mapped[int | None] = mapped_column(BigInteger, default=None)
     github_status_digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The round of questions last posted on the issue: its newest question's id (a retried
+    # research, or a question asked during execution, is a new round and is posted again).
+    github_questions_round: Mapped[int | None] = mapped_column(default=None)
     # Spending cap of the task in millionths of a US dollar (None = no cap of its own).
     budget_micros: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
@@ -227,6 +230,8 @@ class ReviewerState(Base):
     reviewed_head: Mapped[str | None] = mapped_column(String(64), default=None)
     verdict: Mapped[str | None] = mapped_column(String(20), default=None)  # approved | changes
     verdict_head: Mapped[str | None] = mapped_column(String(64), default=None)
+    # "<verdict>@<head>" last posted on the task's pull request (an Errands reviewer's).
+    github_posted: Mapped[str | None] = mapped_column(String(100), default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -255,6 +260,16 @@ class ReviewComment(Base):
     # it there; None for a comment not (yet) on GitHub.
     github_id: Mapped[int | None] = mapped_column(BigInteger, default=None, index=True)
     github_author: Mapped[str | None] = mapped_column(String(100), default=None)
+    # When the body last changed after it was written (an edit here, or GitHub's time of an
+    # edit there): of two edits, the newer wins.
+    edited_at: Mapped[datetime | None] = mapped_column(default=None)
+    # sha256 of the body exactly as last written to or read from GitHub: a webhook carrying
+    # that same text is our own write (or old news) coming back, not a new edit.
+    github_digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Edited here, not yet on GitHub.
+    github_edit_pending: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # The thread's resolution as GitHub has it (None: never told / never heard).
+    github_resolved: Mapped[bool | None] = mapped_column(default=None)
     # The Errands user who wrote it (None: single-user mode, GitHub, or the agent), so a
     # reply to their thread can notify them.
     author_id: Mapped[int | None] = mapped_column(
@@ -368,6 +383,22 @@ class GitHubDelivery(Base):
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class GitHubOutbox(Base):
+    """Something to undo on GitHub whose Errands row is gone (a mirrored review comment
+    deleted here): the project's ``github`` job does it, then drops the row."""
+
+    __tablename__ = "github_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    task_id: Mapped[int | None] = mapped_column(default=None)
+    kind: Mapped[str] = mapped_column(String(32))  # delete_review_comment
+    github_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # -- accounts and organizations (errands.accounts) -----------------------------------------

@@ -45,6 +45,7 @@ from errands.limits import Count, Id
 from errands.schemas import (
     AnswerCreate,
     CommentCreate,
+    CommentEdit,
     CommentPublic,
     CommentResolve,
     EventPublic,
@@ -486,11 +487,51 @@ def _routes(app: FastAPI) -> None:
         "/api/tasks/{task_id}/comments/{comment_id}/resolve",
         dependencies=[Depends(Permit("act", handler_scoped=frozenset({"comment_id"})))],
     )
-    def resolve(task_id: Id, comment_id: Id, body: CommentResolve, db: DbDep) -> CommentPublic:
+    def resolve(
+        task_id: Id, comment_id: Id, body: CommentResolve, db: DbDep, settings: SettingsDep
+    ) -> CommentPublic:
         return in_session(
             db,
             lambda s: CommentPublic.model_validate(
-                actions.resolve_comment(s, task_id, comment_id, body.resolved)
+                actions.resolve_comment(s, task_id, comment_id, body.resolved, settings=settings)
+            ),
+        )
+
+    @app.patch(
+        "/api/tasks/{task_id}/comments/{comment_id}",
+        dependencies=[Depends(Permit("act", handler_scoped=frozenset({"comment_id"})))],
+    )
+    def edit_comment(
+        task_id: Id,
+        comment_id: Id,
+        body: CommentEdit,
+        db: DbDep,
+        settings: SettingsDep,
+        who: Actor,
+    ) -> CommentPublic:
+        """Change a comment's text (its author's, in review); on GitHub too if it is there."""
+        return in_session(
+            db,
+            lambda s: CommentPublic.model_validate(
+                actions.edit_comment(
+                    s, settings, task_id, comment_id, body.body, author_id=who.user_id
+                )
+            ),
+        )
+
+    @app.delete(
+        "/api/tasks/{task_id}/comments/{comment_id}",
+        status_code=204,
+        dependencies=[Depends(Permit("act", handler_scoped=frozenset({"comment_id"})))],
+    )
+    def delete_comment(
+        task_id: Id, comment_id: Id, db: DbDep, settings: SettingsDep, who: Actor
+    ) -> None:
+        """Delete a comment and its replies (its author's, in review); on GitHub too."""
+        in_session(
+            db,
+            lambda s: actions.delete_comment(
+                s, settings, task_id, comment_id, author_id=who.user_id
             ),
         )
 

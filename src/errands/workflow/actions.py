@@ -602,13 +602,32 @@ def add_comment(
     return comment
 
 
-def resolve_comment(
-    session: Session, task_id: int, comment_id: int, resolved: bool = True
-) -> ReviewComment:
-    task = get_task(session, task_id)
+def _comment(session: Session, task: Task, comment_id: int) -> ReviewComment:
     comment = session.get(ReviewComment, comment_id)
     if comment is None or comment.task_id != task.id:
-        raise NotFound(f"Comment {comment_id} does not exist on task {task_id}.")
+        raise NotFound(f"Comment {comment_id} does not exist on task {task.id}.")
+    return comment
+
+
+def _nudge_forge(session: Session, settings: Settings | None, project: Project) -> None:
+    if settings is not None:
+        from errands.forges.registry import forge_for
+
+        forge_for(settings, project).nudge(session, project)
+
+
+def resolve_comment(
+    session: Session,
+    task_id: int,
+    comment_id: int,
+    resolved: bool = True,
+    *,
+    settings: Settings | None = None,
+) -> ReviewComment:
+    """Resolve (or reopen) a comment's thread; with ``settings``, its forge hears of it (the
+    thread on the pull request is resolved too)."""
+    task = get_task(session, task_id)
+    comment = _comment(session, task, comment_id)
     comment.resolved = resolved
     event_log.record(
         session,
@@ -618,7 +637,98 @@ def resolve_comment(
         project_id=task.project_id,
         data={"comment_id": comment_id},
     )
+    _nudge_forge(session, settings, task.project)
     return comment
+
+
+def _may_change(comment: ReviewComment, author_id: int | None) -> None:
+    """A comment is changed by whoever wrote it, where they wrote it."""
+    if comment.github_author is not None:
+        raise Conflict(
+            f"Comment {comment.id} was written on GitHub by @{comment.github_author}; "
+            "it is edited or deleted there."
+        )
+    if comment.author_id is not None and author_id != comment.author_id:
+        from errands.accounts.errors import Forbidden
+
+        raise Forbidden(f"Comment {comment.id} is someone else's; only its author changes it.")
+
+
+def edit_comment(
+    session: Session,
+    settings: Settings,
+    task_id: int,
+    comment_id: int,
+    body: str,
+    *,
+    author_id: int | None = None,
+) -> ReviewComment:
+    """Change a comment's text; one already on the pull request is edited there too."""
+    task = get_task(session, task_id)
+    _require_review(task)
+    comment = _comment(session, task, comment_id)
+    _may_change(comment, author_id)
+    body = body.strip()
+    if not body:
+        raise InvalidInput("A comment needs a body.")
+    if body == comment.body:
+        return comment
+    comment.body, comment.edited_at = body, _now()
+    if comment.github_id:  # mirrored: the github job writes the edit there
+        comment.github_edit_pending = True
+    event_log.record(
+        session,
+        "review.comment_edited",
+        f"Comment {comment_id} edited: {body[:120]}",
+        task_id=task.id,
+        project_id=task.project_id,
+        data={"comment_id": comment_id, "author_id": author_id},
+    )
+    _nudge_forge(session, settings, task.project)
+    return comment
+
+
+def delete_comment(
+    session: Session,
+    settings: Settings,
+    task_id: int,
+    comment_id: int,
+    *,
+    author_id: int | None = None,
+) -> None:
+    """Delete a comment and its replies; those on the pull request are deleted there too."""
+    from errands.store import GitHubOutbox
+
+    task = get_task(session, task_id)
+    _require_review(task)
+    comment = _comment(session, task, comment_id)
+    _may_change(comment, author_id)
+    thread = [comment]
+    for reply in thread:  # grows as it goes: replies of replies
+        thread.extend(c for c in task.comments if c.parent_id == reply.id)
+    for gone in thread:
+        if gone.github_id:
+            session.add(
+                GitHubOutbox(
+                    project_id=task.project_id,
+                    task_id=task.id,
+                    kind="delete_review_comment",
+                    github_id=gone.github_id,
+                )
+            )
+    for gone in reversed(thread):
+        task.comments.remove(gone)  # delete-orphan: the row goes
+    session.flush()
+    event_log.record(
+        session,
+        "review.comment_deleted",
+        f"Comment {comment_id} deleted"
+        + (f" with {len(thread) - 1} repl(ies)" if len(thread) > 1 else ""),
+        task_id=task.id,
+        project_id=task.project_id,
+        data={"comment_id": comment_id, "author_id": author_id},
+    )
+    _nudge_forge(session, settings, task.project)
 
 
 def request_changes(

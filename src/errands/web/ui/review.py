@@ -562,7 +562,9 @@ def resolve(
         settings,
         task_id,
         back,
-        lambda s: actions.resolve_comment(s, task_id, comment_id, resolved != "0").id,
+        lambda s: (
+            actions.resolve_comment(s, task_id, comment_id, resolved != "0", settings=settings).id
+        ),
         anchor="#c{result}",
     )
 
