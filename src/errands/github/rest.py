@@ -165,6 +165,16 @@ class RepoAPI:
 
     # -- review sync (edits, deletions, thread resolutions, verdicts) ----------------------
 
+    def review_comment(self, comment_id: int) -> Json | None:
+        """A review comment as GitHub has it now; None when it is gone."""
+        response = self.client.request(
+            "GET", f"{self._base}/pulls/comments/{comment_id}", allow=(404,)
+        )
+        if response.status_code == 404:
+            return None
+        data: Json = response.json()
+        return data
+
     def edit_review_comment(self, comment_id: int, body: str) -> Json | None:
         """The comment as edited; None when it is gone from GitHub."""
         response = self.client.request(

@@ -35,6 +35,8 @@ from errands.store.models import utcnow
 
 # A comment GitHub would not take, or one gone from GitHub: never synced again.
 NOT_SYNCED = 0
+# GitHub's longest comment; anything longer from a webhook is cut to it.
+MAX_COMMENT = 65_536
 
 Note = Callable[[Task, str, str], None]
 
@@ -114,13 +116,29 @@ def comment_edited(
             "Errands, which stays",
         )
         return "an older edit: the newer one stays"
-    row.body = sanitize(remote.body) or "(empty)"
-    row.edited_at, row.github_digest = at, digest(remote.body)
-    if row.github_edit_pending:
-        # Ours was not on GitHub yet and is older: it is dropped, not written over this.
-        row.github_edit_pending = False
+    # Ours, if not on GitHub yet, is older: it is dropped, not written over this.
+    _take(row, remote.body, at)
     note(task, "review.comment_edited", f"Comment {row.id} edited by @{editor} on GitHub")
     return f"comment {row.id} edited"
+
+
+def _take(row: ReviewComment, raw: str, at: datetime) -> None:
+    row.body = sanitize(raw)[:MAX_COMMENT] or "(empty)"
+    row.edited_at, row.github_digest, row.github_edit_pending = at, digest(raw), False
+
+
+def newer_on_github(known: str | None, edited_at: datetime | None, remote: dict[str, Any]) -> bool:
+    """Whether ``remote`` (a review comment as GitHub has it) was edited there since we last
+    wrote or read it, later than our edit at ``edited_at``."""
+    raw = str(remote.get("body") or "")
+    if digest(raw) == known:
+        return False
+    at = github_time(remote.get("updated_at"))
+    return at is not None and (edited_at is None or at > edited_at)
+
+
+def take_github_edit(row: ReviewComment, remote: dict[str, Any]) -> None:
+    _take(row, str(remote.get("body") or ""), github_time(remote.get("updated_at")) or utcnow())
 
 
 def comment_deleted(
@@ -163,12 +181,13 @@ def thread_resolution(
         return "no such thread in Errands"
     root = _root(session, row)
     who = event.sender.login if event.sender else "someone"
+    if root.resolved == resolved:
+        root.github_resolved = resolved
+        return "already so"  # our own resolution coming back, or a redelivery
     if not can_write:
         note(task, "github.resolution_ignored", f"@{who} lacks write access")
         return "resolver lacks write access"
     root.github_resolved = resolved
-    if root.resolved == resolved:
-        return "already so"  # our own resolution coming back, or a redelivery
     root.resolved = resolved
     word = "resolved" if resolved else "reopened"
     note(task, f"review.{word}", f"Comment {root.id} {word} by @{who} on GitHub")

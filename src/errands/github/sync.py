@@ -73,7 +73,7 @@ LIVE = BASED | {TaskState.CREATED, TaskState.RESEARCHING}
 # A review comment GitHub would not take (e.g. its line is not in the diff): not retried.
 NOT_SYNCED = reviewsync.NOT_SYNCED
 # GitHub's longest comment; anything longer from a webhook is cut to it.
-MAX_COMMENT = 65_536
+MAX_COMMENT = reviewsync.MAX_COMMENT
 
 
 # A delivery whose handling crashes (a bug, or GitHub failing mid-way) is tried again by later
@@ -933,12 +933,29 @@ class Sync:
                 found = session.get_one(ReviewComment, comment_id)
                 github_id, text_sent = int(found.github_id or 0), found.body
                 body = reviewsync.outgoing_body(found)
-            self.ctx.check_cancelled()  # a job that lost its lease edits nothing more
-            edited = self.api.edit_review_comment(github_id, body)
+                found_digest, at = found.github_digest, found.edited_at
+            # Edited on GitHub too, after ours, and its webhook not here yet: theirs is newer
+            # and wins (see reviewsync), so it is taken rather than written over.
+            remote = self.api.review_comment(github_id)
+            newer = remote is not None and reviewsync.newer_on_github(found_digest, at, remote)
+            edited = None
+            if remote is not None and not newer:
+                self.ctx.check_cancelled()  # a job that lost its lease edits nothing more
+                edited = self.api.edit_review_comment(github_id, body)
             with self.ctx.db.session() as session:
                 row = session.get(ReviewComment, comment_id)
                 if row is None:
                     continue  # deleted meanwhile: the outbox deletes it on GitHub
+                if newer and remote is not None:
+                    reviewsync.take_github_edit(row, remote)
+                    self._note(
+                        session,
+                        row.task,
+                        "review.comment_edited",
+                        f"Comment {comment_id} was edited on GitHub after its edit here: "
+                        "GitHub's newer text is kept",
+                    )
+                    continue
                 if edited is None:
                     row.github_id, row.github_edit_pending = NOT_SYNCED, False
                     self._note(
@@ -996,7 +1013,7 @@ class Sync:
                         ReviewComment.github_id != NOT_SYNCED,
                     )
                     .order_by(ReviewComment.id)
-                ).tuples()
+                )
                 if c.resolved != bool(c.github_resolved)
             ]
         threads: dict[int, dict[int, tuple[str, bool]]] = {}
@@ -1039,7 +1056,7 @@ class Sync:
                         ReviewerState.verdict_head.is_not(None),
                         ReviewerState.reviewer.not_like("github:%"),
                     )
-                ).tuples()
+                )
                 if state.github_posted != reviewsync.posted_key(state)
             ]
         for state_id, pr in pending:

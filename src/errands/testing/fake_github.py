@@ -108,6 +108,8 @@ class FakeRepo:
     permissions: dict[str, str] = field(default_factory=dict)
     stacks: dict[int, Json] = field(default_factory=dict)  # stacked pull requests, by number
     merge_requests: dict[str, Json] = field(default_factory=dict)  # merge-async, by uuid
+    reviews: dict[int, list[Json]] = field(default_factory=dict)  # pull number -> reviews
+    resolved_threads: set[int] = field(default_factory=set)  # ids of threads' first comments
 
 
 class FakeGitHub:
@@ -125,6 +127,7 @@ class FakeGitHub:
         self.requests: list[tuple[str, str]] = []
         self.token_requests: list[Json] = []
         self.comment_edits: Counter[int] = Counter()  # issue comment id -> times edited
+        self.review_comment_edits: Counter[int] = Counter()  # review comment id -> times
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
         # OAuth (sign in with GitHub): registered OAuth Apps, the person who "signs in" at
@@ -294,6 +297,28 @@ class FakeGitHub:
                 pull["head"]["sha"],
             )
 
+    def edit_review_comment(
+        self, full_name: str, comment_id: int, body: str, *, updated_at: float | None = None
+    ) -> Json:
+        """A person edits a review comment on GitHub (at ``updated_at``, epoch seconds)."""
+        with self._lock:
+            found = self._find_review_comment(self.repos[full_name], comment_id)
+            assert found is not None, f"no review comment {comment_id}"
+            found[1]["body"], found[1]["updated_at"] = body, _now_iso(updated_at)
+            return dict(found[1])
+
+    def thread_resolved(self, full_name: str, comment_id: int) -> bool:
+        """Whether the review thread that ``comment_id`` opened is resolved."""
+        with self._lock:
+            return comment_id in self.repos[full_name].resolved_threads
+
+    def _find_review_comment(self, repo: FakeRepo, comment_id: int) -> tuple[int, Json] | None:
+        for number, listed in repo.review_comments.items():
+            for comment in listed:
+                if comment["id"] == comment_id:
+                    return number, comment
+        return None
+
     @staticmethod
     def _label(name: str) -> Json:
         return {"id": abs(hash(name)) % 10**7, "name": name, "color": "ededed"}
@@ -384,6 +409,7 @@ class FakeGitHub:
         from errands.testing.fake_github_stacks import stack_routes
 
         stack_routes(self, app)
+        self._review_sync_routes(app)
         return app
 
     def _authorize(self, request: Request) -> str | None:
@@ -871,6 +897,148 @@ class FakeGitHub:
                         status_code=405,
                     )
                 return fake._squash(repo, pull, body)
+
+    # -- routes: review sync (edit, delete, threads over GraphQL, reviews) ------------------
+
+    def _review_sync_routes(self, app: FastAPI) -> None:
+        fake = self
+
+        @app.get("/repos/{owner}/{name}/pulls/comments/{comment_id}")
+        def get_review_comment(owner: str, name: str, comment_id: int) -> Response:
+            with fake._lock:
+                found = fake._find_review_comment(fake.repos[f"{owner}/{name}"], comment_id)
+                if found is None:
+                    return JSONResponse({"message": "Not Found"}, status_code=404)
+                return JSONResponse(found[1])
+
+        @app.patch("/repos/{owner}/{name}/pulls/comments/{comment_id}")
+        async def edit_review_comment(
+            owner: str, name: str, comment_id: int, request: Request
+        ) -> Response:
+            body = await request.json()
+            if not isinstance(body.get("body"), str) or not body["body"]:
+                return _invalid("body", "missing_field")
+            with fake._lock:
+                found = fake._find_review_comment(fake.repos[f"{owner}/{name}"], comment_id)
+                if found is None:
+                    return JSONResponse({"message": "Not Found"}, status_code=404)
+                found[1]["body"], found[1]["updated_at"] = body["body"], _now_iso()
+                fake.review_comment_edits[comment_id] += 1
+                return JSONResponse(found[1])
+
+        @app.delete("/repos/{owner}/{name}/pulls/comments/{comment_id}")
+        def delete_review_comment(owner: str, name: str, comment_id: int) -> Response:
+            repo = fake.repos[f"{owner}/{name}"]
+            with fake._lock:
+                found = fake._find_review_comment(repo, comment_id)
+                if found is None:
+                    return JSONResponse({"message": "Not Found"}, status_code=404)
+                repo.review_comments[found[0]].remove(found[1])
+                repo.resolved_threads.discard(comment_id)
+            return Response(status_code=204)
+
+        @app.get("/repos/{owner}/{name}/pulls/{number}/reviews")
+        def reviews(owner: str, name: str, number: int, request: Request) -> Response:
+            repo = fake.repos[f"{owner}/{name}"]
+            with fake._lock:
+                found = list(repo.reviews.get(number, []))
+            return fake._page(request, found)
+
+        @app.post("/repos/{owner}/{name}/pulls/{number}/reviews")
+        async def create_review(owner: str, name: str, number: int, request: Request) -> Response:
+            body = await request.json()
+            repo = fake.repos[f"{owner}/{name}"]
+            event = body.get("event")
+            if event not in ("APPROVE", "REQUEST_CHANGES", "COMMENT"):
+                return _invalid("event", "invalid")
+            with fake._lock:
+                pull = repo.pulls.get(number)
+                if pull is None:
+                    return JSONResponse({"message": "Not Found"}, status_code=404)
+                if event != "COMMENT" and pull["user"]["login"] == "errands[bot]":
+                    # As on GitHub: the author of a pull request cannot approve it (nor
+                    # request changes of it).
+                    return JSONResponse(
+                        {
+                            "message": "Unprocessable Entity",
+                            "errors": ["Can not approve your own pull request"],
+                        },
+                        status_code=422,
+                    )
+                commit = body.get("commit_id") or fake._pull_json(repo, pull)["head"]["sha"]
+                known = _git(repo.git_dir, "cat-file", "-e", f"{commit}^{{commit}}")
+                if known.returncode != 0:
+                    return _invalid("commit_id", "invalid")
+                review = {
+                    "id": next(fake._ids),
+                    "node_id": "PRR_x",
+                    "user": fake.user("errands[bot]", bot=True),
+                    "body": body.get("body") or "",
+                    "state": {"COMMENT": "COMMENTED", "APPROVE": "APPROVED"}.get(
+                        event, "CHANGES_REQUESTED"
+                    ),
+                    "commit_id": commit,
+                    "submitted_at": _now_iso(),
+                }
+                repo.reviews.setdefault(number, []).append(review)
+            return JSONResponse(review)
+
+        @app.post("/graphql")
+        async def graphql(request: Request) -> Response:
+            return JSONResponse(fake._graphql(await request.json()))
+
+    def _graphql(self, body: Json) -> Json:
+        """The two GraphQL operations Errands makes: a pull request's review threads, and
+        (un)resolving one. Anything else is an error, as an unknown field is on GitHub."""
+        query, variables = str(body.get("query", "")), body.get("variables") or {}
+        with self._lock:
+            if "reviewThreads" in query:
+                repo = self.repos.get(f"{variables.get('owner')}/{variables.get('name')}")
+                if repo is None:
+                    return {"data": {"repository": None}, "errors": [{"message": "Not found"}]}
+                roots = [
+                    c
+                    for c in repo.review_comments.get(int(variables.get("number", 0)), [])
+                    if not c.get("in_reply_to_id")
+                ]
+                nodes = [
+                    {
+                        "id": f"PRRT_{c['id']}",
+                        "isResolved": c["id"] in repo.resolved_threads,
+                        "comments": {"nodes": [{"databaseId": c["id"]}]},
+                    }
+                    for c in roots
+                ]
+                page = {"hasNextPage": False, "endCursor": None}
+                return {
+                    "data": {
+                        "repository": {
+                            "pullRequest": {"reviewThreads": {"nodes": nodes, "pageInfo": page}}
+                        }
+                    }
+                }
+            for operation, resolved in (
+                ("unresolveReviewThread", False),
+                ("resolveReviewThread", True),
+            ):
+                if operation in query:
+                    thread = str(variables.get("threadId", ""))
+                    root = int(thread.removeprefix("PRRT_")) if thread[5:].isdigit() else 0
+                    repo = next(
+                        (r for r in self.repos.values() if self._find_review_comment(r, root)),
+                        None,
+                    )
+                    if repo is None:
+                        return {
+                            "data": None,
+                            "errors": [{"message": f"Could not resolve to a node: {thread}"}],
+                        }
+                    if resolved:
+                        repo.resolved_threads.add(root)
+                    else:
+                        repo.resolved_threads.discard(root)
+                    return {"data": {operation: {"thread": {"id": thread, "isResolved": resolved}}}}
+        return {"data": None, "errors": [{"message": "This fake knows no such query."}]}
 
     def _squash(self, repo: FakeRepo, pull: Json, body: Json) -> Response:
         head = self._head_sha(repo, pull["head"]["ref"])

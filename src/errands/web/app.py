@@ -29,6 +29,7 @@ from errands.accounts.access import (
     READ,
     Actor,
     Permit,
+    Principal,
     Reader,
     check_routes,
     recheck,
@@ -74,6 +75,10 @@ from errands.workflow import actions, reviewers
 from errands.workflow.reviewers import Reviewer
 
 T = TypeVar("T")
+# Comments are looked up within their task (which the Permit scopes), never on their own.
+CommentActor = Annotated[
+    Principal, Depends(Permit("act", handler_scoped=frozenset({"comment_id"})))
+]
 STREAM_POLL_SECONDS = 0.3
 RESTING_STATES = {TaskState.MERGED, TaskState.CANCELLED, TaskState.FAILED}
 
@@ -497,17 +502,14 @@ def _routes(app: FastAPI) -> None:
             ),
         )
 
-    @app.patch(
-        "/api/tasks/{task_id}/comments/{comment_id}",
-        dependencies=[Depends(Permit("act", handler_scoped=frozenset({"comment_id"})))],
-    )
+    @app.patch("/api/tasks/{task_id}/comments/{comment_id}")
     def edit_comment(
         task_id: Id,
         comment_id: Id,
         body: CommentEdit,
         db: DbDep,
         settings: SettingsDep,
-        who: Actor,
+        who: CommentActor,
     ) -> CommentPublic:
         """Change a comment's text (its author's, in review); on GitHub too if it is there."""
         return in_session(
@@ -519,13 +521,9 @@ def _routes(app: FastAPI) -> None:
             ),
         )
 
-    @app.delete(
-        "/api/tasks/{task_id}/comments/{comment_id}",
-        status_code=204,
-        dependencies=[Depends(Permit("act", handler_scoped=frozenset({"comment_id"})))],
-    )
+    @app.delete("/api/tasks/{task_id}/comments/{comment_id}", status_code=204)
     def delete_comment(
-        task_id: Id, comment_id: Id, db: DbDep, settings: SettingsDep, who: Actor
+        task_id: Id, comment_id: Id, db: DbDep, settings: SettingsDep, who: CommentActor
     ) -> None:
         """Delete a comment and its replies (its author's, in review); on GitHub too."""
         in_session(
