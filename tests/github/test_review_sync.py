@@ -350,7 +350,7 @@ def test_edits_deletions_resolutions_and_dismissals_come_in(
             REPO, remote["id"], "Name it times?", updated_at=time.time() + 5
         )
         delivery = str(uuid.uuid4())
-        fields = {"action": "edited", "comment": edited, "pull_request": r.pull()}
+        fields: dict[str, Any] = {"action": "edited", "comment": edited, "pull_request": r.pull()}
         assert "edited" in r.deliver(
             "pull_request_review_comment", "maintainer", delivery=delivery, **fields
         )

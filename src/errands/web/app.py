@@ -29,14 +29,13 @@ from errands.accounts.access import (
     READ,
     Actor,
     Permit,
-    Principal,
     Reader,
     check_routes,
     recheck,
     visible,
 )
 from errands.accounts.audit import AuditTrail
-from errands.accounts.service import dummy_hash
+from errands.accounts.service import Principal, dummy_hash
 from errands.domain import TaskState, state_words
 from errands.errors import Conflict, ErrandsError, InvalidInput, NotFound
 from errands.git import Diff
