@@ -1001,7 +1001,14 @@ class Sync:
         no review threads)."""
         with self.ctx.db.session() as session:
             pending = [
-                (c.id, int(c.github_id or 0), int(t.github_pr or 0), c.resolved)
+                # In a stack, the thread is on its subtask's pull request if Errands made it
+                # there, else on the task's (where comments made on GitHub are read).
+                (
+                    c.id,
+                    int(c.github_id or 0),
+                    list(dict.fromkeys([stacks.pull_for_comment(session, t, c), t.github_pr])),
+                    c.resolved,
+                )
                 for c, t in session.execute(
                     select(ReviewComment, Task)
                     .join(Task, Task.id == ReviewComment.task_id)
@@ -1017,10 +1024,14 @@ class Sync:
                 if c.resolved != bool(c.github_resolved)
             ]
         threads: dict[int, dict[int, tuple[str, bool]]] = {}
-        for comment_id, github_id, pr, resolved in pending:
-            if pr not in threads:
-                threads[pr] = self.api.review_threads(pr)
-            found = threads[pr].get(github_id)
+        for comment_id, github_id, pulls, resolved in pending:
+            found: tuple[str, bool] | None = None
+            for pr in (int(p) for p in pulls if p):
+                if pr not in threads:
+                    threads[pr] = self.api.review_threads(pr)
+                found = threads[pr].get(github_id)
+                if found is not None:
+                    break
             now = found[1] if found else None
             if found is not None and found[1] != resolved:
                 self.ctx.check_cancelled()
@@ -1034,12 +1045,7 @@ class Sync:
                     continue
                 row.github_resolved = now
                 word = "resolved" if now else "reopened"
-                self._note(
-                    session,
-                    row.task,
-                    "github.thread_synced",
-                    f"Thread {comment_id} {word} on #{pr}",
-                )
+                self._note(session, row.task, "github.thread_synced", f"Thread {comment_id} {word}")
 
     def post_verdicts(self) -> None:
         """Verdicts given in Errands, each posted once on the pull request as a review."""
