@@ -11,11 +11,12 @@ loopback (no worker, no model) and opens pages in Debian's Chromium through Play
 
 Each round opens every page in turn (so a busy moment of the machine hits them alike):
 
-- ``first``: a new browser context (nothing cached in the browser) and the server's
-  highlighting cache emptied, as after a restart or for a branch nobody has looked at. The
-  server keeps no diff or page cache: a first view runs git, parses and lexes what it prints.
+- ``first``: a new browser context (nothing cached in the browser) and the server's caches
+  emptied (highlighting, and ``git diff`` output by commit ids), as after a restart or for a
+  branch nobody has looked at: a first view runs git, parses and lexes what it prints. Nothing
+  is prepared ahead by the job that made the commits.
 - ``repeat``: the same page reloaded in that context (the browser's cache and the server's
-  highlighting cache warm).
+  warm).
 
 It prints the median of ``--rounds`` of each, the page's HTML size, the issue's target (300 ms
 for 3,000 lines, 1 s for 30,000) and each figure as a multiple of the board's in the same run
@@ -45,6 +46,7 @@ from bench.review_page import build_repo, git, load, record_task  # noqa: E402
 from playwright.sync_api import Browser, sync_playwright  # noqa: E402
 from tests.support import running_server  # noqa: E402
 
+from errands.git import diffcache  # noqa: E402
 from errands.settings import Settings  # noqa: E402
 from errands.web.ui import diffview  # noqa: E402
 
@@ -66,6 +68,7 @@ DIFF_READY = """() => {
 def view(browser: Browser, url: str, ready: str) -> tuple[float, float, int]:
     """(first view ms, repeat ms, HTML bytes) in a new browser context."""
     diffview.clear_cache()
+    diffcache.clear()
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     response = page.goto(url, wait_until="commit")

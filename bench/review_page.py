@@ -8,8 +8,8 @@ for the whole branch; nothing is asserted.
 
 For each view it prints:
 
-- ``first``: the first view, with the highlighting cache emptied just before it (as after a
-  restart, or a branch nobody has looked at; one review page is fetched before them all so
+- ``first``: the first view, with the highlighting and diff caches emptied just before it (as
+  after a restart, or a branch nobody has looked at; one review page is fetched before them all so
   the process's one-off work, templates and git, is not counted). The page highlights only
   its first changed lines within a budget; the rest arrive escaped but uncoloured and the
   page asks for their highlighting afterwards (``data-highlight`` on ``#review``: one
@@ -49,6 +49,7 @@ import httpx  # noqa: E402
 from tests.support import running_server  # noqa: E402
 
 from errands.domain import SubtaskState, TaskState  # noqa: E402
+from errands.git import diffcache  # noqa: E402
 from errands.settings import Settings  # noqa: E402
 from errands.store import Database, Project, Subtask, Task  # noqa: E402
 from errands.store import events as event_log  # noqa: E402
@@ -193,6 +194,7 @@ def main() -> None:
             for name, query in views:
                 path = f"/tasks/{task_id}/review?{query}"
                 diffview.clear_cache()  # an honest first view: nothing highlighted yet
+                diffcache.clear()  # nor any diff remembered
                 cold, first = timed(client, path)
                 parts = deferred_parts(task_id, first.text)
                 waited = sum(timed(client, part)[0] for part in parts)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from errands.git import Detail, Diff, FileDiff, Mirror, parse_diff
+from errands.git import Detail, Diff, FileDiff, Mirror, diffcache, parse_diff
 from errands.git.diff import DEFAULT_MAX_LINES_PER_FILE
 from errands.git.mirror import DEFAULT_MAX_DIFF_BYTES
 from tests.git.git_helpers import commit_files, sh
@@ -199,3 +199,27 @@ def test_detail_parses_the_files_picked_and_counts_the_others(
         sh(user_repo, "diff", before, after), detail=Detail(indexes=frozenset({3}))
     )
     assert [bool(f.hunks) for f in by_index.files] == [False, False, False, True]
+
+
+def test_diffs_of_commit_ids_are_remembered_and_of_branch_names_never(
+    tmp_path: Path, user_repo: Path
+) -> None:
+    diffcache.clear()
+    before = sh(user_repo, "rev-parse", "HEAD").strip()
+    first = commit_files(user_repo, {"a.txt": "one\n"}, "one")
+    mirror = Mirror.create(tmp_path / "mirror.git", str(user_repo))
+    by_ids = mirror.diff(before, first)
+    key = diffcache.key_of(str(mirror.path), before, first, DEFAULT_MAX_DIFF_BYTES)
+    assert key is not None and diffcache.get(key) is not None
+    assert mirror.diff(f"{first}^", first) == by_ids  # a parent of an id is fixed too
+    # A name can come to mean another commit: never remembered.
+    for old, new in (("HEAD~1", first), (before, "HEAD"), (before[:12], first)):
+        assert diffcache.key_of(str(mirror.path), old, new, DEFAULT_MAX_DIFF_BYTES) is None
+    sh(mirror.path, "update-ref", "refs/heads/moving", first)
+    assert [f.path for f in mirror.diff(before, "moving").files] == ["a.txt"]
+    second = commit_files(user_repo, {"b.txt": "two\n"}, "two")
+    sh(mirror.path, "fetch", "-q", "origin", f"{second}:refs/heads/moving", "--force")
+    assert [f.path for f in mirror.diff(before, "moving").files] == ["a.txt", "b.txt"]
+    # Remembered output still honours each call's own limits and detail.
+    assert mirror.diff(before, second, detail=Detail()).files[0].hunks == []
+    assert mirror.diff(before, second).files[0].hunks

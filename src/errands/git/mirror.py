@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from errands.errors import BranchMoved, GitError
+from errands.git import diffcache
 from errands.git import land as landing
 from errands.git.diff import DEFAULT_MAX_LINES_PER_FILE, Detail, Diff, parse_diff
 from errands.git.history import CommitInfo, list_commits
@@ -228,29 +229,35 @@ class Mirror:
         """What changed from ``old`` (None: the empty tree, for a root commit) to ``new``
         (every file's hunks, or only those ``detail`` picks)."""
         old_rev = check_rev(old) if old is not None else self._empty_tree()
-        result = run_git(
-            "diff",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-textconv",
-            "--find-renames",
-            # Pin everything a user's diff.* config could change about the format we parse.
-            "--src-prefix=a/",
-            "--dst-prefix=b/",
-            "--no-relative",
-            "--submodule=short",
-            old_rev,
-            check_rev(new),
-            "--",
-            cwd=self.path,
-            max_output=max_bytes,
-        )
-        if not result.ok:
-            raise error_for(result)
+        key = diffcache.key_of(str(self.path), old_rev, check_rev(new), max_bytes)
+        found = diffcache.get(key) if key is not None else None
+        if found is None:
+            result = run_git(
+                "diff",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--find-renames",
+                # Pin everything a user's diff.* config could change about the format we parse.
+                "--src-prefix=a/",
+                "--dst-prefix=b/",
+                "--no-relative",
+                "--submodule=short",
+                old_rev,
+                new,
+                "--",
+                cwd=self.path,
+                max_output=max_bytes,
+            )
+            if not result.ok:
+                raise error_for(result)
+            found = (result.stdout, result.truncated)
+            if key is not None:
+                diffcache.put(key, *found)
         return parse_diff(
-            result.stdout,
+            found[0],
             max_lines_per_file=max_lines_per_file,
-            truncated=result.truncated,
+            truncated=found[1],
             detail=detail,
         )
 
