@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -105,6 +106,32 @@ def final(**output: Any) -> Reply:
     return Reply.call("final_result", **output)
 
 
+LISTED_COMMENT = re.compile(
+    r"^Comment (\d+), left on (?:subtask (\d+)'s diff|the whole branch):$", re.MULTILINE
+)
+
+
+def listed_comments(req: ChatRequest) -> list[tuple[int, int | None]]:
+    """The comments a route request lists, as Errands wrote them (outside the framed blocks,
+    whose people's text cannot close them): (comment number, subtask it was left on)."""
+    outside = re.sub(r"<review>\n.*?\n</review>", "", req.user, flags=re.DOTALL)
+    return [(int(n), int(s) if s else None) for n, s in LISTED_COMMENT.findall(outside)]
+
+
+def route_as_left(req: ChatRequest) -> Reply:
+    """A route answer that sends every comment where it was left (the old default)."""
+    return final(
+        routes=[
+            {
+                "comment": n,
+                "into": "new" if s is None else s,
+                "reason": "left there" if s is None else f"left on subtask {s}",
+            }
+            for n, s in listed_comments(req)
+        ]
+    )
+
+
 RESEARCH_OUTPUT = {
     "overview": "calc is a one-module library with a pytest suite.",
     "requirements": ["Add multiply(a, b) to calc.py", "Cover it with a test"],
@@ -159,6 +186,8 @@ class CalcScript:
             ][min(step, 2)]
         if phase == "plan":
             return final(**PLAN_OUTPUT)
+        if phase == "route":
+            return route_as_left(req)
         if phase == "execute" and "subtask 1 of 2" in req.user:
             return [
                 ADD_MULTIPLY,

@@ -172,6 +172,15 @@ class SubtaskPublic(_Public):
         return self
 
 
+class CommentRoutePublic(BaseModel):
+    """Where the last revise round sent a comment, and the agent's reason."""
+
+    kind: Literal["fix", "new"]  # a fix inside a subtask, or new work in a new subtask
+    subtask: int | None  # that subtask's position (None: the new one is not made yet)
+    reason: str
+    by: Literal["agent", "where-left"]  # where-left: the agent gave no valid routing
+
+
 class CommentPublic(_Public):
     id: int
     parent_id: int | None
@@ -186,6 +195,7 @@ class CommentPublic(_Public):
     created_at: UtcDateTime
     edited_at: UtcDateTime | None = None
     github_author: str | None = None
+    route: CommentRoutePublic | None = None
 
 
 class UsagePublic(BaseModel):

@@ -13,7 +13,14 @@ import httpx
 from playwright.sync_api import Browser, expect
 
 from errands.testing.scripted_llm import ChatRequest, Reply, ScriptedLLM
-from tests.support import final, phase_of, running_server, settings_for, wait_for_state
+from tests.support import (
+    final,
+    phase_of,
+    route_as_left,
+    running_server,
+    settings_for,
+    wait_for_state,
+)
 
 PASSWORD = "correct horse battery"
 
@@ -35,6 +42,8 @@ def script(req: ChatRequest) -> Reply:
             Reply.call("write_file", path="NOTES.md", content="# Notes\n\nmultiply added\n"),
             final(summary="Added multiply and notes.", decisions=[]),
         ][min(req.n_assistant, 2)]
+    if phase == "route":
+        return route_as_left(req)
     if phase == "revise":
         return [
             Reply.call(

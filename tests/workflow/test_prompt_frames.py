@@ -6,6 +6,7 @@ model actually receives — in research, plan, execute, revise and chat."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,18 @@ def breakout(frame: str, marker: str) -> str:
 
 
 def frames_of(prompt: str) -> dict[str, str]:
-    """Each frame's content; only Errands may write a tag, so each appears at most once."""
+    """Each frame's content (the contents of a frame written more than once, like one block
+    per review comment, joined): only Errands may write a tag, so every opening tag is closed
+    by its own closing one, with no tag in between."""
     found: dict[str, str] = {}
     for name in FRAMES:
         opens, closes = prompt.count(f"<{name}>"), prompt.count(f"</{name}>")
-        assert opens == closes <= 1, f"<{name}> {opens} time(s), </{name}> {closes}: {prompt}"
+        blocks = re.findall(f"<{name}>(.*?)</{name}>", prompt, flags=re.DOTALL)
+        assert opens == closes == len(blocks), (
+            f"<{name}> {opens} time(s), </{name}> {closes}: {prompt}"
+        )
         if opens:
-            found[name] = prompt.split(f"<{name}>", 1)[1].split(f"</{name}>", 1)[0]
+            found[name] = "\n".join(blocks)
     return found
 
 
@@ -53,10 +59,9 @@ def assert_inside(req: ChatRequest, frame: str, *markers: str) -> None:
     assert prompts.ENCODING in req.system  # the model is told how the text is encoded
     found = frames_of(req.user)
     assert frame in found, f"no <{frame}> in {req.user}"
-    outside = req.user
     for content in found.values():
         assert "<" not in content  # no tag of any spelling survives inside a frame
-        outside = outside.replace(content, "")
+    outside = re.sub(f"<({'|'.join(FRAMES)})>.*?</\\1>", "", req.user, flags=re.DOTALL)
     for marker in markers:
         assert marker in found[frame], f"{marker} is not inside <{frame}>"
         assert marker not in outside
@@ -144,7 +149,7 @@ def test_breakouts_stay_inside_their_frames(sample_repo: Path, home: Path) -> No
     by_phase: dict[str, list[ChatRequest]] = {}
     for req in llm.requests:
         by_phase.setdefault(phase_of(req), []).append(req)
-    assert set(by_phase) == {"research", "chat", "plan", "execute", "revise"}
+    assert set(by_phase) == {"research", "chat", "plan", "execute", "route", "revise"}
     the_task = ("TITLE-MARK", "BODY-MARK")
     for req in by_phase["research"]:
         assert_inside(req, "task", *the_task)
@@ -159,6 +164,6 @@ def test_breakouts_stay_inside_their_frames(sample_repo: Path, home: Path) -> No
     assert first_subtask
     for req in first_subtask:
         assert_inside(req, "subtask", "PLAN-MARK")
-    for req in by_phase["revise"]:
+    for req in by_phase["route"] + by_phase["revise"]:
         assert_inside(req, "task", *the_task)
         assert_inside(req, "review", "COMMENT-MARK", "REPLY-MARK")

@@ -19,6 +19,7 @@ from tests.support import (
     events_of,
     final,
     phase_of,
+    route_as_left,
     running_server,
     settings_for,
     wait_for_state,
@@ -85,6 +86,8 @@ class Script:
             if req.n_assistant == 0:
                 return EXECUTE[which]
             return final(summary=f"Did {which}.", decisions=[])
+        if phase == "route":
+            return route_as_left(req)
         if phase == "revise":
             position = next(p for p in (1, 2, 3) if f"revising subtask {p} of 3" in req.user)
             if req.n_assistant == 0:
@@ -228,6 +231,8 @@ class ConflictScript:
                 ],
                 out_of_scope=[],
             )
+        if phase == "route":
+            return route_as_left(req)
         if phase == "execute" and req.n_assistant == 0:
             if "subtask 1 of 2" in req.user:
                 return EXECUTE["subtask 1 of 3"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
-from pydantic_ai import Agent, ModelRequestNode, Tool, ToolOutput
+from pydantic_ai import Agent, ModelRequestNode, ModelRetry, Tool, ToolOutput
 from pydantic_ai.exceptions import (
     AgentRunError,
     ModelAPIError,
@@ -112,10 +112,13 @@ def run_agent(
     message_history: Sequence[ModelMessage] | None = None,
     toolsets: Sequence[AbstractToolset[None]] = (),
     ask: bool = False,
+    check: Callable[[OutputT], None] | None = None,
 ) -> AgentResult[OutputT]:
     """Synchronous entry for worker threads (which have no event loop of their own).
     ``toolsets``: more tools, e.g. the project's MCP servers (errands.mcp.native_toolsets).
-    ``ask``: the agent may also end its run with ``ask_human`` (raises ``QuestionAsked``)."""
+    ``ask``: the agent may also end its run with ``ask_human`` (raises ``QuestionAsked``).
+    ``check``: what the output's schema cannot say (it names things that exist, say): a
+    ``ValueError`` it raises goes back to the model to fix, within the output retries."""
     return asyncio.run(
         _run(
             config,
@@ -128,6 +131,7 @@ def run_agent(
             message_history,
             toolsets,
             ask,
+            check,
         )
     )
 
@@ -143,6 +147,7 @@ async def _run(
     message_history: Sequence[ModelMessage] | None,
     toolsets: Sequence[AbstractToolset[None]],
     ask: bool,
+    check: Callable[[OutputT], None] | None,
 ) -> AgentResult[OutputT]:
     handle = config.model()
 
@@ -187,6 +192,18 @@ async def _run(
         toolsets=list(toolsets),
         retries=config.output_retries,
     )
+    if check is not None:
+        validate = check
+
+        @agent.output_validator
+        def _checked(output: Any) -> Any:
+            if isinstance(output, output_type):
+                try:
+                    validate(output)
+                except ValueError as exc:
+                    raise ModelRetry(str(exc)) from exc
+            return output
+
     run = None
     largest_answer = 0  # output tokens of the run's longest response: the next one's estimate
     fixed_chars = _fixed_chars(instructions, agent_tools, output_type)

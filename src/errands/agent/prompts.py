@@ -55,6 +55,18 @@ change to the code, change no file and give no_change_reason saying why).
 {UNTRUSTED}"""
 
 
+ROUTE = f"""Errands phase: route.
+A reviewer left comments on a stack of commits, one commit per subtask. Before anyone changes
+code, decide where each listed comment's work belongs: a fix inside one subtask (its commit
+is rewritten and the subtasks above are applied again on top), or a new subtask on top of the
+stack (new work: something none of the subtasks set out to do). A comment left on a
+subtask's diff usually fixes that subtask; one left on the whole branch, or one asking for
+something new, may belong in a new subtask or in the subtask whose code it is about. You may
+read and search the files. Answer with final_result: for every listed comment, exactly once,
+its number, into (a subtask number from the list, or "new") and a one-line reason.
+{UNTRUSTED}"""
+
+
 def nothing_changed(report_hint: str) -> str:
     """The follow-up when a turn changed no file and gave no reason; ``report_hint`` is how
     the executor reports ("answer with final_result" for the native loop)."""

@@ -3,7 +3,7 @@ validation error back to the model to fix."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
@@ -67,4 +67,19 @@ class SubtaskReport(BaseModel):
         default=None,
         description="Only when you changed no file because the subtask needs no change: why "
         "not (say, it is already done, and where). Leave it out when you changed files.",
+    )
+
+
+class CommentRoute(BaseModel):
+    comment: int = Field(description="The comment's number, as listed (Comment N).")
+    into: int | Literal["new"] = Field(
+        description='The number of the subtask whose commit the fix belongs in, or "new" for '
+        "work that belongs in a new subtask on top of the stack."
+    )
+    reason: ShortText = Field(description="One line: why this comment goes there.")
+
+
+class CommentRouting(BaseModel):
+    routes: list[CommentRoute] = Field(
+        min_length=1, description="One entry per listed comment, each comment exactly once."
     )

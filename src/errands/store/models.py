@@ -255,6 +255,10 @@ class ReviewComment(Base):
     commit_sha: Mapped[str | None] = mapped_column(String(64), default=None)
     resolved: Mapped[bool] = mapped_column(default=False)
     addressed_by_subtask_id: Mapped[int | None] = mapped_column(default=None)
+    # Where the last revise round sent it and why: {"kind": "fix" | "new", "subtask": its
+    # position (None: not made yet), "reason": the agent's one line, "by": "agent" |
+    # "where-left"}. None: no round has routed it.
+    route: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The pull request review comment this is on GitHub (either way it came), and who wrote
     # it there; None for a comment not (yet) on GitHub.

@@ -1,6 +1,6 @@
-"""The revise stage: every open review comment becomes a fix inside the subtask it was left on
-(the stack restacked, one commit per subtask, each verified again); a comment on the whole
-branch becomes one more subtask on top."""
+"""The revise stage: the agent routes every open review comment (errands.workflow.routing): a
+fix inside a subtask (the stack restacked, one commit per subtask, each verified again) or new
+work in one more subtask on top."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from errands.domain import SubtaskState
 from errands.errors import Conflict
 from errands.git import Mirror
 from errands.store import ReviewComment, Subtask, Task
-from errands.workflow import trailers
+from errands.workflow import routing, trailers
 from errands.workflow.context import JobContext
 from errands.workflow.execute import finish_review_round
 from errands.workflow.implement import implement_subtask, observe_branch, publish_progress
@@ -53,21 +53,6 @@ def _unfinished(subtask: Subtask) -> bool:
     )
 
 
-def _route(task: Task, comments: list[ReviewComment]) -> tuple[dict[int, list[int]], list[int]]:
-    """Which comments are fixes inside a subtask (by subtask id) and which are new work on
-    top. A comment left on a subtask's diff goes into that subtask; one on the whole branch
-    (or on a subtask that no longer has a commit) becomes a new subtask."""
-    committed = {s.id for s in task.subtasks if s.commit_sha}
-    inside: dict[int, list[int]] = {}
-    on_top: list[int] = []
-    for c in comments:
-        if c.subtask_id in committed:
-            inside.setdefault(c.subtask_id, []).append(c.id)
-        else:
-            on_top.append(c.id)
-    return inside, on_top
-
-
 def run(ctx: JobContext) -> None:
     with ctx.db.session() as session:
         task = session.get_one(Task, ctx.task_id)
@@ -75,8 +60,8 @@ def run(ctx: JobContext) -> None:
         config = effective_config(task.project, ctx.settings)
         if branch is None or base_commit is None:
             raise Conflict(f"Task {task.id} has no branch to revise.")
-        # A resumed revise job finds its new subtask already created.
-        pending = any(_unfinished(s) for s in task.subtasks)
+        # A resumed revise job finds its new subtask already created, its comments with it.
+        pending = {s.id for s in task.subtasks if _unfinished(s)}
         comments = open_comments(task)
         if not comments and not pending:
             raise Conflict(f"Task {task.id} has no open review comments to address.")
@@ -87,29 +72,23 @@ def run(ctx: JobContext) -> None:
             )
             for c in comments
         }
-        inside, on_top = _route(task, comments)
-        layers = [
-            Layer(
-                s.id,
-                s.position,
-                s.title,
-                s.commit_sha,
-                [described[i] for i in inside.get(s.id, [])],
-            )
+        stack = [
+            routing.StackEntry(s.id, s.position, s.title, list(s.steps))
             for s in task.subtasks
             if s.commit_sha
         ]
+        committed = {s.subtask_id for s in stack}
+        to_route = [
+            routing.Placed(
+                c.id, c.subtask_id if c.subtask_id in committed else None, described[c.id]
+            )
+            for c in comments
+            if c.addressed_by_subtask_id not in pending
+        ]
+        commits = {s.id: s.commit_sha for s in task.subtasks if s.commit_sha}
         key = trailers.key_line(task)
         task_prompt = task_prompt_of(task)
-        by_id = {s.id: s.position for s in task.subtasks}
-        routes = [
-            {"comment": cid, "into": by_id[sid], "why": "left on this subtask's diff"}
-            for sid, ids in inside.items()
-            for cid in ids
-        ] + [
-            {"comment": cid, "into": "new subtask", "why": "left on the whole branch"}
-            for cid in on_top
-        ]
+        positions = {s.id: s.position for s in task.subtasks}
     mirror = ctx.mirror(origin)
     mirror.fetch()
     observe_branch(ctx, mirror, branch)
@@ -123,14 +102,28 @@ def run(ctx: JobContext) -> None:
         config=config,
         commands=True,
     ) as work:
-        ctx.emit(
-            "revise.started",
-            f"Revising: {len(comments)} comment(s), {sum(map(len, inside.values()))} into "
-            f"the subtasks they were left on, {len(on_top)} as new work",
-            comments=list(described.values()),
-            routes=routes,
+        routes = (
+            routing.route(ctx, work, task_prompt=task_prompt, comments=to_route, stack=stack)
+            if to_route
+            else []
         )
+        inside: dict[int, list[int]] = {}
+        for r in routes:
+            if r.subtask_id is not None:
+                inside.setdefault(r.subtask_id, []).append(r.comment_id)
+        on_top = [r.comment_id for r in routes if r.subtask_id is None]
+        _record_routes(ctx, routes, positions, len(comments), described)
         if inside:
+            layers = [
+                Layer(
+                    s.subtask_id,
+                    s.position,
+                    s.title,
+                    commits[s.subtask_id],
+                    [described[i] for i in inside.get(s.subtask_id, [])],
+                )
+                for s in stack
+            ]
             rebuilt = rebuild(
                 ctx,
                 work=work,
@@ -141,14 +134,47 @@ def run(ctx: JobContext) -> None:
             )
             # Published before it is recorded, like any subtask commit.
             publish_progress(ctx, mirror, branch, work.workspace.head())
-            _record_rebuilt(ctx, rebuilt, [cid for ids in inside.values() for cid in ids])
+            _record_rebuilt(ctx, rebuilt, [r for r in routes if r.subtask_id is not None])
         if on_top or pending:
             _new_work(ctx, mirror, work, base_commit, on_top, described, config)
         head = work.workspace.head()
     finish_review_round(ctx, mirror, branch, head)
 
 
-def _record_rebuilt(ctx: JobContext, rebuilt: list[Rebuilt], fixed: list[int]) -> None:
+def _record_routes(
+    ctx: JobContext,
+    routes: list[routing.Route],
+    positions: dict[int, int],
+    total: int,
+    described: dict[int, str],
+) -> None:
+    """Where each comment goes and why, kept with the comment (shown beside it in review) and
+    in the ``revise.started`` event, in one transaction."""
+    with ctx.db.session() as session:
+        by_id = {r.comment_id: r for r in routes}
+        for c in session.scalars(select(ReviewComment).where(ReviewComment.id.in_(by_id))):
+            r = by_id[c.id]
+            c.route = r.stored(None if r.subtask_id is None else positions[r.subtask_id])
+        fixes = sum(r.subtask_id is not None for r in routes)
+        ctx.record(
+            session,
+            "revise.started",
+            f"Revising: {total} comment(s), {fixes} as fixes inside subtasks, "
+            f"{len(routes) - fixes} as new work",
+            comments=list(described.values()),
+            routes=[
+                {
+                    "comment": r.comment_id,
+                    "into": "new subtask" if r.subtask_id is None else positions[r.subtask_id],
+                    "why": r.reason,
+                    "by": r.by,
+                }
+                for r in routes
+            ],
+        )
+
+
+def _record_rebuilt(ctx: JobContext, rebuilt: list[Rebuilt], fixed: list[routing.Route]) -> None:
     """The rebuilt stack in the store, in one transaction: new commits as new versions, the
     fixes' comments resolved."""
     with ctx.db.session() as session:
@@ -166,9 +192,10 @@ def _record_rebuilt(ctx: JobContext, rebuilt: list[Rebuilt], fixed: list[int]) -
                 subtask.verified = layer.verified
             if layer.commit:
                 record_version(session, subtask, layer.commit)
-        for comment in session.scalars(select(ReviewComment).where(ReviewComment.id.in_(fixed))):
+        into = {r.comment_id: r.subtask_id for r in fixed}
+        for comment in session.scalars(select(ReviewComment).where(ReviewComment.id.in_(into))):
             comment.resolved = True
-            comment.addressed_by_subtask_id = comment.subtask_id
+            comment.addressed_by_subtask_id = into[comment.id]
         ctx.record(
             session,
             "review.addressed",
@@ -186,14 +213,16 @@ def _new_work(
     described: dict[int, str],
     config: EffectiveConfig,
 ) -> None:
-    """Comments on the whole branch become one more subtask on top (or a resumed job's)."""
+    """Comments routed as new work become one more subtask on top (or join a resumed job's)."""
     with ctx.db.session() as session:
         task = session.get_one(Task, ctx.task_id)
         pending = [s for s in task.subtasks if _unfinished(s)]
+        steps = [described[i] for i in on_top]
         if pending:
             subtask = pending[-1]
+            if steps:
+                subtask.steps = [*subtask.steps, *steps]
         else:
-            steps = [described[i] for i in on_top]
             subtask = Subtask(
                 position=len(task.subtasks) + 1,
                 title=f"Address review comments ({len(steps)})",
@@ -203,8 +232,10 @@ def _new_work(
             )
             task.subtasks.append(subtask)
             session.flush()
-            for c in session.scalars(select(ReviewComment).where(ReviewComment.id.in_(on_top))):
-                c.addressed_by_subtask_id = subtask.id
+        for c in session.scalars(select(ReviewComment).where(ReviewComment.id.in_(on_top))):
+            c.addressed_by_subtask_id = subtask.id
+            # The route names the new subtask's number now that it has one.
+            c.route = {**(c.route or {}), "subtask": subtask.position}
         subtask_id, steps = subtask.id, list(subtask.steps)
         prompt = f"{task_prompt_of(task)}\n\n{prompts.frame('review', prompts.bullet(steps))}"
     implement_subtask(
