@@ -623,7 +623,19 @@ def task_show(task_id: TaskArg, as_json: JsonOpt = False) -> None:
             )
     for c in t.comments:
         state = "resolved" if c.resolved else "open"
-        out.print(f"  💬 #{c.id} {c.path}:{c.line} [{c.kind}, {state}] {c.body}")
+        # People's text: printed as it is, never read as Rich markup.
+        out.print(
+            f"  💬 #{c.id} {c.path}:{c.line} [{c.kind}, {state}] {c.body}",
+            highlight=False,
+            markup=False,
+        )
+        if c.route:
+            went = c.route
+            where = f"fix in subtask {went.subtask}" if went.kind == "fix" else "new subtask"
+            if went.kind == "new" and went.subtask:
+                where += f" {went.subtask}"
+            by = " (by where it was left)" if went.by == "where-left" else ""
+            out.print(f"     → {where}: {went.reason}{by}", highlight=False, markup=False)
     u = t.usage
     out.print(
         f"\nUsage: {u.model_requests} model requests, {u.input_tokens} input / "
@@ -952,7 +964,8 @@ def resolve(
 
 @app.command("request-changes")
 def request_changes(task_id: TaskArg) -> None:
-    """Send the open comments back: a revise job adds commit(s) on the branch."""
+    """Send the open comments back: a revise job fixes each inside the subtask it belongs to
+    (restacking the branch) or makes new work a new subtask, and says which and why."""
     from errands.workflow import actions
 
     _run(lambda s, settings: actions.request_changes(s, settings, task_id))

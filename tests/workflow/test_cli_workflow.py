@@ -144,6 +144,8 @@ def test_full_workflow_from_the_cli(cli: Cli, sample_repo: Path, tmp_path: Path)
     task = cli.wait(task_id, "in_review")
     assert len(task["subtasks"]) == 2  # fixed inside subtask 1, where the comment was
     assert len(task["subtasks"][0]["versions"]) == 2
+    # Where the round sent the comment, and why (CalcScript routes it where it was left).
+    assert "→ fix in subtask 1: left on subtask 1" in cli("task", "show", str(task_id))
 
     cli("approve", str(task_id))
     task = cli.wait(task_id, "merged")

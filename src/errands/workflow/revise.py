@@ -234,8 +234,8 @@ def _new_work(
             session.flush()
         for c in session.scalars(select(ReviewComment).where(ReviewComment.id.in_(on_top))):
             c.addressed_by_subtask_id = subtask.id
-            # The route names the new subtask's number now that it has one.
-            c.route = {**(c.route or {}), "subtask": subtask.position}
+            if c.route:  # the route names the new subtask's number now that it has one
+                c.route = {**c.route, "subtask": subtask.position}
         subtask_id, steps = subtask.id, list(subtask.steps)
         prompt = f"{task_prompt_of(task)}\n\n{prompts.frame('review', prompts.bullet(steps))}"
     implement_subtask(

@@ -136,7 +136,8 @@ def route(
         Route(
             r.comment,
             None if r.into == "new" else by_position[r.into],
-            " ".join(r.reason.split()),  # one line, whatever the model sent
+            # One line, whatever the model sent; stored and shown, so redacted like an event.
+            str(ctx.redact(" ".join(r.reason.split()))),
             "agent",
         )
         for r in sorted(routing.routes, key=lambda r: _listed_order(comments, r.comment))
