@@ -71,3 +71,56 @@ def test_files_past_the_first_screens_load_as_the_reader_reaches_them(
         comments = client.get(f"/api/tasks/{task_id}/comments").json()
         assert [(c["path"], c["line"]) for c in comments] == [(f"mod_{FILES}.py", 1)]
         assert llm.script_errors == []
+
+
+CUT = diffview.MAX_ROWS_PER_PAGE + 30  # one file longer than the page's first screens
+
+
+def cut_script(req: ChatRequest) -> Reply:
+    phase = phase_of(req)
+    if phase == "research":
+        return final(overview="o", requirements=["r"], relevant_files=[], risks=[], questions=[])
+    if phase == "plan":
+        return final(subtasks=[{"title": "One long module", "steps": ["write"]}], out_of_scope=[])
+    if req.n_assistant == 0:
+        content = "".join(f"value_{i} = '<b>{i}</b>'\n" for i in range(1, CUT + 1))
+        return Reply.call("write_file", path="long.py", content=content)
+    return final(summary="One long module.", decisions=[])
+
+
+def test_a_file_cut_at_the_first_screens_gets_its_rest_under_it(
+    sample_repo: Path, home: Path, chromium: Browser
+) -> None:
+    with ScriptedLLM(cut_script) as llm, running_server(settings_for(home, llm.base_url)) as url:
+        client = httpx.Client(base_url=url, timeout=30)
+        task_id = add_task(client, add_project(client, sample_repo), title="Long")
+        wait_for_state(client, task_id, "in_review")
+        page = chromium.new_page(base_url=url, viewport={"width": 1280, "height": 800})
+        for layout, row in (("unified", "tr.added"), ("split", "tr.r-added")):
+            page.goto(f"/tasks/{task_id}/review?view=subtask&subtask=1&layout={layout}")
+            long = page.locator('.file[data-path="long.py"]')
+            rows = long.locator(f"table.diff {row}")
+            expect(rows).to_have_count(diffview.MAX_ROWS_PER_PAGE)
+            expect(long.locator(".note.lazy")).to_contain_text("30 more lines")
+            # Scrolled to, the rest comes under the rows shown, in order, in the same table.
+            long.locator(".note.lazy").scroll_into_view_if_needed()
+            expect(rows).to_have_count(CUT)
+            expect(long.locator("table.diff")).to_have_count(1)
+            expect(long.locator(".note.lazy")).to_have_count(0)
+            numbers = long.locator('.ln[data-side="new"]').evaluate_all(
+                "bs => bs.map(b => Number(b.dataset.line))"
+            )
+            assert numbers == list(range(1, CUT + 1)), layout
+            # The code is text, coloured like the rows above it.
+            last = rows.nth(CUT - 1)
+            expect(last).to_contain_text(f"value_{CUT} = '<b>{CUT}</b>'")
+            expect(last.locator("span.s1")).to_have_count(1)
+        # A comment on a line that came later.
+        long.locator(f'.ln[data-side="new"][data-line="{CUT}"]').click()
+        form = long.locator("form.comment-form")
+        form.get_by_placeholder("Leave a comment").fill("Last one?")
+        form.get_by_role("button", name="Comment").click()
+        expect(page.locator("article.thread", has_text="Last one?")).to_be_visible()
+        comments = client.get(f"/api/tasks/{task_id}/comments").json()
+        assert [(c["path"], c["line"]) for c in comments] == [("long.py", CUT)]
+        assert llm.script_errors == []
