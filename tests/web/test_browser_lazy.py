@@ -120,7 +120,15 @@ def test_a_file_cut_at_the_first_screens_gets_its_rest_under_it(
         form = long.locator("form.comment-form")
         form.get_by_placeholder("Leave a comment").fill("Last one?")
         form.get_by_role("button", name="Comment").click()
-        expect(page.locator("article.thread", has_text="Last one?")).to_be_visible()
+        thread = page.locator("article.thread", has_text="Last one?")
+        expect(thread).to_be_visible()
         comments = client.get(f"/api/tasks/{task_id}/comments").json()
         assert [(c["path"], c["line"]) for c in comments] == [("long.py", CUT)]
+        # Back on the page, its line may not be printed yet (then it is listed under the diff);
+        # once the rest of the file comes, it is at its line and nowhere else.
+        long.locator("table.diff tr").nth(
+            diffview.MAX_ROWS_PER_PAGE - 1
+        ).scroll_into_view_if_needed()
+        expect(long.locator("table.diff article.thread", has_text="Last one?")).to_have_count(1)
+        expect(thread).to_have_count(1)
         assert llm.script_errors == []

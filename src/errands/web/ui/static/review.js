@@ -139,12 +139,21 @@
       .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.text(); })
       .then(function (html) {
         var shown = button.dataset.row && file.querySelector("table.diff > tbody");
-        if (!shown) { button.closest(".note").outerHTML = html; return; }
-        var holder = document.createElement("template");
-        holder.innerHTML = html;
-        var rest = holder.content.querySelector("table.diff > tbody");
-        if (rest) shown.append.apply(shown, Array.prototype.slice.call(rest.children));
-        button.closest(".note").remove();
+        if (!shown) {
+          button.closest(".note").outerHTML = html;
+        } else {
+          var holder = document.createElement("template");
+          holder.innerHTML = html;
+          var rest = holder.content.querySelector("table.diff > tbody");
+          if (rest) shown.append.apply(shown, Array.prototype.slice.call(rest.children));
+          button.closest(".note").remove();
+        }
+        // Threads on rows the page had not printed were listed under the diff: now they
+        // are at their line, once.
+        file.querySelectorAll("table.diff article.thread[id]").forEach(function (thread) {
+          var listed = document.querySelector("#threads > #" + thread.id);
+          if (listed) listed.remove();
+        });
       })
       .catch(function () {
         button.loading = null;
