@@ -258,3 +258,67 @@ def test_no_valid_routing_loses_no_comment(sample_repo: Path, home: Path) -> Non
         }
         assert [s["origin"] for s in task["subtasks"]] == ["plan", "plan", "revise"]
         assert llm.script_errors == []
+
+
+def test_a_retried_round_keeps_its_new_subtask_and_routes(sample_repo: Path, home: Path) -> None:
+    """The model endpoint fails while the new subtask is being written: the retried job finds
+    the fixes recorded and the new subtask made, asks for no routing again, and finishes that
+    subtask (no second one, no comment lost)."""
+    asked: list[ChatRequest] = []
+    failed: list[str] = []
+
+    def hook(req: ChatRequest, phase: str) -> Reply | None:
+        if phase == "route":
+            asked.append(req)
+            (fix, _), (new, _) = listed_comments(req)
+            return final(
+                routes=[
+                    {"comment": fix, "into": 1, "reason": "multiply is subtask 1's"},
+                    {"comment": new, "into": "new", "reason": "divide is new work"},
+                ]
+            )
+        if phase == "revise" and "revising subtask" not in req.user:
+            if not failed:
+                failed.append(req.user)
+                return Reply.error(503, "the endpoint is down")
+            return [
+                Reply.call("write_file", path="divide.py", content=DIVIDE),
+                final(summary="Added divide.", decisions=[]),
+            ][min(req.n_assistant, 1)]
+        return None
+
+    with ScriptedLLM(Override(hook)) as llm:
+        settings = settings_for(home, llm.base_url, llm_max_retries=0, job_retry_delay=0.1)
+        with running_server(settings) as url:
+            client = httpx.Client(base_url=url, timeout=30)
+            task_id, _ = to_review(client, sample_repo)
+            fix = _comment(client, task_id, 1, "calc.py", "Document multiply.")
+            new = _comment(client, task_id, 1, "calc.py", "Also add a divide(a, b).")
+            task = _revise(client, task_id)
+
+            assert failed and len(asked) == 1, "the retried job routed nothing again"
+            revise_jobs = [j for j in task["jobs"] if j["kind"] == "revise"]
+            assert [j["attempts"] for j in revise_jobs] == [2]
+            subs = task["subtasks"]
+            assert [s["origin"] for s in subs] == ["plan", "plan", "revise"]
+            assert all(s["state"] == "committed" for s in subs)
+            routes = {c["id"]: c["route"] for c in task["comments"]}
+            assert routes[fix] == {
+                "kind": "fix",
+                "subtask": 1,
+                "reason": "multiply is subtask 1's",
+                "by": "agent",
+            }
+            assert routes[new] == {
+                "kind": "new",
+                "subtask": 3,
+                "reason": "divide is new work",
+                "by": "agent",
+            }
+            assert all(c["resolved"] for c in task["comments"])
+            started = [e for e in events_of(client, task_id) if e["kind"] == "revise.started"]
+            assert len(started) == 2
+            assert "1 in the unfinished new subtask" in started[1]["message"]
+            shas = run_git(sample_repo, "rev-list", "--reverse", f"main..{task['branch']}")
+            assert shas.split() == [s["commit_sha"] for s in subs]
+            assert llm.script_errors == []

@@ -160,7 +160,13 @@ def _record_routes(
             session,
             "revise.started",
             f"Revising: {total} comment(s), {fixes} as fixes inside subtasks, "
-            f"{len(routes) - fixes} as new work",
+            f"{len(routes) - fixes} as new work"
+            # A resumed job's unfinished new subtask keeps the comments it already has.
+            + (
+                f", {total - len(routes)} in the unfinished new subtask"
+                if total > len(routes)
+                else ""
+            ),
             comments=list(described.values()),
             routes=[
                 {
