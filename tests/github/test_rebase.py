@@ -115,14 +115,16 @@ def move_main(remote: Path, scratch: Path, files: dict[str, str], message: str) 
     return _git(scratch, "rev-parse", "HEAD")
 
 
-def push_delivery(client: httpx.Client, fake: FakeGitHub, before: str, after: str) -> None:
+def push_delivery(
+    client: httpx.Client, fake: FakeGitHub, before: str, after: str, ref: str = "refs/heads/main"
+) -> None:
     answer = deliver(
         client,
         "push",
         envelope(
             fake,
             "admin-alice",
-            ref="refs/heads/main",
+            ref=ref,
             before=before,
             after=after,
             deleted=False,

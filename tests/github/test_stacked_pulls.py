@@ -6,6 +6,7 @@ stack merge (the synchronous merge endpoint refuses a stacked pull request)."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -115,6 +116,33 @@ def test_a_stacked_project_publishes_one_pull_request_per_subtask_and_lands_the_
             )
             assert refused.status_code == 405
 
+            # Someone pushes to a lower layer's branch on GitHub after review: approving does
+            # not land it (only the top's head is named to the merge), the task stays in review.
+            evil = tmp_path / "evil"
+            subprocess.run(["git", "clone", "-q", str(github_remote), str(evil)], check=True)
+            _git(evil, "checkout", "-q", heads[0])
+            (evil / "evil.py").write_text("import os\n")
+            _git(evil, "add", "-A")
+            _git(evil, "-c", "user.name=M", "-c", "user.email=m@x", "commit", "-q", "-m", "x")
+            _git(evil, "push", "-q", "origin", f"HEAD:{heads[0]}")
+            main_before = _git(github_remote, "rev-parse", "main")
+            assert client.post(f"/api/tasks/{task_id}/approve").status_code == 200
+            failed = wait_for(
+                lambda: client.get(f"/api/tasks/{task_id}").json()["merge_error"],
+                timeout=60,
+                what="the merge refused",
+            )
+            assert f"#{pulls[0]['number']}" in failed and "moved on GitHub" in failed
+            assert _git(github_remote, "rev-parse", "main") == main_before
+            assert client.get(f"/api/tasks/{task_id}").json()["state"] == "in_review"
+            # The next sync (any delivery) puts the reviewed commit back on the layer.
+            push_delivery(client, fake, main_before, main_before, ref="refs/heads/elsewhere")
+            wait_for(
+                lambda: _git(github_remote, "rev-parse", heads[0]) == commits[0],
+                timeout=60,
+                what="the reviewed commit back on the layer",
+            )
+
             # Approved: GitHub's stack merge lands the three, bottom-up, one commit each.
             approved = client.post(f"/api/tasks/{task_id}/approve")
             assert approved.status_code == 200, approved.text
@@ -133,6 +161,7 @@ def test_a_stacked_project_publishes_one_pull_request_per_subtask_and_lands_the_
         f"[2/3] Part 2 (#{pulls[1]['number']})",
         f"[1/3] Part 1 (#{pulls[0]['number']})",
     ]
+    assert "evil.py" not in _git(github_remote, "ls-tree", "-r", "--name-only", "main")
     assert _git(github_remote, "rev-parse", "main^{tree}") == _git(
         github_remote, "rev-parse", f"{commits[-1]}^{{tree}}"
     )

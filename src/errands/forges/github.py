@@ -9,7 +9,8 @@ consult the forges too.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -73,8 +74,7 @@ class GitHubForge:
         project = task.project
         if project.github_repo is None or task.github_pr is None:
             return None
-        merge = StackMerge if task.github_stack is not None else PullRequestMerge
-        return merge(
+        single = PullRequestMerge(
             settings=self.settings,
             task_id=task.id,
             full_name=project.github_repo,
@@ -85,6 +85,16 @@ class GitHubForge:
             title=f"{task.title} (#{task.github_pr})",
             message=message,
         )
+        if task.github_stack is None:
+            return single
+        # Each lower pull request must still hold the subtask commit that was reviewed.
+        layers = tuple(
+            (s.github_pr, s.commit_sha)
+            for s in task.subtasks
+            if s.github_pr is not None and s.commit_sha and s.github_pr != task.github_pr
+        )
+        same: dict[str, Any] = {f.name: getattr(single, f.name) for f in fields(single)}
+        return StackMerge(**same, layers=layers)
 
     def stages(self) -> Mapping[JobKind, Stage]:
         from errands.github import sync
@@ -145,7 +155,12 @@ class StackMerge(PullRequestMerge):
     """Land a task published as stacked pull requests: its pull request is the top of the
     stack, and GitHub's stack merge (the asynchronous merge API; the only one that merges a
     stack) lands every pull request of the stack, bottom-up, each squashed, atomically. The
-    merge names the reviewed head; the base branch then holds one commit per subtask."""
+    merge names the reviewed head of the top pull request, and each lower pull request's head
+    is checked against the subtask commit that was reviewed before the merge is asked for (a
+    push to a layer's branch on GitHub would otherwise land unreviewed); the base branch then
+    holds one commit per subtask."""
+
+    layers: tuple[tuple[int, str], ...] = ()  # (pull request, reviewed commit) below the top
 
     def perform(self, mirror: Mirror, emit: Emit) -> Merged:
         from errands.github.errors import GitHubError, PullNotMergeable
@@ -166,6 +181,20 @@ class StackMerge(PullRequestMerge):
                     f"Pull request #{self.number} was closed on GitHub.", files=[]
                 )
             else:
+                heads = {
+                    int(p["number"]): str(p.get("head", {}).get("sha"))
+                    for p in (stack or {}).get("pull_requests", [])
+                    if p.get("merged_at") is None
+                }
+                moved = [n for n, sha in self.layers if n in heads and heads[n] != sha]
+                if moved:
+                    raise PullNotMergeable(
+                        "Not merged: the head of pull request(s) "
+                        + ", ".join(f"#{n}" for n in moved)
+                        + " moved on GitHub since review (a push to a layer's branch); "
+                        "the next sync puts the reviewed commits back",
+                        files=[],
+                    )
                 commit = merge_stack(
                     access.api, self.number, sha=head, title=self.title, message=self.message
                 )
