@@ -115,14 +115,21 @@ class CodeIndex:
         sha = commit if _FULL_SHA.fullmatch(commit) else gitio.rev_parse(git_dir, commit)
         if sha == self.commit:
             return []
-        changes = gitio.diff_raw(git_dir, self.commit, sha)
+        # The window's git processes start first and run while git lists the changes: an
+        # update of a file or two is mostly waiting for git processes, so they overlap.
+        window = self._window.moving_to(git_dir, self.commit, sha, max_commits=self.history_commits)
+        try:
+            changes = gitio.diff_raw(git_dir, self.commit, sha)
+        except BaseException:
+            window.close()
+            raise
         if len(changes) > max(PARALLEL_MIN_FILES, REBUILD_SHARE * len(self._files)):
+            window.close()
             fresh = CodeIndex.build(
                 git_dir, sha, progress=progress, history_commits=self.history_commits
             )
             self.__dict__.update(fresh.__dict__)
             return [c.path for c in changes]
-        window = self._window.moving_to(git_dir, self.commit, sha, max_commits=self.history_commits)
         for change in changes:
             self._remove_file(change.path)
         entries = [

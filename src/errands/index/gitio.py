@@ -251,6 +251,13 @@ class MovingWindow:
         except OSError as exc:
             raise GitError(f"cannot run git: {exc}") from exc
 
+    def close(self) -> None:
+        """Stop reading (the caller found it needs no window moved)."""
+        for proc in (self._listing, self._new):
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+
     def result(self) -> Window:
         listed_out, err = self._listing.communicate()
         new_out, _ = self._new.communicate()
