@@ -29,7 +29,7 @@ from errands.index.model import Located, Symbol
 if TYPE_CHECKING:
     from errands.index.analyse import FileInfo
 
-FORMAT = 1
+FORMAT = 2  # 2: postings in one blob per index
 FILES, CHUNKS = 0, 1  # the two BM25 indexes: whole files, symbol chunks
 
 _SCHEMA = """
@@ -43,11 +43,16 @@ CREATE TABLE symbols (
     start_line INTEGER NOT NULL, end_line INTEGER NOT NULL, parent TEXT
 );
 CREATE TABLE lookup (tbl INTEGER NOT NULL, key TEXT NOT NULL, file INTEGER NOT NULL);
-CREATE TABLE postings (
-    bm INTEGER NOT NULL, term TEXT NOT NULL, df INTEGER NOT NULL, docs BLOB NOT NULL,
-    tfs BLOB NOT NULL, PRIMARY KEY (bm, term)
+CREATE TABLE terms (
+    bm INTEGER NOT NULL, term TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
+    PRIMARY KEY (bm, term)
 ) WITHOUT ROWID;
+CREATE TABLE postings (bm INTEGER PRIMARY KEY, docs BLOB NOT NULL, tfs BLOB NOT NULL);
 """
+# Each BM25 index's postings are two blobs (document ids, term frequencies: 32-bit, this
+# machine's byte order), term t's at [lo:hi]: one row each, read a slice at a time — a
+# row per term took most of the time writing the file.
+_ITEM = 4
 # Indexes made after the rows are in: one sort each, not a B-tree insert per row.
 _INDEXES = """
 CREATE INDEX symbols_name ON symbols (name, id);
@@ -133,17 +138,12 @@ def _fill(
         exported = bm25.export(keys)
         ptr = exported.ptr.tolist()
         conn.executemany(
-            "INSERT INTO postings VALUES (?, ?, ?, ?, ?)",
-            (
-                (
-                    bm,
-                    term,
-                    ptr[t + 1] - ptr[t],
-                    exported.docs[ptr[t] : ptr[t + 1]].tobytes(),
-                    exported.tfs[ptr[t] : ptr[t + 1]].tobytes(),
-                )
-                for t, term in enumerate(exported.terms)
-            ),
+            "INSERT INTO terms VALUES (?, ?, ?, ?)",
+            zip([bm] * len(exported.terms), exported.terms, ptr, ptr[1:], strict=False),
+        )
+        conn.execute(
+            "INSERT INTO postings VALUES (?, ?, ?)",
+            (bm, exported.docs.tobytes(), exported.tfs.tobytes()),
         )
         meta[f"lengths{bm}"] = exported.lengths.tobytes()
         meta[f"total_len{bm}"] = int(exported.lengths.sum())
@@ -185,6 +185,10 @@ class StoredIndex:
         found: list[tuple[Any, ...]] = self._conn.execute(sql, args).fetchall()
         return found
 
+    def blob(self, bm: int, column: str) -> sqlite3.Blob:
+        """One of the postings' blobs, to read slices of."""
+        return self._conn.blobopen("postings", column, bm, readonly=True)
+
     def derived(self) -> _Tables:
         return self._tables
 
@@ -225,6 +229,11 @@ class StoredIndex:
                 )
             }
         return self._history.get(path, (0, None))
+
+
+def _read(blob: sqlite3.Blob, lo: int, hi: int) -> bytes:
+    blob.seek(lo * _ITEM)
+    return blob.read((hi - lo) * _ITEM)
 
 
 def _symbol(row: tuple[Any, ...]) -> Symbol:
@@ -286,26 +295,27 @@ class StoredBM25:
         if not self.live or not query:
             return out
         norm = length_norm(self._lengths.astype(np.float64), self._total_len, self.live)
-        found = {term: (df, docs, tfs) for term, df, docs, tfs in self._postings(list(query))}
-        for term, weight in query.items():  # in the query's order, as BM25 adds them up
-            if term not in found:
-                continue
-            df, docs, tfs = found[term]
-            scaled = weight * idf(self.live, df)
-            add_term(
-                out,
-                norm,
-                scaled,
-                np.frombuffer(docs, dtype=np.int32),
-                np.frombuffer(tfs, dtype=np.int32).astype(np.float64),
-            )
+        found = {term: (lo, hi) for term, lo, hi in self._ranges(list(query))}
+        with self._index.blob(self._bm, "docs") as docs, self._index.blob(self._bm, "tfs") as tfs:
+            for term, weight in query.items():  # in the query's order, as BM25 adds them up
+                if term not in found:
+                    continue
+                lo, hi = found[term]
+                scaled = weight * idf(self.live, hi - lo)
+                add_term(
+                    out,
+                    norm,
+                    scaled,
+                    np.frombuffer(_read(docs, lo, hi), dtype=np.int32),
+                    np.frombuffer(_read(tfs, lo, hi), dtype=np.int32).astype(np.float64),
+                )
         return out
 
-    def _postings(self, terms: list[str]) -> Iterator[tuple[Any, ...]]:
+    def _ranges(self, terms: list[str]) -> Iterator[tuple[Any, ...]]:
         for lo in range(0, len(terms), 500):  # SQLite's limit on parameters, with room
             part = terms[lo : lo + 500]
             yield from self._index.rows(
-                "SELECT term, df, docs, tfs FROM postings WHERE bm = ? AND term IN "
+                "SELECT term, lo, hi FROM terms WHERE bm = ? AND term IN "
                 f"({','.join('?' * len(part))})",
                 self._bm,
                 *part,
