@@ -11,14 +11,21 @@ from typing import TYPE_CHECKING
 
 from errands.errors import GitError, InvalidInput
 from errands.ids import id_in
-from errands.index import CodeIndex
 from errands.index.stored import StoredIndex
 
 if TYPE_CHECKING:
     from errands.git import Mirror
+    from errands.index import CodeIndex
     from errands.settings import Settings
 
 Progress = Callable[[int, int], None]
+
+
+def _code_index() -> type[CodeIndex]:
+    # Imported when an index is loaded or built, not by `errands locate` on a query file.
+    from errands.index.core import CodeIndex
+
+    return CodeIndex
 
 
 def index_path(settings: Settings, project_id: int) -> Path:
@@ -98,7 +105,7 @@ def load_index_file(path: Path) -> CodeIndex | None:
         if cached is not None and cached[0] == key:
             return cached[1]
     try:
-        index = CodeIndex.load(path)
+        index = _code_index().load(path)
     except InvalidInput:  # written by another version of Errands: the next index rebuilds it
         return None
     _remember(path, key, index)
@@ -116,7 +123,7 @@ def _remember(path: Path, key: _Key, index: CodeIndex) -> None:
 def _load_own(path: Path) -> CodeIndex | None:
     """A copy of the saved index for this caller alone (to update)."""
     try:
-        return CodeIndex.load(path) if path.exists() else None
+        return _code_index().load(path) if path.exists() else None
     except InvalidInput:
         return None
 
@@ -155,7 +162,7 @@ def refresh_index(
         except GitError:  # the indexed commit is gone (a force-push): start over
             index = None
     if index is None:
-        index = CodeIndex.build(mirror.path, commit, progress=progress)
+        index = _code_index().build(mirror.path, commit, progress=progress)
     _save(index, settings, project_id)  # the next load_index reads it (or another's)
     return index, changed
 
