@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from errands.cli_github import github_app
 from errands.domain import TaskState
 from errands.errors import ConfigError, ErrandsError, InvalidInput
 
@@ -63,6 +64,7 @@ eval_app = typer.Typer(
 app.add_typer(project_app, name="project")
 app.add_typer(task_app, name="task")
 app.add_typer(eval_app, name="eval")
+app.add_typer(github_app, name="github")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from pydantic_core import from_json
 from sqlalchemy import select
 
-from errands.accounts.access import ACT, PUBLIC, READ, Actor, Reader, visible
-from errands.github import forge, projects
+from errands.accounts.access import ACT, PUBLIC, READ, Actor, Permit, Reader, visible
+from errands.github import forge, manage, projects
 from errands.github.errors import MalformedWebhook, WebhookTooLarge
 from errands.github.intake import receive
 from errands.github.signature import verify, verify_present
@@ -161,6 +161,61 @@ def reimport(project: str, request: Request) -> GitHubProjectPublic:
 def task(task_id: Id, request: Request) -> GitHubTaskPublic:
     with get_db(request).session() as session:
         found: Task = actions.get_task(session, task_id)
+        return GitHubTaskPublic(
+            id=found.id,
+            repository=found.project.github_repo,
+            issue=found.github_issue,
+            pull_request=found.github_pr,
+            pull_request_url=found.github_pr_url,
+            base_moved_to=found.base_moved_to,
+        )
+
+
+class IssueImport(BaseModel):
+    start: bool = Field(default=False, description="Start its research at once.")
+
+
+class IssueImported(BaseModel):
+    task: int
+    created: bool
+
+
+@router.get("/projects/{project}/tasks", dependencies=[READ])
+def linked_tasks(project: str, request: Request) -> list[GitHubTaskPublic]:
+    """The project's tasks that have an issue or a pull request on GitHub."""
+    with get_db(request).session() as session:
+        return [
+            GitHubTaskPublic(
+                id=t.id,
+                repository=t.project.github_repo,
+                issue=t.github_issue,
+                pull_request=t.github_pr,
+                pull_request_url=t.github_pr_url,
+                base_moved_to=t.base_moved_to,
+            )
+            for t in manage.linked(session, project)
+        ]
+
+
+# The issue number is the repository's (the project is scoped), not an object of its own.
+@router.post(
+    "/projects/{project}/issues/{number}",
+    dependencies=[Depends(Permit("act", handler_scoped=frozenset({"number"})))],
+    responses=error_responses(404, 409),
+)
+def import_issue(project: str, number: Id, body: IssueImport, request: Request) -> IssueImported:
+    """Import one issue as a task (once: an issue already imported answers its task)."""
+    task, created = manage.import_issue(
+        get_settings(request), get_db(request), project, number, start=body.start
+    )
+    return IssueImported(task=task, created=created)
+
+
+@router.post("/tasks/{task_id}/resync", status_code=202, dependencies=[ACT])
+def resync(task_id: Id, request: Request) -> GitHubTaskPublic:
+    """Check the task's issue and pull request against GitHub again and write what differs."""
+    with get_db(request).session() as session:
+        found = manage.resync(session, get_settings(request), task_id)
         return GitHubTaskPublic(
             id=found.id,
             repository=found.project.github_repo,

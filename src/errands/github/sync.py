@@ -28,7 +28,7 @@ from errands.domain import TaskState, state_words
 from errands.errors import Cancelled, ErrandsError, LeaseLost
 from errands.faults import crash_point
 from errands.github import issues as text
-from errands.github import payloads, reviewsync, stacks
+from errands.github import manage, payloads, reviewsync, stacks
 from errands.github.errors import GitHubError, MalformedWebhook
 from errands.github.forge import RepoAccess, repo_access
 from errands.github.intake import request_sync
@@ -180,16 +180,7 @@ class Sync:
         issue: payloads.Issue,
         comments: list[tuple[str, str]],
     ) -> Task:
-        task = Task(
-            project_id=project.id,
-            title=text.issue_title(issue),
-            body=text.issue_body(issue, comments),
-            state=TaskState.CREATED,
-            base_branch=project.base_branch,
-            github_issue=issue.number,
-        )
-        session.add(task)
-        session.flush()
+        task = manage.issue_task(session, project, issue, comments)
         self._note(
             session,
             task,
@@ -207,14 +198,7 @@ class Sync:
         self._note(session, task, "github.triggered", why)
 
     def _writers_comments(self, number: int) -> list[tuple[str, str]]:
-        """The comments on issue ``number`` by people with write access, oldest first, ours
-        left out (network: call outside any transaction)."""
-        found = []
-        for raw in self.api.issue_comments(number):
-            comment = payloads.IssueComment.model_validate(raw, strict=False)
-            if find_marker(comment.body) is None and self.api.can_write(comment.user.login):
-                found.append((comment.user.login, comment.body))
-        return found
+        return manage.writers_comments(self.api, number)
 
     # -- import ---------------------------------------------------------------------------
 
