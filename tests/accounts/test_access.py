@@ -37,6 +37,7 @@ def fill(path: str, world: World, *, missing: bool = False) -> str:
         "project": "no-such-project" if missing else world.project,
         "ref": world.project,
         "comment_id": "1",
+        "number": "1",  # an issue number of the (scoped) project's repository
         "token_id": str(world.owner_token_id),
         "user_id": str(world.owner_id),
         "name": "openai_api_key",
