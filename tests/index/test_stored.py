@@ -70,3 +70,13 @@ def test_a_file_that_is_not_a_query_file_is_refused(tmp_path: Path) -> None:
         StoredIndex(junk)
     with pytest.raises(InvalidInput):
         StoredIndex(tmp_path / "missing.q")
+
+
+def test_the_query_file_is_readable_by_its_owner_only(
+    index_and_file: tuple[CodeIndex, StoredIndex], tmp_path: Path
+) -> None:
+    # It names a private repository's files and symbols, as the pickled index does.
+    index, _stored = index_and_file
+    index.save(tmp_path / "index.idx")
+    assert (tmp_path / "index.q").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "index.idx").stat().st_mode & 0o777 == 0o600

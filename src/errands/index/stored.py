@@ -78,7 +78,8 @@ def write(
     os.close(handle)
     tmp = Path(name)
     try:
-        tmp.unlink()
+        # SQLite writes into the empty file mkstemp made: the owner's alone (0600), as the
+        # pickled index is — it names a private repository's files and symbols.
         conn = sqlite3.connect(tmp)
         try:
             _fill(conn, commit, files, file_bm25, sym_bm25, tables, churn, age)
