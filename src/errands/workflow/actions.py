@@ -508,15 +508,17 @@ def diff(
     subtask: int | None = None,
     *,
     detail: Detail | None = None,
+    tip: str | None = None,
 ) -> tuple[Task, Diff]:
     """The whole branch against its base, or one subtask's commit against its parent
-    (``detail``: only some files' hunks parsed, see ``Detail``)."""
+    (``detail``: only some files' hunks parsed, see ``Detail``; ``tip``: the branch as the
+    mirror has it, when the caller resolved it already)."""
     task = get_task(session, task_id)
     if task.branch is None or task.base_commit is None:
         raise Conflict(f"Task {task_id} has no changes yet (it is {state_words(task.state)}).")
     mirror = open_mirror(settings, task.project_id, task.project.origin)
     if subtask is None:
-        tip = mirror.resolve(f"refs/heads/{task.branch}") or task.base_commit
+        tip = tip or mirror.resolve(f"refs/heads/{task.branch}") or task.base_commit
         return task, mirror.diff(task.base_commit, tip, detail=detail)
     found = _subtask(task, subtask)
     if found.commit_sha is None:
@@ -943,16 +945,27 @@ def version_interdiff(
     )
 
 
-def commit_sizes(session: Session, settings: Settings, task_id: int) -> dict[str, tuple[int, int]]:
+def branch_tip(settings: Settings, task: Task) -> str | None:
+    """The task branch's commit in this machine's mirror (None: not there), resolved once for
+    a page that needs it several times."""
+    if task.branch is None or not mirror_path(settings, task.project_id).is_dir():
+        return None
+    return resolve(mirror_path(settings, task.project_id), f"refs/heads/{task.branch}")
+
+
+def commit_sizes(
+    session: Session, settings: Settings, task_id: int, *, tip: str | None = None
+) -> dict[str, tuple[int, int]]:
     """Lines added and removed by each commit of the task's branch, by commit id (one
-    ``git log --numstat`` for the whole stack; binary files count as no lines)."""
+    ``git log --numstat`` for the whole stack; binary files count as no lines). ``tip``: the
+    branch as the mirror has it, when the caller resolved it already."""
     task = get_task(session, task_id)
     path = mirror_path(settings, task.project_id)
     if task.branch is None or task.base_commit is None or not path.is_dir():
         return {}
     # Read straight from the mirror the diff was just made from: opening it again through
     # open_mirror re-checks its configuration, which costs more than this whole query.
-    tip = resolve(path, f"refs/heads/{task.branch}")
+    tip = tip or resolve(path, f"refs/heads/{task.branch}")
     return {} if tip is None else dict(_numstat(str(path), task.base_commit, tip))
 
 

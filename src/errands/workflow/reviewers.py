@@ -33,11 +33,13 @@ class Reviewer:
 LOCAL = Reviewer("local", "you")
 
 
-def _tip(session: Session, settings: Settings, task: Task) -> str:
+def _tip(session: Session, settings: Settings, task: Task, known: str | None = None) -> str:
     """The branch as the reviewer sees it: this machine's copy (which an applied suggestion
     moves), else the head the task last came back for review with — where the workers run
     on other machines, with data directories of their own, this machine's mirror may never
     have held the branch."""
+    if known is not None:
+        return known  # the caller resolved the branch in this mirror already
     mirror = open_mirror(settings, task.project_id, task.project.origin)
     tip = mirror.resolve(f"refs/heads/{task.branch}") if task.branch else None
     if tip is None and task.branch:
@@ -177,10 +179,16 @@ class Standing:
 
 
 def standings(
-    session: Session, settings: Settings, task: Task, reviewer: Reviewer
+    session: Session,
+    settings: Settings,
+    task: Task,
+    reviewer: Reviewer,
+    *,
+    tip: str | None = None,
 ) -> tuple[int, int, list[Standing]]:
-    """(approvals needed, approvals of the tip, every reviewer)."""
-    tip = _tip(session, settings, task) if task.branch else None
+    """(approvals needed, approvals of the tip, every reviewer); ``tip``: the branch as this
+    machine's mirror has it, when the caller resolved it already."""
+    tip = _tip(session, settings, task, tip) if task.branch else None
     found = [
         Standing(s, s.reviewer == reviewer.key, s.verdict_head == tip and tip is not None)
         for s in reviewers(session, task.id)

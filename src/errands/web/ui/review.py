@@ -146,15 +146,17 @@ def _diff_of(
     selection: Selection,
     reviewer: Reviewer,
     detail: Detail | None = None,
+    tip: str | None = None,
 ) -> Diff:
     """What the selection shows (``detail``: of a subtask's newest version or the whole
-    branch, only some files' hunks parsed; other views parse all)."""
+    branch, only some files' hunks parsed; other views parse all; ``tip``: the branch,
+    resolved already)."""
     if selection.view == "since":
         return _since(s, settings, task_id, selection, reviewer)[0]
     if selection.view == "subtask" and selection.version is not None:
         assert selection.subtask is not None
         return actions.version_diff(s, settings, task_id, selection.subtask, selection.version)[1]
-    return actions.diff(s, settings, task_id, selection.subtask, detail=detail)[1]
+    return actions.diff(s, settings, task_id, selection.subtask, detail=detail, tip=tip)[1]
 
 
 def _since(
@@ -194,8 +196,10 @@ def _load(
         0,
         [],
     )
+    # The branch's tip, resolved once (each resolve is a git process) for all that need it.
+    tip = actions.branch_tip(settings, task)
     if task.branch and task.base_commit:
-        standing = reviewers.standings(s, settings, task, reviewer)
+        standing = reviewers.standings(s, settings, task, reviewer, tip=tip)
     mine = next((x.state for x in standing[2] if x.you), None)
     if selection.view == "since":
         diff, old, new = _since(s, settings, task_id, selection, reviewer)
@@ -206,8 +210,8 @@ def _load(
             s, settings, task_id, selection.subtask, selection.old, selection.new
         )
     else:
-        diff = _diff_of(s, settings, task_id, selection, reviewer, detail)
-    sizes = actions.commit_sizes(s, settings, task_id)
+        diff = _diff_of(s, settings, task_id, selection, reviewer, detail, tip)
+    sizes = actions.commit_sizes(s, settings, task_id, tip=tip)
     return {
         "task": public,
         "project": task.project,
