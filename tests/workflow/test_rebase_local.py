@@ -1,6 +1,8 @@
-"""A rebase onto a moved base is fenced like any job: a worker frozen in the middle of one
-(here while the agent resolves a conflict) that wakes after another worker took the job over
-and published its own restack pushes nothing and records nothing."""
+"""Rebasing onto a moved base, on a local project (asked for with POST /api/tasks/{id}/rebase):
+fenced like any job — a worker frozen in the middle of one (here while the agent resolves a
+conflict) that wakes after another worker took the job over and published its own restack
+pushes nothing and records nothing — and never silent: a conflict the agent leaves fails the
+rebase, the reviewed stack stays, and the task page says so."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from tests.support import (
     phase_of,
     running_server,
     settings_for,
+    wait_for_event,
     wait_for_state,
 )
 
@@ -120,3 +123,44 @@ def test_a_stale_rebase_wakes_after_a_newer_one_and_pushes_nothing(
         ).all()
         assert len(stale_events) == 1  # the newer attempt's only
     db.dispose()
+
+
+def test_a_conflict_the_agent_leaves_fails_the_rebase_loudly_and_keeps_the_stack(
+    sample_repo: Path, home: Path
+) -> None:
+    def model(req: ChatRequest) -> Reply:
+        phase = phase_of(req)
+        if phase == "research":
+            return final(overview="c", requirements=[], relevant_files=[], risks=[], questions=[])
+        if phase == "plan":
+            return final(subtasks=[{"title": "Multiply", "steps": ["calc.py"]}], out_of_scope=[])
+        if phase == "execute" and req.n_assistant == 0:
+            return Reply.call(
+                "edit_file",
+                path="calc.py",
+                old_text="    return a + b\n",
+                new_text="    return a + b\n" + MULTIPLY,
+            )
+        # Executing, then the conflict: the agent says it is done without resolving it.
+        return final(summary="Done.", decisions=[])
+
+    with ScriptedLLM(model) as llm:
+        settings = settings_for(home, llm.base_url)
+        with running_server(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+            task_id = add_task(client, add_project(client, sample_repo), title="Multiply")
+            task = wait_for_state(client, task_id, "in_review")
+            before = run_git(sample_repo, "rev-parse", task["branch"]).strip()
+            (sample_repo / "calc.py").write_text("def add(a, b):\n    return a - -b\n")
+            run_git(sample_repo, "commit", "-q", "-am", "Subtract a negative")
+            moved = run_git(sample_repo, "rev-parse", "HEAD").strip()
+
+            assert client.post(f"/api/tasks/{task_id}/rebase").status_code == 200
+            failed = wait_for_event(client, task_id, "task.rebase_failed")
+            task = wait_for_state(client, task_id, "in_review")
+            assert "conflict markers are still in calc.py" in failed["message"]
+            assert task["base_commit"] != moved and task["base_moved_to"] == moved
+            assert [s["state"] for s in task["subtasks"]] == ["committed"]
+            assert run_git(sample_repo, "rev-parse", task["branch"]).strip() == before
+            page = client.get(f"/tasks/{task_id}").text
+            assert "Rebase failed:" in page and 'id="base-moved"' in page
+        assert llm.script_errors == []
