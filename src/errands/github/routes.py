@@ -180,7 +180,7 @@ class IssueImported(BaseModel):
     created: bool
 
 
-@router.get("/projects/{project}/tasks", dependencies=[READ])
+@router.get("/projects/{project}/tasks", dependencies=[READ], responses=error_responses(404, 409))
 def linked_tasks(project: str, request: Request) -> list[GitHubTaskPublic]:
     """The project's tasks that have an issue or a pull request on GitHub."""
     with get_db(request).session() as session:
@@ -211,7 +211,12 @@ def import_issue(project: str, number: Id, body: IssueImport, request: Request) 
     return IssueImported(task=task, created=created)
 
 
-@router.post("/tasks/{task_id}/resync", status_code=202, dependencies=[ACT])
+@router.post(
+    "/tasks/{task_id}/resync",
+    status_code=202,
+    dependencies=[ACT],
+    responses=error_responses(404, 409),
+)
 def resync(task_id: Id, request: Request) -> GitHubTaskPublic:
     """Check the task's issue and pull request against GitHub again and write what differs."""
     with get_db(request).session() as session:
