@@ -964,6 +964,24 @@ def resolve(
     out.print("Reopened." if reopen else "Resolved.")
 
 
+@app.command("edit-comment")
+def edit_comment(task_id: TaskArg, comment_id: int, body: str) -> None:
+    """Change a review comment's text (one on the pull request is edited there too)."""
+    from errands.workflow import actions
+
+    _run(lambda s, settings: actions.edit_comment(s, settings, task_id, comment_id, body))
+    out.print("Edited.")
+
+
+@app.command("delete-comment")
+def delete_comment(task_id: TaskArg, comment_id: int) -> None:
+    """Delete a review comment and its replies (on the pull request too)."""
+    from errands.workflow import actions
+
+    _run(lambda s, settings: actions.delete_comment(s, settings, task_id, comment_id))
+    out.print("Deleted.")
+
+
 @app.command("request-changes")
 def request_changes(task_id: TaskArg) -> None:
     """Send the open comments back: a revise job fixes each inside the subtask it belongs to

@@ -16,7 +16,7 @@ import httpx
 from sqlalchemy import select
 
 from errands.domain import JobKind
-from errands.store import Database, Job, Task
+from errands.store import Database, GitHubOutbox, Job, ReviewComment, Task
 from errands.testing.fake_github import FakeGitHub
 from tests.github.conftest import APP_ID, INSTALLATION, REPO, KeyPair, app_settings
 from tests.support import running_server
@@ -116,6 +116,54 @@ def test_errands_github_commands(home: Path, fake_github: FakeGitHub, app_key: K
                 select(Job).where(Job.kind == JobKind.GITHUB, Job.state == "queued")
             ).all()
             assert len(queued) == 1 and before >= 1
+        # Review comments from the command line: refused outside review; in review, one of
+        # Errands' on the pull request is edited, then deleted there by the github job.
+        refused = subprocess.run(
+            [*ERRANDS, "edit-comment", "1", "1", "New text"],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert refused.returncode == 1 and "this needs it in review" in refused.stderr
+        with db.session() as session:
+            task = session.get_one(Task, 1)
+            task.state = "in_review"
+            mine = ReviewComment(task_id=1, path="calc.py", line=1, body="Old text", github_id=555)
+            theirs = ReviewComment(
+                task_id=1,
+                path="calc.py",
+                line=2,
+                body="Theirs",
+                github_id=556,
+                github_author="maintainer",
+            )
+            session.add_all([mine, theirs])
+            session.flush()
+            mine_id, theirs_id = mine.id, theirs.id
+        for args in (
+            ["edit-comment", "1", str(mine_id), "New text"],
+            ["delete-comment", "1", str(theirs_id)],
+            ["delete-comment", "1", str(mine_id)],
+        ):
+            done = subprocess.run(
+                [*ERRANDS, *args],
+                check=False,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if args[0] == "delete-comment" and args[2] == str(theirs_id):
+                assert done.returncode == 1 and "edited or deleted there" in done.stderr
+            else:
+                assert done.returncode == 0, done.stderr
+        with db.session() as session:
+            assert session.get(ReviewComment, mine_id) is None
+            [outbox] = session.scalars(select(GitHubOutbox)).all()
+            assert (outbox.kind, outbox.github_id) == ("delete_review_comment", 555)
+
         # The open issues imported again later: asked for, not done here (a job does it).
         assert "imported again" in _run(env, "import", "calc").stdout
     finally:

@@ -246,13 +246,14 @@ def posted_key(state: ReviewerState) -> str:
     return f"{state.verdict}@{state.verdict_head}"[:100]
 
 
-def is_posted(reviews: list[dict[str, Any]], state: ReviewerState) -> bool:
-    """Whether an earlier attempt already posted this verdict (found by marker and head)."""
-    head = f"`{str(state.verdict_head)[:10]}`"
-    words = verdict_words(str(state.verdict))
+def is_posted(reviews: list[dict[str, Any]], state_id: int, key: str) -> bool:
+    """Whether an earlier attempt already posted the verdict ``key`` (see :func:`posted_key`)
+    of reviewer state ``state_id``, found by its marker, its words and its head."""
+    verdict, _, head = key.partition("@")
+    words = verdict_words(verdict)
     return any(
-        find_marker(r.get("body")) == ("verdict", state.id)
-        and head in str(r.get("body"))
+        find_marker(r.get("body")) == ("verdict", state_id)
+        and f"`{head[:10]}`" in str(r.get("body"))
         and words in str(r.get("body"))
         for r in reviews
     )

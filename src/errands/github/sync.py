@@ -1054,8 +1054,9 @@ class Sync:
                 state = session.get_one(ReviewerState, state_id)
                 key, head = reviewsync.posted_key(state), str(state.verdict_head)
                 body = reviewsync.verdict_body(state, head)
-                reviews = list(self.api.reviews(pr))
-                posted = reviewsync.is_posted(reviews, state)
+                marker = (state.id, key)
+            # (GitHub is asked outside the transaction: SQLite has one writer.)
+            posted = reviewsync.is_posted(list(self.api.reviews(pr)), *marker)
             if not posted:
                 self.ctx.check_cancelled()  # a job that lost its lease posts nothing more
                 try:
