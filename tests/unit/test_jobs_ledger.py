@@ -168,6 +168,42 @@ def test_cancel_of_a_running_job_is_reported_at_its_heartbeat(
     assert ledger.heartbeat(db, lease, LONG_LEASE) is True
 
 
+def test_one_heartbeat_for_all_of_a_workers_jobs_tells_each_apart(
+    db: Database, project_id: int
+) -> None:
+    """A worker renews all its leases in one write; a lost claim and a cancelled job among
+    them must still each be told to stop, and only the held ones extended."""
+    with db.session() as session:
+        tasks = [
+            Task(project_id=project_id, title=f"t{i}", state="researching", base_branch="main")
+            for i in range(3)
+        ]
+        session.add_all(tasks)
+        session.flush()
+        task_ids = [task.id for task in tasks]
+    held_id, lost_id, cancelled_id = (enqueue(db, project_id, task_id=t) for t in task_ids)
+    held = ledger.claim(db, "a", LONG_LEASE)
+    stale = ledger.claim(db, "a", SHORT_LEASE)
+    cancelled = ledger.claim(db, "a", LONG_LEASE)
+    assert held and stale and cancelled
+    assert [held.job_id, stale.job_id, cancelled.job_id] == [held_id, lost_id, cancelled_id]
+    outlive_lease(db, lost_id)
+    newer = ledger.claim(db, "b", SHORT_LEASE)  # another worker took the stalled one over
+    assert newer is not None and newer.job_id == lost_id
+    with db.session() as session:
+        ledger.request_cancel(session, task_ids[2])
+    before = job(db, held_id).lease_expires_at
+    newer_expiry = job(db, lost_id).lease_expires_at
+
+    stop = ledger.heartbeat_all(db, [held, stale, cancelled], LONG_LEASE)
+
+    assert stop == {stale, cancelled}
+    after = job(db, held_id).lease_expires_at
+    assert before is not None and after is not None and after > before
+    assert job(db, lost_id).lease_expires_at == newer_expiry  # the newer claim's, untouched
+    assert ledger.heartbeat_all(db, [], LONG_LEASE) == set()
+
+
 def test_cancel_of_a_queued_job_is_immediate(db: Database, project_id: int, task_id: int) -> None:
     job_id = enqueue(db, project_id, task_id=task_id)
     with db.session() as session:

@@ -232,14 +232,19 @@ class Worker:
         while not self.stopping.wait(self.heartbeat_seconds):
             with self._lock:
                 running = dict(self._running)
+            if not running:
+                continue
+            try:
+                stop = ledger.heartbeat_all(self.db, list(running), self.lease_seconds)
+            except Exception:
+                log.exception("heartbeat for jobs %s failed", [lease.job_id for lease in running])
+                continue
+            renewed = time.monotonic()
             for lease, job in running.items():
-                try:
-                    if ledger.heartbeat(self.db, lease, self.lease_seconds):
-                        job.cancel.set()
-                    else:
-                        job.renewed = time.monotonic()
-                except Exception:
-                    log.exception("heartbeat for job %s failed", lease.job_id)
+                if lease in stop:
+                    job.cancel.set()
+                else:
+                    job.renewed = renewed
 
     def _watchdog(self) -> None:
         """Stop every job whose lease was last renewed more than ``SELF_STOP_FRACTION`` of a
