@@ -286,3 +286,25 @@ def test_the_commit_lands_on_the_task_branch_whatever_head_says(
     assert mirror.resolve(BASE) == base
     parents = sh(mirror.path, "rev-list", "--parents", "-n1", sha).split()
     assert parents == [sha, base]  # one parent: no merge made of a planted MERGE_HEAD
+
+
+def test_a_head_that_only_looks_right_through_a_link_is_mended_not_trusted(
+    tmp_path: Path, pool: WorkspacePool, mirror: Mirror
+) -> None:
+    """HEAD is read without git when it is a plain file naming the task branch; a link to a
+    file that says so (somewhere the sandbox cannot reach from the host's view) is not that."""
+    ws = pool.acquire("job-1", "errands/1-a", BASE)
+    base = ws.head()
+    elsewhere = tmp_path / "elsewhere-HEAD"
+    elsewhere.write_text("ref: refs/heads/errands/1-a\n")
+    (ws.git_dir / "HEAD").unlink()
+    (ws.git_dir / "HEAD").symlink_to(elsewhere)
+    (ws.path / "work.py").write_text("x = 1\n")
+
+    sha = ws.commit_all("The agent's work")
+
+    assert sha is not None
+    assert mirror.resolve("refs/heads/errands/1-a") == sha
+    assert mirror.resolve(BASE) == base
+    assert not (ws.git_dir / "HEAD").is_symlink()  # replaced by a plain file, not written through
+    assert elsewhere.read_text() == "ref: refs/heads/errands/1-a\n"

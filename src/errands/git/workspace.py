@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,20 @@ _OPERATION_STATE = (
 )
 
 
+def _head_file_names(git_dir: Path, ref: str) -> bool:
+    """Whether ``git_dir``'s HEAD file is exactly the symbolic ref to ``ref``: the common
+    case, read without starting git. Anything else (a link, a detached or odd HEAD, an
+    unreadable file) is left to git to judge and mend."""
+    try:
+        fd = os.open(git_dir / "HEAD", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, 4096) == f"ref: {ref}\n".encode()
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True, slots=True)
 class Workspace:
     """A linked work tree of the mirror, checked out on the task branch.
@@ -58,25 +73,19 @@ class Workspace:
 
     def nested_repositories(self) -> list[str]:
         """Paths that are, or would be committed as, a gitlink the agent made: repositories
-        inside the work tree (not ignored ones: those are never added), gitlinks in the index
-        that HEAD does not have (the sandbox can write the index), and repositories made
-        inside a submodule's path (``add`` would record their commit)."""
+        inside the work tree (not ignored ones: those are never added), and repositories
+        made inside a submodule's path (``add`` would record their commit).
+
+        The index read here is Errands' own (``private_index``), which the sandbox cannot
+        write, so its gitlinks are the ones HEAD has: no need to compare them with HEAD."""
         found: set[str] = set()
         # An untracked nested repository is listed as one entry ending in "/"; an untracked
         # plain directory is listed by its files.
         others = self._git("ls-files", "--others", "--exclude-standard", "-z")
         found.update(entry[:-1] for entry in others.split("\0") if entry.endswith("/"))
-        head = self._run("ls-tree", "-r", "-z", "--full-tree", "HEAD")
-        committed = {
-            name: meta.split()[2]
-            for meta, _, name in (e.partition("\t") for e in head.stdout.split("\0") if e)
-            if meta.startswith(GITLINK)
-        }
         for entry in self._git("ls-files", "--stage", "-z").split("\0"):
             meta, _, name = entry.partition("\t")
-            if not meta.startswith(GITLINK):
-                continue
-            if committed.get(name) != meta.split()[1] or os.path.lexists(self.path / name / ".git"):
+            if meta.startswith(GITLINK) and os.path.lexists(self.path / name / ".git"):
                 found.add(name)
         return sorted(found)
 
@@ -97,6 +106,17 @@ class Workspace:
             elif os.path.lexists(state):
                 state.unlink()
         ref = f"refs/heads/{self.branch}"
+        if _head_file_names(self.git_dir, ref):
+            return
+        head_file = self.git_dir / "HEAD"
+        if os.path.lexists(head_file) and not stat.S_ISREG(os.lstat(head_file).st_mode):
+            # A link or a FIFO: git would follow it or call the directory no repository.
+            # Nothing runs in the sandbox now, so a plain file written here stays one.
+            if head_file.is_dir() and not head_file.is_symlink():
+                shutil.rmtree(head_file)
+            else:
+                head_file.unlink()
+            head_file.write_text(f"ref: {ref}\n")
         head = self._run("symbolic-ref", "--quiet", "HEAD")
         if head.ok and head.stdout.strip() == ref:
             return
