@@ -19,16 +19,15 @@ from __future__ import annotations
 from errands.domain import SubtaskState, TaskState, check_transition
 from errands.errors import Conflict, VerificationFailed
 from errands.forges.registry import forge_for
-from errands.store import Subtask, Task
+from errands.store import Task
 from errands.workflow import trailers
 from errands.workflow.context import JobContext
 from errands.workflow.execute import finish_review_round
 from errands.workflow.implement import observe_branch, publish_progress
 from errands.workflow.mirrors import base_tip
 from errands.workflow.project_config import effective_config
-from errands.workflow.restack import Layer, Rebuilt, rebuild
+from errands.workflow.restack import Layer, Rebuilt, rebuild, store_rebuilt
 from errands.workflow.revise import task_prompt_of
-from errands.workflow.versions import record_version
 from errands.workflow.workspaces import job_workspace
 
 
@@ -110,20 +109,7 @@ def _record(
     version, the task's new base, and the event the reviewer reads."""
     with ctx.db.session() as session:
         task = session.get_one(Task, ctx.task_id)
-        for layer in rebuilt:
-            subtask = session.get_one(Subtask, layer.subtask_id)
-            subtask.commit_sha = layer.commit
-            subtask.state = SubtaskState.COMMITTED if layer.commit else SubtaskState.EMPTY
-            if layer.summary is not None:
-                subtask.summary = layer.summary
-            if layer.decisions:
-                subtask.decisions = [*subtask.decisions, *layer.decisions]
-            if layer.attempts:
-                subtask.verification = layer.verification
-                subtask.verify_attempts = layer.attempts
-                subtask.verified = layer.verified
-            if layer.commit:
-                record_version(session, subtask, layer.commit)
+        store_rebuilt(session, rebuilt)
         task.base_commit = new_base
         if task.base_moved_to in (None, new_base):
             task.base_moved_to = None  # a newer move keeps its flag: another rebase follows

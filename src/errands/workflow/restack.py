@@ -14,6 +14,8 @@ from __future__ import annotations
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
+from sqlalchemy.orm import Session
+
 from errands.agent import prompts
 from errands.agent.loop import QuestionAsked
 from errands.domain import SubtaskState
@@ -26,6 +28,7 @@ from errands.workflow.context import JobContext
 from errands.workflow.implement import commit_message, workbench
 from errands.workflow.project_config import EffectiveConfig
 from errands.workflow.verify import failure_report, run_verification
+from errands.workflow.versions import record_version
 from errands.workflow.workspaces import JobWorkspace
 
 
@@ -53,6 +56,25 @@ class Rebuilt:
     verified: bool | None
     attempts: int
     conflicts: list[str] = field(default_factory=list)  # paths the agent had to resolve
+
+
+def store_rebuilt(session: Session, rebuilt: list[Rebuilt]) -> None:
+    """Each rebuilt subtask as the restack left it, in the caller's transaction: its new
+    commit (recorded as a new version), what the agent said of it, and its verification."""
+    for layer in rebuilt:
+        subtask = session.get_one(Subtask, layer.subtask_id)
+        subtask.commit_sha = layer.commit
+        subtask.state = SubtaskState.COMMITTED if layer.commit else SubtaskState.EMPTY
+        if layer.summary is not None:
+            subtask.summary = layer.summary
+        if layer.decisions:
+            subtask.decisions = [*subtask.decisions, *layer.decisions]
+        if layer.attempts:
+            subtask.verification = layer.verification
+            subtask.verify_attempts = layer.attempts
+            subtask.verified = layer.verified
+        if layer.commit:
+            record_version(session, subtask, layer.commit)
 
 
 def rebuild(

@@ -16,8 +16,7 @@ from errands.workflow.context import JobContext
 from errands.workflow.execute import finish_review_round
 from errands.workflow.implement import implement_subtask, observe_branch, publish_progress
 from errands.workflow.project_config import EffectiveConfig, effective_config
-from errands.workflow.restack import Layer, Rebuilt, rebuild
-from errands.workflow.versions import record_version
+from errands.workflow.restack import Layer, Rebuilt, rebuild, store_rebuilt
 from errands.workflow.workspaces import JobWorkspace, job_workspace
 
 
@@ -184,20 +183,7 @@ def _record_rebuilt(ctx: JobContext, rebuilt: list[Rebuilt], fixed: list[routing
     """The rebuilt stack in the store, in one transaction: new commits as new versions, the
     fixes' comments resolved."""
     with ctx.db.session() as session:
-        for layer in rebuilt:
-            subtask = session.get_one(Subtask, layer.subtask_id)
-            subtask.commit_sha = layer.commit
-            subtask.state = SubtaskState.COMMITTED if layer.commit else SubtaskState.EMPTY
-            if layer.summary is not None:
-                subtask.summary = layer.summary
-            if layer.decisions:
-                subtask.decisions = [*subtask.decisions, *layer.decisions]
-            if layer.attempts:
-                subtask.verification = layer.verification
-                subtask.verify_attempts = layer.attempts
-                subtask.verified = layer.verified
-            if layer.commit:
-                record_version(session, subtask, layer.commit)
+        store_rebuilt(session, rebuilt)
         into = {r.comment_id: r.subtask_id for r in fixed}
         for comment in session.scalars(select(ReviewComment).where(ReviewComment.id.in_(into))):
             comment.resolved = True
