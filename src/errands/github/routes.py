@@ -52,6 +52,17 @@ class GitHubTaskPublic(BaseModel):
     pull_request_url: str | None
     base_moved_to: str | None
 
+    @classmethod
+    def of(cls, task: Task) -> GitHubTaskPublic:
+        return cls(
+            id=task.id,
+            repository=task.project.github_repo,
+            issue=task.github_issue,
+            pull_request=task.github_pr,
+            pull_request_url=task.github_pr_url,
+            base_moved_to=task.base_moved_to,
+        )
+
 
 class InstallationPublic(BaseModel):
     id: int
@@ -161,14 +172,7 @@ def reimport(project: str, request: Request) -> GitHubProjectPublic:
 def task(task_id: Id, request: Request) -> GitHubTaskPublic:
     with get_db(request).session() as session:
         found: Task = actions.get_task(session, task_id)
-        return GitHubTaskPublic(
-            id=found.id,
-            repository=found.project.github_repo,
-            issue=found.github_issue,
-            pull_request=found.github_pr,
-            pull_request_url=found.github_pr_url,
-            base_moved_to=found.base_moved_to,
-        )
+        return GitHubTaskPublic.of(found)
 
 
 class IssueImport(BaseModel):
@@ -184,17 +188,7 @@ class IssueImported(BaseModel):
 def linked_tasks(project: str, request: Request) -> list[GitHubTaskPublic]:
     """The project's tasks that have an issue or a pull request on GitHub."""
     with get_db(request).session() as session:
-        return [
-            GitHubTaskPublic(
-                id=t.id,
-                repository=t.project.github_repo,
-                issue=t.github_issue,
-                pull_request=t.github_pr,
-                pull_request_url=t.github_pr_url,
-                base_moved_to=t.base_moved_to,
-            )
-            for t in manage.linked(session, project)
-        ]
+        return [GitHubTaskPublic.of(t) for t in manage.linked(session, project)]
 
 
 # The issue number is the repository's (the project is scoped), not an object of its own.
@@ -221,11 +215,4 @@ def resync(task_id: Id, request: Request) -> GitHubTaskPublic:
     """Check the task's issue and pull request against GitHub again and write what differs."""
     with get_db(request).session() as session:
         found = manage.resync(session, get_settings(request), task_id)
-        return GitHubTaskPublic(
-            id=found.id,
-            repository=found.project.github_repo,
-            issue=found.github_issue,
-            pull_request=found.github_pr,
-            pull_request_url=found.github_pr_url,
-            base_moved_to=found.base_moved_to,
-        )
+        return GitHubTaskPublic.of(found)
