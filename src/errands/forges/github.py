@@ -120,29 +120,37 @@ class PullRequestMerge:
     title: str
     message: str
 
-    def perform(self, mirror: Mirror, emit: Emit) -> Merged:
-        from errands.github.errors import GitHubError, PullNotMergeable
-        from errands.github.forge import repo_access
+    def _head(self, mirror: Mirror) -> str:
+        """The reviewed head of the task branch, which the merge names."""
+        from errands.github.errors import GitHubError
 
         head = mirror.resolve(f"refs/heads/{self.branch}") if self.branch else None
         if head is None:
             raise GitHubError(f"Task {self.task_id} has no branch to merge.")
+        return head
+
+    def _merged_already(self, pull: dict[str, Any]) -> str | None:
+        """The merge commit of a pull request merged before a crash or on GitHub; None for
+        an open one; a closed one is refused."""
+        from errands.github.errors import PullNotMergeable
+
+        if pull.get("merged"):
+            return str(pull["merge_commit_sha"])
+        if pull.get("state") != "open":
+            raise PullNotMergeable(f"Pull request #{self.number} was closed on GitHub.", files=[])
+        return None
+
+    def perform(self, mirror: Mirror, emit: Emit) -> Merged:
+        from errands.github.forge import repo_access
+
+        head = self._head(mirror)
         with repo_access(self.settings, self.full_name, self.installation) as access:
-            pull = access.api.pull(self.number)
-            if pull.get("merged"):
-                commit = str(pull["merge_commit_sha"])  # merged before a crash, or on GitHub
-            elif pull.get("state") != "open":
-                raise PullNotMergeable(
-                    f"Pull request #{self.number} was closed on GitHub.", files=[]
-                )
-            else:
+            commit = self._merged_already(access.api.pull(self.number))
+            if commit is None:
                 commit = access.api.squash_merge(
                     self.number, sha=head, title=self.title, message=self.message
                 )
-        try:
-            mirror.fetch()
-        except GitError as exc:
-            emit("github.fetch_failed", f"Merged, but fetching the new base failed: {exc}")
+        _fetch_new_base(mirror, emit)
         return Merged(
             commit,
             f"Squash-merged pull request #{self.number} on GitHub as {commit[:10]}",
@@ -163,24 +171,17 @@ class StackMerge(PullRequestMerge):
     layers: tuple[tuple[int, str], ...] = ()  # (pull request, reviewed commit) below the top
 
     def perform(self, mirror: Mirror, emit: Emit) -> Merged:
-        from errands.github.errors import GitHubError, PullNotMergeable
+        from errands.github.errors import PullNotMergeable
         from errands.github.forge import repo_access
         from errands.github.stacks import merge_stack, stack_of
 
-        head = mirror.resolve(f"refs/heads/{self.branch}") if self.branch else None
-        if head is None:
-            raise GitHubError(f"Task {self.task_id} has no branch to merge.")
+        head = self._head(mirror)
         with repo_access(self.settings, self.full_name, self.installation) as access:
             pull = access.api.pull(self.number)
             stack = stack_of(access.api, self.number)
             pulls = [int(p["number"]) for p in (stack or {}).get("pull_requests", [])]
-            if pull.get("merged"):
-                commit = str(pull["merge_commit_sha"])  # merged before a crash, or on GitHub
-            elif pull.get("state") != "open":
-                raise PullNotMergeable(
-                    f"Pull request #{self.number} was closed on GitHub.", files=[]
-                )
-            else:
+            commit = self._merged_already(pull)
+            if commit is None:
                 heads = {
                     int(p["number"]): str(p.get("head", {}).get("sha"))
                     for p in (stack or {}).get("pull_requests", [])
@@ -198,16 +199,21 @@ class StackMerge(PullRequestMerge):
                 commit = merge_stack(
                     access.api, self.number, sha=head, title=self.title, message=self.message
                 )
-        try:
-            mirror.fetch()
-        except GitError as exc:
-            emit("github.fetch_failed", f"Merged, but fetching the new base failed: {exc}")
+        _fetch_new_base(mirror, emit)
         return Merged(
             commit,
             f"Landed the stack of pull requests {', '.join(f'#{n}' for n in pulls)} on GitHub, "
             f"bottom-up through GitHub's stack merge; {self.base_branch} is at {commit[:10]}",
             {"base_branch": self.base_branch, "pull_request": self.number, "stack": pulls},
         )
+
+
+def _fetch_new_base(mirror: Mirror, emit: Emit) -> None:
+    """Bring the merged base into the mirror; the merge stands whether or not this works."""
+    try:
+        mirror.fetch()
+    except GitError as exc:
+        emit("github.fetch_failed", f"Merged, but fetching the new base failed: {exc}")
 
 
 def forge(settings: Settings) -> Forge:

@@ -1055,8 +1055,10 @@ class Sync:
                 key, head = reviewsync.posted_key(state), str(state.verdict_head)
                 body = reviewsync.verdict_body(state, head)
                 marker = (state.id, key)
+                name = state.name
             # (GitHub is asked outside the transaction: SQLite has one writer.)
             posted = reviewsync.is_posted(list(self.api.reviews(pr)), *marker)
+            kind, said = "github.verdict_posted", f"{name}'s verdict posted on #{pr}"
             if not posted:
                 self.ctx.check_cancelled()  # a job that lost its lease posts nothing more
                 try:
@@ -1065,22 +1067,9 @@ class Sync:
                     if exc.http_status != 422:
                         raise
                     # The commit is no longer the pull request's (a newer round): say so once.
-                    with self.ctx.db.session() as session:
-                        state = session.get_one(ReviewerState, state_id)
-                        state.github_posted = key
-                        self._note(
-                            session,
-                            session.get(Task, state.task_id),
-                            "github.verdict_not_synced",
-                            f"GitHub would not take {state.name}'s verdict: {exc.message}",
-                        )
-                    continue
+                    kind = "github.verdict_not_synced"
+                    said = f"GitHub would not take {name}'s verdict: {exc.message}"
             with self.ctx.db.session() as session:
                 state = session.get_one(ReviewerState, state_id)
                 state.github_posted = key
-                self._note(
-                    session,
-                    session.get(Task, state.task_id),
-                    "github.verdict_posted",
-                    f"{state.name}'s verdict posted on #{pr}",
-                )
+                self._note(session, session.get(Task, state.task_id), kind, said)
