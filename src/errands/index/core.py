@@ -145,9 +145,13 @@ class CodeIndex:
 
     # ---- persistence ----------------------------------------------------------------------
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path) -> tuple[int, int, int]:
         """Write the index to one file (atomically: a crash leaves the old one, and two
-        writers at once — the index job and a research job — each replace it whole)."""
+        writers at once — the index job and a research job — each replace it whole).
+
+        Returns the written file's identity (inode, mtime in ns, size), taken before it is
+        renamed into place: a reader that caches this index under it never pairs it with
+        another writer's file that replaced it in between."""
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         tmp = Path(name)
@@ -170,10 +174,13 @@ class CodeIndex:
         try:
             with os.fdopen(handle, "wb") as fh:
                 pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                fh.flush()
+                st = os.fstat(fh.fileno())
             tmp.replace(path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def save_query_file(self, path: Path) -> None:
         """Write the index as a query file (see :mod:`errands.index.stored`): what a fresh

@@ -57,9 +57,13 @@ def open_query_file(home: Path, project_id: int) -> StoredIndex | None:
 
 def _save(index: CodeIndex, settings: Settings, project_id: int) -> None:
     """The query file first, then the index: a crash between the two leaves an index older
-    than its query file, which the next refresh finds out of date and writes both again."""
+    than its query file, which the next refresh finds out of date and writes both again.
+
+    The saved index is then this process's cached copy: the index job's build is what the
+    task's research (in the same worker) reads next, without loading it again."""
     index.save_query_file(query_file(settings.home, project_id))
-    index.save(index_path(settings, project_id))
+    path = index_path(settings, project_id)
+    _remember(path, index.save(path), index)
 
 
 def _query_file_current(settings: Settings, project_id: int, commit: str) -> bool:
@@ -163,7 +167,7 @@ def refresh_index(
             index = None
     if index is None:
         index = _code_index().build(mirror.path, commit, progress=progress)
-    _save(index, settings, project_id)  # the next load_index reads it (or another's)
+    _save(index, settings, project_id)
     return index, changed
 
 
