@@ -4,6 +4,7 @@ answers of the index it was written from, and refuses what it cannot read."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,65 @@ def test_the_query_file_is_readable_by_its_owner_only(
     index.save(tmp_path / "index.idx")
     assert (tmp_path / "index.q").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "index.idx").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_update_rewrites_only_the_changed_files_rows_in_place(
+    repo: Path, commit: Commit, tmp_path: Path
+) -> None:
+    """A one-file change: the query file is updated where it is (the same file, one more
+    version), the other files keep their rows and ids, and it holds what a fresh build's
+    file holds; a reader opened before the update answers from the new version."""
+    first = commit(FILES, "initial")
+    index = CodeIndex.build(repo / ".git", first)
+    target = tmp_path / "index.q"
+    assert index.save_query_file(target) is False  # a cold build: written whole
+    reader = StoredIndex(target)
+    before = reader.rows("SELECT id, path FROM files ORDER BY id")
+    inode = target.stat().st_ino
+    second = commit(
+        {
+            "shop/pricing.py": "def round_price(value):\n    return round(value, 3)\n\n"
+            "def shipping_by_zone(zone):\n    return 4\n",
+            "shop/cart.py": None,
+        }
+    )
+    index.update(repo / ".git", second)
+    assert index.save_query_file(target) is True
+    assert target.stat().st_ino == inode
+    after = dict(reader.rows("SELECT path, id FROM files"))
+    kept = [(fid, p) for fid, p in before if p not in ("shop/pricing.py", "shop/cart.py")]
+    assert all(after[p] == fid for fid, p in kept)
+    assert "shop/cart.py" not in after
+    fresh = CodeIndex.build(repo / ".git", second)
+    fresh.save_query_file(tmp_path / "fresh.q")
+    with closing(StoredIndex(tmp_path / "fresh.q")) as fresh_file:
+        assert reader.dump() == fresh_file.dump()
+    for query in [*QUERIES, "shipping_by_zone for a zone"]:
+        assert reader.locate(query, limit=20) == fresh.locate(query, limit=20)
+    assert reader.commit == second
+    reader.close()
+
+
+def test_an_update_of_many_documents_writes_the_file_whole(
+    repo: Path, commit: Commit, tmp_path: Path
+) -> None:
+    """Past a quarter of the base in added and removed documents, queries would read
+    mostly rows: the file is written afresh instead (a new file, the same contents)."""
+    files: dict[str, str | bytes | None] = {
+        f"pkg/m{i}.py": f"def f{i}(x):\n    return x + {i}\n" for i in range(300)
+    }
+    index = CodeIndex.build(repo / ".git", commit(files, "initial"))
+    target = tmp_path / "index.q"
+    index.save_query_file(target)
+    inode = target.stat().st_ino
+    for start, in_place in ((0, True), (30, False)):  # 30 files: under REBUILD_SHARE
+        changed: dict[str, str | bytes | None] = {
+            f"pkg/m{i}.py": f"def g{i}(y):\n    return y * {i}\n" for i in range(start, start + 30)
+        }
+        index.update(repo / ".git", commit(changed))
+        assert index.save_query_file(target) is in_place
+    assert target.stat().st_ino != inode
+    fresh = CodeIndex.build(repo / ".git", index.commit)
+    fresh.save_query_file(tmp_path / "fresh.q")
+    with closing(StoredIndex(target)) as got, closing(StoredIndex(tmp_path / "fresh.q")) as want:
+        assert got.dump() == want.dump()

@@ -11,6 +11,7 @@ stays a matter of microseconds. Scores are the same whichever way a document cam
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -70,13 +71,14 @@ def best_of(
 
 @dataclass(frozen=True, slots=True)
 class Exported:
-    """An index's postings in a canonical numbering (see :meth:`BM25.export`): term
-    ``terms[t]``'s documents are ``docs[ptr[t]:ptr[t + 1]]`` (ascending), with ``tfs``."""
+    """An index's postings with documents numbered in a given order (see
+    :meth:`BM25.export`): term ``terms[t]``'s documents are ``docs[ptr[t]:ptr[t + 1]]``
+    (ascending), with ``tfs``; the terms in no particular order."""
 
     terms: list[str]
     ptr: npt.NDArray[np.int64]
-    docs: Ints
-    tfs: Ints
+    docs: Small
+    tfs: Small
     lengths: Ints
 
 
@@ -106,15 +108,18 @@ class BM25:
         self._extra: dict[int, dict[int, int]] = {}  # term id → {doc: tf}
         self._extra_terms: dict[int, tuple[int, ...]] = {}  # doc → term ids
         self._arrays: dict[int, tuple[Ints, Floats]] = {}  # overlay postings as arrays
+        self._names: list[str] | None = None  # terms by id, when asked for (not saved)
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         state["_arrays"] = {}
+        state["_names"] = None
         del state["doc_ids"]  # rebuilt from doc_keys on load
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_names", None)  # saved before it was kept
         self.doc_ids = {key: i for i, key in enumerate(self.doc_keys) if key is not None}
 
     # ---- building -------------------------------------------------------------------------
@@ -186,8 +191,22 @@ class BM25:
 
     def export(self, keys: Sequence[str]) -> Exported:
         """The live documents renumbered in the order of ``keys`` (every live key once),
-        terms in sorted order (those no live document holds left out): the same arrays for
-        every index of the same documents, however it came about (for the query file)."""
+        terms no live document holds left out (for the query file).
+
+        A bulk-built index whose documents are already in that order (a cold build's) gives
+        its own arrays, uncopied: on a large repository a renumbering's temporaries are
+        hundreds of megabytes."""
+        same = not self._extra and self.live == len(self.doc_keys) == len(keys)
+        if same and all(map(operator.eq, self.doc_keys, keys)):
+            held = np.flatnonzero(np.diff(self._ptr))
+            names = self._term_names()
+            return Exported(
+                [names[t] for t in held.tolist()],
+                np.concatenate((self._ptr[held], self._ptr[-1:])),
+                self._docs,
+                self._tfs,
+                np.asarray(self.doc_len, dtype=np.int32),
+            )
         base = self.compact() if self._extra or self.live < len(self.doc_keys) else self
         position = {key: i for i, key in enumerate(keys)}
         if len(position) != base.live or len(keys) != base.live:
@@ -214,6 +233,24 @@ class BM25:
             lengths,
         )
 
+    def document(self, key: str) -> dict[str, int]:
+        """A live document's terms and their counts (empty for an unknown key)."""
+        doc = self.doc_ids.get(key)
+        if doc is None:
+            return {}
+        names = self._term_names()
+        return {names[t]: self._tf(t, doc) for t in self._terms_of(doc)}
+
+    def _term_names(self) -> list[str]:
+        """Terms by id: made on first use, then kept (and extended by :meth:`add`), so
+        saving an update's few documents does not walk the whole vocabulary each time."""
+        if self._names is None or len(self._names) != len(self.df):
+            names = [""] * len(self.df)
+            for term, tid in self.vocab.items():
+                names[tid] = term
+            self._names = names
+        return self._names
+
     def add(self, key: str, counts: Mapping[str, int]) -> None:
         if key in self.doc_ids:
             self.remove(key)
@@ -232,6 +269,8 @@ class BM25:
             if tid is None:
                 tid = vocab[term] = len(df)
                 df.append(0)
+                if self._names is not None:
+                    self._names.append(term)
             ids.append(tid)
             df[tid] += 1
             extra.setdefault(tid, {})[doc] = tf

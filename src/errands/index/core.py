@@ -43,6 +43,10 @@ class CodeIndex:
         self._churn: Counter[str] = Counter()
         self._age: dict[str, int] = {}
         self._derived: Derived | None = None
+        # The commit of the query file this index last wrote or was loaded beside, and the
+        # paths updates changed since: what an update of that file in place rewrites.
+        self._query_base: str | None = None
+        self._changed: set[str] = set()
 
     # ---- building -------------------------------------------------------------------------
 
@@ -132,6 +136,7 @@ class CodeIndex:
             return [c.path for c in changes]
         for change in changes:
             self._remove_file(change.path)
+            self._changed.add(change.path)
         entries = [
             gitio.TreeEntry(c.path, c.blob, 0)
             for c in changes
@@ -182,24 +187,21 @@ class CodeIndex:
             raise
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    def save_query_file(self, path: Path) -> None:
+    def save_query_file(self, path: Path) -> bool:
         """Write the index as a query file (see :mod:`errands.index.stored`): what a fresh
-        process reads to answer `locate` without loading the whole index."""
-        derived = self.derived()
-        stored.write(
-            path,
-            commit=self.commit,
-            files=self._files,
-            file_bm25=self._file_bm25,
-            sym_bm25=self._sym_bm25,
-            tables={
-                "modules": derived.modules,
-                "basenames": derived.basenames,
-                "path_tokens": derived.path_tokens,
-            },
-            churn=self._churn,
-            age=self._age,
+        process reads to answer `locate` without loading the whole index. When the file
+        there holds this index as it was before its last updates, only the rows of the files
+        they changed are rewritten (True); otherwise it is written whole (False)."""
+        contents = stored.Contents(
+            self.commit, self._files, self._file_bm25, self._sym_bm25, self._churn, self._age
         )
+        updated = self._query_base is not None and stored.update(
+            path, contents, base=self._query_base, changed=self._changed
+        )
+        if not updated:
+            stored.write(path, contents)
+        self._query_base, self._changed = self.commit, set()
+        return updated
 
     @classmethod
     def load(cls, path: Path) -> CodeIndex:
@@ -218,6 +220,9 @@ class CodeIndex:
         index._sym_bm25 = state["sym_bm25"]
         index._set_window(state["window"])
         index._derived = state["derived"]
+        # Saved after its query file (see workflow.code_index): an update of that file in
+        # place checks that it is at this commit.
+        index._query_base = index.commit
         return index
 
     # ---- facts ----------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 query needs (a few rows per name and term), instead of unpickling the whole index — which on
 a 50,000-file repository means 700,000 symbols and seconds before the first answer.
 
-Written whole from a :class:`~errands.index.core.CodeIndex` (:func:`write`) next to the
-pickled index that updates start from, in a canonical order — files by path, a file's
-symbols in their order, terms sorted, documents numbered in that order — so an index updated
-commit by commit writes the same rows as a fresh build of the commit. :class:`StoredIndex`
-answers what the ranker asks (:mod:`errands.index.locate`) with the same numbers as the
-index it was written from.
+Written whole after a cold build (:func:`write`), next to the pickled index that updates
+start from; an update then changes only the rows of the files it re-indexed, and the history
+columns that moved (:func:`update`), in one transaction. Files and symbols keep their ids;
+each BM25 index's documents are numbered as its files (or symbols) are, its postings a *base*
+written whole (two blobs, read a slice per term) plus the postings of documents added since
+(rows) and the base documents removed since. :class:`StoredIndex` answers what the ranker asks
+(:mod:`errands.index.locate`) with the same numbers as the index it was written from, and
+:meth:`StoredIndex.dump` gives its contents by path and term, whatever the ids: an updated
+query file dumps as a fresh build's does.
 """
 
 from __future__ import annotations
@@ -15,28 +18,33 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import closing, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from errands.errors import InvalidInput
 from errands.index.bm25 import BM25, Floats, add_term, best_of, idf, length_norm
 from errands.index.locate import locate
 from errands.index.model import Located, Symbol
+from errands.index.tables import TABLES, path_keys
 
 if TYPE_CHECKING:
     from errands.index.analyse import FileInfo
 
-FORMAT = 2  # 2: postings in one blob per index
+FORMAT = 3  # 3: updated in place (ids kept, added and removed documents beside the base)
 FILES, CHUNKS = 0, 1  # the two BM25 indexes: whole files, symbol chunks
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE files (
     id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, blob TEXT NOT NULL,
-    churn INTEGER NOT NULL, age INTEGER, first_symbol INTEGER NOT NULL
+    churn INTEGER NOT NULL, age INTEGER, first_symbol INTEGER NOT NULL,
+    symbols INTEGER NOT NULL
 );
 CREATE TABLE symbols (
     id INTEGER PRIMARY KEY, file INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
@@ -47,32 +55,47 @@ CREATE TABLE terms (
     bm INTEGER NOT NULL, term TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
     PRIMARY KEY (bm, term)
 ) WITHOUT ROWID;
-CREATE TABLE postings (bm INTEGER PRIMARY KEY, docs BLOB NOT NULL, tfs BLOB NOT NULL);
+CREATE TABLE postings (
+    bm INTEGER PRIMARY KEY, docs BLOB NOT NULL, tfs BLOB NOT NULL, lengths BLOB NOT NULL
+);
+CREATE TABLE added (
+    bm INTEGER NOT NULL, doc INTEGER NOT NULL, length INTEGER NOT NULL, PRIMARY KEY (bm, doc)
+) WITHOUT ROWID;
+CREATE TABLE extra (
+    bm INTEGER NOT NULL, term TEXT NOT NULL, doc INTEGER NOT NULL, tf INTEGER NOT NULL,
+    PRIMARY KEY (bm, term, doc)
+) WITHOUT ROWID;
+CREATE TABLE dead (bm INTEGER NOT NULL, doc INTEGER NOT NULL, PRIMARY KEY (bm, doc)) WITHOUT ROWID;
 """
-# Each BM25 index's postings are two blobs (document ids, term frequencies: 32-bit, this
-# machine's byte order), term t's at [lo:hi]: one row each, read a slice at a time — a
-# row per term took most of the time writing the file.
-_ITEM = 4
+# The base's postings are two blobs per BM25 index (document ids, term frequencies, in the
+# in-memory index's integer types: `docs_type0` … in meta), term t's at [lo:hi] (a row per
+# term took most of the time writing the file), and the base documents' lengths (int32).
 # Indexes made after the rows are in: one sort each, not a B-tree insert per row.
 _INDEXES = """
 CREATE INDEX symbols_name ON symbols (name, id);
 CREATE INDEX lookup_key ON lookup (tbl, key, file);
+CREATE INDEX extra_doc ON extra (bm, doc);
 """
-_TABLES = ("modules", "basenames", "path_tokens")
+# Added and removed documents past this share of the base (or this many): the update is
+# a whole write instead, so queries never read mostly rows.
+_FRAGMENTED = 0.25
+_FRAGMENTED_MIN = 64
 
 
-def write(
-    path: Path,
-    *,
-    commit: str,
-    files: Mapping[str, FileInfo],
-    file_bm25: BM25,
-    sym_bm25: BM25,
-    tables: Mapping[str, Mapping[str, list[str]]],
-    churn: Mapping[str, int],
-    age: Mapping[str, int],
-) -> None:
-    """Write the query file atomically (a reader sees the old file or the new, whole)."""
+@dataclass(frozen=True, slots=True)
+class Contents:
+    """What a query file holds: an index's commit, files, BM25 indexes and history."""
+
+    commit: str
+    files: Mapping[str, FileInfo]
+    file_bm25: BM25
+    sym_bm25: BM25
+    churn: Mapping[str, int]
+    age: Mapping[str, int]
+
+
+def write(path: Path, contents: Contents) -> None:
+    """Write the query file whole and atomically (a reader sees the old file or the new)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
@@ -80,62 +103,58 @@ def write(
     try:
         # SQLite writes into the empty file mkstemp made: the owner's alone (0600), as the
         # pickled index is — it names a private repository's files and symbols.
-        conn = sqlite3.connect(tmp)
-        try:
-            _fill(conn, commit, files, file_bm25, sym_bm25, tables, churn, age)
-        finally:
-            conn.close()
-        tmp.replace(path)
+        with closing(sqlite3.connect(tmp)) as conn:
+            _fill(conn, contents)
+        _replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _fill(
-    conn: sqlite3.Connection,
-    commit: str,
-    files: Mapping[str, FileInfo],
-    file_bm25: BM25,
-    sym_bm25: BM25,
-    tables: Mapping[str, Mapping[str, list[str]]],
-    churn: Mapping[str, int],
-    age: Mapping[str, int],
-) -> None:
+def _replace(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` over ``path`` while holding the old file's write lock: no update is
+    half-way through it then, so no journal of the old file is left for the new one."""
+    if not path.exists():
+        tmp.replace(path)
+        return
+    try:
+        old = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except sqlite3.Error:
+        tmp.replace(path)
+        return
+    with closing(old):
+        # Not a database (an older or broken file): nothing to wait for.
+        with suppress(sqlite3.Error):
+            old.execute("BEGIN EXCLUSIVE")
+        tmp.replace(path)
+
+
+def _fill(conn: sqlite3.Connection, contents: Contents) -> None:
+    files, churn, age = contents.files, contents.churn, contents.age
     # Nothing to recover if this process dies mid-write: the file is not in place yet.
     conn.execute("PRAGMA journal_mode = OFF")
     conn.execute("PRAGMA synchronous = OFF")
     conn.executescript(_SCHEMA)
     paths = sorted(files)
-    file_id = {p: i for i, p in enumerate(paths)}
-    firsts: list[int] = []
-    symbol_rows: list[tuple[int, int, str, str, int, int, str | None]] = []
-    for fid, p in enumerate(paths):
-        firsts.append(len(symbol_rows))
-        for sym in files[p].symbols:
-            row = (len(symbol_rows), fid, sym.name, sym.kind, sym.start_line, sym.end_line)
-            symbol_rows.append((*row, sym.parent))
+    counts = [len(files[p].symbols) for p in paths]
+    # Rows are generated as SQLite takes them, never held in lists: on a large repository
+    # they would be hundreds of megabytes of tuples at once.
     conn.executemany(
-        "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            (i, p, files[p].blob, churn.get(p, 0), age.get(p), firsts[i])
-            for i, p in enumerate(paths)
-        ),
+        "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+        _file_rows(paths, counts, files, churn, age),
     )
-    conn.executemany("INSERT INTO symbols VALUES (?, ?, ?, ?, ?, ?, ?)", symbol_rows)
-    # Sorted, as every table's rows are, so the file holds the same rows in the same order
-    # whichever way the index came about.
     conn.executemany(
-        "INSERT INTO lookup VALUES (?, ?, ?)",
-        sorted(
-            (t, key, file_id[p])
-            for t, table in enumerate(_TABLES)
-            for key, listed in tables[table].items()
-            for p in listed
-        ),
+        "INSERT INTO symbols VALUES (?, ?, ?, ?, ?, ?, ?)",
+        _symbol_rows(enumerate(paths), files, 0),
     )
-    chunk_keys = [f"{p}\0{i}" for p in paths for i in range(len(files[p].symbols))]
-    meta: dict[str, object] = {"format": FORMAT, "commit": commit, "files": len(paths)}
-    for bm, (bm25, keys) in enumerate(((file_bm25, paths), (sym_bm25, chunk_keys))):
+    conn.executemany("INSERT INTO lookup VALUES (?, ?, ?)", _lookup_rows(enumerate(paths)))
+    meta: dict[str, object] = {
+        "format": FORMAT, "commit": contents.commit, "files": len(paths), "generation": 0,
+    }  # fmt: skip
+    chunk_keys = _ChunkKeys(paths, counts)
+    for bm, (bm25, keys) in enumerate(
+        ((contents.file_bm25, paths), (contents.sym_bm25, chunk_keys))
+    ):
         exported = bm25.export(keys)
         ptr = exported.ptr.tolist()
         conn.executemany(
@@ -143,14 +162,195 @@ def _fill(
             zip([bm] * len(exported.terms), exported.terms, ptr, ptr[1:], strict=False),
         )
         conn.execute(
-            "INSERT INTO postings VALUES (?, ?, ?)",
-            (bm, exported.docs.tobytes(), exported.tfs.tobytes()),
+            "INSERT INTO postings VALUES (?, ?, ?, ?)",
+            (bm, _buffer(exported.docs), _buffer(exported.tfs), _buffer(exported.lengths)),
         )
-        meta[f"lengths{bm}"] = exported.lengths.tobytes()
-        meta[f"total_len{bm}"] = int(exported.lengths.sum())
+        meta[f"docs_type{bm}"] = exported.docs.dtype.str
+        meta[f"tfs_type{bm}"] = exported.tfs.dtype.str
+        meta[f"base{bm}"] = meta[f"next{bm}"] = meta[f"live{bm}"] = len(exported.lengths)
+        meta[f"total_len{bm}"] = int(exported.lengths.sum(dtype=np.int64))
     conn.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
     conn.executescript(_INDEXES)
     conn.commit()
+
+
+def _buffer(values: npt.NDArray[Any]) -> memoryview:
+    """An array's bytes as SQLite takes them, uncopied."""
+    return np.ascontiguousarray(values).view(np.uint8).data
+
+
+class _ChunkKeys(Sequence[str]):
+    """The symbol chunks' keys (``path\0i``) in path order, made as they are read."""
+
+    def __init__(self, paths: list[str], counts: list[int]) -> None:
+        self._paths, self._counts = paths, counts
+        self._len = sum(counts)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[str]:
+        for p, n in zip(self._paths, self._counts, strict=True):
+            for i in range(n):
+                yield f"{p}\0{i}"
+
+    def __getitem__(self, i: Any) -> Any:
+        raise NotImplementedError  # only iterated
+
+
+def _file_rows(
+    paths: Iterable[str],
+    counts: Iterable[int],
+    files: Mapping[str, FileInfo],
+    churn: Mapping[str, int],
+    age: Mapping[str, int],
+    first_id: int = 0,
+    first_symbol: int = 0,
+) -> Iterator[tuple[object, ...]]:
+    fid, first = first_id, first_symbol
+    for p, n in zip(paths, counts, strict=True):
+        yield (fid, p, files[p].blob, churn.get(p, 0), age.get(p), first, n)
+        fid += 1
+        first += n
+
+
+def _symbol_rows(
+    numbered: Iterable[tuple[int, str]], files: Mapping[str, FileInfo], first: int
+) -> Iterator[tuple[object, ...]]:
+    sid = first
+    for fid, p in numbered:
+        for sym in files[p].symbols:
+            yield (sid, fid, sym.name, sym.kind, sym.start_line, sym.end_line, sym.parent)
+            sid += 1
+
+
+def _lookup_rows(numbered: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str, int]]:
+    table = {name: i for i, name in enumerate(TABLES)}
+    for fid, p in numbered:
+        for name, key in path_keys(p):
+            yield (table[name], key, fid)
+
+
+def update(path: Path, contents: Contents, *, base: str, changed: Iterable[str]) -> bool:
+    """Bring the query file from the index at ``base`` to ``contents``, which differ in
+    the files ``changed`` (and history), changing only their rows, in one
+    transaction. False, and nothing changed, when the file is not at ``base`` (another
+    writer moved it, or there is none) or so many documents changed that a whole
+    :func:`write` is due."""
+    if not path.is_file():
+        return False
+    try:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except sqlite3.Error:
+        return False
+    with closing(conn):
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.Error:
+            return False
+        if meta.get("format") != FORMAT or meta.get("commit") != base:
+            conn.execute("ROLLBACK")
+            return False
+        try:
+            done = _apply(conn, meta, contents, sorted(set(changed)))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT" if done else "ROLLBACK")
+        return done
+
+
+def _apply(
+    conn: sqlite3.Connection, meta: dict[str, Any], contents: Contents, changed: list[str]
+) -> bool:
+    files, churn, age = contents.files, contents.churn, contents.age
+    ex = conn.execute
+    table = {name: i for i, name in enumerate(TABLES)}
+    bms = (contents.file_bm25, contents.sym_bm25)
+    lengths = [conn.blobopen("postings", "lengths", bm, readonly=True) for bm in (0, 1)]
+    try:
+        for p in changed:  # out with the old rows
+            row = ex("SELECT id, first_symbol, symbols FROM files WHERE path = ?", (p,)).fetchone()
+            if row is None:
+                continue
+            fid, first, n = row
+            ex("DELETE FROM files WHERE id = ?", (fid,))
+            ex("DELETE FROM symbols WHERE id >= ? AND id < ?", (first, first + n))
+            conn.executemany(
+                "DELETE FROM lookup WHERE tbl = ? AND key = ? AND file = ?",
+                ((table[name], key, fid) for name, key in path_keys(p)),
+            )
+            for bm, docs in ((0, [fid]), (1, range(first, first + n))):
+                for doc in docs:
+                    _remove_doc(conn, meta, bm, doc, lengths[bm])
+    finally:
+        for blob in lengths:
+            blob.close()
+    counts: dict[int, int] = {}
+    for p in changed:  # in with the new
+        info = files.get(p)
+        if info is None:
+            continue
+        fid, first, n = meta["next0"], meta["next1"], len(info.symbols)
+        row = (fid, p, info.blob, churn.get(p, 0), age.get(p), first, n)
+        ex("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        conn.executemany(
+            "INSERT INTO symbols VALUES (?, ?, ?, ?, ?, ?, ?)",
+            _symbol_rows([(fid, p)], files, first),
+        )
+        conn.executemany("INSERT INTO lookup VALUES (?, ?, ?)", _lookup_rows([(fid, p)]))
+        _add_doc(conn, meta, 0, fid, bms[0].document(p))
+        for i in range(n):
+            _add_doc(conn, meta, 1, first + i, bms[1].document(f"{p}\0{i}"))
+        meta["next0"], meta["next1"] = fid + 1, first + n
+        counts[fid] = n
+    # History moved for files nobody changed: only the rows whose figures differ.
+    was = ex("SELECT path, churn, age FROM files WHERE churn > 0 OR age IS NOT NULL").fetchall()
+    moved = {p for p, c, a in was if (churn.get(p, 0), age.get(p)) != (c, a)}
+    moved.update(churn.keys() - {p for p, _c, _a in was}, age.keys() - {p for p, _c, _a in was})
+    conn.executemany(
+        "UPDATE files SET churn = ?, age = ? WHERE path = ?",
+        ((churn.get(p, 0), age.get(p), p) for p in sorted(moved)),
+    )
+    for bm in (0, 1):
+        stale = meta[f"next{bm}"] - meta[f"live{bm}"]  # removed, or added since the base
+        added = meta[f"next{bm}"] - meta[f"base{bm}"]
+        if stale + added > max(_FRAGMENTED * meta[f"base{bm}"], _FRAGMENTED_MIN):
+            return False
+    meta["commit"] = contents.commit
+    meta["files"] = len(files)
+    meta["generation"] += 1
+    conn.executemany("UPDATE meta SET value = ? WHERE key = ?", [(v, k) for k, v in meta.items()])
+    return True
+
+
+def _remove_doc(
+    conn: sqlite3.Connection, meta: dict[str, Any], bm: int, doc: int, lengths: sqlite3.Blob
+) -> None:
+    if doc < meta[f"base{bm}"]:
+        conn.execute("INSERT INTO dead VALUES (?, ?)", (bm, doc))
+        lengths.seek(doc * 4)
+        length = int(np.frombuffer(lengths.read(4), dtype=np.int32)[0])
+    else:
+        (length,) = conn.execute(
+            "DELETE FROM added WHERE bm = ? AND doc = ? RETURNING length", (bm, doc)
+        ).fetchone()
+        conn.execute("DELETE FROM extra WHERE bm = ? AND doc = ?", (bm, doc))
+    meta[f"live{bm}"] -= 1
+    meta[f"total_len{bm}"] -= length
+
+
+def _add_doc(
+    conn: sqlite3.Connection, meta: dict[str, Any], bm: int, doc: int, counts: dict[str, int]
+) -> None:
+    length = sum(counts.values())
+    conn.execute("INSERT INTO added VALUES (?, ?, ?)", (bm, doc, length))
+    conn.executemany(
+        "INSERT INTO extra VALUES (?, ?, ?, ?)", ((bm, t, doc, tf) for t, tf in counts.items())
+    )
+    meta[f"live{bm}"] += 1
+    meta[f"total_len{bm}"] += length
 
 
 class StoredIndex:
@@ -159,19 +359,37 @@ class StoredIndex:
 
     def __init__(self, path: Path) -> None:
         try:
-            # Read-only, and immutable: the file is replaced whole, never changed in place,
-            # so SQLite need take no locks.
-            self._conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
-            meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+            # Read-only; an update may change the file meanwhile, so each locate reads
+            # in one transaction (one version of the file) and checks the version first.
+            self._conn = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None
+            )
         except sqlite3.Error as exc:
             raise InvalidInput(f"cannot read code index {path}: {exc}") from exc
-        if meta.get("format") != FORMAT:
-            raise InvalidInput(f"code index {path} has an old or unknown format; rebuild it")
+        try:
+            self._conn.execute("BEGIN")
+            meta = self._meta()
+            if meta.get("format") != FORMAT:
+                raise InvalidInput(f"code index {path} has an old or unknown format; rebuild it")
+            self._read(meta)
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise InvalidInput(f"cannot read code index {path}: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+        self._tables = _Tables(self)
+
+    def _meta(self) -> dict[str, Any]:
+        return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def _read(self, meta: dict[str, Any]) -> None:
+        self._generation = int(meta["generation"])
         self.commit = str(meta["commit"])
         self.files = int(meta["files"])
-        self.file_bm25 = StoredBM25(self, FILES, meta["lengths0"], meta["total_len0"])
-        self.sym_bm25 = StoredBM25(self, CHUNKS, meta["lengths1"], meta["total_len1"])
-        self._tables = _Tables(self)
+        self.file_bm25 = StoredBM25(self, FILES, meta)
+        self.sym_bm25 = StoredBM25(self, CHUNKS, meta)
         self._history: dict[str, tuple[int, int | None]] | None = None
 
     def close(self) -> None:
@@ -180,14 +398,33 @@ class StoredIndex:
     def locate(self, text: str, *, limit: int = 10) -> list[Located]:
         """As :meth:`CodeIndex.locate <errands.index.core.CodeIndex.locate>` (the same
         answer for the index this file was written from)."""
-        return locate(self, text, limit=limit)
+        with self.snapshot():
+            return locate(self, text, limit=limit)
+
+    def snapshot(self) -> _Snapshot:
+        """A read transaction: what is read inside it is of one version of the file (an
+        update waits for it to end), the one :attr:`commit` names."""
+        return _Snapshot(self)
+
+    def _begin(self) -> None:
+        self._conn.execute("BEGIN")
+        try:
+            meta = self._meta()
+            if int(meta["generation"]) != self._generation:  # updated since: read afresh
+                self._read(meta)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def _end(self) -> None:
+        self._conn.execute("COMMIT")
 
     def rows(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
         found: list[tuple[Any, ...]] = self._conn.execute(sql, args).fetchall()
         return found
 
     def blob(self, bm: int, column: str) -> sqlite3.Blob:
-        """One of the postings' blobs, to read slices of."""
+        """One of the base postings' blobs, to read slices of."""
         return self._conn.blobopen("postings", column, bm, readonly=True)
 
     def derived(self) -> _Tables:
@@ -206,13 +443,14 @@ class StoredIndex:
     def symbol_at(self, key: str) -> Symbol | None:
         path, _, idx = key.partition("\0")
         found = self.rows(
-            "SELECT s.name, s.kind, f.path, s.start_line, s.end_line, s.parent, "
-            "s.file = f.id FROM files f JOIN symbols s ON s.id = f.first_symbol + ? "
-            "WHERE f.path = ?",
+            "SELECT s.name, s.kind, f.path, s.start_line, s.end_line, s.parent "
+            "FROM files f JOIN symbols s ON s.id = f.first_symbol + ? "
+            "WHERE f.path = ? AND ? < f.symbols",
             int(idx),
             path,
+            int(idx),
         )
-        return _symbol(found[0]) if found and found[0][6] else None
+        return _symbol(found[0]) if found else None
 
     def churn(self, path: str) -> int:
         return self._signals(path)[0]
@@ -231,10 +469,44 @@ class StoredIndex:
             }
         return self._history.get(path, (0, None))
 
+    def dump(self) -> dict[str, object]:
+        """Everything in the file by path and term, not by id: equal for two files of the
+        same index, whichever updates led to either (for tests and the benchmark; it reads
+        every row)."""
+        with self.snapshot():
+            files: dict[str, object] = {}
+            path_of: dict[int, str] = {}
+            key_of: dict[int, str] = {}
+            for fid, p, blob, churn, age, first, n in self.rows(
+                "SELECT id, path, blob, churn, age, first_symbol, symbols FROM files"
+            ):
+                path_of[fid] = p
+                key_of.update((first + i, f"{p}\0{i}") for i in range(n))
+                files[p] = (blob, churn, age, self.symbols(p))
+            lookup = sorted(
+                (tbl, key, path_of[fid])
+                for tbl, key, fid in self.rows("SELECT tbl, key, file FROM lookup")
+            )
+            out: dict[str, object] = {
+                "commit": self.commit,
+                "files": dict(sorted(files.items())),
+                "lookup": lookup,
+            }
+            for bm, keys, bm25 in ((FILES, path_of, self.file_bm25), (CHUNKS, key_of,
+                                                                       self.sym_bm25)):  # fmt: skip
+                out[f"bm25_{bm}"] = bm25.dump(keys)
+            return out
 
-def _read(blob: sqlite3.Blob, lo: int, hi: int) -> bytes:
-    blob.seek(lo * _ITEM)
-    return blob.read((hi - lo) * _ITEM)
+
+class _Snapshot:
+    def __init__(self, index: StoredIndex) -> None:
+        self._index = index
+
+    def __enter__(self) -> None:
+        self._index._begin()
+
+    def __exit__(self, *exc: object) -> None:
+        self._index._end()
 
 
 def _symbol(row: tuple[Any, ...]) -> Symbol:
@@ -251,7 +523,7 @@ class _Lookup:
     def get(self, key: str) -> list[str] | None:
         found = self._index.rows(
             "SELECT f.path FROM lookup l JOIN files f ON f.id = l.file "
-            "WHERE l.tbl = ? AND l.key = ? ORDER BY l.file",
+            "WHERE l.tbl = ? AND l.key = ? ORDER BY f.path",
             self._table,
             key,
         )
@@ -267,7 +539,8 @@ class _Defs:
     def get(self, name: str) -> list[Symbol] | None:
         found = self._index.rows(
             "SELECT s.name, s.kind, f.path, s.start_line, s.end_line, s.parent "
-            "FROM symbols s JOIN files f ON f.id = s.file WHERE s.name = ? ORDER BY s.id",
+            "FROM symbols s JOIN files f ON f.id = s.file WHERE s.name = ? "
+            "ORDER BY f.path, s.id",
             name,
         )
         return [_symbol(row) for row in found] or None
@@ -275,48 +548,84 @@ class _Defs:
 
 class _Tables:
     def __init__(self, index: StoredIndex) -> None:
-        self.modules = _Lookup(index, _TABLES.index("modules"))
-        self.basenames = _Lookup(index, _TABLES.index("basenames"))
-        self.path_tokens = _Lookup(index, _TABLES.index("path_tokens"))
+        self.modules = _Lookup(index, TABLES.index("modules"))
+        self.basenames = _Lookup(index, TABLES.index("basenames"))
+        self.path_tokens = _Lookup(index, TABLES.index("path_tokens"))
         self.defs = _Defs(index)
 
 
 class StoredBM25:
     """One BM25 index of a query file, scoring as :class:`BM25` does (same numbers)."""
 
-    def __init__(self, index: StoredIndex, bm: int, lengths: object, total_len: object) -> None:
-        assert isinstance(lengths, bytes) and isinstance(total_len, int)
+    def __init__(self, index: StoredIndex, bm: int, meta: Mapping[str, Any]) -> None:
         self._index, self._bm = index, bm
-        self._lengths = np.frombuffer(lengths, dtype=np.int32)
-        self._total_len = total_len
-        self.live = len(self._lengths)
+        self._docs_type = np.dtype(meta[f"docs_type{bm}"])
+        self._tfs_type = np.dtype(meta[f"tfs_type{bm}"])
+        self.live = int(meta[f"live{bm}"])
+        self._total_len = int(meta[f"total_len{bm}"])
+        base, size = int(meta[f"base{bm}"]), int(meta[f"next{bm}"])
+        with index.blob(bm, "lengths") as blob:
+            lengths = np.zeros(size, dtype=np.int32)
+            lengths[:base] = np.frombuffer(blob.read(), dtype=np.int32)
+        # Documents are alive in the base unless removed since, and past it when added since.
+        self._alive: npt.NDArray[np.bool_] | None = None
+        self._updated = size > base or bool(
+            index.rows("SELECT 1 FROM dead WHERE bm = ? LIMIT 1", bm)
+        )
+        if self._updated:
+            alive = np.zeros(size, dtype=np.bool_)
+            alive[:base] = True
+            dead = [d for (d,) in index.rows("SELECT doc FROM dead WHERE bm = ?", bm)]
+            alive[dead] = False
+            for doc, length in index.rows("SELECT doc, length FROM added WHERE bm = ?", bm):
+                alive[doc] = True
+                lengths[doc] = length
+            self._alive = alive
+        self._lengths = lengths
 
     def scores(self, query: Mapping[str, float]) -> Floats:
-        out = np.zeros(self.live, dtype=np.float64)
+        out = np.zeros(len(self._lengths), dtype=np.float64)
         if not self.live or not query:
             return out
         norm = length_norm(self._lengths.astype(np.float64), self._total_len, self.live)
-        found = {term: (lo, hi) for term, lo, hi in self._ranges(list(query))}
-        with self._index.blob(self._bm, "docs") as docs, self._index.blob(self._bm, "tfs") as tfs:
+        terms = list(query)
+        found = {term: (lo, hi) for term, lo, hi in self._rows("term, lo, hi", "terms", terms)}
+        added: dict[str, tuple[list[int], list[int]]] = {}
+        if self._updated:
+            for term, doc, tf in self._rows("term, doc, tf", "extra", terms):
+                doc_list, tf_list = added.setdefault(term, ([], []))
+                doc_list.append(doc)
+                tf_list.append(tf)
+        alive = self._alive
+        index = self._index
+        with index.blob(self._bm, "docs") as docs_blob, index.blob(self._bm, "tfs") as tfs_blob:
             for term, weight in query.items():  # in the query's order, as BM25 adds them up
-                if term not in found:
+                parts: list[tuple[npt.NDArray[Any], Floats]] = []
+                df = 0
+                if term in found:
+                    lo, hi = found[term]
+                    docs = _slice(docs_blob, self._docs_type, lo, hi)
+                    tfs = _slice(tfs_blob, self._tfs_type, lo, hi).astype(np.float64)
+                    parts.append((docs, tfs))
+                    df += int(alive[docs].sum()) if alive is not None else hi - lo
+                if term in added:
+                    more_docs, more_tfs = added[term]
+                    parts.append((np.array(more_docs), np.array(more_tfs, dtype=np.float64)))
+                    df += len(more_docs)
+                if not df:
                     continue
-                lo, hi = found[term]
-                scaled = weight * idf(self.live, hi - lo)
-                add_term(
-                    out,
-                    norm,
-                    scaled,
-                    np.frombuffer(_read(docs, lo, hi), dtype=np.int32),
-                    np.frombuffer(_read(tfs, lo, hi), dtype=np.int32).astype(np.float64),
-                )
+                scaled = weight * idf(self.live, df)
+                for docs, tfs in parts:  # the base, then the added: as BM25's parts
+                    add_term(out, norm, scaled, docs, tfs)
+        if alive is not None:
+            out[~alive] = 0.0  # a removed document keeps its base postings
         return out
 
-    def _ranges(self, terms: list[str]) -> Iterator[tuple[Any, ...]]:
+    def _rows(self, columns: str, table: str, terms: list[str]) -> Iterator[tuple[Any, ...]]:
         for lo in range(0, len(terms), 500):  # SQLite's limit on parameters, with room
             part = terms[lo : lo + 500]
             yield from self._index.rows(
-                "SELECT term, lo, hi FROM terms WHERE bm = ? AND term IN "
+                f"SELECT {columns} FROM {table} WHERE bm = ? AND term IN "
                 f"({','.join('?' * len(part))})",
                 self._bm,
                 *part,
@@ -343,3 +652,31 @@ class StoredBM25:
                 ):
                     keys[doc] = f"{path}\0{i}"
         return [keys.get(i) for i in ids]
+
+    def dump(self, key_of: Mapping[int, str]) -> dict[str, object]:
+        """Postings (term → key → count), lengths by key and the totals, live documents
+        only (see :meth:`StoredIndex.dump`)."""
+        alive = self._alive
+        postings: dict[str, dict[str, int]] = {}
+        index = self._index
+        with index.blob(self._bm, "docs") as docs_blob, index.blob(self._bm, "tfs") as tfs_blob:
+            for term, lo, hi in index.rows("SELECT term, lo, hi FROM terms WHERE bm = ?", self._bm):
+                docs = _slice(docs_blob, self._docs_type, lo, hi).tolist()
+                tfs = _slice(tfs_blob, self._tfs_type, lo, hi).tolist()
+                for doc, tf in zip(docs, tfs, strict=True):
+                    if alive is None or alive[doc]:
+                        postings.setdefault(term, {})[key_of[doc]] = tf
+        for term, doc, tf in index.rows("SELECT term, doc, tf FROM extra WHERE bm = ?", self._bm):
+            postings.setdefault(term, {})[key_of[doc]] = tf
+        live = range(len(self._lengths)) if alive is None else np.flatnonzero(alive).tolist()
+        return {
+            "live": self.live,
+            "total_len": self._total_len,
+            "lengths": {key_of[d]: int(self._lengths[d]) for d in live},
+            "postings": {t: dict(sorted(p.items())) for t, p in sorted(postings.items())},
+        }
+
+
+def _slice(blob: sqlite3.Blob, dtype: np.dtype[Any], lo: int, hi: int) -> npt.NDArray[Any]:
+    blob.seek(lo * dtype.itemsize)
+    return np.frombuffer(blob.read((hi - lo) * dtype.itemsize), dtype=dtype)

@@ -64,18 +64,27 @@ class Derived:
 
     def _keys(self, info: FileInfo) -> Iterator[tuple[dict[str, list[str]], str]]:
         """Each table and key under which ``info``'s path is listed."""
-        path = info.path
-        for name in module_names(path):
-            yield self.modules, name
-        parts = path.split("/")
-        yield self.basenames, parts[-1]
-        stem = parts[-1].rsplit(".", 1)[0]
-        seen: set[str] = set()
-        for comp in [*parts[:-1], stem]:
-            for tok in split_path_component(comp):
-                if tok not in seen:
-                    seen.add(tok)
-                    yield self.path_tokens, tok
+        for table, key in path_keys(info.path):
+            yield getattr(self, table), key
+
+
+TABLES = ("modules", "basenames", "path_tokens")  # the tables a path is listed in
+
+
+def path_keys(path: str) -> Iterator[tuple[str, str]]:
+    """Each table (by name, one of :data:`TABLES`) and key under which ``path`` is listed:
+    a function of the path alone, so the query file can drop a file's keys by its path."""
+    for name in module_names(path):
+        yield "modules", name
+    parts = path.split("/")
+    yield "basenames", parts[-1]
+    stem = parts[-1].rsplit(".", 1)[0]
+    seen: set[str] = set()
+    for comp in [*parts[:-1], stem]:
+        for tok in split_path_component(comp):
+            if tok not in seen:
+                seen.add(tok)
+                yield "path_tokens", tok
 
 
 T = TypeVar("T")
