@@ -27,7 +27,10 @@ Small = npt.NDArray[np.uint16] | Ints
 
 def _narrow(values: npt.NDArray[np.integer], bound: int) -> Small:
     """``values`` (all below ``bound``) as 16-bit integers when they fit."""
-    return values.astype(np.uint16) if bound <= 1 << 16 else values.astype(np.int32)
+    # Uncopied when it already is the type kept.
+    if bound <= 1 << 16:
+        return values.astype(np.uint16, copy=False)
+    return values.astype(np.int32, copy=False)
 
 
 K1 = 1.2
@@ -142,20 +145,25 @@ class BM25:
         index.vocab = dict(vocab)
         index.doc_keys = list(keys)
         index.doc_ids = {key: i for i, key in enumerate(keys)}
+        # Temporaries go as soon as used, and arrays are kept uncopied where they can be:
+        # on a large repository each is tens of MB.
         running = np.zeros(len(tfs) + 1, dtype=np.int64)
         np.cumsum(tfs, out=running[1:])
         lengths = running[doc_ptr[1:]] - running[doc_ptr[:-1]]
+        del running
         index.doc_len = lengths.tolist()
         index.total_len = int(lengths.sum())
         index.live = n_docs
-        index._doc_ptr = doc_ptr.astype(np.int64)
+        index._doc_ptr = doc_ptr.astype(np.int64, copy=False)
         index._doc_terms = _narrow(terms, n_terms)
         index._alive = np.ones(n_docs, dtype=np.bool_)
         # Term-major: a stable sort by term keeps each term's documents ascending.
-        docs = np.repeat(np.arange(n_docs, dtype=np.int32), np.diff(doc_ptr))
         order = np.argsort(terms, kind="stable")
+        docs = np.repeat(np.arange(n_docs, dtype=np.int32), np.diff(doc_ptr))
         index._docs = _narrow(docs[order], n_docs)
+        del docs
         index._tfs = _narrow(tfs[order], int(tfs.max(initial=0)) + 1)
+        del order
         counts = np.bincount(terms, minlength=n_terms)
         index._ptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         index.df = counts.tolist()

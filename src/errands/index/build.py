@@ -217,20 +217,27 @@ class _Merger:
             pair += n_pairs
 
     def result(self) -> Analysis:
-        files = [self._files[k] for k in sorted(self._files)]
+        # Taken out of the merger file by file, so that once the arrays below are made
+        # nothing holds the workers' batches (the whole build's postings) any more.
+        files = [self._files.pop(k) for k in sorted(self._files)]
         out = Analysis(infos=[f.info for f in files], vocab=dict(self.vocab))
         if not files:
             return out
-        sizes = np.concatenate([f.doc_sizes for f in files])
-        terms = np.concatenate([f.term_ids for f in files])
-        tfs = np.concatenate([f.tfs for f in files])
-        first = np.zeros(len(sizes), dtype=np.bool_)  # the file's own document, not a chunk
-        first[np.cumsum([0] + [len(f.doc_sizes) for f in files[:-1]])] = True
-        pair_first = np.repeat(first, sizes)
-        file_keys = [f.info.path for f in files]
-        chunk_keys = [f"{f.info.path}\0{i}" for f in files for i in range(len(f.info.symbols))]
-        out.files = _docs(file_keys, sizes[first], terms[pair_first], tfs[pair_first])
-        out.chunks = _docs(chunk_keys, sizes[~first], terms[~pair_first], tfs[~pair_first])
+        # Each file's own document, then its chunks, straight into arrays of their own: no
+        # copy of every posting together first (on a large repository, hundreds of MB).
+        firsts = [int(f.doc_sizes[0]) for f in files]
+        out.files = _docs(
+            [f.info.path for f in files],
+            np.array([f.doc_sizes[0] for f in files], dtype=np.int32),
+            np.concatenate([f.term_ids[:n] for f, n in zip(files, firsts, strict=True)]),
+            np.concatenate([f.tfs[:n] for f, n in zip(files, firsts, strict=True)]),
+        )
+        out.chunks = _docs(
+            [f"{f.info.path}\0{i}" for f in files for i in range(len(f.info.symbols))],
+            np.concatenate([f.doc_sizes[1:] for f in files]),
+            np.concatenate([f.term_ids[n:] for f, n in zip(files, firsts, strict=True)]),
+            np.concatenate([f.tfs[n:] for f, n in zip(files, firsts, strict=True)]),
+        )
         return out
 
 

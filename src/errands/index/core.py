@@ -81,10 +81,14 @@ class CodeIndex:
     def _bulk(self, analysis: Analysis) -> None:
         """Take a fresh build's files and documents (an empty index only)."""
         self._files = {info.path: info for info in analysis.infos}
-        for docs, attr in ((analysis.files, "_file_bm25"), (analysis.chunks, "_sym_bm25")):
+        for part, attr in (("files", "_file_bm25"), ("chunks", "_sym_bm25")):
+            docs = getattr(analysis, part)
             if docs is not None:
+                # Let go of each part's arrays once its index is built, not at the end.
+                setattr(analysis, part, None)
                 bm25 = BM25.bulk(docs.keys, analysis.vocab, docs.ptr, docs.terms, docs.tfs)
                 setattr(self, attr, bm25)
+                del docs
         self._derived = None
 
     def _add(self, analysis: Analysis) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -19,11 +21,27 @@ class Symbol:
     end_line: int
     parent: str | None
 
-    def __reduce__(self) -> tuple[type[Symbol], tuple[str, str, str, int, int, str | None]]:
+    def __reduce__(
+        self,
+    ) -> tuple[Callable[..., Symbol], tuple[str, str, str, int, int, str | None]]:
         # Pickled as its fields: several times faster than the dataclass default, and an
         # index holds (and a build ships between processes) thousands of symbols.
-        return (Symbol, (self.name, self.kind, self.path, self.start_line, self.end_line,
-                         self.parent))  # fmt: skip
+        return (_unpickled, (self.name, self.kind, self.path, self.start_line, self.end_line,
+                             self.parent))  # fmt: skip
+
+
+def _unpickled(
+    name: str, kind: str, path: str, start_line: int, end_line: int, parent: str | None
+) -> Symbol:
+    """A symbol read back, its names interned: a large repository's 700,000 symbols have a
+    few hundred thousand distinct names (a method's parent is its class's name, `__init__`
+    is everywhere) and a handful of kinds, each otherwise a string of its own in memory —
+    and in every pickle of the index, which shares equal objects only."""
+    intern = sys.intern
+    return Symbol(
+        intern(name), intern(kind), path, start_line, end_line,
+        None if parent is None else intern(parent),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from sys import intern
 from typing import NamedTuple
 
 import tree_sitter as ts
@@ -319,14 +320,16 @@ def _assemble(path: str, defs: list[_Def], imports: list[str]) -> Parsed:
         kind = d.kind
         if parent is not None and kind == "function" and parent.kind in _CONTAINERS:
             kind = "method"
+        # Names interned (see model._unpickled): symbols parsed in this process share them.
+        owner = d.receiver or (parent.name if parent else None)
         symbols.append(
             Symbol(
-                name=d.name,
-                kind=kind,
+                name=intern(d.name),
+                kind=intern(kind),
                 path=path,
                 start_line=d.start_line,
                 end_line=d.end_line,
-                parent=d.receiver or (parent.name if parent else None),
+                parent=None if owner is None else intern(owner),
             )
         )
         stack.append(d)
