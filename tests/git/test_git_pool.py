@@ -446,3 +446,20 @@ def make_ws(pool: WorkspacePool) -> Callable[[], None]:
         pool.release(pool.acquire("warm", "errands/0-warm", BASE))
 
     return make
+
+
+def test_an_untouched_tree_is_parked_without_a_scrub_and_its_branch_freed(
+    tmp_path: Path, pool: WorkspacePool, mirror: Mirror
+) -> None:
+    """A research job's tree (nothing ran or wrote there) is parked as it is: the branch is
+    free, the next acquire reuses it and it is exactly at its commit."""
+    ws = pool.acquire("job-1", "errands/1-a", BASE)
+    inode = (ws.path / "README.md").stat().st_ino
+    pool.release(ws, untouched=True)
+    assert len(_idle(pool)) == 1
+    plain = mirror.add_workspace(tmp_path / "elsewhere", "errands/1-a", BASE)
+    mirror.remove_workspace(plain.path)
+    again = pool.acquire("job-2", "errands/2-b", BASE)
+    assert again.git_dir == ws.git_dir
+    assert (again.path / "README.md").stat().st_ino == inode
+    _assert_exactly_at(again, mirror.resolve(BASE) or "")

@@ -306,3 +306,24 @@ def test_run_command_tells_the_agent_its_nested_repositories_are_refused(
     assert made.startswith("Error: this command left nested git repositories")
     assert "vendor/lib" in made and "made" in made  # the command's own output too
     assert removed.startswith("[exit code 0")
+
+
+def test_a_tool_that_may_have_changed_the_tree_marks_it_touched(
+    tools: WorkspaceTools, repo: Path
+) -> None:
+    """A research job's tree is parked without a scrub only while ``touched`` is false: every
+    tool that can change a file or run a command sets it, even when it then fails."""
+    tools.list_files()
+    tools.read_file("README.md")
+    tools.grep("needle")
+    assert tools.touched is False
+    assert tools.write_file(".git/hooks/post-checkout", "#!/bin/sh\n").startswith("Error")
+    assert tools.touched is True
+    for act in (
+        lambda t: t.write_file("new.py", "x = 1\n"),
+        lambda t: t.edit_file("README.md", "needle", "pin"),
+        lambda t: t.run_command("true"),
+    ):
+        fresh = WorkspaceTools(repo, tools.sandbox, repository=tools.repository, command_timeout=30)
+        act(fresh)
+        assert fresh.touched is True

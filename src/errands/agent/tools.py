@@ -58,6 +58,9 @@ class WorkspaceTools:
         self.sandbox = sandbox
         self.command_timeout = command_timeout
         self.cancel = cancel
+        # Whether a tool may have changed the work tree (a write was attempted, or a command
+        # ran): a tree nothing wrote to is parked without scrubbing (WorkspacePool.release).
+        self.touched = False
 
     # -- tool sets ------------------------------------------------------------------------
 
@@ -82,6 +85,8 @@ class WorkspaceTools:
         if candidate != self.root and self.root not in candidate.parents:
             raise ToolError(f"{path!r} is outside the workspace")
         relative = candidate.relative_to(self.root)
+        if for_write:
+            self.touched = True
         # Anywhere, not only at the top: a .git file or directory further down makes a nested
         # repository, which Errands refuses (see run_command).
         if for_write and any(part.lower() == ".git" for part in relative.parts):
@@ -265,6 +270,7 @@ class WorkspaceTools:
         timeout = min(timeout_seconds or self.command_timeout, self.command_timeout)
         if self.sandbox is None:  # read_write() refuses to hand out this tool without one
             return "Error: commands cannot run in this phase"
+        self.touched = True
         report = self.command_output
         result = self.sandbox.run(
             command,

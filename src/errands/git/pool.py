@@ -111,12 +111,15 @@ class WorkspacePool:
         share_index(git_dir)
         return Workspace(path=path, branch=branch, git_dir=git_dir)
 
-    def release(self, workspace: Workspace) -> None:
+    def release(self, workspace: Workspace, *, untouched: bool = False) -> None:
         """Scrub ``workspace``, free its branch and park it (or remove it past ``keep``).
 
         Fine if the workspace is already gone. A tree that cannot be scrubbed is removed.
+        ``untouched``: nothing but Errands' own reads ran in the tree since :meth:`acquire`
+        (no command, no sandbox, no write: a research job), so it is exactly the checkout
+        acquire made, and is parked without the scrub's three walks over the whole tree.
         """
-        self._park_or_remove(workspace.path.absolute())
+        self._park_or_remove(workspace.path.absolute(), untouched=untouched)
         self._trim()
 
     def prewarm(self, start_point: str) -> bool:
@@ -289,7 +292,7 @@ class WorkspacePool:
                 tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
             tree_git(path, git_dir, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
 
-    def _park_or_remove(self, path: Path) -> None:
+    def _park_or_remove(self, path: Path, *, untouched: bool = False) -> None:
         """Scrub the work tree at ``path`` and park it; remove it if that fails."""
         if not path.exists() and not path.is_symlink():
             self.mirror.remove_workspace(path)  # prunes a stale registration, if any
@@ -300,7 +303,7 @@ class WorkspacePool:
             self.mirror.remove_workspace(path)
             return
         try:
-            commit = _scrub(path, git_dir)
+            commit = (_detach(path, git_dir) if untouched else None) or _scrub(path, git_dir)
             with repo_lock(self.mirror.path):
                 self._move(path, self._idle_name(commit), git_dir)
         except (GitError, OSError) as exc:
@@ -348,6 +351,19 @@ def _scrub(path: Path, git_dir: Path) -> str:
         raise GitError(f"{path} could not be cleaned: {', '.join((tracked + untracked)[:20])}")
     share_index(git_dir)  # a parked tree is clean in every view of it
     return commit
+
+
+def _detach(path: Path, git_dir: Path) -> str | None:
+    """Free the branch of a tree nothing wrote to (see ``release(untouched=True)``) and
+    return its commit: HEAD, detached by our own git a moment ago, is then a plain file
+    holding it. None when anything looks otherwise: the caller scrubs the tree instead."""
+    _restore_gitfile(path, git_dir)
+    tree_git(path, git_dir, "update-ref", "--no-deref", "HEAD", "HEAD")
+    head = git_dir / "HEAD"
+    if head.is_symlink() or not head.is_file():
+        return None
+    commit = head.read_text(encoding="ascii", errors="replace").strip()
+    return commit if _COMMIT.fullmatch(commit) else None
 
 
 def _remove_nested_git(path: Path) -> None:

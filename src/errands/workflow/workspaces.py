@@ -165,6 +165,7 @@ def job_workspace(
     # stale attempt must not do that to the one that took its job over.
     ctx.check_lease()
     workspace = pool.acquire(ctx.workspace_name(), branch, start_point)
+    tools: WorkspaceTools | None = None
     try:
         cache = ctx.settings.home / "cache" / f"project-{ctx.lease.project_id}"
         for sub in CACHE_VARIABLES.values():
@@ -189,7 +190,10 @@ def job_workspace(
         )
         yield JobWorkspace(workspace, sandbox, tools)
     finally:
-        pool.release(workspace)
+        # Without commands nothing but Errands' own code ran here: unless one of its tools
+        # wrote, the tree is still the checkout acquire made.
+        touched = commands or (tools is not None and tools.touched)
+        pool.release(workspace, untouched=not touched)
 
 
 def _sweep(ctx: JobContext, pool: WorkspacePool) -> None:
