@@ -264,6 +264,27 @@ def test_tool_calls_and_results_are_recorded(home: Path, tools: WorkspaceTools) 
     assert "return a + b" in results[0]["content"]
 
 
+def test_each_run_calls_the_tools_of_its_own_workspace(home: Path, tmp_path: Path) -> None:
+    """Tool schemas are built once per method and reused: a later run's tools must still be
+    bound to that run's workspace, never to the first one's."""
+    seen: list[str] = []
+    for name in ("first", "second"):
+        repo = tmp_path / name
+        repo.mkdir()
+        (repo / "who.txt").write_text(f"this is {name}\n")
+
+        def script(req: ChatRequest) -> Reply:
+            if req.n_assistant == 0:
+                return Reply.call("read_file", path="who.txt")
+            assert req.last_tool_result is not None
+            seen.append(req.last_tool_result)
+            return report(**VALID)
+
+        outcome = run(script, home, tools=workspace_tools(repo).read_only())
+        assert outcome.error is None
+    assert "this is first" in seen[0] and "this is second" in seen[1]
+
+
 def test_cancellation_stops_the_run_and_still_reports_usage(
     home: Path, tools: WorkspaceTools
 ) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 from pydantic_ai import Agent, ModelRequestNode, ModelRetry, Tool, ToolOutput
@@ -48,6 +50,9 @@ from errands.agent.schemas import ClarifyingQuestion
 from errands.agent.tools import ToolFunction
 from errands.errors import AgentOutputError, LLMError, LLMUnavailable
 from errands.faults import crash_point
+
+if TYPE_CHECKING:
+    from pydantic_ai._function_schema import FunctionSchema
 
 OutputT = TypeVar("OutputT", bound=BaseModel)
 
@@ -182,7 +187,7 @@ async def _run(
     # One at a time, in the order the model asked: pydantic-ai otherwise runs the calls of
     # one response at once, in threads, so two edits of one file could each overwrite the
     # other, or a test run could see half of a change.
-    agent_tools = [Tool(tool, sequential=True) for tool in tools]
+    agent_tools = [_tool(tool) for tool in tools]
     agent: Agent[None, Any] = Agent(
         model,
         name=name,
@@ -270,6 +275,27 @@ async def _run(
             usage = run.usage
             recorder.usage(usage.requests, usage.input_tokens, usage.output_tokens)
         await handle.aclose()
+
+
+# The schema pydantic-ai builds for a tool (from its signature and docstring: a few ms of
+# CPU each), by the method it is bound from: every run binds the same WorkspaceTools methods
+# to a new workspace, and the schema does not depend on the instance. Methods only, so the
+# cache is bounded by our code; a closure is built afresh each run.
+_schemas: dict[Callable[..., Any], FunctionSchema] = {}
+_schemas_lock = threading.Lock()
+
+
+def _tool(function: ToolFunction) -> Tool[None]:
+    if not inspect.ismethod(function):
+        return Tool(function, sequential=True)
+    with _schemas_lock:
+        schema = _schemas.get(function.__func__)
+    if schema is None:
+        built: Tool[None] = Tool(function, sequential=True)
+        with _schemas_lock:
+            _schemas[function.__func__] = built.function_schema
+        return built
+    return Tool(function, sequential=True, function_schema=replace(schema, function=function))
 
 
 def _fixed_chars(
