@@ -197,6 +197,7 @@ def test_parallel_build_equals_serial_build(
 ) -> None:
     git_dir, serial = built
     monkeypatch.setattr(build, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(build, "PARALLEL_MIN_COST", 0)
     monkeypatch.setattr(build, "_BATCH_FILES", 2)
     if build._workers() < 2:
         monkeypatch.setattr(build, "_workers", lambda: 2)
@@ -254,6 +255,7 @@ def test_a_failure_in_a_worker_process_fails_the_build(
 
     git_dir, index = built
     monkeypatch.setattr(build, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(build, "PARALLEL_MIN_COST", 0)
     monkeypatch.setattr(build, "_CLAIM_COST", 1)  # one file per claim
     if build._workers() < 2:
         monkeypatch.setattr(build, "_workers", lambda: 2)

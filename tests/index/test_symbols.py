@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from errands.index import CodeIndex
+from errands.index import CodeIndex, build
 from errands.index.analyse import CHUNK_MAX_LINES, analyse, doc_words
 from errands.index.bm25 import BM25
 from errands.index.build import PARALLEL_MIN_FILES
@@ -246,10 +246,11 @@ def _bm25_docs(bm25: BM25) -> dict[str, Counter[str]]:
 
 @pytest.mark.parametrize("files", [1, PARALLEL_MIN_FILES])
 def test_indexed_documents_equal_tokenising_each_separately(
-    repo: Path, commit: Commit, files: int
+    repo: Path, commit: Commit, files: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Through the whole build (word segments, the lexicon, the merge, BM25), in this
     # process and in worker processes: numbers are not terms, as the query tokeniser has it.
+    monkeypatch.setattr(build, "PARALLEL_MIN_COST", 0)  # so many small files: workers
     paths = ["pkg/m.py", *(f"pkg/more_{i}.py" for i in range(files - 1))]
     index = CodeIndex.build(repo / ".git", commit(dict.fromkeys(paths, _DOC_SOURCE)))
     file_docs, chunk_docs = _bm25_docs(index.file_bm25), _bm25_docs(index.sym_bm25)

@@ -10,7 +10,6 @@ name that segment; the build's encoder adds them up in numpy."""
 from __future__ import annotations
 
 from collections import Counter, _count_elements  # type: ignore[attr-defined]
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +50,7 @@ class Analysed:
     is counted once (see :func:`documents`)."""
 
     info: FileInfo
-    segments: list[Mapping[bytes, int]]
+    segments: list[dict[bytes, int]]
     docs: list[tuple[int, ...]]  # each document as the indexes of the segments it sums
 
 
@@ -88,7 +87,7 @@ _WORD_BYTES = bytes(
 
 def documents(
     path: str, data: bytes, symbols: tuple[Symbol, ...]
-) -> tuple[list[Mapping[bytes, int]], list[tuple[int, ...]]]:
+) -> tuple[list[dict[bytes, int]], list[tuple[int, ...]]]:
     """The segments of a file and its documents as segment indexes: the file's document
     is its lines (once each) and its path words (twice); symbol ``i``'s chunk is its lines
     and its name (twice) and its parent's (once).
@@ -99,7 +98,7 @@ def documents(
     between chunks are segments of their own, chunks are shared with the file."""
     clean = data.translate(_WORD_BYTES)
     path_words = _count(path.encode("utf-8", "surrogateescape").translate(_WORD_BYTES).split())
-    segments: list[Mapping[bytes, int]] = [{w: 2 * n for w, n in path_words.items()}]
+    segments: list[dict[bytes, int]] = [{w: 2 * n for w, n in path_words.items()}]
     if not symbols:
         segments.append(_count(clean.split()))
         return segments, [(0, 1)]

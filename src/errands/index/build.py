@@ -20,6 +20,7 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
@@ -39,10 +40,17 @@ Progress = Callable[[int, int], None]
 Ints = npt.NDArray[np.int32]
 Offsets = npt.NDArray[np.int64]
 
-# Builds of at least this many files analyse them in worker processes (forked, so they
-# start in milliseconds with everything already imported); smaller ones, and one-file
-# updates, stay in this process.
+# Builds of at least this many files and this much work (see `_cost`) analyse them in
+# worker processes (forked, so they start in milliseconds with everything already
+# imported); smaller ones, and one-file updates, stay in this process. The work bound is
+# about half a second of one process's work (~5 MB of Python source): a worker costs 0.1 to
+# 0.2 s of CPU besides its share (the fork, the pages it copies, and numbering and splitting
+# again the words every process meets), more than a smaller build gains from a second CPU —
+# and on a busy machine it gains none.
 PARALLEL_MIN_FILES = 32
+PARALLEL_MIN_COST = 16_000_000
+# An update's entries carry no size: each is counted as a source file of about 10 KB.
+_UNSIZED_COST = 32_000
 # A worker sends what it has after this many files or bytes of source, so the parent
 # reports progress and merges while the workers go on.
 _BATCH_FILES = 64
@@ -85,11 +93,12 @@ class _Encoder:
         self.bytes = 0
         self._ordinals: list[int] = []
         self._infos: list[FileInfo] = []
-        self._seg_sizes: list[int] = []  # (word, count) pairs per segment
-        self._word_ids = array("i")  # the pairs' words, numbered as soon as counted
-        self._counts = array("i")
-        self._doc_segs: list[int] = []  # each document's segments, one document after another
-        self._doc_lens: list[int] = []  # segments per document
+        # Kept as the files gave them until `take`, which numbers all their words at once:
+        # a file costs a few C-level calls here, not some per segment and per document.
+        self._segments: list[dict[bytes, int]] = []
+        self._docs: list[tuple[int, ...]] = []  # segment indexes within the document's file
+        self._file_docs: list[int] = []  # documents per file
+        self._file_base: list[int] = []  # the file's first segment in `_segments`
 
     def add(self, ordinal: int, entry: gitio.TreeEntry, data: bytes | None) -> None:
         """Analyse one file; ``data`` None: the repository lacks the blob (counted as
@@ -103,38 +112,40 @@ class _Encoder:
             return
         self._ordinals.append(ordinal)
         self._infos.append(analysed.info)
-        base = len(self._seg_sizes)
-        number = self._lexicon.words.__getitem__
-        for segment in analysed.segments:
-            self._seg_sizes.append(len(segment))
-            # Numbered while the file's words are still in the CPU's caches.
-            self._word_ids.extend(map(number, segment))
-            self._counts.extend(segment.values())
-        for doc in analysed.docs:
-            self._doc_lens.append(len(doc))
-            self._doc_segs.extend([base + s for s in doc])
+        self._file_base.append(len(self._segments))
+        self._file_docs.append(len(analysed.docs))
+        self._segments += analysed.segments
+        self._docs += analysed.docs
 
     def full(self) -> bool:
         return self.handled >= _BATCH_FILES or self.bytes >= _BATCH_BYTES
 
     def take(self) -> _Batch:
         lexicon = self._lexicon
-        lexicon.learn()
-        words = np.frombuffer(self._word_ids, dtype=np.int32)
-        counts = np.frombuffer(self._counts, dtype=np.int32)
+        segments = self._segments
+        seg_sizes = np.fromiter(map(len, segments), dtype=np.int64, count=len(segments))
+        pairs = int(seg_sizes.sum())
+        words = lexicon.number(list(chain.from_iterable(segments)))
+        counts = np.fromiter(
+            chain.from_iterable(map(dict.values, segments)), dtype=np.int32, count=pairs
+        )
         # Each document's pairs are its segments' pairs one after another: gather them.
-        seg_sizes = np.array(self._seg_sizes, dtype=np.int64)
         seg_ptr = np.zeros(len(seg_sizes) + 1, dtype=np.int64)
         np.cumsum(seg_sizes, out=seg_ptr[1:])
-        doc_segs = np.array(self._doc_segs, dtype=np.int64)
+        docs = self._docs
+        doc_lens = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
+        doc_base = np.repeat(np.array(self._file_base, dtype=np.int64), self._file_docs)
+        doc_segs = np.fromiter(
+            chain.from_iterable(docs), dtype=np.int64, count=int(doc_lens.sum())
+        ) + np.repeat(doc_base, doc_lens)
         lens = seg_sizes[doc_segs]
         out_ptr = np.zeros(len(lens) + 1, dtype=np.int64)  # where each referenced run goes
         np.cumsum(lens, out=out_ptr[1:])
         gather = np.arange(out_ptr[-1], dtype=np.int64) + np.repeat(
             seg_ptr[doc_segs] - out_ptr[:-1], lens
         )
-        doc_seg_ptr = np.zeros(len(self._doc_lens) + 1, dtype=np.int64)
-        np.cumsum(self._doc_lens, out=doc_seg_ptr[1:])
+        doc_seg_ptr = np.zeros(len(doc_lens) + 1, dtype=np.int64)
+        np.cumsum(doc_lens, out=doc_seg_ptr[1:])
         ptr, term_ids, tfs = lexicon.expand(out_ptr[doc_seg_ptr], words[gather], counts[gather])
         terms = lexicon.names[self._sent :]
         self._sent = len(lexicon.names)
@@ -256,7 +267,7 @@ def analyse_entries(
     This process works through the files too, taking them one at a time from a shared
     counter like the forked workers, largest first, so all finish together however
     unevenly the files cost; between files it merges what the workers sent."""
-    workers = _workers() if len(entries) >= PARALLEL_MIN_FILES else 1
+    workers = processes_for(entries)
     if workers > 1:
         # Grammars are loaded and queries compiled once here, before the fork, not per worker.
         for language in {language_of(e.path) for e in entries} - {None}:
@@ -302,6 +313,14 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def processes_for(entries: Sequence[gitio.TreeEntry]) -> int:
+    """How many processes (this one included) read and analyse these entries."""
+    if len(entries) < PARALLEL_MIN_FILES:
+        return 1
+    work = sum(_cost(e) if e.size else _UNSIZED_COST for e in entries)
+    return _workers() if work >= PARALLEL_MIN_COST else 1
 
 
 def _cost(entry: gitio.TreeEntry) -> int:

@@ -184,21 +184,6 @@ Ints = npt.NDArray[np.int32]
 Offsets = npt.NDArray[np.int64]
 
 
-class _Words(dict[bytes, int]):
-    """Word → id, numbering a word on first sight and noting it for :meth:`Lexicon.learn`,
-    so numbering words is one C-level ``map`` over them (``words.__getitem__``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pending: list[bytes] = []
-
-    def __missing__(self, word: bytes) -> int:
-        wid = len(self)
-        self[word] = wid
-        self.pending.append(word)
-        return wid
-
-
 class Lexicon:
     """Words (ASCII bytes, as a build's files are split) and terms numbered as first seen,
     and each word's terms, for documents counted in words: :meth:`expand` turns many of
@@ -206,22 +191,25 @@ class Lexicon:
     once, in bulk. Runs of digits are words without terms: :data:`_WORD` never finds them,
     but splitting bytes at non-word characters does.
 
-    Words are numbered through :attr:`words` as they are counted, then :meth:`learn`
-    splits the new ones, in bulk, before :meth:`expand` needs their terms."""
+    :meth:`number` numbers many words at once and splits the new ones into terms, before
+    :meth:`expand` needs them."""
 
     def __init__(self) -> None:
-        self.words = _Words()
+        self.words: dict[bytes, int] = {}
         self.terms: dict[str, int] = {}
         self.names: list[str] = []  # terms by id
         self._tok_ptr = array("q", [0])  # word w's terms: _tok_ids[_tok_ptr[w]:_tok_ptr[w+1]]
         self._tok_ids = array("i")
 
-    def learn(self) -> None:
-        """Split the words numbered since the last call into terms (before :meth:`expand`
-        of documents holding them)."""
-        if self.words.pending:
-            self._learn(self.words.pending)
-            self.words.pending = []
+    def number(self, words: list[bytes]) -> Ints:
+        """Each word's id (numbering, and splitting into terms, those not seen before):
+        C-level passes over the words, and Python work once per distinct word only."""
+        ids = self.words
+        new = [w for w in dict.fromkeys(words) if w not in ids]
+        if new:
+            ids.update(zip(new, range(len(ids), len(ids) + len(new)), strict=True))
+            self._learn(new)
+        return np.fromiter(map(ids.__getitem__, words), dtype=np.int32, count=len(words))
 
     def _learn(self, new: list[bytes]) -> None:
         # Comprehensions and C-level maps rather than a call per word: a build meets tens
@@ -247,21 +235,27 @@ class Lexicon:
         tok_ptr = np.frombuffer(self._tok_ptr, dtype=np.int64)
         tok_ids = np.frombuffer(self._tok_ids, dtype=np.int32)
         n_docs = len(doc_ptr) - 1
-        doc = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(doc_ptr))
         starts = tok_ptr[words]
         ntok = tok_ptr[words + 1] - starts
-        total = int(ntok.sum())
+        ends = np.zeros(len(ntok) + 1, dtype=np.int64)  # each pair's first term occurrence
+        np.cumsum(ntok, out=ends[1:])
+        total = int(ends[-1])
         # Where each term occurrence sits in tok_ids: its word's start plus 0, 1, … ntok-1.
-        ends = np.cumsum(ntok)
-        within = np.arange(total, dtype=np.int64) - np.repeat(ends - ntok, ntok)
-        terms = tok_ids[np.repeat(starts, ntok) + within]
+        terms = tok_ids[np.arange(total, dtype=np.int64) + np.repeat(starts - ends[:-1], ntok)]
         width = max(len(self.terms), 1)
-        key = np.repeat(doc, ntok) * width + terms
-        uniq, inverse = np.unique(key, return_inverse=True)
-        weights = np.repeat(counts, ntok)
-        tfs = np.bincount(inverse, weights=weights, minlength=len(uniq)).astype(np.int32)
+        per_doc = np.diff(ends[doc_ptr])  # term occurrences per document
+        key = np.repeat(np.arange(n_docs, dtype=np.int64) * width, per_doc) + terms
+        # Sorted, then each run of one (document, term) summed: no inverse index to build.
+        order = np.argsort(key)
+        key = key[order]
+        first = np.ones(total, dtype=np.bool_)
+        np.not_equal(key[1:], key[:-1], out=first[1:])
+        at = np.flatnonzero(first)
+        uniq = key[at]
+        tfs = np.repeat(counts, ntok)[order]
+        tfs = np.add.reduceat(tfs, at) if total else tfs
         ptr = np.searchsorted(uniq // width, np.arange(n_docs + 1, dtype=np.int64))
-        return ptr.astype(np.int64), (uniq % width).astype(np.int32), tfs
+        return ptr.astype(np.int64), (uniq % width).astype(np.int32), tfs.astype(np.int32)
 
 
 def terms_of_words(words: Counter[str]) -> Counter[str]:
