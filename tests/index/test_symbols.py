@@ -306,6 +306,14 @@ class Decorated:
             class Deep:
                 def method(self): pass
         return lambda: 0
+def import_class_definitions(value):
+    while value:
+        value = value.parent
+    return value
+def outer_plain(value):
+    if value:
+        for v in value:
+            from deep.inside import thing
 async def coroutine(): pass
 def broken(:
     pass
@@ -318,12 +326,15 @@ def test_python_statement_walk_finds_what_the_query_finds() -> None:
 
     loaded = grammar("python")
     root = loaded.parser.parse(TRICKY_PY).root_node
-    walked, queried = _python_defs(root), _query_defs(loaded.cursor, root)
-    assert sorted(walked[0]) == sorted(queried[0])
-    assert walked[1] == queried[1]
+    queried = _query_defs(loaded.cursor, root)
+    # Without the source every statement holder is looked into; with it, only those whose
+    # text can hold a definition or an import.
+    for walked in (_python_defs(root), _python_defs(root, TRICKY_PY)):
+        assert sorted(walked[0]) == sorted(queried[0])
+        assert walked[1] == queried[1]
     names = {d.name for d in walked[0]}
     assert {"only_typing", "Fallback", "in_case", "Deep", "method", "AfterError", "LIMIT"} <= names
-    assert {"os", "a.b.c", "..pkg.mod", "json"} <= set(walked[1])
+    assert {"os", "a.b.c", "..pkg.mod", "json", "deep.inside"} <= set(walked[1])
 
 
 def test_bulk_word_tokens_equal_one_at_a_time() -> None:

@@ -194,7 +194,7 @@ def parse(path: str, language: str, source: bytes) -> Parsed:
     loaded = grammar(language)
     root = loaded.parser.parse(source).root_node
     if language == "python":
-        defs, imports = _python_defs(root)
+        defs, imports = _python_defs(root, source)
     else:
         defs, imports = _query_defs(loaded.cursor, root)
     return _assemble(path, defs, imports)
@@ -260,45 +260,113 @@ _PY_DEFS = frozenset({"function_definition", "class_definition"})
 _PY_HOLDERS = _PY_DESCEND | _PY_DEFS
 # Statements the walk visits below the module level: holders and the imports it collects.
 _PY_VISIT = _PY_HOLDERS | {"import_statement", "import_from_statement"}
+# What a holder must contain to hold anything the walk collects below it (a definition, an
+# import): a body without any of these words — most functions' — is not looked into.
+_PY_KEYWORDS = (b"def", b"class", b"import")
 
 
-def _python_defs(root: ts.Node) -> tuple[list[_Def], list[str]]:
+@dataclass(frozen=True, slots=True)
+class _PyKinds:
+    """The walk's node kinds and fields as the grammar's numbers: comparing ints, not the
+    names ``Node.type`` builds a string for at every call."""
+
+    funcs: frozenset[int]
+    defs: frozenset[int]
+    holders: frozenset[int]
+    visit: frozenset[int]
+    expression: frozenset[int]
+    assignment: frozenset[int]
+    identifier: frozenset[int]
+    imports: frozenset[int]
+    import_from: frozenset[int]
+    aliased: frozenset[int]
+    dotted: frozenset[int]
+    name: int
+    left: int
+    module_name: int
+
+
+@cache
+def _py_kinds() -> _PyKinds:
+    lang = ts.Language(_load("python"))
+    by_name: dict[str, set[int]] = {"ERROR": {0xFFFF}}  # tree-sitter's error symbol
+    for kind_id in range(lang.node_kind_count):  # a name may have several ids (aliases)
+        name = lang.node_kind_for_id(kind_id)
+        if name is not None and lang.node_kind_is_named(kind_id):
+            by_name.setdefault(name, set()).add(kind_id)
+
+    def ids(*names: str) -> frozenset[int]:
+        return frozenset(i for n in names for i in by_name.get(n, ()))
+
+    def field(name: str) -> int:
+        fid = lang.field_id_for_name(name)
+        assert fid is not None, name
+        return fid
+
+    return _PyKinds(
+        funcs=ids("function_definition"),
+        defs=ids(*_PY_DEFS),
+        holders=ids(*_PY_HOLDERS),
+        visit=ids(*_PY_VISIT),
+        expression=ids("expression_statement"),
+        assignment=ids("assignment"),
+        identifier=ids("identifier"),
+        imports=ids("import_statement"),
+        import_from=ids("import_from_statement"),
+        aliased=ids("aliased_import"),
+        dotted=ids("dotted_name"),
+        name=field("name"),
+        left=field("left"),
+        module_name=field("module_name"),
+    )
+
+
+def _python_defs(root: ts.Node, source: bytes | None = None) -> tuple[list[_Def], list[str]]:
     """What the ``_PY`` query finds, in the same order, visiting only statements (a test
     holds the two to the same answers): definitions and imports cannot hide in expressions,
-    which are most of a tree's nodes."""
+    which are most of a tree's nodes. Given the ``source``, a holder whose text has none of
+    :data:`_PY_KEYWORDS` past its own name is not looked into."""
+    k = _py_kinds()
     defs: list[_Def] = []
     imports: list[str] = []
     # Depth-first in document order, with a stack rather than recursion: nesting is unbounded.
     # Below the module level only nodes that may hold something are pushed at all (most
     # statements are expressions, calls and returns).
     stack = [(node, True) for node in reversed(root.named_children)]
-    pop, push = stack.pop, stack.append
+    pop = stack.pop
     while stack:
         node, top = pop()
-        kind = node.type
-        if kind in _PY_HOLDERS:
-            if kind in _PY_DEFS:
-                name = node.child_by_field_name("name")
+        kind = node.kind_id
+        if kind in k.holders:
+            lo = node.start_byte
+            if kind in k.defs:
+                name = node.child_by_field_id(k.name)
                 if name is not None:
-                    defs.append(_def(node, kind[: kind.index("_")], _text(name)))
-            for child in reversed(node.named_children):
-                if child.type in _PY_VISIT:
-                    push((child, False))
-        elif kind == "expression_statement":
+                    lo = name.end_byte
+                    sort = "function" if kind in k.funcs else "class"
+                    defs.append(_def(node, sort, _text(name)))
+            if source is not None and not any(
+                source.find(w, lo, node.end_byte) >= 0 for w in _PY_KEYWORDS
+            ):
+                continue
+            inside = [(child, False) for child in node.named_children if child.kind_id in k.visit]
+            inside.reverse()
+            stack += inside
+        elif kind in k.expression:
             if top:  # a module-level `NAME = …`
                 for child in node.named_children:
-                    left = child.child_by_field_name("left") if child.type == "assignment" else None
-                    if left is not None and left.type == "identifier":
+                    left = (
+                        child.child_by_field_id(k.left) if child.kind_id in k.assignment else None
+                    )
+                    if left is not None and left.kind_id in k.identifier:
                         defs.append(_def(node, "variable", _text(left)))
-        elif kind == "import_statement":
-            for child in node.children_by_field_name("name"):
-                name = (
-                    child.child_by_field_name("name") if child.type == "aliased_import" else child
-                )
-                if name is not None and name.type == "dotted_name":
+        elif kind in k.imports:
+            for child in node.children_by_field_id(k.name):
+                name = child.child_by_field_id(k.name) if child.kind_id in k.aliased else child
+                if name is not None and name.kind_id in k.dotted:
                     imports.append(_clean_import(_text(name)))
-        elif kind == "import_from_statement":
-            module = node.child_by_field_name("module_name")
+        elif kind in k.import_from:
+            module = node.child_by_field_id(k.module_name)
             if module is not None:
                 imports.append(_clean_import(_text(module)))
     return defs, imports
