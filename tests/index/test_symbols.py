@@ -338,7 +338,7 @@ def test_python_statement_walk_finds_what_the_query_finds() -> None:
 
 
 def test_bulk_word_tokens_equal_one_at_a_time() -> None:
-    from errands.index.lexical import _WordTokens, word_tokens
+    from errands.index.lexical import _ByteWordTokens, _WordTokens, word_tokens
 
     words = [
         "a", "x1", "is", "IS", "the_value", "THE_VALUE", "get_x", "_private", "__dunder__",
@@ -346,3 +346,7 @@ def test_bulk_word_tokens_equal_one_at_a_time() -> None:
         "Mixed_Case_Words", "_", "__", "x_", "IO", "ioError", "self", "none_value", "1_000",
     ]  # fmt: skip
     assert word_tokens(words) == [_WordTokens()[w] for w in words]
+    # A build's words, as bytes: the same, and runs of digits have no terms.
+    words += ["123", "0", "007", "abc", "ABC", "if", "Self"]
+    want = [() if w.isdigit() else _WordTokens()[w] for w in words]
+    assert _ByteWordTokens().learn([w.encode() for w in words]) == want

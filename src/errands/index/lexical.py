@@ -160,8 +160,22 @@ class _ByteWordTokens(dict[bytes, tuple[str, ...]]):
     def learn(self, words: list[bytes]) -> list[tuple[str, ...]]:
         """The tokens of words not in the cache yet, found in bulk (and cached while there
         is room)."""
-        toks = word_tokens([w.decode("ascii") for w in words])
-        toks = [() if w.isdigit() else t for w, t in zip(words, toks, strict=True)]
+        if not words:
+            return []
+        # One decode and one lower-casing for them all (ASCII words, no newlines in them).
+        text = b"\n".join(words).decode("ascii")
+        # A word in lower case without underscores (most of them) is its own only term, or
+        # none (short, a stopword, a number): decided inline, the rest by `word_tokens`.
+        found: list[tuple[str, ...] | None] = [
+            (() if len(w) < 2 or w in STOPWORDS or w.isdigit() else (w,))
+            if w == low and "_" not in w
+            else None
+            for w, low in zip(text.split("\n"), text.lower().split("\n"), strict=True)
+        ]
+        rest = iter(
+            word_tokens([w.decode("ascii") for w, t in zip(words, found, strict=True) if t is None])
+        )
+        toks = [t if t is not None else next(rest) for t in found]
         if len(self) < 500_000:
             self.update(zip(words, toks, strict=True))
         return toks
