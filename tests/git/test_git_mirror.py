@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from errands.errors import BranchMoved, GitError, InvalidInput, MergeConflict
 from errands.git import Mirror, Workspace
+from errands.git.lock import repo_lock
+from errands.git.mirror import FETCHES_NAME, _Fetches
 from tests.git.git_helpers import commit_files, sh
 
 
@@ -356,3 +360,52 @@ def test_publish_is_a_compare_and_swap_never_a_blind_force(tmp_path: Path, user_
     assert newer.publish(branch, commit=more, expected=new) == more
     newer.delete_remote_branch(branch, expected=more)
     assert branch not in sh(remote, "branch", "--list")
+
+
+def _fetch_in_threads(mirror: Mirror, count: int) -> list[threading.Thread]:
+    threads = [threading.Thread(target=mirror.fetch) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)  # each has read the count and queues on the lock held by the test
+    return threads
+
+
+def test_a_fetch_begun_before_the_call_does_not_stand_in_for_it(
+    mirror: Mirror, user_repo: Path
+) -> None:
+    """Jobs queued on the lock skip a fetch only for one begun after they asked: a fetch
+    already running when they asked may have missed what was pushed since."""
+    fetches = _Fetches(mirror.path)
+    begun, finished = fetches.read()
+    with repo_lock(mirror.path):
+        fetches.write(begun + 1, finished)  # another process's fetch is under way …
+        pushed = commit_files(user_repo, {"late.txt": "pushed meanwhile\n"}, "late")
+        waiting = _fetch_in_threads(mirror, 1)
+        fetches.write(begun + 1, begun + 1)  # … and finishes without having seen the push
+    for thread in waiting:
+        thread.join(timeout=30)
+    assert mirror.resolve(mirror.base_ref("main")) == pushed
+    assert fetches.read() == (begun + 2, begun + 2)
+
+
+def test_fetches_asked_for_together_run_once(mirror: Mirror, user_repo: Path) -> None:
+    fetches = _Fetches(mirror.path)
+    begun, _ = fetches.read()
+    pushed = commit_files(user_repo, {"new.txt": "new\n"}, "new")
+    with repo_lock(mirror.path):
+        waiting = _fetch_in_threads(mirror, 4)
+    for thread in waiting:
+        thread.join(timeout=30)
+    assert mirror.resolve(mirror.base_ref("main")) == pushed
+    assert fetches.read() == (begun + 1, begun + 1)  # one ran; three found it done
+    mirror.fetch()  # asked after it finished: runs again
+    assert fetches.read() == (begun + 2, begun + 2)
+
+
+def test_an_unreadable_fetch_count_costs_a_fetch_never_a_skip(
+    mirror: Mirror, user_repo: Path
+) -> None:
+    (mirror.path / FETCHES_NAME).write_text("garbage\n")
+    pushed = commit_files(user_repo, {"more.txt": "more\n"}, "more")
+    mirror.fetch()
+    assert mirror.resolve(mirror.base_ref("main")) == pushed

@@ -75,6 +75,31 @@ def _write_excludes(path: Path) -> None:
 # its project's mirror, and checking it again (about ten git processes) would find what it
 # found: only Errands writes a mirror's config, and a changed origin is another key.
 _READY: set[tuple[Path, str]] = set()
+FETCHES_NAME = "errands-fetches"
+
+
+@dataclass(frozen=True)
+class _Fetches:
+    """How many fetches of a mirror have begun, and the number of the last one that
+    finished: "<begun> <finished>" in a file beside the lock, written under the lock and
+    replaced whole, so a reader without the lock sees one or the other. A fetch that died
+    half-way is begun and never finished; anything unreadable reads as none at all, which
+    only ever costs a fetch."""
+
+    mirror: Path
+
+    def read(self) -> tuple[int, int]:
+        try:
+            begun, finished = (self.mirror / FETCHES_NAME).read_text(encoding="ascii").split()
+            return int(begun), int(finished)
+        except (OSError, ValueError, UnicodeDecodeError):
+            return 0, 0
+
+    def write(self, begun: int, finished: int) -> None:
+        path = self.mirror / FETCHES_NAME
+        temporary = path.with_name(f".{FETCHES_NAME}.tmp")
+        temporary.write_text(f"{begun} {finished}\n", encoding="ascii")
+        temporary.replace(path)
 
 
 @dataclass(frozen=True)
@@ -158,11 +183,25 @@ class Mirror:
         return git("config", f"remote.{ORIGIN}.url", cwd=self.path).strip()
 
     def fetch(self) -> None:
-        """Bring ``refs/remotes/origin/*`` up to date with origin's branches."""
+        """Bring ``refs/remotes/origin/*`` up to date with origin's branches, as they were
+        at some moment after this call began.
+
+        Jobs of one project that start together (16 tasks at once) each ask for a fetch and
+        queue on the mirror's lock: a fetch that *began* after this call did, and has
+        finished by the time the lock is ours, already brought what this one would, so it
+        is not run again. Fetches are numbered as they begin (see :class:`_Fetches`);
+        one begun after we read the count has a higher number than the count we read."""
+        started = _Fetches(self.path).read()[0]
         with repo_lock(self.path):
+            if _Fetches(self.path).read()[1] > started:
+                return
             self._fetch()
 
     def _fetch(self) -> None:
+        """Fetch (the caller holds the lock)."""
+        fetches = _Fetches(self.path)
+        number = fetches.read()[0] + 1
+        fetches.write(number, fetches.read()[1])
         self._network(
             "fetch",
             "--quiet",
@@ -172,6 +211,7 @@ class Mirror:
             ORIGIN,
             _FETCH_REFSPEC,
         )
+        fetches.write(number, number)
 
     def resolve(self, ref: str) -> str | None:
         return resolve(self.path, ref)
