@@ -9,8 +9,13 @@ name that segment; the build's encoder adds them up in numpy."""
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections import Counter, _count_elements  # type: ignore[attr-defined]
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from itertools import chain, repeat
+from typing import Any
 
 import numpy as np
 
@@ -34,12 +39,86 @@ class FileInfo:
     # No copy of the contents: `blob` names them in the repository, which every reader of
     # an index has (keeping them would cost a quarter of the index and of a cold build).
 
-    def __reduce__(self) -> tuple[type[FileInfo], tuple[object, ...]]:
-        # Pickled as its fields (faster than the dataclass default; see Symbol).
+    def __reduce__(self) -> tuple[Callable[..., FileInfo], tuple[object, ...]]:
+        # Pickled as its fields, the symbols' column by column: a pickle remembers every
+        # object it writes (to share it), and a large repository's 700,000 symbols as
+        # objects, each with a tuple of fields, made that memo hundreds of MB when the
+        # index is saved; read back, a worker's batch or a saved index are also faster.
+        syms = self.symbols
+        lines: list[int] = []
+        for sym in syms:
+            lines += (sym.start_line, sym.end_line)
         return (
-            FileInfo,
-            (self.path, self.blob, self.size, self.language, self.symbols, self.imports),
-        )
+            _file_info,
+            (self.path, self.blob, self.size, self.language, self.imports,
+             [s.name for s in syms], [s.kind for s in syms], [s.parent for s in syms],
+             array("i", lines).tobytes()),
+        )  # fmt: skip
+
+
+def _file_info(
+    path: str,
+    blob: str,
+    size: int,
+    language: str | None,
+    imports: tuple[str, ...],
+    names: list[str],
+    kinds: list[str],
+    parents: list[str | None],
+    lines: bytes,
+) -> FileInfo:
+    """A :class:`FileInfo` read back (see its ``__reduce__``), its symbols' names interned
+    as a :class:`~errands.index.model.Symbol` read back has them."""
+    at = array("i")
+    at.frombytes(lines)
+    intern = sys.intern
+    symbols = tuple(
+        Symbol(intern(n), intern(k), path, at[2 * i], at[2 * i + 1], p and intern(p))
+        for i, (n, k, p) in enumerate(zip(names, kinds, parents, strict=True))
+    )
+    return FileInfo(path, blob, size, language, symbols, imports)
+
+
+def pack_files(infos: Collection[FileInfo]) -> tuple[object, ...]:
+    """Files' entries column by column, to save: a few long lists of shared strings
+    instead of an object (and a tuple of fields) per symbol, which a pickle would each
+    remember until it is done — hundreds of MB on a large repository."""
+    syms = [sym for info in infos for sym in info.symbols]
+    lines = array("i", chain.from_iterable((sym.start_line, sym.end_line) for sym in syms))
+    return (
+        [info.path for info in infos], [info.blob for info in infos],
+        array("q", [info.size for info in infos]).tobytes(),
+        [info.language for info in infos], [info.imports for info in infos],
+        array("q", [len(info.symbols) for info in infos]).tobytes(),
+        [sym.name for sym in syms], [sym.kind for sym in syms], [sym.parent for sym in syms],
+        lines.tobytes(),
+    )  # fmt: skip
+
+
+def unpack_files(packed: tuple[Any, ...]) -> dict[str, FileInfo]:
+    """:func:`pack_files` read back, by path (equal names are shared objects, as they were
+    when saved: see :func:`_file_info`)."""
+    paths, blobs, size_bytes, languages, imports, count_bytes, names, kinds, parents, line_bytes = (
+        packed
+    )
+    sizes, counts, lines = array("q"), array("q"), array("i")
+    sizes.frombytes(size_bytes)
+    counts.frombytes(count_bytes)
+    lines.frombytes(line_bytes)
+    starts, ends = lines[0::2], lines[1::2]
+    out: dict[str, FileInfo] = {}
+    at = 0
+    for path, blob, size, language, imps, n in zip(
+        paths, blobs, sizes, languages, imports, counts, strict=True
+    ):
+        end = at + n
+        symbols = tuple(
+            map(Symbol, names[at:end], kinds[at:end], repeat(path, n), starts[at:end],
+                ends[at:end], parents[at:end])
+        )  # fmt: skip
+        out[path] = FileInfo(path, blob, size, language, symbols, imps)
+        at = end
+    return out
 
 
 @dataclass(slots=True)

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import math
 import operator
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -118,11 +121,24 @@ class BM25:
         state["_arrays"] = {}
         state["_names"] = None
         del state["doc_ids"]  # rebuilt from doc_keys on load
+        # The keys as one string and their lengths (-1: removed): a pickle remembers every
+        # string it writes, and a large repository has 700,000 symbol chunks.
+        keys = self.doc_keys
+        state["doc_keys"] = (
+            "".join([k for k in keys if k is not None]),
+            array("q", [-1 if k is None else len(k) for k in keys]).tobytes(),
+        )
         return state
 
-    def __setstate__(self, state: dict[str, object]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        packed, sizes = state["doc_keys"]
+        lengths = array("q")
+        lengths.frombytes(sizes)
+        ends = accumulate(n if n > 0 else 0 for n in lengths)
+        state["doc_keys"] = [
+            None if n < 0 else packed[end - n : end] for n, end in zip(lengths, ends, strict=True)
+        ]
         self.__dict__.update(state)
-        self.__dict__.setdefault("_names", None)  # saved before it was kept
         self.doc_ids = {key: i for i, key in enumerate(self.doc_keys) if key is not None}
 
     # ---- building -------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 from errands.errors import GitError, InvalidInput
 from errands.index import gitio, stored
 from errands.index import locate as _locate
-from errands.index.analyse import FileInfo
+from errands.index.analyse import FileInfo, pack_files, unpack_files
 from errands.index.bm25 import BM25
 from errands.index.build import PARALLEL_MIN_FILES, Analysis, analyse_entries, reap_workers
 from errands.index.lexical import tokens
@@ -21,7 +21,9 @@ from errands.index.model import Located, Symbol
 from errands.index.paths import skip_path, too_big
 from errands.index.tables import Derived
 
-FORMAT_VERSION = 4  # 4: the history window, lookup tables (3: no files' contents)
+# 5: files column by column, lookup tables without the definitions (4: the history
+# window, lookup tables; 3: no files' contents)
+FORMAT_VERSION = 5
 HISTORY_COMMITS = 500
 # An update re-indexing more than this share of the files costs about as much as a cold
 # build (adding documents one by one costs several times a bulk build's per-file work), so
@@ -172,13 +174,13 @@ class CodeIndex:
         state = {
             "version": FORMAT_VERSION,
             "commit": self.commit,
-            "files": self._files,
+            "files": pack_files(self._files.values()),
             "file_bm25": file_bm25,
             "sym_bm25": sym_bm25,
             "window": self._window,
             "history_commits": self.history_commits,
             # The lookup tables too, so a fresh process's first query need not build them.
-            "derived": self.derived(),
+            "derived": self.derived().saved(),
         }
         try:
             with os.fdopen(handle, "wb") as fh:
@@ -219,11 +221,11 @@ class CodeIndex:
         if not isinstance(state, dict) or state.get("version") != FORMAT_VERSION:
             raise InvalidInput(f"code index {path} has an old or unknown format; rebuild it")
         index = cls(state["commit"], history_commits=state["history_commits"])
-        index._files = state["files"]
+        index._files = unpack_files(state["files"])
         index._file_bm25 = state["file_bm25"]
         index._sym_bm25 = state["sym_bm25"]
         index._set_window(state["window"])
-        index._derived = state["derived"]
+        index._derived = Derived.restored(state["derived"], index._files.values())
         # Saved after its query file (see workflow.code_index): an update of that file in
         # place checks that it is at this commit.
         index._query_base = index.commit

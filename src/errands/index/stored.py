@@ -161,10 +161,18 @@ def _fill(conn: sqlite3.Connection, contents: Contents) -> None:
             "INSERT INTO terms VALUES (?, ?, ?, ?)",
             zip([bm] * len(exported.terms), exported.terms, ptr, ptr[1:], strict=False),
         )
+        columns = {"docs": exported.docs, "tfs": exported.tfs, "lengths": exported.lengths}
+        # Room made first and filled a slice at a time: a blob bound whole is copied by
+        # SQLite, and again into its record, each tens of MB on a large repository.
         conn.execute(
-            "INSERT INTO postings VALUES (?, ?, ?, ?)",
-            (bm, _buffer(exported.docs), _buffer(exported.tfs), _buffer(exported.lengths)),
+            "INSERT INTO postings VALUES (?, zeroblob(?), zeroblob(?), zeroblob(?))",
+            (bm, *(values.nbytes for values in columns.values())),
         )
+        for column, values in columns.items():
+            data = np.ascontiguousarray(values).view(np.uint8).data
+            with conn.blobopen("postings", column, bm) as blob:
+                for lo in range(0, len(data), 1 << 20):
+                    blob.write(data[lo : lo + (1 << 20)])
         meta[f"docs_type{bm}"] = exported.docs.dtype.str
         meta[f"tfs_type{bm}"] = exported.tfs.dtype.str
         meta[f"base{bm}"] = meta[f"next{bm}"] = meta[f"live{bm}"] = len(exported.lengths)
@@ -172,11 +180,6 @@ def _fill(conn: sqlite3.Connection, contents: Contents) -> None:
     conn.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
     conn.executescript(_INDEXES)
     conn.commit()
-
-
-def _buffer(values: npt.NDArray[Any]) -> memoryview:
-    """An array's bytes as SQLite takes them, uncopied."""
-    return np.ascontiguousarray(values).view(np.uint8).data
 
 
 class _ChunkKeys(Sequence[str]):

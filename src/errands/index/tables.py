@@ -40,6 +40,23 @@ class Derived:
                 derived.defs.setdefault(sym.name, []).append(sym)
         return derived
 
+    def saved(self) -> tuple[dict[str, list[str]], ...]:
+        """The tables to save, :attr:`defs` left out: they are the files' symbols again, and
+        pickled apart from the files' they would each be one more object to remember (a
+        large repository has hundreds of thousands); :meth:`restored` lists them afresh."""
+        return (self.modules, self.path_tokens, self.basenames)
+
+    @classmethod
+    def restored(
+        cls, saved: tuple[dict[str, list[str]], ...], files: Iterable[FileInfo]
+    ) -> Derived:
+        modules, path_tokens, basenames = saved
+        derived = cls(modules=modules, path_tokens=path_tokens, basenames=basenames)
+        for info in sorted(files, key=lambda f: f.path):
+            for sym in info.symbols:
+                derived.defs.setdefault(sym.name, []).append(sym)
+        return derived
+
     def add(self, info: FileInfo) -> None:
         """Enter a file that is not in the tables, where path order puts it."""
         path = info.path
