@@ -269,9 +269,15 @@ class BM25:
         """Terms by id: made on first use, then kept (and extended by :meth:`add`), so
         saving an update's few documents does not walk the whole vocabulary each time."""
         if self._names is None or len(self._names) != len(self.df):
-            names = [""] * len(self.df)
-            for term, tid in self.vocab.items():
-                names[tid] = term
+            # Terms are numbered as they come, so the vocabulary's order is nearly always
+            # theirs (checked in C); otherwise they are placed one by one.
+            n = len(self.df)
+            names = list(self.vocab)
+            ids = np.fromiter(self.vocab.values(), dtype=np.int64, count=len(names))
+            if len(names) != n or not np.array_equal(ids, np.arange(n)):
+                names = [""] * n
+                for term, tid in self.vocab.items():
+                    names[tid] = term
             self._names = names
         return self._names
 

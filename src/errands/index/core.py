@@ -199,8 +199,9 @@ class CodeIndex:
         there holds this index as it was before its last updates, only the rows of the files
         they changed are rewritten (True); otherwise it is written whole (False)."""
         contents = stored.Contents(
-            self.commit, self._files, self._file_bm25, self._sym_bm25, self._churn, self._age
-        )
+            self.commit, self._files, self._file_bm25, self._sym_bm25, self._churn, self._age,
+            self._window.commits,
+        )  # fmt: skip
         updated = self._query_base is not None and stored.update(
             path, contents, base=self._query_base, changed=self._changed
         )

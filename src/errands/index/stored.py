@@ -36,14 +36,16 @@ from errands.index.tables import TABLES, path_keys
 if TYPE_CHECKING:
     from errands.index.analyse import FileInfo
 
-FORMAT = 3  # 3: updated in place (ids kept, added and removed documents beside the base)
+# 4: a file's newest commit in the history window, not its age (which every new commit
+# changes); 3: updated in place (ids kept, added and removed documents beside the base)
+FORMAT = 4
 FILES, CHUNKS = 0, 1  # the two BM25 indexes: whole files, symbol chunks
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE files (
     id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, blob TEXT NOT NULL,
-    churn INTEGER NOT NULL, age INTEGER, first_symbol INTEGER NOT NULL,
+    churn INTEGER NOT NULL, last TEXT, first_symbol INTEGER NOT NULL,
     symbols INTEGER NOT NULL
 );
 CREATE TABLE symbols (
@@ -92,6 +94,7 @@ class Contents:
     sym_bm25: BM25
     churn: Mapping[str, int]
     age: Mapping[str, int]
+    window: Sequence[str]  # the history window's commits, newest first (age 0)
 
 
 def write(path: Path, contents: Contents) -> None:
@@ -130,7 +133,7 @@ def _replace(tmp: Path, path: Path) -> None:
 
 
 def _fill(conn: sqlite3.Connection, contents: Contents) -> None:
-    files, churn, age = contents.files, contents.churn, contents.age
+    files = contents.files
     # Nothing to recover if this process dies mid-write: the file is not in place yet.
     conn.execute("PRAGMA journal_mode = OFF")
     conn.execute("PRAGMA synchronous = OFF")
@@ -141,7 +144,7 @@ def _fill(conn: sqlite3.Connection, contents: Contents) -> None:
     # they would be hundreds of megabytes of tuples at once.
     conn.executemany(
         "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-        _file_rows(paths, counts, files, churn, age),
+        _file_rows(paths, counts, contents),
     )
     conn.executemany(
         "INSERT INTO symbols VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -150,6 +153,7 @@ def _fill(conn: sqlite3.Connection, contents: Contents) -> None:
     conn.executemany("INSERT INTO lookup VALUES (?, ?, ?)", _lookup_rows(enumerate(paths)))
     meta: dict[str, object] = {
         "format": FORMAT, "commit": contents.commit, "files": len(paths), "generation": 0,
+        "window": "\n".join(contents.window),
     }  # fmt: skip
     chunk_keys = _ChunkKeys(paths, counts)
     for bm, (bm25, keys) in enumerate(
@@ -202,19 +206,21 @@ class _ChunkKeys(Sequence[str]):
 
 
 def _file_rows(
-    paths: Iterable[str],
-    counts: Iterable[int],
-    files: Mapping[str, FileInfo],
-    churn: Mapping[str, int],
-    age: Mapping[str, int],
-    first_id: int = 0,
-    first_symbol: int = 0,
+    paths: Iterable[str], counts: Iterable[int], contents: Contents
 ) -> Iterator[tuple[object, ...]]:
-    fid, first = first_id, first_symbol
-    for p, n in zip(paths, counts, strict=True):
-        yield (fid, p, files[p].blob, churn.get(p, 0), age.get(p), first, n)
-        fid += 1
+    first = 0
+    for fid, (p, n) in enumerate(zip(paths, counts, strict=True)):
+        churn, last = _history(contents, p)
+        yield (fid, p, contents.files[p].blob, churn, last, first, n)
         first += n
+
+
+def _history(contents: Contents, path: str) -> tuple[int, str | None]:
+    """A file's history columns: its churn, and the newest commit of the window that
+    changed it (kept rather than its age, which every commit added to the window changes:
+    an update would rewrite every file's row)."""
+    age = contents.age.get(path)
+    return contents.churn.get(path, 0), None if age is None else contents.window[age]
 
 
 def _symbol_rows(
@@ -267,7 +273,7 @@ def update(path: Path, contents: Contents, *, base: str, changed: Iterable[str])
 def _apply(
     conn: sqlite3.Connection, meta: dict[str, Any], contents: Contents, changed: list[str]
 ) -> bool:
-    files, churn, age = contents.files, contents.churn, contents.age
+    files = contents.files
     ex = conn.execute
     table = {name: i for i, name in enumerate(TABLES)}
     bms = (contents.file_bm25, contents.sym_bm25)
@@ -296,7 +302,7 @@ def _apply(
         if info is None:
             continue
         fid, first, n = meta["next0"], meta["next1"], len(info.symbols)
-        row = (fid, p, info.blob, churn.get(p, 0), age.get(p), first, n)
+        row = (fid, p, info.blob, *_history(contents, p), first, n)
         ex("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", row)
         conn.executemany(
             "INSERT INTO symbols VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -309,12 +315,14 @@ def _apply(
         meta["next0"], meta["next1"] = fid + 1, first + n
         counts[fid] = n
     # History moved for files nobody changed: only the rows whose figures differ.
-    was = ex("SELECT path, churn, age FROM files WHERE churn > 0 OR age IS NOT NULL").fetchall()
-    moved = {p for p, c, a in was if (churn.get(p, 0), age.get(p)) != (c, a)}
-    moved.update(churn.keys() - {p for p, _c, _a in was}, age.keys() - {p for p, _c, _a in was})
+    was = {p: (c, last) for p, c, last in ex("SELECT path, churn, last FROM files WHERE churn > 0")}
+    touched = contents.churn.keys() | contents.age.keys()
+    now = {p: _history(contents, p) for p in touched if p in files}
+    moved = [p for p, cols in now.items() if was.pop(p, (0, None)) != cols]
+    moved += was  # left the window altogether
     conn.executemany(
-        "UPDATE files SET churn = ?, age = ? WHERE path = ?",
-        ((churn.get(p, 0), age.get(p), p) for p in sorted(moved)),
+        "UPDATE files SET churn = ?, last = ? WHERE path = ?",
+        ((*now.get(p, (0, None)), p) for p in sorted(moved)),
     )
     for bm in (0, 1):
         stale = meta[f"next{bm}"] - meta[f"live{bm}"]  # removed, or added since the base
@@ -323,6 +331,7 @@ def _apply(
             return False
     meta["commit"] = contents.commit
     meta["files"] = len(files)
+    meta["window"] = "\n".join(contents.window)
     meta["generation"] += 1
     conn.executemany("UPDATE meta SET value = ? WHERE key = ?", [(v, k) for k, v in meta.items()])
     return True
@@ -391,6 +400,7 @@ class StoredIndex:
         self._generation = int(meta["generation"])
         self.commit = str(meta["commit"])
         self.files = int(meta["files"])
+        self._window = {sha: age for age, sha in enumerate(str(meta["window"]).split("\n"))}
         self.file_bm25 = StoredBM25(self, FILES, meta)
         self.sym_bm25 = StoredBM25(self, CHUNKS, meta)
         self._history: dict[str, tuple[int, int | None]] | None = None
@@ -465,9 +475,9 @@ class StoredIndex:
         if self._history is None:
             # One read of the files the window touched: a query asks of many files.
             self._history = {
-                p: (churn, age)
-                for p, churn, age in self.rows(
-                    "SELECT path, churn, age FROM files WHERE churn > 0 OR age IS NOT NULL"
+                p: (churn, self._window.get(last))
+                for p, churn, last in self.rows(
+                    "SELECT path, churn, last FROM files WHERE churn > 0"
                 )
             }
         return self._history.get(path, (0, None))
@@ -480,12 +490,12 @@ class StoredIndex:
             files: dict[str, object] = {}
             path_of: dict[int, str] = {}
             key_of: dict[int, str] = {}
-            for fid, p, blob, churn, age, first, n in self.rows(
-                "SELECT id, path, blob, churn, age, first_symbol, symbols FROM files"
+            for fid, p, blob, first, n in self.rows(
+                "SELECT id, path, blob, first_symbol, symbols FROM files"
             ):
                 path_of[fid] = p
                 key_of.update((first + i, f"{p}\0{i}") for i in range(n))
-                files[p] = (blob, churn, age, self.symbols(p))
+                files[p] = (blob, self.churn(p), self.age(p), self.symbols(p))
             lookup = sorted(
                 (tbl, key, path_of[fid])
                 for tbl, key, fid in self.rows("SELECT tbl, key, file FROM lookup")
