@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -57,7 +58,6 @@ from errands.index.build import (  # noqa: E402
     PARALLEL_MIN_FILES,
     _workers,
     processes_for,
-    reap_workers,
 )
 from errands.index.core import REBUILD_SHARE  # noqa: E402
 from errands.index.paths import is_test, skip_path, too_big  # noqa: E402
@@ -209,11 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         for row in sorted(items, key=lambda r: r["created_at"]):
             base = row["base_commit"]
             if index is None:
+                _join_workers()  # earlier builds' workers: their CPU is not this build's
                 t0, cpu0 = time.perf_counter(), _cpu()
                 index = CodeIndex.build(git_dir, base)
                 st.cold_seconds = time.perf_counter() - t0
-                time.sleep(0.2)  # the workers exit after sending all; then they are reaped
-                reap_workers()
+                _join_workers()  # this build's workers exit after sending all
                 st.cold_cpu = _cpu() - cpu0
                 t0 = time.perf_counter()
                 index.save(tmp / "cold.idx")
@@ -822,6 +822,14 @@ def _fresh_locate(queried: Path) -> None:
         f"{statistics.median(r[3] for r in runs) * 1000:.0f} ms; "
         f"load average {os.getloadavg()[0]:.2f}"
     )
+
+
+def _join_workers() -> None:
+    """Wait for the worker processes of finished builds to exit, and reap them: a process's
+    CPU time counts among its children's (RUSAGE_CHILDREN) only once reaped, so a worker of
+    an earlier build reaped during a cold build's window would count as that build's."""
+    for proc in multiprocessing.active_children():
+        proc.join()
 
 
 def _cpu() -> float:
