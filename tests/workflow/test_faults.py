@@ -3,11 +3,14 @@ or conflicts, a dirty checkout, a cancelled job. Each ends clearly and loses not
 
 from __future__ import annotations
 
+import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from errands.git.lock import turn
 from errands.testing.scripted_llm import FAST_RETRY_HEADERS, ChatRequest, Reply, ScriptedLLM
 from tests.conftest import run_git
 from tests.support import (
@@ -420,3 +423,22 @@ def test_a_long_command_streams_its_output_as_it_runs(home: Path, sample_repo: P
             if e["kind"] == "agent.tool_result" and "tick 4" in str(e)
         )
         assert events.index(outputs[0]) < result_at
+
+
+def test_merges_onto_one_base_take_turns_on_a_machine(home: Path, sample_repo: Path) -> None:
+    """A merge waits for its turn on the base branch (held here as another merge would hold
+    it) instead of racing it and retrying: it lands once the turn is free, first time."""
+    with ScriptedLLM(CalcScript()) as llm, running_server(settings_for(home, llm.base_url)) as url:
+        client = httpx.Client(base_url=url, timeout=30)
+        task_id, task = to_review(client, sample_repo)
+        mirror = home / "mirrors" / f"project-{task['project_id']}.git"
+        digest = hashlib.sha256(b"main").hexdigest()[:16]
+        with turn(mirror / f"errands-land-{digest}.lock", patience=5) as mine:
+            assert mine
+            client.post(f"/api/tasks/{task_id}/approve")
+            time.sleep(2)
+            assert client.get(f"/api/tasks/{task_id}").json()["state"] != "merged"
+        merged = wait_for_state(client, task_id, "merged")
+        kinds = [e["kind"] for e in events_of(client, task_id)]
+    assert "merge.retrying" not in kinds
+    assert run_git(sample_repo, "rev-parse", "main").strip() == merged["merge_commit"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,3 +25,29 @@ def repo_lock(git_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def turn(path: Path, *, patience: float, poll: float = 0.05) -> Iterator[bool]:
+    """Wait up to ``patience`` seconds for an exclusive lock on the file ``path``; yields
+    whether this caller holds it.
+
+    For work that would otherwise race and retry, where queueing is only an optimisation:
+    a holder frozen past ``patience`` (a stopped worker keeps its lock until it dies) makes
+    the others go ahead without their turn rather than wait for it forever."""
+    with path.open("a+b") as handle:
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(poll)
+                continue
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            return
