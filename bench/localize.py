@@ -722,9 +722,11 @@ def scale(n_files: int) -> int:
     print(
         f"  peak memory of this process (VmHWM) by phase: before the build {start_rss:.0f} MB, "
         f"build {build_peak:.0f} MB, query file {query_peak:.0f} MB, save {save_peak:.0f} MB "
-        f"(the index held afterwards: {held:.0f} MB resident); load alone {load_peak:.0f} MB"
+        f"(the index held afterwards: {held:.0f} MB resident); a load, that index freed "
+        f"first, {load_peak:.0f} MB"
     )
-    _peak_memory()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"  peak memory of the largest child (build workers, git): {children:.0f} MB")
     _fresh_locate(queried)
     ms, save_ms = [], []
     for which in range(6):

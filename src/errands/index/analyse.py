@@ -83,14 +83,16 @@ def pack_files(infos: Collection[FileInfo]) -> tuple[object, ...]:
     """Files' entries column by column, to save: a few long lists of shared strings
     instead of an object (and a tuple of fields) per symbol, which a pickle would each
     remember until it is done — hundreds of MB on a large repository."""
-    syms = [sym for info in infos for sym in info.symbols]
+    syms = chain.from_iterable(info.symbols for info in infos)
     lines = array("i", chain.from_iterable((sym.start_line, sym.end_line) for sym in syms))
     return (
         [info.path for info in infos], [info.blob for info in infos],
         array("q", [info.size for info in infos]).tobytes(),
         [info.language for info in infos], [info.imports for info in infos],
         array("q", [len(info.symbols) for info in infos]).tobytes(),
-        [sym.name for sym in syms], [sym.kind for sym in syms], [sym.parent for sym in syms],
+        [sym.name for info in infos for sym in info.symbols],
+        [sym.kind for info in infos for sym in info.symbols],
+        [sym.parent for info in infos for sym in info.symbols],
         lines.tobytes(),
     )  # fmt: skip
 

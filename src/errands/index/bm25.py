@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -124,10 +124,14 @@ class BM25:
         # The keys as one string and their lengths (-1: removed): a pickle remembers every
         # string it writes, and a large repository has 700,000 symbol chunks.
         keys = self.doc_keys
-        state["doc_keys"] = (
-            "".join([k for k in keys if k is not None]),
-            array("q", [-1 if k is None else len(k) for k in keys]).tobytes(),
-        )
+        if self.live == len(keys):  # none removed: no copy of the list to join
+            whole = cast("list[str]", keys)
+            state["doc_keys"] = ("".join(whole), array("q", map(len, whole)).tobytes())
+        else:
+            state["doc_keys"] = (
+                "".join([k for k in keys if k is not None]),
+                array("q", [-1 if k is None else len(k) for k in keys]).tobytes(),
+            )
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
