@@ -136,7 +136,17 @@ def test_an_index_updated_through_any_commits_equals_a_fresh_build(data: st.Data
             assert stored.locate(query) == index.locate(query)
             stored.close()
         index.save(repo / "saved.idx")
-        assert_same(CodeIndex.load(repo / "saved.idx"), index)
+        loaded = CodeIndex.load(repo / "saved.idx")
+        assert_same(loaded, index)
+        # Read back, it updates as the index it was saved from (its overlay and removed
+        # documents, and its query file in place, included).
+        target = data.draw(st.sampled_from(commits))
+        loaded.update(git_dir, target)
+        fresh = CodeIndex.build(git_dir, target, history_commits=window)
+        assert_same(loaded, fresh)
+        loaded.save_query_file(repo / "updated.q")
+        fresh.save_query_file(repo / "fresh.q")
+        assert _dump(repo / "updated.q") == _dump(repo / "fresh.q")
 
 
 def test_a_large_change_is_a_cold_build_and_equals_one(repo: Path) -> None:

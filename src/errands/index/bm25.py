@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 import operator
-from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
-from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
+
+from errands.index.keys import Keys
 
 Ints = npt.NDArray[np.int32]
 Floats = npt.NDArray[np.float64]
@@ -97,8 +96,7 @@ class BM25:
     def __init__(self) -> None:
         self.vocab: dict[str, int] = {}  # term → id
         self.df: list[int] = []  # live documents holding each term
-        self.doc_ids: dict[str, int] = {}
-        self.doc_keys: list[str | None] = []
+        self.doc_keys = Keys()  # by id (None: removed), and ids by key
         self.doc_len: list[int] = []
         self.total_len = 0
         self.live = 0
@@ -120,37 +118,14 @@ class BM25:
         state = dict(self.__dict__)
         state["_arrays"] = {}
         state["_names"] = None
-        del state["doc_ids"]  # rebuilt from doc_keys on load
-        # The keys as one string and their lengths (-1: removed): a pickle remembers every
-        # string it writes, and a large repository has 700,000 symbol chunks.
-        keys = self.doc_keys
-        if self.live == len(keys):  # none removed: no copy of the list to join
-            whole = cast("list[str]", keys)
-            state["doc_keys"] = ("".join(whole), array("q", map(len, whole)).tobytes())
-        else:
-            state["doc_keys"] = (
-                "".join([k for k in keys if k is not None]),
-                array("q", [-1 if k is None else len(k) for k in keys]).tobytes(),
-            )
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        packed, sizes = state["doc_keys"]
-        lengths = array("q")
-        lengths.frombytes(sizes)
-        ends = accumulate(n if n > 0 else 0 for n in lengths)
-        state["doc_keys"] = [
-            None if n < 0 else packed[end - n : end] for n, end in zip(lengths, ends, strict=True)
-        ]
-        self.__dict__.update(state)
-        self.doc_ids = {key: i for i, key in enumerate(self.doc_keys) if key is not None}
 
     # ---- building -------------------------------------------------------------------------
 
     @classmethod
     def bulk(
         cls,
-        keys: Sequence[str],
+        keys: Sequence[str] | Keys,
         vocab: Mapping[str, int],
         doc_ptr: npt.NDArray[np.int64],
         terms: Ints,
@@ -163,8 +138,7 @@ class BM25:
         n_terms = len(vocab)
         n_docs = len(keys)
         index.vocab = dict(vocab)
-        index.doc_keys = list(keys)
-        index.doc_ids = {key: i for i, key in enumerate(keys)}
+        index.doc_keys = keys if isinstance(keys, Keys) else Keys(keys)
         # Temporaries go as soon as used, and arrays are kept uncopied where they can be:
         # on a large repository each is tens of MB.
         running = np.zeros(len(tfs) + 1, dtype=np.int64)
@@ -263,7 +237,7 @@ class BM25:
 
     def document(self, key: str) -> dict[str, int]:
         """A live document's terms and their counts (empty for an unknown key)."""
-        doc = self.doc_ids.get(key)
+        doc = self.doc_keys.id_of(key)
         if doc is None:
             return {}
         names = self._term_names()
@@ -286,11 +260,8 @@ class BM25:
         return self._names
 
     def add(self, key: str, counts: Mapping[str, int]) -> None:
-        if key in self.doc_ids:
-            self.remove(key)
-        doc = len(self.doc_keys)
-        self.doc_ids[key] = doc
-        self.doc_keys.append(key)
+        self.remove(key)
+        doc = self.doc_keys.append(key)
         length = sum(counts.values())
         self.doc_len.append(length)
         self.total_len += length
@@ -312,7 +283,7 @@ class BM25:
         self._extra_terms[doc] = tuple(ids)
 
     def remove(self, key: str) -> None:
-        doc = self.doc_ids.pop(key, None)
+        doc = self.doc_keys.id_of(key)
         if doc is None:
             return
         term_ids = self._terms_of(doc)
@@ -329,7 +300,7 @@ class BM25:
             self.df[tid] -= 1
         self.total_len -= self.doc_len[doc]
         self.live -= 1
-        self.doc_keys[doc] = None
+        self.doc_keys.remove(doc)
         self.doc_len[doc] = 0
         self._alive[doc] = False
 

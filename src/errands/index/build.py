@@ -33,6 +33,7 @@ import numpy.typing as npt
 from errands.errors import ErrandsError
 from errands.index import gitio
 from errands.index.analyse import FileInfo, analyse
+from errands.index.keys import Keys
 from errands.index.lexical import Lexicon
 from errands.index.symbols import grammar, language_of
 
@@ -177,7 +178,7 @@ class _File:
 class Docs:
     """Documents as (term id, count) pairs: document i is ``[ptr[i]:ptr[i + 1]]``."""
 
-    keys: list[str]
+    keys: Keys
     ptr: Offsets
     terms: Ints
     tfs: Ints
@@ -238,13 +239,14 @@ class _Merger:
         # copy of every posting together first (on a large repository, hundreds of MB).
         firsts = [int(f.doc_sizes[0]) for f in files]
         out.files = _docs(
-            [f.info.path for f in files],
+            Keys(f.info.path for f in files),
             np.array([f.doc_sizes[0] for f in files], dtype=np.int32),
             np.concatenate([f.term_ids[:n] for f, n in zip(files, firsts, strict=True)]),
             np.concatenate([f.tfs[:n] for f, n in zip(files, firsts, strict=True)]),
         )
         out.chunks = _docs(
-            [f"{f.info.path}\0{i}" for f in files for i in range(len(f.info.symbols))],
+            # Packed as they are made: never 700,000 strings at once (see keys.Keys).
+            Keys(f"{f.info.path}\0{i}" for f in files for i in range(len(f.info.symbols))),
             np.concatenate([f.doc_sizes[1:] for f in files]),
             np.concatenate([f.term_ids[n:] for f, n in zip(files, firsts, strict=True)]),
             np.concatenate([f.tfs[n:] for f, n in zip(files, firsts, strict=True)]),
@@ -252,7 +254,7 @@ class _Merger:
         return out
 
 
-def _docs(keys: list[str], sizes: Ints, terms: Ints, tfs: Ints) -> Docs:
+def _docs(keys: Keys, sizes: Ints, terms: Ints, tfs: Ints) -> Docs:
     ptr = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=ptr[1:])
     return Docs(keys, ptr, terms, tfs)

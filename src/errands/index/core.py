@@ -21,9 +21,9 @@ from errands.index.model import Located, Symbol
 from errands.index.paths import skip_path, too_big
 from errands.index.tables import Derived
 
-# 5: files column by column, lookup tables without the definitions (4: the history
-# window, lookup tables; 3: no files' contents)
-FORMAT_VERSION = 5
+# 6: document keys packed (5: files column by column, lookup tables without the
+# definitions; 4: the history window, lookup tables; 3: no files' contents)
+FORMAT_VERSION = 6
 HISTORY_COMMITS = 500
 # An update re-indexing more than this share of the files costs about as much as a cold
 # build (adding documents one by one costs several times a bulk build's per-file work), so
@@ -103,7 +103,8 @@ class CodeIndex:
         for docs, bm25 in ((analysis.files, self._file_bm25), (analysis.chunks, self._sym_bm25)):
             if docs is not None:
                 for i, key in enumerate(docs.keys):
-                    bm25.add(key, docs.counts(i, names))
+                    if key is not None:  # (fresh keys: never removed)
+                        bm25.add(key, docs.counts(i, names))
 
     def _remove_file(self, path: str) -> None:
         info = self._files.pop(path, None)

@@ -1,0 +1,120 @@
+"""A BM25 index's document keys, by id and back, packed: a large repository has 700,000
+symbol chunks, each keyed ``path\\0i``, and as Python strings (with a dict from each to its
+id) they were a fifth of the index in memory and a large part of every save.
+
+The keys a bulk build starts from are one string and the offsets where each ends; a dict
+from key to id is replaced by the keys' hashes, sorted (a key is found by its hash, then
+compared). Keys added later, one changed file at a time, are a list and a dict, as before;
+a removed key is noted, its id never reused.
+"""
+
+from __future__ import annotations
+
+import io
+from array import array
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+class Keys:
+    """Document keys by id (None for a removed document), and ids by key."""
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        # One pass, each key let go of once written: the keys are never all strings at once.
+        packed = io.StringIO()
+        ends = array("q")
+        end = 0
+        for key in keys:
+            end += packed.write(key)
+            ends.append(end)
+        self._packed = packed.getvalue()
+        self._ends = np.frombuffer(ends, dtype=np.int64) if ends else np.zeros(0, np.int64)
+        self._removed: set[int] = set()  # base ids
+        self._more: list[str | None] = []  # keys added after the base, by id - base size
+        self._more_ids: dict[str, int] = {}
+        self._index()
+
+    def _index(self) -> None:
+        """The base keys' hashes, sorted, and which key each is (Python's string hashes
+        differ between processes, so these are made afresh when a saved index is read)."""
+        hashes = np.fromiter(map(hash, self._base_keys()), dtype=np.int64, count=len(self._ends))
+        self._order = np.argsort(hashes, kind="stable").astype(np.int32)
+        self._hashes = hashes[self._order]
+
+    def _base_keys(self) -> Iterator[str]:
+        packed, start = self._packed, 0
+        for end in self._ends.tolist():
+            yield packed[start:end]
+            start = end
+
+    def _base(self, i: int) -> str:
+        start = int(self._ends[i - 1]) if i else 0
+        return self._packed[start : int(self._ends[i])]
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        del state["_order"], state["_hashes"], state["_more_ids"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        base = len(self._ends)
+        self._more_ids = {key: base + i for i, key in enumerate(self._more) if key is not None}
+        self._index()
+
+    def __len__(self) -> int:
+        return len(self._ends) + len(self._more)
+
+    def __getitem__(self, i: int) -> str | None:
+        base = len(self._ends)
+        if i >= base:
+            return self._more[i - base]
+        return None if i in self._removed else self._base(i)
+
+    def __iter__(self) -> Iterator[str | None]:
+        removed = self._removed
+        for i, key in enumerate(self._base_keys()):
+            yield None if i in removed else key
+        yield from self._more
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Keys | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def id_of(self, key: str) -> int | None:
+        """The id of a document's key, or None when there is no such document (now)."""
+        found = self._more_ids.get(key)
+        if found is not None:
+            return found
+        hashes: npt.NDArray[np.int64] = self._hashes
+        h = hash(key)
+        at = int(np.searchsorted(hashes, h))
+        while at < len(hashes) and hashes[at] == h:
+            i = int(self._order[at])
+            if i not in self._removed and self._base(i) == key:
+                return i
+            at += 1
+        return None
+
+    def append(self, key: str) -> int:
+        """Add a document's key (not present now); its id."""
+        i = len(self)
+        self._more.append(key)
+        self._more_ids[key] = i
+        return i
+
+    def remove(self, i: int) -> None:
+        base = len(self._ends)
+        if i >= base:
+            key = self._more[i - base]
+            if key is not None:
+                del self._more_ids[key]
+            self._more[i - base] = None
+        else:
+            self._removed.add(i)

@@ -1,0 +1,33 @@
+"""Packed document keys (errands.index.keys) behave as the list and dict they replace:
+ids by key and keys by id through removals, re-additions and a save and load."""
+
+from __future__ import annotations
+
+import pickle
+
+from errands.index.keys import Keys
+
+
+def test_keys_by_id_and_ids_by_key_through_removal_and_re_adding() -> None:
+    keys = Keys(["a.py", "b.py\x000", "b.py\x001", "", "c/d.py"])
+    assert len(keys) == 5
+    assert [keys[i] for i in range(5)] == ["a.py", "b.py\x000", "b.py\x001", "", "c/d.py"]
+    assert [keys.id_of(k) for k in ["a.py", "b.py\x001", "", "c/d.py"]] == [0, 2, 3, 4]
+    assert keys.id_of("b.py") is None and keys.id_of("nowhere") is None
+    keys.remove(1)
+    assert keys[1] is None and keys.id_of("b.py\x000") is None
+    assert keys.append("b.py\x000") == 5  # a new id: ids are never reused
+    assert keys.id_of("b.py\x000") == 5
+    keys.remove(5)
+    assert keys.id_of("b.py\x000") is None
+    assert keys == ["a.py", None, "b.py\x001", "", "c/d.py", None]
+
+
+def test_saved_and_read_back_it_finds_the_same_ids() -> None:
+    keys = Keys(f"pkg/m{i}.py\x00{j}" for i in range(50) for j in range(3))
+    keys.remove(7)
+    keys.append("new.py")
+    back = pickle.loads(pickle.dumps(keys))
+    assert back == keys
+    assert all(back.id_of(k) == keys.id_of(k) for k in keys if k is not None)
+    assert back.id_of("new.py") == 150 and back.id_of("pkg/m2.py\x001") is None
