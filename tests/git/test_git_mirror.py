@@ -21,6 +21,9 @@ def _snapshot(repo: Path) -> tuple[bytes, str, str]:
     return index, status, refs
 
 
+BASE_MAIN = "refs/remotes/origin/main"
+
+
 def _start(mirror: Mirror, tmp_path: Path, branch: str = "errands/1-task") -> Workspace:
     return mirror.add_workspace(
         tmp_path / "ws" / "1", branch, mirror.base_ref(mirror.default_branch())
@@ -409,3 +412,55 @@ def test_an_unreadable_fetch_count_costs_a_fetch_never_a_skip(
     pushed = commit_files(user_repo, {"more.txt": "more\n"}, "more")
     mirror.fetch()
     assert mirror.resolve(mirror.base_ref("main")) == pushed
+
+
+def test_branches_publish_while_the_mirror_is_busy_and_fetches_prune(
+    tmp_path: Path, mirror: Mirror, user_repo: Path
+) -> None:
+    """A push to origin takes no lock of the mirror (a job holding it for a checkout does not
+    hold up every other task's push), and pushes racing fetches that prune and update the
+    same remote-tracking refs all succeed."""
+    branches = [f"errands/{n}-task" for n in range(1, 6)]
+    spaces = [mirror.add_workspace(tmp_path / "ws" / b[8:], b, BASE_MAIN) for b in branches]
+    first = spaces[0]
+    (first.path / "first.txt").write_text("first\n")
+    first.commit_all("first")
+    with repo_lock(mirror.path):  # a long operation of another job
+        done = threading.Thread(target=mirror.publish, args=(first.branch,))
+        done.start()
+        deadline = time.monotonic() + 30
+        while sh(user_repo, "branch", "--list", first.branch).strip() == "":
+            assert time.monotonic() < deadline, "the push waited for the mirror's lock"
+            time.sleep(0.05)
+    done.join(timeout=30)
+    assert mirror.resolve(mirror.base_ref(first.branch)) == first.head()
+    errors: list[BaseException] = []
+
+    def publish_rounds(ws: Workspace) -> None:
+        try:
+            for round_ in range(3):
+                (ws.path / f"r{round_}.txt").write_text(f"{round_}\n")
+                ws.commit_all(f"round {round_}")
+                mirror.publish(ws.branch)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def fetch_rounds(moves_base: bool) -> None:
+        try:
+            for n in range(6):
+                if moves_base:  # one thread commits to origin; both fetch
+                    commit_files(user_repo, {f"base{n}.txt": "x\n"}, f"base {n}")
+                mirror.fetch()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish_rounds, args=(ws,)) for ws in spaces]
+    threads += [threading.Thread(target=fetch_rounds, args=(m,)) for m in (True, False)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    for ws in spaces:
+        assert sh(user_repo, "rev-parse", f"refs/heads/{ws.branch}").strip() == ws.head()
+        assert mirror.resolve(mirror.base_ref(ws.branch)) == ws.head()

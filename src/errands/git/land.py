@@ -148,15 +148,19 @@ def push_with_lease(
     *,
     env: Mapping[str, str] | None,
     timeout: float | None,
+    to: str = "origin",
 ) -> bool:
     """Compare-and-swap origin's ``ref`` from ``expected`` (None: it must not exist) to
     ``new`` (empty: delete it). False when origin's ``ref`` was not ``expected``: nothing
-    pushed by anyone else is ever overwritten. Never a bare ``--force``."""
+    pushed by anyone else is ever overwritten. Never a bare ``--force``.
+
+    ``to``: the remote's name (git then moves its remote-tracking ref too), or its URL (it
+    does not)."""
     result = run_git(
         "push",
         "--porcelain",
         f"--force-with-lease={ref}:{expected or ''}",
-        "origin",
+        to,
         f"{new}:{ref}",
         cwd=repo,
         env=env,

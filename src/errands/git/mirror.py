@@ -338,19 +338,32 @@ class Mirror:
         attempt that resumed from a diverged copy), so no fast-forward is required."""
         require_task_branch(branch)
         ref = f"refs/heads/{branch}"
+        # The push, a network round trip, without the mirror's lock: every task of the
+        # project publishes after each subtask (16 tasks at once queued 57 pushes, 4.7 s,
+        # on it). Origin's compare-and-swap is what keeps two attempts apart. Pushed to the
+        # URL, so git leaves the remote-tracking ref alone (a fetch updating it meanwhile
+        # would fail on it); it is moved after, under the lock, as a compare-and-swap too.
+        new = resolve(self.path, check_rev(commit) if commit else ref)
+        if new is None:
+            raise GitError(f"cannot publish {branch}: no such commit {commit or ref}")
+        old = self.resolve(self.base_ref(branch)) if expected is TRACKED else expected
+        assert not isinstance(old, Tracked)
+        if not landing.push_with_lease(
+            self.path,
+            new,
+            ref,
+            old,
+            env=self.auth_env,
+            timeout=self.network_timeout,
+            to=self.origin,
+        ):
+            raise BranchMoved(
+                f"{branch} moved on origin (from {str(old)[:10]}); another attempt of "
+                "the job published it"
+            )
         with repo_lock(self.path):
-            new = resolve(self.path, check_rev(commit) if commit else ref)
-            if new is None:
-                raise GitError(f"cannot publish {branch}: no such commit {commit or ref}")
-            old = self.resolve(self.base_ref(branch)) if expected is TRACKED else expected
-            assert not isinstance(old, Tracked)
-            if not landing.push_with_lease(
-                self.path, new, ref, old, env=self.auth_env, timeout=self.network_timeout
-            ):
-                raise BranchMoved(
-                    f"{branch} moved on origin (from {str(old)[:10]}); another attempt of "
-                    "the job published it"
-                )
+            # Only from the value pushed over: a fetch since may have brought a newer one.
+            run_git("update-ref", self.base_ref(branch), new, old or "", cwd=self.path)
         return new
 
     def contains(self, tip: str, commit: str) -> bool:
