@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from errands.errors import BaseMoved, DirtyWorkingTree, GitError
+from errands.git import lookup
 from errands.git.repo import check_branch_name, current_branch, local_repository, resolve
 from errands.git.runner import ERRANDS_IDENTITY, error_for, git, run_git
 from errands.git.worktrees import Worktree, list_worktrees
@@ -29,8 +30,8 @@ def land(
 ) -> None:
     """Compare-and-swap origin's ``base_branch`` from ``expected_base`` to ``commit``."""
     check_branch_name(base_branch)
-    new = resolve(mirror, commit)
-    old = resolve(mirror, expected_base)
+    new = lookup.resolve(mirror, commit)
+    old = lookup.resolve(mirror, expected_base)
     if new is None or old is None:
         raise GitError(f"cannot land {commit} on {expected_base}: unknown commit")
     if not run_git("merge-base", "--is-ancestor", old, new, cwd=mirror).ok:

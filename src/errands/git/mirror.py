@@ -13,7 +13,8 @@ from errands.git import land as landing
 from errands.git.diff import DEFAULT_MAX_LINES_PER_FILE, Detail, Diff, parse_diff
 from errands.git.history import CommitInfo, list_commits
 from errands.git.lock import LOCK_NAME, repo_lock
-from errands.git.repo import check_rev, local_repository, require_task_branch, resolve
+from errands.git.lookup import resolve
+from errands.git.repo import check_rev, local_repository, require_task_branch
 from errands.git.runner import error_for, git, run_git
 from errands.git.squash import squash_commit
 from errands.git.workspace import Workspace

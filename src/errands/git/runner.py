@@ -236,6 +236,25 @@ def run_git(
     )
 
 
+def start_git(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start a long-lived git (``cat-file --batch-check``) that reads requests on its stdin
+    and answers on its stdout, hardened like every other (see :func:`hardened`); stderr is
+    dropped, so a request git complains about can never fill a pipe nobody reads."""
+    argv, sealed_env = hardened(args)
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=_child_env(sealed_env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise GitError("git is not installed or not on PATH") from exc
+
+
 def _collect(
     proc: subprocess.Popen[bytes],
     input: str | None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from errands.errors import GitError, InvalidInput, MergeConflict, NothingToMerge
-from errands.git.repo import resolve
+from errands.git.lookup import peel, resolve
 from errands.git.runner import ERRANDS_IDENTITY, error_for, git, run_git
 
 
@@ -16,6 +16,7 @@ def squash_commit(repo: Path, branch: str, onto: str, message: str) -> str:
     work tree or index anywhere is touched. Raises :class:`MergeConflict` naming the
     conflicting paths, :class:`NothingToMerge` when the result would change nothing on
     ``onto`` (an empty branch, changes that undo each other, or ones ``onto`` already has).
+    ``repo`` is an Errands mirror (see :mod:`errands.git.lookup`).
     """
     if not message.strip():
         raise InvalidInput("the squash commit message is empty")
@@ -38,7 +39,7 @@ def squash_commit(repo: Path, branch: str, onto: str, message: str) -> str:
             raise GitError(f"{branch} and {onto} share no history")
         raise error_for(result)
     tree = result.stdout.split("\0")[0].strip()
-    if tree == git("rev-parse", f"{base}^{{tree}}", cwd=repo).strip():
+    if tree == peel(repo, base, "tree"):
         raise NothingToMerge(
             f"{branch} changes nothing on {onto}: there is nothing to merge (an empty commit "
             "would say the work was done)."

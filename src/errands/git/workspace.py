@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from errands.errors import InvalidInput, NestedRepository
+from errands.git import lookup
 from errands.git.repo import check_rev
 from errands.git.runner import ERRANDS_IDENTITY, GitResult, error_for
 from errands.git.worktrees import run_tree_git, share_index, tree_git
@@ -132,6 +133,13 @@ class Workspace:
         return run_tree_git(self.path, self.git_dir, *args, timeout=timeout)
 
     def head(self) -> str:
+        ref = f"refs/heads/{self.branch}"
+        if _head_file_names(self.git_dir, ref):
+            # The branch lives in the mirror (git_dir's grandparent, see private_index),
+            # which the sandbox cannot write: looked up there without a process.
+            found = lookup.resolve(self.git_dir.parent.parent, ref)
+            if found is not None:
+                return found
         return self._git("rev-parse", "HEAD").strip()
 
     def changed_files(self) -> list[str]:

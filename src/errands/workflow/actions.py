@@ -28,8 +28,8 @@ from errands.domain import (
 from errands.errors import ConfigError, Conflict, GitError, InvalidInput, NotFound, NothingToMerge
 from errands.git import Detail, Diff, git, run_git
 from errands.git.lock import repo_lock
+from errands.git.lookup import peel, resolve
 from errands.git.rangediff import RangeDiff, range_diff
-from errands.git.repo import resolve
 from errands.git.runner import ERRANDS_IDENTITY
 from errands.ids import MAX_INT, id_in
 from errands.jobs import ledger
@@ -852,9 +852,7 @@ def _branch_changes_something(settings: Settings, task: Task) -> bool:
     tip = resolve(path, f"refs/heads/{task.branch}")
     if tip is None:
         return True
-    trees = git("rev-parse", f"{tip}^{{tree}}", f"{task.base_commit}^{{tree}}", cwd=path)
-    tip_tree, base_tree = trees.split()
-    return tip_tree != base_tree
+    return peel(path, tip, "tree") != peel(path, task.base_commit, "tree")
 
 
 # -- views for the web app ----------------------------------------------------------------
