@@ -35,20 +35,26 @@ from pathlib import Path
 
 from errands.errors import GitError, InvalidInput
 from errands.git.lock import repo_lock
+from errands.git.lookup import resolve
 from errands.git.mirror import Mirror
-from errands.git.repo import check_branch_name, check_rev, resolve
+from errands.git.repo import check_branch_name, check_rev
 from errands.git.runner import git
 from errands.git.workspace import Workspace
 from errands.git.worktrees import (
     admin_dirs,
+    branch_elsewhere,
     clear_branch,
     fresh_index,
+    head_of,
     list_worktrees,
     private_index,
+    prune_needed,
+    register_path,
     remove_worktree,
     run_tree_git,
     share_index,
     tree_git,
+    write_head,
 )
 
 log = logging.getLogger(__name__)
@@ -174,7 +180,8 @@ class WorkspacePool:
                 for path in admin_dirs(self.mirror.path)
                 if path.parent == self.root.resolve() and not path.exists()
             ]
-            git("worktree", "prune", cwd=self.mirror.path)
+            if vanished or prune_needed(self.mirror.path):
+                git("worktree", "prune", cwd=self.mirror.path)
             # Parked trees git does not know: a worker died between rename and repair.
             # Decided under the lock, as a tree parked a moment ago is registered by then.
             registered = admin_dirs(self.mirror.path)
@@ -250,11 +257,12 @@ class WorkspacePool:
         Under the lock because a `git worktree prune` between the rename and the repair
         would see the registration point nowhere and delete it.
         """
-        # Rewrite .git from our side first: the agent could have pointed it elsewhere, and
-        # `worktree repair` follows it to find the registration to fix.
+        # Rewrite .git from our side first: the agent could have pointed it elsewhere.
         _restore_gitfile(source, git_dir)
         os.rename(source, target)
-        git("worktree", "repair", str(target), cwd=self.mirror.path)
+        # What `git worktree repair <target>` would do, without a process: both halves of
+        # the link between tree and registration are known here.
+        register_path(git_dir, target)
 
     def _switch(
         self, path: Path, git_dir: Path, branch: str, target: str, parked_at: str | None
@@ -275,9 +283,12 @@ class WorkspacePool:
             tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
             _remove_nested_git(path)  # parked by an older Errands' scrub, which left them
         with repo_lock(mirror):
-            here = path.resolve()
-            trees = list_worktrees(mirror)[1:]
-            if any(t.branch == branch and t.path.resolve() != here for t in trees):
+            elsewhere = branch_elsewhere(mirror, branch, git_dir)
+            if elsewhere is None:  # some tree's HEAD is for git to read
+                here = path.resolve()
+                trees = list_worktrees(mirror)[1:]
+                elsewhere = any(t.branch == branch and t.path.resolve() != here for t in trees)
+            if elsewhere:
                 clear_branch(mirror, branch, keep=path)  # a dead job's, elsewhere
             # The tree and the index are already at the commit wanted, and clean: attaching
             # HEAD to the branch is all that is left, and plumbing does it without touching a
@@ -290,7 +301,8 @@ class WorkspacePool:
                 # The branch moved since acquire looked (not supposed to happen): be exact.
                 tree_git(path, git_dir, "checkout", "--quiet", "--force", branch)
                 tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
-            tree_git(path, git_dir, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
+            # `symbolic-ref HEAD`, written directly: nothing runs in this tree yet.
+            write_head(git_dir, f"refs/heads/{branch}")
 
     def _park_or_remove(self, path: Path, *, untouched: bool = False) -> None:
         """Scrub the work tree at ``path`` and park it; remove it if that fails."""
@@ -334,8 +346,7 @@ def _scrub(path: Path, git_dir: Path) -> str:
     if index.with_name(f"{index.name}.lock").exists():
         # A git command of ours died half-way: every later write of the index would fail.
         raise GitError(f"{path}: the index is locked by a command that never finished")
-    # Detach where it is (plumbing: same commit, nothing to compare): the branch is free.
-    tree_git(path, git_dir, "update-ref", "--no-deref", "HEAD", "HEAD")
+    _detach(path, git_dir)
     # -x: ignored files too; -ff: nested repositories too; -d: empty directories, which
     # the survey below does not list. See WorkspacePool._switch.
     tree_git(path, git_dir, "clean", "-ffdx", "--quiet")
@@ -354,16 +365,30 @@ def _scrub(path: Path, git_dir: Path) -> str:
 
 
 def _detach(path: Path, git_dir: Path) -> str | None:
-    """Free the branch of a tree nothing wrote to (see ``release(untouched=True)``) and
-    return its commit: HEAD, detached by our own git a moment ago, is then a plain file
-    holding it. None when anything looks otherwise: the caller scrubs the tree instead."""
+    """Detach HEAD where it is (same commit, nothing to compare), so the branch is free
+    elsewhere, and return that commit; None when HEAD is then anything but a plain file
+    holding one (the caller scrubs the tree, or its survey finds the commit).
+
+    Nothing runs in the tree any more: when HEAD is a plain symbolic ref to a branch, the
+    branch's commit is looked up in the mirror and written in its place, as ``update-ref
+    --no-deref HEAD HEAD`` would, without a process; anything else is git's to read."""
     _restore_gitfile(path, git_dir)
-    tree_git(path, git_dir, "update-ref", "--no-deref", "HEAD", "HEAD")
-    head = git_dir / "HEAD"
-    if head.is_symlink() or not head.is_file():
-        return None
-    commit = head.read_text(encoding="ascii", errors="replace").strip()
-    return commit if _COMMIT.fullmatch(commit) else None
+    head = head_of(git_dir)
+    if head is not None and head[0] == "ref" and head[1].startswith("refs/heads/"):
+        try:
+            check_branch_name(head[1].removeprefix("refs/heads/"))
+        except InvalidInput:
+            pass
+        else:
+            # The mirror is git_dir's grandparent (see private_index).
+            commit = resolve(git_dir.parent.parent, head[1])
+            if commit is not None:
+                write_head(git_dir, commit)
+                return commit
+    if head is None or head[0] != "detached":
+        tree_git(path, git_dir, "update-ref", "--no-deref", "HEAD", "HEAD")
+        head = head_of(git_dir)
+    return head[1] if head is not None and head[0] == "detached" else None
 
 
 def _remove_nested_git(path: Path) -> None:

@@ -14,7 +14,7 @@ from errands.errors import InvalidInput, NestedRepository
 from errands.git import lookup
 from errands.git.repo import check_rev
 from errands.git.runner import ERRANDS_IDENTITY, GitResult, error_for
-from errands.git.worktrees import run_tree_git, share_index, tree_git
+from errands.git.worktrees import head_of, run_tree_git, share_index, tree_git
 
 GITLINK = "160000"
 CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ", "|||||||")
@@ -38,14 +38,7 @@ def _head_file_names(git_dir: Path, ref: str) -> bool:
     """Whether ``git_dir``'s HEAD file is exactly the symbolic ref to ``ref``: the common
     case, read without starting git. Anything else (a link, a detached or odd HEAD, an
     unreadable file) is left to git to judge and mend."""
-    try:
-        fd = os.open(git_dir / "HEAD", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return False
-    try:
-        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, 4096) == f"ref: {ref}\n".encode()
-    finally:
-        os.close(fd)
+    return head_of(git_dir) == ("ref", ref)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from errands.errors import GitError
-from errands.git.repo import check_branch_name, check_rev, resolve
+from errands.git.lookup import resolve
+from errands.git.repo import check_branch_name, check_rev
 from errands.git.runner import GitResult, error_for, git, run_git
 
 # Errands' own index of each linked work tree, one file per admin dir, in the mirror (see
 # private_index); the sandbox sees neither the directory nor what is in it.
 INDEX_DIR = "errands-index"
+# The two forms git writes a HEAD file in: a symbolic ref, or the commit it is detached at.
+# Read without git only when it is exactly one of them (see head_of).
+_HEAD_FORMS = re.compile(rb"ref: (refs/[!-~]+)\n|([0-9a-f]{40}|[0-9a-f]{64})\n")
+_SMALL_FILE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +69,8 @@ def add_worktree(repo: Path, path: Path, branch: str, start_point: str) -> tuple
     commits already made. Leftovers of a dead job, at ``path`` or anywhere else on
     ``branch``, are removed first: one job per task runs at a time, so another work tree
     on the same branch can only be one whose worker died. Returns the work tree and its
-    administrative directory inside ``repo``.
+    administrative directory inside ``repo``, an Errands mirror (see
+    :mod:`errands.git.lookup`).
     """
     check_branch_name(branch)
     path = path.absolute()
@@ -226,14 +235,133 @@ def admin_dirs(repo: Path) -> dict[Path, Path]:
     """Every linked work tree registered in ``repo`` (resolved path) → its admin dir.
 
     Read from ``repo``'s side only (see :func:`admin_dir`); a registration whose work tree
-    is gone is included, its path simply does not exist.
+    is gone is included, its path simply does not exist. A ``gitdir`` that is not a small
+    plain file (a link, a FIFO a sandbox made in its admin dir) names no work tree.
     """
     found: dict[Path, Path] = {}
     for candidate in sorted((_common_dir(repo) / "worktrees").glob("*/gitdir")):
-        dot_git = Path(candidate.read_text(errors="replace").strip())
+        content = _read_small(candidate)
+        if content is None:
+            continue
+        dot_git = Path(content.decode(errors="replace").strip())
         if dot_git.name == ".git":
             found.setdefault(dot_git.parent.resolve(), candidate.parent)
     return found
+
+
+def _read_small(file: Path) -> bytes | None:
+    """The content of ``file`` if it is a plain file of at most a few kB; None otherwise.
+
+    For files in admin dirs, which a sandbox may have written: a link is not followed, a
+    FIFO does not block, a huge file is not read."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, _SMALL_FILE + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) <= _SMALL_FILE else None
+
+
+def head_of(git_dir: Path) -> tuple[str, str] | None:
+    """What the HEAD file of admin dir ``git_dir`` says, read without git: ``("ref", name)``
+    or ``("detached", commit)``. None when it is anything but a plain file in exactly one of
+    the forms git writes (a link, odd spacing, a missing file): only git judges those."""
+    content = _read_small(git_dir / "HEAD")
+    found = _HEAD_FORMS.fullmatch(content) if content is not None else None
+    if found is None:
+        return None
+    if found[1] is not None:
+        return "ref", found[1].decode()
+    return "detached", found[2].decode()
+
+
+def write_head(git_dir: Path, target: str) -> None:
+    """Point the HEAD of admin dir ``git_dir`` at ``target``, a ref (``refs/heads/…``) or a
+    commit: what ``git symbolic-ref`` or ``update-ref --no-deref`` write, without a process.
+    Only for a tree nothing runs in (a parked or just-claimed one)."""
+    content = f"ref: {target}\n" if target.startswith("refs/") else f"{target}\n"
+    _replace_file(git_dir, "HEAD", content)
+
+
+def register_path(git_dir: Path, path: Path) -> None:
+    """Point the registration ``git_dir`` at the work tree now at ``path`` (after a rename,
+    its ``.git`` file already naming ``git_dir``): the ``gitdir`` file ``git worktree repair
+    <path>`` writes, written without a process."""
+    _replace_file(git_dir, "gitdir", f"{os.path.realpath(path / '.git')}\n")
+
+
+def _replace_file(directory: Path, name: str, content: str) -> None:
+    """Write ``directory/name`` whole, by rename: a reader never sees half of it, and a link
+    a sandbox left there is replaced, never followed. Mode as git's own (0666 less umask),
+    so git in the sandbox, under another uid, still reads it."""
+    temporary = directory / f"{name}.errands-{secrets.token_hex(6)}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+        os.replace(temporary, directory / name)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def branch_elsewhere(repo: Path, branch: str, git_dir: Path) -> bool | None:
+    """Whether a linked work tree of ``repo`` other than the one of admin dir ``git_dir`` has
+    ``branch`` checked out, from the admin dirs' HEAD files; None when one of those is not
+    read here (:func:`head_of`): then ask git (:func:`list_worktrees`)."""
+    worktrees = _common_dir(repo) / "worktrees"
+    ref = f"refs/heads/{branch}"
+    try:
+        entries = sorted(worktrees.iterdir())
+    except OSError:
+        return None
+    for entry in entries:
+        if entry == git_dir:
+            continue
+        head = head_of(entry)
+        if head is None:
+            return None
+        if head == ("ref", ref):
+            return True
+    return False
+
+
+def prune_needed(repo: Path) -> bool:
+    """Whether ``git worktree prune`` could find something to do in ``repo``: a registration
+    that is not a directory, lacks a readable ``gitdir``, names a work tree that is gone or
+    the same one as another; an empty ``worktrees`` directory. True on anything odd (git
+    then decides); False lets a caller skip a process that would change nothing."""
+    worktrees = _common_dir(repo) / "worktrees"
+    try:
+        entries = list(os.scandir(worktrees))
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    if not entries:
+        return True
+    seen: set[str] = set()
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            return True
+        if os.path.lexists(os.path.join(entry.path, "locked")):
+            continue  # git never prunes a locked registration
+        content = _read_small(Path(entry.path, "gitdir"))
+        target = content.decode(errors="replace").strip() if content is not None else ""
+        if not os.path.isabs(target) or not os.path.lexists(target):
+            return True
+        real = os.path.realpath(target)
+        if real in seen:
+            return True
+        seen.add(real)
+    return False
 
 
 @functools.lru_cache(maxsize=256)
