@@ -256,6 +256,9 @@ class Mirror:
             remove_worktree(self.path, path)
 
     def commits(self, base: str, tip: str) -> list[CommitInfo]:
+        base_commit = self.resolve(base)
+        if base_commit is not None and base_commit == self.resolve(tip):
+            return []  # a branch still at its base (a job's first look at it): no process
         return list_commits(self.path, base, tip)
 
     def diff(

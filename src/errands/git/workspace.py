@@ -65,26 +65,30 @@ class Workspace:
             raise error_for(result)
         return result.stdout
 
-    def nested_repositories(self) -> list[str]:
+    def nested_repositories(self, *, untracked: bool = True) -> list[str]:
         """Paths that are, or would be committed as, a gitlink the agent made: repositories
         inside the work tree (not ignored ones: those are never added), and repositories
         made inside a submodule's path (``add`` would record their commit).
 
         The index read here is Errands' own (``private_index``), which the sandbox cannot
-        write, so its gitlinks are the ones HEAD has: no need to compare them with HEAD."""
+        write, so its gitlinks are the ones HEAD has: no need to compare them with HEAD.
+        Without ``untracked``, only the index is read: right after ``add --all`` it holds
+        everything the commit would record, a repository ``add`` took in as a gitlink
+        included (one git process instead of two)."""
         found: set[str] = set()
-        # An untracked nested repository is listed as one entry ending in "/"; an untracked
-        # plain directory is listed by its files.
-        others = self._git("ls-files", "--others", "--exclude-standard", "-z")
-        found.update(entry[:-1] for entry in others.split("\0") if entry.endswith("/"))
+        if untracked:
+            # An untracked nested repository is listed as one entry ending in "/"; an
+            # untracked plain directory is listed by its files.
+            others = self._git("ls-files", "--others", "--exclude-standard", "-z")
+            found.update(entry[:-1] for entry in others.split("\0") if entry.endswith("/"))
         for entry in self._git("ls-files", "--stage", "-z").split("\0"):
             meta, _, name = entry.partition("\t")
             if meta.startswith(GITLINK) and os.path.lexists(self.path / name / ".git"):
                 found.add(name)
         return sorted(found)
 
-    def _check_nested(self) -> None:
-        nested = self.nested_repositories()
+    def _check_nested(self, *, untracked: bool = True) -> None:
+        nested = self.nested_repositories(untracked=untracked)
         if nested:
             raise NestedRepository(nested)
 
@@ -148,7 +152,8 @@ class Workspace:
         self._on_branch()
         self._check_nested()
         self._git("add", "--all")
-        self._check_nested()  # whatever `add` would have made of something missed above
+        # Whatever `add` made of something missed above: the index now says it all.
+        self._check_nested(untracked=False)
         staged = self._run("diff", "--cached", "--quiet")
         if staged.returncode == 0:
             return None
@@ -214,10 +219,13 @@ class Workspace:
         conflicted (their conflict markers left in the files for someone to resolve)."""
         self._on_branch()
         applied = self._run("cherry-pick", "--no-commit", check_rev(commit))
-        conflicted = self._git("diff", "--name-only", "--diff-filter=U", "-z")
-        paths = sorted(p for p in conflicted.split("\0") if p)
-        if not applied.ok and not paths:
-            raise error_for(applied)
+        paths: list[str] = []
+        if not applied.ok:
+            # Only a cherry-pick that stopped short leaves conflicted paths to list.
+            conflicted = self._git("diff", "--name-only", "--diff-filter=U", "-z")
+            paths = sorted(p for p in conflicted.split("\0") if p)
+            if not paths:
+                raise error_for(applied)
         # Unstaged, like every edit of the agent's: what the agent then sees in `git diff`
         # is the whole change it is to finish, and the commit takes the work tree as it is.
         self._git("reset", "--quiet", "--mixed")
@@ -239,6 +247,12 @@ class Workspace:
     def discard_changes(self) -> None:
         """Drop uncommitted work; ignored files (.venv, build caches) survive on purpose."""
         self._on_branch()
+        if not self.changed_files():
+            # Status saw no staged, changed or untracked path, so reset and clean would
+            # change nothing (but an empty untracked directory, which git never records):
+            # one walk over the tree instead of two, in the usual case of a tree just
+            # claimed clean or just committed.
+            return
         self._git("reset", "--hard", "--quiet")
         # -ff: nested repositories too (never committed; see nested_repositories).
         self._git("clean", "-ffd", "--quiet")

@@ -135,7 +135,8 @@ def implement_subtask(
         for attempt in range(1, attempts + 1):
             report = turn(prompt)
             ctx.check_cancelled()
-            if not workspace.changed_files() and report.no_change_reason is None and not asked:
+            changed = workspace.changed_files()
+            if not changed and report.no_change_reason is None and not asked:
                 # Nothing changed and not a word why: a deliberate "no change needed" or a
                 # forgotten edit? Ask once rather than let an empty subtask pass unexplained.
                 asked = True
@@ -144,7 +145,8 @@ def implement_subtask(
                 )
                 report = turn(prompts.nothing_changed(executor.report_hint))
                 ctx.check_cancelled()
-            if not workspace.changed_files():
+                changed = workspace.changed_files()
+            if not changed:
                 ctx.emit("verify.skipped", f"Subtask {position} changed nothing: nothing to verify")
                 break
             if not verify_commands:
