@@ -245,6 +245,23 @@ def test_nested_repositories_and_gitlinks_are_refused_at_commit(
     assert "160000" not in sh(mirror.path, "ls-tree", "-r", committed)
 
 
+def test_an_untracked_repository_named_like_an_index_entry_is_refused(
+    pool: WorkspacePool, marker: Path
+) -> None:
+    """Untracked paths and index entries come out of one listing: a name shaped like an
+    index entry (mode, object id, stage, tab) is still an untracked repository."""
+    ws = pool.acquire("job-1", "errands/1-a", BASE)
+    disguised = f"100644 {'e' * 40} 0\tsub"
+    plant_nested_repository(ws.path, disguised, marker)
+    before = ws.head()
+
+    assert ws.nested_repositories() == [disguised]
+    with pytest.raises(NestedRepository):
+        ws.commit_all("Work with a disguised repository")
+    assert ws.head() == before
+    assert not marker.exists()
+
+
 def test_a_repository_made_inside_a_submodule_path_is_refused(tmp_path: Path, marker: Path) -> None:
     """A project with a real submodule: its gitlink is legitimate, but a repository the
     agent makes in its (empty) directory would be committed as a new gitlink."""

@@ -74,14 +74,19 @@ class Workspace:
         write, so its gitlinks are the ones HEAD has: no need to compare them with HEAD.
         Without ``untracked``, only the index is read: right after ``add --all`` it holds
         everything the commit would record, a repository ``add`` took in as a gitlink
-        included (one git process instead of two)."""
+        included."""
         found: set[str] = set()
-        if untracked:
-            # An untracked nested repository is listed as one entry ending in "/"; an
-            # untracked plain directory is listed by its files.
-            others = self._git("ls-files", "--others", "--exclude-standard", "-z")
-            found.update(entry[:-1] for entry in others.split("\0") if entry.endswith("/"))
-        for entry in self._git("ls-files", "--stage", "-z").split("\0"):
+        # One listing of both: -t tags each entry ("? " untracked, "H " and the like for the
+        # index), so an untracked name made to look like an index entry is still untracked.
+        listed = ("-t", "--others", "--exclude-standard") if untracked else ()
+        for listed_entry in self._git("ls-files", "-z", "--stage", *listed).split("\0"):
+            entry = listed_entry[2:] if untracked else listed_entry
+            if untracked and listed_entry.startswith("? "):
+                # An untracked nested repository is listed as one entry ending in "/"; an
+                # untracked plain directory is listed by its files.
+                if entry.endswith("/"):
+                    found.add(entry[:-1])
+                continue
             meta, _, name = entry.partition("\t")
             if meta.startswith(GITLINK) and os.path.lexists(self.path / name / ".git"):
                 found.add(name)
