@@ -198,6 +198,21 @@ Ints = npt.NDArray[np.int32]
 Offsets = npt.NDArray[np.int64]
 
 
+class _Words(dict[bytes, int]):
+    """Word → id, numbering a word on first sight and noting it for :meth:`Lexicon.number`
+    to split, so numbering words is one C-level ``map`` over them (``words.__getitem__``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[bytes] = []
+
+    def __missing__(self, word: bytes) -> int:
+        wid = len(self)
+        self[word] = wid
+        self.pending.append(word)
+        return wid
+
+
 class Lexicon:
     """Words (ASCII bytes, as a build's files are split) and terms numbered as first seen,
     and each word's terms, for documents counted in words: :meth:`expand` turns many of
@@ -209,21 +224,20 @@ class Lexicon:
     :meth:`expand` needs them."""
 
     def __init__(self) -> None:
-        self.words: dict[bytes, int] = {}
+        self.words = _Words()
         self.terms: dict[str, int] = {}
         self.names: list[str] = []  # terms by id
         self._tok_ptr = array("q", [0])  # word w's terms: _tok_ids[_tok_ptr[w]:_tok_ptr[w+1]]
         self._tok_ids = array("i")
 
     def number(self, words: list[bytes]) -> Ints:
-        """Each word's id (numbering, and splitting into terms, those not seen before):
-        C-level passes over the words, and Python work once per distinct word only."""
-        ids = self.words
-        new = [w for w in dict.fromkeys(words) if w not in ids]
-        if new:
-            ids.update(zip(new, range(len(ids), len(ids) + len(new)), strict=True))
-            self._learn(new)
-        return np.fromiter(map(ids.__getitem__, words), dtype=np.int32, count=len(words))
+        """Each word's id (numbering, and splitting into terms, those not seen before): one
+        C-level pass over the words, and Python work once per distinct new word only."""
+        ids = np.fromiter(map(self.words.__getitem__, words), dtype=np.int32, count=len(words))
+        if self.words.pending:
+            self._learn(self.words.pending)
+            self.words.pending = []
+        return ids
 
     def _learn(self, new: list[bytes]) -> None:
         # Comprehensions and C-level maps rather than a call per word: a build meets tens
