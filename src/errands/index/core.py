@@ -49,6 +49,9 @@ class CodeIndex:
         # paths updates changed since: what an update of that file in place rewrites.
         self._query_base: str | None = None
         self._changed: set[str] = set()
+        # The files whose history signals the window's moves since may have changed (None:
+        # not known, every file's are compared).
+        self._history_moved: set[str] | None = set()
 
     # ---- building -------------------------------------------------------------------------
 
@@ -151,7 +154,10 @@ class CodeIndex:
         ]
         # Oversized files are left out by `analyse`, on their contents' length, as in a build.
         self._add(analyse_entries(git_dir, entries, progress))
-        self._set_window(window.result())
+        moved = window.result()
+        if self._history_moved is not None:
+            self._history_moved = _history_moved(self._window, moved, self._history_moved)
+        self._set_window(moved)
         self.commit = sha
         return [c.path for c in changes]
 
@@ -204,11 +210,12 @@ class CodeIndex:
             self._window.commits,
         )  # fmt: skip
         updated = self._query_base is not None and stored.update(
-            path, contents, base=self._query_base, changed=self._changed
-        )
+            path, contents, base=self._query_base, changed=self._changed,
+            history=self._history_moved,
+        )  # fmt: skip
         if not updated:
             stored.write(path, contents)
-        self._query_base, self._changed = self.commit, set()
+        self._query_base, self._changed, self._history_moved = self.commit, set(), set()
         return updated
 
     @classmethod
@@ -409,3 +416,17 @@ class CodeIndex:
             return None
         i = int(idx)
         return info.symbols[i] if i < len(info.symbols) else None
+
+
+def _history_moved(old: gitio.Window, new: gitio.Window, moved: set[str]) -> set[str] | None:
+    """``moved`` and the files whose churn or newest commit may differ between the two
+    windows: those of the commits that entered or left. None when the commits both hold
+    are not in the same order (then which is newest may have changed for any file)."""
+    old_set, new_set = set(old.commits), set(new.commits)
+    if [c for c in old.commits if c in new_set] != [c for c in new.commits if c in old_set]:
+        return None
+    for sha in old_set - new_set:
+        moved.update(old.changed.get(sha, ()))
+    for sha in new_set - old_set:
+        moved.update(new.changed.get(sha, ()))
+    return moved

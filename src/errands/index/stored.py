@@ -240,9 +240,17 @@ def _lookup_rows(numbered: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str
             yield (table[name], key, fid)
 
 
-def update(path: Path, contents: Contents, *, base: str, changed: Iterable[str]) -> bool:
+def update(
+    path: Path,
+    contents: Contents,
+    *,
+    base: str,
+    changed: Iterable[str],
+    history: Iterable[str] | None = None,
+) -> bool:
     """Bring the query file from the index at ``base`` to ``contents``, which differ in
-    the files ``changed`` (and history), changing only their rows, in one
+    the files ``changed`` and in the history signals of the files ``history`` (None: of any
+    file), changing only their rows, in one
     transaction. False, and nothing changed, when the file is not at ``base`` (another
     writer moved it, or there is none) or so many documents changed that a whole
     :func:`write` is due."""
@@ -262,7 +270,8 @@ def update(path: Path, contents: Contents, *, base: str, changed: Iterable[str])
             conn.execute("ROLLBACK")
             return False
         try:
-            done = _apply(conn, meta, contents, sorted(set(changed)))
+            moved = None if history is None else set(history)
+            done = _apply(conn, meta, contents, sorted(set(changed)), moved)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -271,7 +280,11 @@ def update(path: Path, contents: Contents, *, base: str, changed: Iterable[str])
 
 
 def _apply(
-    conn: sqlite3.Connection, meta: dict[str, Any], contents: Contents, changed: list[str]
+    conn: sqlite3.Connection,
+    meta: dict[str, Any],
+    contents: Contents,
+    changed: list[str],
+    history: set[str] | None,
 ) -> bool:
     files = contents.files
     ex = conn.execute
@@ -315,8 +328,25 @@ def _apply(
         meta["next0"], meta["next1"] = fid + 1, first + n
         counts[fid] = n
     # History moved for files nobody changed: only the rows whose figures differ.
-    was = {p: (c, last) for p, c, last in ex("SELECT path, churn, last FROM files WHERE churn > 0")}
-    touched = contents.churn.keys() | contents.age.keys()
+    if history is None:  # every file the window touched, before or now
+        was = {
+            p: (c, last) for p, c, last in ex("SELECT path, churn, last FROM files WHERE churn > 0")
+        }
+        touched = contents.churn.keys() | contents.age.keys()
+    else:  # only these: the window's moves touched no other
+        touched = history - set(changed)
+        was = {}
+        listed = sorted(touched)
+        for lo in range(0, len(listed), 500):
+            part = listed[lo : lo + 500]
+            was.update(
+                (p, (c, last))
+                for p, c, last in ex(
+                    "SELECT path, churn, last FROM files WHERE churn > 0 AND path IN "
+                    f"({','.join('?' * len(part))})",
+                    part,
+                )
+            )
     now = {p: _history(contents, p) for p in touched if p in files}
     moved = [p for p, cols in now.items() if was.pop(p, (0, None)) != cols]
     moved += was  # left the window altogether
