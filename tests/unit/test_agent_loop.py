@@ -285,6 +285,35 @@ def test_each_run_calls_the_tools_of_its_own_workspace(home: Path, tmp_path: Pat
     assert "this is first" in seen[0] and "this is second" in seen[1]
 
 
+@dataclass
+class BatchingRecorder(Recorder):
+    batches: list[list[str]] = field(default_factory=list)
+
+    def record_events(self, items: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        self.batches.append([kind for kind, _, _ in items])
+        for kind, message, data in items:
+            self.event(kind, message, data)
+
+
+def test_what_one_response_holds_is_recorded_as_one_batch(
+    home: Path, tools: WorkspaceTools
+) -> None:
+    """A recorder that can write several events at once (a job's: one transaction) gets a
+    model response with its tool calls together, and a request with its tool results."""
+
+    def script(req: ChatRequest) -> Reply:
+        if req.n_assistant == 0:
+            return Reply.call("read_file", path="calc.py")
+        return report(**VALID)
+
+    recorder = BatchingRecorder()
+    outcome = run(script, home, tools=tools.read_only(), recorder=recorder)
+    assert outcome.error is None
+    assert ["agent.response", "agent.tool_call"] in recorder.batches
+    assert ["agent.tool_result"] in recorder.batches
+    assert sum(len(b) for b in recorder.batches) == len(recorder.events)
+
+
 def test_cancellation_stops_the_run_and_still_reports_usage(
     home: Path, tools: WorkspaceTools
 ) -> None:

@@ -63,6 +63,28 @@ class Recorder(Protocol):
     def check_cancelled(self) -> None: ...
 
 
+Event = tuple[str, str, dict[str, Any]]  # kind, message, data
+
+
+@runtime_checkable
+class BatchRecorder(Protocol):
+    """A recorder that can record several events in one transaction: what one model
+    response or one request holds (the answer and its tool calls) lands together, one
+    write instead of one per event."""
+
+    def record_events(self, items: Sequence[Event]) -> None: ...
+
+
+def _emit(recorder: Recorder, items: list[Event]) -> None:
+    if not items:
+        return
+    if isinstance(recorder, BatchRecorder):
+        recorder.record_events(items)
+        return
+    for kind, message, data in items:
+        recorder.event(kind, message, data)
+
+
 @runtime_checkable
 class BudgetGuard(Protocol):
     """A recorder that also guards spending: asked before every model request, with the
@@ -338,58 +360,73 @@ def _short(value: object, limit: int = 500) -> str:
 
 
 def _record_request(recorder: Recorder, agent: str, request: ModelRequest) -> None:
+    items: list[Event] = []
     for part in request.parts:
         if isinstance(part, UserPromptPart):
             content = part.content if isinstance(part.content, str) else str(part.content)
-            recorder.event("agent.prompt", f"{agent}: prompt", {"agent": agent, "content": content})
+            items.append(("agent.prompt", f"{agent}: prompt", {"agent": agent, "content": content}))
         elif isinstance(part, ToolReturnPart) and part.outcome == "retried":
             # A tool call (the output tool included) the model must redo, with the reason.
-            recorder.event(
-                "agent.retry",
-                f"{agent}: asked the model to fix its {part.tool_name} call",
-                {"agent": agent, "tool": part.tool_name, "content": part.model_response_str()},
+            items.append(
+                (
+                    "agent.retry",
+                    f"{agent}: asked the model to fix its {part.tool_name} call",
+                    {"agent": agent, "tool": part.tool_name, "content": part.model_response_str()},
+                )
             )
         elif isinstance(part, ToolReturnPart):
             content = part.model_response_str()
-            recorder.event(
-                "agent.tool_result",
-                f"{agent}: {part.tool_name} returned {len(content)} characters",
-                {"agent": agent, "tool": part.tool_name, "content": content},
+            items.append(
+                (
+                    "agent.tool_result",
+                    f"{agent}: {part.tool_name} returned {len(content)} characters",
+                    {"agent": agent, "tool": part.tool_name, "content": content},
+                )
             )
         elif isinstance(part, RetryFeedbackPart):
-            recorder.event(
-                "agent.retry",
-                f"{agent}: asked the model to fix its answer",
-                {"agent": agent, "tool": None, "content": part.model_response()},
+            items.append(
+                (
+                    "agent.retry",
+                    f"{agent}: asked the model to fix its answer",
+                    {"agent": agent, "tool": None, "content": part.model_response()},
+                )
             )
+    _emit(recorder, items)
 
 
 def _record_response(recorder: Recorder, agent: str, response: ModelResponse) -> None:
     usage = response.usage
-    recorder.event(
-        "agent.response",
-        f"{agent}: model answered ({usage.input_tokens} in / {usage.output_tokens} out tokens)",
-        {
-            "agent": agent,
-            "model": response.model_name,
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-        },
-    )
+    items: list[Event] = [
+        (
+            "agent.response",
+            f"{agent}: model answered ({usage.input_tokens} in / {usage.output_tokens} out tokens)",
+            {
+                "agent": agent,
+                "model": response.model_name,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+            },
+        )
+    ]
     for part in response.parts:
         if isinstance(part, TextPart) and part.content.strip():
-            recorder.event(
-                "agent.text",
-                f"{agent}: {part.content[:200]}",
-                {"agent": agent, "content": part.content},
+            items.append(
+                (
+                    "agent.text",
+                    f"{agent}: {part.content[:200]}",
+                    {"agent": agent, "content": part.content},
+                )
             )
         elif isinstance(part, ToolCallPart):
             try:
                 args: dict[str, Any] = part.args_as_dict() if part.args else {}
             except ValueError:  # the model sent arguments that are not JSON
                 args = {"raw": str(part.args)}
-            recorder.event(
-                "agent.tool_call",
-                f"{agent}: {part.tool_name}({_short(args, 160)})",
-                {"agent": agent, "tool": part.tool_name, "args": args},
+            items.append(
+                (
+                    "agent.tool_call",
+                    f"{agent}: {part.tool_name}({_short(args, 160)})",
+                    {"agent": agent, "tool": part.tool_name, "args": args},
+                )
             )
+    _emit(recorder, items)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +106,12 @@ class JobContext:
         # Each event commits on its own so clients following the log see it at once.
         with self.db.session() as session:
             self._record(session, kind, message, data)
+
+    def record_events(self, items: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        """Several events in one transaction (what one model response holds)."""
+        with self.db.session() as session:
+            for kind, message, data in items:
+                self._record(session, kind, message, data)
 
     def emit(self, kind: str, message: str, **data: Any) -> None:
         """Record an event in its own transaction. Never call this while holding a session
