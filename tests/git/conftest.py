@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +51,22 @@ def user_repo(make_repo: Callable[..., Path]) -> Path:
 @pytest.fixture
 def mirror(tmp_path: Path, user_repo: Path) -> Mirror:
     return Mirror.create(tmp_path / "data" / "mirror.git", str(user_repo))
+
+
+@pytest.fixture
+def git_starts(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Every git process started from now on: its subcommand and what follows."""
+    started: list[list[str]] = []
+    original = subprocess.Popen.__init__
+
+    def counting(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        argv = [str(a) for a in args]
+        if argv and argv[0] == "git":
+            at = 1
+            while at < len(argv) and argv[at].startswith("-"):
+                at += 2 if argv[at] in ("-c", "-C") else 1
+            started.append(argv[at:])
+        original(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", counting)
+    return started

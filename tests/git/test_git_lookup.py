@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,25 +23,6 @@ def fresh_readers() -> Iterator[None]:
     lookup.close_all()
     yield
     lookup.close_all()
-
-
-@pytest.fixture
-def git_starts(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Every git process started from now on: its subcommand and what follows."""
-    started: list[list[str]] = []
-    original = subprocess.Popen.__init__
-
-    def counting(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
-        argv = [str(a) for a in args]
-        if argv and argv[0] == "git":
-            at = 1
-            while at < len(argv) and argv[at].startswith("-"):
-                at += 2 if argv[at] in ("-c", "-C") else 1
-            started.append(argv[at:])
-        original(self, args, *rest, **kwargs)
-
-    monkeypatch.setattr(subprocess.Popen, "__init__", counting)
-    return started
 
 
 def _same_as_rev_parse(repo: Path, revs: list[str]) -> None:

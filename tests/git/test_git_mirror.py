@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -464,3 +465,14 @@ def test_branches_publish_while_the_mirror_is_busy_and_fetches_prune(
     for ws in spaces:
         assert sh(user_repo, "rev-parse", f"refs/heads/{ws.branch}").strip() == ws.head()
         assert mirror.resolve(mirror.base_ref(ws.branch)) == ws.head()
+
+
+def test_origin_is_read_once_per_version_of_the_config(
+    mirror: Mirror, user_repo: Path, make_repo: Callable[..., Path], git_starts: list[list[str]]
+) -> None:
+    assert mirror.origin == str(user_repo)
+    assert mirror.origin == str(user_repo)
+    assert [args[0] for args in git_starts] == ["config"]
+    other = make_repo("other")
+    sh(mirror.path, "config", "remote.origin.url", str(other))
+    assert mirror.origin == str(other)

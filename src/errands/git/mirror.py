@@ -72,6 +72,18 @@ def _write_excludes(path: Path) -> None:
     )
 
 
+# remote.origin.url of each mirror, with the version of its config file it was read from.
+_ORIGINS: dict[Path, tuple[tuple[int, int, int], str]] = {}
+
+
+def _file_version(file: Path) -> tuple[int, int, int] | None:
+    try:
+        found = file.stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
 # The mirrors this process has made or checked, by (path, origin as given). Every job opens
 # its project's mirror, and checking it again (about ten git processes) would find what it
 # found: only Errands writes a mirror's config, and a changed origin is another key.
@@ -181,7 +193,17 @@ class Mirror:
 
     @property
     def origin(self) -> str:
-        return git("config", f"remote.{ORIGIN}.url", cwd=self.path).strip()
+        # Asked at every publish and land: remembered per version of the config file. git
+        # rewrites that file whole (a new inode) at every change, so the same inode, size
+        # and mtime is the same content; only Errands writes it (no sandbox can).
+        before = _file_version(self.path / "config")
+        known = _ORIGINS.get(self.path)
+        if before is not None and known is not None and known[0] == before:
+            return known[1]
+        url = git("config", f"remote.{ORIGIN}.url", cwd=self.path).strip()
+        if before is not None and _file_version(self.path / "config") == before:
+            _ORIGINS[self.path] = (before, url)
+        return url
 
     def fetch(self) -> None:
         """Bring ``refs/remotes/origin/*`` up to date with origin's branches, as they were

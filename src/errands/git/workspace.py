@@ -167,6 +167,10 @@ class Workspace:
         self._git(
             "-c",
             "commit.gpgsign=false",
+            # The mirror's upkeep (gc) is checked after every fetch, and every job starts
+            # with one: a commit need not start another git process to check it again.
+            "-c",
+            "maintenance.auto=false",
             "commit",
             "--quiet",
             # The project's checks run as the task's verify commands, in the sandbox, with
