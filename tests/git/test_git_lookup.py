@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 from collections.abc import Iterator
@@ -140,3 +141,24 @@ def test_readers_are_bounded(tmp_path: Path, make_repo: Any) -> None:
     for mirror in mirrors:
         assert mirror.resolve("refs/remotes/origin/main") is not None
     assert len(lookup._registry.readers) == lookup.MAX_READERS
+
+
+def test_a_reader_works_past_a_thousand_open_files(mirror: Mirror) -> None:
+    """A server holds many sockets and files: the reader's pipe may be descriptor 2000."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2100:
+        pytest.skip("cannot open 2,000 files here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2100), hard))
+    held: list[int] = []
+    try:
+        while not held or held[-1] < 2000:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        assert mirror.resolve("refs/remotes/origin/main") == resolve_by_process(
+            mirror.path, "refs/remotes/origin/main"
+        )
+        (reader,) = lookup._registry.readers.values()
+        assert reader.fd > 1024
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -73,7 +73,7 @@ class _Reader:
                 self.stdin.write(name.encode() + b"\n")
                 self.stdin.flush()
                 line = self._line()
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a pipe already closed
                 raise _Unavailable(str(exc)) from exc
         found, _, kind = line.rpartition(b" ")
         if kind in (b"missing", b"ambiguous"):
@@ -87,10 +87,13 @@ class _Reader:
         # Anything else (a timeout, a partial line, a second line) and the reader is
         # dropped, never asked again: a late answer must not be taken for the next one's.
         deadline = time.monotonic() + TIMEOUT
+        # poll, not select: a server's descriptors can number past select's limit of 1024.
+        ready = select.poll()
+        ready.register(self.fd, select.POLLIN)
         data = b""
         while not data.endswith(b"\n"):
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+            if left <= 0 or not ready.poll(left * 1000):
                 raise _Unavailable("git cat-file did not answer in time")
             chunk = os.read(self.fd, 65536)
             if not chunk:
