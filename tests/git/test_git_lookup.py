@@ -100,6 +100,19 @@ def test_one_process_answers_every_lookup_of_a_mirror(
     assert [args[0] for args in git_starts] == ["cat-file"]
 
 
+def test_an_old_reader_is_replaced(
+    mirror: Mirror, git_starts: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It holds the pack files it read: a new one lets a gc's replaced packs go."""
+    assert mirror.resolve("refs/remotes/origin/main") is not None
+    (first,) = lookup._registry.readers.values()
+    monkeypatch.setattr(lookup, "MAX_AGE", 0.0)
+    assert mirror.resolve("refs/remotes/origin/main") is not None
+    assert first.closed
+    assert first.proc.returncode is not None
+    assert [args[0] for args in git_starts] == ["cat-file", "cat-file"]
+
+
 def test_what_cannot_travel_on_one_line_goes_to_rev_parse(
     mirror: Mirror, git_starts: list[list[str]]
 ) -> None:

@@ -35,6 +35,9 @@ from errands.git.repo import check_rev
 from errands.git.runner import run_git, start_git
 
 MAX_READERS = 8
+# Seconds a reader serves before a new one takes over: git keeps the pack files it read open,
+# and a gc that replaced them frees their disk space only once no process holds them.
+MAX_AGE = 60.0
 # Seconds an answer may take before the reader is given up on (a lookup takes microseconds;
 # this only bounds a git that hangs on a sick disk).
 TIMEOUT = 30.0
@@ -63,6 +66,7 @@ class _Reader:
         self.fd = self.proc.stdout.fileno()
         self.lock = threading.Lock()
         self.closed = False
+        self.started = time.monotonic()
 
     def ask(self, name: str) -> tuple[str, str] | None:
         """(object id, type) of ``name``; None when it names nothing (or not that type)."""
@@ -145,6 +149,9 @@ def _ask(repo: Path, name: str) -> tuple[str, str] | None:
     registry = _registry
     with registry.lock:
         reader = registry.readers.get(key)
+        if reader is not None and time.monotonic() - reader.started > MAX_AGE:
+            stopped.append(registry.readers.pop(key))
+            reader = None
         if reader is None:
             try:
                 reader = _Reader(repo)
