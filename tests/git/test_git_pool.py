@@ -14,7 +14,7 @@ import pytest
 from errands.errors import GitError, InvalidInput
 from errands.git import Mirror, Workspace, WorkspacePool
 from errands.git.pool import IDLE_PREFIX
-from errands.git.worktrees import private_index
+from errands.git.worktrees import list_worktrees, private_index
 from tests.git.git_helpers import commit_files, sh
 
 BASE = "refs/remotes/origin/main"
@@ -463,3 +463,47 @@ def test_an_untouched_tree_is_parked_without_a_scrub_and_its_branch_freed(
     assert again.git_dir == ws.git_dir
     assert (again.path / "README.md").stat().st_ino == inode
     _assert_exactly_at(again, mirror.resolve(BASE) or "")
+
+
+def _plant_fifo(git_dir: Path, how: str) -> None:
+    """What a sandboxed job can do to its own admin dir, which it may write."""
+    if how == "head ref":
+        (git_dir / "refs" / "bisect").mkdir(parents=True, exist_ok=True)
+        os.mkfifo(git_dir / "refs" / "bisect" / "trap")
+        (git_dir / "HEAD").write_text("ref: refs/bisect/trap\n")
+        return
+    target = git_dir / how
+    target.unlink(missing_ok=True)
+    os.mkfifo(target)
+
+
+@pytest.mark.parametrize("how", ["gitdir", "HEAD", "locked", "head ref"])
+def test_a_fifo_in_one_jobs_admin_dir_does_not_freeze_the_projects_git(
+    pool: WorkspacePool, mirror: Mirror, how: str
+) -> None:
+    """git reads every registration when it lists, prunes or adds work trees; a FIFO there
+    would block it forever under the mirror's lock, and every job of the project with it.
+    The registration is removed instead, and only the job that planted it loses it."""
+    hostile = pool.acquire("job-1", "errands/1-a", BASE)
+    honest = pool.acquire("job-2", "errands/2-b", BASE)
+    _plant_fifo(hostile.git_dir, how)
+    outcome: list[object] = []
+
+    def others() -> None:
+        try:
+            pool.sweep({"job-2"}, min_age=0)
+            listed = [t.path for t in list_worktrees(mirror.path)]
+            third = pool.acquire("job-3", "errands/3-c", BASE)
+            pool.release(third)
+            outcome.append(listed)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=others, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "git blocked on the FIFO"
+    assert not isinstance(outcome[0], BaseException), outcome[0]
+    assert honest.path in outcome[0]  # type: ignore[operator]
+    assert not hostile.git_dir.exists()
+    _assert_exactly_at(honest, mirror.resolve(BASE) or "")

@@ -49,6 +49,7 @@ from errands.git.worktrees import (
     list_worktrees,
     private_index,
     prune_needed,
+    prune_worktrees,
     register_path,
     remove_worktree,
     run_tree_git,
@@ -181,7 +182,7 @@ class WorkspacePool:
                 if path.parent == self.root.resolve() and not path.exists()
             ]
             if vanished or prune_needed(self.mirror.path):
-                git("worktree", "prune", cwd=self.mirror.path)
+                prune_worktrees(self.mirror.path)
             # Parked trees git does not know: a worker died between rename and repair.
             # Decided under the lock, as a tree parked a moment ago is registered by then.
             registered = admin_dirs(self.mirror.path)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import re
 import secrets
@@ -23,6 +25,7 @@ from errands.git.runner import GitResult, error_for, git, run_git
 INDEX_DIR = "errands-index"
 # The two forms git writes a HEAD file in: a symbolic ref, or the commit it is detached at.
 # Read without git only when it is exactly one of them (see head_of).
+log = logging.getLogger(__name__)
 _HEAD_FORMS = re.compile(rb"ref: (refs/[!-~]+)\n|([0-9a-f]{40}|[0-9a-f]{64})\n")
 _SMALL_FILE = 4096
 
@@ -39,6 +42,7 @@ class Worktree:
 
 def list_worktrees(repo: Path) -> list[Worktree]:
     """Every work tree of ``repo``: the main one (possibly bare) first, then linked ones."""
+    mend_registrations(repo)
     out = git("worktree", "list", "--porcelain", "-z", cwd=repo)
     trees: list[Worktree] = []
     for record in out.split("\0\0"):
@@ -150,7 +154,11 @@ def run_tree_git(
     one place that builds such a command.
 
     ``--git-dir`` explicitly, never ``path/.git``: whoever edits the work tree can point
-    that file at a repository whose config runs a program of their choosing."""
+    that file at a repository whose config runs a program of their choosing. GitError, and
+    no git, when the admin dir holds what would block git (see :func:`registration_problem`)."""
+    problem = registration_problem(git_dir)
+    if problem is not None:
+        raise GitError(f"{path}: its git directory {problem}; it is not used again")
     ensure_index(path, git_dir)
     return run_git(
         f"--git-dir={git_dir}",
@@ -204,6 +212,88 @@ def fresh_index(git_dir: Path) -> None:
     index.unlink(missing_ok=True)
 
 
+# What git reads in a registration when it lists or prunes work trees.
+_READ_BY_GIT = ("gitdir", "HEAD", "locked", "commondir")
+
+
+def mend_registrations(repo: Path) -> list[Path]:
+    """Remove every registration (admin dir) of ``repo`` that git could not list or prune
+    without blocking (see :func:`registration_problem`), and return them: the job whose
+    registration it was loses its git directory and fails."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(_common_dir(repo) / "worktrees"))
+    except OSError:
+        return removed
+    for entry in entries:
+        admin = Path(entry.path)
+        is_dir = entry.is_dir(follow_symlinks=False)
+        problem = registration_problem(admin) if is_dir else "is not a directory"
+        if problem is None:
+            continue
+        log.warning("removing the work tree registration %s: it %s", admin, problem)
+        if is_dir:
+            shutil.rmtree(admin, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(admin)
+        removed.append(admin)
+    return removed
+
+
+def registration_problem(admin: Path) -> str | None:
+    """Why git would block reading the admin dir ``admin``, or None.
+
+    A job's sandbox can write its own admin dir. A FIFO (or a link to one) where git reads
+    ``gitdir``, ``HEAD`` or ``locked``, or a HEAD naming a per-work-tree ref that is one,
+    and git waits forever: in ``worktree list`` or ``prune``, under the mirror's lock,
+    every job of the project with it. What git merely finds broken (a missing file, odd
+    content, a link to a plain file, which the commit path mends) is not a problem here."""
+    for name in _READ_BY_GIT:
+        if _blocks(admin / name):
+            return f"has something other than a plain file at {name}"
+    head = _read_following(admin / "HEAD")
+    if head is not None and head.startswith(b"ref:"):
+        ref = head[4:].strip().decode(errors="replace")
+        # A ref outside refs/heads/ may be a per-work-tree one, kept in the admin dir.
+        if not ref.startswith("refs/heads/") and (".." in ref or _blocks(admin / ref)):
+            return f"has a HEAD naming {ref!r}, which git cannot read"
+    return None
+
+
+def _blocks(path: Path) -> bool:
+    """Whether opening ``path`` to read (following links, as git does) could block: it is
+    there and not a plain file."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
+def _read_following(file: Path) -> bytes | None:
+    """:func:`_read_small`, through a link (git follows one), never blocking."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, _SMALL_FILE)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def prune_worktrees(repo: Path) -> None:
+    """``git worktree prune``, after :func:`mend_registrations`."""
+    mend_registrations(repo)
+    git("worktree", "prune", cwd=repo)
+
+
 def clear_branch(repo: Path, branch: str, *, keep: Path | None = None) -> None:
     """Remove every linked work tree of ``repo`` that has ``branch`` checked out but ``keep``.
 
@@ -212,11 +302,11 @@ def clear_branch(repo: Path, branch: str, *, keep: Path | None = None) -> None:
     stays there.
     """
     kept = keep.resolve() if keep is not None else None
-    git("worktree", "prune", cwd=repo)
+    prune_worktrees(repo)
     for tree in list_worktrees(repo)[1:]:
         if tree.branch == branch and tree.path.resolve() != kept:
             _clear_leftover(repo, tree.path)
-    git("worktree", "prune", cwd=repo)
+    prune_worktrees(repo)
 
 
 def admin_dir(repo: Path, path: Path) -> Path:
@@ -376,7 +466,7 @@ def remove_worktree(repo: Path, path: Path) -> None:
     """Remove the work tree at ``path`` and its registration; fine if it is already gone."""
     path = path.absolute()
     _clear_leftover(repo, path)
-    git("worktree", "prune", cwd=repo)
+    prune_worktrees(repo)
     _sweep_indexes(repo)
 
 
