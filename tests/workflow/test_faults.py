@@ -3,15 +3,15 @@ or conflicts, a dirty checkout, a cancelled job. Each ends clearly and loses not
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from errands.git.lock import turn
+from errands.git import Mirror
 from errands.testing.scripted_llm import FAST_RETRY_HEADERS, ChatRequest, Reply, ScriptedLLM
+from errands.workflow.merge import landing_turn
 from tests.conftest import run_git
 from tests.support import (
     CalcScript,
@@ -431,9 +431,8 @@ def test_merges_onto_one_base_take_turns_on_a_machine(home: Path, sample_repo: P
     with ScriptedLLM(CalcScript()) as llm, running_server(settings_for(home, llm.base_url)) as url:
         client = httpx.Client(base_url=url, timeout=30)
         task_id, task = to_review(client, sample_repo)
-        mirror = home / "mirrors" / f"project-{task['project_id']}.git"
-        digest = hashlib.sha256(b"main").hexdigest()[:16]
-        with turn(mirror / f"errands-land-{digest}.lock", patience=5) as mine:
+        mirror = Mirror(home / "mirrors" / f"project-{task['project_id']}.git")
+        with landing_turn(mirror, "main") as mine:
             assert mine
             client.post(f"/api/tasks/{task_id}/approve")
             time.sleep(2)

@@ -223,8 +223,9 @@ class Mirror:
     def _fetch(self) -> None:
         """Fetch (the caller holds the lock)."""
         fetches = _Fetches(self.path)
-        number = fetches.read()[0] + 1
-        fetches.write(number, fetches.read()[1])
+        begun, finished = fetches.read()
+        number = begun + 1
+        fetches.write(number, finished)
         self._network(
             "fetch",
             "--quiet",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from contextlib import AbstractContextManager
 
 from errands.domain import TaskState, check_transition
 from errands.errors import BaseMoved, GitError
@@ -65,7 +66,8 @@ def run(ctx: JobContext) -> None:
     if branch is None:
         raise GitError(f"Task {ctx.task_id} has no branch to merge.")
     mirror = ctx.mirror(origin)
-    commit = _land(ctx, mirror, origin, branch, base_branch, reviewed_base, message, key)
+    with landing_turn(mirror, base_branch):
+        commit = _land(ctx, mirror, origin, branch, base_branch, reviewed_base, message, key)
     try:
         # Only the copy this attempt merged: one moved since belongs to someone else.
         mirror.delete_remote_branch(branch, expected=ctx.origin_tips.get(branch))
@@ -74,6 +76,12 @@ def run(ctx: JobContext) -> None:
     record_merged(
         ctx, commit, f"Squash-merged into {base_branch} as {commit[:10]}", base_branch=base_branch
     )
+
+
+def landing_turn(mirror: Mirror, base_branch: str) -> AbstractContextManager[bool]:
+    """This machine's turn to land onto ``base_branch`` (see LAND_PATIENCE)."""
+    digest = hashlib.sha256(base_branch.encode()).hexdigest()[:16]
+    return turn(mirror.path / f"errands-land-{digest}.lock", patience=LAND_PATIENCE)
 
 
 def _land(
@@ -86,23 +94,7 @@ def _land(
     message: str,
     key: str,
 ) -> str:
-    """Squash and land, in this machine's turn for the base branch; return the commit now
-    on the base branch."""
-    digest = hashlib.sha256(base_branch.encode()).hexdigest()[:16]
-    with turn(mirror.path / f"errands-land-{digest}.lock", patience=LAND_PATIENCE):
-        return _land_attempts(ctx, mirror, origin, branch, base_branch, reviewed_base, message, key)
-
-
-def _land_attempts(
-    ctx: JobContext,
-    mirror: Mirror,
-    origin: str,
-    branch: str,
-    base_branch: str,
-    reviewed_base: str | None,
-    message: str,
-    key: str,
-) -> str:
+    """Squash and land; return the commit now on the base branch."""
     for attempt in range(1, LAND_ATTEMPTS + 1):
         ctx.check_cancelled()
         mirror.fetch()
