@@ -104,8 +104,7 @@ class JobContext:
 
     def event(self, kind: str, message: str, data: dict[str, Any]) -> None:
         # Each event commits on its own so clients following the log see it at once.
-        with self.db.session() as session:
-            self._record(session, kind, message, data)
+        self.record_events([(kind, message, data)])
 
     def record_events(self, items: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
         """Several events in one transaction (what one model response holds)."""
