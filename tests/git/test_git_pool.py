@@ -455,8 +455,13 @@ def test_an_untouched_tree_is_parked_without_a_scrub_and_its_branch_freed(
     free, the next acquire reuses it and it is exactly at its commit."""
     ws = pool.acquire("job-1", "errands/1-a", BASE)
     inode = (ws.path / "README.md").stat().st_ino
+    # Only to see that no scrub ran: a caller says "untouched" only when nothing wrote.
+    (ws.path / "marker.txt").write_text("left as it was\n")
     pool.release(ws, untouched=True)
     assert len(_idle(pool)) == 1
+    parked = _idle(pool)[0]
+    assert (parked / "marker.txt").exists()  # parked as it was: no clean, no walk
+    (parked / "marker.txt").unlink()
     plain = mirror.add_workspace(tmp_path / "elsewhere", "errands/1-a", BASE)
     mirror.remove_workspace(plain.path)
     again = pool.acquire("job-2", "errands/2-b", BASE)

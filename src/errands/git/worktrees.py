@@ -252,7 +252,7 @@ def registration_problem(admin: Path) -> str | None:
     for name in _READ_BY_GIT:
         if _blocks(admin / name):
             return f"has something other than a plain file at {name}"
-    head = _read_following(admin / "HEAD")
+    head = _read_small(admin / "HEAD", follow=True)
     if head is not None and head.startswith(b"ref:"):
         ref = head[4:].strip().decode(errors="replace")
         # A ref outside refs/heads/ may be a per-work-tree one, kept in the admin dir.
@@ -270,22 +270,6 @@ def _blocks(path: Path) -> bool:
         return False
     except OSError:
         return True
-
-
-def _read_following(file: Path) -> bytes | None:
-    """:func:`_read_small`, through a link (git follows one), never blocking."""
-    try:
-        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, _SMALL_FILE)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def prune_worktrees(repo: Path) -> None:
@@ -339,13 +323,15 @@ def admin_dirs(repo: Path) -> dict[Path, Path]:
     return found
 
 
-def _read_small(file: Path) -> bytes | None:
+def _read_small(file: Path, *, follow: bool = False) -> bytes | None:
     """The content of ``file`` if it is a plain file of at most a few kB; None otherwise.
 
-    For files in admin dirs, which a sandbox may have written: a link is not followed, a
-    FIFO does not block, a huge file is not read."""
+    For files in admin dirs, which a sandbox may have written: a link is not followed
+    (unless ``follow``: to read what git would read), a FIFO does not block, a huge file
+    is not read."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(file, flags)
     except OSError:
         return None
     try:
