@@ -9,7 +9,8 @@ import pytest
 
 from errands.errors import BranchMoved, GitError, InvalidInput, MergeConflict
 from errands.git import Mirror, Workspace
-from errands.git.lock import repo_lock
+from errands.git import mirror as mirror_module
+from errands.git.lock import LOCK_NAME, LOCKS_DIR, repo_lock
 from errands.git.mirror import FETCHES_NAME, _Fetches
 from tests.git.git_helpers import commit_files, sh
 
@@ -409,7 +410,7 @@ def test_fetches_asked_for_together_run_once(mirror: Mirror, user_repo: Path) ->
 def test_an_unreadable_fetch_count_costs_a_fetch_never_a_skip(
     mirror: Mirror, user_repo: Path
 ) -> None:
-    (mirror.path / FETCHES_NAME).write_text("garbage\n")
+    (mirror.path / LOCKS_DIR / FETCHES_NAME).write_text("garbage\n")
     pushed = commit_files(user_repo, {"more.txt": "more\n"}, "more")
     mirror.fetch()
     assert mirror.resolve(mirror.base_ref("main")) == pushed
@@ -476,3 +477,20 @@ def test_origin_is_read_once_per_version_of_the_config(
     other = make_repo("other")
     sh(mirror.path, "config", "remote.origin.url", str(other))
     assert mirror.origin == str(other)
+
+
+def test_an_earlier_versions_lock_files_are_removed_when_its_mirror_is_opened(
+    tmp_path: Path, user_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Earlier versions kept the mirror's lock, the landing turns and the fetch count at the
+    mirror's top, in the sandbox's sight; nothing uses them now, and they go."""
+    path = tmp_path / "m.git"
+    Mirror.create(path, str(user_repo))
+    old = ["errands.lock", "errands-fetches", "errands-land-0123456789abcdef.lock"]
+    for name in old:
+        (path / name).write_text("1 1\n")
+    monkeypatch.setattr(mirror_module, "_READY", set())  # the upgraded worker's first job
+    Mirror.create(path, str(user_repo))
+    assert [name for name in old if (path / name).exists()] == []
+    assert (path / LOCKS_DIR / LOCK_NAME).is_file()
+    assert (path / LOCKS_DIR / FETCHES_NAME).is_file()

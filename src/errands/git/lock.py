@@ -8,7 +8,33 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# Errands' own lock and state files of a mirror, all in this directory of it. Commands read
+# the mirror (a read-only bind), and flock needs no more than a read-only descriptor: a
+# command that could open these could hold every job of the project until its timeout. So
+# the sandbox hides this directory (workflow.workspaces.policies), and bubblewrap can only
+# cover what exists when a command starts: it is made before any lock is taken, and before
+# any sandbox of the mirror starts.
+LOCKS_DIR = "errands-locks"
 LOCK_NAME = "errands.lock"
+# Where earlier versions kept them, at the mirror's top where commands see them: removed
+# when a mirror is opened (see Mirror.create). No code takes them any more, so a worker of
+# an earlier version must not run beside this one on a machine (it would lock the old files).
+OLD_NAMES = ("errands.lock", "errands-fetches", ".errands-fetches.tmp", "errands-land-*.lock")
+
+
+def locks_dir(git_dir: Path) -> Path:
+    """The directory of Errands' own lock and state files in the mirror ``git_dir``, made if
+    it is missing."""
+    path = git_dir / LOCKS_DIR
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def remove_old_locks(git_dir: Path) -> None:
+    """Delete the lock and state files earlier versions kept at the mirror's top."""
+    for pattern in OLD_NAMES:
+        for old in git_dir.glob(pattern):
+            old.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -19,7 +45,7 @@ def repo_lock(git_dir: Path) -> Iterator[None]:
     same ref or packed-refs lock (a fetch pruning while a workspace is being added), so
     Errands' workers queue up here instead. The kernel drops the lock if the worker dies.
     """
-    with (git_dir / LOCK_NAME).open("a+b") as handle:
+    with (locks_dir(git_dir) / LOCK_NAME).open("a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -12,7 +12,7 @@ from errands.git import diffcache
 from errands.git import land as landing
 from errands.git.diff import DEFAULT_MAX_LINES_PER_FILE, Detail, Diff, parse_diff
 from errands.git.history import CommitInfo, list_commits
-from errands.git.lock import LOCK_NAME, repo_lock
+from errands.git.lock import LOCK_NAME, LOCKS_DIR, locks_dir, remove_old_locks, repo_lock
 from errands.git.lookup import resolve
 from errands.git.repo import check_rev, local_repository, require_task_branch
 from errands.git.runner import error_for, git, run_git
@@ -94,7 +94,8 @@ FETCHES_NAME = "errands-fetches"
 @dataclass(frozen=True)
 class _Fetches:
     """How many fetches of a mirror have begun, and the number of the last one that
-    finished: "<begun> <finished>" in a file beside the lock, written under the lock and
+    finished: "<begun> <finished>" in a file beside the lock (hidden from the sandbox with
+    it: see errands.git.lock.LOCKS_DIR), written under the lock and
     replaced whole, so a reader without the lock sees one or the other. A fetch that died
     half-way is begun and never finished; anything unreadable reads as none at all, which
     only ever costs a fetch."""
@@ -103,13 +104,14 @@ class _Fetches:
 
     def read(self) -> tuple[int, int]:
         try:
-            begun, finished = (self.mirror / FETCHES_NAME).read_text(encoding="ascii").split()
+            found = (self.mirror / LOCKS_DIR / FETCHES_NAME).read_text(encoding="ascii")
+            begun, finished = found.split()
             return int(begun), int(finished)
         except (OSError, ValueError, UnicodeDecodeError):
             return 0, 0
 
     def write(self, begun: int, finished: int) -> None:
-        path = self.mirror / FETCHES_NAME
+        path = locks_dir(self.mirror) / FETCHES_NAME
         temporary = path.with_name(f".{FETCHES_NAME}.tmp")
         temporary.write_text(f"{begun} {finished}\n", encoding="ascii")
         temporary.replace(path)
@@ -165,7 +167,8 @@ class Mirror:
         # Compare the git dir too: an empty directory inside some other repository would
         # otherwise pass for that repository.
         if found.stdout.splitlines() != ["true", str(self.path.resolve())]:
-            if any(p.name != LOCK_NAME for p in self.path.iterdir()):
+            # The lock taken for this (and an earlier version's) is all a new mirror may hold.
+            if any(p.name not in (LOCKS_DIR, LOCK_NAME) for p in self.path.iterdir()):
                 raise GitError(f"{self.path} exists and is not an Errands mirror")
             # No template: hooks from the host's init.templateDir have no place in a cache.
             git("init", "--bare", "--quiet", "--template=", cwd=self.path)
@@ -188,6 +191,7 @@ class Mirror:
             if config.get(key) != [value]:
                 git("config", "--replace-all", key, value, cwd=self.path)
         _write_excludes(self.path)
+        remove_old_locks(self.path)
         has_refs = git("for-each-ref", "--count=1", f"refs/remotes/{ORIGIN}/", cwd=self.path)
         return previous != origin or not has_refs.strip()
 

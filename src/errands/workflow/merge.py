@@ -11,7 +11,7 @@ from errands.errors import BaseMoved, GitError
 from errands.faults import crash_point
 from errands.forges.registry import forge_for
 from errands.git import Mirror
-from errands.git.lock import turn
+from errands.git.lock import locks_dir, turn
 from errands.store import Task
 from errands.workflow import trailers
 from errands.workflow.context import JobContext
@@ -81,7 +81,8 @@ def run(ctx: JobContext) -> None:
 def landing_turn(mirror: Mirror, base_branch: str) -> AbstractContextManager[bool]:
     """This machine's turn to land onto ``base_branch`` (see LAND_PATIENCE)."""
     digest = hashlib.sha256(base_branch.encode()).hexdigest()[:16]
-    return turn(mirror.path / f"errands-land-{digest}.lock", patience=LAND_PATIENCE)
+    path = locks_dir(mirror.path) / f"errands-land-{digest}.lock"
+    return turn(path, patience=LAND_PATIENCE)
 
 
 def _land(

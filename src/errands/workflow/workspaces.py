@@ -23,6 +23,7 @@ from errands.egress import EgressConfig, egress_proxy, parse_hosts
 from errands.egress.hosts import private_hosts
 from errands.errors import CommandError
 from errands.git import Mirror, Workspace, WorkspacePool
+from errands.git.lock import locks_dir
 from errands.git.worktrees import INDEX_DIR
 from errands.index import CodeIndex
 from errands.sandbox import Sandbox, SandboxPolicy, create_sandbox
@@ -127,7 +128,15 @@ def policies(
         # The mirror's worktrees/ holds every other job's private git directory; this job's own
         # (writable, deeper) still shows through. Errands' own indexes, this job's included,
         # are no command's business (see errands.git.worktrees.private_index).
-        hidden=(settings.home, home, mirror.path / "worktrees", mirror.path / INDEX_DIR),
+        # Errands' own locks too: a command holding one would hold up every job of the project
+        # (made here if missing: bubblewrap covers only what exists when a command starts).
+        hidden=(
+            settings.home,
+            home,
+            mirror.path / "worktrees",
+            mirror.path / INDEX_DIR,
+            locks_dir(mirror.path),
+        ),
         # Only a project that asked for the host's whole network gets it; an allowlist goes
         # through the egress proxy, in a network namespace of its own (see _setup).
         network=config.setup_egress == "host",
