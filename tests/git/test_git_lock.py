@@ -6,6 +6,9 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from errands.errors import Cancelled
 from errands.git.lock import turn
 
 
@@ -42,3 +45,23 @@ def test_a_holder_frozen_past_patience_is_gone_around(tmp_path: Path) -> None:
         assert time.monotonic() - started >= 0.3
     with turn(lock, patience=0.3) as third:  # released when the holder's block ended
         assert third
+
+
+def test_a_wait_for_a_turn_stops_when_its_check_raises(tmp_path: Path) -> None:
+    """A cancelled job (or one whose lease was lost) stops waiting at once."""
+    lock = tmp_path / "land.lock"
+    cancel = threading.Event()
+
+    def check() -> None:
+        if cancel.is_set():
+            raise Cancelled("The job was cancelled.")
+
+    with turn(lock, patience=30) as first:
+        assert first
+        threading.Timer(0.2, cancel.set).start()
+        started = time.monotonic()
+        with pytest.raises(Cancelled), turn(lock, patience=30, check=check):
+            pytest.fail("got a turn that is held")
+        assert time.monotonic() - started < 5
+    with turn(lock, patience=0.3, check=check) as free:  # a free turn is taken, no check
+        assert free

@@ -441,3 +441,44 @@ def test_merges_onto_one_base_take_turns_on_a_machine(home: Path, sample_repo: P
         kinds = [e["kind"] for e in events_of(client, task_id)]
     assert "merge.retrying" not in kinds
     assert run_git(sample_repo, "rev-parse", "main").strip() == merged["merge_commit"]
+
+
+def test_a_merge_waiting_for_its_turn_stops_with_its_worker(home: Path, sample_repo: Path) -> None:
+    """A worker stopping (or one that can no longer renew a lease) sets its jobs' cancel
+    events: a merge waiting for its landing turn hands its job back at once, not after the
+    turn's patience (two minutes) with the worker's shutdown held up meanwhile."""
+    with ScriptedLLM(CalcScript()) as llm:
+        settings = settings_for(home, llm.base_url)
+        with running_server(settings) as url:
+            client = httpx.Client(base_url=url, timeout=30)
+            task_id, task = to_review(client, sample_repo)
+            mirror = Mirror(home / "mirrors" / f"project-{task['project_id']}.git")
+            held = landing_turn(mirror, "main")
+            assert held.__enter__()
+            try:
+                client.post(f"/api/tasks/{task_id}/approve")
+                wait_for(
+                    lambda: (
+                        (job := client.get(f"/api/tasks/{task_id}").json()["jobs"][-1])["kind"]
+                        == "merge"
+                        and job["state"] == "running"
+                    ),
+                    timeout=30,
+                    what="the merge to wait for its turn",
+                )
+                time.sleep(0.5)
+                stopping = time.monotonic()
+            except BaseException:
+                held.__exit__(None, None, None)
+                raise
+        stopped_in = time.monotonic() - stopping
+        try:
+            with running_server(settings, embedded_worker=False) as url:
+                client = httpx.Client(base_url=url, timeout=30)
+                task = client.get(f"/api/tasks/{task_id}").json()
+        finally:
+            held.__exit__(None, None, None)
+    assert task["jobs"][-1]["kind"] == "merge"
+    assert task["jobs"][-1]["state"] == "queued"  # for a worker to resume
+    assert task["state"] == "in_review"
+    assert stopped_in < 15

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,19 +54,27 @@ def repo_lock(git_dir: Path) -> Iterator[None]:
 
 
 @contextmanager
-def turn(path: Path, *, patience: float, poll: float = 0.05) -> Iterator[bool]:
+def turn(
+    path: Path,
+    *,
+    patience: float,
+    poll: float = 0.05,
+    check: Callable[[], None] = lambda: None,
+) -> Iterator[bool]:
     """Wait up to ``patience`` seconds for an exclusive lock on the file ``path``; yields
     whether this caller holds it.
 
     For work that would otherwise race and retry, where queueing is only an optimisation:
     a holder frozen past ``patience`` (a stopped worker keeps its lock until it dies) makes
-    the others go ahead without their turn rather than wait for it forever."""
+    the others go ahead without their turn rather than wait for it forever. ``check`` is
+    called at every poll while waiting and stops the wait by raising (a cancelled job)."""
     with path.open("a+b") as handle:
         deadline = time.monotonic() + patience
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                check()
                 if time.monotonic() >= deadline:
                     yield False
                     return

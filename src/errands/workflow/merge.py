@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from errands.domain import TaskState, check_transition
@@ -66,7 +67,7 @@ def run(ctx: JobContext) -> None:
     if branch is None:
         raise GitError(f"Task {ctx.task_id} has no branch to merge.")
     mirror = ctx.mirror(origin)
-    with landing_turn(mirror, base_branch):
+    with landing_turn(mirror, base_branch, check=ctx.check_cancelled):
         commit = _land(ctx, mirror, origin, branch, base_branch, reviewed_base, message, key)
     try:
         # Only the copy this attempt merged: one moved since belongs to someone else.
@@ -78,11 +79,15 @@ def run(ctx: JobContext) -> None:
     )
 
 
-def landing_turn(mirror: Mirror, base_branch: str) -> AbstractContextManager[bool]:
-    """This machine's turn to land onto ``base_branch`` (see LAND_PATIENCE)."""
+def landing_turn(
+    mirror: Mirror, base_branch: str, *, check: Callable[[], None] = lambda: None
+) -> AbstractContextManager[bool]:
+    """This machine's turn to land onto ``base_branch`` (see LAND_PATIENCE). ``check`` ends
+    the wait by raising: a job cancelled, or whose lease was lost (the worker's heartbeat
+    sets its cancel event then too), stops waiting at once instead of after LAND_PATIENCE."""
     digest = hashlib.sha256(base_branch.encode()).hexdigest()[:16]
     path = locks_dir(mirror.path) / f"errands-land-{digest}.lock"
-    return turn(path, patience=LAND_PATIENCE)
+    return turn(path, patience=LAND_PATIENCE, check=check)
 
 
 def _land(
