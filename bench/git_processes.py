@@ -19,6 +19,7 @@ import collections
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,20 +46,27 @@ class Counter:
     def __init__(self) -> None:
         self.phase = "set-up"
         self.seen: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        # wall seconds from start to exit being reaped, summed per key
+        self.seconds: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self.lock = threading.Lock()
 
-    def record(self, argv: Sequence[str]) -> None:
+    def record(self, argv: Sequence[str]) -> tuple[str, str, str] | None:
         frames = [
             f"{frame.filename.split('/src/errands/')[-1]}:{frame.name}"
             for frame in traceback.extract_stack()[:-2]
             if "/src/errands/" in frame.filename
         ]
         if not frames:
-            return  # the benchmark's own git (generating and cloning the repository)
+            return None  # the benchmark's own git (generating and cloning the repository)
         sites = [f for f in frames if not f.startswith(PLUMBING)]
-        site = " < ".join(reversed(sites[-3:]))
+        key = (self.phase, _subcommand(argv), " < ".join(reversed(sites[-3:])))
         with self.lock:
-            self.seen[(self.phase, _subcommand(argv), site)] += 1
+            self.seen[key] += 1
+        return key
+
+    def took(self, key: tuple[str, str, str], seconds: float) -> None:
+        with self.lock:
+            self.seconds[key] += seconds
 
 
 def _subcommand(argv: Sequence[str]) -> str:
@@ -79,9 +87,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def counting(self: subprocess.Popen[Any], popen_args: Any, *more: Any, **kw: Any) -> None:
         command = [str(a) for a in popen_args] if isinstance(popen_args, list | tuple) else []
-        if command and Path(command[0]).name == "git":
-            counter.record(command)
+        key = counter.record(command) if command and Path(command[0]).name == "git" else None
         original_init(self, popen_args, *more, **kw)
+        if key is not None:
+            started[id(self)] = (key, time.perf_counter())
+
+    original_exit = subprocess.Popen._handle_exitstatus  # type: ignore[attr-defined]
+    started: dict[int, tuple[tuple[str, str, str], float]] = {}
+
+    def reaped(self: subprocess.Popen[Any], *exit_args: Any, **exit_kw: Any) -> None:
+        # where CPython records the exit status once the child is reaped: start → exit
+        if (entry := started.pop(id(self), None)) is not None:
+            counter.took(entry[0], time.perf_counter() - entry[1])
+        original_exit(self, *exit_args, **exit_kw)
 
     original_meter_init = overhead.Meter.__init__
     original_close = overhead.Meter.close
@@ -103,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # setattr: mypy refuses an assignment to a method; patched for this run only.
     setattr(subprocess.Popen, "__init__", counting)  # noqa: B010
+    setattr(subprocess.Popen, "_handle_exitstatus", reaped)  # noqa: B010
     setattr(overhead.Meter, "__init__", meter_init)  # noqa: B010
     setattr(overhead.Meter, "close", meter_close)  # noqa: B010
     overhead.run_task = run_task
@@ -110,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = overhead.main(["--tasks", str(args.tasks), *rest])
     finally:
         setattr(subprocess.Popen, "__init__", original_init)  # noqa: B010
+        setattr(subprocess.Popen, "_handle_exitstatus", original_exit)  # noqa: B010
     _report(counter, args.tasks, args.sites)
     return code
 
@@ -118,21 +138,35 @@ def _report(counter: Counter, tasks: int, sites: int) -> None:
     task_phases = ("research", "execute", "revise", "merge")
     by_phase: collections.Counter[str] = collections.Counter()
     by_subcommand: collections.Counter[str] = collections.Counter()
-    for (phase, subcommand, _), n in counter.seen.items():
+    phase_seconds: collections.Counter[str] = collections.Counter()
+    subcommand_seconds: collections.Counter[str] = collections.Counter()
+    for key, n in counter.seen.items():
+        phase, subcommand, _ = key
         by_phase[phase] += n
+        phase_seconds[phase] += counter.seconds[key]
         if phase in task_phases:
             by_subcommand[subcommand] += n
+            subcommand_seconds[subcommand] += counter.seconds[key]
     per_task = sum(by_phase[p] for p in task_phases) / tasks
     print(f"\ngit processes Errands started, per task (research → merged): {per_task:.1f}")
+    own = sum(phase_seconds[p] for p in task_phases) / tasks
+    print(
+        f"their wall time (start → exit reaped), per task: {own:.3f}s, by phase: "
+        + ", ".join(f"{p} {phase_seconds[p] / tasks:.3f}s" for p in by_phase)
+    )
     print("by phase, per task: " + ", ".join(f"{p} {by_phase[p] / tasks:.1f}" for p in by_phase))
-    print("by subcommand, per task (research → merged):")
+    print("by subcommand, per task (research → merged): processes, wall seconds")
     for subcommand, n in by_subcommand.most_common():
-        print(f"  {n / tasks:6.1f}  {subcommand}")
+        print(f"  {n / tasks:6.1f}  {subcommand_seconds[subcommand] / tasks:6.3f}s  {subcommand}")
     if sites:
-        print(f"busiest call sites, per task (top {sites}):")
-        ranked = sorted(counter.seen.items(), key=lambda item: -item[1])[:sites]
-        for (phase, subcommand, site), n in ranked:
-            print(f"  {n / tasks:6.1f}  {phase:8s} {subcommand:12s} {site}")
+        print(f"busiest call sites by wall time, per task (top {sites}): processes, seconds")
+        ranked = sorted(counter.seen.items(), key=lambda item: -counter.seconds[item[0]])[:sites]
+        for key, n in ranked:
+            phase, subcommand, site = key
+            print(
+                f"  {n / tasks:6.1f}  {counter.seconds[key] / tasks:6.3f}s  {phase:8s} "
+                f"{subcommand:12s} {site}"
+            )
 
 
 if __name__ == "__main__":
