@@ -1,17 +1,21 @@
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from errands.errors import BranchMoved, GitError, InvalidInput, MergeConflict
 from errands.git import Mirror, Workspace
 from errands.git import mirror as mirror_module
 from errands.git.lock import LOCK_NAME, LOCKS_DIR, repo_lock
 from errands.git.mirror import FETCHES_NAME, _Fetches
+from errands.git.workspace import stripspace
 from tests.git.git_helpers import commit_files, sh
 
 
@@ -97,6 +101,28 @@ def test_workspace_commits_never_touch_the_user_repository(tmp_path: Path, user_
     assert (user_repo / "README.md").read_text() == "user's uncommitted edit\n"
     assert mirror.resolve(f"refs/heads/{ws.branch}") == second
     assert "errands/" not in sh(user_repo, "branch", "--all")
+
+
+def test_a_commit_message_is_cleaned_as_git_commit_would_and_a_nul_does_not_fail_it(
+    tmp_path: Path, user_repo: Path
+) -> None:
+    mirror = Mirror.create(tmp_path / "m.git", str(user_repo))
+    ws = _start(mirror, tmp_path)
+    (ws.path / "a.txt").write_text("a\n")
+    sha = ws.commit_all("\n\nSubject  \t\n\n\n\n# kept\r\nbody\0 line   \n\n")
+    assert sha is not None and ws.head() == sha
+    raw = sh(mirror.path, "cat-file", "commit", sha)
+    assert raw.split("\n\n", 1)[1] == "Subject\n\n# kept\nbody line\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab# \t\n\r\v\f\u00a0")), max_size=30))
+def test_stripspace_is_gits(text: str) -> None:
+    # What `git commit --cleanup=whitespace` wrote before commits were made with plumbing.
+    want = subprocess.run(
+        ["git", "stripspace"], input=text.encode(), capture_output=True, check=True
+    )
+    assert stripspace(text) == want.stdout.decode()
 
 
 def test_discard_changes_keeps_ignored_files(tmp_path: Path, mirror: Mirror) -> None:

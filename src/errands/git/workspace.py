@@ -34,6 +34,21 @@ _OPERATION_STATE = (
 )
 
 
+def stripspace(message: str) -> str:
+    """A commit message cleaned as ``git commit --cleanup=whitespace`` (``git stripspace``)
+    does: trailing whitespace off every line, runs of empty lines made one, none at either
+    end, one newline at the end. Lines starting with "#" stay (the default "strip" would
+    delete them from an agent's message)."""
+    lines = [line.rstrip(" \t\r") for line in message.split("\n")]  # git's isspace: ASCII only
+    kept: list[str] = []
+    for line in lines:
+        if line or (kept and kept[-1]):
+            kept.append(line)
+    while kept and not kept[-1]:
+        kept.pop()
+    return "".join(line + "\n" for line in kept)
+
+
 def _head_file_names(git_dir: Path, ref: str) -> bool:
     """Whether ``git_dir``'s HEAD file is exactly the symbolic ref to ``ref``: the common
     case, read without starting git. Anything else (a link, a detached or odd HEAD, an
@@ -164,27 +179,27 @@ class Workspace:
             return None
         if staged.returncode != 1:
             raise error_for(staged)
-        self._git(
+        # Plumbing, not `git commit`: that would stat every file of the tree once more to
+        # refresh the index `add --all` has just refreshed (~20 ms on 5,000 files, for each
+        # commit). No hook runs either way (core.hooksPath=/dev/null, errands.git.runner):
+        # the project's checks are the verify commands, run in the sandbox.
+        ref = f"refs/heads/{self.branch}"
+        tree = self._git("write-tree").strip()
+        parent = lookup.resolve(self.git_dir.parent.parent, ref)
+        commit = self._git(
             "-c",
             "commit.gpgsign=false",
-            # The mirror's upkeep (gc) is checked after every fetch, and every job starts
-            # with one: a commit need not start another git process to check it again.
-            "-c",
-            "maintenance.auto=false",
-            "commit",
-            "--quiet",
-            # The project's checks run as the task's verify commands, in the sandbox, with
-            # their output reported; hooks here would run unsandboxed and could veto or
-            # rewrite the agent's commit behind our back.
-            "--no-verify",
-            # Not the default "strip": that would delete message lines starting with "#".
-            "--cleanup=whitespace",
-            "--file=-",
-            input=message,
+            "commit-tree",
+            tree,
+            *(("-p", parent) if parent else ()),
+            # git refuses a message holding NUL (the agent's summary is part of it).
+            input=stripspace(message.replace("\0", "")),
             env=ERRANDS_IDENTITY,
-        )
+        ).strip()
+        # A compare-and-swap from the parent read above (empty: the branch must not exist).
+        self._git("update-ref", "-m", "commit (errands)", ref, commit, parent or "")
         share_index(self.git_dir)
-        return self.head()
+        return commit
 
     def uncommitted_patch(self, limit: int) -> bytes | None:
         """Every uncommitted change, new files included, as a binary patch against HEAD

@@ -274,6 +274,12 @@ def publish_branch(ctx: JobContext, mirror: Mirror, branch: str, head: str) -> N
     it: if another attempt took the job over and published, this one raises (LeaseLost if
     its lease is gone, else BranchMoved: retried from origin's copy)."""
     ctx.check_lease()
+    if ctx.origin_tips.get(branch) == head:
+        # Pushed from here already (the last subtask's commit is the review round's head):
+        # a push of the same value would only make another round trip. Whoever could have
+        # moved origin's copy since is a newer attempt, which has taken the lease just
+        # checked; the next publication's compare-and-swap still catches anyone else.
+        return
     try:
         ctx.origin_tips[branch] = mirror.publish(
             branch, commit=head, expected=ctx.origin_tips[branch]
