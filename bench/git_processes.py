@@ -47,7 +47,9 @@ class Counter:
         self.phase = "set-up"
         self.seen: collections.Counter[tuple[str, str, str]] = collections.Counter()
         # wall seconds from start to exit being reaped, summed per key
-        self.seconds: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        self.seconds: collections.defaultdict[tuple[str, str, str], float] = (
+            collections.defaultdict(float)
+        )
         self.lock = threading.Lock()
 
     def record(self, argv: Sequence[str]) -> tuple[str, str, str] | None:
@@ -138,8 +140,8 @@ def _report(counter: Counter, tasks: int, sites: int) -> None:
     task_phases = ("research", "execute", "revise", "merge")
     by_phase: collections.Counter[str] = collections.Counter()
     by_subcommand: collections.Counter[str] = collections.Counter()
-    phase_seconds: collections.Counter[str] = collections.Counter()
-    subcommand_seconds: collections.Counter[str] = collections.Counter()
+    phase_seconds: collections.defaultdict[str, float] = collections.defaultdict(float)
+    subcommand_seconds: collections.defaultdict[str, float] = collections.defaultdict(float)
     for key, n in counter.seen.items():
         phase, subcommand, _ = key
         by_phase[phase] += n
