@@ -52,7 +52,7 @@ if str(ROOT / "src") not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from errands.index import CodeIndex, gitio  # noqa: E402
+from errands.index import CodeIndex, gitio, journal  # noqa: E402
 from errands.index import locate as locating  # noqa: E402
 from errands.index.build import (  # noqa: E402
     PARALLEL_MIN_FILES,
@@ -728,25 +728,56 @@ def scale(n_files: int) -> int:
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"  peak memory of the largest child (build workers, git): {children:.0f} MB")
     _fresh_locate(queried)
-    ms, save_ms = [], []
+    # The index job's path after a one-file commit (workflow.code_index.refresh_index): the
+    # update, the query file changed in place, then the index saved — appended to its
+    # journal — and the sum of the three (each run from a copy of the build's files).
+    ms, save_ms, append_ms, total_ms, record_kb = [], [], [], [], []
+    copy, probe_idx = tmp / "probe.query", tmp / "probe.idx"
     for which in range(6):
         scratch, commit, _path = one_file_commit(git_dir, head, tmp / "scratch", "median")
-        probe = CodeIndex.load(saved)
+        shutil.copyfile(queried, copy)
+        shutil.copyfile(saved, probe_idx)
+        journal.journal_path(probe_idx).unlink(missing_ok=True)
+        probe = CodeIndex.load(probe_idx)
         t0 = time.perf_counter()
         probe.update(scratch, commit)
         ms.append((time.perf_counter() - t0) * 1000)
-        # Then the query file, changed in place (a copy: every run starts from the build's).
-        copy = tmp / "probe.query"
-        shutil.copyfile(queried, copy)
         t0 = time.perf_counter()
         in_place = probe.save_query_file(copy)
         save_ms.append((time.perf_counter() - t0) * 1000)
         assert in_place, "the one-file update's query file was written whole"
+        t0 = time.perf_counter()
+        identity = probe.save(probe_idx)
+        append_ms.append((time.perf_counter() - t0) * 1000)
+        assert identity[3:] != journal.NO_JOURNAL, "the one-file update's index was saved whole"
+        record_kb.append(identity[5] / 1000)
+        total_ms.append(ms[-1] + save_ms[-1] + append_ms[-1])
         del which
     print(
         f"  one-file re-index (a median-sized file): median {statistics.median(ms[1:]):.1f} ms "
         f"over {len(ms) - 1} runs after a warm-up; then its query file updated in place: "
-        f"median {statistics.median(save_ms[1:]):.1f} ms"
+        f"median {statistics.median(save_ms[1:]):.1f} ms; then the index saved, appended to "
+        f"its journal: median {statistics.median(append_ms[1:]):.1f} ms "
+        f"({statistics.median(record_kb):.0f} kB a record)"
+    )
+    print(
+        "  one-file re-index as the index job does it (update + query file in place + index "
+        f"saved): median {statistics.median(total_ms[1:]):.1f} ms"
+    )
+    # What the save cost before the journal (and costs after a cold build or when the
+    # journal is compacted): the whole index written; and a load replaying one record.
+    t0 = time.perf_counter()
+    probe.save(tmp / "whole.idx")
+    whole_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    replayed = CodeIndex.load(probe_idx)
+    replay_load_s = time.perf_counter() - t0
+    assert replayed.commit == probe.commit
+    del replayed
+    print(
+        f"  the same index saved whole (every save before the journal): {whole_s:.2f} s; "
+        f"a load of the base and its one-record journal {replay_load_s:.2f} s "
+        f"(the index job still loads the index before each update)"
     )
     t0 = time.perf_counter()
     probe.locate("parser token schema render frame")

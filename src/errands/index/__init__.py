@@ -1,7 +1,8 @@
 """The code index: files, languages, symbols, imports, lexical search and localization.
 
 :class:`CodeIndex` is built from a git repository at a commit (no checkout), updated when the
-base moves by re-indexing only changed files, saved to one file per project, and answers
+base moves by re-indexing only changed files, saved per project (a whole index and a journal
+of the updates since), and answers
 ``search`` (for the agent's ``search_code`` tool), ``locate`` (which files a task is about,
 with reasons) and ``repo_map`` (a compact outline of symbols).
 

@@ -8,10 +8,12 @@ import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from errands.errors import GitError, InvalidInput
-from errands.index import gitio, stored
+from errands.index import gitio, journal, stored
 from errands.index import locate as _locate
 from errands.index.analyse import FileInfo, pack_files, unpack_files
 from errands.index.bm25 import BM25
@@ -21,14 +23,20 @@ from errands.index.model import Located, Symbol
 from errands.index.paths import skip_path, too_big
 from errands.index.tables import Derived
 
-# 6: document keys packed (5: files column by column, lookup tables without the
+# 7: a journal of updates beside the saved index, which names the base it follows (6:
+# document keys packed (5: files column by column, lookup tables without the
 # definitions; 4: the history window, lookup tables; 3: no files' contents)
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 HISTORY_COMMITS = 500
 # An update re-indexing more than this share of the files costs about as much as a cold
 # build (adding documents one by one costs several times a bulk build's per-file work), so
 # it is one.
 REBUILD_SHARE = 0.125
+# A save after updates appends them to the saved index's journal until the journal would
+# pass this share of the saved index, or hold this many records (each is replayed by every
+# load: a few ms for a one-file update); then the index is saved whole.
+JOURNAL_SHARE = 0.25
+JOURNAL_RECORDS = 64
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
 
@@ -52,6 +60,10 @@ class CodeIndex:
         # The files whose history signals the window's moves since may have changed (None:
         # not known, every file's are compared).
         self._history_moved: set[str] | None = set()
+        # The saved index this one is (was read from or last saved as), and the paths
+        # updates changed since (None: unknown, the next save writes the index whole).
+        self._disk: _OnDisk | None = None
+        self._unsaved: set[str] | None = None
 
     # ---- building -------------------------------------------------------------------------
 
@@ -147,6 +159,8 @@ class CodeIndex:
         for change in changes:
             self._remove_file(change.path)
             self._changed.add(change.path)
+            if self._unsaved is not None:
+                self._unsaved.add(change.path)
         entries = [
             gitio.TreeEntry(c.path, c.blob, 0)
             for c in changes
@@ -163,13 +177,116 @@ class CodeIndex:
 
     # ---- persistence ----------------------------------------------------------------------
 
-    def save(self, path: Path) -> tuple[int, int, int]:
-        """Write the index to one file (atomically: a crash leaves the old one, and two
-        writers at once — the index job and a research job — each replace it whole).
+    def save(
+        self,
+        path: Path,
+        *,
+        journal_share: float = JOURNAL_SHARE,
+        journal_records: int = JOURNAL_RECORDS,
+    ) -> journal.Identity:
+        """Save the index at ``path``: when it was read from (or last saved as) the index
+        saved there, and no other writer has saved since, by appending what its updates
+        changed to that index's journal (see :mod:`errands.index.journal`); otherwise, or
+        when the journal has grown long, whole (atomically: a crash leaves the old one, and
+        two writers at once — the index job and a research job — each replace it whole).
 
-        Returns the written file's identity (inode, mtime in ns, size), taken before it is
-        renamed into place: a reader that caches this index under it never pairs it with
-        another writer's file that replaced it in between."""
+        Returns the saved index's identity (:func:`errands.index.journal.identity`), taken
+        as it was written: a reader that caches this index under it never pairs it with
+        another writer's save that came after.
+
+        ``journal_share`` and ``journal_records`` bound the journal (see
+        :data:`JOURNAL_SHARE`); 0 saves whole."""
+        disk, paths = self._disk, self._unsaved
+        if (
+            disk is not None
+            and paths is not None
+            and disk.records < journal_records
+            # (checked again under the writers' lock; here it saves building a record
+            # for an index saved elsewhere)
+            and (journal.identity(path) or ())[:3] == disk.base
+        ):
+            saved = self._append(path, disk, paths, journal_share * disk.base[2])
+            if saved is not None:
+                return saved
+        return self._save_whole(path)
+
+    def _append(
+        self, path: Path, disk: _OnDisk, paths: set[str], limit: float
+    ) -> journal.Identity | None:
+        payload = pickle.dumps(self._delta(disk, paths), protocol=pickle.HIGHEST_PROTOCOL)
+        if disk.at + len(payload) > limit:
+            return None
+        saved = journal.append(path, payload, base=disk.base, at=disk.at)
+        if saved is not None:
+            self._disk = _OnDisk(
+                disk.base, disk.token, saved[-1], disk.records + 1, self.commit, self._window
+            )
+            self._unsaved = set()
+        return saved
+
+    def _delta(self, disk: _OnDisk, paths: set[str]) -> dict[str, object]:
+        """What the updates since ``disk`` changed: the entries, documents and history
+        window a load applies to that saved index to make this one (see :meth:`_replay`)."""
+        infos = [self._files[p] for p in sorted(paths) if p in self._files]
+        docs = [
+            (
+                _document(self._file_bm25, info.path),
+                [
+                    (i, counts)
+                    for i in range(len(info.symbols))
+                    if (counts := _document(self._sym_bm25, f"{info.path}\0{i}")) is not None
+                ],
+            )
+            for info in infos
+        ]
+        # The window by the commits the saved one holds (their positions there), and the
+        # others' files: a move of the window costs the commits that entered.
+        old = disk.window
+        at = {sha: i for i, sha in enumerate(old.commits)}
+        window: list[int | tuple[str, tuple[str, ...] | None]] = []
+        for sha in self._window.commits:
+            i, files = at.get(sha), self._window.changed.get(sha)
+            window.append(i if i is not None and old.changed.get(sha) == files else (sha, files))
+        return {
+            "version": FORMAT_VERSION,
+            "token": disk.token,
+            "at": disk.at,
+            "from": disk.commit,
+            "commit": self.commit,
+            "paths": sorted(paths),
+            "files": pack_files(infos),
+            "docs": docs,
+            "window": window,
+        }
+
+    def _replay(self, delta: dict[str, Any]) -> None:
+        """Apply a journal's record (see :meth:`_delta`) to the index it follows."""
+        for path in delta["paths"]:
+            self._remove_file(path)
+        infos = unpack_files(delta["files"]).values()
+        for info, (file_doc, sym_docs) in zip(infos, delta["docs"], strict=True):
+            self._files[info.path] = info
+            if self._derived is not None:
+                self._derived.add(info)
+            if file_doc is not None:
+                self._file_bm25.add(info.path, file_doc)
+            for i, counts in sym_docs:
+                self._sym_bm25.add(f"{info.path}\0{i}", counts)
+        old = self._window
+        commits: list[str] = []
+        changed: dict[str, tuple[str, ...]] = {}
+        for entry in delta["window"]:
+            if isinstance(entry, int):
+                sha, files = old.commits[entry], old.changed.get(old.commits[entry])
+            else:
+                sha, files = entry
+            commits.append(sha)
+            if files is not None:
+                changed[sha] = files
+        self._set_window(gitio.Window(tuple(commits), changed))
+        self.commit = delta["commit"]
+
+    def _save_whole(self, path: Path) -> journal.Identity:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         tmp = Path(name)
@@ -178,8 +295,12 @@ class CodeIndex:
         file_bm25, sym_bm25 = self._file_bm25, self._sym_bm25
         if file_bm25.fragmented or sym_bm25.fragmented:
             file_bm25, sym_bm25 = file_bm25.compact(), sym_bm25.compact()
+        # Names this base to the records of its journal: a journal left beside an older
+        # base (a crash between the two) is never applied to this one.
+        token = os.urandom(16)
         state = {
             "version": FORMAT_VERSION,
+            "token": token,
             "commit": self.commit,
             "files": pack_files(self._files.values()),
             "file_bm25": file_bm25,
@@ -193,12 +314,14 @@ class CodeIndex:
             with os.fdopen(handle, "wb") as fh:
                 pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
                 fh.flush()
-                st = os.fstat(fh.fileno())
-            tmp.replace(path)
+                base = journal.stat_identity(os.fstat(fh.fileno()))
+            journal.replace_base(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        self._disk = _OnDisk(base, token, 0, 0, self.commit, self._window)
+        self._unsaved = set()
+        return base + journal.NO_JOURNAL
 
     def save_query_file(self, path: Path) -> bool:
         """Write the index as a query file (see :mod:`errands.index.stored`): what a fresh
@@ -220,10 +343,14 @@ class CodeIndex:
 
     @classmethod
     def load(cls, path: Path) -> CodeIndex:
-        """Read an index written by :meth:`save` (Errands' own data directory only: the
-        format is pickle, so never point this at a file someone else wrote)."""
+        """Read an index written by :meth:`save`, its journal's records applied in order
+        (Errands' own data directory only: the format is pickle, so never point this at a
+        file someone else wrote). A journal's torn or damaged tail, or records that do not
+        follow this base, are left out: the index is then that of an earlier commit, which
+        the next update brings forward and saves whole."""
         try:
             with path.open("rb") as fh:
+                base = journal.stat_identity(os.fstat(fh.fileno()))
                 state = pickle.load(fh)
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
             raise InvalidInput(f"cannot read code index {path}: {exc}") from exc
@@ -235,6 +362,21 @@ class CodeIndex:
         index._sym_bm25 = state["sym_bm25"]
         index._set_window(state["window"])
         index._derived = Derived.restored(state["derived"], index._files.values())
+        token, at, applied = state["token"], 0, 0
+        data, _size = journal.read(path)
+        for start, end, payload in journal.records(data):
+            delta = _record(payload)
+            if (
+                delta is None
+                or delta.get("token") != token
+                or delta.get("at") != start
+                or delta.get("from") != index.commit
+            ):
+                break
+            index._replay(delta)
+            at, applied = end, applied + 1
+        index._disk = _OnDisk(base, token, at, applied, index.commit, index._window)
+        index._unsaved = set()
         # Saved after its query file (see workflow.code_index): an update of that file in
         # place checks that it is at this commit.
         index._query_base = index.commit
@@ -416,6 +558,36 @@ class CodeIndex:
             return None
         i = int(idx)
         return info.symbols[i] if i < len(info.symbols) else None
+
+
+@dataclass(frozen=True, slots=True)
+class _OnDisk:
+    """A saved index, as an index read from it or saved as it knows it: its base's identity
+    and token, its journal's length and records, and the commit and window there."""
+
+    base: tuple[int, int, int]
+    token: bytes
+    at: int
+    records: int
+    commit: str
+    window: gitio.Window
+
+
+def _document(bm25: BM25, key: str) -> dict[str, int] | None:
+    """A document's terms and counts, None when there is no such document (one without
+    terms is a document too: it counts among the live ones)."""
+    return bm25.document(key) if bm25.doc_keys.id_of(key) is not None else None
+
+
+def _record(payload: bytes) -> dict[str, Any] | None:
+    """A journal record's contents, None when this version cannot read it."""
+    try:
+        delta = pickle.loads(payload)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError):
+        return None
+    if not isinstance(delta, dict) or delta.get("version") != FORMAT_VERSION:
+        return None
+    return delta
 
 
 def _history_moved(old: gitio.Window, new: gitio.Window, moved: set[str]) -> set[str] | None:

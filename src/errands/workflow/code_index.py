@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from errands.errors import GitError, InvalidInput
 from errands.ids import id_in
+from errands.index import journal
 from errands.index.stored import StoredIndex
 
 if TYPE_CHECKING:
@@ -77,20 +78,16 @@ def _query_file_current(settings: Settings, project_id: int, commit: str) -> boo
 
 
 # Indexes this process has read, by file and its identity on disk: the server and a worker
-# answer `locate` and `search_code` from memory after the first time, and a file replaced
-# by a newer index (a new inode and mtime: `save` renames a fresh file over it) is read again.
-_Key = tuple[int, int, int]
+# answer `locate` and `search_code` from memory after the first time, and an index saved
+# again (a new base renamed over the old, or a record appended to its journal) is read again.
+_Key = journal.Identity
 _loaded: dict[Path, tuple[_Key, CodeIndex]] = {}
 _loaded_lock = threading.Lock()
 _KEEP = 8  # indexes kept at most (each is tens of MB for a large repository)
 
 
 def _identity(path: Path) -> _Key | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    return journal.identity(path)
 
 
 def load_index(settings: Settings, project_id: int) -> CodeIndex | None:
