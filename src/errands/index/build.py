@@ -20,7 +20,7 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, filterfalse
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
@@ -158,14 +158,6 @@ class _Encoder:
         return batch
 
 
-class _TermIds(dict[str, int]):
-    """Term → build-wide id, numbering a term on first sight (a C-level ``map``)."""
-
-    def __missing__(self, term: str) -> int:
-        tid = self[term] = len(self)
-        return tid
-
-
 @dataclass(slots=True)
 class _File:
     info: FileInfo
@@ -204,13 +196,17 @@ class _Merger:
     """Collects batches from any number of encoders into one :class:`Analysis`."""
 
     def __init__(self, sources: int) -> None:
-        self.vocab = _TermIds()
+        self.vocab: dict[str, int] = {}  # term → build-wide id, numbered on first sight
         self._local = [array("i") for _ in range(sources)]  # encoder's term id → build-wide
         self._files: dict[int, _File] = {}
 
     def add(self, source: int, batch: _Batch) -> None:
-        local = self._local[source]
-        local.extend(map(self.vocab.__getitem__, batch.terms))
+        local, vocab = self._local[source], self.vocab
+        # A batch names each of its terms once: those new to the build are numbered in bulk
+        # (in a serial build, all of them: a `__missing__` call each cost more).
+        new = list(filterfalse(vocab.__contains__, batch.terms))
+        vocab.update(zip(new, range(len(vocab), len(vocab) + len(new)), strict=True))
+        local.extend(map(vocab.__getitem__, batch.terms))
         if not batch.ordinals:
             return
         term_ids = np.frombuffer(local, dtype=np.int32)[batch.term_ids]
@@ -232,7 +228,7 @@ class _Merger:
         # Taken out of the merger file by file, so that once the arrays below are made
         # nothing holds the workers' batches (the whole build's postings) any more.
         files = [self._files.pop(k) for k in sorted(self._files)]
-        out = Analysis(infos=[f.info for f in files], vocab=dict(self.vocab))
+        out = Analysis(infos=[f.info for f in files], vocab=self.vocab)
         if not files:
             return out
         # Each file's own document, then its chunks, straight into arrays of their own: no
