@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -350,3 +351,38 @@ def test_bulk_word_tokens_equal_one_at_a_time() -> None:
     words += ["123", "0", "007", "abc", "ABC", "if", "Self"]
     want = [() if w.isdigit() else _WordTokens()[w] for w in words]
     assert _ByteWordTokens().learn([w.encode() for w in words]) == want
+
+
+def test_expand_by_packed_keys_equals_by_argsort(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Counts ride in the sorted keys' low bits when they fit, else an argsort orders them:
+    # both give each document's term counts as splitting each word alone does.
+    import numpy as np
+
+    from errands.index import lexical
+
+    docs = [
+        Counter({b"get_value": 2, b"getValue": 1, b"value": 3, b"123": 4, b"x": 1}),
+        Counter(),
+        Counter({b"HTTPServer": 70_000, b"http": 1, b"server_http": 2, b"the": 5}),
+        Counter({b"value": 1}),
+    ]
+    lexicon = lexical.Lexicon()
+    pairs = [(w, n) for doc in docs for w, n in doc.items()]
+    words = lexicon.number([w for w, _ in pairs])
+    counts = np.array([n for _, n in pairs], dtype=np.int32)
+    doc_ptr = np.cumsum([0, *map(len, docs)]).astype(np.int64)
+    want = [terms_of_words(Counter({w.decode(): n for w, n in doc.items()})) for doc in docs]
+
+    def expanded() -> list[Counter[str]]:
+        ptr, terms, tfs = lexicon.expand(doc_ptr, words, counts)
+        assert terms.dtype == tfs.dtype == np.int32
+        spans = list(pairwise(ptr.tolist()))
+        assert all((np.diff(terms[a:b]) > 0).all() for a, b in spans)  # sorted, each once
+        return [
+            Counter({lexicon.names[t]: int(n) for t, n in zip(terms[a:b], tfs[a:b], strict=True)})
+            for a, b in spans
+        ]
+
+    assert expanded() == want
+    monkeypatch.setattr(lexical, "_KEY_BITS", 0)  # no count fits: by argsort
+    assert expanded() == want

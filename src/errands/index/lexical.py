@@ -197,6 +197,9 @@ def term_counts(text: str) -> Counter[str]:
 Ints = npt.NDArray[np.int32]
 Offsets = npt.NDArray[np.int64]
 
+# Bits of a (document, term, count) key :meth:`Lexicon.expand` sorts: an int64's, sign aside.
+_KEY_BITS = 63
+
 
 class _Words(dict[bytes, int]):
     """Word → id, numbering a word on first sight and noting it for :meth:`Lexicon.number`
@@ -278,7 +281,7 @@ class Lexicon:
         # The counts ride in the keys' low bits, so one sort in place orders both (a third
         # cheaper than an argsort and two gathers); by argsort if they would not fit.
         bits = int(tfs.max()).bit_length() if total else 0
-        if (n_docs * width).bit_length() + bits <= 63:
+        if (n_docs * width).bit_length() + bits <= _KEY_BITS:
             key <<= bits
             key |= tfs
             key.sort()
