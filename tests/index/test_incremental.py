@@ -4,6 +4,7 @@ sequences of commits on a real git repository)."""
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 
@@ -95,6 +96,19 @@ def _dump(path: Path) -> dict[str, object]:
         stored.close()
 
 
+def _answers(index: CodeIndex) -> list[object]:
+    """What each word scores in both BM25 indexes (which documents are live included,
+    which the state leaves to the postings)."""
+    found: list[object] = [
+        (bm25.top({word: 1.0}, 100), bm25.postings(word))
+        for word in WORDS
+        for bm25 in (index.file_bm25, index.sym_bm25)
+    ]
+    for bm25 in (index.file_bm25, index.sym_bm25):  # each document found by its key
+        found.append({key: bm25.document(key) for key in bm25.doc_keys if key is not None})
+    return found
+
+
 def assert_same(updated: CodeIndex, fresh: CodeIndex) -> None:
     """Field by field, so a failure names the field that differs."""
     a, b = updated.state(), fresh.state()
@@ -116,7 +130,16 @@ def test_an_index_updated_through_any_commits_equals_a_fresh_build(data: st.Data
     with tempfile.TemporaryDirectory(prefix="errands-index-prop-") as tmp:
         repo = Path(tmp)
         git(repo, "init", "-q", "-b", "main")
-        files: dict[str, bytes] = {}
+        # A few files first, so that the ones added later share directories, names and
+        # words with others (the lookup tables' and postings' lists hold several files).
+        files: dict[str, bytes] = {
+            f"{d}{stem}.py": "".join(
+                f"def {a}_{b}({b}):\n    return {b}\n\n" for b in WORDS[i : i + 4]
+            ).encode()
+            for i, (d, stem, a) in enumerate(zip(DIRS, STEMS, WORDS, strict=False))
+        }
+        for path, body in files.items():
+            _write(repo, path, body)
         commits = [_commit(data, repo, files) for _ in range(data.draw(st.integers(2, 6)))]
         git_dir = repo / ".git"
         # A short history window, so that updates move it past commits it held.
@@ -131,7 +154,12 @@ def test_an_index_updated_through_any_commits_equals_a_fresh_build(data: st.Data
         index.save(saved, journal_share=share, journal_records=records)
         # Forwards, backwards and sideways through the commits, as a base branch moves.
         for target in data.draw(st.lists(st.sampled_from(commits), min_size=1, max_size=5)):
+            # Updated as a fork (as the index job does the index its process holds), which
+            # leaves the index it came from as it was, for its readers.
+            previous, before = index, copy.deepcopy((index.state(), _answers(index)))
+            index = index.fork()
             index.update(git_dir, target)
+            assert (previous.state(), _answers(previous)) == before
             fresh = CodeIndex.build(git_dir, target, history_commits=window)
             assert_same(index, fresh)
             query = " ".join(data.draw(st.lists(st.sampled_from(WORDS), min_size=1)))
@@ -144,11 +172,14 @@ def test_an_index_updated_through_any_commits_equals_a_fresh_build(data: st.Data
             stored = StoredIndex(repo / "updated.q")
             assert stored.locate(query) == index.locate(query)
             stored.close()
-            # Saved and read back, as the next update (another process) would.
+            # Saved and read back, as the next update (another process) would; the next
+            # step goes on from either.
             index.save(saved, journal_share=share, journal_records=records)
-            index = CodeIndex.load(saved)
-            assert_same(index, fresh)
-            assert index.locate(query) == fresh.locate(query)
+            loaded = CodeIndex.load(saved)
+            assert_same(loaded, fresh)
+            assert loaded.locate(query) == fresh.locate(query)
+            if data.draw(st.booleans()):
+                index = loaded
         index.save(repo / "saved.idx")
         loaded = CodeIndex.load(repo / "saved.idx")
         assert_same(loaded, index)
@@ -161,6 +192,37 @@ def test_an_index_updated_through_any_commits_equals_a_fresh_build(data: st.Data
         loaded.save_query_file(repo / "updated.q")
         fresh.save_query_file(repo / "fresh.q")
         assert _dump(repo / "updated.q") == _dump(repo / "fresh.q")
+
+
+def test_an_update_of_a_fork_leaves_the_index_it_came_from_as_it_was(repo: Path) -> None:
+    """A file added beside others (a directory, a name it defines and words it holds
+    listed with theirs), one edited and one deleted, in a fork: the index forked from
+    answers as before, every table, posting and statistic the same; then that file edited
+    in a fork of the fork (its documents in the overlay of the index forked from)."""
+    _write(repo, "pkg/cart.py", b"def price_cart(cart):\n    return cart.total\n")
+    _write(repo, "pkg/round.py", b"def round_price(price):\n    return round(price)\n")
+    _write(repo, "lib/parse.py", b"def parse_frame(frame):\n    return frame\n")
+    _write(repo, "lib/frame.py", b"def render_frame(frame):\n    return frame\n")
+    git(repo, "add", "--all")
+    git(repo, "commit", "-q", "-m", "first")
+    first = git(repo, "rev-parse", "HEAD")
+    _write(repo, "pkg/discount.py", b"def price_cart(cart, rate):\n    return cart.total * rate\n")
+    _write(repo, "lib/parse.py", b"def parse_frame(frame, total):\n    return frame\n")
+    _write(repo, "lib/frame.py", None)
+    git(repo, "add", "--all")
+    git(repo, "commit", "-q", "-m", "second")
+    second = git(repo, "rev-parse", "HEAD")
+    _write(repo, "pkg/discount.py", b"def price_cart(cart):\n    return cart.total\n")
+    git(repo, "commit", "-q", "-am", "third")  # (the second's file, in the overlay now)
+    third = git(repo, "rev-parse", "HEAD")
+    index = CodeIndex.build(repo / ".git", first)
+    for target in (second, third):
+        before = copy.deepcopy((index.state(), _answers(index), index.locate("price cart")))
+        fork = index.fork()
+        fork.update(repo / ".git", target)
+        assert (index.state(), _answers(index), index.locate("price cart")) == before
+        assert_same(fork, CodeIndex.build(repo / ".git", target))
+        index = fork
 
 
 def test_a_large_change_is_a_cold_build_and_equals_one(repo: Path) -> None:

@@ -166,8 +166,13 @@ def test_the_index_job_appends_and_readers_see_each_save(
     path = index_path(settings, 9)
     base = journal.identity(path)
     assert base is not None
+    held = load_index(settings, 9)
+    assert held is not None
     updated, changed = refresh_index(settings, 9, mirror, shas[1])
     assert changed == ["pkg/price.py"]
+    # The index this process held was updated as a fork: its readers still have it as it was.
+    assert updated is not held and held.commit == shas[0]
+    assert_same(held, CodeIndex.build(repo / ".git", shas[0]))
     now = journal.identity(path)
     assert now is not None and now[:3] == base[:3] and now[3:] != journal.NO_JOURNAL
     assert load_index(settings, 9) is updated

@@ -191,6 +191,23 @@ class BM25:
             keys, self.vocab, ptr.astype(np.int64), terms[order], tfs[order].astype(np.int32)
         )
 
+    def fork(self) -> BM25:
+        """A copy to change (:meth:`add`, :meth:`remove`) apart from this one, which stays
+        as it is for whoever reads it: the base postings, never changed in place, shared;
+        the statistics, the liveness flags and the overlay copied."""
+        other = BM25.__new__(BM25)
+        other.__dict__.update(self.__dict__)
+        other.vocab = dict(self.vocab)
+        other.df = list(self.df)
+        other.doc_keys = self.doc_keys.fork()
+        other.doc_len = list(self.doc_len)
+        other._alive = self._alive.copy()
+        other._extra = {tid: dict(plist) for tid, plist in self._extra.items()}
+        other._extra_terms = dict(self._extra_terms)
+        other._arrays = dict(self._arrays)
+        other._names = None if self._names is None else list(self._names)
+        return other
+
     def export(self, keys: Sequence[str]) -> Exported:
         """The live documents renumbered in the order of ``keys`` (every live key once),
         terms no live document holds left out (for the query file).

@@ -175,6 +175,22 @@ class CodeIndex:
         self.commit = sha
         return [c.path for c in changes]
 
+    def fork(self) -> CodeIndex:
+        """A copy to update apart from this one, which stays as it is for whoever reads it
+        (another thread's `locate`): what updates never change in place shared, the rest
+        copied — tens of ms where reading the saved index again takes seconds."""
+        other = CodeIndex.__new__(CodeIndex)
+        other.__dict__.update(self.__dict__)
+        other._files = dict(self._files)
+        other._file_bm25 = self._file_bm25.fork()
+        other._sym_bm25 = self._sym_bm25.fork()
+        other._derived = None if self._derived is None else self._derived.fork()
+        # (the window, churn and age are replaced by an update, never changed)
+        other._changed = set(self._changed)
+        other._history_moved = None if self._history_moved is None else set(self._history_moved)
+        other._unsaved = None if self._unsaved is None else set(self._unsaved)
+        return other
+
     # ---- persistence ----------------------------------------------------------------------
 
     def save(

@@ -65,6 +65,16 @@ class Keys:
         self._more_ids = {key: base + i for i, key in enumerate(self._more) if key is not None}
         self._index()
 
+    def fork(self) -> Keys:
+        """A copy to change apart from this one: the packed base and its hashes (never
+        changed in place) shared, what removals and additions change copied."""
+        other = Keys.__new__(Keys)
+        other.__dict__.update(self.__dict__)
+        other._removed = set(self._removed)
+        other._more = list(self._more)
+        other._more_ids = dict(self._more_ids)
+        return other
+
     def __len__(self) -> int:
         return len(self._ends) + len(self._more)
 

@@ -57,19 +57,28 @@ class Derived:
                 derived.defs.setdefault(sym.name, []).append(sym)
         return derived
 
+    def fork(self) -> Derived:
+        """A copy to change apart from this one: :meth:`add` and :meth:`remove` put new
+        lists in the tables rather than change those there, so the lists are shared."""
+        return Derived(
+            dict(self.defs), dict(self.modules), dict(self.path_tokens), dict(self.basenames)
+        )
+
     def add(self, info: FileInfo) -> None:
-        """Enter a file that is not in the tables, where path order puts it."""
+        """Enter a file that is not in the tables, where path order puts it (in new lists:
+        see :meth:`fork`)."""
         path = info.path
         for table, key in self._keys(info):
-            paths = table.setdefault(key, [])
-            paths.insert(bisect.bisect_left(paths, path), path)
+            paths = table.get(key, [])
+            at = bisect.bisect_left(paths, path)
+            table[key] = [*paths[:at], path, *paths[at:]]
         by_name: dict[str, list[Symbol]] = {}
         for sym in info.symbols:
             by_name.setdefault(sym.name, []).append(sym)
         for name, syms in by_name.items():
-            defs = self.defs.setdefault(name, [])
+            defs = self.defs.get(name, [])
             at = bisect.bisect_left(defs, path, key=lambda s: s.path)
-            defs[at:at] = syms
+            self.defs[name] = [*defs[:at], *syms, *defs[at:]]
 
     def remove(self, info: FileInfo) -> None:
         """Take a file out of the tables (as it was entered: ``info`` is its old entry)."""

@@ -142,15 +142,17 @@ def refresh_index(
     key = _identity(path)
     with _loaded_lock:
         cached = _loaded.get(path)
-    if (
-        cached is not None
-        and cached[0] == key
-        and cached[1].commit == commit
-        and _query_file_current(settings, project_id, commit)
-    ):
-        return cached[1], []
-    # Read once, and updated in place: never the shared copy another thread may be reading.
-    index = _load_own(path)
+    index: CodeIndex | None
+    if cached is not None and cached[0] == key:
+        if cached[1].commit == commit and _query_file_current(settings, project_id, commit):
+            return cached[1], []
+        # The saved index, as this process has it: updated as a fork, never the shared
+        # copy another thread may be reading (reading it again took seconds on a large
+        # repository; the save then appends to the journal of the very files it is).
+        index = cached[1].fork()
+    else:
+        # Read once, and updated in place.
+        index = _load_own(path)
     if index is not None and key is not None and index.commit == commit:
         if not _query_file_current(settings, project_id, commit):  # an older Errands' index
             index.save_query_file(query_file(settings.home, project_id))
