@@ -218,7 +218,7 @@ class BM25:
         same = not self._extra and self.live == len(self.doc_keys) == len(keys)
         if same and all(map(operator.eq, self.doc_keys, keys)):
             held = np.flatnonzero(np.diff(self._ptr))
-            names = self._term_names()
+            names = self.term_names()
             return Exported(
                 [names[t] for t in held.tolist()],
                 np.concatenate((self._ptr[held], self._ptr[-1:])),
@@ -257,10 +257,10 @@ class BM25:
         doc = self.doc_keys.id_of(key)
         if doc is None:
             return {}
-        names = self._term_names()
+        names = self.term_names()
         return {names[t]: self._tf(t, doc) for t in self._terms_of(doc)}
 
-    def _term_names(self) -> list[str]:
+    def term_names(self) -> list[str]:
         """Terms by id: made on first use, then kept (and extended by :meth:`add`), so
         saving an update's few documents does not walk the whole vocabulary each time."""
         if self._names is None or len(self._names) != len(self.df):

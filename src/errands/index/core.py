@@ -393,6 +393,11 @@ class CodeIndex:
             at, applied = end, applied + 1
         index._disk = _OnDisk(base, token, at, applied, index.commit, index._window)
         index._unsaved = set()
+        # Terms by id, which saving after an update reads (the query file's rows and the
+        # journal's record): made once here, not by the first update of each fork of this
+        # index (tens of ms on a large repository, a small part of a load).
+        index._file_bm25.term_names()
+        index._sym_bm25.term_names()
         # Saved after its query file (see workflow.code_index): an update of that file in
         # place checks that it is at this commit.
         index._query_base = index.commit
