@@ -245,6 +245,24 @@ def test_a_large_change_is_a_cold_build_and_equals_one(repo: Path) -> None:
     assert not index.file_bm25.fragmented  # a bulk build, not an overlay of many documents
 
 
+def test_a_fork_of_a_fragmented_index_is_compacted(repo: Path) -> None:
+    """A process that forks its index for every update does not keep every update's
+    removed and overlay documents: the fork of a fragmented index is compacted."""
+    for i in range(4):
+        _write(repo, f"pkg/m{i}.py", f"def f{i}(x):\n    return x + {i}\n".encode())
+    git(repo, "add", "--all")
+    git(repo, "commit", "-q", "-m", "first")
+    index = CodeIndex.build(repo / ".git", git(repo, "rev-parse", "HEAD"))
+    for round_no in range(20):  # 80 documents removed and added: past the 64 tolerated
+        for i in range(4):
+            _write(repo, f"pkg/m{i}.py", f"def g{i}(y):\n    return y * {round_no}\n".encode())
+        git(repo, "commit", "-q", "-am", "edit")
+        index = index.fork()
+        index.update(repo / ".git", git(repo, "rev-parse", "HEAD"))
+    assert not index.sym_bm25.fragmented and not index.file_bm25.fragmented
+    assert_same(index, CodeIndex.build(repo / ".git", index.commit))
+
+
 def test_history_counts_the_commits_in_the_window_of_the_commit_indexed(repo: Path) -> None:
     """Churn and age are those of the commit being indexed: after an update, a file changed
     in 3 of the last 4 commits reads 3, as git log says (not 1 more per update)."""

@@ -194,7 +194,12 @@ class BM25:
     def fork(self) -> BM25:
         """A copy to change (:meth:`add`, :meth:`remove`) apart from this one, which stays
         as it is for whoever reads it: the base postings, never changed in place, shared;
-        the statistics, the liveness flags and the overlay copied."""
+        the statistics, the liveness flags and the overlay copied. Once removed documents
+        and the overlay have grown to a quarter of the index, a compacted copy instead (a
+        process forking its index update after update would otherwise keep every update's
+        leftovers: rarely, as it takes thousands of one-file updates)."""
+        if self.fragmented:
+            return self.compact()
         other = BM25.__new__(BM25)
         other.__dict__.update(self.__dict__)
         other.vocab = dict(self.vocab)
