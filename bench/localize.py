@@ -75,6 +75,11 @@ class RepoStats:
     cold_files: int = 0
     cold_procs: int = 1  # processes the cold build analysed files in (see processes_for)
     cold_commit: str = ""
+    # tree-sitter alone on the cold build's source files, timed right after that build (the
+    # same conditions: a change of load between the two would swing their ratio)
+    parse_cpu: float = 0.0
+    parse_sources: int = 0
+    parse_bytes: int = 0
     tree_files: int = 0
     updates: list[tuple[float, int]] = field(default_factory=list)  # (seconds, changed files)
     one_file_ms: list[float] = field(default_factory=list)  # a median-sized source file
@@ -221,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 st.cold_files = index.files
                 st.cold_commit = base
                 st.cold_procs = processes_for(_entries(git_dir, base))
+                st.parse_cpu, st.parse_sources, st.parse_bytes = _parse_alone(git_dir, base)
                 st.tree_files = len(
                     _git(git_dir, "ls-tree", "-r", "--name-only", base).splitlines()
                 )
@@ -306,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         import pickle
 
         args.save_cases.write_bytes(pickle.dumps(cases))
-    bound, parse_cpu = _parse_floor(stats, mapping)
+    bound, parse_cpu = _parse_floor(stats)
     files = sum(st.cold_files for st in stats.values())
     secs = sum(st.cold_seconds for st in stats.values())
     if bound and secs:
@@ -472,33 +478,37 @@ def _entries(git_dir: Path, commit: str) -> list[gitio.TreeEntry]:
     ]
 
 
-def _parse_floor(stats: dict[str, RepoStats], mapping: dict[str, Path]) -> tuple[float, float]:
+def _parse_alone(git_dir: Path, commit: str) -> tuple[float, int, int]:
+    """tree-sitter alone on the source files of ``commit``, in this process: its CPU
+    seconds, the files and the bytes parsed."""
+    sources_at = [
+        (language, e.blob) for e in _entries(git_dir, commit) if (language := language_of(e.path))
+    ]
+    blobs = gitio.read_blobs(git_dir, [blob for _, blob in sources_at])
+    cpu, sources, parsed = 0.0, 0, 0
+    for (language, _), data in zip(sources_at, blobs, strict=True):
+        if data is None:
+            continue
+        parser = grammar(language).parser
+        t0 = time.process_time()
+        parser.parse(data)
+        cpu += time.process_time() - t0
+        sources += 1
+        parsed += len(data)
+    return cpu, sources, parsed
+
+
+def _parse_floor(stats: dict[str, RepoStats]) -> tuple[float, float]:
     """How fast tree-sitter alone parses the cold builds' source files on this machine, in
-    one process: the part of a build we found no way to make cheaper, so the bound it puts on
-    throughput, and how fast this machine is today (it varies a lot between sessions). The
+    one process (each repository's right after its cold build, see _parse_alone): the part
+    of a build we found no way to make cheaper, so the bound it puts on throughput, and how
+    fast this machine is today (it varies a lot between sessions). The
     bound in files/s — each build's parsing spread perfectly over the processes that build
     used — and the parsing's CPU seconds."""
-    sources = parsed_bytes = 0
-    cpu = ideal = 0.0
-    for repo, st in stats.items():
-        sources_at = [
-            (language, e.blob)
-            for e in _entries(mapping[repo], st.cold_commit)
-            if (language := language_of(e.path))
-        ]
-        blobs = gitio.read_blobs(mapping[repo], [blob for _, blob in sources_at])
-        repo_cpu = 0.0
-        for (language, _), data in zip(sources_at, blobs, strict=True):
-            if data is None:
-                continue
-            parser = grammar(language).parser
-            t0 = time.process_time()
-            parser.parse(data)
-            repo_cpu += time.process_time() - t0
-            sources += 1
-            parsed_bytes += len(data)
-        cpu += repo_cpu
-        ideal += repo_cpu / st.cold_procs
+    sources = sum(st.parse_sources for st in stats.values())
+    parsed_bytes = sum(st.parse_bytes for st in stats.values())
+    cpu = sum(st.parse_cpu for st in stats.values())
+    ideal = sum(st.parse_cpu / st.cold_procs for st in stats.values())
     files = sum(st.cold_files for st in stats.values())
     if not cpu:
         return 0.0, 0.0
