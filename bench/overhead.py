@@ -177,6 +177,7 @@ class Phase:
     # The server's clock: from the phase's job being queued to its end (the job's own
     # created_at and finished_at), so the client's polling neither adds lateness nor counts.
     server: float = 0.0
+    waiting: float = 0.0  # of ``server``: queued until a worker started it
 
     @property
     def overhead(self) -> float:
@@ -292,6 +293,11 @@ def run_task(
                 datetime.fromisoformat(job["finished_at"])
                 - datetime.fromisoformat(job["created_at"])
             ).total_seconds()
+            if job["started_at"]:
+                job_phase.waiting += (
+                    datetime.fromisoformat(job["started_at"])
+                    - datetime.fromisoformat(job["created_at"])
+                ).total_seconds()
     for event in client.get(f"/api/tasks/{task_id}/events").json():
         phase = run.phases.get(kind_of_job.get(event["job_id"], ""))
         spent = 0.0
@@ -391,6 +397,7 @@ def report(
         "project tests",
         "overhead − tests",
         "own (server)",
+        "of which queued",
         "job tail after state",
     ):
         phases.add_column(column, justify="right")
@@ -404,6 +411,7 @@ def report(
             seconds(statistics.median(p.tests for p in ps)),
             seconds(statistics.median(p.overhead_net for p in ps)),
             seconds(statistics.median(p.own for p in ps)),
+            seconds(statistics.median(p.waiting for p in ps)),
             seconds(statistics.median(p.tail for p in ps)),
         )
     console.print(phases)

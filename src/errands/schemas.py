@@ -211,6 +211,7 @@ class JobPublic(_Public):
     attempts: int
     last_error: str | None
     created_at: UtcDateTime
+    started_at: UtcDateTime | None  # when a worker took it up (its latest attempt)
     finished_at: UtcDateTime | None
     model_requests: int
     input_tokens: int

@@ -73,6 +73,9 @@ def test_full_workflow_over_http(sample_repo: Path, home: Path) -> None:
         assert "division" in task["handoff"]  # out of scope
         assert task["usage"]["model_requests"] > 0
         assert task["usage"]["input_tokens"] > 0
+        # Each finished job says when it was queued, taken up and finished, in that order.
+        for job in (j for j in task["jobs"] if j["finished_at"]):
+            assert job["created_at"] <= job["started_at"] <= job["finished_at"]
 
         # Two commits on the branch, one per subtask, with meaningful messages.
         branch = task["branch"]
