@@ -85,3 +85,20 @@ def test_compact_keeps_scores_and_drops_removed_documents() -> None:
     assert _by_key(compact, QUERY | {"discount": 1.0}) == _by_key(index, QUERY | {"discount": 1.0})
     assert compact.postings("price") == {1: 1, 3: 5}
     assert compact.live == index.live and compact.total_len == index.total_len
+
+
+def test_forks_adding_new_terms_each_keep_their_own_terms_by_id() -> None:
+    """Forks share the terms-by-id list (terms only ever get new ids): two forks of one
+    index, and the index itself, each adding a term of its own under the same new id."""
+    index = _bulk(DOCS)
+    index.term_names()  # made, so forks share it
+    left, right = index.fork(), index.fork()
+    left.add("d.py", {"refund": 2, "price": 1})
+    right.add("d.py", {"invoice": 1})
+    index.add("e.py", {"ledger": 3})
+    assert left.document("d.py") == {"refund": 2, "price": 1}
+    assert right.document("d.py") == {"invoice": 1}
+    assert index.document("e.py") == {"ledger": 3} and index.document("d.py") == {}
+    for bm25 in (index, left, right):
+        assert bm25.term_names()[: len(bm25.df)] == sorted(bm25.vocab, key=bm25.vocab.__getitem__)
+    assert left.fork().document("d.py") == {"refund": 2, "price": 1}

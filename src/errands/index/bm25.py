@@ -14,11 +14,13 @@ import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from errands.index.keys import Keys
+from errands.index.overlay import Overlay
 
 Ints = npt.NDArray[np.int32]
 Floats = npt.NDArray[np.float64]
@@ -94,7 +96,7 @@ class BM25:
     b = B
 
     def __init__(self) -> None:
-        self.vocab: dict[str, int] = {}  # term → id
+        self.vocab: Overlay[str, int] = Overlay()  # term → id (a fork shares the base)
         self.df: list[int] = []  # live documents holding each term
         self.doc_keys = Keys()  # by id (None: removed), and ids by key
         self.doc_len: list[int] = []
@@ -112,13 +114,20 @@ class BM25:
         self._extra: dict[int, dict[int, int]] = {}  # term id → {doc: tf}
         self._extra_terms: dict[int, tuple[int, ...]] = {}  # doc → term ids
         self._arrays: dict[int, tuple[Ints, Floats]] = {}  # overlay postings as arrays
-        self._names: list[str] | None = None  # terms by id, when asked for (not saved)
+        # Terms by id, when asked for (not saved); append-only, so shared by forks: see
+        # :meth:`term_names`.
+        self._names: list[str] | None = None
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
+        state["vocab"] = self.vocab.flat()  # saved as the plain dict it always was
         state["_arrays"] = {}
         state["_names"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.vocab = Overlay(state["vocab"])
 
     # ---- building -------------------------------------------------------------------------
 
@@ -137,7 +146,8 @@ class BM25:
         index = cls()
         n_terms = len(vocab)
         n_docs = len(keys)
-        index.vocab = dict(vocab)
+        # (An overlay's base is never changed, so it is shared rather than copied.)
+        index.vocab = Overlay(vocab.flat() if isinstance(vocab, Overlay) else dict(vocab))
         index.doc_keys = keys if isinstance(keys, Keys) else Keys(keys)
         # Temporaries go as soon as used, and arrays are kept uncopied where they can be:
         # on a large repository each is tens of MB.
@@ -194,7 +204,9 @@ class BM25:
     def fork(self) -> BM25:
         """A copy to change (:meth:`add`, :meth:`remove`) apart from this one, which stays
         as it is for whoever reads it: the base postings, never changed in place, shared;
-        the statistics, the liveness flags and the overlay copied. Once removed documents
+        the vocabulary an :class:`Overlay` (its base shared) and the terms by id shared
+        (both only ever grow, see :meth:`term_names`); the statistics, the liveness flags
+        and the overlay copied. Once removed documents
         and the overlay have grown to a quarter of the index, a compacted copy instead (a
         process forking its index update after update would otherwise keep every update's
         leftovers: rarely, as it takes thousands of one-file updates)."""
@@ -202,7 +214,7 @@ class BM25:
             return self.compact()
         other = BM25.__new__(BM25)
         other.__dict__.update(self.__dict__)
-        other.vocab = dict(self.vocab)
+        other.vocab = self.vocab.fork()
         other.df = list(self.df)
         other.doc_keys = self.doc_keys.fork()
         other.doc_len = list(self.doc_len)
@@ -210,7 +222,6 @@ class BM25:
         other._extra = {tid: dict(plist) for tid, plist in self._extra.items()}
         other._extra_terms = dict(self._extra_terms)
         other._arrays = dict(self._arrays)
-        other._names = None if self._names is None else list(self._names)
         return other
 
     def export(self, keys: Sequence[str]) -> Exported:
@@ -238,11 +249,10 @@ class BM25:
         new_id = np.fromiter(
             (position[k] for k in base.doc_keys if k is not None), np.int64, base.live
         )
-        names = sorted(t for t, tid in base.vocab.items() if base.df[tid])
+        vocab = base.vocab.flat()
+        names = sorted(t for t, tid in vocab.items() if base.df[tid])
         rank = np.full(len(base._ptr) - 1, -1, dtype=np.int64)
-        rank[np.fromiter((base.vocab[t] for t in names), np.int64, len(names))] = np.arange(
-            len(names)
-        )
+        rank[np.fromiter((vocab[t] for t in names), np.int64, len(names))] = np.arange(len(names))
         terms = rank[np.repeat(np.arange(len(base._ptr) - 1), np.diff(base._ptr))]
         docs = new_id[base._docs.astype(np.int64)]
         order = np.lexsort((docs, terms))
@@ -267,16 +277,22 @@ class BM25:
 
     def term_names(self) -> list[str]:
         """Terms by id: made on first use, then kept (and extended by :meth:`add`), so
-        saving an update's few documents does not walk the whole vocabulary each time."""
-        if self._names is None or len(self._names) != len(self.df):
+        saving an update's few documents does not walk the whole vocabulary each time.
+
+        The list may run past this index's terms: ids never change, so forks share it (a
+        copy each took milliseconds on a large repository), and the first to add a term
+        appends it; another, finding the list longer than its own terms, copies its part
+        before adding (:meth:`add`). Only ids below ``len(self.df)`` are this index's."""
+        if self._names is None or len(self._names) < len(self.df):
             # Terms are numbered as they come, so the vocabulary's order is nearly always
             # theirs (checked in C); otherwise they are placed one by one.
             n = len(self.df)
-            names = list(self.vocab)
-            ids = np.fromiter(self.vocab.values(), dtype=np.int64, count=len(names))
+            vocab = self.vocab.flat()
+            names = list(vocab)
+            ids = np.fromiter(vocab.values(), dtype=np.int64, count=len(names))
             if len(names) != n or not np.array_equal(ids, np.arange(n)):
                 names = [""] * n
-                for term, tid in self.vocab.items():
+                for term, tid in vocab.items():
                     names[tid] = term
             self._names = names
         return self._names
@@ -296,8 +312,11 @@ class BM25:
             if tid is None:
                 tid = vocab[term] = len(df)
                 df.append(0)
-                if self._names is not None:
-                    self._names.append(term)
+                names = self._names
+                if names is not None:
+                    if len(names) != tid:  # (another fork of this index added terms)
+                        names = self._names = names[:tid]
+                    names.append(term)
             ids.append(tid)
             df[tid] += 1
             extra.setdefault(tid, {})[doc] = tf

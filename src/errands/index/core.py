@@ -20,6 +20,7 @@ from errands.index.bm25 import BM25
 from errands.index.build import PARALLEL_MIN_FILES, Analysis, analyse_entries, reap_workers
 from errands.index.lexical import tokens
 from errands.index.model import Located, Symbol
+from errands.index.overlay import Overlay
 from errands.index.paths import skip_path, too_big
 from errands.index.tables import Derived
 
@@ -46,7 +47,7 @@ class CodeIndex:
     def __init__(self, commit: str, *, history_commits: int = HISTORY_COMMITS) -> None:
         self.commit = commit
         self.history_commits = history_commits  # the window's length
-        self._files: dict[str, FileInfo] = {}
+        self._files: Overlay[str, FileInfo] = Overlay()  # (a fork shares its base)
         self._file_bm25 = BM25()
         self._sym_bm25 = BM25()
         self._window = gitio.Window((), {})
@@ -97,7 +98,7 @@ class CodeIndex:
 
     def _bulk(self, analysis: Analysis) -> None:
         """Take a fresh build's files and documents (an empty index only)."""
-        self._files = {info.path: info for info in analysis.infos}
+        self._files = Overlay({info.path: info for info in analysis.infos})
         for part, attr in (("files", "_file_bm25"), ("chunks", "_sym_bm25")):
             docs = getattr(analysis, part)
             if docs is not None:
@@ -177,11 +178,14 @@ class CodeIndex:
 
     def fork(self) -> CodeIndex:
         """A copy to update apart from this one, which stays as it is for whoever reads it
-        (another thread's `locate`): what updates never change in place shared, the rest
-        copied — tens of ms where reading the saved index again takes seconds."""
+        (another thread's `locate`): what updates never change in place shared, the files
+        and the tables keyed by name overlays of this index's (see
+        :class:`~errands.index.overlay.Overlay`), the rest copied — a few ms on a large
+        repository, in proportion to what earlier updates changed rather than to its size,
+        where reading the saved index again takes seconds."""
         other = CodeIndex.__new__(CodeIndex)
         other.__dict__.update(self.__dict__)
-        other._files = dict(self._files)
+        other._files = self._files.fork()
         other._file_bm25 = self._file_bm25.fork()
         other._sym_bm25 = self._sym_bm25.fork()
         other._derived = None if self._derived is None else self._derived.fork()
@@ -373,7 +377,7 @@ class CodeIndex:
         if not isinstance(state, dict) or state.get("version") != FORMAT_VERSION:
             raise InvalidInput(f"code index {path} has an old or unknown format; rebuild it")
         index = cls(state["commit"], history_commits=state["history_commits"])
-        index._files = unpack_files(state["files"])
+        index._files = Overlay(unpack_files(state["files"]))
         index._file_bm25 = state["file_bm25"]
         index._sym_bm25 = state["sym_bm25"]
         index._set_window(state["window"])

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from errands.index.analyse import FileInfo
 from errands.index.model import Symbol
+from errands.index.overlay import Overlay
 from errands.index.paths import module_names
 
 _PATH_WORD = re.compile(r"[A-Za-z0-9]+")
@@ -23,45 +24,55 @@ _PATH_WORD = re.compile(r"[A-Za-z0-9]+")
 
 @dataclass(slots=True)
 class Derived:
-    """Lookup tables computed from the files: each key's files (or symbols) in path order."""
+    """Lookup tables computed from the files: each key's files (or symbols) in path order.
 
-    defs: dict[str, list[Symbol]] = field(default_factory=dict)  # name → definitions
-    modules: dict[str, list[str]] = field(default_factory=dict)  # dotted name → paths
-    path_tokens: dict[str, list[str]] = field(default_factory=dict)  # dir/stem token → paths
-    basenames: dict[str, list[str]] = field(default_factory=dict)
+    Each table is an :class:`Overlay`, so a fork shares what it does not change (a copy of
+    each took ~9 ms of a one-file re-index on a 50,000-file repository)."""
+
+    defs: Overlay[str, list[Symbol]] = field(default_factory=Overlay)  # name → definitions
+    modules: Overlay[str, list[str]] = field(default_factory=Overlay)  # dotted name → paths
+    path_tokens: Overlay[str, list[str]] = field(default_factory=Overlay)  # dir/stem token → paths
+    basenames: Overlay[str, list[str]] = field(default_factory=Overlay)
 
     @classmethod
     def of(cls, files: Iterable[FileInfo]) -> Derived:
-        derived = cls()
+        tables: dict[str, dict[str, list[str]]] = {name: {} for name in TABLES}
+        defs: dict[str, list[Symbol]] = {}
         for info in sorted(files, key=lambda f: f.path):  # appended in path order
-            for table, key in derived._keys(info):
-                table.setdefault(key, []).append(info.path)
+            for table, key in path_keys(info.path):
+                tables[table].setdefault(key, []).append(info.path)
             for sym in info.symbols:
-                derived.defs.setdefault(sym.name, []).append(sym)
-        return derived
+                defs.setdefault(sym.name, []).append(sym)
+        return cls(
+            Overlay(defs),
+            Overlay(tables["modules"]),
+            Overlay(tables["path_tokens"]),
+            Overlay(tables["basenames"]),
+        )
 
     def saved(self) -> tuple[dict[str, list[str]], ...]:
         """The tables to save, :attr:`defs` left out: they are the files' symbols again, and
         pickled apart from the files' they would each be one more object to remember (a
         large repository has hundreds of thousands); :meth:`restored` lists them afresh."""
-        return (self.modules, self.path_tokens, self.basenames)
+        return (self.modules.flat(), self.path_tokens.flat(), self.basenames.flat())
 
     @classmethod
     def restored(
         cls, saved: tuple[dict[str, list[str]], ...], files: Iterable[FileInfo]
     ) -> Derived:
         modules, path_tokens, basenames = saved
-        derived = cls(modules=modules, path_tokens=path_tokens, basenames=basenames)
+        defs: dict[str, list[Symbol]] = {}
         for info in sorted(files, key=lambda f: f.path):
             for sym in info.symbols:
-                derived.defs.setdefault(sym.name, []).append(sym)
-        return derived
+                defs.setdefault(sym.name, []).append(sym)
+        return cls(Overlay(defs), Overlay(modules), Overlay(path_tokens), Overlay(basenames))
 
     def fork(self) -> Derived:
         """A copy to change apart from this one: :meth:`add` and :meth:`remove` put new
-        lists in the tables rather than change those there, so the lists are shared."""
+        lists in the tables rather than change those there, so the lists are shared, and
+        the tables' bases too (see :class:`Overlay`)."""
         return Derived(
-            dict(self.defs), dict(self.modules), dict(self.path_tokens), dict(self.basenames)
+            self.defs.fork(), self.modules.fork(), self.path_tokens.fork(), self.basenames.fork()
         )
 
     def add(self, info: FileInfo) -> None:
@@ -88,7 +99,7 @@ class Derived:
         for name in {sym.name for sym in info.symbols}:
             _drop(self.defs, name, lambda s: s.path == path)
 
-    def _keys(self, info: FileInfo) -> Iterator[tuple[dict[str, list[str]], str]]:
+    def _keys(self, info: FileInfo) -> Iterator[tuple[Overlay[str, list[str]], str]]:
         """Each table and key under which ``info``'s path is listed."""
         for table, key in path_keys(info.path):
             yield getattr(self, table), key
@@ -116,7 +127,7 @@ def path_keys(path: str) -> Iterator[tuple[str, str]]:
 T = TypeVar("T")
 
 
-def _drop(table: dict[str, list[T]], key: str, match: Callable[[T], bool]) -> None:
+def _drop(table: MutableMapping[str, list[T]], key: str, match: Callable[[T], bool]) -> None:
     items = table.get(key)
     if items is None:
         return
