@@ -290,25 +290,20 @@ def _apply(
     ex = conn.execute
     table = {name: i for i, name in enumerate(TABLES)}
     bms = (contents.file_bm25, contents.sym_bm25)
-    lengths = [conn.blobopen("postings", "lengths", bm, readonly=True) for bm in (0, 1)]
-    try:
-        for p in changed:  # out with the old rows
-            row = ex("SELECT id, first_symbol, symbols FROM files WHERE path = ?", (p,)).fetchone()
-            if row is None:
-                continue
-            fid, first, n = row
-            ex("DELETE FROM files WHERE id = ?", (fid,))
-            ex("DELETE FROM symbols WHERE id >= ? AND id < ?", (first, first + n))
-            conn.executemany(
-                "DELETE FROM lookup WHERE tbl = ? AND key = ? AND file = ?",
-                ((table[name], key, fid) for name, key in path_keys(p)),
-            )
-            for bm, docs in ((0, [fid]), (1, range(first, first + n))):
-                for doc in docs:
-                    _remove_doc(conn, meta, bm, doc, lengths[bm])
-    finally:
-        for blob in lengths:
-            blob.close()
+    for p in changed:  # out with the old rows
+        row = ex("SELECT id, first_symbol, symbols FROM files WHERE path = ?", (p,)).fetchone()
+        if row is None:
+            continue
+        fid, first, n = row
+        ex("DELETE FROM files WHERE id = ?", (fid,))
+        ex("DELETE FROM symbols WHERE id >= ? AND id < ?", (first, first + n))
+        conn.executemany(
+            "DELETE FROM lookup WHERE tbl = ? AND key = ? AND file = ?",
+            ((table[name], key, fid) for name, key in path_keys(p)),
+        )
+        for bm, docs in ((0, [fid]), (1, range(first, first + n))):
+            for doc in docs:
+                _remove_doc(conn, meta, bm, doc)
     counts: dict[int, int] = {}
     for p in changed:  # in with the new
         info = files.get(p)
@@ -322,9 +317,9 @@ def _apply(
             _symbol_rows([(fid, p)], files, first),
         )
         conn.executemany("INSERT INTO lookup VALUES (?, ?, ?)", _lookup_rows([(fid, p)]))
-        _add_doc(conn, meta, 0, fid, bms[0].document(p))
+        _add_doc(conn, 0, fid, bms[0].document(p))
         for i in range(n):
-            _add_doc(conn, meta, 1, first + i, bms[1].document(f"{p}\0{i}"))
+            _add_doc(conn, 1, first + i, bms[1].document(f"{p}\0{i}"))
         meta["next0"], meta["next1"] = fid + 1, first + n
         counts[fid] = n
     # History moved for files nobody changed: only the rows whose figures differ.
@@ -354,7 +349,13 @@ def _apply(
         "UPDATE files SET churn = ?, last = ? WHERE path = ?",
         ((*now.get(p, (0, None)), p) for p in sorted(moved)),
     )
-    for bm in (0, 1):
+    for bm, bm25 in enumerate(bms):
+        # The totals are the index's: they were taken from its documents' lengths when the
+        # file was written whole, and follow them since. (Worked out here from the removed
+        # documents' lengths instead, they cost a read of the lengths' blob each, which
+        # SQLite walks page by page to the offset: most of a one-file update on a large
+        # repository.)
+        meta[f"live{bm}"], meta[f"total_len{bm}"] = bm25.live, bm25.total_len
         stale = meta[f"next{bm}"] - meta[f"live{bm}"]  # removed, or added since the base
         added = meta[f"next{bm}"] - meta[f"base{bm}"]
         if stale + added > max(_FRAGMENTED * meta[f"base{bm}"], _FRAGMENTED_MIN):
@@ -367,32 +368,19 @@ def _apply(
     return True
 
 
-def _remove_doc(
-    conn: sqlite3.Connection, meta: dict[str, Any], bm: int, doc: int, lengths: sqlite3.Blob
-) -> None:
+def _remove_doc(conn: sqlite3.Connection, meta: dict[str, Any], bm: int, doc: int) -> None:
     if doc < meta[f"base{bm}"]:
         conn.execute("INSERT INTO dead VALUES (?, ?)", (bm, doc))
-        lengths.seek(doc * 4)
-        length = int(np.frombuffer(lengths.read(4), dtype=np.int32)[0])
     else:
-        (length,) = conn.execute(
-            "DELETE FROM added WHERE bm = ? AND doc = ? RETURNING length", (bm, doc)
-        ).fetchone()
+        conn.execute("DELETE FROM added WHERE bm = ? AND doc = ?", (bm, doc))
         conn.execute("DELETE FROM extra WHERE bm = ? AND doc = ?", (bm, doc))
-    meta[f"live{bm}"] -= 1
-    meta[f"total_len{bm}"] -= length
 
 
-def _add_doc(
-    conn: sqlite3.Connection, meta: dict[str, Any], bm: int, doc: int, counts: dict[str, int]
-) -> None:
-    length = sum(counts.values())
-    conn.execute("INSERT INTO added VALUES (?, ?, ?)", (bm, doc, length))
+def _add_doc(conn: sqlite3.Connection, bm: int, doc: int, counts: dict[str, int]) -> None:
+    conn.execute("INSERT INTO added VALUES (?, ?, ?)", (bm, doc, sum(counts.values())))
     conn.executemany(
         "INSERT INTO extra VALUES (?, ?, ?, ?)", ((bm, t, doc, tf) for t, tf in counts.items())
     )
-    meta[f"live{bm}"] += 1
-    meta[f"total_len{bm}"] += length
 
 
 class StoredIndex:
