@@ -51,8 +51,11 @@ class CodeIndex:
         self._file_bm25 = BM25()
         self._sym_bm25 = BM25()
         self._window = gitio.Window((), {})
-        self._churn: Counter[str] = Counter()
-        self._age: dict[str, int] = {}
+        # Per file: the window's commits that changed it, and the newest of them (its age
+        # is that commit's position in the window, looked up in _position).
+        self._churn: Overlay[str, int] = Overlay()
+        self._last: Overlay[str, str] = Overlay()
+        self._position: dict[str, int] = {}
         self._derived: Derived | None = None
         # The commit of the query file this index last wrote or was loaded beside, and the
         # paths updates changed since: what an update of that file in place rewrites.
@@ -92,9 +95,15 @@ class CodeIndex:
         reap_workers()
         return index
 
-    def _set_window(self, window: gitio.Window) -> None:
+    def _set_window(self, window: gitio.Window, *, moved: bool = False) -> None:
+        """Take ``window`` and its history signals (``moved``: from this index's window,
+        counting again only the files of the commits that entered or left)."""
+        if moved:
+            self._churn, self._last = window.signals_after(self._window, self._churn, self._last)
+        else:
+            self._churn, self._last = window.signals()
         self._window = window
-        self._churn, self._age = window.signals()
+        self._position = {sha: i for i, sha in enumerate(window.commits)}
 
     def _bulk(self, analysis: Analysis) -> None:
         """Take a fresh build's files and documents (an empty index only)."""
@@ -172,7 +181,7 @@ class CodeIndex:
         moved = window.result()
         if self._history_moved is not None:
             self._history_moved = _history_moved(self._window, moved, self._history_moved)
-        self._set_window(moved)
+        self._set_window(moved, moved=True)
         self.commit = sha
         return [c.path for c in changes]
 
@@ -189,7 +198,7 @@ class CodeIndex:
         other._file_bm25 = self._file_bm25.fork()
         other._sym_bm25 = self._sym_bm25.fork()
         other._derived = None if self._derived is None else self._derived.fork()
-        # (the window, churn and age are replaced by an update, never changed)
+        # (the window and the history signals are replaced by an update, never changed)
         other._changed = set(self._changed)
         other._history_moved = None if self._history_moved is None else set(self._history_moved)
         other._unsaved = None if self._unsaved is None else set(self._unsaved)
@@ -303,7 +312,7 @@ class CodeIndex:
             commits.append(sha)
             if files is not None:
                 changed[sha] = files
-        self._set_window(gitio.Window(tuple(commits), changed))
+        self._set_window(gitio.Window(tuple(commits), changed), moved=True)
         self.commit = delta["commit"]
 
     def _save_whole(self, path: Path) -> journal.Identity:
@@ -349,7 +358,7 @@ class CodeIndex:
         there holds this index as it was before its last updates, only the rows of the files
         they changed are rewritten (True); otherwise it is written whole (False)."""
         contents = stored.Contents(
-            self.commit, self._files, self._file_bm25, self._sym_bm25, self._churn, self._age,
+            self.commit, self._files, self._file_bm25, self._sym_bm25, self._churn, self._last,
             self._window.commits,
         )  # fmt: skip
         updated = self._query_base is not None and stored.update(
@@ -423,8 +432,8 @@ class CodeIndex:
             "symbol_statistics": self._sym_bm25.statistics(),
             "tables": self.derived(),
             "window": self._window,
-            "churn": dict(self._churn),
-            "age": self._age,
+            "churn": dict(self._churn.items()),
+            "age": {path: self._position[sha] for path, sha in self._last.items()},
         }
 
     @property
@@ -574,7 +583,8 @@ class CodeIndex:
         return self._churn.get(path, 0)
 
     def age(self, path: str) -> int | None:
-        return self._age.get(path)
+        sha = self._last.get(path)
+        return None if sha is None else self._position[sha]
 
     def symbol_at(self, key: str) -> Symbol | None:
         path, _, idx = key.partition("\0")

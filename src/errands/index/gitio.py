@@ -15,6 +15,7 @@ from itertools import chain
 from pathlib import Path
 
 from errands.errors import GitError, NotAGitRepository
+from errands.index.overlay import Overlay
 
 # Keep git predictable and pointed at the repository we name, whatever the caller's env.
 _DROP_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_CONFIG")
@@ -219,15 +220,55 @@ class Window:
         background; :meth:`MovingWindow.result` waits for it."""
         return MovingWindow(self, git_dir, old, rev, max_commits)
 
-    def signals(self) -> tuple[Counter[str], dict[str, int]]:
-        """Commits per file, and each file's age in commits (0 = the newest commit)."""
+    def signals(self) -> tuple[Overlay[str, int], Overlay[str, str]]:
+        """Commits per file, and the newest commit of the window that changed each file."""
         changed = [self.changed.get(sha, ()) for sha in self.commits]
         # In C, not a Python step per path: a root commit in the window lists every file.
         counts = Counter(chain.from_iterable(changed))
-        age: dict[str, int] = {}
-        for commit_no in range(len(changed) - 1, -1, -1):  # oldest first, newer overwrite
-            age.update(dict.fromkeys(changed[commit_no], commit_no))
-        return counts, age
+        last: dict[str, str] = {}
+        for sha, paths in zip(reversed(self.commits), reversed(changed), strict=True):
+            last.update(dict.fromkeys(paths, sha))  # oldest first, newer overwrite
+        return Overlay(dict(counts)), Overlay(last)
+
+    def signals_after(
+        self, old: Window, churn: Overlay[str, int], last: Overlay[str, str]
+    ) -> tuple[Overlay[str, int], Overlay[str, str]]:
+        """:meth:`signals`, from ``old``'s (``churn`` and ``last``, left as they are):
+        when this window is the old one moved on — commits entered at the front, the
+        oldest left at the back — only those commits' files are counted again (the whole
+        window took ~8 ms of a one-file update on a 50,000-file repository); otherwise, or
+        when they are many, all of them afresh."""
+        old_set = set(old.commits)
+        entered = 0
+        while entered < len(self.commits) and self.commits[entered] not in old_set:
+            entered += 1
+        kept = len(self.commits) - entered
+        left = old.commits[kept:]
+        # (A path counted once per commit listing it, as signals() counts.)
+        moved = sum(len(self.changed.get(c, ())) for c in self.commits[:entered])
+        moved += sum(len(old.changed.get(c, ())) for c in left)
+        window = sum(map(len, self.changed.values()))
+        if (
+            self.commits[entered:] != old.commits[:kept]
+            or any(self.changed.get(c) != old.changed.get(c) for c in self.commits[entered:])
+            or moved > max(64, window // 16)
+        ):
+            return self.signals()
+        churn, last = churn.fork(), last.fork()
+        for sha in left:
+            for path in old.changed.get(sha, ()):
+                n = churn[path] - 1
+                if n:
+                    churn[path] = n
+                else:
+                    del churn[path]
+                if last.get(path) == sha:  # (its older commits have left too)
+                    del last[path]
+        for sha in reversed(self.commits[:entered]):  # oldest first, newer overwrite
+            for path in self.changed.get(sha, ()):
+                churn[path] = churn.get(path, 0) + 1
+                last[path] = sha
+        return churn, last
 
 
 class MovingWindow:

@@ -93,7 +93,7 @@ class Contents:
     file_bm25: BM25
     sym_bm25: BM25
     churn: Mapping[str, int]
-    age: Mapping[str, int]
+    last: Mapping[str, str]  # the newest commit of the window that changed each file
     window: Sequence[str]  # the history window's commits, newest first (age 0)
 
 
@@ -219,8 +219,7 @@ def _history(contents: Contents, path: str) -> tuple[int, str | None]:
     """A file's history columns: its churn, and the newest commit of the window that
     changed it (kept rather than its age, which every commit added to the window changes:
     an update would rewrite every file's row)."""
-    age = contents.age.get(path)
-    return contents.churn.get(path, 0), None if age is None else contents.window[age]
+    return contents.churn.get(path, 0), contents.last.get(path)
 
 
 def _symbol_rows(
@@ -327,7 +326,7 @@ def _apply(
         was = {
             p: (c, last) for p, c, last in ex("SELECT path, churn, last FROM files WHERE churn > 0")
         }
-        touched = contents.churn.keys() | contents.age.keys()
+        touched = contents.churn.keys() | contents.last.keys()
     else:  # only these: the window's moves touched no other
         touched = history - set(changed)
         was = {}
