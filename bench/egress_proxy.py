@@ -196,12 +196,11 @@ def forwarder(socket_path: Path) -> Iterator[int]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     script = Path(forwarder_module.__file__ or "")
-    started = subprocess.run(
+    subprocess.run(
         [sys.executable, "-I", str(script), str(socket_path), str(port)],
         start_new_session=True,
         check=True,
     )
-    del started
     try:
         yield port
     finally:

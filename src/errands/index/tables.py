@@ -37,14 +37,12 @@ class Derived:
     @classmethod
     def of(cls, files: Iterable[FileInfo]) -> Derived:
         tables: dict[str, dict[str, list[str]]] = {name: {} for name in TABLES}
-        defs: dict[str, list[Symbol]] = {}
-        for info in sorted(files, key=lambda f: f.path):  # appended in path order
+        ordered = sorted(files, key=lambda f: f.path)  # appended in path order
+        for info in ordered:
             for table, key in path_keys(info.path):
                 tables[table].setdefault(key, []).append(info.path)
-            for sym in info.symbols:
-                defs.setdefault(sym.name, []).append(sym)
         return cls(
-            Overlay(defs),
+            Overlay(_definitions(ordered)),
             Overlay(tables["modules"]),
             Overlay(tables["path_tokens"]),
             Overlay(tables["basenames"]),
@@ -61,10 +59,7 @@ class Derived:
         cls, saved: tuple[dict[str, list[str]], ...], files: Iterable[FileInfo]
     ) -> Derived:
         modules, path_tokens, basenames = saved
-        defs: dict[str, list[Symbol]] = {}
-        for info in sorted(files, key=lambda f: f.path):
-            for sym in info.symbols:
-                defs.setdefault(sym.name, []).append(sym)
+        defs = _definitions(sorted(files, key=lambda f: f.path))
         return cls(Overlay(defs), Overlay(modules), Overlay(path_tokens), Overlay(basenames))
 
     def fork(self) -> Derived:
@@ -143,6 +138,15 @@ def _drop(
         table[key] = [*items[:lo], *items[hi:]]
     else:
         del table[key]
+
+
+def _definitions(ordered: Iterable[FileInfo]) -> dict[str, list[Symbol]]:
+    """Each name's definitions, in the order of ``ordered`` (files in path order)."""
+    defs: dict[str, list[Symbol]] = {}
+    for info in ordered:
+        for sym in info.symbols:
+            defs.setdefault(sym.name, []).append(sym)
+    return defs
 
 
 def _itself(path: str) -> str:

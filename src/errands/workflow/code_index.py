@@ -86,10 +86,6 @@ _loaded_lock = threading.Lock()
 _KEEP = 8  # indexes kept at most (each is tens of MB for a large repository)
 
 
-def _identity(path: Path) -> _Key | None:
-    return journal.identity(path)
-
-
 def load_index(settings: Settings, project_id: int) -> CodeIndex | None:
     """The project's saved index, shared by every reader in this process: never change it
     (:func:`refresh_index` works on its own copy)."""
@@ -98,7 +94,7 @@ def load_index(settings: Settings, project_id: int) -> CodeIndex | None:
 
 def load_index_file(path: Path) -> CodeIndex | None:
     """:func:`load_index` by the index's file (`errands locate` finds it without Settings)."""
-    key = _identity(path)
+    key = journal.identity(path)
     if key is None:
         return None
     with _loaded_lock:
@@ -139,7 +135,7 @@ def refresh_index(
 ) -> tuple[CodeIndex, list[str] | None]:
     """(index at ``commit``, the paths re-indexed — None for a cold build)."""
     path = index_path(settings, project_id)
-    key = _identity(path)
+    key = journal.identity(path)
     with _loaded_lock:
         cached = _loaded.get(path)
     index: CodeIndex | None
