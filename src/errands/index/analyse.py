@@ -1,17 +1,16 @@
-"""What the index keeps about one file: its entry (symbols, imports, blob id) and the
-word counts of its documents — the whole file, then one chunk per symbol.
+"""What the index keeps about one file: its entry (symbols, imports, blob id) and where
+its documents lie — the whole file, then one chunk per symbol.
 
-Pure functions of a path and its bytes, so they run in any process. Documents are counted
-in *words*, not terms: splitting words into terms is done once per distinct word by the
-:class:`~errands.index.lexical.Lexicon` of the build, not once per occurrence. Each line is
-counted once, in a *segment*, and the documents that hold it (the file and a chunk) both
-name that segment; the build's encoder adds them up in numpy."""
+Pure functions of a path and its bytes, so they run in any process. Nothing here counts
+words: the build's encoder splits many files' text at once and counts every document of
+them together in numpy (see ``build._Encoder``); a chunk is a byte range of its file, so
+the file's document and its chunks share the same text."""
 
 from __future__ import annotations
 
 import sys
 from array import array
-from collections import Counter, _count_elements  # type: ignore[attr-defined]
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -19,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from errands.index.lexical import _WORD
 from errands.index.model import Symbol
 from errands.index.paths import is_binary, too_big
 from errands.index.symbols import language_of, parse
@@ -125,14 +123,15 @@ def unpack_files(packed: tuple[Any, ...]) -> dict[str, FileInfo]:
 
 @dataclass(slots=True)
 class Analysed:
-    """One file's entry and its documents (the file's, then one per symbol), each the sum
-    of some of the file's *segments*: word counts of line ranges, of the path and of
-    symbol names. The file and its chunks share the segments of their lines, so each line
-    is counted once (see :func:`documents`)."""
+    """One file's entry, its bytes, and where each symbol's chunk lies in them. Its
+    documents are the file's (every word of it, and its path's twice) and one chunk per
+    symbol (the words of its lines, its name's twice and its parent's once); the build's
+    encoder counts them for many files at once (see ``build._Encoder``), so nothing here
+    makes an object per word or per line."""
 
     info: FileInfo
-    segments: list[dict[bytes, int]]
-    docs: list[tuple[int, ...]]  # each document as the indexes of the segments it sums
+    data: bytes
+    spans: list[int]  # symbol i's chunk is data[spans[2 * i] : spans[2 * i + 1]]
 
 
 def analyse(path: str, blob: str, data: bytes) -> Analysed | None:
@@ -153,45 +152,32 @@ def analyse(path: str, blob: str, data: bytes) -> Analysed | None:
         symbols=symbols,
         imports=imports,
     )
-    segments, docs = documents(path, data, symbols)
-    return Analysed(info, segments, docs)
+    return Analysed(info, data, chunk_spans(data, symbols))
 
 
 # Bytes that cannot be part of a word become spaces, so `split()` (in C) finds the words of
 # `lexical._WORD` three times faster than the regex does, plus runs of digits, which the
 # lexicon gives no terms (see `lexical.Lexicon`). Bytes past ASCII separate words as the
 # regex's ASCII classes do, so words are ASCII.
-_WORD_BYTES = bytes(
+WORD_BYTES = bytes(
     c if chr(c).isascii() and (chr(c).isalnum() or c == ord("_")) else ord(" ") for c in range(256)
 )
 
 
-def documents(
-    path: str, data: bytes, symbols: tuple[Symbol, ...]
-) -> tuple[list[dict[bytes, int]], list[tuple[int, ...]]]:
-    """The segments of a file and its documents as segment indexes: the file's document
-    is its lines (once each) and its path words (twice); symbol ``i``'s chunk is its lines
-    and its name (twice) and its parent's (once).
-
-    A chunk is the symbol's lines, but a container's stops at its first nested definition
-    (a class's chunk is its header, docstring and attributes, not every method again) and
-    none is longer than ``CHUNK_MAX_LINES``. The file's lines are scanned in order: the gaps
-    between chunks are segments of their own, chunks are shared with the file."""
-    clean = data.translate(_WORD_BYTES)
-    path_words = _count(path.encode("utf-8", "surrogateescape").translate(_WORD_BYTES).split())
-    segments: list[dict[bytes, int]] = [{w: 2 * n for w, n in path_words.items()}]
+def chunk_spans(data: bytes, symbols: tuple[Symbol, ...]) -> list[int]:
+    """Where each symbol's chunk lies in ``data``, as byte offsets (start, end) one symbol
+    after another. A chunk is the symbol's lines, but a container's stops at its first
+    nested definition (a class's chunk is its header, docstring and attributes, not every
+    method again) and none is longer than ``CHUNK_MAX_LINES``. Chunks start and end at
+    line starts, so no word straddles a chunk's edge."""
     if not symbols:
-        segments.append(_count(clean.split()))
-        return segments, [(0, 1)]
+        return []
     newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _NEWLINE)
     # Byte offset of each 0-based line, and of the end as line n (lines past it end there).
     starts: list[int] = [0, *(newlines + 1).tolist()]
     n = len(starts)
     starts.append(len(data))
-    count = _count
-    file_doc = [0]
-    docs: list[tuple[int, ...]] = [()]
-    cur = 0  # lines before this one are in the file's document
+    spans: list[int] = []
     last = len(symbols) - 1
     for i, sym in enumerate(symbols):
         start = sym.start_line
@@ -200,62 +186,31 @@ def documents(
             end = nxt - 1
         a = min(start - 1, n)
         b = max(min(end, start + CHUNK_MAX_LINES, n), a)
-        chunk = len(segments)
-        segments.append(count(clean[starts[a] : starts[b]].split()))
-        if a >= cur:
-            if a > cur:
-                file_doc.append(len(segments))
-                segments.append(count(clean[starts[cur] : starts[a]].split()))
-            file_doc.append(chunk)
-            cur = b
-        elif b > cur:  # overlaps a chunk already scanned (definitions sharing a line)
-            file_doc.append(len(segments))
-            segments.append(count(clean[starts[cur] : starts[b]].split()))
-            cur = b
-        docs.append((chunk, len(segments)))
-        segments.append(_names(sym))
-    if cur < n:
-        file_doc.append(len(segments))
-        segments.append(count(clean[starts[cur] :].split()))
-    docs[0] = tuple(file_doc)
-    return segments, docs
+        spans += (starts[a], starts[b])
+    return spans
 
 
 _NEWLINE = ord("\n")
 
 
-def _count(words: list[bytes]) -> dict[bytes, int]:
-    # Counter's own C helper, without Counter's Python-level __init__ and update: a build
-    # counts tens of thousands of segments.
-    counts: dict[bytes, int] = {}
-    _count_elements(counts, words)
-    return counts
-
-
-def _names(sym: Symbol) -> dict[bytes, int]:
-    """A chunk's extra words: its symbol's name twice and its parent's once."""
-    out: dict[bytes, int] = {}
-    for name, weight in ((sym.name, 2), (sym.parent, 1)):
-        if not name:
-            continue
-        if name.isascii() and name.isidentifier():  # one word (nearly always): no regex needed
-            word = name.encode()
-            out[word] = out.get(word, 0) + weight
-        else:
-            for w in _WORD.findall(name):
-                word = w.encode()
-                out[word] = out.get(word, 0) + weight
-    return out
+def extra_text(path: str, symbols: tuple[Symbol, ...]) -> list[bytes]:
+    """The words documents hold besides their lines, as text to split like a file's: the
+    path's, written twice, for the file's document; for each chunk its symbol's name twice
+    and its parent's once."""
+    encoded = path.encode("utf-8", "surrogateescape")
+    return [
+        encoded + b" " + encoded,
+        *[f"{s.name} {s.name} {s.parent or ''}".encode() for s in symbols],
+    ]
 
 
 def doc_words(analysed: Analysed) -> list[Counter[str]]:
-    """Each document's word counts, the segments summed (what the build's encoder does in
-    bulk; for tests and inspection)."""
-    out: list[Counter[str]] = []
-    for doc in analysed.docs:
-        total: Counter[str] = Counter()
-        for s in doc:
-            for word, count in analysed.segments[s].items():
-                total[word.decode()] += count
-        out.append(total)
-    return out
+    """Each document's word counts, one at a time (what the build's encoder counts in bulk;
+    for tests and inspection)."""
+    data, spans, info = analysed.data, analysed.spans, analysed.info
+    extras = extra_text(info.path, info.symbols)
+    texts = [data + b" " + extras[0]]
+    texts += [
+        data[spans[2 * i] : spans[2 * i + 1]] + b" " + extra for i, extra in enumerate(extras[1:])
+    ]
+    return [Counter(w.decode() for w in text.translate(WORD_BYTES).split()) for text in texts]

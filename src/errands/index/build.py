@@ -3,11 +3,11 @@
 When there are enough files, worker processes are forked and this process works alongside
 them: each takes groups of files, largest first, from a counter in shared memory, reads them
 through its own ``git cat-file --batch`` and analyses them. Every process numbers words and
-terms itself, splits each word into terms once, and expands its documents' word counts into
-term counts in numpy; workers send compact batches (file entries, and (term id, count) pairs
-in flat arrays with the terms not sent before). This process maps terms to build-wide ids,
-orders files as listed and hands BM25 the arrays. A serial build runs the same encoder in
-this process alone, so both give the same index.
+terms itself, splits each word into terms once, and counts its documents' words, then terms,
+in numpy (see :class:`_Encoder`); workers send compact batches (file entries, and (term id,
+count) pairs in flat arrays with the terms not sent before). This process maps terms to
+build-wide ids, orders files as listed and hands BM25 the arrays. A serial build runs the
+same encoder in this process alone, so both give the same index.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import chain, filterfalse
+from itertools import filterfalse
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from errands.errors import ErrandsError
 from errands.index import gitio
-from errands.index.analyse import FileInfo, analyse
+from errands.index.analyse import WORD_BYTES, FileInfo, analyse, extra_text
 from errands.index.keys import Keys
 from errands.index.lexical import Lexicon
 from errands.index.symbols import grammar, language_of
@@ -82,7 +82,15 @@ class _Batch:
 
 class _Encoder:
     """Analyses files and packs them into :class:`_Batch` es, with its own numbering of
-    words and terms (so it can run in any process)."""
+    words and terms (so it can run in any process).
+
+    A batch's files and the extra words of its documents (paths, symbol names) are joined
+    into one text, split into words once and numbered in one C-level pass; each document is
+    then a range or two of that text's words (a chunk's lines lie within its file's, and its
+    name's words after all the files), found by bisecting the words' offsets, and all of the
+    batch's documents are counted at once in numpy (see :meth:`Lexicon.expand`). No object
+    is made per line or per document's word: most words occur in two documents (the file's
+    and a chunk's), which share them."""
 
     def __init__(self) -> None:
         self._lexicon = Lexicon()
@@ -94,12 +102,11 @@ class _Encoder:
         self.bytes = 0
         self._ordinals: list[int] = []
         self._infos: list[FileInfo] = []
-        # Kept as the files gave them until `take`, which numbers all their words at once:
-        # a file costs a few C-level calls here, not some per segment and per document.
-        self._segments: list[dict[bytes, int]] = []
-        self._docs: list[tuple[int, ...]] = []  # segment indexes within the document's file
-        self._file_docs: list[int] = []  # documents per file
-        self._file_base: list[int] = []  # the file's first segment in `_segments`
+        # Each file's bytes, then its path's words, then each symbol's names: joined in
+        # `take`. Chunks as byte ranges of their file's bytes.
+        self._pieces: list[bytes] = []
+        self._file_piece: list[int] = []  # where each file's bytes are in `_pieces`
+        self._spans: list[int] = []
 
     def add(self, ordinal: int, entry: gitio.TreeEntry, data: bytes | None) -> None:
         """Analyse one file; ``data`` None: the repository lacks the blob (counted as
@@ -111,43 +118,62 @@ class _Encoder:
         analysed = analyse(entry.path, entry.blob, data)
         if analysed is None:
             return
+        info = analysed.info
         self._ordinals.append(ordinal)
-        self._infos.append(analysed.info)
-        self._file_base.append(len(self._segments))
-        self._file_docs.append(len(analysed.docs))
-        self._segments += analysed.segments
-        self._docs += analysed.docs
+        self._infos.append(info)
+        self._file_piece.append(len(self._pieces))
+        self._pieces.append(data)
+        self._pieces += extra_text(info.path, info.symbols)
+        self._spans += analysed.spans
 
     def full(self) -> bool:
         return self.handled >= _BATCH_FILES or self.bytes >= _BATCH_BYTES
 
     def take(self) -> _Batch:
         lexicon = self._lexicon
-        segments = self._segments
-        seg_sizes = np.fromiter(map(len, segments), dtype=np.int64, count=len(segments))
-        pairs = int(seg_sizes.sum())
-        words = lexicon.number(list(chain.from_iterable(segments)))
-        counts = np.fromiter(
-            chain.from_iterable(map(dict.values, segments)), dtype=np.int32, count=pairs
+        pieces = self._pieces
+        text = b" ".join(pieces).translate(WORD_BYTES)
+        # Each word's offset in the text: where a word byte follows a space (or starts it).
+        space = np.frombuffer(text, dtype=np.uint8) == _SPACE
+        first = np.empty(len(space), dtype=np.bool_)
+        first[:1] = ~space[:1]
+        np.greater(space[:-1], space[1:], out=first[1:])
+        starts = np.flatnonzero(first)
+        words = lexicon.number(text.split())
+        assert len(words) == len(starts)
+        # Where each piece starts in the text (joined by one space each).
+        sizes = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+        at = np.zeros(len(pieces) + 1, dtype=np.int64)
+        np.cumsum(sizes + 1, out=at[1:])
+        # Documents in order, each file's then its chunks', as two byte ranges each: its
+        # lines, and its extra words (the piece after the file's bytes, or a symbol's).
+        n_syms = np.fromiter(
+            (len(info.symbols) for info in self._infos), dtype=np.int64, count=len(self._infos)
         )
-        # Each document's pairs are its segments' pairs one after another: gather them.
-        seg_ptr = np.zeros(len(seg_sizes) + 1, dtype=np.int64)
-        np.cumsum(seg_sizes, out=seg_ptr[1:])
-        docs = self._docs
-        doc_lens = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
-        doc_base = np.repeat(np.array(self._file_base, dtype=np.int64), self._file_docs)
-        doc_segs = np.fromiter(
-            chain.from_iterable(docs), dtype=np.int64, count=int(doc_lens.sum())
-        ) + np.repeat(doc_base, doc_lens)
-        lens = seg_sizes[doc_segs]
-        out_ptr = np.zeros(len(lens) + 1, dtype=np.int64)  # where each referenced run goes
-        np.cumsum(lens, out=out_ptr[1:])
-        gather = np.arange(out_ptr[-1], dtype=np.int64) + np.repeat(
-            seg_ptr[doc_segs] - out_ptr[:-1], lens
-        )
-        doc_seg_ptr = np.zeros(len(doc_lens) + 1, dtype=np.int64)
-        np.cumsum(doc_lens, out=doc_seg_ptr[1:])
-        ptr, term_ids, tfs = lexicon.expand(out_ptr[doc_seg_ptr], words[gather], counts[gather])
+        file_piece = np.array(self._file_piece, dtype=np.int64)
+        n_docs = len(file_piece) + int(n_syms.sum())
+        file_doc = np.arange(len(file_piece), dtype=np.int64)
+        file_doc[1:] += np.cumsum(n_syms)[:-1]
+        is_chunk = np.ones(n_docs, dtype=np.bool_)
+        is_chunk[file_doc] = False
+        piece = np.repeat(file_piece, n_syms + 1)  # each document's file's bytes
+        ranges = np.empty((n_docs, 4), dtype=np.int64)  # lines from, to; extras from, to
+        ranges[:, 0] = at[piece]
+        ranges[:, 1] = ranges[:, 0] + sizes[piece]
+        spans = np.array(self._spans, dtype=np.int64).reshape(-1, 2)
+        ranges[is_chunk, 1] = ranges[is_chunk, 0] + spans[:, 1]
+        ranges[is_chunk, 0] += spans[:, 0]
+        # A file's extra words are the piece after its bytes, its chunk i's the (i + 2)-th.
+        extra = piece + 1 + np.arange(n_docs, dtype=np.int64) - np.repeat(file_doc, n_syms + 1)
+        ranges[:, 2] = at[extra]
+        ranges[:, 3] = ranges[:, 2] + sizes[extra]
+        # Byte ranges to ranges of words, then every document's words one after another.
+        bounds = np.searchsorted(starts, ranges.ravel()).reshape(-1, 2)
+        lens = bounds[:, 1] - bounds[:, 0]
+        out_at = np.zeros(len(lens) + 1, dtype=np.int64)
+        np.cumsum(lens, out=out_at[1:])
+        gather = np.arange(out_at[-1], dtype=np.int64) + np.repeat(bounds[:, 0] - out_at[:-1], lens)
+        ptr, term_ids, tfs = lexicon.expand(*lexicon.count(out_at[::2], words[gather]))
         terms = lexicon.names[self._sent :]
         self._sent = len(lexicon.names)
         batch = _Batch(
@@ -156,6 +182,9 @@ class _Encoder:
         )  # fmt: skip
         self._reset()
         return batch
+
+
+_SPACE = ord(" ")
 
 
 @dataclass(slots=True)

@@ -259,6 +259,25 @@ class Lexicon:
         ends = accumulate(map(len, toks), initial=self._tok_ptr[-1])
         self._tok_ptr.extend(islice(ends, 1, None))  # `initial` is there already
 
+    def count(self, doc_ptr: Offsets, words: Ints) -> tuple[Offsets, Ints, Ints]:
+        """Documents given as their words' occurrences (word ids, each document's in a row)
+        as (word id, count) pairs, sorted by word within each document, ready for
+        :meth:`expand`: counting words before they become terms sorts far fewer items (most
+        words occur many times in a document, and many have several terms)."""
+        n_docs = len(doc_ptr) - 1
+        width = max(len(self.words), 1)
+        key = np.repeat(np.arange(n_docs, dtype=np.int64) * width, np.diff(doc_ptr))
+        key += words
+        key.sort()
+        first = np.empty(len(key), dtype=np.bool_)
+        first[:1] = True
+        np.not_equal(key[1:], key[:-1], out=first[1:])
+        at = np.flatnonzero(first)
+        uniq = key[at]
+        counts = np.diff(at, append=len(key)).astype(np.int32)
+        ptr = np.searchsorted(uniq, np.arange(n_docs + 1, dtype=np.int64) * width)
+        return ptr.astype(np.int64), (uniq % width).astype(np.int32), counts
+
     def expand(self, doc_ptr: Offsets, words: Ints, counts: Ints) -> tuple[Offsets, Ints, Ints]:
         """Documents of (word id, count) pairs as documents of (term id, count) pairs,
         sorted by term within each document, each term once (``get_x`` and ``get`` both
