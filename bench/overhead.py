@@ -329,6 +329,7 @@ def report(
     console: Console,
     runs: list[TaskRun],
     *,
+    warmups: Sequence[TaskRun],
     file_count: int,
     concurrency: int,
     worker_poll: float,
@@ -346,6 +347,11 @@ def report(
         ("origin", "a bare clone per task (its own project); the merge pushes to it"),
         ("temp dir", str(tmp)),
         ("tasks", f"{len(runs)}, sequential, each on a fresh clone / project"),
+        (
+            "warm-up",
+            f"{len(warmups)} task(s) first, same server, not in the figures; own time"
+            f" {', '.join(f'{w.total().own:.3f}s' for w in warmups) or '-'}",
+        ),
         ("worker", f"concurrency {concurrency}, job poll interval {worker_poll}s"),
         ("sandbox", "bubblewrap" if bwrap_problem() is None else "none (bubblewrap missing)"),
         ("LLM requests per task", ", ".join(str(t.requests) for t in totals)),
@@ -445,6 +451,13 @@ def report(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--tasks", type=int, default=3, help="tasks to run (default 3)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="tasks run first and left out of the figures (default 1): the server's first"
+        " task pays its one-time imports (the agent stack, the model price tables)",
+    )
     parser.add_argument("--files", type=int, default=5000, help="files in the repository")
     parser.add_argument("--poll", type=float, default=0.02, help="client poll interval, seconds")
     parser.add_argument("--concurrency", type=int, default=2, help="worker concurrency")
@@ -481,12 +494,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         template.mkdir()
         file_count = generate_repo(template, args.files)
         generate_seconds = time.perf_counter() - started
-        origins = [clone(template, base / f"repo-{i}.git") for i in range(1, args.tasks + 1)]
+        total = args.warmup + args.tasks
+        origins = [clone(template, base / f"repo-{i}.git") for i in range(1, total + 1)]
         home = base / "home"
         home.mkdir()
 
         script = CalcScript()
         runs: list[TaskRun] = []
+        warmups: list[TaskRun] = []
         with ScriptedLLM(script) as llm:
             settings = settings_for(
                 home,
@@ -499,14 +514,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 httpx.Client(base_url=url, timeout=60) as client,
             ):
                 for i, origin in enumerate(origins, 1):
-                    runs.append(run_task(client, llm, origin, f"bench-{i}", args.poll))
-                    console.print(f"task {i}/{args.tasks} merged", style="dim")
+                    run = run_task(client, llm, origin, f"bench-{i}", args.poll)
+                    (warmups if i <= args.warmup else runs).append(run)
+                    console.print(
+                        f"task {i}/{total} merged"
+                        + (" (warm-up, not in the figures)" if i <= args.warmup else ""),
+                        style="dim",
+                    )
             if llm.script_errors:
                 console.print(f"[red]script errors:[/red] {llm.script_errors!r}")
 
         report(
             console,
             runs,
+            warmups=warmups,
             file_count=file_count,
             concurrency=args.concurrency,
             worker_poll=args.worker_poll,
