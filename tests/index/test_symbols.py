@@ -7,12 +7,15 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from errands.index import CodeIndex, build
-from errands.index.analyse import CHUNK_MAX_LINES, analyse, doc_words
+from errands.index.analyse import CHUNK_MAX_LINES, analyse, chunk_ranges, chunk_spans, doc_words
 from errands.index.bm25 import BM25
 from errands.index.build import PARALLEL_MIN_FILES
 from errands.index.lexical import term_counts, terms_of_words, tokens
+from errands.index.model import Symbol
 from errands.index.symbols import parse
 from tests.index.conftest import Commit
 
@@ -386,3 +389,47 @@ def test_expand_by_packed_keys_equals_by_argsort(monkeypatch: pytest.MonkeyPatch
     assert expanded() == want
     monkeypatch.setattr(lexical, "_KEY_BITS", 0)  # no count fits: by argsort
     assert expanded() == want
+
+
+_LINE = st.sampled_from(["", "x = 1", "def f():", "    return y", "class K:", "é"])
+
+
+@st.composite
+def _files(draw: st.DrawFn) -> tuple[bytes, tuple[Symbol, ...]]:
+    lines = draw(st.lists(_LINE, max_size=12))
+    data = "\n".join(lines).encode() + draw(st.sampled_from([b"", b"\n"]))
+    bounds = draw(
+        st.lists(st.tuples(st.integers(1, 15), st.integers(0, CHUNK_MAX_LINES + 5)), max_size=6)
+    )
+    # As parsing gives them: in order of start, a symbol's end at or after its start.
+    symbols = tuple(
+        Symbol(f"s{i}", "function", "f.py", start, start + extent, None)
+        for i, (start, extent) in enumerate(sorted(bounds))
+    )
+    return data, symbols
+
+
+@given(st.lists(_files(), max_size=5))
+def test_chunk_ranges_of_many_files_equal_each_file_alone(
+    files: list[tuple[bytes, tuple[Symbol, ...]]],
+) -> None:
+    # The build finds every chunk of a batch at once in the files joined by a space each
+    # (a space, not a newline, between them: lines stay within their file).
+    import numpy as np
+
+    text = b" ".join(data for data, _ in files)
+    at = np.cumsum([0, *(len(data) + 1 for data, _ in files)])[:-1].astype(np.int64)
+    lines = [n for _, syms in files for sym in syms for n in (sym.start_line, sym.end_line)]
+    lo, hi = chunk_ranges(
+        text,
+        at,
+        at + np.array([len(data) for data, _ in files], dtype=np.int64),
+        np.array([len(syms) for _, syms in files], dtype=np.int64),
+        np.array(lines, dtype=np.int64).reshape(-1, 2),
+    )
+    want = [
+        start + offset
+        for (data, syms), start in zip(files, at.tolist(), strict=True)
+        for offset in chunk_spans(data, syms)
+    ]
+    assert np.column_stack([lo, hi]).ravel().tolist() == want

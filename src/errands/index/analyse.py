@@ -17,10 +17,13 @@ from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from errands.index.model import Symbol
 from errands.index.paths import is_binary, too_big
 from errands.index.symbols import language_of, parse
+
+Offsets = npt.NDArray[np.int64]
 
 # Symbol chunks longer than this many lines are cut: the head of a long body says most.
 CHUNK_MAX_LINES = 200
@@ -123,15 +126,14 @@ def unpack_files(packed: tuple[Any, ...]) -> dict[str, FileInfo]:
 
 @dataclass(slots=True)
 class Analysed:
-    """One file's entry, its bytes, and where each symbol's chunk lies in them. Its
-    documents are the file's (every word of it, and its path's twice) and one chunk per
-    symbol (the words of its lines, its name's twice and its parent's once); the build's
-    encoder counts them for many files at once (see ``build._Encoder``), so nothing here
-    makes an object per word or per line."""
+    """One file's entry and its bytes. Its documents are the file's (every word of it, and
+    its path's twice) and one chunk per symbol (the words of its lines — see
+    :func:`chunk_spans` — its name's twice and its parent's once); the build's encoder
+    counts them for many files at once (see ``build._Encoder``), so nothing here makes an
+    object per word or per line."""
 
     info: FileInfo
     data: bytes
-    spans: list[int]  # symbol i's chunk is data[spans[2 * i] : spans[2 * i + 1]]
 
 
 def analyse(path: str, blob: str, data: bytes) -> Analysed | None:
@@ -152,7 +154,7 @@ def analyse(path: str, blob: str, data: bytes) -> Analysed | None:
         symbols=symbols,
         imports=imports,
     )
-    return Analysed(info, data, chunk_spans(data, symbols))
+    return Analysed(info, data)
 
 
 # Bytes that cannot be part of a word become spaces, so `split()` (in C) finds the words of
@@ -169,7 +171,10 @@ def chunk_spans(data: bytes, symbols: tuple[Symbol, ...]) -> list[int]:
     after another. A chunk is the symbol's lines, but a container's stops at its first
     nested definition (a class's chunk is its header, docstring and attributes, not every
     method again) and none is longer than ``CHUNK_MAX_LINES``. Chunks start and end at
-    line starts, so no word straddles a chunk's edge."""
+    line starts, so no word straddles a chunk's edge.
+
+    One file at a time, for tests and inspection: the build finds the same for many files
+    at once (:func:`chunk_ranges`)."""
     if not symbols:
         return []
     newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _NEWLINE)
@@ -193,6 +198,42 @@ def chunk_spans(data: bytes, symbols: tuple[Symbol, ...]) -> list[int]:
 _NEWLINE = ord("\n")
 
 
+def chunk_ranges(
+    text: bytes, file_starts: Offsets, file_ends: Offsets, n_syms: Offsets, lines: Offsets
+) -> tuple[Offsets, Offsets]:
+    """:func:`chunk_spans` of many files in one ``text`` at once, in numpy: file ``f`` is
+    ``text[file_starts[f]:file_ends[f]]`` with ``n_syms[f]`` symbols, whose (start line,
+    end line) pairs are ``lines``, one file's after another's. Each chunk's start and end
+    offsets in ``text``."""
+    start, end = lines[:, 0], lines[:, 1]
+    # A symbol's chunk stops before the next symbol of its file when that starts inside it.
+    last = np.cumsum(n_syms)[n_syms > 0] - 1
+    nxt = np.empty_like(start)
+    nxt[:-1] = start[1:]
+    cut = (start < nxt) & (nxt <= end)
+    cut[last] = False
+    end = np.where(cut, nxt - 1, end)
+    # Lines of each symbol's file: its newlines are newlines[first : first + count].
+    newlines = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == _NEWLINE)
+    first = np.searchsorted(newlines, file_starts)
+    count = np.searchsorted(newlines, file_ends) - first
+    of_file = np.repeat(np.arange(len(n_syms)), n_syms)
+    lo, hi, first, count = file_starts[of_file], file_ends[of_file], first[of_file], count[of_file]
+    n = count + 1  # lines, the last possibly empty; line n is the file's end
+    a = np.minimum(start - 1, n)
+    b = np.maximum(np.minimum(np.minimum(end, start + CHUNK_MAX_LINES), n), a)
+    newlines = np.append(newlines, 0)  # (so that every index below is in range)
+
+    def offset(line: Offsets) -> Offsets:
+        # Line 0 starts at the file's start, line i after its file's i-th newline, line n
+        # (and any past it) at the file's end.
+        inner = newlines[np.where((line >= 1) & (line <= count), first + line - 1, -1)] + 1
+        out: Offsets = np.where(line == 0, lo, np.where(line <= count, inner, hi))
+        return out
+
+    return offset(a), offset(b)
+
+
 def extra_text(path: str, symbols: tuple[Symbol, ...]) -> list[bytes]:
     """The words documents hold besides their lines, as text to split like a file's: the
     path's, written twice, for the file's document; for each chunk its symbol's name twice
@@ -207,7 +248,8 @@ def extra_text(path: str, symbols: tuple[Symbol, ...]) -> list[bytes]:
 def doc_words(analysed: Analysed) -> list[Counter[str]]:
     """Each document's word counts, one at a time (what the build's encoder counts in bulk;
     for tests and inspection)."""
-    data, spans, info = analysed.data, analysed.spans, analysed.info
+    data, info = analysed.data, analysed.info
+    spans = chunk_spans(data, info.symbols)
     extras = extra_text(info.path, info.symbols)
     texts = [data + b" " + extras[0]]
     texts += [

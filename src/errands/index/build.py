@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from errands.errors import ErrandsError
 from errands.index import gitio
-from errands.index.analyse import WORD_BYTES, FileInfo, analyse, extra_text
+from errands.index.analyse import WORD_BYTES, FileInfo, analyse, chunk_ranges, extra_text
 from errands.index.keys import Keys
 from errands.index.lexical import Lexicon
 from errands.index.symbols import grammar, language_of
@@ -106,7 +106,7 @@ class _Encoder:
         # `take`. Chunks as byte ranges of their file's bytes.
         self._pieces: list[bytes] = []
         self._file_piece: list[int] = []  # where each file's bytes are in `_pieces`
-        self._spans: list[int] = []
+        self._lines: list[int] = []  # each symbol's start and end line
 
     def add(self, ordinal: int, entry: gitio.TreeEntry, data: bytes | None) -> None:
         """Analyse one file; ``data`` None: the repository lacks the blob (counted as
@@ -124,7 +124,7 @@ class _Encoder:
         self._file_piece.append(len(self._pieces))
         self._pieces.append(data)
         self._pieces += extra_text(info.path, info.symbols)
-        self._spans += analysed.spans
+        self._lines += [n for sym in info.symbols for n in (sym.start_line, sym.end_line)]
 
     def full(self) -> bool:
         return self.handled >= _BATCH_FILES or self.bytes >= _BATCH_BYTES
@@ -132,7 +132,8 @@ class _Encoder:
     def take(self) -> _Batch:
         lexicon = self._lexicon
         pieces = self._pieces
-        text = b" ".join(pieces).translate(WORD_BYTES)
+        raw = b" ".join(pieces)
+        text = raw.translate(WORD_BYTES)
         # Each word's offset in the text: where a word byte follows a space (or starts it).
         space = np.frombuffer(text, dtype=np.uint8) == _SPACE
         first = np.empty(len(space), dtype=np.bool_)
@@ -160,9 +161,13 @@ class _Encoder:
         ranges = np.empty((n_docs, 4), dtype=np.int64)  # lines from, to; extras from, to
         ranges[:, 0] = at[piece]
         ranges[:, 1] = ranges[:, 0] + sizes[piece]
-        spans = np.array(self._spans, dtype=np.int64).reshape(-1, 2)
-        ranges[is_chunk, 1] = ranges[is_chunk, 0] + spans[:, 1]
-        ranges[is_chunk, 0] += spans[:, 0]
+        ranges[is_chunk, 0], ranges[is_chunk, 1] = chunk_ranges(
+            raw,
+            at[file_piece],
+            at[file_piece] + sizes[file_piece],
+            n_syms,
+            np.array(self._lines, dtype=np.int64).reshape(-1, 2),
+        )
         # A file's extra words are the piece after its bytes, its chunk i's the (i + 2)-th.
         extra = piece + 1 + np.arange(n_docs, dtype=np.int64) - np.repeat(file_doc, n_syms + 1)
         ranges[:, 2] = at[extra]
