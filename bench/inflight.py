@@ -11,8 +11,9 @@ merge): six model calls, so about 12 s of model time.
 
 Printed, per backend, against the targets of issue 22 item 4:
 
-- wall time of one task alone, of ``--tasks`` tasks created at once, and their ratio
-  (target ≤ 1.25 x);
+- wall time of one task alone (the median of ``--alone-runs``), of ``--tasks`` tasks created
+  at once, and their ratio (target ≤ 1.25 x); and per job kind, the median time from queued
+  to finished alone and at once (which part stretches);
 - queued→started delay of every job of the many-task run (p50/p95);
 - idle pick-up: queued→started of a lone job while every slot is idle (p50/p95 over
   ``--samples``; target p95 ≤ 200 ms) — the transport's latency;
@@ -28,6 +29,7 @@ Backends: ``sqlite`` (the embedded default) and ``postgres+redis`` when ``--post
 Usage (from the repository root; ``PYTHONPATH=src`` or another tree's ``src`` to measure it)::
 
     python bench/inflight.py [--tasks 16] [--latency 2.0] [--workers 1] [--samples 20] \\
+        [--alone-runs 3] \\
         [--concurrency N] [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] \\
         [--redis redis://127.0.0.1:6379/0]
 
@@ -55,6 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from errands import runtime
 from errands.domain import TaskState
@@ -106,7 +109,7 @@ def free_port() -> int:
 
 @dataclass
 class Figures:
-    alone: float
+    alones: list[float]  # one task alone, each run
     many: float
     delays: list[float]
     pickups: list[float]
@@ -114,6 +117,13 @@ class Figures:
     cpu_per_task: float
     python_per_task: float  # the part spent in the server's and workers' own code
     idle_cpu: float  # CPU-seconds per second
+    # per job kind: median seconds from queued to finished, alone and in the many-task run
+    kinds_alone: dict[str, float]
+    kinds_many: dict[str, float]
+
+    @property
+    def alone(self) -> float:
+        return statistics.median(self.alones)
 
 
 @contextmanager
@@ -214,12 +224,17 @@ def run_backend(
         idle_before = cpu_seconds(pids)
         time.sleep(IDLE_WINDOW)
         idle_cpu = (cpu_seconds(pids) - idle_before) / IDLE_WINDOW
+        # One task alone several times (its median is the ratio's denominator: a single run
+        # moved it by ±0.5 s on a shared machine), each after the last has settled.
+        alones, alone_ids = [], []
         before = cpu_seconds(pids)
-        alone = run_tasks(driver, project_id, range(3, 4), logs)
-        settle(db)
-        cpu_alone = cpu_seconds(pids) - before
+        for n in range(3, 3 + args.alone_runs):
+            alones.append(run_tasks(driver, project_id, range(n, n + 1), logs))
+            alone_ids += driver.task_ids
+            settle(db)
+        cpu_alone = (cpu_seconds(pids) - before) / args.alone_runs
         before, python_before = cpu_seconds(pids), cpu_seconds(pids, children=False)
-        many = run_tasks(driver, project_id, range(10, 10 + args.tasks), logs)
+        many = run_tasks(driver, project_id, range(100, 100 + args.tasks), logs)
         settle(db)
         cpu = cpu_seconds(pids) - before
         python = cpu_seconds(pids, children=False) - python_before
@@ -234,11 +249,33 @@ def run_backend(
         rows = session.execute(
             select(Job.created_at, Job.started_at).where(Job.task_id.in_(ids))
         ).all()
+        kinds_alone, kinds_many = (_job_seconds(session, task_ids) for task_ids in (alone_ids, ids))
     db.dispose()
     delays = [(started - created).total_seconds() for created, started in rows if started]
     return Figures(
-        alone, many, delays, pickups, cpu_alone, cpu / args.tasks, python / args.tasks, idle_cpu
+        alones,
+        many,
+        delays,
+        pickups,
+        cpu_alone,
+        cpu / args.tasks,
+        python / args.tasks,
+        idle_cpu,
+        kinds_alone,
+        kinds_many,
     )
+
+
+def _job_seconds(session: Session, task_ids: Sequence[int]) -> dict[str, float]:
+    """Median seconds from queued to finished of the tasks' jobs, by kind: which part of a
+    task stretches when many run at once."""
+    by_kind: dict[str, list[float]] = {}
+    for kind, created, finished in session.execute(
+        select(Job.kind, Job.created_at, Job.finished_at).where(Job.task_id.in_(task_ids))
+    ):
+        if finished is not None:
+            by_kind.setdefault(str(kind), []).append((finished - created).total_seconds())
+    return {kind: statistics.median(seconds) for kind, seconds in sorted(by_kind.items())}
 
 
 def main() -> None:
@@ -247,6 +284,9 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=2.0, help="seconds per model call")
     parser.add_argument("--workers", type=int, default=1, help="errands worker processes")
     parser.add_argument("--samples", type=int, default=20, help="idle pick-ups measured")
+    parser.add_argument(
+        "--alone-runs", type=int, default=3, help="runs of one task alone (their median)"
+    )
     parser.add_argument("--concurrency", type=int, help="ERRANDS_WORKER_CONCURRENCY")
     parser.add_argument("--postgres", help="admin URL of a PostgreSQL server")
     parser.add_argument("--redis", help="URL of a Redis server")
@@ -276,8 +316,14 @@ def main() -> None:
                 else:
                     continue
             ratio = f.many / f.alone
+            alones = ", ".join(f"{a:.1f}" for a in f.alones)
+            kinds = ", ".join(
+                f"{kind} {f.kinds_alone.get(kind, float('nan')):.1f} → {seconds:.1f}"
+                for kind, seconds in f.kinds_many.items()
+            )
             print(
-                f"{backend}: 1 task alone {f.alone:5.1f} s; {args.tasks} at once {f.many:5.1f} s "
+                f"{backend}: 1 task alone {f.alone:5.1f} s (median of {alones}); "
+                f"{args.tasks} at once {f.many:5.1f} s "
                 f"= {ratio:4.2f}× (target ≤ 1.25×: {'met' if ratio <= 1.25 else 'NOT met'})\n"
                 f"  queued→started over {len(f.delays)} jobs: p50 "
                 f"{statistics.median(f.delays) * 1000:5.0f} ms, p95 "
@@ -289,7 +335,8 @@ def main() -> None:
                 f"  CPU of Errands' processes: {f.cpu_per_task:5.2f} CPU-s per task at once "
                 f"({f.python_per_task:4.2f} in their own code, the rest in git, bubblewrap "
                 f"and verify commands; {f.cpu_alone:4.2f} alone); "
-                f"idle {f.idle_cpu * 1000:5.1f} ms CPU per s",
+                f"idle {f.idle_cpu * 1000:5.1f} ms CPU per s\n"
+                f"  a job, queued → finished, median s alone → at once: {kinds}",
                 flush=True,
             )
     print(f"load average at end {os.getloadavg()[0]:.2f}")
