@@ -164,11 +164,18 @@ class _ByteWordTokens(dict[bytes, tuple[str, ...]]):
             return []
         # One decode and one lower-casing for them all (ASCII words, no newlines in them).
         text = b"\n".join(words).decode("ascii")
-        # A word in lower case without underscores (most of them) is its own only term, or
-        # none (short, a stopword, a number): decided inline, the rest by `word_tokens`.
+        stop = STOPWORDS
+        # A word in one case without underscores (most of them) is its own only term, or
+        # none (short, a stopword, a number): decided inline; one with underscores (snake
+        # case, the next most) is itself and its pieces (`_snake`). The rest — mixed case,
+        # split at humps — by `word_tokens`.
         found: list[tuple[str, ...] | None] = [
-            (() if len(w) < 2 or w in STOPWORDS or w.isdigit() else (w,))
-            if w == low and "_" not in w
+            (
+                (() if len(low) < 2 or low in stop or low.isdigit() else (low,))
+                if "_" not in w
+                else _snake(low, low.split("_"), stop)
+            )
+            if w == low or w.isupper()
             else None
             for w, low in zip(text.split("\n"), text.lower().split("\n"), strict=True)
         ]
@@ -182,6 +189,14 @@ class _ByteWordTokens(dict[bytes, tuple[str, ...]]):
 
 
 _byte_word_tokens = _ByteWordTokens()
+
+
+def _snake(low: str, pieces: list[str], stop: frozenset[str]) -> tuple[str, ...]:
+    """`word_tokens` of a word in one case with an underscore, lower-cased (``low``) and
+    split at underscores (``pieces``)."""
+    if len(pieces) - pieces.count("") < 2:  # one piece: the word alone (or nothing)
+        return () if len(low) < 2 or low in stop else (low,)
+    return tuple([t for t in (low, *pieces) if len(t) > 1 and t not in stop])
 
 
 def tokens(text: str) -> list[str]:
