@@ -353,6 +353,7 @@ def test_bulk_word_tokens_equal_one_at_a_time() -> None:
     # A build's words, as bytes: the same, and runs of digits have no terms.
     words += ["123", "0", "007", "abc", "ABC", "if", "Self", "IF", "A", "_1", "_1_2", "_12_34"]
     words += ["get_get", "A_B", "HTTP_2", "__INIT__", "IS_A", "the_", "x__y", "SELF_SELF", "_a_"]
+    words += ["getX2", "XMLHttpRequest", "ABCdef", "aB", "Ab", "IfElse", "SelfTest", "None", "x2Y"]
     want = [() if w.isdigit() else _WordTokens()[w] for w in words]
     assert _ByteWordTokens().learn([w.encode() for w in words]) == want
 

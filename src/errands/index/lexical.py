@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from array import array
 from collections import Counter
-from itertools import accumulate, chain, islice
+from itertools import accumulate, chain, islice, repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +19,8 @@ import numpy.typing as npt
 # Possessive quantifiers: the same words, found without keeping backtracking state.
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*+|[0-9]++[A-Za-z_][A-Za-z0-9_]*+")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# The same, and each newline as a match of its own (to split many words' humps at once).
+_CAMEL_LINES = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|\n")
 
 STOPWORDS = frozenset(
     [
@@ -179,16 +181,31 @@ class _ByteWordTokens(dict[bytes, tuple[str, ...]]):
             else None
             for w, low in zip(text.split("\n"), text.lower().split("\n"), strict=True)
         ]
-        rest = iter(
-            word_tokens([w.decode("ascii") for w, t in zip(words, found, strict=True) if t is None])
-        )
-        toks = [t if t is not None else next(rest) for t in found]
+        # Mixed case without underscores (camel case, the next most): the humps of all of
+        # them found by one regex pass over them joined by newlines, which it gives back as
+        # separators. The rest (mixed case with underscores, rare) by `word_tokens`.
+        mixed = [w.decode("ascii") for w, t in zip(words, found, strict=True) if t is None]
+        camel = [w for w in mixed if "_" not in w]
+        humps = " ".join(_CAMEL_LINES.findall("\n".join(camel))).lower().split("\n")
+        camels = iter(list(map(_camel, map(str.lower, camel), map(str.split, humps), repeat(stop))))
+        rest = iter(word_tokens([w for w in mixed if "_" in w]))
+        mixed_toks = iter([next(rest) if "_" in w else next(camels) for w in mixed])
+        toks = [t if t is not None else next(mixed_toks) for t in found]
         if len(self) < 500_000:
             self.update(zip(words, toks, strict=True))
         return toks
 
 
 _byte_word_tokens = _ByteWordTokens()
+
+
+def _camel(low: str, humps: list[str], stop: frozenset[str]) -> tuple[str, ...]:
+    """`word_tokens` of a word in mixed case without underscores, lower-cased (``low``)
+    and its humps (lower-cased ``_CAMEL`` matches)."""
+    if len(humps) < 2:
+        return () if low in stop else (low,)
+    parts = [p for p in humps if len(p) > 1 and p != low and p not in stop]
+    return tuple(parts) if low in stop else (low, *parts)
 
 
 def _snake(low: str, pieces: list[str], stop: frozenset[str]) -> tuple[str, ...]:
