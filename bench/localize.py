@@ -71,6 +71,7 @@ DEFAULT_DATA = Path("/work/shared/data/localization-dev.jsonl")
 class RepoStats:
     cold_seconds: float = 0.0
     cold_cpu: float = 0.0  # CPU seconds of the build: this process, its workers and git
+    cold_child_cpu: float = 0.0  # of which its child processes': workers and git
     cold_save_seconds: float = 0.0  # saving the fresh index
     cold_files: int = 0
     cold_procs: int = 1  # processes the cold build analysed files in (see processes_for)
@@ -215,11 +216,12 @@ def main(argv: list[str] | None = None) -> int:
             base = row["base_commit"]
             if index is None:
                 _join_workers()  # earlier builds' workers: their CPU is not this build's
-                t0, cpu0 = time.perf_counter(), _cpu()
+                t0, cpu0, child0 = time.perf_counter(), _cpu(), _cpu(children=True)
                 index = CodeIndex.build(git_dir, base)
                 st.cold_seconds = time.perf_counter() - t0
                 _join_workers()  # this build's workers exit after sending all
                 st.cold_cpu = _cpu() - cpu0
+                st.cold_child_cpu = _cpu(children=True) - child0
                 t0 = time.perf_counter()
                 index.save(tmp / "cold.idx")
                 st.cold_save_seconds = time.perf_counter() - t0
@@ -323,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{parse_cpu:.2f} s of the builds' {cpu:.2f} s = {parse_cpu / cpu:.2f} (the steadier "
             "figure on a busy machine: the bound is CPU time, a build's wall time waits for CPUs)"
         )
+        for repo, st in stats.items():
+            if st.parse_cpu and st.cold_seconds:
+                print(
+                    f"    {repo}: {st.parse_cpu / st.cold_procs / st.cold_seconds:.2f} by wall, "
+                    f"{st.parse_cpu / st.cold_cpu:.2f} by CPU (parsing {st.parse_cpu:.3f} s of "
+                    f"{st.cold_cpu:.3f} s, {st.cold_child_cpu:.3f} s of it in workers and git)"
+                )
         print(
             "  (both sides alike: the builds' wall time and CPU (this process, its workers, every "
             "git process) cover all of CodeIndex.build: ls-tree, blobs through cat-file, parsing "
@@ -883,12 +892,13 @@ def _join_workers() -> None:
         proc.join()
 
 
-def _cpu() -> float:
-    """CPU seconds used so far by this process and its finished children."""
-    own, kids = (
-        resource.getrusage(resource.RUSAGE_SELF),
-        resource.getrusage(resource.RUSAGE_CHILDREN),
-    )
+def _cpu(*, children: bool = False) -> float:
+    """CPU seconds used so far by this process and its finished children (``children``:
+    by the children alone)."""
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if children:
+        return kids.ru_utime + kids.ru_stime
+    own = resource.getrusage(resource.RUSAGE_SELF)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
