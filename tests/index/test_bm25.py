@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from errands.index.bm25 import BM25
+from errands.index.bm25 import BM25, term_major
 
 DOCS: dict[str, dict[str, int]] = {
     "a.py": {"price": 3, "discount": 1},
@@ -102,3 +102,27 @@ def test_forks_adding_new_terms_each_keep_their_own_terms_by_id() -> None:
     for bm25 in (index, left, right):
         assert bm25.term_names()[: len(bm25.df)] == sorted(bm25.vocab, key=bm25.vocab.__getitem__)
     assert left.fork().document("d.py") == {"refund": 2, "price": 1}
+
+
+def test_term_major_sorts_packed_keys_as_the_stable_argsort_does() -> None:
+    """The packed sort a bulk build uses and the argsort it falls back on when the keys do
+    not fit give the same postings, in 16 bits and in 32 (ids past 65,536, large counts)."""
+    rng = np.random.default_rng(23)
+    for n_docs, n_terms, max_tf in ((5, 7, 3), (70_000, 300, 70_000), (40, 80_000, 2)):
+        sizes = rng.integers(0, 6, n_docs)
+        ptr = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+        # Distinct terms within each document, as the build gives them.
+        terms = np.concatenate([rng.choice(n_terms, int(k), replace=False) for k in sizes]).astype(
+            np.int32
+        )
+        tfs = rng.integers(1, max_tf + 1, len(terms)).astype(np.int32)
+        packed = term_major(ptr, terms, tfs, n_terms)
+        fallback = term_major(ptr, terms, tfs, n_terms, key_bits=0)
+        for got, want in zip(packed, fallback, strict=True):
+            assert got.dtype == want.dtype
+            assert np.array_equal(got, want)
+        # And what they are: each term's (document, tf) pairs, documents ascending.
+        doc_of = np.repeat(np.arange(n_docs), sizes)
+        expected = sorted(zip(terms.tolist(), doc_of.tolist(), tfs.tolist(), strict=True))
+        assert packed[0].tolist() == [d for _t, d, _f in expected]
+        assert packed[1].tolist() == [f for _t, _d, f in expected]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any
@@ -81,26 +81,27 @@ def _file_info(
 
 
 def pack_files(infos: Collection[FileInfo]) -> tuple[object, ...]:
-    """Files' entries column by column, to save: a few long lists of shared strings
-    instead of an object (and a tuple of fields) per symbol, which a pickle would each
-    remember until it is done — hundreds of MB on a large repository."""
+    """Files' entries column by column, to save: the symbols' names, kinds and parents each
+    one string and the lengths of its parts, not lists of strings, which a pickle would
+    each remember (an entry in its memo per distinct string) until it is done — tens of MB
+    on a large repository, on top of the lists."""
     syms = chain.from_iterable(info.symbols for info in infos)
     lines = array("i", chain.from_iterable((sym.start_line, sym.end_line) for sym in syms))
+    names = join_strings(sym.name for info in infos for sym in info.symbols)
+    kinds = join_strings(sym.kind for info in infos for sym in info.symbols)
+    parents = join_strings(sym.parent for info in infos for sym in info.symbols)
     return (
         [info.path for info in infos], [info.blob for info in infos],
         array("q", [info.size for info in infos]).tobytes(),
         [info.language for info in infos], [info.imports for info in infos],
         array("q", [len(info.symbols) for info in infos]).tobytes(),
-        [sym.name for info in infos for sym in info.symbols],
-        [sym.kind for info in infos for sym in info.symbols],
-        [sym.parent for info in infos for sym in info.symbols],
-        lines.tobytes(),
+        names, kinds, parents, lines.tobytes(),
     )  # fmt: skip
 
 
 def unpack_files(packed: tuple[Any, ...]) -> dict[str, FileInfo]:
-    """:func:`pack_files` read back, by path (equal names are shared objects, as they were
-    when saved: see :func:`_file_info`)."""
+    """:func:`pack_files` read back, by path (names, kinds and parents interned: equal
+    names are shared objects, as they are when parsed: see :func:`_file_info`)."""
     paths, blobs, size_bytes, languages, imports, count_bytes, names, kinds, parents, line_bytes = (
         packed
     )
@@ -109,6 +110,8 @@ def unpack_files(packed: tuple[Any, ...]) -> dict[str, FileInfo]:
     counts.frombytes(count_bytes)
     lines.frombytes(line_bytes)
     starts, ends = lines[0::2], lines[1::2]
+    name_list, kind_list = split_strings(*names), split_strings(*kinds)
+    parent_list = split_strings(*parents)
     out: dict[str, FileInfo] = {}
     at = 0
     for path, blob, size, language, imps, n in zip(
@@ -116,12 +119,39 @@ def unpack_files(packed: tuple[Any, ...]) -> dict[str, FileInfo]:
     ):
         end = at + n
         symbols = tuple(
-            map(Symbol, names[at:end], kinds[at:end], repeat(path, n), starts[at:end],
-                ends[at:end], parents[at:end])
+            map(Symbol, name_list[at:end], kind_list[at:end], repeat(path, n), starts[at:end],
+                ends[at:end], parent_list[at:end])
         )  # fmt: skip
         out[path] = FileInfo(path, blob, size, language, symbols, imps)
         at = end
     return out
+
+
+def join_strings(strings: Iterable[str | None]) -> tuple[str, bytes, bytes]:
+    """Strings (or None), to pickle: the distinct ones joined, their lengths, and each
+    item's place among them (-1 for None). A repository's names repeat (`__init__`, a
+    class's name as each of its methods' parent): each is written once, as a pickle's memo
+    would have it, without the memo's entry per string."""
+    ids: dict[str, int] = {}
+    places = array("i")
+    for text in strings:
+        places.append(-1 if text is None else ids.setdefault(text, len(ids)))
+    return "".join(ids), array("i", map(len, ids)).tobytes(), places.tobytes()
+
+
+def split_strings(joined: str, length_bytes: bytes, place_bytes: bytes) -> list[str | None]:
+    """:func:`join_strings` read back, each distinct string once, interned (so a symbol
+    read back shares its names with those parsed in this process)."""
+    lengths, places = array("i"), array("i")
+    lengths.frombytes(length_bytes)
+    places.frombytes(place_bytes)
+    distinct: list[str | None] = []
+    intern, at = sys.intern, 0
+    for n in lengths:
+        distinct.append(intern(joined[at : at + n]))
+        at += n
+    distinct.append(None)  # place -1
+    return [distinct[i] for i in places]
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from errands.errors import GitError, InvalidInput
-from errands.index import gitio, journal, stored
+from errands.index import gitio, journal, memory, stored
 from errands.index import locate as _locate
 from errands.index.analyse import FileInfo, pack_files, unpack_files
 from errands.index.bm25 import BM25
@@ -22,12 +22,13 @@ from errands.index.lexical import tokens
 from errands.index.model import Located, Symbol
 from errands.index.overlay import Overlay
 from errands.index.paths import skip_path, too_big
-from errands.index.tables import Derived
+from errands.index.tables import Derived, saved_tables
 
-# 7: a journal of updates beside the saved index, which names the base it follows (6:
-# document keys packed (5: files column by column, lookup tables without the
+# 8: symbols' names, kinds and parents each one string, the lookup tables as rows (7: a
+# journal of updates beside the saved index, which names the base it follows; 6:
+# document keys packed; 5: files column by column, lookup tables without the
 # definitions; 4: the history window, lookup tables; 3: no files' contents)
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 HISTORY_COMMITS = 500
 # An update re-indexing more than this share of the files costs about as much as a cold
 # build (adding documents one by one costs several times a bulk build's per-file work), so
@@ -93,6 +94,7 @@ class CodeIndex:
         index._bulk(analyse_entries(git_dir, entries, progress))
         index._set_window(history.result())
         reap_workers()
+        memory.release()
         return index
 
     def _set_window(self, window: gitio.Window, *, moved: bool = False) -> None:
@@ -108,12 +110,15 @@ class CodeIndex:
     def _bulk(self, analysis: Analysis) -> None:
         """Take a fresh build's files and documents (an empty index only)."""
         self._files = Overlay({info.path: info for info in analysis.infos})
+        # Both indexes number terms as the build did: one vocabulary, the base of both
+        # overlays (never changed through them), not a copy each (~8 MB at 50,000 files).
+        vocab = Overlay(analysis.vocab)
         for part, attr in (("files", "_file_bm25"), ("chunks", "_sym_bm25")):
             docs = getattr(analysis, part)
             if docs is not None:
                 # Let go of each part's arrays once its index is built, not at the end.
                 setattr(analysis, part, None)
-                bm25 = BM25.bulk(docs.keys, analysis.vocab, docs.ptr, docs.terms, docs.tfs)
+                bm25 = BM25.bulk(docs.keys, vocab, docs.ptr, docs.terms, docs.tfs)
                 setattr(self, attr, bm25)
                 del docs
         self._derived = None
@@ -336,8 +341,9 @@ class CodeIndex:
             "sym_bm25": sym_bm25,
             "window": self._window,
             "history_commits": self.history_commits,
-            # The lookup tables too, so a fresh process's first query need not build them.
-            "derived": self.derived().saved(),
+            # The lookup tables keyed by path words too, so a load need not make them (from
+            # the paths: the tables themselves are made only when a query asks for them).
+            "derived": saved_tables(self._files.keys()),
         }
         try:
             with os.fdopen(handle, "wb") as fh:

@@ -156,6 +156,12 @@ def word_tokens(words: list[str]) -> list[tuple[str, ...]]:
     return out
 
 
+# The words kept for later builds and updates of this process (a build numbers its own
+# words once each anyway): the ones met first, most of them common. Unbounded it held every
+# distinct word of the last build, ~43 MB of a 50,000-file repository's build, for good.
+_BYTE_CACHE_MAX = 1 << 16
+
+
 class _ByteWordTokens(dict[bytes, tuple[str, ...]]):
     """``_word_tokens`` for a build's words (ASCII bytes), where runs of digits have none."""
 
@@ -191,7 +197,7 @@ class _ByteWordTokens(dict[bytes, tuple[str, ...]]):
         rest = iter(word_tokens([w for w in mixed if "_" in w]))
         mixed_toks = iter([next(rest) if "_" in w else next(camels) for w in mixed])
         toks = [t if t is not None else next(mixed_toks) for t in found]
-        if len(self) < 500_000:
+        if len(self) < _BYTE_CACHE_MAX:
             self.update(zip(words, toks, strict=True))
         return toks
 

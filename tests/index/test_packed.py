@@ -1,0 +1,27 @@
+"""What a saved index packs compactly reads back as it was: symbols' strings, and the
+lookup tables keyed by path words."""
+
+from __future__ import annotations
+
+from errands.index.analyse import FileInfo, join_strings, split_strings
+from errands.index.model import Symbol
+from errands.index.tables import Derived, saved_tables
+
+
+def test_strings_read_back_as_they_were_each_distinct_one_shared() -> None:
+    strings = ["__init__", None, "Cart", "", "__init__", "naïve", "a\0b", None, "Cart", "x\ny"]
+    joined, lengths, places = join_strings(strings)
+    assert joined.count("__init__") == 1  # written once
+    back = split_strings(joined, lengths, places)
+    assert back == strings
+    assert back[0] is back[4] and back[2] is back[8]
+    assert split_strings(*join_strings([])) == []
+
+
+def test_the_tables_read_back_equal_the_tables_made_from_the_files() -> None:
+    paths = ["src/shop/cart.py", "src/shop/__init__.py", "lib/x y/odd\nname.py", "a.py", "b.txt"]
+    files = [
+        FileInfo(p, "0" * 40, 1, None, (Symbol("Cart", "class", p, 1, 2, None),), ()) for p in paths
+    ]
+    assert Derived.restored(saved_tables(paths), files) == Derived.of(files)
+    assert Derived.restored(saved_tables([]), []) == Derived.of([])
