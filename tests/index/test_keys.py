@@ -31,3 +31,12 @@ def test_saved_and_read_back_it_finds_the_same_ids() -> None:
     assert back == keys
     assert all(back.id_of(k) == keys.id_of(k) for k in keys if k is not None)
     assert back.id_of("new.py") == 150 and back.id_of("pkg/m2.py\x001") is None
+
+
+def test_keys_that_are_not_ascii_read_back_as_they_were() -> None:
+    """Packed as UTF-8: a path with accents, and one git gave with bytes that are not
+    UTF-8 (decoded with surrogate escapes), come back equal and are found."""
+    odd = ["naïve/café.py", "raw/\udcff\udc80.py\x002", "日本/x.py"]
+    for keys in (Keys(odd), pickle.loads(pickle.dumps(Keys(odd)))):
+        assert list(keys) == odd
+        assert [keys.id_of(k) for k in odd] == [0, 1, 2]

@@ -3,9 +3,14 @@ lookup tables keyed by path words."""
 
 from __future__ import annotations
 
-from errands.index.analyse import FileInfo, join_strings, split_strings
+from pathlib import Path
+
+from errands.index import CodeIndex
+from errands.index.analyse import FileInfo
 from errands.index.model import Symbol
+from errands.index.packed import join_strings, split_strings
 from errands.index.tables import Derived, saved_tables
+from tests.index.conftest import Commit
 
 
 def test_strings_read_back_as_they_were_each_distinct_one_shared() -> None:
@@ -25,3 +30,13 @@ def test_the_tables_read_back_equal_the_tables_made_from_the_files() -> None:
     ]
     assert Derived.restored(saved_tables(paths), files) == Derived.of(files)
     assert Derived.restored(saved_tables([]), []) == Derived.of([])
+
+
+def test_a_cold_build_read_back_keeps_one_vocabulary_for_both_indexes(
+    repo: Path, commit: Commit, tmp_path: Path
+) -> None:
+    head = commit({"a.py": "def alpha(beta):\n    return beta\n", "b.md": "gamma delta\n"})
+    CodeIndex.build(repo / ".git", head).save(tmp_path / "saved.idx")
+    loaded = CodeIndex.load(tmp_path / "saved.idx")
+    assert loaded.file_bm25.vocab.flat() is loaded.sym_bm25.vocab.flat()
+    assert loaded.file_bm25.df_of("gamma") == 1 and loaded.sym_bm25.df_of("gamma") == 0

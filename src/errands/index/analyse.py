@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from errands.index.model import Symbol
+from errands.index.packed import join_strings, split_strings
 from errands.index.paths import is_binary, too_big
 from errands.index.symbols import language_of, parse
 
@@ -125,33 +126,6 @@ def unpack_files(packed: tuple[Any, ...]) -> dict[str, FileInfo]:
         out[path] = FileInfo(path, blob, size, language, symbols, imps)
         at = end
     return out
-
-
-def join_strings(strings: Iterable[str | None]) -> tuple[str, bytes, bytes]:
-    """Strings (or None), to pickle: the distinct ones joined, their lengths, and each
-    item's place among them (-1 for None). A repository's names repeat (`__init__`, a
-    class's name as each of its methods' parent): each is written once, as a pickle's memo
-    would have it, without the memo's entry per string."""
-    ids: dict[str, int] = {}
-    places = array("i")
-    for text in strings:
-        places.append(-1 if text is None else ids.setdefault(text, len(ids)))
-    return "".join(ids), array("i", map(len, ids)).tobytes(), places.tobytes()
-
-
-def split_strings(joined: str, length_bytes: bytes, place_bytes: bytes) -> list[str | None]:
-    """:func:`join_strings` read back, each distinct string once, interned (so a symbol
-    read back shares its names with those parsed in this process)."""
-    lengths, places = array("i"), array("i")
-    lengths.frombytes(length_bytes)
-    places.frombytes(place_bytes)
-    distinct: list[str | None] = []
-    intern, at = sys.intern, 0
-    for n in lengths:
-        distinct.append(intern(joined[at : at + n]))
-        at += n
-    distinct.append(None)  # place -1
-    return [distinct[i] for i in places]
 
 
 @dataclass(slots=True)

@@ -356,6 +356,8 @@ class CodeIndex:
             raise
         self._disk = _OnDisk(base, token, 0, 0, self.commit, self._window)
         self._unsaved = set()
+        del state
+        memory.release()
         return base + journal.NO_JOURNAL
 
     def save_query_file(self, path: Path) -> bool:
@@ -373,6 +375,7 @@ class CodeIndex:
         )  # fmt: skip
         if not updated:
             stored.write(path, contents)
+            memory.release()
         self._query_base, self._changed, self._history_moved = self.commit, set(), set()
         return updated
 
@@ -395,6 +398,7 @@ class CodeIndex:
         index._files = Overlay(unpack_files(state["files"]))
         index._file_bm25 = state["file_bm25"]
         index._sym_bm25 = state["sym_bm25"]
+        index._sym_bm25.share_vocab(index._file_bm25)
         index._set_window(state["window"])
         index._derived = Derived.restored(state["derived"], index._files.values())
         token, at, applied = state["token"], 0, 0

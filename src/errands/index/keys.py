@@ -2,10 +2,11 @@
 symbol chunks, each keyed ``path\\0i``, and as Python strings (with a dict from each to its
 id) they were a fifth of the index in memory and a large part of every save.
 
-The keys a bulk build starts from are one string and the offsets where each ends; a dict
-from key to id is replaced by the keys' hashes, sorted (a key is found by its hash, then
-compared). Keys added later, one changed file at a time, are a list and a dict, as before;
-a removed key is noted, its id never reused.
+The keys a bulk build starts from are one bytes object (their UTF-8, which a pickle writes
+as it is, where a string is copied first) and the offsets where each ends; a dict from key
+to id is replaced by the keys' hashes, sorted (a key is found by its hash, then compared).
+Keys added later, one changed file at a time, are a list and a dict, as before; a removed
+key is noted, its id never reused.
 """
 
 from __future__ import annotations
@@ -18,17 +19,20 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+# Any string round-trips, a path git gave with undecodable bytes (surrogate escapes) too.
+_ERRORS = "surrogatepass"
+
 
 class Keys:
     """Document keys by id (None for a removed document), and ids by key."""
 
     def __init__(self, keys: Iterable[str] = ()) -> None:
         # One pass, each key let go of once written: the keys are never all strings at once.
-        packed = io.StringIO()
+        packed = io.BytesIO()
         ends = array("q")
         end = 0
         for key in keys:
-            end += packed.write(key)
+            end += packed.write(key.encode("utf-8", _ERRORS))
             ends.append(end)
         self._packed = packed.getvalue()
         self._ends = np.frombuffer(ends, dtype=np.int64) if ends else np.zeros(0, np.int64)
@@ -47,12 +51,12 @@ class Keys:
     def _base_keys(self) -> Iterator[str]:
         packed, start = self._packed, 0
         for end in self._ends.tolist():
-            yield packed[start:end]
+            yield packed[start:end].decode("utf-8", _ERRORS)
             start = end
 
     def _base(self, i: int) -> str:
         start = int(self._ends[i - 1]) if i else 0
-        return self._packed[start : int(self._ends[i])]
+        return self._packed[start : int(self._ends[i])].decode("utf-8", _ERRORS)
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)

@@ -18,9 +18,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
+from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass
+from itertools import islice, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -160,11 +162,13 @@ def _fill(conn: sqlite3.Connection, contents: Contents) -> None:
         ((contents.file_bm25, paths), (contents.sym_bm25, chunk_keys))
     ):
         exported = bm25.export(keys)
-        ptr = exported.ptr.tolist()
+        # Read as Python ints one by one: as a list, hundreds of thousands of them at once.
+        ptr = array("q", exported.ptr.tobytes())
         conn.executemany(
             "INSERT INTO terms VALUES (?, ?, ?, ?)",
-            zip([bm] * len(exported.terms), exported.terms, ptr, ptr[1:], strict=False),
+            zip(repeat(bm), exported.terms, ptr, islice(ptr, 1, None)),
         )
+        del ptr
         columns = {"docs": exported.docs, "tfs": exported.tfs, "lengths": exported.lengths}
         # Room made first and filled a slice at a time: a blob bound whole is copied by
         # SQLite, and again into its record, each tens of MB on a large repository.

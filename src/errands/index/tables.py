@@ -9,6 +9,7 @@ seconds)."""
 from __future__ import annotations
 
 import bisect
+import io
 import re
 from array import array
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
@@ -117,16 +118,19 @@ def saved_tables(paths: Iterable[str]) -> tuple[str, bytes, bytes]:
     (which no git path holds), the tables' numbers and the paths' places in path order.
     Made from the paths, not from the tables (which the saving process may not hold), and
     not as dicts of lists, which a pickle would remember entry by entry."""
-    keys: list[str] = []
+    # Keys written as they come (not a list of them all, then joined).
+    keys = io.StringIO()
     tables = bytearray()
     ordinals = array("i")
     number = {name: i for i, name in enumerate(TABLES)}
     for ordinal, path in enumerate(sorted(paths)):
         for table, key in path_keys(path):
-            keys.append(key)
+            if ordinals:
+                keys.write("\0")
+            keys.write(key)
             tables.append(number[table])
             ordinals.append(ordinal)
-    return "\0".join(keys), bytes(tables), ordinals.tobytes()
+    return keys.getvalue(), bytes(tables), ordinals.tobytes()
 
 
 def path_keys(path: str) -> Iterator[tuple[str, str]]:
