@@ -104,8 +104,8 @@ def test_forks_adding_new_terms_each_keep_their_own_terms_by_id() -> None:
     assert left.fork().document("d.py") == {"refund": 2, "price": 1}
 
 
-def test_term_major_sorts_packed_keys_as_the_stable_argsort_does() -> None:
-    """The packed sort a bulk build uses and the argsort it falls back on when the keys do
+def test_term_major_sorts_packed_keys_as_its_fallback_does() -> None:
+    """The packed sort a bulk build uses and the order it falls back on when the keys do
     not fit give the same postings, in 16 bits and in 32 (ids past 65,536, large counts)."""
     rng = np.random.default_rng(23)
     for n_docs, n_terms, max_tf in ((5, 7, 3), (70_000, 300, 70_000), (40, 80_000, 2)):

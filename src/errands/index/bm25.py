@@ -61,7 +61,7 @@ def term_major(
 
     (Term, document, tf) are packed in one int64 each and sorted in place: one array of the
     postings' length, where an argsort and the gathers through it made four (~150 MB at
-    50,000 files). Only when they do not fit in ``key_bits`` by a stable argsort."""
+    50,000 files). Only when they do not fit in ``key_bits`` by the order of the pairs."""
     n_docs = len(doc_ptr) - 1
     max_tf = int(tfs.max(initial=0))
     doc_bits, tf_bits = max(n_docs - 1, 0).bit_length(), max_tf.bit_length()
@@ -77,7 +77,12 @@ def term_major(
         out_tfs = _low_bits(key, tf_bits, max_tf + 1)
         key >>= tf_bits
         return _low_bits(key, doc_bits, n_docs), out_tfs
-    order = np.argsort(terms, kind="stable")
+    # (Each term above its pair's position, sorted: several times faster than numpy's
+    # stable argsort, a merge sort.)
+    order = terms.astype(np.int64) << 32
+    order |= np.arange(len(terms), dtype=np.int64)
+    order.sort()
+    order &= 0xFFFFFFFF
     docs = np.repeat(np.arange(n_docs, dtype=np.int32), np.diff(doc_ptr))
     out_docs = _narrow(docs[order], n_docs)
     del docs
