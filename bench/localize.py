@@ -758,6 +758,12 @@ def scale(n_files: int) -> int:
         scratch, commit, _path = one_file_commit(git_dir, head, tmp / "scratch", "median")
         shutil.copyfile(queried, copy)
         shutil.copyfile(saved, probe_idx)
+        # On disk before the clock starts: the query file's update in place syncs its file,
+        # and otherwise that sync wrote the whole copy (~0.1 s) whenever the kernel had not
+        # yet flushed it, which made that figure depend on the machine's other writes.
+        for written in (copy, probe_idx):
+            with written.open("rb") as fh:
+                os.fsync(fh.fileno())
         journal.journal_path(probe_idx).unlink(missing_ok=True)
         probe = None  # the last run's index let go of first: freeing it is not this run's work
         kept = CodeIndex.load(probe_idx)  # the index the job's process holds

@@ -190,7 +190,9 @@ class BM25:
         terms alike, as a cold build's two indexes do: one copy in memory, not two."""
         if self.term_names() == other.term_names():
             self.vocab = Overlay(other.vocab.flat())
-            self._names = other._names
+            # A list of its own (of the same strings): the two add different terms after
+            # updates, and one finding the list longer than its terms copies it each time.
+            self._names = list(other.term_names())
 
     # ---- building -------------------------------------------------------------------------
 
