@@ -3,10 +3,11 @@ lookup tables keyed by path words."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 from errands.index import CodeIndex
-from errands.index.analyse import FileInfo
+from errands.index.analyse import FileInfo, pack_files, unpack_files
 from errands.index.model import Symbol
 from errands.index.packed import join_strings, split_strings
 from errands.index.tables import Derived, saved_tables
@@ -40,3 +41,22 @@ def test_a_cold_build_read_back_keeps_one_vocabulary_for_both_indexes(
     loaded = CodeIndex.load(tmp_path / "saved.idx")
     assert loaded.file_bm25.vocab.flat() is loaded.sym_bm25.vocab.flat()
     assert loaded.file_bm25.df_of("gamma") == 1 and loaded.sym_bm25.df_of("gamma") == 0
+
+
+def test_a_files_symbols_kept_column_by_column_read_back_as_they_were() -> None:
+    syms = (
+        Symbol("Cart", "class", "shop/cart.py", 1, 40, None),
+        Symbol("total", "method", "shop/cart.py", 3, 9, "Cart"),
+        Symbol("naïve", "function", "shop/cart.py", 70_000, 70_010, None),
+    )
+    info = FileInfo("shop/cart.py", "b" * 40, 123, "python", syms, ("os",))
+    assert info.symbols == syms and info.symbol_count == 3
+    assert [info.symbol(i) for i in range(4)] == [*syms, None]
+    assert info.symbol_names == ("Cart", "total", "naïve")
+    back = pickle.loads(pickle.dumps(info))  # as a worker's batch sends it
+    assert back == info and back.symbols == syms
+    assert back.symbol_names[0] is syms[0].name  # interned, shared with this process's
+    empty = FileInfo("README.md", "c" * 40, 5, None, (), ())
+    assert empty.symbols == () and empty.symbol(0) is None and empty != info
+    packed = unpack_files(pack_files([info, empty]))
+    assert packed == {"shop/cart.py": info, "README.md": empty}

@@ -8,10 +8,11 @@ the file's document and its chunks share the same text."""
 
 from __future__ import annotations
 
+import struct
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any
@@ -30,32 +31,117 @@ Offsets = npt.NDArray[np.int64]
 CHUNK_MAX_LINES = 200
 
 
-@dataclass(slots=True)
 class FileInfo:
-    path: str
-    blob: str
-    size: int
-    language: str | None
-    symbols: tuple[Symbol, ...]
-    imports: tuple[str, ...]
+    """A file's entry: path, blob, size, language, imports and symbols.
+
+    The symbols are kept column by column — their names, kinds and parents in one tuple
+    (interned strings, shared with every other file's), their lines in the bytes of an
+    int32 array — and made into :class:`~errands.index.model.Symbol` objects when asked
+    for: a large repository's 700,000 symbols as objects (and a tuple of them per file)
+    were ~60 MB of its index in memory, three times this."""
+
     # No copy of the contents: `blob` names them in the repository, which every reader of
     # an index has (keeping them would cost a quarter of the index and of a cold build).
+    __slots__ = ("_lines", "_strings", "blob", "imports", "language", "path", "size")
+
+    def __init__(
+        self,
+        path: str,
+        blob: str,
+        size: int,
+        language: str | None,
+        symbols: Sequence[Symbol],
+        imports: tuple[str, ...],
+    ) -> None:
+        self.path, self.blob, self.size, self.language, self.imports = (
+            path, blob, size, language, imports
+        )  # fmt: skip
+        self._strings: tuple[str | None, ...] = _NONE
+        self._lines = b""
+        if symbols:
+            self._strings = tuple(chain.from_iterable((s.name, s.kind, s.parent) for s in symbols))
+            lines = array("i", chain.from_iterable((s.start_line, s.end_line) for s in symbols))
+            self._lines = lines.tobytes()
+
+    @classmethod
+    def of_columns(
+        cls,
+        path: str,
+        blob: str,
+        size: int,
+        language: str | None,
+        imports: tuple[str, ...],
+        strings: tuple[str | None, ...],
+        lines: bytes,
+    ) -> FileInfo:
+        """An entry from its symbols' columns (see :meth:`columns`), no symbol made."""
+        info = cls(path, blob, size, language, (), imports)
+        if strings:
+            info._strings, info._lines = strings, lines
+        return info
+
+    def columns(self) -> tuple[tuple[str | None, ...], bytes]:
+        """The symbols' names, kinds and parents (three per symbol, in a row) and their
+        start and end lines (int32, two per symbol)."""
+        return self._strings, self._lines
+
+    @property
+    def symbol_count(self) -> int:
+        return len(self._strings) // 3
+
+    @property
+    def symbol_names(self) -> tuple[str, ...]:
+        names: tuple[str, ...] = self._strings[0::3]  # type: ignore[assignment]
+        return names
+
+    @property
+    def symbols(self) -> tuple[Symbol, ...]:
+        strings, n = self._strings, self.symbol_count
+        if not n:
+            return ()
+        lines = array("i")
+        lines.frombytes(self._lines)
+        return tuple(
+            map(Symbol, strings[0::3], strings[1::3], repeat(self.path, n), lines[0::2],
+                lines[1::2], strings[2::3])
+        )  # fmt: skip
+
+    def symbol(self, i: int) -> Symbol | None:
+        """Symbol ``i`` alone (None past the last)."""
+        if not 0 <= i < self.symbol_count:
+            return None
+        start, end = struct.unpack_from("=ii", self._lines, 8 * i)
+        name, kind, parent = self._strings[3 * i : 3 * i + 3]
+        assert name is not None and kind is not None
+        return Symbol(name, kind, self.path, start, end, parent)
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.path, self.blob, self.size, self.language, self.imports, self._strings,
+                self._lines)  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FileInfo):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"FileInfo(path={self.path!r}, blob={self.blob!r}, size={self.size}, "
+            f"language={self.language!r}, symbols={self.symbols!r}, imports={self.imports!r})"
+        )
 
     def __reduce__(self) -> tuple[Callable[..., FileInfo], tuple[object, ...]]:
-        # Pickled as its fields, the symbols' column by column: a pickle remembers every
-        # object it writes (to share it), and a large repository's 700,000 symbols as
-        # objects, each with a tuple of fields, made that memo hundreds of MB when the
-        # index is saved; read back, a worker's batch or a saved index are also faster.
-        syms = self.symbols
-        lines: list[int] = []
-        for sym in syms:
-            lines += (sym.start_line, sym.end_line)
+        # Pickled as its fields and columns (a worker's batch): no symbol object made.
         return (
             _file_info,
-            (self.path, self.blob, self.size, self.language, self.imports,
-             [s.name for s in syms], [s.kind for s in syms], [s.parent for s in syms],
-             array("i", lines).tobytes()),
+            (self.path, self.blob, self.size, self.language, self.imports, self._strings,
+             self._lines),
         )  # fmt: skip
+
+
+_NONE: tuple[str | None, ...] = ()
 
 
 def _file_info(
@@ -64,66 +150,49 @@ def _file_info(
     size: int,
     language: str | None,
     imports: tuple[str, ...],
-    names: list[str],
-    kinds: list[str],
-    parents: list[str | None],
+    strings: tuple[str | None, ...],
     lines: bytes,
 ) -> FileInfo:
-    """A :class:`FileInfo` read back (see its ``__reduce__``), its symbols' names interned
-    as a :class:`~errands.index.model.Symbol` read back has them."""
-    at = array("i")
-    at.frombytes(lines)
+    """A :class:`FileInfo` read back (see its ``__reduce__``), its symbols' strings
+    interned: shared with those of every other file of this process."""
     intern = sys.intern
-    symbols = tuple(
-        Symbol(intern(n), intern(k), path, at[2 * i], at[2 * i + 1], p and intern(p))
-        for i, (n, k, p) in enumerate(zip(names, kinds, parents, strict=True))
-    )
-    return FileInfo(path, blob, size, language, symbols, imports)
+    shared = tuple(None if s is None else intern(s) for s in strings)
+    return FileInfo.of_columns(path, blob, size, language, imports, shared, lines)
 
 
 def pack_files(infos: Collection[FileInfo]) -> tuple[object, ...]:
-    """Files' entries column by column, to save: the symbols' names, kinds and parents each
+    """Files' entries column by column, to save: the symbols' names, kinds and parents as
     one string and the lengths of its parts, not lists of strings, which a pickle would
     each remember (an entry in its memo per distinct string) until it is done — tens of MB
     on a large repository, on top of the lists."""
-    syms = chain.from_iterable(info.symbols for info in infos)
-    lines = array("i", chain.from_iterable((sym.start_line, sym.end_line) for sym in syms))
-    names = join_strings(sym.name for info in infos for sym in info.symbols)
-    kinds = join_strings(sym.kind for info in infos for sym in info.symbols)
-    parents = join_strings(sym.parent for info in infos for sym in info.symbols)
     return (
         [info.path for info in infos], [info.blob for info in infos],
         array("q", [info.size for info in infos]).tobytes(),
         [info.language for info in infos], [info.imports for info in infos],
-        array("q", [len(info.symbols) for info in infos]).tobytes(),
-        names, kinds, parents, lines.tobytes(),
+        array("q", [info.symbol_count for info in infos]).tobytes(),
+        join_strings(chain.from_iterable(info.columns()[0] for info in infos)),
+        b"".join(info.columns()[1] for info in infos),
     )  # fmt: skip
 
 
 def unpack_files(packed: tuple[Any, ...]) -> dict[str, FileInfo]:
-    """:func:`pack_files` read back, by path (names, kinds and parents interned: equal
-    names are shared objects, as they are when parsed: see :func:`_file_info`)."""
-    paths, blobs, size_bytes, languages, imports, count_bytes, names, kinds, parents, line_bytes = (
-        packed
-    )
-    sizes, counts, lines = array("q"), array("q"), array("i")
+    """:func:`pack_files` read back, by path (the strings interned: equal names are shared
+    objects, as they are when parsed)."""
+    paths, blobs, size_bytes, languages, imports, count_bytes, strings, lines = packed
+    sizes, counts = array("q"), array("q")
     sizes.frombytes(size_bytes)
     counts.frombytes(count_bytes)
-    lines.frombytes(line_bytes)
-    starts, ends = lines[0::2], lines[1::2]
-    name_list, kind_list = split_strings(*names), split_strings(*kinds)
-    parent_list = split_strings(*parents)
+    columns = split_strings(*strings)
     out: dict[str, FileInfo] = {}
     at = 0
     for path, blob, size, language, imps, n in zip(
         paths, blobs, sizes, languages, imports, counts, strict=True
     ):
         end = at + n
-        symbols = tuple(
-            map(Symbol, name_list[at:end], kind_list[at:end], repeat(path, n), starts[at:end],
-                ends[at:end], parent_list[at:end])
+        out[path] = FileInfo.of_columns(
+            path, blob, size, language, imps, tuple(columns[3 * at : 3 * end]),
+            lines[8 * at : 8 * end],
         )  # fmt: skip
-        out[path] = FileInfo(path, blob, size, language, symbols, imps)
         at = end
     return out
 
@@ -138,6 +207,7 @@ class Analysed:
 
     info: FileInfo
     data: bytes
+    symbols: tuple[Symbol, ...]  # info's, as parsed (the encoder reads them once)
 
 
 def analyse(path: str, blob: str, data: bytes) -> Analysed | None:
@@ -158,7 +228,7 @@ def analyse(path: str, blob: str, data: bytes) -> Analysed | None:
         symbols=symbols,
         imports=imports,
     )
-    return Analysed(info, data)
+    return Analysed(info, data, symbols)
 
 
 # Bytes that cannot be part of a word become spaces, so `split()` (in C) finds the words of

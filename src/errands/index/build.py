@@ -123,8 +123,8 @@ class _Encoder:
         self._infos.append(info)
         self._file_piece.append(len(self._pieces))
         self._pieces.append(data)
-        self._pieces += extra_text(info.path, info.symbols)
-        self._lines += [n for sym in info.symbols for n in (sym.start_line, sym.end_line)]
+        self._pieces += extra_text(info.path, analysed.symbols)
+        self._lines += [n for sym in analysed.symbols for n in (sym.start_line, sym.end_line)]
 
     def full(self) -> bool:
         return self.handled >= _BATCH_FILES or self.bytes >= _BATCH_BYTES
@@ -149,7 +149,7 @@ class _Encoder:
         # Documents in order, each file's then its chunks', as two byte ranges each: its
         # lines, and its extra words (the piece after the file's bytes, or a symbol's).
         n_syms = np.fromiter(
-            (len(info.symbols) for info in self._infos), dtype=np.int64, count=len(self._infos)
+            (info.symbol_count for info in self._infos), dtype=np.int64, count=len(self._infos)
         )
         file_piece = np.array(self._file_piece, dtype=np.int64)
         n_docs = len(file_piece) + int(n_syms.sum())
@@ -247,7 +247,7 @@ class _Merger:
         sizes = batch.doc_sizes
         doc = pair = 0
         for ordinal, info in zip(batch.ordinals, batch.infos, strict=True):
-            n_docs = 1 + len(info.symbols)
+            n_docs = 1 + info.symbol_count
             n_pairs = int(sizes[doc : doc + n_docs].sum())
             self._files[ordinal] = _File(
                 info,
@@ -276,7 +276,7 @@ class _Merger:
         )
         out.chunks = _docs(
             # Packed as they are made: never 700,000 strings at once (see keys.Keys).
-            Keys(f"{f.info.path}\0{i}" for f in files for i in range(len(f.info.symbols))),
+            Keys(f"{f.info.path}\0{i}" for f in files for i in range(f.info.symbol_count)),
             np.concatenate([f.doc_sizes[1:] for f in files]),
             np.concatenate([f.term_ids[n:] for f, n in zip(files, firsts, strict=True)]),
             np.concatenate([f.tfs[n:] for f, n in zip(files, firsts, strict=True)]),

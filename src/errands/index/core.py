@@ -24,11 +24,12 @@ from errands.index.overlay import Overlay
 from errands.index.paths import skip_path, too_big
 from errands.index.tables import Derived, saved_tables
 
-# 8: symbols' names, kinds and parents each one string, the lookup tables as rows (7: a
+# 9: symbols' names, kinds and parents in one column (8: symbols' names, kinds and
+# parents each one string, the lookup tables as rows; 7: a
 # journal of updates beside the saved index, which names the base it follows; 6:
 # document keys packed; 5: files column by column, lookup tables without the
 # definitions; 4: the history window, lookup tables; 3: no files' contents)
-FORMAT_VERSION = 8
+FORMAT_VERSION = 9
 HISTORY_COMMITS = 500
 # An update re-indexing more than this share of the files costs about as much as a cold
 # build (adding documents one by one costs several times a bulk build's per-file work), so
@@ -143,7 +144,7 @@ class CodeIndex:
         if self._derived is not None:
             self._derived.remove(info)
         self._file_bm25.remove(path)
-        for i in range(len(info.symbols)):
+        for i in range(info.symbol_count):
             self._sym_bm25.remove(f"{path}\0{i}")
 
     def update(
@@ -267,7 +268,7 @@ class CodeIndex:
                 _document(self._file_bm25, info.path),
                 [
                     (i, counts)
-                    for i in range(len(info.symbols))
+                    for i in range(info.symbol_count)
                     if (counts := _document(self._sym_bm25, f"{info.path}\0{i}")) is not None
                 ],
             )
@@ -452,7 +453,7 @@ class CodeIndex:
 
     @property
     def symbol_count(self) -> int:
-        return sum(len(f.symbols) for f in self._files.values())
+        return sum(f.symbol_count for f in self._files.values())
 
     @property
     def languages(self) -> dict[str, int]:
@@ -601,8 +602,7 @@ class CodeIndex:
         info = self._files.get(path)
         if info is None:
             return None
-        i = int(idx)
-        return info.symbols[i] if i < len(info.symbols) else None
+        return info.symbol(int(idx))
 
 
 @dataclass(frozen=True, slots=True)

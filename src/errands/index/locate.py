@@ -42,7 +42,7 @@ class _Tables(Protocol):
     """The ranker's lookup tables (:class:`~errands.index.tables.Derived`)."""
 
     @property
-    def defs(self) -> _Lookup[Symbol]: ...
+    def defs(self) -> _Lookup[str]: ...  # name → the files defining it
     @property
     def modules(self) -> _Lookup[str]: ...
     @property
@@ -294,12 +294,10 @@ def evidence(index: Ranked, text: str) -> dict[str, Evidence]:
         for name, count in idents.items():
             if len(name) < 3 or name.lower() in STOPWORDS or _DUNDER.fullmatch(name):
                 continue
-            syms = derived.defs.get(name)
-            if not syms:
+            defining = derived.defs.get(name)
+            if not defining or len(defining) > 25:
                 continue
-            defining = {s.path for s in syms}
-            if len(defining) > 25:
-                continue
+            syms = [s for path in defining for s in index.symbols(path) if s.name == name]
             shaped = 1.0 if _is_shaped(name) else 0.5
             value = ctx_weight * shaped / len(defining) * (1.0 + 0.2 * min(count - 1, 5))
             for sym in syms:

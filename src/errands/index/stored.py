@@ -141,7 +141,7 @@ def _fill(conn: sqlite3.Connection, contents: Contents) -> None:
     conn.execute("PRAGMA synchronous = OFF")
     conn.executescript(_SCHEMA)
     paths = sorted(files)
-    counts = [len(files[p].symbols) for p in paths]
+    counts = [files[p].symbol_count for p in paths]
     # Rows are generated as SQLite takes them, never held in lists: on a large repository
     # they would be hundreds of megabytes of tuples at once.
     conn.executemany(
@@ -312,7 +312,7 @@ def _apply(
         info = files.get(p)
         if info is None:
             continue
-        fid, first, n = meta["next0"], meta["next1"], len(info.symbols)
+        fid, first, n = meta["next0"], meta["next1"], info.symbol_count
         row = (fid, p, info.blob, *_history(contents, p), first, n)
         ex("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", row)
         conn.executemany(
@@ -565,19 +565,18 @@ class _Lookup:
 
 
 class _Defs:
-    """Name → its definitions, in path order and each file's order."""
+    """Name → the files defining it, in path order."""
 
     def __init__(self, index: StoredIndex) -> None:
         self._index = index
 
-    def get(self, name: str) -> list[Symbol] | None:
+    def get(self, name: str) -> list[str] | None:
         found = self._index.rows(
-            "SELECT s.name, s.kind, f.path, s.start_line, s.end_line, s.parent "
-            "FROM symbols s JOIN files f ON f.id = s.file WHERE s.name = ? "
-            "ORDER BY f.path, s.id",
+            "SELECT DISTINCT f.path FROM symbols s JOIN files f ON f.id = s.file "
+            "WHERE s.name = ? ORDER BY f.path",
             name,
         )
-        return [_symbol(row) for row in found] or None
+        return [str(row[0]) for row in found] or None
 
 
 class _Tables:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from errands.index.analyse import FileInfo
-from errands.index.model import Symbol
 from errands.index.overlay import Overlay
 from errands.index.paths import module_names
 
@@ -31,7 +30,9 @@ class Derived:
     Each table is an :class:`Overlay`, so a fork shares what it does not change (a copy of
     each took ~9 ms of a one-file re-index on a 50,000-file repository)."""
 
-    defs: Overlay[str, list[Symbol]] = field(default_factory=Overlay)  # name → definitions
+    # name → the files defining it (their symbols of that name are the definitions: kept
+    # as the files' entries keep them, not as a second set of symbol objects)
+    defs: Overlay[str, list[str]] = field(default_factory=Overlay)
     modules: Overlay[str, list[str]] = field(default_factory=Overlay)  # dotted name → paths
     path_tokens: Overlay[str, list[str]] = field(default_factory=Overlay)  # dir/stem token → paths
     basenames: Overlay[str, list[str]] = field(default_factory=Overlay)
@@ -86,21 +87,18 @@ class Derived:
             paths = table.get(key, [])
             at = bisect.bisect_left(paths, path)
             table[key] = [*paths[:at], path, *paths[at:]]
-        by_name: dict[str, list[Symbol]] = {}
-        for sym in info.symbols:
-            by_name.setdefault(sym.name, []).append(sym)
-        for name, syms in by_name.items():
-            defs = self.defs.get(name, [])
-            at = bisect.bisect_left(defs, path, key=lambda s: s.path)
-            self.defs[name] = [*defs[:at], *syms, *defs[at:]]
+        for name in dict.fromkeys(info.symbol_names):
+            paths = self.defs.get(name, [])
+            at = bisect.bisect_left(paths, path)
+            self.defs[name] = [*paths[:at], path, *paths[at:]]
 
     def remove(self, info: FileInfo) -> None:
         """Take a file out of the tables (as it was entered: ``info`` is its old entry)."""
         path = info.path
         for table, key in self._keys(info):
             _drop(table, key, path, _itself)
-        for name in {sym.name for sym in info.symbols}:
-            _drop(self.defs, name, path, _path_of)
+        for name in set(info.symbol_names):
+            _drop(self.defs, name, path, _itself)
 
     def _keys(self, info: FileInfo) -> Iterator[tuple[Overlay[str, list[str]], str]]:
         """Each table and key under which ``info``'s path is listed."""
@@ -170,21 +168,18 @@ def _drop(
         del table[key]
 
 
-def _definitions(ordered: Iterable[FileInfo]) -> dict[str, list[Symbol]]:
-    """Each name's definitions, in the order of ``ordered`` (files in path order)."""
-    defs: dict[str, list[Symbol]] = {}
+def _definitions(ordered: Iterable[FileInfo]) -> dict[str, list[str]]:
+    """Each name's defining files, in the order of ``ordered`` (files in path order)."""
+    defs: dict[str, list[str]] = {}
     for info in ordered:
-        for sym in info.symbols:
-            defs.setdefault(sym.name, []).append(sym)
+        path = info.path
+        for name in dict.fromkeys(info.symbol_names):
+            defs.setdefault(name, []).append(path)
     return defs
 
 
 def _itself(path: str) -> str:
     return path
-
-
-def _path_of(sym: Symbol) -> str:
-    return sym.path
 
 
 def split_path_component(comp: str) -> list[str]:
