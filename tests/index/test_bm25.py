@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from errands.index.bm25 import BM25, term_major
+from errands.index.bm25 import BM25, Docs, term_major
+from errands.index.keys import Keys
 
 DOCS: dict[str, dict[str, int]] = {
     "a.py": {"price": 3, "discount": 1},
@@ -116,8 +117,8 @@ def test_term_major_sorts_packed_keys_as_its_fallback_does() -> None:
             np.int32
         )
         tfs = rng.integers(1, max_tf + 1, len(terms)).astype(np.int32)
-        packed = term_major(ptr, terms, tfs, n_terms)
-        fallback = term_major(ptr, terms, tfs, n_terms, key_bits=0)
+        packed = term_major(Docs(Keys(), ptr, terms, tfs), n_terms)
+        fallback = term_major(Docs(Keys(), ptr, terms, tfs), n_terms, key_bits=0)
         for got, want in zip(packed, fallback, strict=True):
             assert got.dtype == want.dtype
             assert np.array_equal(got, want)

@@ -52,16 +52,38 @@ def _low_bits(values: npt.NDArray[np.int64], bits: int, bound: int) -> Small:
 _KEY_BITS = 63
 
 
-def term_major(
-    doc_ptr: npt.NDArray[np.int64], terms: Ints, tfs: Ints, n_terms: int, key_bits: int = _KEY_BITS
-) -> tuple[Small, Small]:
-    """Document-major (term id, tf) pairs (document ``i``'s at ``[doc_ptr[i]:doc_ptr[i +
-    1]]``) as term-major postings: the documents and tfs ordered by term, each term's
-    documents ascending (both narrowed, see :func:`_narrow`).
+@dataclass(slots=True)
+class Docs:
+    """Documents as (term id, count) pairs: document i is ``[ptr[i]:ptr[i + 1]]``."""
+
+    keys: Keys
+    ptr: npt.NDArray[np.int64]
+    terms: Ints
+    tfs: Ints
+
+    def counts(self, i: int, names: Sequence[str]) -> dict[str, int]:
+        """Document ``i`` as term → count, ``names`` being the terms by id."""
+        lo, hi = int(self.ptr[i]), int(self.ptr[i + 1])
+        terms = [names[t] for t in self.terms[lo:hi].tolist()]
+        return dict(zip(terms, self.tfs[lo:hi].tolist(), strict=True))
+
+    def take_tfs(self) -> Ints:
+        """The counts, which this object lets go of: whoever takes them frees them once
+        used (tens of MB at 50,000 files)."""
+        tfs, self.tfs = self.tfs, np.zeros(0, dtype=np.int32)
+        return tfs
+
+
+def term_major(docs: Docs, n_terms: int, key_bits: int = _KEY_BITS) -> tuple[Small, Small]:
+    """Document-major (term id, tf) pairs as term-major postings: the documents and tfs
+    ordered by term, each term's documents ascending (both narrowed, see :func:`_narrow`).
+    Takes ``docs``' counts (:meth:`Docs.take_tfs`).
 
     (Term, document, tf) are packed in one int64 each and sorted in place: one array of the
     postings' length, where an argsort and the gathers through it made four (~150 MB at
-    50,000 files). Only when they do not fit in ``key_bits`` by the order of the pairs."""
+    50,000 files); the counts are let go of once packed. Only when they do not fit in
+    ``key_bits`` by the order of the pairs."""
+    doc_ptr, terms, tfs = docs.ptr, docs.terms, docs.take_tfs()
     n_docs = len(doc_ptr) - 1
     max_tf = int(tfs.max(initial=0))
     doc_bits, tf_bits = max(n_docs - 1, 0).bit_length(), max_tf.bit_length()
@@ -71,6 +93,7 @@ def term_major(
         key |= np.repeat(np.arange(n_docs, dtype=np.int32), np.diff(doc_ptr))
         key <<= tf_bits
         key |= tfs
+        del tfs
         key.sort()
         # Each field taken by a cast that keeps the low bits, then masked in place: no
         # int64 temporary of the postings' length.
@@ -83,9 +106,9 @@ def term_major(
     order |= np.arange(len(terms), dtype=np.int64)
     order.sort()
     order &= 0xFFFFFFFF
-    docs = np.repeat(np.arange(n_docs, dtype=np.int32), np.diff(doc_ptr))
-    out_docs = _narrow(docs[order], n_docs)
-    del docs
+    positions = np.repeat(np.arange(n_docs, dtype=np.int32), np.diff(doc_ptr))
+    out_docs = _narrow(positions[order], n_docs)
+    del positions
     return out_docs, _narrow(tfs[order], max_tf + 1)
 
 
@@ -208,12 +231,21 @@ class BM25:
         """An index of ``keys`` in order, document ``i`` holding the (term id, tf) pairs
         ``terms[doc_ptr[i]:doc_ptr[i + 1]]``, ``tfs[...]``, each term at most once per
         document; term ids index ``vocab``."""
+        return cls.of_docs(
+            Docs(keys if isinstance(keys, Keys) else Keys(keys), doc_ptr, terms, tfs), vocab
+        )
+
+    @classmethod
+    def of_docs(cls, docs: Docs, vocab: Mapping[str, int]) -> BM25:
+        """An index of ``docs`` (see :meth:`bulk`), taking their counts: once they are
+        packed into the postings' sort keys only this index's arrays hold them."""
         index = cls()
         n_terms = len(vocab)
-        n_docs = len(keys)
+        doc_ptr, terms, tfs = docs.ptr, docs.terms, docs.tfs
+        n_docs = len(doc_ptr) - 1
         # (An overlay's base is never changed, so it is shared rather than copied.)
         index.vocab = Overlay(vocab.flat() if isinstance(vocab, Overlay) else dict(vocab))
-        index.doc_keys = keys if isinstance(keys, Keys) else Keys(keys)
+        index.doc_keys = docs.keys
         # Temporaries go as soon as used, and arrays are kept uncopied where they can be:
         # on a large repository each is tens of MB.
         starts = doc_ptr[:-1]
@@ -221,7 +253,7 @@ class BM25:
         lengths = np.zeros(n_docs, dtype=np.int64)
         if len(tfs):
             lengths[held] = np.add.reduceat(tfs, starts[held], dtype=np.int64)
-        del held
+        del held, tfs
         index.doc_len = lengths.tolist()
         index.total_len = int(lengths.sum())
         del lengths
@@ -233,7 +265,7 @@ class BM25:
         index._ptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         index.df = counts.tolist()
         del counts
-        index._docs, index._tfs = term_major(doc_ptr, terms, tfs, n_terms)
+        index._docs, index._tfs = term_major(docs, n_terms)
         return index
 
     @property

@@ -33,6 +33,7 @@ import numpy.typing as npt
 from errands.errors import ErrandsError
 from errands.index import gitio
 from errands.index.analyse import WORD_BYTES, FileInfo, analyse, chunk_ranges, extra_text
+from errands.index.bm25 import Docs
 from errands.index.keys import Keys
 from errands.index.lexical import Lexicon
 from errands.index.symbols import grammar, language_of
@@ -198,22 +199,6 @@ class _File:
     doc_sizes: Ints  # pairs per document: the file's, then one per symbol
     term_ids: Ints  # build-wide term ids
     tfs: Ints
-
-
-@dataclass(slots=True)
-class Docs:
-    """Documents as (term id, count) pairs: document i is ``[ptr[i]:ptr[i + 1]]``."""
-
-    keys: Keys
-    ptr: Offsets
-    terms: Ints
-    tfs: Ints
-
-    def counts(self, i: int, names: Sequence[str]) -> dict[str, int]:
-        """Document ``i`` as term → count, ``names`` being the terms by id."""
-        lo, hi = int(self.ptr[i]), int(self.ptr[i + 1])
-        terms = [names[t] for t in self.terms[lo:hi].tolist()]
-        return dict(zip(terms, self.tfs[lo:hi].tolist(), strict=True))
 
 
 @dataclass(slots=True)

@@ -114,12 +114,15 @@ class CodeIndex:
         # Both indexes number terms as the build did: one vocabulary, the base of both
         # overlays (never changed through them), not a copy each (~8 MB at 50,000 files).
         vocab = Overlay(analysis.vocab)
+        # The workers' batches are gone by now: their pages go back before the sorts below
+        # take new ones (the sort keys are mapped apart from the heap).
+        memory.release()
         for part, attr in (("files", "_file_bm25"), ("chunks", "_sym_bm25")):
             docs = getattr(analysis, part)
             if docs is not None:
                 # Let go of each part's arrays once its index is built, not at the end.
                 setattr(analysis, part, None)
-                bm25 = BM25.bulk(docs.keys, vocab, docs.ptr, docs.terms, docs.tfs)
+                bm25 = BM25.of_docs(docs, vocab)
                 setattr(self, attr, bm25)
                 del docs
         self._derived = None
