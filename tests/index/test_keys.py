@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pickle
 
-from errands.index.keys import Keys
+from errands.index.keys import ChunkKeys, Keys
 
 
 def test_keys_by_id_and_ids_by_key_through_removal_and_re_adding() -> None:
@@ -40,3 +40,20 @@ def test_keys_that_are_not_ascii_read_back_as_they_were() -> None:
     for keys in (Keys(odd), pickle.loads(pickle.dumps(Keys(odd)))):
         assert list(keys) == odd
         assert [keys.id_of(k) for k in odd] == [0, 1, 2]
+
+
+def test_chunk_keys_made_from_paths_behave_as_the_keys_packed() -> None:
+    paths, counts = ["a.py", "b/ü.py", "empty.md", "c.py"], [2, 3, 0, 1]
+    listed = [f"{p}\x00{i}" for p, n in zip(paths, counts, strict=True) for i in range(n)]
+    chunks, packed = ChunkKeys(paths, counts), Keys(listed)
+    for keys in (chunks, pickle.loads(pickle.dumps(chunks))):
+        assert list(keys) == list(packed) == listed
+        assert [keys[i] for i in range(len(listed))] == listed
+        assert [keys.id_of(k) for k in listed] == list(range(len(listed)))
+        assert keys.id_of("empty.md\x000") is None and keys.id_of("a.py\x002") is None
+        assert keys.id_of("a.py\x00") is None and keys.id_of("a.py") is None
+    fork = chunks.fork()
+    fork.remove(3)
+    assert fork.append("b/ü.py\x001") == 6 and fork.id_of("b/ü.py\x001") == 6
+    assert chunks.id_of("b/ü.py\x001") == 3 and list(chunks) == listed  # untouched
+    assert ChunkKeys([], []) == []

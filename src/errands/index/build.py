@@ -34,7 +34,7 @@ from errands.errors import ErrandsError
 from errands.index import gitio
 from errands.index.analyse import WORD_BYTES, FileInfo, analyse, chunk_ranges, extra_text
 from errands.index.bm25 import Docs
-from errands.index.keys import Keys
+from errands.index.keys import ChunkKeys, Keys
 from errands.index.lexical import Lexicon
 from errands.index.symbols import grammar, language_of
 
@@ -260,8 +260,8 @@ class _Merger:
             np.concatenate([f.tfs[:n] for f, n in zip(files, firsts, strict=True)]),
         )
         out.chunks = _docs(
-            # Packed as they are made: never 700,000 strings at once (see keys.Keys).
-            Keys(f"{f.info.path}\0{i}" for f in files for i in range(f.info.symbol_count)),
+            # Made from the files' paths when asked for, never kept (see keys.ChunkKeys).
+            ChunkKeys([f.info.path for f in files], [f.info.symbol_count for f in files]),
             np.concatenate([f.doc_sizes[1:] for f in files]),
             np.concatenate([f.term_ids[n:] for f, n in zip(files, firsts, strict=True)]),
             np.concatenate([f.tfs[n:] for f, n in zip(files, firsts, strict=True)]),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from array import array
 from collections.abc import Iterable, Iterator
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ class Keys:
             ends.append(end)
         self._packed = packed.getvalue()
         self._ends = np.frombuffer(ends, dtype=np.int64) if ends else np.zeros(0, np.int64)
+        self._n_base = len(ends)
         self._removed: set[int] = set()  # base ids
         self._more: list[str | None] = []  # keys added after the base, by id - base size
         self._more_ids: dict[str, int] = {}
@@ -44,7 +46,7 @@ class Keys:
     def _index(self) -> None:
         """The base keys' hashes, sorted, and which key each is (Python's string hashes
         differ between processes, so these are made afresh when a saved index is read)."""
-        hashes = np.fromiter(map(hash, self._base_keys()), dtype=np.int64, count=len(self._ends))
+        hashes = np.fromiter(map(hash, self._base_keys()), dtype=np.int64, count=self._n_base)
         self._order = np.argsort(hashes, kind="stable").astype(np.int32)
         self._hashes = hashes[self._order]
 
@@ -65,14 +67,14 @@ class Keys:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        base = len(self._ends)
+        base = self._n_base
         self._more_ids = {key: base + i for i, key in enumerate(self._more) if key is not None}
         self._index()
 
     def fork(self) -> Keys:
         """A copy to change apart from this one: the packed base and its hashes (never
         changed in place) shared, what removals and additions change copied."""
-        other = Keys.__new__(Keys)
+        other = type(self).__new__(type(self))
         other.__dict__.update(self.__dict__)
         other._removed = set(self._removed)
         other._more = list(self._more)
@@ -80,10 +82,10 @@ class Keys:
         return other
 
     def __len__(self) -> int:
-        return len(self._ends) + len(self._more)
+        return self._n_base + len(self._more)
 
     def __getitem__(self, i: int) -> str | None:
-        base = len(self._ends)
+        base = self._n_base
         if i >= base:
             return self._more[i - base]
         return None if i in self._removed else self._base(i)
@@ -124,7 +126,7 @@ class Keys:
         return i
 
     def remove(self, i: int) -> None:
-        base = len(self._ends)
+        base = self._n_base
         if i >= base:
             key = self._more[i - base]
             if key is not None:
@@ -132,3 +134,30 @@ class Keys:
             self._more[i - base] = None
         else:
             self._removed.add(i)
+
+
+class ChunkKeys(Keys):
+    """The keys ``path\0i`` of files' symbol chunks (``i`` from 0 to the file's count, the
+    files in order): made from the paths and the counts when asked for, not kept. The paths
+    are the files' own strings (and in a saved index, the files' paths again, which a pickle
+    writes once), where the keys packed were ~27 MB at 50,000 files."""
+
+    def __init__(self, paths: list[str], counts: Iterable[int]) -> None:
+        first = array("q", [0])
+        first.extend(accumulate(counts))
+        self._paths = paths
+        self._first = np.frombuffer(first, dtype=np.int64)
+        self._n_base = int(first[-1])
+        self._removed = set()
+        self._more = []
+        self._more_ids = {}
+        self._index()
+
+    def _base_keys(self) -> Iterator[str]:
+        for path, n in zip(self._paths, np.diff(self._first).tolist(), strict=True):
+            for i in range(n):
+                yield f"{path}\0{i}"
+
+    def _base(self, i: int) -> str:
+        f = int(np.searchsorted(self._first, i, side="right")) - 1
+        return f"{self._paths[f]}\0{i - int(self._first[f])}"
