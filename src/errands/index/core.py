@@ -390,6 +390,9 @@ class CodeIndex:
         file someone else wrote). A journal's torn or damaged tail, or records that do not
         follow this base, are left out: the index is then that of an earlier commit, which
         the next update brings forward and saves whole."""
+        # A process reading an index often let go of another just before (the one it held,
+        # replaced): its pages go back first rather than stay beside this one.
+        memory.release()
         try:
             with path.open("rb") as fh:
                 base = journal.stat_identity(os.fstat(fh.fileno()))
@@ -399,12 +402,13 @@ class CodeIndex:
         if not isinstance(state, dict) or state.get("version") != FORMAT_VERSION:
             raise InvalidInput(f"code index {path} has an old or unknown format; rebuild it")
         index = cls(state["commit"], history_commits=state["history_commits"])
-        index._files = Overlay(unpack_files(state["files"]))
+        # (The packed columns let go of as soon as read: tens of MB at 50,000 files.)
+        index._files = Overlay(unpack_files(state.pop("files")))
         index._file_bm25 = state["file_bm25"]
         index._sym_bm25 = state["sym_bm25"]
         index._sym_bm25.share_vocab(index._file_bm25)
         index._set_window(state["window"])
-        index._derived = Derived.restored(state["derived"], index._files.values())
+        index._derived = Derived.restored(state.pop("derived"), index._files.values())
         token, at, applied = state["token"], 0, 0
         data, _size = journal.read(path)
         for start, end, payload in journal.records(data):
