@@ -158,8 +158,9 @@ def word_tokens(words: list[str]) -> list[tuple[str, ...]]:
 
 # The words kept for later builds and updates of this process (a build numbers its own
 # words once each anyway): the ones met first, most of them common. Unbounded it held every
-# distinct word of the last build, ~43 MB of a 50,000-file repository's build, for good.
-_BYTE_CACHE_MAX = 1 << 16
+# distinct word of the last build, ~43 MB of a 50,000-file repository's build, for good; a
+# word costs ~330 bytes here and ~1 µs to split again (a one-file update meets hundreds).
+_BYTE_CACHE_MAX = 1 << 14
 
 
 class _ByteWordTokens(dict[bytes, tuple[str, ...]]):
