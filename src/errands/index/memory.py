@@ -19,7 +19,7 @@ def _trim() -> Callable[[int], int] | None:
     try:
         libc = ctypes.CDLL(None)
         trim: Callable[[int], int] = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
+    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS): nothing to call
         return None
     trim.argtypes = [ctypes.c_size_t]  # type: ignore[attr-defined]
     trim.restype = ctypes.c_int  # type: ignore[attr-defined]

@@ -229,10 +229,15 @@ def _history(contents: Contents, path: str) -> tuple[int, str | None]:
 def _symbol_rows(
     numbered: Iterable[tuple[int, str]], files: Mapping[str, FileInfo], first: int
 ) -> Iterator[tuple[object, ...]]:
+    # From the files' symbol columns: no symbol object made for a row.
     sid = first
     for fid, p in numbered:
-        for sym in files[p].symbols:
-            yield (sid, fid, sym.name, sym.kind, sym.start_line, sym.end_line, sym.parent)
+        strings, line_bytes = files[p].columns()
+        lines = array("i")
+        lines.frombytes(line_bytes)
+        for j in range(len(lines) // 2):
+            name, kind, parent = strings[3 * j : 3 * j + 3]
+            yield (sid, fid, name, kind, lines[2 * j], lines[2 * j + 1], parent)
             sid += 1
 
 
