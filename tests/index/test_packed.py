@@ -53,6 +53,7 @@ def test_a_files_symbols_kept_column_by_column_read_back_as_they_were() -> None:
     assert info.symbols == syms and info.symbol_count == 3
     assert [info.symbol(i) for i in range(4)] == [*syms, None]
     assert info.symbol_names == ("Cart", "total", "naïve")
+    assert info.symbols_named("total") == [syms[1]] and info.symbols_named("nowhere") == []
     back = pickle.loads(pickle.dumps(info))  # as a worker's batch sends it
     assert back == info and back.symbols == syms
     assert back.symbol_names[0] is syms[0].name  # interned, shared with this process's

@@ -115,6 +115,17 @@ class FileInfo:
         assert name is not None and kind is not None
         return Symbol(name, kind, self.path, start, end, parent)
 
+    def symbols_named(self, name: str) -> list[Symbol]:
+        """The symbols called ``name``, in order (only those made into objects)."""
+        names = self._strings[0::3]
+        if name not in names:
+            return []
+        out: list[Symbol] = []
+        for i, found in enumerate(names):
+            if found == name and (sym := self.symbol(i)) is not None:
+                out.append(sym)
+        return out
+
     def _key(self) -> tuple[object, ...]:
         return (self.path, self.blob, self.size, self.language, self.imports, self._strings,
                 self._lines)  # fmt: skip

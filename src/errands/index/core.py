@@ -475,6 +475,11 @@ class CodeIndex:
         info = self._files.get(path)
         return info.symbols if info else ()
 
+    def symbols_named(self, path: str, name: str) -> list[Symbol]:
+        """A file's symbols called ``name`` (its definitions of that name), in order."""
+        info = self._files.get(path)
+        return info.symbols_named(name) if info else []
+
     def imports(self, path: str) -> tuple[str, ...]:
         info = self._files.get(path)
         return info.imports if info else ()

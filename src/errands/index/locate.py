@@ -68,6 +68,7 @@ class Ranked(Protocol):
     def sym_bm25(self) -> _Scorer: ...
     def derived(self) -> _Tables: ...
     def symbols(self, path: str) -> tuple[Symbol, ...]: ...
+    def symbols_named(self, path: str, name: str) -> list[Symbol]: ...
     def symbol_at(self, key: str) -> Symbol | None: ...
     def churn(self, path: str) -> int: ...
     def age(self, path: str) -> int | None: ...
@@ -279,9 +280,8 @@ def evidence(index: Ranked, text: str) -> dict[str, Evidence]:
             module_score = scores[module_path]
             module_score.add("module", 1.0, f"module `{'.'.join(parts[:k])}` named in the text")
             if k < len(parts):
-                for sym in index.symbols(module_path):
-                    if sym.name == parts[k]:
-                        module_score.symbol(sym, w.module)
+                for sym in index.symbols_named(module_path, parts[k]):
+                    module_score.symbol(sym, w.module)
             break
 
     # 4. Identifiers the text names that files define. A name defined in one file points
@@ -297,7 +297,7 @@ def evidence(index: Ranked, text: str) -> dict[str, Evidence]:
             defining = derived.defs.get(name)
             if not defining or len(defining) > 25:
                 continue
-            syms = [s for path in defining for s in index.symbols(path) if s.name == name]
+            syms = [s for path in defining for s in index.symbols_named(path, name)]
             shaped = 1.0 if _is_shaped(name) else 0.5
             value = ctx_weight * shaped / len(defining) * (1.0 + 0.2 * min(count - 1, 5))
             for sym in syms:

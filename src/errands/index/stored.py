@@ -479,6 +479,18 @@ class StoredIndex:
             )
         )
 
+    def symbols_named(self, path: str, name: str) -> list[Symbol]:
+        return [
+            _symbol(row)
+            for row in self.rows(
+                "SELECT s.name, s.kind, f.path, s.start_line, s.end_line, s.parent "
+                "FROM files f JOIN symbols s ON s.file = f.id WHERE f.path = ? AND s.name = ? "
+                "ORDER BY s.id",
+                path,
+                name,
+            )
+        ]
+
     def symbol_at(self, key: str) -> Symbol | None:
         path, _, idx = key.partition("\0")
         found = self.rows(
