@@ -47,20 +47,3 @@ def test_the_index_a_refresh_saved_is_what_the_next_reader_gets_until_replaced(
     CodeIndex.build(repo / ".git", second).save(index_path(settings, 8))  # another writer
     newer = load_index(settings, 8)
     assert newer is not None and newer is not built and newer.commit == second
-
-
-def test_the_index_job_makes_a_cold_builds_lookup_tables_not_the_first_query(
-    repo: Path, commit: Commit, tmp_path: Path
-) -> None:
-    """A save no longer makes the lookup tables (it kept the building process's peak up):
-    the index job makes them after it, so the research that reads this very index does not
-    wait for them."""
-    settings = Settings(home=tmp_path / "home")
-    first = commit({"a.py": "def alpha():\n    return 1\n"})
-    bare = CodeIndex.build(repo / ".git", first)
-    bare.save(tmp_path / "bare.idx")
-    assert bare._derived is None  # what the job would otherwise hand over
-    built, changed = refresh_index(settings, 9, Mirror(repo / ".git"), first)
-    assert changed is None
-    assert built._derived is not None
-    assert load_index(settings, 9) is built

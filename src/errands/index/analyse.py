@@ -108,25 +108,20 @@ class FileInfo:
 
     def symbol(self, i: int) -> Symbol | None:
         """Symbol ``i`` alone (None past the last)."""
-        if not 0 <= i < self.symbol_count:
-            return None
+        return self._symbol(i) if 0 <= i < self.symbol_count else None
+
+    def _symbol(self, i: int) -> Symbol:
         start, end = struct.unpack_from("=ii", self._lines, 8 * i)
         name, kind, parent = self._strings[3 * i : 3 * i + 3]
         assert name is not None and kind is not None
         return Symbol(name, kind, self.path, start, end, parent)
 
     def symbols_named(self, name: str) -> list[Symbol]:
-        """The symbols called ``name``, in order (only those made into objects)."""
-        names = self._strings[0::3]
-        if name not in names:
-            return []
-        out: list[Symbol] = []
-        for i, found in enumerate(names):
-            if found == name and (sym := self.symbol(i)) is not None:
-                out.append(sym)
-        return out
+        """The symbols called ``name``, in order (only they are made into objects)."""
+        return [self._symbol(i) for i, found in enumerate(self._strings[0::3]) if found == name]
 
     def _key(self) -> tuple[object, ...]:
+        """Its fields and columns, in :func:`_file_info`'s order."""
         return (self.path, self.blob, self.size, self.language, self.imports, self._strings,
                 self._lines)  # fmt: skip
 
@@ -145,11 +140,7 @@ class FileInfo:
 
     def __reduce__(self) -> tuple[Callable[..., FileInfo], tuple[object, ...]]:
         # Pickled as its fields and columns (a worker's batch): no symbol object made.
-        return (
-            _file_info,
-            (self.path, self.blob, self.size, self.language, self.imports, self._strings,
-             self._lines),
-        )  # fmt: skip
+        return (_file_info, self._key())
 
 
 _NONE: tuple[str | None, ...] = ()

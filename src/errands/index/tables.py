@@ -12,9 +12,8 @@ import bisect
 import io
 import re
 from array import array
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from errands.index.analyse import FileInfo
 from errands.index.overlay import Overlay
@@ -44,12 +43,7 @@ class Derived:
         for info in ordered:
             for table, key in path_keys(info.path):
                 tables[table].setdefault(key, []).append(info.path)
-        return cls(
-            Overlay(_definitions(ordered)),
-            Overlay(tables["modules"]),
-            Overlay(tables["path_tokens"]),
-            Overlay(tables["basenames"]),
-        )
+        return cls._of_tables(ordered, tables)
 
     @classmethod
     def restored(cls, saved: tuple[str, bytes, bytes], files: Iterable[FileInfo]) -> Derived:
@@ -63,12 +57,23 @@ class Derived:
         tables: list[dict[str, list[str]]] = [{} for _ in TABLES]
         for key, table, ordinal in zip(keys, table_bytes, ordinals, strict=True):
             tables[table].setdefault(key, []).append(ordered[ordinal].path)
-        by_name = dict(zip(TABLES, tables, strict=True))
+        return cls._of_tables(ordered, dict(zip(TABLES, tables, strict=True)))
+
+    @classmethod
+    def _of_tables(
+        cls, ordered: list[FileInfo], tables: dict[str, dict[str, list[str]]]
+    ) -> Derived:
+        """The tables keyed by path words (by name, see :data:`TABLES`) and :attr:`defs`
+        listed from the files' symbols (``ordered``: the files in path order)."""
+        defs: dict[str, list[str]] = {}
+        for info in ordered:
+            for name in dict.fromkeys(info.symbol_names):
+                defs.setdefault(name, []).append(info.path)
         return cls(
-            Overlay(_definitions(ordered)),
-            Overlay(by_name["modules"]),
-            Overlay(by_name["path_tokens"]),
-            Overlay(by_name["basenames"]),
+            Overlay(defs),
+            Overlay(tables["modules"]),
+            Overlay(tables["path_tokens"]),
+            Overlay(tables["basenames"]),
         )
 
     def fork(self) -> Derived:
@@ -87,23 +92,31 @@ class Derived:
             paths = table.get(key, [])
             at = bisect.bisect_left(paths, path)
             table[key] = [*paths[:at], path, *paths[at:]]
-        for name in dict.fromkeys(info.symbol_names):
-            paths = self.defs.get(name, [])
-            at = bisect.bisect_left(paths, path)
-            self.defs[name] = [*paths[:at], path, *paths[at:]]
 
     def remove(self, info: FileInfo) -> None:
         """Take a file out of the tables (as it was entered: ``info`` is its old entry)."""
         path = info.path
         for table, key in self._keys(info):
-            _drop(table, key, path, _itself)
-        for name in set(info.symbol_names):
-            _drop(self.defs, name, path, _itself)
+            paths = table.get(key)
+            if paths is None:
+                continue
+            # (Found by bisection, not a step per path: a directory's word lists thousands
+            # of files on a large repository.)
+            at = bisect.bisect_left(paths, path)
+            if at == len(paths) or paths[at] != path:
+                continue
+            if len(paths) > 1:
+                table[key] = [*paths[:at], *paths[at + 1 :]]
+            else:
+                del table[key]
 
     def _keys(self, info: FileInfo) -> Iterator[tuple[Overlay[str, list[str]], str]]:
-        """Each table and key under which ``info``'s path is listed."""
+        """Each table and key under which ``info``'s path is listed: its path words', and
+        :attr:`defs` under each name it defines."""
         for table, key in path_keys(info.path):
             yield getattr(self, table), key
+        for name in dict.fromkeys(info.symbol_names):
+            yield self.defs, name
 
 
 TABLES = ("modules", "basenames", "path_tokens")  # the tables a path is listed in
@@ -145,41 +158,6 @@ def path_keys(path: str) -> Iterator[tuple[str, str]]:
             if tok not in seen:
                 seen.add(tok)
                 yield "path_tokens", tok
-
-
-T = TypeVar("T")
-
-
-def _drop(
-    table: MutableMapping[str, list[T]], key: str, path: str, path_of: Callable[[T], str]
-) -> None:
-    """Take ``path``'s items out of a key's list (in path order: found by bisection, not a
-    step per item — a directory's word lists thousands of files on a large repository)."""
-    items = table.get(key)
-    if items is None:
-        return
-    lo = bisect.bisect_left(items, path, key=path_of)
-    hi = bisect.bisect_right(items, path, lo, key=path_of)
-    if lo == hi:
-        return
-    if len(items) > hi - lo:
-        table[key] = [*items[:lo], *items[hi:]]
-    else:
-        del table[key]
-
-
-def _definitions(ordered: Iterable[FileInfo]) -> dict[str, list[str]]:
-    """Each name's defining files, in the order of ``ordered`` (files in path order)."""
-    defs: dict[str, list[str]] = {}
-    for info in ordered:
-        path = info.path
-        for name in dict.fromkeys(info.symbol_names):
-            defs.setdefault(name, []).append(path)
-    return defs
-
-
-def _itself(path: str) -> str:
-    return path
 
 
 def split_path_component(comp: str) -> list[str]:

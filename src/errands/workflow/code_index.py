@@ -163,11 +163,6 @@ def refresh_index(
     if index is None:
         index = _code_index().build(mirror.path, commit, progress=progress)
     _save(index, settings, project_id)
-    if changed is None:
-        # A cold build's lookup tables, made here by the index job, after its save (made
-        # during it, they raised the building process's peak): otherwise the first query,
-        # a task's research, waits for them (~60 ms at 5,000 files, ~0.8 s at 50,000).
-        index.derived()
     return index, changed
 
 
