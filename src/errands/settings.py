@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     model: str | None = Field(
         default=None,
         description="Model for every phase as provider:name, e.g. openai:gpt-4.1, "
-        "anthropic:claude-sonnet-4-5 or google:gemini-3.8-flash.",
+        "anthropic:claude-sonnet-5-5 or google:gemini-3.8-flash.",
     )
     research_model: str | None = Field(
         default=None, description="Model for research (read-only); defaults to ERRANDS_MODEL."
@@ -480,7 +480,7 @@ class Settings(BaseSettings):
         if not name:
             raise ConfigError(
                 "No LLM is configured: set ERRANDS_MODEL (e.g. openai:gpt-4.1 with OPENAI_API_KEY"
-                " or OPENAI_BASE_URL, anthropic:claude-sonnet-4-5 with ANTHROPIC_API_KEY, or"
+                " or OPENAI_BASE_URL, anthropic:claude-sonnet-5-5 with ANTHROPIC_API_KEY, or"
                 " google:gemini-3.8-flash with GOOGLE_API_KEY)"
                 f" or ERRANDS_{phase.upper()}_MODEL."
             )

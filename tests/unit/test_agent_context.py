@@ -104,6 +104,7 @@ def test_when_condensing_is_not_enough_oldest_turns_go_in_pairs_the_prompt_stays
 
 def test_context_windows_by_longest_prefix_settings_first() -> None:
     assert context_window("anthropic:claude-sonnet-4-5", {}) == 200_000
+    assert context_window("anthropic:claude-sonnet-5-5", {}) == 1_000_000
     assert context_window("openai:gpt-4o-mini", {}) == 128_000
     assert context_window("openai:qwen2.5-coder", {}) == FALLBACK_CONTEXT_WINDOW
     overrides = {"openai:": 8_192, "openai:gpt-4o": 64_000}

@@ -20,6 +20,9 @@ from errands.settings import Phase, Settings
 from errands.store import Database, Job, ModelPrice, Project, Task
 
 # US dollars per million tokens (input, output), from the providers' public price lists.
+# Models a provider has retired keep their rows: jobs that ran on them are still priced.
+# Models priced by prompt length (Claude Haiku 5.5, OpenAI's gpt-6 family) are left out: one
+# flat rate would undercount a long prompt, and budgets must not; an owner can set one.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4.1": (2.00, 8.00),
     "gpt-4.1-mini": (0.40, 1.60),
@@ -30,10 +33,14 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-5-mini": (0.25, 2.00),
     "o3": (2.00, 8.00),
     "o4-mini": (1.10, 4.40),
+    "claude-opus-5-5": (4.00, 20.00),
+    "claude-sonnet-5-5": (2.00, 10.00),
     "claude-opus-4-1": (15.00, 75.00),
     "claude-sonnet-4-5": (3.00, 15.00),
     "claude-sonnet-4-0": (3.00, 15.00),
     "claude-haiku-4-5": (1.00, 5.00),
+    # The standard rate: Google's introductory half price ends on 2026-12-31.
+    "gemini-3.8-flash": (1.50, 7.50),
     "gemini-2.5-pro": (1.25, 10.00),
     "gemini-2.5-flash": (0.30, 2.50),
     "gemini-2.5-flash-lite": (0.10, 0.40),
@@ -86,7 +93,7 @@ def set_price(
 ) -> Price:
     key = model_key(model.strip())
     if not key or len(key) > 200:
-        raise InvalidInput("Name the model, e.g. gpt-4.1 or claude-sonnet-4-5.")
+        raise InvalidInput("Name the model, e.g. gpt-4.1 or claude-sonnet-5-5.")
     for price in (input_per_mtok, output_per_mtok):
         finite_dollars(price, "A price per million tokens", MAX_PRICE_PER_MTOK)
     row = session.get(ModelPrice, (org_id, key))

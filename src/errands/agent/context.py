@@ -69,6 +69,8 @@ DEFAULT_CONTEXT_WINDOWS: Mapping[str, int] = {
     "openai:o3": 200_000,
     "openai:o4": 200_000,
     "anthropic:": 200_000,
+    "anthropic:claude-sonnet-5-5": 1_000_000,
+    "anthropic:claude-opus-5-5": 1_000_000,
     "google:gemini": 1_048_576,
 }
 FALLBACK_CONTEXT_WINDOW = 32_768

@@ -36,7 +36,7 @@ def codex_model(model: str | None) -> str:
         shown = f"is {model}" if model else "is not set"
         raise ConfigError(
             "The codex executor speaks OpenAI's Responses API: set ERRANDS_EXECUTE_MODEL (or "
-            "ERRANDS_MODEL) to openai:<model>, e.g. openai:gpt-5.2-codex (the execute model "
+            "ERRANDS_MODEL) to openai:<model>, e.g. openai:gpt-5.6-sol (the execute model "
             f"{shown})."
         )
     return name
