@@ -190,6 +190,12 @@ class Settings(BaseSettings):
     command_output_limit: int = Field(
         default=50_000, ge=1000, description="Characters of a command's output kept (head+tail)."
     )
+    index_cache_mb: int = Field(
+        default=1024,
+        ge=0,
+        description="Memory the code indexes a worker or server keeps loaded may take, in MB "
+        "(each counted as three times its saved size); the least recently used go first.",
+    )
     sandbox: Literal["auto", "bubblewrap", "none"] = Field(
         default="auto",
         description="How commands are isolated: auto (bubblewrap, required), bubblewrap, or "

@@ -64,7 +64,7 @@ def _save(index: CodeIndex, settings: Settings, project_id: int) -> None:
     task's research (in the same worker) reads next, without loading it again."""
     index.save_query_file(query_file(settings.home, project_id))
     path = index_path(settings, project_id)
-    _remember(path, index.save(path), index)
+    _remember(path, index.save(path), index, settings.index_cache_mb * _MB)
 
 
 def _query_file_current(settings: Settings, project_id: int, commit: str) -> bool:
@@ -80,39 +80,63 @@ def _query_file_current(settings: Settings, project_id: int, commit: str) -> boo
 # Indexes this process has read, by file and its identity on disk: the server and a worker
 # answer `locate` and `search_code` from memory after the first time, and an index saved
 # again (a new base renamed over the old, or a record appended to its journal) is read again.
+# Least recently used first; together they stay within Settings.index_cache_mb.
 _Key = journal.Identity
 _loaded: dict[Path, tuple[_Key, CodeIndex]] = {}
 _loaded_lock = threading.Lock()
-_KEEP = 8  # indexes kept at most (each is tens of MB for a large repository)
+# A loaded index's memory over its saved size (base and journal): 1.7-2.5 measured on the
+# benchmark's repositories, and its lookup tables, made by the first query, add more.
+_RESIDENT_PER_SAVED = 3
+_MB = 1 << 20
+
+
+def held_bytes(key: _Key) -> int:
+    """The memory an index saved as ``key`` (:func:`journal.identity`) is counted as."""
+    base_size, journal_size = key[2], key[5]
+    return (base_size + journal_size) * _RESIDENT_PER_SAVED
+
+
+def loaded_paths() -> list[Path]:
+    """The indexes this process holds, least recently used first."""
+    with _loaded_lock:
+        return list(_loaded)
 
 
 def load_index(settings: Settings, project_id: int) -> CodeIndex | None:
     """The project's saved index, shared by every reader in this process: never change it
     (:func:`refresh_index` works on its own copy)."""
-    return load_index_file(index_path(settings, project_id))
+    return load_index_file(
+        index_path(settings, project_id), keep_bytes=settings.index_cache_mb * _MB
+    )
 
 
-def load_index_file(path: Path) -> CodeIndex | None:
-    """:func:`load_index` by the index's file (`errands locate` finds it without Settings)."""
+def load_index_file(path: Path, *, keep_bytes: int = 0) -> CodeIndex | None:
+    """:func:`load_index` by the index's file (`errands locate` finds it without Settings);
+    what is held stays within ``keep_bytes``, this index aside."""
     key = journal.identity(path)
     if key is None:
         return None
     with _loaded_lock:
-        cached = _loaded.get(path)
+        cached = _loaded.pop(path, None)
         if cached is not None and cached[0] == key:
+            _loaded[path] = cached  # the most recently used now
             return cached[1]
     try:
         index = _code_index().load(path)
     except InvalidInput:  # written by another version of Errands: the next index rebuilds it
         return None
-    _remember(path, key, index)
+    _remember(path, key, index, keep_bytes)
     return index
 
 
-def _remember(path: Path, key: _Key, index: CodeIndex) -> None:
+def _remember(path: Path, key: _Key, index: CodeIndex, keep_bytes: int) -> None:
+    """Hold ``index`` as the most recently used, letting the least recently used go until
+    the rest fit beside it: an index larger than ``keep_bytes`` alone is still held (its
+    reader needs it now, and the next reader most likely too)."""
     with _loaded_lock:
         _loaded.pop(path, None)
-        while len(_loaded) >= _KEEP:
+        room = keep_bytes - held_bytes(key)
+        while _loaded and sum(held_bytes(k) for k, _ in _loaded.values()) > room:
             del _loaded[next(iter(_loaded))]
         _loaded[path] = (key, index)
 
@@ -152,7 +176,7 @@ def refresh_index(
     if index is not None and key is not None and index.commit == commit:
         if not _query_file_current(settings, project_id, commit):  # an older Errands' index
             index.save_query_file(query_file(settings.home, project_id))
-        _remember(path, key, index)
+        _remember(path, key, index, settings.index_cache_mb * _MB)
         return index, []
     changed: list[str] | None = None
     if index is not None:
