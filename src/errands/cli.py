@@ -448,15 +448,16 @@ def locate(
     text: Annotated[str, typer.Argument(help="A task, an issue, a traceback; - = stdin.")],
     limit: Annotated[int, typer.Option(help="How many files.")] = 10,
     as_json: JsonOpt = False,
+    use_remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote",
+            help="Ask the server `errands login` stored a token for (its index, held open).",
+        ),
+    ] = False,
 ) -> None:
     """Where would this change go? Rank files and symbols, with reasons (no LLM)."""
     from errands.store_location import store_location
-    from errands.workflow.code_index import (
-        index_file,
-        load_index_file,
-        open_query_file,
-        quick_project_id,
-    )
 
     query = sys.stdin.read() if text == "-" else text
     # Without Settings (pydantic) when the store's place is plain to see: a fresh process
@@ -466,39 +467,53 @@ def locate(
         settings = _settings()
         location = settings.home, settings.resolved_database_url
     home, url = location
+    if use_remote:
+        found = _locate_remote(home, project, query, limit)
+    else:
+        found = _locate_here(home, url, project, query, limit)
+    if as_json:
+        _print_json(found)
+        return
+    table = Table("#", "file", "score", "why", "symbols")
+    for n, hit in enumerate(found, start=1):
+        symbols = ", ".join(f"{s['name']}:{s['line']}" for s in hit["symbols"][:4])
+        table.add_row(
+            str(n), hit["path"], f"{hit['score']:.2f}", "; ".join(hit["reasons"]), symbols
+        )
+    out.print(table)
+
+
+def _locate_here(home: Path, url: str, project: str, query: str, limit: int) -> list[Any]:
+    """From the project's index on this machine, read by this process."""
+    from errands.workflow.code_index import locate_once, quick_project_id
+
     project_id = quick_project_id(url, project)
     if project_id is None:  # not SQLite, or no such project: the store says which
         from errands.workflow import actions
 
         project_id = _run(lambda s, st: actions.get_project(s, project).id)
-    # The query file reads only what this query needs; the whole index, only without one.
-    index = open_query_file(home, project_id) or load_index_file(index_file(home, project_id))
-    if index is None:
+    located = locate_once(home, project_id, query, limit=limit)
+    if located is None:
         raise InvalidInput(
             f"Project {project!r} has no code index yet: run `errands index {project}`."
         )
-    located = index.locate(query, limit=limit)
-    if as_json:
-        _print_json(
-            [
-                {
-                    "path": hit.path,
-                    "score": hit.score,
-                    "reasons": hit.reasons,
-                    "symbols": [
-                        {"name": s.name, "kind": s.kind, "line": s.start_line, "end": s.end_line}
-                        for s in hit.symbols
-                    ],
-                }
-                for hit in located
-            ]
-        )
-        return
-    table = Table("#", "file", "score", "why", "symbols")
-    for n, hit in enumerate(located, start=1):
-        symbols = ", ".join(f"{s.name}:{s.start_line}" for s in hit.symbols[:4])
-        table.add_row(str(n), hit.path, f"{hit.score:.2f}", "; ".join(hit.reasons), symbols)
-    out.print(table)
+    return [hit.to_json() for hit in located]
+
+
+def _locate_remote(home: Path, project: str, query: str, limit: int) -> list[Any]:
+    """From the remote server's index, which it holds open: this process imports no index
+    code (nor numpy), only an HTTP client."""
+    from urllib.parse import quote
+
+    from errands.accounts import remote
+
+    found: list[Any] = remote.call(
+        remote.load_from(home),
+        "POST",
+        f"/api/projects/{quote(project, safe='')}/locate",
+        json={"text": query, "limit": limit},
+    )
+    return found
 
 
 # -- tasks ------------------------------------------------------------------------------------

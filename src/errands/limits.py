@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from errands.errors import InvalidInput
 from errands.ids import MAX_INT
@@ -27,6 +27,28 @@ Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 # US dollars: a budget cap, or a price per million tokens.
 BudgetUsd = Annotated[float, Field(ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False)]
 PricePerMTok = Annotated[float, Field(ge=0, le=MAX_PRICE_PER_MTOK, allow_inf_nan=False)]
+
+# What `locate` is asked (the API, the MCP tool): a traceback or an issue can be long, but
+# past this it is no question anyone types; and how many files it answers with.
+LOCATE_TEXT_MAX = 65_536
+
+
+def _locate_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the text is blank: give a task, an issue or a traceback")
+    return value
+
+
+LocateText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=LOCATE_TEXT_MAX,
+        description="A task, an issue, a traceback (at most 65,536 characters).",
+    ),
+    AfterValidator(_locate_text),
+]
+LocateLimit = Annotated[int, Field(ge=1, le=100, description="How many files (1-100).")]
 
 
 def parse_int(value: str, what: str, *, minimum: int = 1) -> int | None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from errands.domain import SubtaskState
-from errands.limits import Id
+from errands.limits import Id, LocateLimit, LocateText
 from errands.settings import Settings
 from errands.store import Job, Project, Task
 from errands.workflow.handoff import no_change
@@ -327,6 +327,27 @@ class TaskCreate(BaseModel):
     project: Id | str
     title: str
     body: str = ""
+
+
+class LocateRequest(BaseModel):
+    text: LocateText
+    limit: LocateLimit = 10
+
+
+class LocatedSymbolPublic(BaseModel):
+    name: str
+    kind: str
+    line: int
+    end: int
+
+
+class LocatedPublic(BaseModel):
+    """A file ranked for the text, with why and the symbols in it the text pointed at."""
+
+    path: str
+    score: float
+    reasons: list[str]
+    symbols: list[LocatedSymbolPublic]
 
 
 class AnswerCreate(BaseModel):

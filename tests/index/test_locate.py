@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from errands.index import CodeIndex, Located, build
+from errands.index.locate import _CALL
 from tests.index.conftest import Commit, git
 
 FILES: dict[str, str | bytes | None] = {
@@ -294,3 +298,11 @@ def test_a_file_named_after_a_word_of_the_text_ranks_first(repo: Path, commit: C
     top = index.locate("Accessing struct elements evades rule L027")[0]
     assert top.path == "lint/rules/L027.py"
     assert "the file is named `l027`" in top.reasons
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet="aZ_9\u00e9\u0663 (\t\n.x", max_size=16))
+def test_calls_are_found_as_the_plain_pattern_finds_them(text: str) -> None:
+    # _CALL starts only where a word starts (linear on a long word, where the plain
+    # pattern was quadratic), and must find the very same names.
+    assert _CALL.findall(text) == re.findall(r"([A-Za-z_]\w*)\s*\(", text)

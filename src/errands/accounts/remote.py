@@ -7,13 +7,15 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from errands.accounts.errors import Unauthenticated
 from errands.errors import ConfigError, ErrandsError
-from errands.settings import Settings
+
+if TYPE_CHECKING:  # `errands locate --remote` finds the file without Settings (pydantic)
+    from errands.settings import Settings
 
 TIMEOUT = 30
 
@@ -30,7 +32,11 @@ class Remote:
 
 
 def path(settings: Settings) -> Path:
-    return settings.home / "remote.toml"
+    return path_in(settings.home)
+
+
+def path_in(home: Path) -> Path:
+    return home / "remote.toml"
 
 
 def _quote(value: str) -> str:
@@ -49,7 +55,12 @@ def save(settings: Settings, remote: Remote) -> Path:
 
 
 def load(settings: Settings) -> Remote:
-    target = path(settings)
+    return load_from(settings.home)
+
+
+def load_from(home: Path) -> Remote:
+    """:func:`load` from the data directory ``home``."""
+    target = path_in(home)
     if not target.exists():
         raise ConfigError("Not logged in to a remote server: run `errands login URL` first.")
     data = tomllib.loads(target.read_text())

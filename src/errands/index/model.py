@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +53,15 @@ class Located:
     score: float
     reasons: list[str] = field(default_factory=list)
     symbols: list[Symbol] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """As `errands locate --json` prints it, the API answers it and the MCP tool gives it."""
+        return {
+            "path": self.path,
+            "score": self.score,
+            "reasons": list(self.reasons),
+            "symbols": [
+                {"name": s.name, "kind": s.kind, "line": s.start_line, "end": s.end_line}
+                for s in self.symbols
+            ],
+        }

@@ -16,6 +16,7 @@ query file dumps as a fresh build's does.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import tempfile
 from array import array
@@ -395,12 +396,18 @@ class StoredIndex:
     """A query file opened for reading: what :func:`errands.index.locate.locate` asks of
     an index, read row by row as it asks."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, any_thread: bool = False) -> None:
+        """``any_thread``: the connection may be used from threads other than this one
+        (the server's thread pool), by one thread at a time — the caller's lock's job."""
         try:
             # Read-only; an update may change the file meanwhile, so each locate reads
             # in one transaction (one version of the file) and checks the version first.
             self._conn = sqlite3.connect(
-                f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None
+                f"file:{path}?mode=ro",
+                uri=True,
+                timeout=30,
+                isolation_level=None,
+                check_same_thread=not any_thread,
             )
         except sqlite3.Error as exc:
             raise InvalidInput(f"cannot read code index {path}: {exc}") from exc
@@ -438,7 +445,7 @@ class StoredIndex:
         """As :meth:`CodeIndex.locate <errands.index.core.CodeIndex.locate>` (the same
         answer for the index this file was written from)."""
         with self.snapshot():
-            return locate(self, text, limit=limit)
+            return locate(self, _encodable(text), limit=limit)
 
     def snapshot(self) -> _Snapshot:
         """A read transaction: what is read inside it is of one version of the file (an
@@ -547,6 +554,17 @@ class StoredIndex:
                                                                        self.sym_bm25)):  # fmt: skip
                 out[f"bm25_{bm}"] = bm25.dump(keys)
             return out
+
+
+def _encodable(text: str) -> str:
+    """``text`` with its lone surrogates (a command line's undecodable bytes, JSON's
+    ``\\ud800``) as U+FFFD: SQLite cannot take them as parameters, and no key in the file
+    holds either (nor is either a word character), so the answer is the in-memory index's."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return re.sub("[\ud800-\udfff]", "\ufffd", text)
+    return text
 
 
 class _Snapshot:

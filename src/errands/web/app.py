@@ -49,6 +49,8 @@ from errands.schemas import (
     CommentPublic,
     CommentResolve,
     EventPublic,
+    LocatedPublic,
+    LocateRequest,
     ProjectCreate,
     ProjectPublic,
     ProjectUpdate,
@@ -71,6 +73,7 @@ from errands.web.guard import LOOPBACK_NAMES, BrowserGuard
 from errands.web.openapi import install as install_openapi
 from errands.web.ui import install as install_ui
 from errands.workflow import actions, reviewers
+from errands.workflow.code_index import OpenQueryFiles
 from errands.workflow.reviewers import Reviewer
 
 T = TypeVar("T")
@@ -110,6 +113,8 @@ def create_app(
         credits.record_install(db, settings.billing_enabled)
         app.state.db = db
         app.state.settings = settings
+        # Each project's query file, held open for `locate` (see OpenQueryFiles).
+        app.state.query_files = OpenQueryFiles(settings.home)
         worker: Worker | None = None
         if embedded_worker:
             worker = runtime.build_worker(services)
@@ -119,6 +124,7 @@ def create_app(
         finally:
             if worker is not None:
                 await asyncio.to_thread(worker.stop)
+            app.state.query_files.close()
             db.dispose()
 
     app = FastAPI(
@@ -147,7 +153,7 @@ def create_app(
         )
         return json_error(
             "invalid_input",
-            f"Invalid request: {problems}",
+            _encodable(f"Invalid request: {problems}"),
             status=422,
             details=_jsonable(exc.errors()),
         )
@@ -170,8 +176,19 @@ def create_app(
 
 
 def _jsonable(value: Any) -> Any:
-    # The details echo the input, which may hold NaN or infinity: JSON has no such numbers.
-    return json.loads(json.dumps(value, default=str), parse_constant=str)
+    # The details echo the input, which may hold NaN or infinity: JSON has no such numbers;
+    # or lone surrogates (JSON's "\ud800"), which the answer cannot encode as UTF-8.
+    return _encodable(json.loads(json.dumps(value, default=str), parse_constant=str))
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    return value
 
 
 def _task_public(session: Session, task_id: int) -> TaskPublic:
@@ -238,6 +255,23 @@ def _routes(app: FastAPI) -> None:
             db,
             lambda s: ProjectPublic.of(actions.reindex_project(s, settings, project), settings),
         )
+
+    @app.post("/api/projects/{project}/locate", dependencies=[READ])
+    def locate(
+        project: str, body: LocateRequest, request: Request, db: DbDep
+    ) -> list[LocatedPublic]:
+        """Where would this change go: files ranked for the text, with reasons and the
+        symbols it points at, from the project's code index (no model). The text is data:
+        it is neither stored nor logged."""
+        project_id = in_session(db, lambda s: actions.get_project(s, project).id)
+        query_files: OpenQueryFiles = request.app.state.query_files
+        found = query_files.locate(project_id, body.text, limit=body.limit)
+        if found is None:
+            raise InvalidInput(
+                f"Project {project!r} has no code index yet: index it (POST "
+                f"/api/projects/{project}/reindex, or `errands index {project}`) and ask again."
+            )
+        return [LocatedPublic.model_validate(hit.to_json()) for hit in found]
 
     @app.get("/api/projects/{project}/events", dependencies=[READ])
     def project_events(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from errands.index.stored import StoredIndex
 
 if TYPE_CHECKING:
     from errands.git import Mirror
-    from errands.index import CodeIndex
+    from errands.index import CodeIndex, Located
     from errands.settings import Settings
 
 Progress = Callable[[int, int], None]
@@ -47,13 +48,125 @@ def query_file(home: Path, project_id: int) -> Path:
 def open_query_file(home: Path, project_id: int) -> StoredIndex | None:
     """The project's query file, or None when there is none (yet) or it is unreadable (an
     older version wrote it): the caller then loads the index."""
-    path = query_file(home, project_id)
+    return _open_query_file(query_file(home, project_id))
+
+
+def _open_query_file(path: Path, *, any_thread: bool = False) -> StoredIndex | None:
     if not path.is_file():
         return None
     try:
-        return StoredIndex(path)
+        return StoredIndex(path, any_thread=any_thread)
     except InvalidInput:
         return None
+
+
+class _Open:
+    """One project's query file held open, used by one thread at a time."""
+
+    def __init__(self, key: tuple[int, int], index: StoredIndex) -> None:
+        self.key = key  # the file's (device, inode) when it was opened
+        self.lock = threading.Lock()
+        self.index: StoredIndex | None = index
+
+    def close(self) -> None:
+        with self.lock:  # after the locate under way, if any
+            if self.index is not None:
+                self.index.close()
+                self.index = None
+
+
+class OpenQueryFiles:
+    """The query files a long-lived process (the server, the local MCP server) answers
+    `locate` from: each project's opened on its first locate and kept open, so the next one
+    reads only its query's rows (no imports, no reading of the documents' lengths). Memory
+    is a few MB a project (the lengths, SQLite's page cache), not the whole index in memory
+    (hundreds of MB on a large repository), which :func:`load_index` would keep.
+
+    An index updated in place is seen by the next locate (the file's generation, checked in
+    its read transaction); one written whole is a new file renamed over the old, found by its
+    inode: the old is closed once the locate reading it ends, and the new one opened. A
+    connection serves one locate at a time (its lock); locates of different projects run
+    side by side."""
+
+    def __init__(self, home: Path, *, keep: int = 32) -> None:
+        self._home = home
+        self._keep = keep  # projects held open at most, the least recently asked let go
+        self._open: OrderedDict[int, _Open] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def locate(self, project_id: int, text: str, *, limit: int = 10) -> list[Located] | None:
+        """The ranking, or None when the project has no readable query file (not indexed
+        yet, or by an older version: the next index writes it)."""
+        while True:
+            held = self._held(project_id)
+            if held is None:
+                return None
+            with held.lock:
+                if held.index is not None:
+                    return held.index.locate(text, limit=limit)
+            # Closed while this thread waited for it (replaced by a newer file): again.
+
+    def _held(self, project_id: int) -> _Open | None:
+        path = query_file(self._home, project_id)
+        try:
+            st = path.stat()
+        except OSError:
+            self._let_go([self._pop(project_id)])
+            return None
+        key = (st.st_dev, st.st_ino)
+        with self._lock:
+            found = self._open.get(project_id)
+            if found is not None and found.key == key:
+                self._open.move_to_end(project_id)
+                return found
+        # Opened outside the lock: other projects' locates need not wait for it. The file
+        # may be replaced again meanwhile; the next locate then sees another inode.
+        index = _open_query_file(path, any_thread=True)
+        if index is None:
+            return None
+        fresh = _Open(key, index)
+        with self._lock:
+            gone = [self._open.pop(project_id, None)]
+            self._open[project_id] = fresh
+            while len(self._open) > self._keep:
+                gone.append(self._open.popitem(last=False)[1])
+        self._let_go(gone)
+        return fresh
+
+    def _pop(self, project_id: int) -> _Open | None:
+        with self._lock:
+            return self._open.pop(project_id, None)
+
+    @staticmethod
+    def _let_go(held: list[_Open | None]) -> None:
+        for one in held:
+            if one is not None:
+                one.close()
+
+    def held(self) -> int:
+        """How many query files are open now."""
+        with self._lock:
+            return len(self._open)
+
+    def close(self) -> None:
+        with self._lock:
+            gone: list[_Open | None] = list(self._open.values())
+            self._open.clear()
+        self._let_go(gone)
+
+
+def locate_once(home: Path, project_id: int, text: str, *, limit: int = 10) -> list[Located] | None:
+    """A locate by a process that asks once (`errands locate`): from the query file, which
+    reads only what this query needs; from the whole index only when there is none. None
+    when the project has no index."""
+    stored = open_query_file(home, project_id)
+    if stored is not None:
+        try:
+            return stored.locate(text, limit=limit)
+        finally:
+            stored.close()
+    index = load_index_file(index_file(home, project_id))
+    return None if index is None else index.locate(text, limit=limit)
 
 
 def _save(index: CodeIndex, settings: Settings, project_id: int) -> None:
