@@ -817,7 +817,7 @@ def mcp_command(
     ] = False,
 ) -> None:
     """Serve Errands as an MCP server over stdio (for Claude Code, Cursor, any MCP client):
-    create_task, list_tasks, show_task, answer_questions, review_state."""
+    create_task, list_tasks, show_task, answer_questions, review_state, locate."""
     try:
         from errands import mcp_server
     except ModuleNotFoundError as exc:

@@ -58,6 +58,7 @@ async def _drive(env: dict[str, str], project: str) -> tuple[Json, Json]:
             "show_task",
             "answer_questions",
             "review_state",
+            "locate",
         }
         created: Json = await _call(
             client, "create_task", project=project, title="Add multiply", body="We need a*b."
@@ -70,6 +71,7 @@ async def _drive(env: dict[str, str], project: str) -> tuple[Json, Json]:
         merged = await _call(client, "list_tasks", state="merged")
         assert task_id not in [t["id"] for t in merged]
         asked = await _until(client, task_id, "awaiting_answers")
+        await _locate(client, project)  # indexed: the research stood on the index
         assert asked["questions"][0]["text"] == "Should multiply accept floats?"
         wrong = await client.call_tool(
             "answer_questions", {"task_id": task_id, "answers": [{"question": 9, "option": 1}]}
@@ -83,6 +85,21 @@ async def _drive(env: dict[str, str], project: str) -> tuple[Json, Json]:
         missing = await client.call_tool("show_task", {"task_id": 999_999})
         assert missing.is_error and "not_found" in str(missing.content)
         return created, review
+
+
+async def _locate(client: Client, project: str) -> None:
+    traceback = 'Traceback (most recent call last):\n  File "calc.py", line 2, in add\nTypeError'
+    located = await _call(client, "locate", project=project, text=traceback, limit=3)
+    assert located[0]["path"] == "calc.py" and located[0]["reasons"]
+    assert located[0]["symbols"][0] == {"name": "add", "kind": "function", "line": 1, "end": 2}
+    for wrong, says in (
+        ({"project": project, "text": "  \n"}, "blank"),
+        ({"project": project, "text": "x", "limit": 101}, "100"),
+        ({"project": project, "text": "x" * 65_537}, "65536"),
+        ({"project": "nope", "text": "add"}, "not_found"),
+    ):
+        refused = await client.call_tool("locate", wrong)
+        assert refused.is_error and says in str(refused.content), (wrong, refused.content)
 
 
 def _check(review: Json, task_id: int) -> None:
