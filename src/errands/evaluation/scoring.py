@@ -25,9 +25,9 @@ from errands.git import Workspace, git
 from errands.sandbox import Sandbox, create_sandbox
 from errands.settings import Settings
 from errands.store import Database, Project
-from errands.workflow.mirrors import open_mirror
+from errands.workflow.mirrors import open_mirror, pool_for
 from errands.workflow.project_config import EffectiveConfig, effective_config
-from errands.workflow.workspaces import CACHE_VARIABLES, policies, pool_for
+from errands.workflow.workspaces import CACHE_VARIABLES, policies
 
 # pytest -rA: one line per test in the short summary, e.g. "PASSED tests/x.py::test_y".
 _RESULT_LINE = re.compile(r"^(PASSED|XFAIL|FAILED|ERROR|XPASS|SKIPPED) (\S+)", re.MULTILINE)

@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from errands.errors import GitError
 from errands.git import git
@@ -15,11 +15,12 @@ from errands.settings import Settings
 from errands.store import Database, Project
 from errands.store.models import utcnow
 from errands.workflow.code_index import Progress, refresh_index
-from errands.workflow.context import JobContext
 from errands.workflow.detect import detect_verify
-from errands.workflow.mirrors import base_tip, open_mirror
+from errands.workflow.mirrors import base_tip, open_mirror, pool_for
 from errands.workflow.project_config import CONFIG_FILE, parse_repo_config
-from errands.workflow.workspaces import pool_for
+
+if TYPE_CHECKING:  # `errands index` runs without the agent's modules (pydantic-ai: ~1 s)
+    from errands.workflow.context import JobContext
 
 LANGUAGES = {
     ".py": "Python",

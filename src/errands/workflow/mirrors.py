@@ -1,5 +1,5 @@
-"""Where a project's mirror lives. Kept apart from the job context so the CLI's quick commands
-(diff, comment) do not import the agent stack."""
+"""Where a project's mirror and its workspaces live. Kept apart from the job context so the
+CLI's quick commands (diff, comment, index) do not import the agent stack."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ from pathlib import Path
 
 from errands.errors import GitError
 from errands.forges.registry import forge_for_origin
-from errands.git import Mirror
+from errands.git import Mirror, WorkspacePool
 from errands.settings import Settings
 
 
 def mirror_path(settings: Settings, project_id: int) -> Path:
     return settings.mirrors_dir / f"project-{project_id}.git"
+
+
+def pool_for(settings: Settings, mirror: Mirror, project_id: int) -> WorkspacePool:
+    return WorkspacePool(mirror, settings.workspaces_dir / f"project-{project_id}")
 
 
 def open_mirror(settings: Settings, project_id: int, origin: str) -> Mirror:

@@ -32,7 +32,7 @@ from errands.store import Database, Job, Project
 from errands.workflow.code_index import load_index
 from errands.workflow.context import JobContext, workspace_name
 from errands.workflow.metering import JobMeter
-from errands.workflow.mirrors import mirror_path, open_mirror
+from errands.workflow.mirrors import mirror_path, open_mirror, pool_for
 from errands.workflow.project_config import EffectiveConfig
 from errands.workflow.verify import report_output
 
@@ -59,10 +59,6 @@ class JobWorkspace:
     @property
     def path(self) -> Path:
         return self.workspace.path
-
-
-def pool_for(settings: Settings, mirror: Mirror, project_id: int) -> WorkspacePool:
-    return WorkspacePool(mirror, settings.workspaces_dir / f"project-{project_id}")
 
 
 # Shown read-only to every sandbox anyway.
