@@ -1,12 +1,14 @@
 """How long a CLI command takes to start, next to Python's own start-up.
 
-Runs ``errands --help`` and ``errands task list`` (an empty store in a temporary
-``ERRANDS_HOME``, SQLite, no Redis) as subprocesses N times each, next to ``python -c pass``,
-and prints the median wall time and CPU time (user + system) of each and their ratios to the
-baseline, with the machine's conditions (Python, CPUs, load average): on a busy machine the
-CPU time is the steadier figure. A first ``task list`` creates the store and is not
-counted. ``--importtime`` also prints the slowest imports of ``import errands.cli`` and of
-``task list`` (``python -X importtime``).
+Runs ``errands --help``, ``errands task list`` (a temporary ``ERRANDS_HOME``, SQLite, no
+Redis) and ``errands index`` after a one-file commit (a project made of a clone of this
+repository, indexed once before: the index update a developer runs by hand) as subprocesses
+N times each, next to ``python -c pass``, and prints the median wall time and CPU time (user
++ system) of each and their ratios to the baseline, with the machine's conditions (Python,
+CPUs, load average): on a busy machine the CPU time is the steadier figure. A first ``task
+list`` creates the store and a first ``index`` builds the index; neither is counted, nor is
+the commit before each ``index``. ``--importtime`` also prints the slowest imports of
+``import errands.cli`` and of ``task list`` (``python -X importtime``).
 
 Usage (from the repository root)::
 
@@ -53,6 +55,26 @@ def _run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, cpu
 
 
+def _project(tmp: Path, env: dict[str, str]) -> tuple[Path, dict[str, str]]:
+    """A clone of this repository added as project ``bench`` and indexed once; the clone
+    and the environment whose local origins allow it."""
+    repo = tmp / "origins" / "repo"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    for key, value in (("user.name", "bench"), ("user.email", "bench@localhost")):
+        subprocess.run(["git", "-C", str(repo), "config", key, value], check=True)
+    env = {**env, "ERRANDS_LOCAL_ORIGINS": str(repo.parent)}
+    errands = [sys.executable, "-m", "errands.cli"]
+    for argv in (["project", "add", str(repo), "--name", "bench"], ["index", "bench"]):
+        subprocess.run([*errands, *argv], env=env, check=True, capture_output=True)
+    return repo, env
+
+
+def _commit_one_file(repo: Path, n: int) -> None:
+    with (repo / "src" / "errands" / "ids.py").open("a") as handle:
+        handle.write(f"\n\ndef bench_change_{n}() -> int:\n    return {n}\n")
+    subprocess.run(["git", "-C", str(repo), "commit", "-qam", f"change {n}"], check=True)
+
+
 def _slowest_imports(argv: list[str], env: dict[str, str], top: int = 12) -> list[str]:
     done = subprocess.run(
         [sys.executable, "-X", "importtime", *argv],
@@ -89,11 +111,15 @@ def main() -> None:
             "errands task list": [*errands, "task", "list"],
         }
         _run(commands["errands task list"], env)  # creates and migrates the store
+        repo, index_env = _project(Path(tmp), env)
+        commands["errands index (1 file)"] = [*errands, "index", "bench"]
         walls: dict[str, list[float]] = {name: [] for name in commands}
         cpus: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(args.runs):  # interleaved, so a burst of load hits all alike
+        for n in range(args.runs):  # interleaved, so a burst of load hits all alike
             for name, argv in commands.items():
-                wall, cpu = _run(argv, env)
+                if name.startswith("errands index"):
+                    _commit_one_file(repo, n)
+                wall, cpu = _run(argv, index_env)
                 walls[name].append(wall)
                 cpus[name].append(cpu)
 
@@ -101,14 +127,14 @@ def main() -> None:
         print(
             f"Python {platform.python_version()} on {platform.system()} {platform.machine()}, "
             f"{os.cpu_count()} CPU(s), load average {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}; "
-            f"median of {args.runs} runs each, wall time of a subprocess, empty SQLite store"
+            f"median of {args.runs} runs each, wall time of a subprocess, SQLite store"
         )
         base_wall = statistics.median(walls["python -c pass"])
         base_cpu = statistics.median(cpus["python -c pass"])
         for name in commands:
             wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
             print(
-                f"  {name:<20} wall {wall * 1000:5.0f} ms (min {min(walls[name]) * 1000:.0f}) "
+                f"  {name:<23} wall {wall * 1000:5.0f} ms (min {min(walls[name]) * 1000:.0f}) "
                 f"{wall / base_wall:4.1f}x baseline · CPU {cpu * 1000:5.0f} ms "
                 f"{cpu / base_cpu:4.1f}x baseline"
             )
