@@ -35,6 +35,7 @@ import os
 import platform
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -614,6 +615,83 @@ def _latency(repo: str, git_dir: Path, index_file: Path, queries: list[str]) -> 
             f"  (`python -c pass`: {statistics.median(baseline):.2f} s wall; load average now "
             f"{os.getloadavg()[0]:.2f})"
         )
+        _served(home, env, queries)
+
+
+def _served(home: Path, env: dict[str, str], queries: list[str]) -> None:
+    """The same project's locate served by a real `errands serve` on loopback (its query
+    file held open, see OpenQueryFiles): the first and the next HTTP locates from this
+    process, the server's memory before and after, and `errands locate --remote` (a new
+    process each time, asking that server)."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "errands.cli", "serve", "--host", "127.0.0.1", "--port",
+         str(port), "--no-worker"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = httpx.Client(base_url=url, timeout=120)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if client.get("/api/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                print("  served: `errands serve` did not start; skipped")
+                return
+            time.sleep(0.1)
+        rss0 = _rss_of(server.pid)
+        timings = []
+        for query in queries:
+            t0 = time.perf_counter()
+            answer = client.post("/api/projects/bench/locate", json={"text": query[:65_536]})
+            timings.append((time.perf_counter() - t0) * 1000)
+            answer.raise_for_status()
+        rss1 = _rss_of(server.pid)
+        warm = timings[1:] or [0.0]
+        print(
+            f"  served by `errands serve` (loopback, single-user, no worker; HTTP from this "
+            f"process): first locate {timings[0]:.0f} ms (opens the query file); then median "
+            f"{statistics.median(warm):.0f} ms, p90 {sorted(warm)[int(len(warm) * 0.9)]:.0f} ms, "
+            f"max {max(warm):.0f} ms over {len(warm)}; the server's resident memory "
+            f"{rss0:.0f} MB before, {rss1:.0f} MB after (+{rss1 - rss0:.0f} MB)"
+        )
+        laptop = home.parent / "laptop"  # only the login: the CLI asks the server
+        laptop.mkdir(exist_ok=True)
+        (laptop / "remote.toml").write_text(f'url = "{url}"\ntoken = "unused-single-user"\n')
+        remote_env = {**env, "ERRANDS_HOME": str(laptop)}
+        runs = []
+        for query in queries[:8] * (2 if len(queries) < 5 else 1):
+            argv = [sys.executable, "-m", "errands.cli", "locate", "bench", "--remote", "--",
+                    query[:2000]]  # fmt: skip
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run(argv, env=remote_env, check=True, stdout=subprocess.DEVNULL, timeout=120)
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            runs.append((wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime))
+        print(
+            f"  CLI `errands locate --remote` (a new process each time, asking that server): "
+            f"median {statistics.median(r[0] for r in runs):.2f} s wall, "
+            f"{statistics.median(r[1] for r in runs):.2f} s CPU over {len(runs)} runs; "
+            f"load average now {os.getloadavg()[0]:.2f}"
+        )
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _rss_of(pid: int) -> float:
+    """A process's resident memory now, in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
 
 
 # ---- scale: a generated repository ---------------------------------------------------------
@@ -747,6 +825,7 @@ def scale(n_files: int) -> int:
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"  peak memory of the largest child (build workers, git): {children:.0f} MB")
     _fresh_locate(queried)
+    _held_open(queried)
     # The index job's path after a one-file commit (workflow.code_index.refresh_index): the
     # index its process holds forked, the fork updated, the query file changed in place,
     # then the index saved — appended to its journal — and the sum of the four (each run
@@ -887,6 +966,57 @@ def _fresh_locate(queried: Path) -> None:
         f"{statistics.median(r[4] for r in runs):.0f} MB), the next locate "
         f"{statistics.median(r[3] for r in runs) * 1000:.0f} ms; "
         f"load average {os.getloadavg()[0]:.2f}"
+    )
+
+
+_HELD = """
+import os, statistics, sys, tempfile, time
+from pathlib import Path
+from errands.workflow.code_index import OpenQueryFiles, query_file
+
+def rss():
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return int(status["VmRSS"].split()[0]) / 1024
+
+home = Path(tempfile.mkdtemp())
+target = query_file(home, 1)
+target.parent.mkdir(parents=True)
+os.link(sys.argv[1], target)
+held = OpenQueryFiles(home)
+asked = sys.argv[2:] * 3
+rss0 = rss()
+timings = []
+for text in asked:
+    t0 = time.perf_counter()
+    held.locate(1, text)
+    timings.append((time.perf_counter() - t0) * 1000)
+print(timings[0], statistics.median(timings[1:]), max(timings[1:]), rss0, rss())
+held.close()
+target.unlink()
+"""
+
+
+def _held_open(queried: Path) -> None:
+    """What `errands serve` holds to answer locate from this query file (OpenQueryFiles),
+    in a fresh process (imports done first): its first locate, the next ones, and the
+    memory held."""
+    paths = [str(ROOT / "src"), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    asked = [
+        "parser token schema render frame", "QueueRecord raises when the session is empty",
+        "TokenStream12 fails in handler_cache", "the record of a cursor batch is lost",
+        "config_layer of model_node breaks", "render_frame returns a stale packet",
+    ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", _HELD, str(queried), *asked],
+        env=env, check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    first, median, most, rss0, rss1 = (float(x) for x in done.stdout.split())
+    print(
+        f"  held open as `errands serve` holds it (OpenQueryFiles, a fresh process): first "
+        f"locate {first:.0f} ms, then median {median:.0f} ms, max {most:.0f} ms over "
+        f"{len(asked) * 3 - 1}; resident {rss0:.0f} MB after the imports, {rss1:.0f} MB "
+        f"holding it (+{rss1 - rss0:.0f} MB)"
     )
 
 

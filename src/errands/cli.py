@@ -502,16 +502,15 @@ def _locate_here(home: Path, url: str, project: str, query: str, limit: int) -> 
 
 def _locate_remote(home: Path, project: str, query: str, limit: int) -> list[Any]:
     """From the remote server's index, which it holds open: this process imports no index
-    code (nor numpy), only an HTTP client."""
+    code (nor numpy), nor an HTTP client beyond the standard library's."""
     from urllib.parse import quote
 
     from errands.accounts import remote
 
-    found: list[Any] = remote.call(
+    found: list[Any] = remote.post(
         remote.load_from(home),
-        "POST",
         f"/api/projects/{quote(project, safe='')}/locate",
-        json={"text": query, "limit": limit},
+        {"text": query, "limit": limit},
     )
     return found
 

@@ -210,6 +210,14 @@ def test_cli_locate_remote_asks_the_server_with_the_stored_token(
         # pydantic-settings.
         imported = _cli(laptop, "-X", "importtime", *cli, "calc", TRACEBACK, "--remote")
         assert "calc.py" in imported.stdout
-        for heavy in ("numpy", "errands.index", "sqlalchemy", "pydantic_settings"):
+        for heavy in ("numpy", "errands.index", "sqlalchemy", "pydantic_settings", "httpx"):
             assert heavy not in imported.stderr, heavy
+        # The token revoked: refused as `errands whoami` is.
+        revoked = (laptop / "remote.toml").read_text().replace(token, "ert_revoked")
+        (laptop / "remote.toml").write_text(revoked)
+        refused = _cli(laptop, *cli, "calc", "x", "--remote", check=False)
+        assert refused.returncode == 1 and "refused the token" in refused.stderr
+    # The server gone: said so, no traceback.
+    gone = _cli(laptop, *cli, "calc", "x", "--remote", check=False)
+    assert gone.returncode == 1 and "Cannot reach" in gone.stderr, gone.stderr
     assert not (laptop / "errands.db").exists()
