@@ -119,8 +119,8 @@ def test_bad_and_hostile_text_gets_a_clear_answer_never_a_500(
             assert answer.status_code == 422, (what, answer.text)
             assert answer.json()["error"]["code"] == "invalid_input", what
         not_json = client.post(path, content=b"{text", headers={"content-type": "application/json"})
-        assert not_json.status_code == 422  # as every route answers a body that is not JSON
-        assert not_json.json()["error"]["code"] == "invalid_input"
+        assert not_json.status_code == 400  # as every route answers a body that is not JSON
+        assert not_json.json()["error"]["code"] == "malformed_json"
 
         hostile = [
             "a" * 65_536,  # the most there may be

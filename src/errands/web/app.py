@@ -151,10 +151,13 @@ def create_app(
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
+        # A body that does not parse is the request's form, not its content: 400, as the
+        # README and /openapi.json say.
+        malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
         return json_error(
-            "invalid_input",
+            "malformed_json" if malformed else "invalid_input",
             _encodable(f"Invalid request: {problems}"),
-            status=422,
+            status=400 if malformed else 422,
             details=_jsonable(exc.errors()),
         )
 
