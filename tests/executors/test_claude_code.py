@@ -69,7 +69,7 @@ def test_claude_code_does_a_task_inside_the_sandbox_through_the_egress_proxy(
             project_id = add_project(client, sample_repo)
             chosen = client.patch(
                 f"/api/projects/{project_id}",
-                json={"executor": "claude-code", "execute_model": "anthropic:claude-sonnet-4-5"},
+                json={"executor": "claude-code", "execute_model": "anthropic:claude-sonnet-5-5"},
             ).json()
             assert chosen["effective"]["executor"] == chosen["effective"]["revise_executor"]
             assert chosen["effective"]["executor"] == "claude-code"

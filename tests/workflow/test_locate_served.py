@@ -178,8 +178,7 @@ def test_cli_locate_remote_asks_the_server_with_the_stored_token(
         )
         token = client.post(
             "/api/tokens",
-            json={"name": "laptop"},
-            cookies=signup.cookies,
+            json={"name": "laptop"},  # signed in: the client keeps the session's cookie
             headers={"X-CSRF-Token": signup.json()["csrf_token"]},
         ).json()["token"]
         cli = ["-m", "errands.cli", "locate"]
