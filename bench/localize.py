@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import platform
+import re
 import resource
 import shutil
 import socket
@@ -532,6 +533,29 @@ def _parse_floor(stats: dict[str, RepoStats]) -> tuple[float, float]:
     return files / ideal, cpu
 
 
+# What an agent's search_code query looks like: a few of the names a task mentions.
+_NAME = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]{3,}\b")
+
+
+def _search_latency(index: CodeIndex, git_dir: Path, queries: list[str]) -> None:
+    """The agent's search_code on the index held in memory (as a worker holds it): each
+    query made of the first two distinct names of an instance's text, 20 hits (the tool's
+    default), the files' lines read from the repository as the tool reads them."""
+    asked = [" ".join(list(dict.fromkeys(_NAME.findall(q)))[:2]) for q in queries]
+    timings = []
+    for query in filter(None, asked):
+        t0 = time.perf_counter()
+        index.search(git_dir, query, limit=20)
+        timings.append((time.perf_counter() - t0) * 1000)
+    if timings:
+        print(
+            f"  in-process search_code ({len(timings)} queries of two names each, 20 hits): "
+            f"first {timings[0]:.0f} ms; then median {statistics.median(timings[1:] or [0]):.0f}"
+            f" ms, p90 {sorted(timings)[int(len(timings) * 0.9)]:.0f} ms, "
+            f"max {max(timings):.0f} ms"
+        )
+
+
 def _latency(repo: str, git_dir: Path, index_file: Path, queries: list[str]) -> None:
     """locate in this process (the index read once, as the server and workers keep it) and
     through `errands locate` (a fresh process each time: read the project from the store,
@@ -574,6 +598,7 @@ def _latency(repo: str, git_dir: Path, index_file: Path, queries: list[str]) -> 
             f"then median {statistics.median(timings[1:] or [0]):.0f} ms, "
             f"p90 {sorted(timings)[int(len(timings) * 0.9)]:.0f} ms, max {max(timings):.0f} ms"
         )
+        _search_latency(index, git_dir, queries)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ERRANDS_")}
         env["ERRANDS_HOME"] = str(home)
         paths = [str(ROOT / "src"), env.get("PYTHONPATH")]
@@ -894,6 +919,15 @@ def scale(n_files: int) -> int:
     t0 = time.perf_counter()
     probe.locate("parser token schema render frame")
     print(f"  locate: {(time.perf_counter() - t0) * 1000:.0f} ms (first, after the update)")
+    searched = []
+    for query in ("parser token", "schema render", "frame parser", "token schema", "render"):
+        t0 = time.perf_counter()
+        probe.search(git_dir, query, limit=20)  # the agent's search_code, 20 hits
+        searched.append((time.perf_counter() - t0) * 1000)
+    print(
+        f"  search_code (20 hits, 5 queries): first {searched[0]:.0f} ms, then median "
+        f"{statistics.median(searched[1:]):.0f} ms, max {max(searched):.0f} ms"
+    )
     stored = StoredIndex(copy)
     same = stored.locate("parser token schema render frame") == probe.locate(
         "parser token schema render frame"
