@@ -56,6 +56,19 @@ def test_a_body_that_is_not_json_is_400_and_invalid_input_422(client: httpx.Clie
     assert error_of(client.get("/api/tasks", params={"state": "bogus"}), 422)["code"]
 
 
+def test_a_project_name_the_paths_could_not_address_is_refused(
+    client: httpx.Client, sample_repo: Path
+) -> None:
+    """Projects are named in URL paths (/api/projects/{id or name}/…): a name with a "/"
+    could never be reached by name, and one of digits alone would read as an id."""
+    for name in ("team/calc", "42"):
+        refused = client.post("/api/projects", json={"origin": str(sample_repo), "name": name})
+        assert "cannot" in error_of(refused, 422)["message"], name
+    assert client.get("/api/projects").json() == []
+    add_project(client, sample_repo)  # its own name, calc
+    assert client.get("/api/projects/calc").json()["name"] == "calc"
+
+
 def test_a_path_that_is_not_a_repository(client: httpx.Client, tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()

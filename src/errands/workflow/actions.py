@@ -172,6 +172,12 @@ def check_project_name(session: Session, name: str, hint: str) -> str:
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidInput("A project name must be 1-200 characters.")
+    # The API, the CLI and the MCP tools name a project by its id or its name, in URL paths:
+    # a "/" splits the path, and digits alone read as an id.
+    if "/" in name:
+        raise InvalidInput(f"A project name cannot contain '/' ({name!r}); {hint}.")
+    if name.isdigit():
+        raise InvalidInput(f"A project name cannot be a number ({name!r}: ids are); {hint}.")
     if session.scalars(select(Project).where(Project.name == name)).first():
         raise Conflict(f"A project named {name!r} already exists; {hint}.")
     return name
