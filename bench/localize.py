@@ -533,6 +533,31 @@ def _parse_floor(stats: dict[str, RepoStats]) -> tuple[float, float]:
     return files / ideal, cpu
 
 
+def _with_src(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with this checkout's sources first on PYTHONPATH (for subprocesses)."""
+    paths = [str(ROOT / "src"), env.get("PYTHONPATH")]
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+
+
+def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, its children's) of one subprocess run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, timeout=120)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def _spread(ms: list[float]) -> str:
+    """Latencies in ms, the first apart (it opens or reads what the next ones reuse)."""
+    rest = ms[1:] or [0.0]
+    return (
+        f"first {ms[0]:.0f} ms; then median {statistics.median(rest):.0f} ms, "
+        f"p90 {sorted(rest)[int(len(rest) * 0.9)]:.0f} ms, max {max(rest):.0f} ms"
+    )
+
+
 # What an agent's search_code query looks like: a few of the names a task mentions.
 _NAME = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]{3,}\b")
 
@@ -550,9 +575,7 @@ def _search_latency(index: CodeIndex, git_dir: Path, queries: list[str]) -> None
     if timings:
         print(
             f"  in-process search_code ({len(timings)} queries of two names each, 20 hits): "
-            f"first {timings[0]:.0f} ms; then median {statistics.median(timings[1:] or [0]):.0f}"
-            f" ms, p90 {sorted(timings)[int(len(timings) * 0.9)]:.0f} ms, "
-            f"max {max(timings):.0f} ms"
+            + _spread(timings)
         )
 
 
@@ -593,25 +616,14 @@ def _latency(repo: str, git_dir: Path, index_file: Path, queries: list[str]) -> 
             timings.append((time.perf_counter() - t0) * 1000)
         print()
         print(f"Locate latency ({repo}, {index.files} files, {len(queries)} queries)")
-        print(
-            f"  in-process: read the index {load_ms:.0f} ms; first locate {timings[0]:.0f} ms; "
-            f"then median {statistics.median(timings[1:] or [0]):.0f} ms, "
-            f"p90 {sorted(timings)[int(len(timings) * 0.9)]:.0f} ms, max {max(timings):.0f} ms"
-        )
+        print(f"  in-process: read the index {load_ms:.0f} ms; locate {_spread(timings)}")
         _search_latency(index, git_dir, queries)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ERRANDS_")}
-        env["ERRANDS_HOME"] = str(home)
-        paths = [str(ROOT / "src"), env.get("PYTHONPATH")]
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+        env = _with_src({**env, "ERRANDS_HOME": str(home)})
 
         def cli(query: str) -> tuple[float, float]:
             argv = [sys.executable, "-m", "errands.cli", "locate", "bench", "--", query[:2000]]
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t0 = time.perf_counter()
-            subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, timeout=120)
-            wall = time.perf_counter() - t0
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+            return _timed(argv, env)
 
         # Alternately from the query file (what it reads when there is one) and from the
         # whole index (the query file moved aside), so load changes hit both alike.
@@ -680,13 +692,11 @@ def _served(home: Path, env: dict[str, str], queries: list[str]) -> None:
             timings.append((time.perf_counter() - t0) * 1000)
             answer.raise_for_status()
         rss1 = _rss_of(server.pid)
-        warm = timings[1:] or [0.0]
         print(
             f"  served by `errands serve` (loopback, single-user, no worker; HTTP from this "
-            f"process): first locate {timings[0]:.0f} ms (opens the query file); then median "
-            f"{statistics.median(warm):.0f} ms, p90 {sorted(warm)[int(len(warm) * 0.9)]:.0f} ms, "
-            f"max {max(warm):.0f} ms over {len(warm)}; the server's resident memory "
-            f"{rss0:.0f} MB before, {rss1:.0f} MB after (+{rss1 - rss0:.0f} MB)"
+            f"process; the first opens the query file): locate {_spread(timings)} over "
+            f"{len(timings)}; the server's resident memory {rss0:.0f} MB before, {rss1:.0f} MB "
+            f"after (+{rss1 - rss0:.0f} MB)"
         )
         laptop = home.parent / "laptop"  # only the login: the CLI asks the server
         laptop.mkdir(exist_ok=True)
@@ -696,12 +706,7 @@ def _served(home: Path, env: dict[str, str], queries: list[str]) -> None:
         for query in queries[:8] * (2 if len(queries) < 5 else 1):
             argv = [sys.executable, "-m", "errands.cli", "locate", "bench", "--remote", "--",
                     query[:2000]]  # fmt: skip
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t0 = time.perf_counter()
-            subprocess.run(argv, env=remote_env, check=True, stdout=subprocess.DEVNULL, timeout=120)
-            wall = time.perf_counter() - t0
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            runs.append((wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime))
+            runs.append(_timed(argv, remote_env))
         print(
             f"  CLI `errands locate --remote` (a new process each time, asking that server): "
             f"median {statistics.median(r[0] for r in runs):.2f} s wall, "
@@ -924,10 +929,7 @@ def scale(n_files: int) -> int:
         t0 = time.perf_counter()
         probe.search(git_dir, query, limit=20)  # the agent's search_code, 20 hits
         searched.append((time.perf_counter() - t0) * 1000)
-    print(
-        f"  search_code (20 hits, 5 queries): first {searched[0]:.0f} ms, then median "
-        f"{statistics.median(searched[1:]):.0f} ms, max {max(searched):.0f} ms"
-    )
+    print(f"  search_code (20 hits, 5 queries): {_spread(searched)}")
     stored = StoredIndex(copy)
     same = stored.locate("parser token schema render frame") == probe.locate(
         "parser token schema render frame"
@@ -971,16 +973,19 @@ print(first, then, int(status["VmHWM"].split()[0]))
 """
 
 
+# Questions asked of the generated repository (its vocabulary, and names that miss it).
+_SCALE_QUESTIONS = (
+    "parser token schema render frame", "QueueRecord raises when the session is empty",
+    "TokenStream12 fails in handler_cache", "the record of a cursor batch is lost",
+    "config_layer of model_node breaks", "render_frame returns a stale packet",
+)  # fmt: skip
+
+
 def _fresh_locate(queried: Path) -> None:
     """A fresh process's first locate on the query file (imports included), and its next."""
-    paths = [str(ROOT / "src"), os.environ.get("PYTHONPATH")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    env = _with_src(dict(os.environ))
     runs = []
-    for first, second in (
-        ("parser token schema render frame", "QueueRecord raises when the session is empty"),
-        ("TokenStream12 fails in handler_cache", "the record of a cursor batch is lost"),
-        ("config_layer of model_node breaks", "render_frame returns a stale packet"),
-    ):
+    for first, second in zip(_SCALE_QUESTIONS[::2], _SCALE_QUESTIONS[1::2], strict=True):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         done = subprocess.run(
@@ -1034,16 +1039,10 @@ def _held_open(queried: Path) -> None:
     """What `errands serve` holds to answer locate from this query file (OpenQueryFiles),
     in a fresh process (imports done first): its first locate, the next ones, and the
     memory held."""
-    paths = [str(ROOT / "src"), os.environ.get("PYTHONPATH")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
-    asked = [
-        "parser token schema render frame", "QueueRecord raises when the session is empty",
-        "TokenStream12 fails in handler_cache", "the record of a cursor batch is lost",
-        "config_layer of model_node breaks", "render_frame returns a stale packet",
-    ]  # fmt: skip
+    asked = _SCALE_QUESTIONS
     done = subprocess.run(
         [sys.executable, "-c", _HELD, str(queried), *asked],
-        env=env, check=True, capture_output=True, text=True, timeout=300,
+        env=_with_src(dict(os.environ)), check=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     first, median, most, rss0, rss1 = (float(x) for x in done.stdout.split())
     print(

@@ -503,16 +503,9 @@ def _locate_here(home: Path, url: str, project: str, query: str, limit: int) -> 
 def _locate_remote(home: Path, project: str, query: str, limit: int) -> list[Any]:
     """From the remote server's index, which it holds open: this process imports no index
     code (nor numpy), nor an HTTP client beyond the standard library's."""
-    from urllib.parse import quote
-
     from errands.accounts import remote
 
-    found: list[Any] = remote.post(
-        remote.load_from(home),
-        f"/api/projects/{quote(project, safe='')}/locate",
-        {"text": query, "limit": limit},
-    )
-    return found
+    return remote.locate(remote.load_from(home), project, query, limit)
 
 
 # -- tasks ------------------------------------------------------------------------------------

@@ -165,14 +165,9 @@ class RemoteBackend:
         return found
 
     def locate(self, project: str, text: str, limit: int) -> list[Json]:
-        from urllib.parse import quote
+        from errands.accounts import remote
 
-        found: list[Json] = self._call(
-            "POST",
-            f"/api/projects/{quote(project, safe='')}/locate",
-            json={"text": text, "limit": limit},
-        )
-        return found
+        return remote.locate(self.remote, project, text, limit)
 
 
 def review_state(task: Json, comments: list[Json]) -> Json:

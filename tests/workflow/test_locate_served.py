@@ -10,6 +10,9 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -40,6 +43,24 @@ def _commit(repo: Path, name: str, text: str) -> None:
     run_git(repo, "commit", "-q", "-m", f"add {name}")
 
 
+@dataclass
+class _Served:
+    settings: Settings
+    url: str
+    client: httpx.Client
+    project_id: int
+
+
+@contextmanager
+def _serving(home: Path, sample_repo: Path) -> Iterator[_Served]:
+    """A real server on loopback (no worker: the tests index when they choose) with the
+    sample repository added as a project, not indexed yet."""
+    settings = settings_for(home, "http://127.0.0.1:9/v1")
+    with running_server(settings, embedded_worker=False) as url:
+        client = httpx.Client(base_url=url, timeout=60)
+        yield _Served(settings, url, client, add_project(client, sample_repo))
+
+
 def _locate(client: httpx.Client, project: int | str, text: str, **extra: object) -> httpx.Response:
     return client.post(f"/api/projects/{project}/locate", json={"text": text, **extra})
 
@@ -48,10 +69,8 @@ def test_the_server_answers_locate_from_the_index_and_sees_each_reindex(
     home: Path, sample_repo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    settings = settings_for(home, "http://127.0.0.1:9/v1")
-    with running_server(settings, embedded_worker=False) as url:
-        client = httpx.Client(base_url=url, timeout=60)
-        project_id = add_project(client, sample_repo)
+    with _serving(home, sample_repo) as served:
+        settings, client, project_id = served.settings, served.client, served.project_id
         not_yet = _locate(client, project_id, TRACEBACK)
         assert not_yet.status_code == 422, not_yet.text
         error = not_yet.json()["error"]
@@ -98,11 +117,9 @@ def test_bad_and_hostile_text_gets_a_clear_answer_never_a_500(
     home: Path, sample_repo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    settings = settings_for(home, "http://127.0.0.1:9/v1")
-    with running_server(settings, embedded_worker=False) as url:
-        client = httpx.Client(base_url=url, timeout=60)
-        project_id = add_project(client, sample_repo)
-        _index(settings, project_id)
+    with _serving(home, sample_repo) as served:
+        client, project_id = served.client, served.project_id
+        _index(served.settings, project_id)
         path = f"/api/projects/{project_id}/locate"
         refused = {
             "no text": {"limit": 3},
@@ -162,12 +179,10 @@ def _cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
 def test_cli_locate_remote_asks_the_server_with_the_stored_token(
     home: Path, sample_repo: Path, tmp_path: Path
 ) -> None:
-    settings = settings_for(home, "http://127.0.0.1:9/v1")
     laptop = tmp_path / "laptop"  # holds only the login: the answer comes over HTTP
-    with running_server(settings, embedded_worker=False) as url:
-        client = httpx.Client(base_url=url, timeout=60)
-        project_id = add_project(client, sample_repo)
-        _index(settings, project_id)
+    with _serving(home, sample_repo) as served:
+        url, client, project_id = served.url, served.client, served.project_id
+        _index(served.settings, project_id)
         signup = client.post(
             "/api/auth/signup",
             json={

@@ -119,6 +119,17 @@ def post(remote: Remote, api_path: str, body: Any) -> Any:
         raise RemoteError(f"{remote.url} answered what is not JSON: {text[:300]}") from exc
 
 
+def locate(remote: Remote, project: str, text: str, limit: int) -> list[Any]:
+    """The server's locate for ``project`` (its id or name): `errands locate --remote` and
+    the MCP server's remote backend."""
+    from urllib.parse import quote
+
+    found: list[Any] = post(
+        remote, f"/api/projects/{quote(project, safe='')}/locate", {"text": text, "limit": limit}
+    )
+    return found
+
+
 def _refused(remote: Remote, status: int, text: str) -> ErrandsError:
     """The server's refusal as our error: its code and message, when it gave them."""
     if status == 401:

@@ -45,6 +45,11 @@ def stat_identity(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+def saved_size(key: Identity) -> int:
+    """The bytes of the index saved as ``key`` (an :func:`identity`): base and journal."""
+    return key[2] + key[5]
+
+
 def identity(path: Path) -> Identity | None:
     """The identity of the index saved at ``path`` now, or None when there is none. Taken
     before reading the index, it is never newer than what is then read (a reader caching an

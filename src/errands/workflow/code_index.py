@@ -177,7 +177,7 @@ def _save(index: CodeIndex, settings: Settings, project_id: int) -> None:
     task's research (in the same worker) reads next, without loading it again."""
     index.save_query_file(query_file(settings.home, project_id))
     path = index_path(settings, project_id)
-    _remember(path, index.save(path), index, settings.index_cache_mb * _MB)
+    _remember(path, index.save(path), index, _keep_bytes(settings))
 
 
 def _query_file_current(settings: Settings, project_id: int, commit: str) -> bool:
@@ -205,8 +205,11 @@ _MB = 1 << 20
 
 def held_bytes(key: _Key) -> int:
     """The memory an index saved as ``key`` (:func:`journal.identity`) is counted as."""
-    base_size, journal_size = key[2], key[5]
-    return (base_size + journal_size) * _RESIDENT_PER_SAVED
+    return journal.saved_size(key) * _RESIDENT_PER_SAVED
+
+
+def _keep_bytes(settings: Settings) -> int:
+    return settings.index_cache_mb * _MB
 
 
 def loaded_paths() -> list[Path]:
@@ -218,9 +221,7 @@ def loaded_paths() -> list[Path]:
 def load_index(settings: Settings, project_id: int) -> CodeIndex | None:
     """The project's saved index, shared by every reader in this process: never change it
     (:func:`refresh_index` works on its own copy)."""
-    return load_index_file(
-        index_path(settings, project_id), keep_bytes=settings.index_cache_mb * _MB
-    )
+    return load_index_file(index_path(settings, project_id), keep_bytes=_keep_bytes(settings))
 
 
 def load_index_file(path: Path, *, keep_bytes: int = 0) -> CodeIndex | None:
@@ -289,7 +290,7 @@ def refresh_index(
     if index is not None and key is not None and index.commit == commit:
         if not _query_file_current(settings, project_id, commit):  # an older Errands' index
             index.save_query_file(query_file(settings.home, project_id))
-        _remember(path, key, index, settings.index_cache_mb * _MB)
+        _remember(path, key, index, _keep_bytes(settings))
         return index, []
     changed: list[str] | None = None
     if index is not None:
