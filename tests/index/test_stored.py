@@ -59,8 +59,11 @@ def test_every_symbol_and_lookup_is_there(index_and_file: tuple[CodeIndex, Store
     tables = stored.derived()
     for name, syms in derived.defs.items():
         assert tables.defs.get(name) == syms
+        for most in (1, 2, 25):
+            assert tables.defined_in(name, most) == derived.defined_in(name, most)
     for key, paths in derived.path_tokens.items():
         assert tables.path_tokens.get(key) == paths
+        assert tables.named_by(key) == derived.named_by(key) == len(paths)
     assert tables.basenames.get("no-such-file.py") is None
 
 

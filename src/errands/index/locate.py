@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -41,8 +42,8 @@ class _Lookup(Protocol[T]):
 class _Tables(Protocol):
     """The ranker's lookup tables (:class:`~errands.index.tables.Derived`)."""
 
-    @property
-    def defs(self) -> _Lookup[str]: ...  # name → the files defining it
+    def defined_in(self, name: str, most: int, /) -> list[str] | None: ...
+    def named_by(self, word: str, /) -> int: ...  # how many files' paths name the word
     @property
     def modules(self) -> _Lookup[str]: ...
     @property
@@ -124,6 +125,28 @@ _MODULE_DEPTH = 32
 _DUNDER = re.compile(r"__\w+__")
 _PROMPT = re.compile(r"(?m)^\s*(?:>>>|\.\.\.|\$|In \[\d+\]:).*$")
 
+# A name defined in more files than this points nowhere.
+_MOST_DEFINING = 25
+
+# What one text may name, at most. A text may be 64 KiB, and one made of thousands of a
+# repository's identifiers, paths, frames or dotted names had the ranker look each one up
+# and score every file they reached: 0.9-2.6 s a locate on a 50,000-file repository, all
+# the while holding a served project's query file. Each cap is well above the most that any
+# issue of the benchmark's dev set names (in brackets; 225 issues, the longest 24 KB), so no
+# ranking there changes. Past a cap, what comes first in the text is kept (of frames, what
+# comes last: the deepest frames count most).
+MOST_FRAMES = 100  # distinct traceback frames [20]
+MOST_PATHS = 100  # distinct paths written [7]
+MOST_DOTTED = 250  # distinct dotted names [62], each tried as up to _MODULE_DEPTH modules
+MOST_NAMES = 1000  # distinct identifiers in code, and as many in prose [508; 23]
+MOST_WORDS = 1000  # distinct words, for path words and file names [484]
+MOST_TERMS = 1000  # BM25 query terms [570]
+# And how many files those may point at in all: a name at up to _MOST_DEFINING files, a word
+# at up to a twentieth of the repository, and every file pointed at is scored. Past a budget,
+# the names (words) pointing at the fewest files are kept: they say the most.
+MOST_DEFINITIONS = 1000  # files defining the names, summed over the names [63]
+MOST_PATH_WORD_FILES = 5_000  # files whose path a word names, summed over the words [2,522]
+
 _PATH_EXTS = frozenset(LANGUAGE_BY_EXT) | {
     ".cfg",
     ".toml",
@@ -189,8 +212,10 @@ def _parse_text(text: str) -> _Text:
     code_parts += _INDENTED.findall(text)
     code_parts += _PROMPT.findall(text)
     code = "\n".join(code_parts)
-    frames = [m.group(1) for m in _FRAME.finditer(text)]
-    frame_set = set(frames)
+    all_frames = [m.group(1) for m in _FRAME.finditer(text)]
+    deepest = set(_first(dict.fromkeys(reversed(all_frames)), MOST_FRAMES))
+    frames = [f for f in all_frames if f in deepest]
+    frame_set = set(all_frames)
     paths = []
     for m in _PATHLIKE.finditer(text):
         p = m.group(1)
@@ -207,7 +232,25 @@ def _parse_text(text: str) -> _Text:
         if "_" in word.strip("_") or (any(c.isupper() for c in word[1:]) and word[0].isalpha()):
             prose_idents[word] += 1
     words = Counter(w.lower() for w in _WORD.findall(text) if len(w) > 2)
-    return _Text(text, code, frames, paths, dotted, code_idents, prose_idents, words)
+    return _Text(
+        text,
+        code,
+        frames,
+        _first(dict.fromkeys(paths), MOST_PATHS),
+        _first(dict.fromkeys(dotted), MOST_DOTTED),
+        _first_counted(code_idents, MOST_NAMES),  # (each still counted over the whole text)
+        _first_counted(prose_idents, MOST_NAMES),
+        _first_counted(words, MOST_WORDS),
+    )
+
+
+def _first(items: Iterable[T], most: int) -> list[T]:
+    return list(islice(items, most))
+
+
+def _first_counted(counts: Counter[str], most: int) -> Counter[str]:
+    """The first ``most`` keys of ``counts`` (in the order first seen), with their counts."""
+    return counts if len(counts) <= most else Counter(dict(islice(counts.items(), most)))
 
 
 def _match_path(index: Ranked, mentioned: str) -> tuple[list[str], int]:
@@ -235,17 +278,18 @@ def locate(
     index: Ranked, text: str, *, limit: int = 10, weights: Weights = WEIGHTS
 ) -> list[Located]:
     """Files ranked for ``text``, best first, each with its reasons and symbols."""
+    found = evidence(index, text)
+    # Every file scored, but the reasons and symbols put in order only for those kept: a
+    # text can point at thousands of files.
+    scored = [(-round(t, 4), path) for path, ev in found.items() if (t := ev.total(weights)) > 0]
     located: list[Located] = []
-    for path, ev in evidence(index, text).items():
-        total = ev.total(weights)
-        if total <= 0:
-            continue
+    for neg_score, path in sorted(scored)[:limit]:
+        ev = found[path]
         ranked = sorted(ev.reasons, key=lambda r: -getattr(weights, r[0]) * r[1])
         syms = [s for s, _v in sorted(ev.symbols.items(), key=lambda x: -x[1])][:5]
         reasons = [r for _s, _v, r in ranked][:6]
-        located.append(Located(path=path, score=round(total, 4), reasons=reasons, symbols=syms))
-    located.sort(key=lambda loc: (-loc.score, loc.path))
-    return located[:limit]
+        located.append(Located(path=path, score=-neg_score, reasons=reasons, symbols=syms))
+    return located
 
 
 def evidence(index: Ranked, text: str) -> dict[str, Evidence]:
@@ -254,12 +298,12 @@ def evidence(index: Ranked, text: str) -> dict[str, Evidence]:
     parsed = _parse_text(text)
     derived = index.derived()
     scores: dict[str, Evidence] = defaultdict(Evidence)
-    n_files = max(index.files, 1)
 
     # 1. Traceback frames: every in-repository frame, the deepest the most.
     frame_hits: list[str] = []
-    for frame in parsed.frames:
-        files, depth = _match_path(index, frame)
+    matched = {frame: _match_path(index, frame) for frame in dict.fromkeys(parsed.frames)}
+    for frame in parsed.frames:  # (a frame repeated, as in a deep recursion, looked up once)
+        files, depth = matched[frame]
         if files and (depth >= 2 or len(files) == 1):
             frame_hits.extend(files[:1] if len(files) == 1 else files[:3])
     for i, path in enumerate(dict.fromkeys(reversed(frame_hits))):
@@ -268,7 +312,7 @@ def evidence(index: Ranked, text: str) -> dict[str, Evidence]:
             scores[path].add("traceback_last", 1.0, "the traceback ends in this file")
 
     # 2. Paths written in the text.
-    for mentioned in dict.fromkeys(parsed.paths):
+    for mentioned in parsed.paths:
         files, depth = _match_path(index, mentioned)
         if not files:
             continue
@@ -277,7 +321,7 @@ def evidence(index: Ranked, text: str) -> dict[str, Evidence]:
             scores[path].add("path", share, f"text names `{mentioned}`")
 
     # 3. Dotted module names → the module file, and the symbol named after it.
-    for dotted in dict.fromkeys(parsed.dotted):
+    for dotted in parsed.dotted:
         parts = dotted.split(".")
         for k in range(min(len(parts), _MODULE_DEPTH), 1, -1):
             module_paths = derived.modules.get(".".join(parts[:k]))
@@ -297,21 +341,15 @@ def evidence(index: Ranked, text: str) -> dict[str, Evidence]:
     # traceback through it cannot outweigh everything else.
     def_sums: dict[str, float] = defaultdict(float)
     def_names: dict[str, list[str]] = defaultdict(list)
-    for idents, ctx_weight in ((parsed.code_idents, 1.0), (parsed.prose_idents, 0.5)):
-        for name, count in idents.items():
-            if len(name) < 3 or name.lower() in STOPWORDS or _DUNDER.fullmatch(name):
-                continue
-            defining = derived.defs.get(name)
-            if not defining or len(defining) > 25:
-                continue
-            syms = [s for path in defining for s in index.symbols_named(path, name)]
-            shaped = 1.0 if _is_shaped(name) else 0.5
-            value = ctx_weight * shaped / len(defining) * (1.0 + 0.2 * min(count - 1, 5))
-            for sym in syms:
-                scores[sym.path].symbol(sym, value)
-            for path in defining:
-                def_sums[path] += value
-                def_names[path].append(name)
+    for name, count, ctx_weight, defining in _definitions(index, parsed):
+        syms = [s for path in defining for s in index.symbols_named(path, name)]
+        shaped = 1.0 if _is_shaped(name) else 0.5
+        value = ctx_weight * shaped / len(defining) * (1.0 + 0.2 * min(count - 1, 5))
+        for sym in syms:
+            scores[sym.path].symbol(sym, value)
+        for path in defining:
+            def_sums[path] += value
+            def_names[path].append(name)
     for path, total in def_sums.items():
         names = ", ".join(f"`{n}`" for n in def_names[path][:3])
         scores[path].add("defines", math.log2(1.0 + total), f"defines {names} named in the text")
@@ -338,18 +376,13 @@ def evidence(index: Ranked, text: str) -> dict[str, Evidence]:
     # 6. Words naming directories or files, and files named after a word or identifier of
     # the text (`config` → config.py, `linted_file` → linted_file.py). Tests and fixtures
     # named after a module do not make its name any less specific.
-    identifiers = {w.lower() for w in (*parsed.code_idents, *parsed.prose_idents)}
-    for word in sorted(set(parsed.words) | identifiers):
-        if word in STOPWORDS:
-            continue
-        paths = derived.path_tokens.get(word)
-        if not paths or len(paths) > max(20, n_files // 20):
-            continue
+    for word, paths in _path_words(index, parsed):
         sources = [p for p in paths if not is_test(p)]
         if word in parsed.words:
             value = 1 / math.sqrt(len(sources) or len(paths))
+            reason = f"path matches `{word}`"
             for path in paths:
-                scores[path].add("path_word", value, f"path matches `{word}`")
+                scores[path].add("path_word", value, reason)
         named = [p for p in sources if _stem(p) == word]
         for path in named:
             scores[path].add("stem", 1 / len(named), f"the file is named `{word}`")
@@ -365,6 +398,72 @@ def evidence(index: Ranked, text: str) -> dict[str, Evidence]:
             sc.add("history", value, f"changed in {churn} recent commits")
         sc.kind = _kind(path)
     return dict(scores)
+
+
+def _definitions(index: Ranked, parsed: _Text) -> list[tuple[str, int, float, list[str]]]:
+    """The identifiers of the text that files define (and few enough files to point
+    somewhere), each with its count, its context's weight and those files: in the text's
+    order, code before prose, within :data:`MOST_DEFINITIONS`."""
+    tables = index.derived()
+    found = []
+    for idents, ctx_weight in ((parsed.code_idents, 1.0), (parsed.prose_idents, 0.5)):
+        for name, count in idents.items():
+            if len(name) < 3 or name.lower() in STOPWORDS or _DUNDER.fullmatch(name):
+                continue
+            defining = tables.defined_in(name, _MOST_DEFINING)
+            if defining:
+                found.append((name, count, ctx_weight, defining))
+    return _within(found, MOST_DEFINITIONS, lambda item: len(item[3]))
+
+
+def _path_words(index: Ranked, parsed: _Text) -> list[tuple[str, list[str]]]:
+    """The words and identifiers of the text that name directories or files (a word naming
+    more than a twentieth of the repository names nothing in particular), each with those
+    files: in alphabetical order, within :data:`MOST_PATH_WORD_FILES`."""
+    tables = index.derived()
+    most = max(20, max(index.files, 1) // 20)
+    identifiers = {w.lower() for w in (*parsed.code_idents, *parsed.prose_idents)}
+    # Counted first, the files listed only of the words kept: a query file reads a row for
+    # each, and the words dropped could name a thousand files each.
+    counted = []
+    for word in sorted(set(parsed.words) | identifiers):
+        if word not in STOPWORDS and 0 < (n := tables.named_by(word)) <= most:
+            counted.append((word, n))
+    kept = _within(counted, MOST_PATH_WORD_FILES, lambda item: item[1])
+    return [(word, tables.path_tokens.get(word) or []) for word, _n in kept]
+
+
+def _within(found: list[T], budget: int, size: Callable[[T], int]) -> list[T]:
+    """``found`` whole if its sizes add up to at most ``budget``; otherwise the items of the
+    smallest sizes (ties: the earlier) that fit in it, in their order."""
+    if sum(map(size, found)) <= budget:
+        return found
+    kept: set[int] = set()
+    total = 0
+    for i in sorted(range(len(found)), key=lambda i: size(found[i])):
+        total += size(found[i])
+        if total > budget:
+            break
+        kept.add(i)
+    return [item for i, item in enumerate(found) if i in kept]
+
+
+def considered(index: Ranked, text: str) -> dict[str, int]:
+    """How much of ``text`` the ranker looks up and scores, within the caps above: distinct
+    frames, paths, dotted names, identifiers, words and BM25 terms; and the files the
+    identifiers' definitions and the path words point at, summed (for tests and the
+    benchmark: it makes the same lookups as :func:`evidence`)."""
+    parsed = _parse_text(text)
+    return {
+        "frames": len(set(parsed.frames)),
+        "paths": len(parsed.paths),
+        "dotted": len(parsed.dotted),
+        "names": len(parsed.code_idents) + len(parsed.prose_idents),
+        "words": len(parsed.words),
+        "terms": len(_query_terms(parsed)),
+        "definitions": sum(len(item[3]) for item in _definitions(index, parsed)),
+        "path_word_files": sum(len(item[1]) for item in _path_words(index, parsed)),
+    }
 
 
 def _stem(path: str) -> str:
@@ -394,7 +493,7 @@ def _query_terms(parsed: _Text) -> dict[str, float]:
             if tok not in STOPWORDS:
                 counts[tok] += n
     # Repetition says a little, not a lot.
-    return {t: 1.0 + math.log(n) for t, n in counts.items()}
+    return {t: 1.0 + math.log(n) for t, n in islice(counts.items(), MOST_TERMS)}
 
 
 def _add_bm25(

@@ -76,6 +76,16 @@ class Derived:
             Overlay(tables["basenames"]),
         )
 
+    def defined_in(self, name: str, most: int) -> list[str] | None:
+        """The files defining ``name``, in path order; None when none does or more than
+        ``most`` do."""
+        found = self.defs.get(name)
+        return found if found and len(found) <= most else None
+
+    def named_by(self, word: str) -> int:
+        """How many files' paths name ``word`` (see :attr:`path_tokens`)."""
+        return len(self.path_tokens.get(word) or ())
+
     def fork(self) -> Derived:
         """A copy to change apart from this one: :meth:`add` and :meth:`remove` put new
         lists in the tables rather than change those there, so the lists are shared, and
