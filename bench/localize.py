@@ -803,7 +803,7 @@ def scale(n_files: int) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="errands-bench-scale-"))
     git_dir = tmp / "repo.git"
     t0 = time.perf_counter()
-    head, _paths = generate(git_dir, n_files)
+    head, paths = generate(git_dir, n_files)
     print(f"Scale: generated {n_files} files in {time.perf_counter() - t0:.1f} s ({git_dir})")
     print(f"  load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with Progress(
@@ -934,10 +934,61 @@ def scale(n_files: int) -> int:
     same = stored.locate("parser token schema render frame") == probe.locate(
         "parser token schema render frame"
     )
-    stored.close()
     print(f"  the updated query file answers as the updated index: {same}")
+    _hostile(probe, stored, paths)
+    stored.close()
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _hostile_texts(paths: list[str]) -> dict[str, str]:
+    """Locate texts of the largest size a caller may send (64 KiB), made of the generated
+    repository's own names: the shapes that cost most before the ranker's caps."""
+    import itertools
+
+    def filled(items: Iterator[str], sep: str = " ") -> str:
+        out, size = [], 0
+        for item in items:
+            size += len(item) + len(sep)
+            if size > 65536:
+                break
+            out.append(item)
+        return sep.join(out)
+
+    methods = [f"{a}_{b}" for a, b in itertools.permutations(_WORDS, 2)]  # each in ~400 files
+    return {
+        "method names": filled(itertools.cycle(methods)),
+        "paths": filled(iter(paths)),
+        "traceback frames": filled((f'File "{p}", line 3, in f' for p in paths), "\n"),
+        "dotted names": filled(p[:-3].replace("/", ".") + ".Thing" for p in paths),
+    }
+
+
+def _hostile(index: CodeIndex, stored: StoredIndex, paths: list[str]) -> None:
+    """Locate on hostile texts, in process on the index and from the query file (a served
+    locate's way): each text's median of 3, the worst shape's printed, and the scale
+    questions' slowest beside it."""
+    worst: dict[str, tuple[float, str]] = {}
+    for where, locate in (("index", index.locate), ("query file", stored.locate)):
+        locate(_SCALE_QUESTIONS[0])  # the query file's history read once, as when held open
+        for shape, text in _hostile_texts(paths).items():
+            ms = statistics.median(_ms(locate, text) for _ in range(3))
+            worst[where] = max(worst.get(where, (0.0, "")), (ms, shape))
+        asked = max(_ms(locate, q) for q in _SCALE_QUESTIONS)
+        worst[where + " asked"] = (asked, "")
+    print(
+        "  hostile 64 KiB texts of the repository's own method names, paths, frames or dotted "
+        f"names (median of 3 each): the worst {worst['index'][0]:.0f} ms in process "
+        f"({worst['index'][1]}), {worst['query file'][0]:.0f} ms from the query file "
+        f"({worst['query file'][1]}); the slowest scale question {worst['index asked'][0]:.0f} "
+        f"/ {worst['query file asked'][0]:.0f} ms; load average {os.getloadavg()[0]:.2f}"
+    )
+
+
+def _ms(locate: Any, text: str) -> float:
+    t0 = time.perf_counter()
+    locate(text)
+    return (time.perf_counter() - t0) * 1000
 
 
 def _rss() -> float:

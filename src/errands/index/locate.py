@@ -130,8 +130,8 @@ _MOST_DEFINING = 25
 
 # What one text may name, at most. A text may be 64 KiB, and one made of thousands of a
 # repository's identifiers, paths, frames or dotted names had the ranker look each one up
-# and score every file they reached: 0.9-2.6 s a locate on a 50,000-file repository, all
-# the while holding a served project's query file. Each cap is well above the most that any
+# and score every file they reached: 2-4.5 s a locate on a 50,000-file repository, all the
+# while holding a served project's query file. Each cap is well above the most that any
 # issue of the benchmark's dev set names (in brackets; 225 issues, the longest 24 KB), so no
 # ranking there changes. Past a cap, what comes first in the text is kept (of frames, what
 # comes last: the deepest frames count most).
