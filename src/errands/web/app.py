@@ -70,6 +70,7 @@ from errands.web import notifications as notification_routes
 from errands.web.deps import DbDep, ReviewerDep, SettingsDep, in_session
 from errands.web.errors import error_responses, json_error
 from errands.web.guard import LOOPBACK_NAMES, BrowserGuard
+from errands.web.headers import SecurityHeaders
 from errands.web.openapi import install as install_openapi
 from errands.web.ui import install as install_ui
 from errands.workflow import actions, reviewers
@@ -138,6 +139,11 @@ def create_app(
     app.state.clock = clock
     app.add_middleware(AuditTrail)
     app.add_middleware(BrowserGuard, loopback_only=settings.host in LOOPBACK_NAMES)
+    # Outermost: a refusal of the guard's carries the headers too.
+    docs = (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    app.add_middleware(
+        SecurityHeaders, billing=settings.billing_enabled, docs=[p for p in docs if p]
+    )
 
     @app.exception_handler(ErrandsError)
     async def errands_error(_: Request, exc: ErrandsError) -> JSONResponse:

@@ -15,6 +15,12 @@
     });
   }
 
+  // A choice that submits its form as soon as it changes (the board's project filter).
+  document.addEventListener("change", function (event) {
+    var field = event.target;
+    if (field.form && field.dataset && "autosubmit" in field.dataset) field.form.submit();
+  });
+
   // Forms that destroy something ask first.
   document.addEventListener("submit", function (event) {
     var form = event.target;
