@@ -269,8 +269,15 @@ def test_org_page_shows_credits_and_leads_owners_to_stripe(
         )
         browser = httpx.Client(base_url=url, cookies=signup.cookies, timeout=30)
         csrf = signup.json()["csrf_token"]
-        page = browser.get("/org").text
+        org = browser.get("/org")
+        page = org.text
         assert 'id="credits-left">$0' in page and "Subscribe: team" in page
+        # The page's policy lets its billing forms be redirected to Stripe (Chromium checks a
+        # form's redirects against form-action).
+        assert (
+            "form-action 'self' https://checkout.stripe.com https://billing.stripe.com;"
+            in org.headers["content-security-policy"]
+        )
         assert "Manage billing" not in page  # no billing account yet
         go = browser.post("/org/billing/checkout", data={"plan": "team", "csrf_token": csrf})
         assert go.status_code == 303, go.text

@@ -153,7 +153,6 @@ class Site:
     project: str
     cookies: list[Any]
     api: httpx.Client
-    script: HostileScript
 
 
 PROJECT = "p<img src=x onerror=__pwn('project')>"  # no "/": a project name cannot hold one
@@ -250,7 +249,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 },
             )
             assert suggestion.status_code == 201, suggestion.text
-            yield Site(url, task_id, PROJECT, list(made.cookies.jar), api, script)
+            try:
+                yield Site(url, task_id, PROJECT, list(made.cookies.jar), api)
+            finally:
+                api.close()
             assert llm.script_errors == []
 
 
