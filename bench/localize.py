@@ -842,7 +842,7 @@ def scale(n_files: int) -> int:
     )
     del index
     t0 = time.perf_counter()
-    CodeIndex.load(saved)
+    loaded = CodeIndex.load(saved)
     load_s = time.perf_counter() - t0
     load_peak = _phase_peak()
     print(f"  load {load_s:.2f} s")
@@ -854,6 +854,8 @@ def scale(n_files: int) -> int:
     )
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"  peak memory of the largest child (build workers, git): {children:.0f} MB")
+    _ties(loaded, queried)
+    del loaded
     _fresh_locate(queried)
     _held_open(queried)
     # The index job's path after a one-file commit (workflow.code_index.refresh_index): the
@@ -983,6 +985,36 @@ def _hostile(index: CodeIndex, stored: StoredIndex, paths: list[str]) -> None:
         f"({worst['query file'][1]}); the slowest scale question {worst['index asked'][0]:.0f} "
         f"/ {worst['query file asked'][0]:.0f} ms; load average {os.getloadavg()[0]:.2f}"
     )
+
+
+def _ties(index: CodeIndex, queried: Path) -> None:
+    """Locate on texts that tie most of the generated repository's chunks at BM25's cut
+    (its method bodies look alike): ``get`` (~500,000 of 700,000 chunks at 50,000 files)
+    and a dev-set issue (pvlib-1739, when the data is here); first (the index just
+    loaded, the query file just opened: ties order the base's chunks once) and warm
+    (median of 5), in process on the index and from the query file."""
+    texts = {"`get`": "get"}
+    if DEFAULT_DATA.is_file():
+        for line in DEFAULT_DATA.read_text().splitlines():
+            row = json.loads(line) if line.strip() else {}
+            if row.get("instance_id") == "pvlib__pvlib-python-1739":
+                texts["pvlib-1739"] = row["problem_statement"]
+    stored = StoredIndex(queried)
+    try:
+        figures = []
+        for name, text in texts.items():
+            for where, locate in (("index", index.locate), ("query file", stored.locate)):
+                first = _ms(locate, text)
+                warm = statistics.median(_ms(locate, text) for _ in range(5))
+                figures.append(f"{name} {where} {first:.0f} / {warm:.0f} ms")
+        same = all(index.locate(t) == stored.locate(t) for t in texts.values())
+        print(
+            "  locate on texts tying most chunks at BM25's cut, first / warm (median of 5): "
+            f"{'; '.join(figures)}; the query file answers as the index: {same}; "
+            f"load average {os.getloadavg()[0]:.2f}"
+        )
+    finally:
+        stored.close()
 
 
 def _ms(locate: Any, text: str) -> float:

@@ -132,12 +132,27 @@ def add_term(out: Floats, norm: Floats, weight: float, docs: Small, tfs: Floats)
     out[docs] += weight * tfs * (K1 + 1.0) / (tfs + norm[docs])
 
 
+RankOf = Callable[[npt.NDArray[np.int64]], npt.NDArray[np.integer[Any]]]
+
+
 def best_of(
-    scores: Floats, limit: int, key_of: Callable[[list[int]], list[str | None]]
+    scores: Floats,
+    limit: int,
+    key_of: Callable[[list[int]], list[str | None]],
+    rank_of: RankOf | None = None,
+    base_size: int = 0,
 ) -> list[tuple[str, float]]:
     """The ``limit`` documents scoring most (above 0) as (key, score), ties in key order:
     which documents come out depends on their scores and keys only, never on their ids
-    (an updated index numbers documents differently from a fresh one)."""
+    (an updated index numbers documents differently from a fresh one).
+
+    ``rank_of`` gives ids below ``base_size`` (a build's documents, whose keys never change)
+    integers in their keys' order (:meth:`Keys.rank_of <errands.index.keys.Keys.rank_of>`):
+    of those, only the ``limit`` first by score then that order can make the answer, so only
+    theirs and the later documents' keys are read — a one-word text ties hundreds of
+    thousands of chunks at the cut, and reading each one's key took seconds. The answer is
+    still the sort of the keys read, so it is the same with or without ``rank_of`` (every
+    document scoring above 0 is live and has a key)."""
     pos = np.flatnonzero(scores > 0)
     if limit <= 0 or not len(pos):
         return []
@@ -145,6 +160,13 @@ def best_of(
         # Everything scoring at least the limit-th best, so ties at the cut are all in.
         cut = np.partition(scores[pos], len(pos) - limit)[len(pos) - limit]
         pos = pos[scores[pos] >= cut]
+    if rank_of is not None and len(pos) > limit:
+        base = pos[pos < base_size]
+        if len(base) > limit:
+            # By score, then key: a base document past the first ``limit`` has that many
+            # before it whatever the other documents' keys, so it cannot make the answer.
+            first = np.lexsort((rank_of(base), -scores[base]))[:limit]
+            pos = np.concatenate((base[first], pos[pos >= base_size]))
     ids = pos.tolist()
     pairs = [(k, float(scores[i])) for k, i in zip(key_of(ids), ids, strict=True)]
     ranked = sorted(((k, v) for k, v in pairs if k is not None), key=lambda p: (-p[1], p[0]))
@@ -500,7 +522,9 @@ class BM25:
     def best(self, scores: Floats, limit: int) -> list[tuple[str, float]]:
         """See :func:`best_of`."""
         keys = self.doc_keys
-        return best_of(scores, limit, lambda ids: [keys[i] for i in ids])
+        return best_of(
+            scores, limit, lambda ids: [keys[i] for i in ids], keys.rank_of, keys.base_size
+        )
 
     def documents(self) -> dict[str, dict[str, int]]:
         """Every live document as term → count (to compare indexes; not for queries)."""

@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 from errands.errors import InvalidInput
 from errands.index.bm25 import BM25, Floats, add_term, best_of, idf, length_norm
+from errands.index.keys import Ranks, chunk_order
 from errands.index.locate import locate
 from errands.index.model import Located, Symbol
 from errands.index.tables import TABLES, path_keys
@@ -411,6 +412,7 @@ class StoredIndex:
             )
         except sqlite3.Error as exc:
             raise InvalidInput(f"cannot read code index {path}: {exc}") from exc
+        self._chunk_ranks: Ranks | None = None  # see chunk_ranks
         try:
             self._conn.execute("BEGIN")
             meta = self._meta()
@@ -433,6 +435,7 @@ class StoredIndex:
         self._generation = int(meta["generation"])
         self.commit = str(meta["commit"])
         self.files = int(meta["files"])
+        self._base_files = int(meta["base0"])
         self._window = {sha: age for age, sha in enumerate(str(meta["window"]).split("\n"))}
         self.file_bm25 = StoredBM25(self, FILES, meta)
         self.sym_bm25 = StoredBM25(self, CHUNKS, meta)
@@ -440,6 +443,28 @@ class StoredIndex:
 
     def close(self) -> None:
         self._conn.close()
+
+    def chunk_ranks(self) -> Ranks:
+        """The base chunks' integers in key order (see ``StoredBM25._rank_of``), made when
+        ties first call for them and kept while the file is open: an update in place never
+        renumbers or renames a base document (it marks it removed, and adds others past
+        the base), and a file written whole is another file to this connection."""
+        if self._chunk_ranks is None:
+            # The live base files' first chunks, in id order (a live chunk's file is live:
+            # the chunks of a file removed since are never asked for, whatever they get).
+            firsts = np.array(
+                [first for (first,) in self.rows(
+                    "SELECT first_symbol FROM files WHERE id < ? ORDER BY id", self._base_files
+                )],
+                dtype=np.int64,
+            )  # fmt: skip
+            ids = np.arange(self.sym_bm25.base_size, dtype=np.int64)
+            if not len(firsts):  # every base chunk removed: none is asked for
+                return np.zeros(len(ids), dtype=np.int32)
+            # (Clipped at 0: removed chunks before the first live file's.)
+            files = np.maximum(np.searchsorted(firsts, ids, side="right") - 1, 0)
+            self._chunk_ranks = chunk_order(files, np.maximum(ids - firsts[files], 0))
+        return self._chunk_ranks
 
     def locate(self, text: str, *, limit: int = 10) -> list[Located]:
         """As :meth:`CodeIndex.locate <errands.index.core.CodeIndex.locate>` (the same
@@ -659,6 +684,7 @@ class StoredBM25:
         self.live = int(meta[f"live{bm}"])
         self._total_len = int(meta[f"total_len{bm}"])
         base, size = int(meta[f"base{bm}"]), int(meta[f"next{bm}"])
+        self.base_size = base  # documents written whole (see StoredIndex.chunk_ranks)
         with index.blob(bm, "lengths") as blob:
             lengths = np.zeros(size, dtype=np.int32)
             lengths[:base] = np.frombuffer(blob.read(), dtype=np.int32)
@@ -727,7 +753,16 @@ class StoredBM25:
             )
 
     def best(self, scores: Floats, limit: int) -> list[tuple[str, float]]:
-        return best_of(scores, limit, self._keys)
+        return best_of(scores, limit, self._keys, self._rank_of, self.base_size)
+
+    def _rank_of(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.integer[Any]]:
+        """As :meth:`Keys.rank_of <errands.index.keys.Keys.rank_of>`, for base documents.
+        Written whole, the file numbers its files in path order and each file's chunks
+        after the last's: a base file's id is its order already, and a chunk's is its
+        file's and ``i``'s (:func:`~errands.index.keys.chunk_order`, as the index's)."""
+        if self._bm == FILES:
+            return ids
+        return self._index.chunk_ranks()[ids]
 
     def _keys(self, ids: list[int]) -> list[str | None]:
         keys: dict[int, str] = {}
