@@ -76,6 +76,23 @@ def test_remove_and_re_add_over_a_bulk_base() -> None:
     assert bulk.live == 5
 
 
+def test_scores_follow_changes_made_after_a_query() -> None:
+    """The length term a query makes is kept for the next: each change after it (an add,
+    a removal, a fork's own add) must be scored as by an index built with it."""
+    bulk = _bulk(DOCS)
+    _by_key(bulk, QUERY)
+    fork = bulk.fork()
+    bulk.add("d.py", {"price": 40})  # a long document: every other one is shorter now
+    assert _by_key(bulk, QUERY) == _by_key(_one_by_one({**DOCS, "d.py": {"price": 40}}), QUERY)
+    bulk.remove("a.py")
+    rest = {k: v for k, v in DOCS.items() if k != "a.py"}
+    assert _by_key(bulk, QUERY) == _by_key(_one_by_one({**rest, "d.py": {"price": 40}}), QUERY)
+    # The fork queried before either change and shares nothing of them.
+    assert _by_key(fork, QUERY) == _by_key(_one_by_one(DOCS), QUERY)
+    fork.add("e.py", {"cart": 30})
+    assert _by_key(fork, QUERY) == _by_key(_one_by_one({**DOCS, "e.py": {"cart": 30}}), QUERY)
+
+
 def test_compact_keeps_scores_and_drops_removed_documents() -> None:
     index = _bulk(DOCS)
     index.remove("a.py")

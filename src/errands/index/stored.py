@@ -703,12 +703,16 @@ class StoredBM25:
                 lengths[doc] = length
             self._alive = alive
         self._lengths = lengths
+        self._norm: Floats | None = None  # made by the first query (as BM25's)
 
     def scores(self, query: Mapping[str, float]) -> Floats:
         out = np.zeros(len(self._lengths), dtype=np.float64)
         if not self.live or not query:
             return out
-        norm = length_norm(self._lengths.astype(np.float64), self._total_len, self.live)
+        norm = self._norm
+        if norm is None:
+            lengths = self._lengths.astype(np.float64)
+            norm = self._norm = length_norm(lengths, self._total_len, self.live)
         terms = list(query)
         found = {term: (lo, hi) for term, lo, hi in self._rows("term, lo, hi", "terms", terms)}
         added: dict[str, tuple[list[int], list[int]]] = {}
