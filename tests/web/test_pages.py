@@ -3,8 +3,9 @@ bad input, the guard, JSON on request, and review actions that need no JavaScrip
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from html import unescape
+from html import escape, unescape
 from pathlib import Path
 
 import httpx
@@ -140,6 +141,45 @@ def test_projects_are_edited_through_their_form(server: str, sample_repo: Path) 
     assert client.get("/projects", headers=JSON).json()[0]["name"] == "calc"
     assert client.get("/projects/calc", headers=JSON).json()["name"] == "calc"
     assert client.get("/", headers=JSON).json() == []
+
+
+def test_links_and_redirects_reach_a_project_whose_name_means_something_in_a_url(
+    server: str, sample_repo: Path
+) -> None:
+    """A project name may hold ``#``, ``?``, ``&``, ``%`` or spaces (only ``/`` and digits
+    alone are refused): every link and redirect to it must still reach it, not a project
+    named by its part before the ``?`` or a fragment."""
+    client = _client(server)
+    name = "calc #2?x=1&y %41"
+    added = client.post("/projects/new", data={"origin": str(sample_repo), "name": name})
+    assert added.status_code == 303
+    assert client.get(added.headers["location"]).status_code == 200
+    saved = client.post(added.headers["location"], data={"base_branch": "main"})
+    assert saved.status_code == 303
+    page = client.get(saved.headers["location"])
+    assert page.status_code == 200 and "Saved" in page.text
+    reindexed = client.post(next(a for a in _hrefs(page.text, "action") if a.endswith("/reindex")))
+    assert reindexed.status_code == 303
+    assert client.get(reindexed.headers["location"]).status_code == 200
+    # Every link the project pages and the board make to it names it whole.
+    project_id = client.get("/api/projects").json()[0]["id"]
+    for listing in ("/projects", f"/?project={project_id}", saved.headers["location"]):
+        links = [
+            h
+            for h in _hrefs(client.get(listing).text, "href")
+            if "project=" in h or (h.startswith("/projects/") and h != "/projects/new")
+        ]
+        assert links, listing
+        for href in links:
+            followed = client.get(href)
+            assert followed.status_code == 200, (listing, href)
+            assert unescape(name) in unescape(followed.text), (listing, href)
+            if "?project=" in href:  # the board and the new-task form, set to it
+                assert f"selected>{escape(name)}</option>" in followed.text, (listing, href)
+
+
+def _hrefs(html: str, attribute: str) -> list[str]:
+    return [unescape(m) for m in re.findall(rf'{attribute}="([^"]*)"', html)]
 
 
 def test_the_guard_covers_forms_and_the_chat_socket(server: str, sample_repo: Path) -> None:

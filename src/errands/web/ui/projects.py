@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -99,7 +100,7 @@ def add_project(
             "auto_execute": bool(auto_execute),
         }
         return _new_page(request, form, exc.message, exc.status)
-    return RedirectResponse(f"/projects/{created}", status_code=303)
+    return RedirectResponse(f"/projects/{quote(created, safe='')}", status_code=303)
 
 
 def project_page(
@@ -192,7 +193,7 @@ def edit_project(
         name = in_session(db, work)
     except ErrandsError as exc:
         return project_page(request, db, settings, ref, error=exc.message, status=exc.status)
-    return RedirectResponse(f"/projects/{name}?saved=1", status_code=303)
+    return RedirectResponse(f"/projects/{quote(name, safe='')}?saved=1", status_code=303)
 
 
 @router.post("/projects/{ref}/reindex", response_model=None, dependencies=[ACT])
@@ -201,7 +202,7 @@ def reindex(request: Request, ref: str, db: DbDep, settings: SettingsDep) -> Res
         name = in_session(db, lambda s: actions.reindex_project(s, settings, ref).name)
     except ErrandsError as exc:
         return project_page(request, db, settings, ref, error=exc.message, status=exc.status)
-    return RedirectResponse(f"/projects/{name}?reindexing=1", status_code=303)
+    return RedirectResponse(f"/projects/{quote(name, safe='')}?reindexing=1", status_code=303)
 
 
 def _hours(value: str) -> float | None:
