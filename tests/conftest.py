@@ -36,12 +36,18 @@ def sample_repo(tmp_path: Path) -> Path:
     (repo / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
     (repo / "README.md").write_text("# calc\n")
     (repo / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n")
+    commit_initial(repo)
+    return repo
+
+
+def commit_initial(repo: Path) -> None:
+    """Make ``repo`` (a directory of files) a git repository on branch main, its files
+    committed as "initial" by a local identity."""
     run_git(repo, "init", "-q", "-b", "main")
     run_git(repo, "config", "user.name", "Dev")
     run_git(repo, "config", "user.email", "dev@example.com")
     run_git(repo, "add", "-A")
     run_git(repo, "commit", "-q", "-m", "initial")
-    return repo
 
 
 def run_git(repo: Path, *args: str) -> str:

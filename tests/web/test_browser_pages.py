@@ -27,7 +27,7 @@ from playwright.sync_api import (
 )
 
 from errands.testing.scripted_llm import ChatRequest, Reply, ScriptedLLM
-from tests.conftest import run_git
+from tests.conftest import commit_initial
 from tests.support import (
     CalcScript,
     add_task,
@@ -81,11 +81,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     )
     (repo / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
     (repo / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256)))
-    run_git(repo, "init", "-q", "-b", "main")
-    run_git(repo, "config", "user.name", "Dev")
-    run_git(repo, "config", "user.email", "dev@example.com")
-    run_git(repo, "add", "-A")
-    run_git(repo, "commit", "-q", "-m", "initial")
+    commit_initial(repo)
     home = root / "home"
     home.mkdir()
     script = HeldCalc()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,11 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect
 
 from errands.testing.scripted_llm import ChatRequest, Reply, ScriptedLLM
 from errands.web.ui import diffview
-from tests.conftest import run_git
+from tests.conftest import commit_initial
 from tests.support import final, listed_comments, phase_of, running_server, settings_for
 from tests.support import wait_for_state as wait_for_task
 
@@ -165,11 +166,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     repo = root / "repo"
     repo.mkdir()
     (repo / "notes.txt").write_text(NOTES)
-    run_git(repo, "init", "-q", "-b", "main")
-    run_git(repo, "config", "user.name", "Dev")
-    run_git(repo, "config", "user.email", "dev@example.com")
-    run_git(repo, "add", "-A")
-    run_git(repo, "commit", "-q", "-m", "initial")
+    commit_initial(repo)
     home = root / "home"
     home.mkdir()
     script = HostileScript()
@@ -320,7 +317,10 @@ class Watch:
         return list(page.evaluate("window.__violations || []"))
 
 
-def watched(site: Site, chromium: Browser, *, bypass_csp: bool) -> tuple[BrowserContext, Watch]:
+@contextmanager
+def watching(site: Site, chromium: Browser, *, bypass_csp: bool) -> Iterator[tuple[Page, Watch]]:
+    """A page of a signed-in browser of its own, watched for payloads that run, policy
+    violations and requests to other origins (which are stopped)."""
     context = chromium.new_context(
         base_url=site.url, viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp
     )
@@ -335,7 +335,10 @@ def watched(site: Site, chromium: Browser, *, bypass_csp: bool) -> tuple[Browser
         route.abort()
 
     context.route(lambda url: not url.startswith(site.url), elsewhere)
-    return context, watch
+    try:
+        yield listen(context.new_page(), watch), watch
+    finally:
+        context.close()
 
 
 def listen(page: Page, watch: Watch) -> Page:
@@ -393,16 +396,12 @@ def test_escaping_alone_stops_every_payload(
     site: Site, chromium: Browser, lazy_colours: None
 ) -> None:
     """The first layer: with the policy bypassed, no payload runs on any page."""
-    context, watch = watched(site, chromium, bypass_csp=True)
-    try:
-        page = listen(context.new_page(), watch)
+    with watching(site, chromium, bypass_csp=True) as (page, watch):
         for address, shows in pages(site):
             visit(page, address, shows)
             assert watch.hits(page) == [], address
         # What escaping cannot stop: a markdown image is a request to its host.
         assert any(url.startswith(f"{FOREIGN}/body-md.png") for url in watch.foreign)
-    finally:
-        context.close()
 
 
 def test_nothing_runs_or_leaks_under_the_policy(
@@ -410,10 +409,8 @@ def test_nothing_runs_or_leaks_under_the_policy(
 ) -> None:
     """Both layers: nothing runs, nothing is fetched from another origin, and the only
     violations are the hostile markdown images the policy blocks."""
-    context, watch = watched(site, chromium, bypass_csp=False)
     blocked: list[str] = []
-    try:
-        page = listen(context.new_page(), watch)
+    with watching(site, chromium, bypass_csp=False) as (page, watch):
         for address, shows in pages(site):
             visit(page, address, shows)
             assert watch.hits(page) == [], address
@@ -425,17 +422,13 @@ def test_nothing_runs_or_leaks_under_the_policy(
         assert [m for m in watch.console if FOREIGN not in m] == []
         # The markdown images were there, and the policy is what stopped them.
         assert f"{FOREIGN}/body-md.png" in blocked
-    finally:
-        context.close()
 
 
 def test_chat_replies_are_text_live_and_after_a_reload(
     site: Site, chromium: Browser, screenshots: Path
 ) -> None:
     """The agent's chat reply, shown as it arrives (over the WebSocket) and on a reload."""
-    context, watch = watched(site, chromium, bypass_csp=False)
-    try:
-        page = listen(context.new_page(), watch)
+    with watching(site, chromium, bypass_csp=False) as (page, watch):
         page.goto(f"/tasks/{site.task_id}")
         page.fill("#chat-input", payload("ask"))
         page.locator("#chat-form button[type=submit]").click()
@@ -461,16 +454,12 @@ def test_chat_replies_are_text_live_and_after_a_reload(
         assert watch.hits(page) == []
         assert [v for v in watch.violations(page) if not v[1].startswith(FOREIGN)] == []
         assert watch.foreign == []
-    finally:
-        context.close()
 
 
 def test_the_policy_stops_markup_that_got_past_the_escaping(site: Site, chromium: Browser) -> None:
     """The second layer on its own: markup put into the page as if an escape had been
     missed (innerHTML, as the page's scripts do) neither runs nor loads from elsewhere."""
-    context, watch = watched(site, chromium, bypass_csp=False)
-    try:
-        page = listen(context.new_page(), watch)
+    with watching(site, chromium, bypass_csp=False) as (page, watch):
         page.goto(f"/tasks/{site.task_id}")
         page.evaluate(
             "html => { const d = document.createElement('div'); d.innerHTML = html;"
@@ -486,8 +475,6 @@ def test_the_policy_stops_markup_that_got_past_the_escaping(site: Site, chromium
         assert watch.foreign == []
         blocked = {v[0] for v in watch.violations(page)}
         assert {"script-src-elem", "script-src-attr"} <= blocked, blocked
-    finally:
-        context.close()
 
 
 def test_signed_out_pages_and_the_shared_scripts_keep_the_policy(
@@ -525,17 +512,13 @@ new MutationObserver(function (changes, observer) {
         page.reload()
         assert page.evaluate("window.__themeAtBody") == theme  # before first paint
 
-        signed_in, watch = watched(site, chromium, bypass_csp=False)
-        try:
-            board = listen(signed_in.new_page(), watch)
+        with watching(site, chromium, bypass_csp=False) as (board, watch):
             board.goto("/")
             with board.expect_navigation():
                 board.select_option("#f-project", site.project)
             assert "project=" in board.url
             expect(board.locator("#f-project")).to_have_value(site.project)
             assert watch.violations(board) == [] and watch.console == []
-        finally:
-            signed_in.close()
     finally:
         context.close()
 

@@ -53,6 +53,7 @@ DOCS_POLICY: dict[str, str] = {
 OTHER_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 COMMON = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+OTHER_HEADERS = {**COMMON, "Content-Security-Policy": OTHER_POLICY}
 INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -93,7 +94,6 @@ class SecurityHeaders:
     def __init__(self, app: ASGIApp, *, billing: bool = False, docs: Iterable[str] = ()) -> None:
         self.app = app
         self.html = html_headers(billing=billing)
-        self.other = {**COMMON, "Content-Security-Policy": OTHER_POLICY}
         self.docs = frozenset(docs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -106,9 +106,7 @@ class SecurityHeaders:
 
         async def secured(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                html = headers.get("content-type", "").startswith("text/html")
-                _add(headers, self.html if html else self.other)
+                secure(MutableHeaders(scope=message), self.html)
             await send(message)
 
         await self.app(scope, receive, secured)
@@ -126,6 +124,13 @@ class SecurityHeaders:
                     await send(m)
 
         await self.app(scope, receive, hold)
+
+
+def secure(headers: MutableHeaders, html: Mapping[str, str]) -> None:
+    """Add the headers a response of its content type needs (``html``: an HTML page's, see
+    :func:`html_headers`) to those it does not set itself."""
+    page = headers.get("content-type", "").startswith("text/html")
+    _add(headers, html if page else OTHER_HEADERS)
 
 
 def _add(headers: MutableHeaders, values: Mapping[str, str]) -> None:

@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from errands.errors import ErrandsError
 from errands.web.errors import json_error
+from errands.web.headers import html_headers, secure
 from errands.web.ui.render import page, wants_html
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,16 @@ def install(app: FastAPI) -> None:
         original = cast(Handler, found or fallback)
 
         async def handler(request: Request, exc: Exception) -> Response:
+            answer = await answer_to(request, exc)
+            if kind is Exception:
+                # Answered from outside every middleware (Starlette's ServerErrorMiddleware),
+                # so without the security headers the others add: added here.
+                secure(
+                    answer.headers, html_headers(billing=request.app.state.settings.billing_enabled)
+                )
+            return answer
+
+        async def answer_to(request: Request, exc: Exception) -> Response:
             if wants_html(request):
                 status, message = _describe(exc)
                 if status == 401:  # a browser that is not signed in goes to sign in

@@ -16,7 +16,6 @@ import errands
 from errands.accounts.access import principal_of
 from errands.accounts.cost import dollars
 from errands.accounts.service import Principal
-from errands.web.headers import html_headers
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -102,8 +101,4 @@ def page(request: Request, template: str, *, status: int = 200, **context: Any) 
     # once, instead of each route (or template) having to remember it.
     context.setdefault("error", None)
     html = environment.get_template(template).render(request=request, **context)
-    # The middleware adds these to every page; set here too for the pages that do not pass
-    # through it (an unexpected error's page is sent from outside every middleware).
-    settings = getattr(request.app.state, "settings", None)
-    headers = html_headers(billing=bool(settings and settings.billing_enabled))
-    return HTMLResponse(html, status_code=status, headers=headers)
+    return HTMLResponse(html, status_code=status)
